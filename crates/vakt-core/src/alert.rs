@@ -1,0 +1,416 @@
+//! Alerts: the stateful object events with one fingerprint update, its timeline and the operators' transitions.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Category, Severity};
+use crate::fingerprint::Fingerprint;
+
+/// Where an alert is in its lifecycle: `open -> acknowledged -> resolved`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub const ALL: [AlertStatus; 3] = [
+        AlertStatus::Open,
+        AlertStatus::Acknowledged,
+        AlertStatus::Resolved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Open => "open",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<AlertStatus, String> {
+        AlertStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| {
+                format!("unknown status {text:?}, expected one of open, acknowledged, resolved")
+            })
+    }
+
+    pub fn is_active(self) -> bool {
+        self != AlertStatus::Resolved
+    }
+}
+
+impl fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The alert of CONTRACT.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Alert {
+    pub id: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub fingerprint: Fingerprint,
+    pub status: AlertStatus,
+    pub category: Category,
+    pub severity: Severity,
+    pub severity_max: Severity,
+    pub source: String,
+    pub resource: String,
+    pub check: String,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    pub summary: String,
+    pub labels: BTreeMap<String, String>,
+    /// Problem events this alert has absorbed.
+    pub count: i64,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub last_event_id: String,
+    pub acknowledged_by: Option<String>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub assignee: Option<String>,
+    pub resolved_by: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub incident_id: Option<String>,
+}
+
+/// What a timeline entry records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TimelineKind {
+    Opened,
+    Reopened,
+    SeverityChanged,
+    Resolved,
+    Acknowledged,
+    Unacknowledged,
+    Commented,
+    Assigned,
+    ActionDecided,
+}
+
+impl TimelineKind {
+    pub const ALL: [TimelineKind; 9] = [
+        TimelineKind::Opened,
+        TimelineKind::Reopened,
+        TimelineKind::SeverityChanged,
+        TimelineKind::Resolved,
+        TimelineKind::Acknowledged,
+        TimelineKind::Unacknowledged,
+        TimelineKind::Commented,
+        TimelineKind::Assigned,
+        TimelineKind::ActionDecided,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimelineKind::Opened => "opened",
+            TimelineKind::Reopened => "reopened",
+            TimelineKind::SeverityChanged => "severity_changed",
+            TimelineKind::Resolved => "resolved",
+            TimelineKind::Acknowledged => "acknowledged",
+            TimelineKind::Unacknowledged => "unacknowledged",
+            TimelineKind::Commented => "commented",
+            TimelineKind::Assigned => "assigned",
+            TimelineKind::ActionDecided => "action_decided",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<TimelineKind> {
+        TimelineKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// One change in an alert's life: who, when, what and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TimelineEntry {
+    pub id: String,
+    pub alert_id: String,
+    pub at: DateTime<Utc>,
+    pub kind: TimelineKind,
+    /// An operator's name, or `vakt` for what the pipeline did.
+    pub by: String,
+    pub message: String,
+    /// The event that caused the change, when an event did.
+    pub event_id: Option<String>,
+}
+
+/// The name the pipeline signs its own timeline entries with.
+pub const PIPELINE_ACTOR: &str = "vakt";
+
+/// A change an operator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperatorAction {
+    Ack,
+    Unack,
+    Resolve,
+    Comment,
+    Assign { assignee: Option<String> },
+}
+
+impl OperatorAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorAction::Ack => "ack",
+            OperatorAction::Unack => "unack",
+            OperatorAction::Resolve => "resolve",
+            OperatorAction::Comment => "comment",
+            OperatorAction::Assign { .. } => "assign",
+        }
+    }
+}
+
+/// An operator's request: the action, who asks, and an optional comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorRequest {
+    pub action: OperatorAction,
+    pub by: String,
+    pub comment: Option<String>,
+}
+
+/// Why an operator's request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OperatorError {
+    /// The request itself is malformed (400).
+    #[error("{0}")]
+    Invalid(String),
+    /// The alert's state does not allow it (409).
+    #[error("{0}")]
+    Conflict(String),
+}
+
+/// Longest operator name and comment, in bytes.
+pub const OPERATOR_TEXT_MAX: usize = 4096;
+
+/// Applies an operator's request to `alert`: the changed alert and its timeline entry.
+pub fn apply_operator(
+    alert: &Alert,
+    request: &OperatorRequest,
+    now: DateTime<Utc>,
+    entry_id: String,
+) -> Result<(Alert, TimelineEntry), OperatorError> {
+    let by = request.by.trim();
+    if by.is_empty() {
+        return Err(OperatorError::Invalid("by: must name who acts".into()));
+    }
+    if by.len() > 256 {
+        return Err(OperatorError::Invalid("by: longer than 256 bytes".into()));
+    }
+    let comment = request.comment.as_deref().map(str::trim).unwrap_or("");
+    if comment.len() > OPERATOR_TEXT_MAX {
+        return Err(OperatorError::Invalid(format!(
+            "comment: longer than {OPERATOR_TEXT_MAX} bytes"
+        )));
+    }
+    let mut next = alert.clone();
+    let (kind, mut message) = match &request.action {
+        OperatorAction::Ack => {
+            match alert.status {
+                AlertStatus::Open => {}
+                AlertStatus::Acknowledged => {
+                    return Err(OperatorError::Conflict(format!(
+                        "alert is already acknowledged by {}",
+                        alert.acknowledged_by.as_deref().unwrap_or("someone")
+                    )));
+                }
+                AlertStatus::Resolved => {
+                    return Err(OperatorError::Conflict(
+                        "alert is resolved; a resolved alert cannot be acknowledged".into(),
+                    ));
+                }
+            }
+            next.status = AlertStatus::Acknowledged;
+            next.acknowledged_by = Some(by.to_owned());
+            next.acknowledged_at = Some(now);
+            (TimelineKind::Acknowledged, format!("acknowledged by {by}"))
+        }
+        OperatorAction::Unack => {
+            if alert.status != AlertStatus::Acknowledged {
+                return Err(OperatorError::Conflict(format!(
+                    "alert is {}, only an acknowledged alert can be unacknowledged",
+                    alert.status
+                )));
+            }
+            next.status = AlertStatus::Open;
+            next.acknowledged_by = None;
+            next.acknowledged_at = None;
+            (TimelineKind::Unacknowledged, format!("unacknowledged by {by}"))
+        }
+        OperatorAction::Resolve => {
+            if alert.status == AlertStatus::Resolved {
+                return Err(OperatorError::Conflict("alert is already resolved".into()));
+            }
+            next.status = AlertStatus::Resolved;
+            next.resolved_by = Some(by.to_owned());
+            next.resolved_at = Some(now);
+            (TimelineKind::Resolved, format!("resolved by {by}"))
+        }
+        OperatorAction::Comment => {
+            if comment.is_empty() {
+                return Err(OperatorError::Invalid(
+                    "comment: a comment needs text".into(),
+                ));
+            }
+            (TimelineKind::Commented, format!("comment by {by}"))
+        }
+        OperatorAction::Assign { assignee } => {
+            let assignee = assignee.as_deref().map(str::trim).filter(|a| !a.is_empty());
+            if assignee.is_some_and(|a| a.len() > 256) {
+                return Err(OperatorError::Invalid(
+                    "assignee: longer than 256 bytes".into(),
+                ));
+            }
+            next.assignee = assignee.map(str::to_owned);
+            let message = match assignee {
+                Some(assignee) => format!("assigned to {assignee} by {by}"),
+                None => format!("unassigned by {by}"),
+            };
+            (TimelineKind::Assigned, message)
+        }
+    };
+    if !comment.is_empty() {
+        message = format!("{message}: {comment}");
+    }
+    let entry = TimelineEntry {
+        id: entry_id,
+        alert_id: alert.id.clone(),
+        at: now,
+        kind,
+        by: by.to_owned(),
+        message,
+        event_id: None,
+    };
+    Ok((next, entry))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn alert(status: AlertStatus) -> Alert {
+        let now = Utc::now();
+        Alert {
+            id: "01A".into(),
+            fingerprint: Fingerprint::sent("fp"),
+            status,
+            category: Category::Exception,
+            severity: Severity::Critical,
+            severity_max: Severity::Critical,
+            source: "test".into(),
+            resource: "db01".into(),
+            check: "disk".into(),
+            service: None,
+            environment: None,
+            summary: "full".into(),
+            labels: BTreeMap::new(),
+            count: 1,
+            first_seen: now,
+            last_seen: now,
+            last_event_id: "01E".into(),
+            acknowledged_by: None,
+            acknowledged_at: None,
+            assignee: None,
+            resolved_by: None,
+            resolved_at: None,
+            incident_id: None,
+        }
+    }
+
+    fn request(action: OperatorAction, comment: Option<&str>) -> OperatorRequest {
+        OperatorRequest {
+            action,
+            by: "alice".into(),
+            comment: comment.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn ack_unack_resolve_walk_the_lifecycle() {
+        let now = Utc::now();
+        let open = alert(AlertStatus::Open);
+        let (acked, entry) =
+            apply_operator(&open, &request(OperatorAction::Ack, Some("on it")), now, "t1".into())
+                .expect("ack");
+        assert_eq!(acked.status, AlertStatus::Acknowledged);
+        assert_eq!(acked.acknowledged_by.as_deref(), Some("alice"));
+        assert_eq!(entry.message, "acknowledged by alice: on it");
+        let (reopened, _) =
+            apply_operator(&acked, &request(OperatorAction::Unack, None), now, "t2".into())
+                .expect("unack");
+        assert_eq!(reopened.status, AlertStatus::Open);
+        assert_eq!(reopened.acknowledged_by, None);
+        let (resolved, entry) =
+            apply_operator(&reopened, &request(OperatorAction::Resolve, None), now, "t3".into())
+                .expect("resolve");
+        assert_eq!(resolved.status, AlertStatus::Resolved);
+        assert_eq!(entry.kind, TimelineKind::Resolved);
+    }
+
+    #[test]
+    fn refuses_impossible_transitions() {
+        let now = Utc::now();
+        let conflict = |status, action| {
+            matches!(
+                apply_operator(&alert(status), &request(action, None), now, "t".into()),
+                Err(OperatorError::Conflict(_))
+            )
+        };
+        assert!(conflict(AlertStatus::Acknowledged, OperatorAction::Ack));
+        assert!(conflict(AlertStatus::Resolved, OperatorAction::Ack));
+        assert!(conflict(AlertStatus::Open, OperatorAction::Unack));
+        assert!(conflict(AlertStatus::Resolved, OperatorAction::Resolve));
+        let invalid = apply_operator(
+            &alert(AlertStatus::Open),
+            &request(OperatorAction::Comment, Some("  ")),
+            now,
+            "t".into(),
+        );
+        assert!(matches!(invalid, Err(OperatorError::Invalid(_))));
+        let nobody = OperatorRequest {
+            action: OperatorAction::Ack,
+            by: " ".into(),
+            comment: None,
+        };
+        assert!(matches!(
+            apply_operator(&alert(AlertStatus::Open), &nobody, now, "t".into()),
+            Err(OperatorError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn assign_and_unassign() {
+        let now = Utc::now();
+        let assign = |alert: &Alert, who: Option<&str>| {
+            apply_operator(
+                alert,
+                &request(
+                    OperatorAction::Assign {
+                        assignee: who.map(Into::into),
+                    },
+                    None,
+                ),
+                now,
+                "t".into(),
+            )
+            .expect("assign")
+        };
+        let (assigned, entry) = assign(&alert(AlertStatus::Open), Some("bob"));
+        assert_eq!(assigned.assignee.as_deref(), Some("bob"));
+        assert_eq!(entry.message, "assigned to bob by alice");
+        let (unassigned, _) = assign(&assigned, None);
+        assert_eq!(unassigned.assignee, None);
+    }
+}

@@ -1,0 +1,566 @@
+//! The event model of CONTRACT.md: validated severity and category, the wire input and the accepted event.
+//!
+//! **Boundary:** `EventInput::from_json` is where data from outside enters the core. It checks
+//! every field and reports every problem it finds, each naming the field, instead of stopping
+//! at the first one.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Longest accepted `resource`, `check`, `service`, `environment` and `source`, in bytes.
+pub const NAME_LEN_MAX: usize = 256;
+/// Longest accepted `summary`, in bytes.
+pub const SUMMARY_LEN_MAX: usize = 8192;
+/// Most labels (and, separately, metrics) one event may carry.
+pub const LABELS_MAX: usize = 64;
+/// Longest label key, in bytes.
+pub const LABEL_KEY_LEN_MAX: usize = 128;
+/// Longest label value, in bytes.
+pub const LABEL_VALUE_LEN_MAX: usize = 1024;
+/// Largest `details` object, serialised, in bytes.
+pub const DETAILS_BYTES_MAX: usize = 64 * 1024;
+/// Longest sent fingerprint, in bytes.
+pub const FINGERPRINT_LEN_MAX: usize = 128;
+
+/// How bad an observation is. `Ok` clears the alert with the same fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    // Declared from least to most severe so that `Ord` ranks them.
+    Ok,
+    Info,
+    Warning,
+    Minor,
+    Major,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 6] = [
+        Severity::Critical,
+        Severity::Major,
+        Severity::Minor,
+        Severity::Warning,
+        Severity::Info,
+        Severity::Ok,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Major => "major",
+            Severity::Minor => "minor",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+            Severity::Ok => "ok",
+        }
+    }
+
+    /// Parses a severity name, ignoring ASCII case.
+    pub fn parse(text: &str) -> Result<Severity, String> {
+        Severity::ALL
+            .into_iter()
+            .find(|s| s.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                format!(
+                    "unknown severity {text:?}, expected one of critical, major, minor, warning, info, ok"
+                )
+            })
+    }
+
+    /// True for `ok`, the severity that clears an alert.
+    pub fn is_clear(self) -> bool {
+        self == Severity::Ok
+    }
+
+    /// The ITIL category an event of this severity gets when no rule assigns one.
+    pub fn default_category(self) -> Category {
+        match self {
+            Severity::Critical | Severity::Major => Category::Exception,
+            Severity::Minor | Severity::Warning => Category::Warning,
+            Severity::Info | Severity::Ok => Category::Informational,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// ITIL's three kinds of event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    Informational,
+    Warning,
+    Exception,
+}
+
+impl Category {
+    pub const ALL: [Category; 3] = [
+        Category::Informational,
+        Category::Warning,
+        Category::Exception,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Informational => "informational",
+            Category::Warning => "warning",
+            Category::Exception => "exception",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Category, String> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| {
+                format!("unknown category {text:?}, expected one of informational, warning, exception")
+            })
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One problem with one field of one submitted event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    /// Position of the event in the submitted batch (0 for a single object).
+    pub index: usize,
+    /// The field, dotted for nested ones (`labels.mount`); empty when the whole item is wrong.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(index: usize, field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            index,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "item {}: {}", self.index, self.message)
+        } else {
+            write!(f, "item {}: {}: {}", self.index, self.field, self.message)
+        }
+    }
+}
+
+/// An event as submitted, after validation, before the pipeline.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventInput {
+    pub source: Option<String>,
+    pub resource: String,
+    pub check: String,
+    pub severity: Option<Severity>,
+    pub summary: String,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub metrics: BTreeMap<String, f64>,
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub fingerprint: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: Map<String, Value>,
+}
+
+const EVENT_FIELDS: &str = "source, resource, check, severity, summary, service, environment, labels, metrics, occurred_at, fingerprint, details";
+
+impl EventInput {
+    /// Validates one JSON value as an event; `index` is its position in the batch, used in errors.
+    pub fn from_json(index: usize, value: Value) -> Result<EventInput, Vec<FieldError>> {
+        let Value::Object(object) = value else {
+            return Err(vec![FieldError::new(
+                index,
+                "",
+                format!("expected a JSON object, got {}", json_type(&value)),
+            )]);
+        };
+        let mut v = Validator {
+            index,
+            errors: Vec::new(),
+        };
+        let mut input = EventInput::default();
+        let mut seen_resource = false;
+        let mut seen_check = false;
+        let mut seen_summary = false;
+        for (key, value) in object {
+            match key.as_str() {
+                "source" => input.source = v.name(&key, value, true),
+                "resource" => {
+                    seen_resource = true;
+                    input.resource = v.name(&key, value, false).unwrap_or_default();
+                }
+                "check" => {
+                    seen_check = true;
+                    input.check = v.name(&key, value, false).unwrap_or_default();
+                }
+                "summary" => {
+                    seen_summary = true;
+                    input.summary = v.summary(value).unwrap_or_default();
+                }
+                "severity" => input.severity = v.severity(value),
+                "service" => input.service = v.name(&key, value, true),
+                "environment" => input.environment = v.name(&key, value, true),
+                "labels" => input.labels = v.labels(value),
+                "metrics" => input.metrics = v.metrics(value),
+                "occurred_at" => input.occurred_at = v.timestamp(&key, value),
+                "fingerprint" => input.fingerprint = v.fingerprint(value),
+                "details" => input.details = v.details(value),
+                "category" => v.error(
+                    "category",
+                    "category is assigned by rules and cannot be sent; remove it",
+                ),
+                other => v.error(
+                    other,
+                    format!("unknown field, expected one of {EVENT_FIELDS}"),
+                ),
+            }
+        }
+        for (seen, field) in [
+            (seen_resource, "resource"),
+            (seen_check, "check"),
+            (seen_summary, "summary"),
+        ] {
+            if !seen {
+                v.error(field, "missing required field");
+            }
+        }
+        if v.errors.is_empty() {
+            Ok(input)
+        } else {
+            Err(v.errors)
+        }
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Collects field errors for one item.
+struct Validator {
+    index: usize,
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(self.index, field, message));
+    }
+
+    /// A string field; `None` for an accepted null (when `nullable`) or after an error.
+    fn string(&mut self, field: &str, value: Value, nullable: bool) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s),
+            Value::Null if nullable => None,
+            other => {
+                let expected = if nullable {
+                    "a string or null"
+                } else {
+                    "a string"
+                };
+                self.error(field, format!("expected {expected}, got {}", json_type(&other)));
+                None
+            }
+        }
+    }
+
+    fn text_within(&mut self, field: &str, text: String, max: usize) -> Option<String> {
+        if text.trim().is_empty() {
+            self.error(field, "must not be empty");
+            return None;
+        }
+        if text.len() > max {
+            self.error(
+                field,
+                format!("is {} bytes long, the limit is {max}", text.len()),
+            );
+            return None;
+        }
+        if let Some(position) = text.find(|c: char| c.is_control() && c != '\t') {
+            self.error(
+                field,
+                format!("contains a control character at byte {position}"),
+            );
+            return None;
+        }
+        Some(text)
+    }
+
+    fn name(&mut self, field: &str, value: Value, nullable: bool) -> Option<String> {
+        let text = self.string(field, value, nullable)?;
+        self.text_within(field, text, NAME_LEN_MAX)
+    }
+
+    fn summary(&mut self, value: Value) -> Option<String> {
+        let text = self.string("summary", value, false)?;
+        if text.trim().is_empty() {
+            self.error("summary", "must not be empty");
+            return None;
+        }
+        if text.len() > SUMMARY_LEN_MAX {
+            self.error(
+                "summary",
+                format!("is {} bytes long, the limit is {SUMMARY_LEN_MAX}", text.len()),
+            );
+            return None;
+        }
+        Some(text)
+    }
+
+    fn severity(&mut self, value: Value) -> Option<Severity> {
+        let text = self.string("severity", value, true)?;
+        match Severity::parse(&text) {
+            Ok(severity) => Some(severity),
+            Err(message) => {
+                self.error("severity", message);
+                None
+            }
+        }
+    }
+
+    fn object(&mut self, field: &str, value: Value) -> Option<Map<String, Value>> {
+        match value {
+            Value::Object(map) => Some(map),
+            Value::Null => None,
+            other => {
+                self.error(
+                    field,
+                    format!("expected an object or null, got {}", json_type(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn labels(&mut self, value: Value) -> BTreeMap<String, String> {
+        let mut labels = BTreeMap::new();
+        let Some(map) = self.object("labels", value) else {
+            return labels;
+        };
+        if map.len() > LABELS_MAX {
+            self.error(
+                "labels",
+                format!("has {} labels, the limit is {LABELS_MAX}", map.len()),
+            );
+            return labels;
+        }
+        for (key, value) in map {
+            let field = format!("labels.{key}");
+            if key.is_empty() || key.len() > LABEL_KEY_LEN_MAX || key.chars().any(char::is_control)
+            {
+                self.error(
+                    &field,
+                    format!(
+                        "label names must be 1 to {LABEL_KEY_LEN_MAX} bytes without control characters"
+                    ),
+                );
+                continue;
+            }
+            match value {
+                Value::String(text) if text.len() <= LABEL_VALUE_LEN_MAX => {
+                    labels.insert(key, text);
+                }
+                Value::String(text) => self.error(
+                    &field,
+                    format!(
+                        "is {} bytes long, the limit is {LABEL_VALUE_LEN_MAX}",
+                        text.len()
+                    ),
+                ),
+                other => self.error(
+                    &field,
+                    format!("label values must be strings, got {}", json_type(&other)),
+                ),
+            }
+        }
+        labels
+    }
+
+    fn metrics(&mut self, value: Value) -> BTreeMap<String, f64> {
+        let mut metrics = BTreeMap::new();
+        let Some(map) = self.object("metrics", value) else {
+            return metrics;
+        };
+        if map.len() > LABELS_MAX {
+            self.error(
+                "metrics",
+                format!("has {} metrics, the limit is {LABELS_MAX}", map.len()),
+            );
+            return metrics;
+        }
+        for (key, value) in map {
+            let field = format!("metrics.{key}");
+            if key.is_empty() || key.len() > LABEL_KEY_LEN_MAX {
+                self.error(
+                    &field,
+                    format!("metric names must be 1 to {LABEL_KEY_LEN_MAX} bytes"),
+                );
+                continue;
+            }
+            match value.as_f64() {
+                Some(number) if number.is_finite() => {
+                    metrics.insert(key, number);
+                }
+                _ => self.error(
+                    &field,
+                    format!("metric values must be finite numbers, got {}", json_type(&value)),
+                ),
+            }
+        }
+        metrics
+    }
+
+    fn timestamp(&mut self, field: &str, value: Value) -> Option<DateTime<Utc>> {
+        let text = self.string(field, value, true)?;
+        match DateTime::parse_from_rfc3339(&text) {
+            Ok(time) => Some(time.with_timezone(&Utc)),
+            Err(error) => {
+                self.error(
+                    field,
+                    format!("not an RFC 3339 timestamp ({error}), e.g. 2026-11-24T01:00:00Z"),
+                );
+                None
+            }
+        }
+    }
+
+    fn fingerprint(&mut self, value: Value) -> Option<String> {
+        let text = self.string("fingerprint", value, true)?;
+        self.text_within("fingerprint", text, FINGERPRINT_LEN_MAX)
+    }
+
+    fn details(&mut self, value: Value) -> Map<String, Value> {
+        let Some(map) = self.object("details", value) else {
+            return Map::new();
+        };
+        let size = serde_json::to_vec(&map).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        if size > DETAILS_BYTES_MAX {
+            self.error(
+                "details",
+                format!("is {size} bytes serialised, the limit is {DETAILS_BYTES_MAX}"),
+            );
+            return Map::new();
+        }
+        map
+    }
+}
+
+/// An accepted event after normalisation: every default filled in. Immutable from here on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub source: String,
+    pub resource: String,
+    pub check: String,
+    pub severity: Severity,
+    pub summary: String,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub metrics: BTreeMap<String, f64>,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// The fingerprint the sender chose, if any; it wins over computed ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_fingerprint: Option<String>,
+    pub details: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn errors(value: Value) -> Vec<(String, String)> {
+        match EventInput::from_json(0, value) {
+            Ok(input) => panic!("expected errors, got {input:?}"),
+            Err(errors) => errors.into_iter().map(|e| (e.field, e.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn accepts_the_contract_example() {
+        let input = EventInput::from_json(
+            0,
+            json!({
+                "source": "nagios", "resource": "db01", "check": "disk_usage",
+                "severity": "warning", "summary": "/var is 91% full", "service": "billing",
+                "environment": "production", "labels": {"mount": "/var"},
+                "metrics": {"used_pct": 91.2}, "occurred_at": "2026-11-24T01:00:00Z",
+                "fingerprint": null, "details": {}
+            }),
+        )
+        .expect("valid event");
+        assert_eq!(input.severity, Some(Severity::Warning));
+        assert_eq!(input.labels["mount"], "/var");
+        assert_eq!(input.metrics["used_pct"], 91.2);
+        assert_eq!(input.fingerprint, None);
+    }
+
+    #[test]
+    fn reports_every_bad_field_by_name() {
+        let found = errors(json!({
+            "resource": 5, "severity": "crit", "labels": {"a": 1},
+            "metrics": {"x": "y"}, "occurred_at": "yesterday", "colour": "red",
+            "category": "exception"
+        }));
+        let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        for expected in [
+            "resource", "severity", "labels.a", "metrics.x", "occurred_at", "colour", "category",
+            "check", "summary",
+        ] {
+            assert!(fields.contains(&expected), "{expected} missing from {found:?}");
+        }
+        let severity = &found.iter().find(|(f, _)| f == "severity").expect("severity").1;
+        assert!(severity.contains("\"crit\""), "{severity}");
+    }
+
+    #[test]
+    fn rejects_non_objects_and_empty_strings() {
+        assert_eq!(errors(json!([1]))[0].1, "expected a JSON object, got an array");
+        let found = errors(json!({"resource": " ", "check": "c", "summary": ""}));
+        assert_eq!(
+            found,
+            vec![
+                ("resource".into(), "must not be empty".into()),
+                ("summary".into(), "must not be empty".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn severity_order_and_default_category() {
+        assert!(Severity::Critical > Severity::Major && Severity::Info > Severity::Ok);
+        assert_eq!(Severity::Minor.default_category(), Category::Warning);
+        assert_eq!(Severity::parse("CRITICAL"), Ok(Severity::Critical));
+    }
+}

@@ -1,0 +1,72 @@
+//! Stage 3, categorise: assign the ITIL category, and the severity and labels rules set.
+
+use std::sync::Arc;
+
+use crate::event::{Category, Event};
+use crate::rules::{Matches, RuleSet};
+use crate::trace::{Stage, TraceEntry};
+
+pub(super) struct Categorised {
+    pub event: Event,
+    pub category: Category,
+}
+
+/// Applies the matching rules' effects in order (later rules override), then derives the
+/// category from the final severity when no rule set one.
+pub(super) fn categorise(
+    rules: &RuleSet,
+    matches: &Matches,
+    mut event: Event,
+    trace: &mut Vec<TraceEntry>,
+) -> Categorised {
+    let mut category: Option<(Category, &Arc<str>)> = None;
+    let mut notes: Vec<String> = Vec::new();
+    let mut deciding: Vec<Arc<str>> = Vec::new();
+    for rule in matches.matched.iter().map(|&i| rules.rule(i)) {
+        let mut used = false;
+        if let Some(set) = rule.category {
+            category = Some((set, &rule.name));
+            used = true;
+        }
+        if let Some(severity) = rule.severity
+            && severity != event.severity
+        {
+            notes.push(format!(
+                "severity {} -> {severity} by rule {:?}",
+                event.severity, rule.name
+            ));
+            event.severity = severity;
+            used = true;
+        }
+        if !rule.labels.is_empty() {
+            notes.push(format!(
+                "labels {} set by rule {:?}",
+                rule.labels.keys().cloned().collect::<Vec<_>>().join(", "),
+                rule.name
+            ));
+            for (key, value) in &rule.labels {
+                event.labels.insert(key.clone(), value.clone());
+            }
+            used = true;
+        }
+        if used {
+            deciding.push(Arc::clone(&rule.name));
+        }
+    }
+    let (category, mut reason) = match category {
+        Some((category, rule)) => (category, format!("category set by rule {rule:?}")),
+        None => {
+            let category = event.severity.default_category();
+            (
+                category,
+                format!("no rule set a category: the default for severity {}", event.severity),
+            )
+        }
+    };
+    for note in notes {
+        reason.push_str("; ");
+        reason.push_str(&note);
+    }
+    trace.push(TraceEntry::new(Stage::Categorise, category.as_str(), reason).with_rules(deciding));
+    Categorised { event, category }
+}

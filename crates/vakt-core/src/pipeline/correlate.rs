@@ -1,0 +1,271 @@
+//! Stage 4, correlate: the fingerprint makes repeated events one alert; this stage moves that alert.
+
+use crate::alert::{Alert, AlertStatus, PIPELINE_ACTOR, TimelineEntry, TimelineKind};
+use crate::event::{Category, Event, Severity};
+use crate::fingerprint::{Fingerprint, FingerprintField};
+use crate::rules::{Matches, RuleSet};
+use crate::trace::{Stage, TraceEntry};
+
+/// What the event did to its alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// The event was dropped by the filter: no alert was touched.
+    Dropped,
+    /// An `ok` event with no alert to clear.
+    NothingToClear,
+    Opened,
+    /// A problem event within the reopen window of its resolved alert.
+    Reopened,
+    /// A repeat of an open or acknowledged alert.
+    Updated { previous_severity: Severity },
+    /// An `ok` event cleared the alert.
+    Resolved,
+}
+
+impl Transition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::Dropped => "dropped",
+            Transition::NothingToClear => "nothing_to_clear",
+            Transition::Opened => "new_alert",
+            Transition::Reopened => "reopened",
+            Transition::Updated { .. } => "updated",
+            Transition::Resolved => "resolved",
+        }
+    }
+}
+
+/// Computes the fingerprint: the sender's if given, else the fields of the last matching
+/// rule that chooses some, else the configured defaults. Returns it with its origin.
+pub(super) fn fingerprint(
+    rules: &RuleSet,
+    matches: &Matches,
+    defaults: &[FingerprintField],
+    event: &Event,
+) -> (Fingerprint, String) {
+    if let Some(sent) = &event.sent_fingerprint {
+        return (Fingerprint::sent(sent), "sent with the event".to_owned());
+    }
+    let chosen = matches
+        .matched
+        .iter()
+        .rev()
+        .map(|&i| rules.rule(i))
+        .find_map(|rule| rule.fingerprint.as_ref().map(|fields| (fields, &rule.name)));
+    match chosen {
+        Some((fields, rule)) => (
+            Fingerprint::compute(fields, event),
+            format!("of fields {} chosen by rule {rule:?}", field_names(fields)),
+        ),
+        None => (
+            Fingerprint::compute(defaults, event),
+            format!("of default fields {}", field_names(defaults)),
+        ),
+    }
+}
+
+fn field_names(fields: &[FingerprintField]) -> String {
+    fields
+        .iter()
+        .map(|f| f.name().into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(super) struct Input<'a> {
+    pub event: &'a Event,
+    pub event_id: &'a str,
+    pub category: Category,
+    pub fingerprint: &'a Fingerprint,
+    pub dropped: bool,
+    pub reopen_window: chrono::Duration,
+}
+
+pub(super) struct Outcome {
+    pub transition: Transition,
+    pub alert: Option<Alert>,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// Moves the alert for this event's fingerprint: open, update, reopen or resolve it.
+pub(super) fn correlate(
+    input: &Input<'_>,
+    current: Option<&Alert>,
+    fingerprint_origin: &str,
+    new_id: &mut dyn FnMut() -> String,
+    trace: &mut Vec<TraceEntry>,
+) -> Outcome {
+    let event = input.event;
+    let at = event.received_at;
+    let mut timeline = Vec::new();
+    let mut entry = |new_id: &mut dyn FnMut() -> String,
+                     alert_id: &str,
+                     kind: TimelineKind,
+                     message: String| {
+        timeline.push(TimelineEntry {
+            id: new_id(),
+            alert_id: alert_id.to_owned(),
+            at,
+            kind,
+            by: PIPELINE_ACTOR.to_owned(),
+            message,
+            event_id: Some(input.event_id.to_owned()),
+        });
+    };
+    let fp = format!("fingerprint {} {fingerprint_origin}", input.fingerprint);
+    let (transition, alert, reason) = if input.dropped {
+        (Transition::Dropped, None, format!("skipped: the event was dropped ({fp})"))
+    } else {
+        // An alert resolved longer ago than the reopen window is history, not state.
+        let current = current.filter(|alert| {
+            alert.status.is_active()
+                || alert
+                    .resolved_at
+                    .is_some_and(|resolved| at - resolved <= input.reopen_window)
+        });
+        match (current, event.severity.is_clear()) {
+            (None, true) => (
+                Transition::NothingToClear,
+                None,
+                format!("ok event and no open alert to clear ({fp})"),
+            ),
+            (Some(alert), true) if !alert.status.is_active() => (
+                Transition::NothingToClear,
+                None,
+                format!("ok event and alert {} is already resolved ({fp})", alert.id),
+            ),
+            (Some(alert), true) => {
+                let mut next = alert.clone();
+                next.status = AlertStatus::Resolved;
+                next.severity = Severity::Ok;
+                next.last_seen = at;
+                next.last_event_id = input.event_id.to_owned();
+                next.resolved_by = Some(PIPELINE_ACTOR.to_owned());
+                next.resolved_at = Some(at);
+                entry(
+                    new_id,
+                    &next.id,
+                    TimelineKind::Resolved,
+                    format!("resolved by an ok event from {}: {}", event.source, event.summary),
+                );
+                let reason = format!("ok event resolved alert {} ({fp})", next.id);
+                (Transition::Resolved, Some(next), reason)
+            }
+            (None, false) => {
+                let alert = open(input, new_id());
+                entry(
+                    new_id,
+                    &alert.id,
+                    TimelineKind::Opened,
+                    format!(
+                        "opened: {} {} from {}: {}",
+                        alert.category, alert.severity, event.source, event.summary
+                    ),
+                );
+                let reason = format!("no open alert: opened alert {} ({fp})", alert.id);
+                (Transition::Opened, Some(alert), reason)
+            }
+            (Some(alert), false) if !alert.status.is_active() => {
+                let mut next = alert.clone();
+                repeat(&mut next, input);
+                next.status = AlertStatus::Open;
+                next.resolved_at = None;
+                next.resolved_by = None;
+                next.acknowledged_at = None;
+                next.acknowledged_by = None;
+                let since = alert.resolved_at.map_or(0, |r| (at - r).num_seconds());
+                entry(
+                    new_id,
+                    &next.id,
+                    TimelineKind::Reopened,
+                    format!(
+                        "reopened {since} s after it was resolved: {} {}",
+                        next.severity, event.summary
+                    ),
+                );
+                let reason = format!(
+                    "alert {} was resolved {since} s ago, within the reopen window: reopened ({fp})",
+                    next.id
+                );
+                (Transition::Reopened, Some(next), reason)
+            }
+            (Some(alert), false) => {
+                let mut next = alert.clone();
+                repeat(&mut next, input);
+                if next.severity != alert.severity {
+                    let direction = if next.severity > alert.severity {
+                        "raised"
+                    } else {
+                        "lowered"
+                    };
+                    entry(
+                        new_id,
+                        &next.id,
+                        TimelineKind::SeverityChanged,
+                        format!(
+                            "severity {direction} from {} to {}: {}",
+                            alert.severity, next.severity, event.summary
+                        ),
+                    );
+                }
+                let reason = format!(
+                    "repeat of {} alert {} (count {}) ({fp})",
+                    alert.status, next.id, next.count
+                );
+                let transition = Transition::Updated {
+                    previous_severity: alert.severity,
+                };
+                (transition, Some(next), reason)
+            }
+        }
+    };
+    trace.push(TraceEntry::new(Stage::Correlate, transition.as_str(), reason));
+    Outcome {
+        transition,
+        alert,
+        timeline,
+    }
+}
+
+fn open(input: &Input<'_>, id: String) -> Alert {
+    let event = input.event;
+    Alert {
+        id,
+        fingerprint: input.fingerprint.clone(),
+        status: AlertStatus::Open,
+        category: input.category,
+        severity: event.severity,
+        severity_max: event.severity,
+        source: event.source.clone(),
+        resource: event.resource.clone(),
+        check: event.check.clone(),
+        service: event.service.clone(),
+        environment: event.environment.clone(),
+        summary: event.summary.clone(),
+        labels: event.labels.clone(),
+        count: 1,
+        first_seen: event.received_at,
+        last_seen: event.received_at,
+        last_event_id: input.event_id.to_owned(),
+        acknowledged_by: None,
+        acknowledged_at: None,
+        assignee: None,
+        resolved_by: None,
+        resolved_at: None,
+        incident_id: None,
+    }
+}
+
+/// What every problem event does to the alert it lands on. Acknowledgement is kept.
+fn repeat(alert: &mut Alert, input: &Input<'_>) {
+    let event = input.event;
+    alert.count += 1;
+    alert.last_seen = event.received_at;
+    alert.last_event_id = input.event_id.to_owned();
+    alert.severity = event.severity;
+    alert.severity_max = alert.severity_max.max(event.severity);
+    alert.category = input.category;
+    alert.source.clone_from(&event.source);
+    alert.summary.clone_from(&event.summary);
+    alert.labels.clone_from(&event.labels);
+}

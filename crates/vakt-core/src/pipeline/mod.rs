@@ -1,0 +1,211 @@
+//! The ITIL handling pipeline: its stages assembled, in process order, in `prepare` and `correlate`.
+//!
+//! normalise -> filter -> categorise -> correlate -> decide -> record.
+//!
+//! The first three stages need only the event and the configuration, so `prepare` runs them
+//! wherever the event arrives (in parallel across connections). The last three need the
+//! current state of the event's alert, so `correlate` runs them inside the storage
+//! transaction that holds that state. Both are pure: the same inputs give the same outputs,
+//! which is what lets `vakt rules test` and replay run exactly the code the server runs.
+
+mod categorise;
+mod correlate;
+mod decide;
+mod filter;
+mod normalise;
+mod record;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::alert::{Alert, TimelineEntry};
+use crate::config::{ActionConfig, ConfigError, PipelineConfig};
+use crate::event::{Category, Event, EventInput};
+use crate::fingerprint::{Fingerprint, FingerprintField};
+use crate::rules::{Matches, RuleSet, parse_fingerprint_fields};
+use crate::trace::TraceEntry;
+
+pub use correlate::Transition;
+pub use decide::DecidedAction;
+pub use record::EventRecord;
+
+/// A compiled configuration: everything the stages consult, built once per (re)load.
+pub struct Pipeline {
+    rules: RuleSet,
+    default_fingerprint: Arc<[FingerprintField]>,
+    reopen_window: chrono::Duration,
+    actions: BTreeMap<String, ActionConfig>,
+}
+
+/// An event after the stateless stages, waiting for its alert's state.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The event as normalised and then changed by categorisation (severity, labels).
+    pub event: Event,
+    pub category: Category,
+    pub fingerprint: Fingerprint,
+    /// Why the event was dropped (the filter's reason); `None` when kept.
+    pub dropped: Option<String>,
+    /// Actions the matching rules name, in order, without repeats.
+    pub requested_actions: Vec<Arc<str>>,
+    /// Names of the rules that matched, for the decide stage's reasons.
+    pub matched_rules: Vec<Arc<str>>,
+    /// Where the fingerprint came from, for the correlate stage's reason.
+    pub fingerprint_origin: String,
+    pub trace: Vec<TraceEntry>,
+}
+
+/// One event's complete outcome: the stored event, its alert's new state and the timeline.
+#[derive(Debug, Clone)]
+pub struct Correlated {
+    pub record: EventRecord,
+    pub transition: Transition,
+    /// The alert as it is after this event, when the event touched one.
+    pub alert: Option<Alert>,
+    pub timeline: Vec<TimelineEntry>,
+    pub actions: Vec<DecidedAction>,
+}
+
+impl Pipeline {
+    /// Compiles a configuration, reporting every problem with its location.
+    pub fn build(config: &PipelineConfig) -> Result<Pipeline, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let default_fingerprint = match parse_fingerprint_fields(&config.alerts.fingerprint) {
+            Ok(fields) => fields,
+            Err(error) => {
+                errors.push(ConfigError {
+                    message: format!("alerts.{}", error.message),
+                    ..error
+                });
+                FingerprintField::defaults().into()
+            }
+        };
+        let rules = match RuleSet::build(&config.rules, &config.actions) {
+            Ok(rules) => Some(rules),
+            Err(found) => {
+                errors.extend(found);
+                None
+            }
+        };
+        let reopen_window_secs = i64::try_from(config.alerts.reopen_window_secs).unwrap_or(i64::MAX);
+        match rules {
+            Some(rules) if errors.is_empty() => Ok(Pipeline {
+                rules,
+                default_fingerprint,
+                reopen_window: chrono::Duration::try_seconds(reopen_window_secs)
+                    .unwrap_or(chrono::Duration::MAX),
+                actions: config
+                    .actions
+                    .iter()
+                    .map(|(name, action)| (name.clone(), action.get_ref().clone()))
+                    .collect(),
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// How long after resolution a problem event reopens an alert instead of opening a new one.
+    pub fn reopen_window(&self) -> chrono::Duration {
+        self.reopen_window
+    }
+
+    /// The stateless stages: normalise, filter, categorise, and the fingerprint.
+    ///
+    /// `channel` names where the event came from (`http`, `syslog`, ...); it becomes the
+    /// event's `source` when the sender gave none.
+    pub fn prepare(&self, input: EventInput, channel: &str, received_at: DateTime<Utc>) -> Prepared {
+        let mut trace = Vec::with_capacity(6);
+        let event = normalise::normalise(input, channel, received_at, &mut trace);
+        let matches: Matches = self.rules.evaluate(&event);
+        let dropped = filter::filter(&self.rules, &matches, &mut trace);
+        let categorised = categorise::categorise(&self.rules, &matches, event, &mut trace);
+        let (fingerprint, fingerprint_origin) = correlate::fingerprint(
+            &self.rules,
+            &matches,
+            &self.default_fingerprint,
+            &categorised.event,
+        );
+        Prepared {
+            event: categorised.event,
+            category: categorised.category,
+            fingerprint,
+            dropped,
+            requested_actions: decide::requested_actions(&self.rules, &matches),
+            matched_rules: matches
+                .matched
+                .iter()
+                .map(|&i| Arc::clone(&self.rules.rule(i).name))
+                .collect(),
+            fingerprint_origin,
+            trace,
+        }
+    }
+
+    /// The stateful stages: correlate with the alert's current state, decide, record.
+    ///
+    /// `current` is the alert this fingerprint last had that can still take events (open,
+    /// acknowledged, or resolved within the reopen window); `new_id` makes ids for a new alert
+    /// and for timeline entries.
+    pub fn correlate(
+        &self,
+        prepared: Prepared,
+        event_id: String,
+        current: Option<&Alert>,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Correlated {
+        let Prepared {
+            event,
+            category,
+            fingerprint,
+            dropped,
+            requested_actions,
+            matched_rules,
+            fingerprint_origin,
+            mut trace,
+        } = prepared;
+        let mut outcome = correlate::correlate(
+            &correlate::Input {
+                event: &event,
+                event_id: &event_id,
+                category,
+                fingerprint: &fingerprint,
+                dropped: dropped.is_some(),
+                reopen_window: self.reopen_window,
+            },
+            current,
+            &fingerprint_origin,
+            new_id,
+            &mut trace,
+        );
+        let actions = decide::decide(
+            &self.actions,
+            &requested_actions,
+            &matched_rules,
+            &mut outcome,
+            &event_id,
+            new_id,
+            &mut trace,
+        );
+        record::record(
+            record::Parts {
+                event_id,
+                event,
+                category,
+                fingerprint,
+                dropped: dropped.is_some(),
+            },
+            outcome,
+            actions,
+            trace,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,76 @@
+//! Stage 6, record: assemble everything the event changed into one write set for storage.
+
+use serde::{Deserialize, Serialize};
+
+use super::Correlated;
+use super::correlate::{Outcome, Transition};
+use super::decide::DecidedAction;
+use crate::event::{Category, Event};
+use crate::fingerprint::Fingerprint;
+use crate::trace::{Stage, TraceEntry};
+
+/// An event as stored: the event, what the pipeline made of it, and the trace of why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventRecord {
+    pub id: String,
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(inline, value_type = Object))]
+    pub event: Event,
+    pub category: Category,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub fingerprint: Fingerprint,
+    pub alert_id: Option<String>,
+    pub dropped: bool,
+    pub trace: Vec<TraceEntry>,
+}
+
+pub(super) struct Parts {
+    pub event_id: String,
+    pub event: Event,
+    pub category: Category,
+    pub fingerprint: Fingerprint,
+    pub dropped: bool,
+}
+
+pub(super) fn record(
+    parts: Parts,
+    outcome: Outcome,
+    actions: Vec<DecidedAction>,
+    mut trace: Vec<TraceEntry>,
+) -> Correlated {
+    let alert_id = outcome.alert.as_ref().map(|alert| alert.id.clone());
+    let what = match (&alert_id, outcome.transition) {
+        (None, Transition::Dropped) => "event stored as dropped".to_owned(),
+        (None, _) => "event stored without an alert".to_owned(),
+        (Some(id), transition) => format!(
+            "event stored; alert {id} {}; {} timeline entr{}; {} action{} decided",
+            match transition {
+                Transition::Opened => "created",
+                Transition::Reopened => "reopened",
+                Transition::Resolved => "resolved",
+                _ => "updated",
+            },
+            outcome.timeline.len(),
+            if outcome.timeline.len() == 1 { "y" } else { "ies" },
+            actions.len(),
+            if actions.len() == 1 { "" } else { "s" },
+        ),
+    };
+    trace.push(TraceEntry::new(Stage::Record, "stored", what));
+    Correlated {
+        record: EventRecord {
+            id: parts.event_id,
+            event: parts.event,
+            category: parts.category,
+            fingerprint: parts.fingerprint,
+            alert_id,
+            dropped: parts.dropped,
+            trace,
+        },
+        transition: outcome.transition,
+        alert: outcome.alert,
+        timeline: outcome.timeline,
+        actions,
+    }
+}

@@ -1,0 +1,337 @@
+//! Pipeline tests: a sequence of events through all stages against an in-memory alert table.
+
+use std::collections::HashMap;
+
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::json;
+
+use super::*;
+use crate::alert::{AlertStatus, TimelineKind};
+use crate::event::Severity;
+use crate::trace::Stage;
+
+const CONFIG: &str = r#"
+[alerts]
+reopen_window_secs = 300
+
+[[rules]]
+name = "drop-debug"
+when = 'severity == "info" && check == "debug"'
+drop = true
+
+[[rules]]
+name = "tag-production"
+when = 'environment == "production"'
+labels = { tier = "prod" }
+continue = true
+
+[[rules]]
+name = "disk-failure"
+when = 'check == "smart" && summary.contains("failed")'
+category = "exception"
+severity = "critical"
+actions = ["page"]
+
+[[rules]]
+name = "disk-nearly-full"
+when = 'check == "disk_usage" && metrics.used_pct >= 90.0'
+category = "warning"
+actions = ["page", "clean"]
+
+[[rules]]
+name = "per-mount"
+when = 'check == "fs" && "mount" in labels'
+fingerprint = ["resource", "labels.mount"]
+
+[actions.page]
+type = "notify"
+channel = "email"
+
+[actions.clean]
+type = "exec"
+command = ["/usr/local/bin/clean-tmp"]
+"#;
+
+#[derive(serde::Deserialize)]
+struct File {
+    #[serde(default)]
+    alerts: crate::config::AlertsConfig,
+    #[serde(default)]
+    rules: Vec<toml::Spanned<crate::config::RuleConfig>>,
+    #[serde(default)]
+    actions: std::collections::BTreeMap<String, toml::Spanned<crate::config::ActionConfig>>,
+}
+
+pub(crate) fn pipeline(source: &str) -> Result<Pipeline, Vec<ConfigError>> {
+    let file: File = toml::from_str(source).map_err(|e| {
+        vec![ConfigError {
+            span: e.span(),
+            message: e.message().to_owned(),
+        }]
+    })?;
+    Pipeline::build(&PipelineConfig {
+        alerts: file.alerts,
+        rules: file.rules,
+        actions: file.actions,
+    })
+}
+
+/// Runs events through the pipeline, keeping alerts the way a store would.
+struct Harness {
+    pipeline: Pipeline,
+    alerts: HashMap<Fingerprint, Alert>,
+    next: u64,
+    clock: DateTime<Utc>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        Harness {
+            pipeline: pipeline(CONFIG).expect("test config compiles"),
+            alerts: HashMap::new(),
+            next: 0,
+            clock: Utc.with_ymd_and_hms(2026, 11, 24, 1, 0, 0).single().expect("time"),
+        }
+    }
+
+    fn send(&mut self, event: serde_json::Value) -> Correlated {
+        self.clock += Duration::seconds(1);
+        let input = EventInput::from_json(0, event).expect("valid test event");
+        let prepared = self.pipeline.prepare(input, "test", self.clock);
+        self.next += 1;
+        let event_id = format!("E{:04}", self.next);
+        let mut counter = self.next * 100;
+        let mut new_id = || {
+            counter += 1;
+            format!("X{counter}")
+        };
+        let current = self.alerts.get(&prepared.fingerprint).cloned();
+        let outcome = self
+            .pipeline
+            .correlate(prepared, event_id, current.as_ref(), &mut new_id);
+        if let Some(alert) = &outcome.alert {
+            self.alerts.insert(alert.fingerprint.clone(), alert.clone());
+        }
+        outcome
+    }
+}
+
+fn decisions(outcome: &Correlated) -> Vec<String> {
+    outcome
+        .record
+        .trace
+        .iter()
+        .map(|t| format!("{}:{}", t.stage.as_str(), t.decision))
+        .collect()
+}
+
+#[test]
+fn stages_run_in_itil_order_and_explain_themselves() {
+    let mut h = Harness::new();
+    let out = h.send(json!({"resource": "db01", "check": "smart", "summary": "disk sda failed", "severity": "warning", "environment": "production"}));
+    assert_eq!(
+        decisions(&out),
+        [
+            "normalise:accepted",
+            "filter:kept",
+            "categorise:exception",
+            "correlate:new_alert",
+            "decide:run",
+            "record:stored"
+        ]
+    );
+    let categorise = &out.record.trace[2];
+    assert_eq!(categorise.stage, Stage::Categorise);
+    assert_eq!(&*categorise.rules[0], "tag-production");
+    assert_eq!(&*categorise.rules[1], "disk-failure");
+    assert!(categorise.reason.contains("warning -> critical"), "{}", categorise.reason);
+    let alert = out.alert.expect("alert opened");
+    assert_eq!(alert.severity, Severity::Critical);
+    assert_eq!(alert.labels["tier"], "prod");
+    assert_eq!(out.actions.len(), 1);
+    assert_eq!(&*out.actions[0].action, "page");
+    let kinds: Vec<TimelineKind> = out.timeline.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TimelineKind::Opened, TimelineKind::ActionDecided]);
+}
+
+#[test]
+fn repeats_update_one_alert_and_ok_resolves_it() {
+    let mut h = Harness::new();
+    let disk = |pct: f64, severity: &str| {
+        json!({"resource": "db01", "check": "disk_usage", "summary": format!("/var {pct}%"), "severity": severity, "metrics": {"used_pct": pct}})
+    };
+    let first = h.send(disk(91.0, "warning"));
+    let alert_id = first.alert.as_ref().map(|a| a.id.clone()).expect("opened");
+    assert_eq!(first.actions.len(), 2, "page and clean on open");
+
+    let repeat = h.send(disk(92.0, "warning"));
+    assert_eq!(repeat.transition, Transition::Updated { previous_severity: Severity::Warning });
+    assert!(repeat.actions.is_empty(), "a plain repeat runs nothing");
+    let alert = repeat.alert.expect("updated");
+    assert_eq!((alert.id.as_str(), alert.count), (alert_id.as_str(), 2));
+
+    let worse = h.send(disk(99.0, "critical"));
+    assert_eq!(worse.actions.len(), 2, "a rise in severity runs the actions again");
+    assert_eq!(worse.timeline[0].kind, TimelineKind::SeverityChanged);
+    assert_eq!(worse.alert.as_ref().map(|a| a.severity_max), Some(Severity::Critical));
+
+    let ok = h.send(json!({"resource": "db01", "check": "disk_usage", "summary": "fine", "severity": "ok"}));
+    assert_eq!(ok.transition, Transition::Resolved);
+    let resolved = ok.alert.expect("resolved");
+    assert_eq!(resolved.status, AlertStatus::Resolved);
+    assert_eq!(resolved.severity_max, Severity::Critical);
+    assert_eq!(ok.record.alert_id.as_deref(), Some(alert_id.as_str()));
+
+    let again = h.send(json!({"resource": "db01", "check": "disk_usage", "summary": "fine", "severity": "ok"}));
+    assert_eq!(again.transition, Transition::NothingToClear);
+    assert_eq!(again.record.alert_id, None);
+}
+
+#[test]
+fn reopens_within_the_window_and_opens_anew_after_it() {
+    let mut h = Harness::new();
+    let problem = json!({"resource": "web1", "check": "http", "summary": "down", "severity": "major"});
+    let ok = json!({"resource": "web1", "check": "http", "summary": "up", "severity": "ok"});
+    let first_id = h.send(problem.clone()).alert.map(|a| a.id).expect("opened");
+    h.send(ok.clone());
+    let reopened = h.send(problem.clone());
+    assert_eq!(reopened.transition, Transition::Reopened);
+    assert_eq!(reopened.alert.as_ref().map(|a| a.id.as_str()), Some(first_id.as_str()));
+    h.send(ok);
+    h.clock += Duration::seconds(301);
+    let fresh = h.send(problem);
+    assert_eq!(fresh.transition, Transition::Opened);
+    assert_ne!(fresh.alert.map(|a| a.id), Some(first_id));
+}
+
+#[test]
+fn acknowledged_alerts_stay_acknowledged_through_repeats() {
+    let mut h = Harness::new();
+    let problem = json!({"resource": "r", "check": "c", "summary": "s", "severity": "major"});
+    let mut alert = h.send(problem.clone()).alert.expect("opened");
+    alert.status = AlertStatus::Acknowledged;
+    alert.acknowledged_by = Some("alice".into());
+    h.alerts.insert(alert.fingerprint.clone(), alert);
+    let repeat = h.send(problem).alert.expect("updated");
+    assert_eq!(repeat.status, AlertStatus::Acknowledged);
+    assert_eq!(repeat.acknowledged_by.as_deref(), Some("alice"));
+    assert_eq!(repeat.count, 2);
+}
+
+#[test]
+fn dropped_events_are_recorded_with_their_reason_and_touch_nothing() {
+    let mut h = Harness::new();
+    let out = h.send(json!({"resource": "r", "check": "debug", "summary": "chatter"}));
+    assert!(out.record.dropped);
+    assert_eq!(out.transition, Transition::Dropped);
+    assert!(out.alert.is_none() && out.timeline.is_empty() && out.actions.is_empty());
+    assert!(out.record.trace[1].reason.contains("drop-debug"));
+}
+
+#[test]
+fn fingerprints_follow_sender_then_rule_then_defaults() {
+    let mut h = Harness::new();
+    let a = h.send(json!({"resource": "r", "check": "fs", "summary": "x", "severity": "warning", "labels": {"mount": "/a"}, "service": "one"}));
+    let b = h.send(json!({"resource": "r", "check": "fs", "summary": "x", "severity": "warning", "labels": {"mount": "/a"}, "service": "two"}));
+    assert_eq!(a.record.fingerprint, b.record.fingerprint, "rule fields ignore service");
+    let c = h.send(json!({"resource": "r", "check": "fs", "summary": "x", "severity": "warning", "labels": {"mount": "/b"}}));
+    assert_ne!(a.record.fingerprint, c.record.fingerprint);
+    let sent = h.send(json!({"resource": "r", "check": "x", "summary": "x", "fingerprint": "mine"}));
+    assert_eq!(sent.record.fingerprint.as_str(), "mine");
+}
+
+#[test]
+fn default_categories_follow_severity() {
+    let mut h = Harness::new();
+    for (severity, category) in [
+        ("critical", Category::Exception),
+        ("major", Category::Exception),
+        ("minor", Category::Warning),
+        ("warning", Category::Warning),
+        ("info", Category::Informational),
+    ] {
+        let out = h.send(json!({"resource": "r", "check": severity, "summary": "s", "severity": severity}));
+        assert_eq!(out.record.category, category, "{severity}");
+    }
+}
+
+#[test]
+fn a_condition_that_fails_counts_as_no_match_and_says_so() {
+    let source = r#"
+[[rules]]
+name = "needs-label"
+when = 'labels.team == "db"'
+category = "exception"
+"#;
+    let pipeline = pipeline(source).expect("compiles");
+    let input = EventInput::from_json(0, json!({"resource": "r", "check": "c", "summary": "s"}))
+        .expect("valid");
+    let prepared = pipeline.prepare(input, "test", Utc::now());
+    assert_eq!(prepared.category, Category::Informational);
+    assert!(prepared.trace[1].reason.contains("needs-label"), "{}", prepared.trace[1].reason);
+}
+
+#[test]
+fn config_errors_point_at_the_rule() {
+    let source = r#"
+[[rules]]
+name = "bad"
+when = 'chek == "x"'
+
+[[rules]]
+name = "bad-action"
+actions = ["nope"]
+
+[[rules]]
+name = "bad-fp"
+fingerprint = ["severity"]
+"#;
+    let errors = pipeline(source).err().expect("errors");
+    let rendered: Vec<String> = errors.iter().map(|e| e.render("vakt.toml", source)).collect();
+    assert_eq!(rendered.len(), 3, "{rendered:?}");
+    assert!(rendered[0].starts_with("vakt.toml:4:8: rule \"bad\": when: unknown event attribute chek"), "{}", rendered[0]);
+    assert!(rendered[1].starts_with("vakt.toml:8:12: rule \"bad-action\": unknown action \"nope\""), "{}", rendered[1]);
+    assert!(rendered[2].starts_with("vakt.toml:12:15: rule \"bad-fp\": fingerprint: severity"), "{}", rendered[2]);
+}
+
+#[test]
+fn the_index_never_changes_what_matches() {
+    // Same rules with and without an index-friendly equality: identical outcomes.
+    let indexed = pipeline(
+        r#"
+[[rules]]
+name = "a"
+when = 'check == "cpu" && metrics.load > 4.0'
+category = "exception"
+continue = true
+[[rules]]
+name = "b"
+when = 'resource == "h1"'
+labels = { b = "1" }
+"#,
+    )
+    .expect("compiles");
+    let plain = pipeline(
+        r#"
+[[rules]]
+name = "a"
+when = '(check == "cpu" || false) && metrics.load > 4.0'
+category = "exception"
+continue = true
+[[rules]]
+name = "b"
+when = '(resource == "h1" || false)'
+labels = { b = "1" }
+"#,
+    )
+    .expect("compiles");
+    for (check, resource, load) in [("cpu", "h1", 5.0), ("cpu", "h2", 5.0), ("cpu", "h1", 1.0), ("mem", "h1", 9.0)] {
+        let event = json!({"resource": resource, "check": check, "summary": "s", "metrics": {"load": load}});
+        let run = |p: &Pipeline| {
+            let input = EventInput::from_json(0, event.clone()).expect("valid");
+            let prepared = p.prepare(input, "t", Utc::now());
+            (prepared.category, prepared.event.labels, prepared.matched_rules)
+        };
+        assert_eq!(run(&indexed), run(&plain), "{event}");
+    }
+}

@@ -1,0 +1,400 @@
+//! Our small interface over CEL: compile a condition once, check its references, evaluate it on an event.
+//!
+//! The rest of vakt sees only `Conditions` and `Condition`; the `cel` crate stays behind this
+//! file so that a change of its API (it broke three times between 0.12 and 0.15) touches one
+//! place. One `cel::Env` (the standard library) is built per rule set and shared by every
+//! evaluation; each evaluation only adds a resolver that reads the event's fields in place.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use cel::common::ast::{Expr, IdedExpr, LiteralValue};
+use cel::common::types::{CelDouble, CelMap, CelMapKey, CelString};
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
+use cel::{Context, Env, Program, Value};
+
+use crate::event::Event;
+
+/// The variables a condition may use, one per event field.
+pub const VARIABLES: [&str; 10] = [
+    "source",
+    "resource",
+    "check",
+    "severity",
+    "summary",
+    "service",
+    "environment",
+    "labels",
+    "metrics",
+    "details",
+];
+
+/// Fields whose equality with a string literal can index a rule (see `IndexKey`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum IndexedField {
+    Check,
+    Resource,
+    Source,
+    Severity,
+    Service,
+    Environment,
+}
+
+impl IndexedField {
+    fn from_variable(name: &str) -> Option<IndexedField> {
+        Some(match name {
+            "check" => IndexedField::Check,
+            "resource" => IndexedField::Resource,
+            "source" => IndexedField::Source,
+            "severity" => IndexedField::Severity,
+            "service" => IndexedField::Service,
+            "environment" => IndexedField::Environment,
+            _ => return None,
+        })
+    }
+
+    /// The event's value of this field, as a condition sees it.
+    pub fn value(self, event: &Event) -> &str {
+        match self {
+            IndexedField::Check => &event.check,
+            IndexedField::Resource => &event.resource,
+            IndexedField::Source => &event.source,
+            IndexedField::Severity => event.severity.as_str(),
+            IndexedField::Service => event.service.as_deref().unwrap_or(""),
+            IndexedField::Environment => event.environment.as_deref().unwrap_or(""),
+        }
+    }
+}
+
+/// A conjunct `field == "literal"` of a condition: the condition is false for every event
+/// whose field differs, so the rule need not be evaluated for those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexKey {
+    pub field: IndexedField,
+    pub value: String,
+}
+
+/// A problem compiling a condition. `position` is (line, column) inside the expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompileError {
+    pub position: Option<(usize, usize)>,
+    pub message: String,
+}
+
+/// The shared CEL environment conditions are compiled and evaluated in.
+pub struct Conditions {
+    env: Arc<Env>,
+}
+
+impl Default for Conditions {
+    fn default() -> Self {
+        Conditions {
+            env: Arc::new(Env::stdlib()),
+        }
+    }
+}
+
+impl Conditions {
+    /// Compiles `source` and checks that it names only event fields.
+    pub fn compile(&self, source: &str) -> Result<Condition, CompileError> {
+        let program = self.env.compile(source).map_err(|errors| {
+            let first = errors.errors.first();
+            CompileError {
+                position: first.and_then(|e| {
+                    let (line, column) = e.pos;
+                    Some((usize::try_from(line).ok()?, usize::try_from(column).ok()?))
+                }),
+                message: first.map_or_else(|| errors.to_string(), |e| e.msg.clone()),
+            }
+        })?;
+        let mut unknown = BTreeSet::new();
+        free_variables(program.expression(), &mut Vec::new(), &mut unknown);
+        if !unknown.is_empty() {
+            let names: Vec<&str> = unknown.iter().map(String::as_str).collect();
+            return Err(CompileError {
+                position: None,
+                message: format!(
+                    "unknown event attribute{} {}; a condition can use {}",
+                    if names.len() == 1 { "" } else { "s" },
+                    names.join(", "),
+                    VARIABLES.join(", ")
+                ),
+            });
+        }
+        let index_key = index_key(program.expression());
+        Ok(Condition { program, index_key })
+    }
+
+    /// Evaluates `condition` against `event`: `Ok(true)` when it holds.
+    pub fn eval(&self, condition: &Condition, event: &Event) -> Result<bool, String> {
+        let vars = EventVars { event };
+        let mut context = Context::with_env(Arc::clone(&self.env));
+        context.set_variable_resolver(&vars);
+        match condition.program.execute(&context) {
+            Ok(Value::Bool(result)) => Ok(result),
+            Ok(other) => Err(format!(
+                "the condition gave {:?}, not a boolean",
+                other.type_of()
+            )),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}
+
+/// A compiled condition.
+pub struct Condition {
+    program: Program,
+    index_key: Option<IndexKey>,
+}
+
+impl Condition {
+    /// The equality this condition requires, if it has one that can index it.
+    pub fn index_key(&self) -> Option<&IndexKey> {
+        self.index_key.as_ref()
+    }
+}
+
+/// Collects identifiers that are neither event fields nor comprehension variables in scope.
+fn free_variables(expr: &IdedExpr, scope: &mut Vec<String>, unknown: &mut BTreeSet<String>) {
+    match &expr.expr {
+        Expr::Ident(name) => {
+            if !name.starts_with('@')
+                && !VARIABLES.contains(&name.as_str())
+                && !scope.iter().any(|s| s == name)
+            {
+                unknown.insert(name.clone());
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                free_variables(target, scope, unknown);
+            }
+            for arg in &call.args {
+                free_variables(arg, scope, unknown);
+            }
+        }
+        Expr::Comprehension(comp) => {
+            free_variables(&comp.iter_range, scope, unknown);
+            free_variables(&comp.accu_init, scope, unknown);
+            let depth = scope.len();
+            scope.push(comp.iter_var.clone());
+            scope.extend(comp.iter_var2.clone());
+            scope.push(comp.accu_var.clone());
+            free_variables(&comp.loop_cond, scope, unknown);
+            free_variables(&comp.loop_step, scope, unknown);
+            free_variables(&comp.result, scope, unknown);
+            scope.truncate(depth);
+        }
+        Expr::List(list) => {
+            for element in &list.elements {
+                free_variables(element, scope, unknown);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &map.entries {
+                match &entry.expr {
+                    cel::common::ast::EntryExpr::StructField(field) => {
+                        free_variables(&field.value, scope, unknown)
+                    }
+                    cel::common::ast::EntryExpr::MapEntry(entry) => {
+                        free_variables(&entry.key, scope, unknown);
+                        free_variables(&entry.value, scope, unknown);
+                    }
+                }
+            }
+        }
+        Expr::Select(select) => free_variables(&select.operand, scope, unknown),
+        Expr::Struct(structure) => {
+            for entry in &structure.entries {
+                if let cel::common::ast::EntryExpr::StructField(field) = &entry.expr {
+                    free_variables(&field.value, scope, unknown);
+                }
+            }
+        }
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// Finds a conjunct `field == "literal"` (or `"literal" == field`) on the top-level `&&` chain,
+/// preferring `check`, the most selective field in practice.
+fn index_key(expr: &IdedExpr) -> Option<IndexKey> {
+    let mut conjuncts = Vec::new();
+    collect_conjuncts(expr, &mut conjuncts);
+    conjuncts
+        .into_iter()
+        .filter_map(equality_with_literal)
+        .min_by_key(|key| key.field)
+}
+
+fn collect_conjuncts<'e>(expr: &'e IdedExpr, out: &mut Vec<&'e IdedExpr>) {
+    if let Expr::Call(call) = &expr.expr
+        && call.func_name == "_&&_"
+        && call.target.is_none()
+    {
+        for arg in &call.args {
+            collect_conjuncts(arg, out);
+        }
+        return;
+    }
+    out.push(expr);
+}
+
+fn equality_with_literal(expr: &IdedExpr) -> Option<IndexKey> {
+    let Expr::Call(call) = &expr.expr else {
+        return None;
+    };
+    if call.func_name != "_==_" || call.target.is_some() || call.args.len() != 2 {
+        return None;
+    }
+    let pair = (&call.args[0].expr, &call.args[1].expr);
+    let ((Expr::Ident(name), Expr::Literal(LiteralValue::String(text)))
+    | (Expr::Literal(LiteralValue::String(text)), Expr::Ident(name))) = pair
+    else {
+        return None;
+    };
+    Some(IndexKey {
+        field: IndexedField::from_variable(name)?,
+        value: text.inner().to_owned(),
+    })
+}
+
+/// Reads variables straight from the event, borrowing its strings.
+struct EventVars<'e> {
+    event: &'e Event,
+}
+
+impl VariableResolver for EventVars<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let event = self.event;
+        let text = |s: &'b str| Some(CowVal::owned(CelString::from(s)));
+        match variable {
+            "source" => text(&event.source),
+            "resource" => text(&event.resource),
+            "check" => text(&event.check),
+            "severity" => text(event.severity.as_str()),
+            "summary" => text(&event.summary),
+            "service" => text(event.service.as_deref().unwrap_or("")),
+            "environment" => text(event.environment.as_deref().unwrap_or("")),
+            "labels" => {
+                let map: HashMap<CelMapKey<'b>, Box<dyn Val + 'b>> = event
+                    .labels
+                    .iter()
+                    .map(|(k, v)| {
+                        let value: Box<dyn Val + 'b> = Box::new(CelString::from(v.as_str()));
+                        (CelMapKey::from(k.as_str()), value)
+                    })
+                    .collect();
+                Some(CowVal::owned(CelMap::from(map)))
+            }
+            "metrics" => {
+                let map: HashMap<CelMapKey<'b>, Box<dyn Val + 'b>> = event
+                    .metrics
+                    .iter()
+                    .map(|(k, v)| {
+                        let value: Box<dyn Val + 'b> = Box::new(CelDouble::from(*v));
+                        (CelMapKey::from(k.as_str()), value)
+                    })
+                    .collect();
+                Some(CowVal::owned(CelMap::from(map)))
+            }
+            "details" => {
+                let value = cel::to_value(&event.details).ok()?;
+                let boxed: Box<dyn Val> = value.try_into().ok()?;
+                Some(CowVal::Owned(boxed))
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Severity;
+    use chrono::Utc;
+
+    fn event() -> Event {
+        Event {
+            source: "nagios".into(),
+            resource: "db01".into(),
+            check: "disk_usage".into(),
+            severity: Severity::Warning,
+            summary: "/var is 91% full".into(),
+            service: None,
+            environment: Some("production".into()),
+            labels: [("mount".to_owned(), "/var".to_owned())].into(),
+            metrics: [("used_pct".to_owned(), 91.2)].into(),
+            occurred_at: Utc::now(),
+            received_at: Utc::now(),
+            sent_fingerprint: None,
+            details: serde_json::json!({"disk": {"model": "X1"}})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn check(source: &str, expected: Result<bool, &str>) {
+        let conditions = Conditions::default();
+        let condition = conditions
+            .compile(source)
+            .unwrap_or_else(|e| panic!("{source}: {e:?}"));
+        let got = conditions.eval(&condition, &event());
+        match expected {
+            Ok(value) => assert_eq!(got, Ok(value), "{source}"),
+            Err(fragment) => {
+                let message = got.expect_err(source);
+                assert!(message.contains(fragment), "{source}: {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn evaluates_every_field() {
+        check(r#"check == "disk_usage" && metrics.used_pct > 90.0"#, Ok(true));
+        check(r#"labels.mount == "/var""#, Ok(true));
+        check(r#""mount" in labels && !("x" in labels)"#, Ok(true));
+        check(r#"severity == "warning" && source == "nagios""#, Ok(true));
+        check(r#"service == "" && environment == "production""#, Ok(true));
+        check(r#"summary.contains("91%") && resource.startsWith("db")"#, Ok(true));
+        check(r#"summary.matches("^/var is [0-9]+% full$")"#, Ok(true));
+        check(r#"details.disk.model == "X1""#, Ok(true));
+        check(r#"labels.exists(k, k == "mount")"#, Ok(true));
+        check(r#"metrics.used_pct < 50.0"#, Ok(false));
+        check(r#"labels.missing == "x""#, Err("missing"));
+        check(r#"check"#, Err("not a boolean"));
+    }
+
+    #[test]
+    fn rejects_unknown_attributes_at_compile_time() {
+        let conditions = Conditions::default();
+        let error = conditions
+            .compile(r#"chek == "x" || labels.exists(k, k == host)"#)
+            .err()
+            .expect("unknown names");
+        assert!(error.message.contains("chek, host"), "{}", error.message);
+        let error = conditions.compile("check == ").err().expect("syntax");
+        assert!(error.position.is_some(), "{error:?}");
+    }
+
+    #[test]
+    fn finds_an_index_key_on_the_conjunction() {
+        let conditions = Conditions::default();
+        let key = |source: &str| {
+            conditions
+                .compile(source)
+                .ok()
+                .and_then(|c| c.index_key().cloned())
+        };
+        assert_eq!(
+            key(r#"resource == "a" && ("disk" == check && severity != "ok")"#),
+            Some(IndexKey {
+                field: IndexedField::Check,
+                value: "disk".into()
+            })
+        );
+        assert_eq!(key(r#"check == "a" || check == "b""#), None);
+        assert_eq!(key(r#"labels.x == "a""#), None);
+    }
+}

@@ -1,0 +1,248 @@
+//! Rules: compiled once from the configuration, evaluated in order over each event.
+//!
+//! Semantics (documented in docs/configuration.md): rules are evaluated in the order they are
+//! written. Every condition sees the event as normalised, not as changed by earlier rules.
+//! A matching rule's effects apply in order, so a later matching rule overrides an earlier
+//! one's category, severity and fingerprint, adds to its labels and actions. Evaluation stops
+//! after the first matching rule unless that rule says `continue = true`, and always stops at
+//! a rule that drops. A condition that fails to evaluate (a missing label, say) counts as not
+//! matching and is recorded in the trace.
+
+pub mod expr;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::config::{ActionConfig, ConfigError, RuleConfig};
+use crate::event::{Category, Event, Severity};
+use crate::fingerprint::FingerprintField;
+use expr::{Condition, Conditions, IndexedField};
+use toml::Spanned;
+
+/// One rule, compiled.
+pub struct Rule {
+    pub name: Arc<str>,
+    pub enabled: bool,
+    condition: Option<Condition>,
+    pub category: Option<Category>,
+    pub severity: Option<Severity>,
+    pub labels: BTreeMap<String, String>,
+    pub drop: bool,
+    pub fingerprint: Option<Arc<[FingerprintField]>>,
+    pub actions: Vec<Arc<str>>,
+    pub continue_: bool,
+}
+
+/// All rules of a configuration, with an index that skips rules that cannot match.
+pub struct RuleSet {
+    conditions: Conditions,
+    rules: Vec<Rule>,
+    /// Rules whose condition requires `field == value`, by field and value.
+    indexed: HashMap<IndexedField, HashMap<String, Vec<u32>>>,
+    /// Enabled rules without an index key: evaluated for every event.
+    unindexed: Vec<u32>,
+}
+
+/// What evaluating the rules over one event found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Matches {
+    /// Indices of matching rules, in evaluation order.
+    pub matched: Vec<u32>,
+    /// Rules whose condition failed to evaluate, with the error.
+    pub errors: Vec<(u32, String)>,
+    /// How many conditions were evaluated (the index skips the others).
+    pub evaluated: u32,
+}
+
+impl RuleSet {
+    /// Compiles every rule; returns every problem found, each pointing at its bytes.
+    pub fn build(
+        configs: &[Spanned<RuleConfig>],
+        actions: &BTreeMap<String, Spanned<ActionConfig>>,
+    ) -> Result<RuleSet, Vec<ConfigError>> {
+        let conditions = Conditions::default();
+        let mut errors = Vec::new();
+        let mut rules = Vec::with_capacity(configs.len());
+        let mut names = HashSet::new();
+        for config in configs {
+            let span = config.span();
+            let config = config.get_ref();
+            let name = config.name.get_ref().trim();
+            let at = |span: std::ops::Range<usize>, message: String| {
+                ConfigError::at(span, format!("rule {name:?}: {message}"))
+            };
+            if name.is_empty() {
+                errors.push(ConfigError::at(config.name.span(), "rule name must not be empty"));
+            } else if !names.insert(name.to_owned()) {
+                errors.push(at(config.name.span(), "duplicate rule name".into()));
+            }
+            let condition = match &config.when {
+                None => None,
+                Some(when) => match conditions.compile(when.get_ref()) {
+                    Ok(condition) => Some(condition),
+                    Err(error) => {
+                        let position = error
+                            .position
+                            .map(|(line, column)| {
+                                format!(" (line {line}, column {column} of the expression)")
+                            })
+                            .unwrap_or_default();
+                        errors.push(at(
+                            when.span(),
+                            format!("when: {}{position}", error.message),
+                        ));
+                        None
+                    }
+                },
+            };
+            let fingerprint = match &config.fingerprint {
+                None => None,
+                Some(fields) => match parse_fingerprint_fields(fields) {
+                    Ok(fields) => Some(fields),
+                    Err(error) => {
+                        errors.push(at(error.span.clone().unwrap_or(span.clone()), error.message));
+                        None
+                    }
+                },
+            };
+            for action in &config.actions {
+                if !actions.contains_key(action.get_ref()) {
+                    let known: Vec<&str> = actions.keys().map(String::as_str).collect();
+                    errors.push(at(
+                        action.span(),
+                        format!(
+                            "unknown action {:?}; defined actions: {}",
+                            action.get_ref(),
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+            if config.drop && !config.actions.is_empty() {
+                errors.push(at(
+                    span.clone(),
+                    "a rule that drops events cannot also name actions".into(),
+                ));
+            }
+            for key in config.labels.keys() {
+                if key.is_empty() || key.chars().any(char::is_control) {
+                    errors.push(at(span.clone(), format!("invalid label name {key:?}")));
+                }
+            }
+            rules.push(Rule {
+                name: Arc::from(name),
+                enabled: config.enabled,
+                condition,
+                category: config.category,
+                severity: config.severity,
+                labels: config.labels.clone(),
+                drop: config.drop,
+                fingerprint,
+                actions: config
+                    .actions
+                    .iter()
+                    .map(|a| Arc::from(a.get_ref().as_str()))
+                    .collect(),
+                continue_: config.continue_,
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut indexed: HashMap<IndexedField, HashMap<String, Vec<u32>>> = HashMap::new();
+        let mut unindexed = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let i = u32::try_from(i).map_err(|_| {
+                vec![ConfigError {
+                    span: None,
+                    message: "too many rules".into(),
+                }]
+            })?;
+            if !rule.enabled {
+                continue;
+            }
+            match rule.condition.as_ref().and_then(Condition::index_key) {
+                Some(key) => indexed
+                    .entry(key.field)
+                    .or_default()
+                    .entry(key.value.clone())
+                    .or_default()
+                    .push(i),
+                None => unindexed.push(i),
+            }
+        }
+        Ok(RuleSet {
+            conditions,
+            rules,
+            indexed,
+            unindexed,
+        })
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn rule(&self, index: u32) -> &Rule {
+        &self.rules[index as usize]
+    }
+
+    /// Evaluates the rules over `event` with the documented order and stop semantics.
+    pub fn evaluate(&self, event: &Event) -> Matches {
+        let mut candidates: Vec<u32> = Vec::with_capacity(self.unindexed.len() + 4);
+        candidates.extend_from_slice(&self.unindexed);
+        for (field, by_value) in &self.indexed {
+            if let Some(rules) = by_value.get(field.value(event)) {
+                candidates.extend_from_slice(rules);
+            }
+        }
+        candidates.sort_unstable();
+        let mut matches = Matches::default();
+        for index in candidates {
+            let rule = &self.rules[index as usize];
+            let matched = match &rule.condition {
+                None => true,
+                Some(condition) => {
+                    matches.evaluated += 1;
+                    match self.conditions.eval(condition, event) {
+                        Ok(result) => result,
+                        Err(error) => {
+                            matches.errors.push((index, error));
+                            false
+                        }
+                    }
+                }
+            };
+            if matched {
+                matches.matched.push(index);
+                if rule.drop || !rule.continue_ {
+                    break;
+                }
+            }
+        }
+        matches
+    }
+}
+
+/// Parses a list of fingerprint field names, pointing at the list on error.
+pub fn parse_fingerprint_fields(
+    fields: &Spanned<Vec<String>>,
+) -> Result<Arc<[FingerprintField]>, ConfigError> {
+    if fields.get_ref().is_empty() {
+        return Err(ConfigError::at(
+            fields.span(),
+            "fingerprint needs at least one field",
+        ));
+    }
+    fields
+        .get_ref()
+        .iter()
+        .map(|name| FingerprintField::parse(name))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Arc::from)
+        .map_err(|message| ConfigError::at(fields.span(), format!("fingerprint: {message}")))
+}
