@@ -247,7 +247,10 @@ pub fn apply_operator(
             next.status = AlertStatus::Open;
             next.acknowledged_by = None;
             next.acknowledged_at = None;
-            (TimelineKind::Unacknowledged, format!("unacknowledged by {by}"))
+            (
+                TimelineKind::Unacknowledged,
+                format!("unacknowledged by {by}"),
+            )
         }
         OperatorAction::Resolve => {
             if alert.status == AlertStatus::Resolved {
@@ -341,20 +344,32 @@ pub(crate) mod tests {
     fn ack_unack_resolve_walk_the_lifecycle() {
         let now = Utc::now();
         let open = alert(AlertStatus::Open);
-        let (acked, entry) =
-            apply_operator(&open, &request(OperatorAction::Ack, Some("on it")), now, "t1".into())
-                .expect("ack");
+        let (acked, entry) = apply_operator(
+            &open,
+            &request(OperatorAction::Ack, Some("on it")),
+            now,
+            "t1".into(),
+        )
+        .expect("ack");
         assert_eq!(acked.status, AlertStatus::Acknowledged);
         assert_eq!(acked.acknowledged_by.as_deref(), Some("alice"));
         assert_eq!(entry.message, "acknowledged by alice: on it");
-        let (reopened, _) =
-            apply_operator(&acked, &request(OperatorAction::Unack, None), now, "t2".into())
-                .expect("unack");
+        let (reopened, _) = apply_operator(
+            &acked,
+            &request(OperatorAction::Unack, None),
+            now,
+            "t2".into(),
+        )
+        .expect("unack");
         assert_eq!(reopened.status, AlertStatus::Open);
         assert_eq!(reopened.acknowledged_by, None);
-        let (resolved, entry) =
-            apply_operator(&reopened, &request(OperatorAction::Resolve, None), now, "t3".into())
-                .expect("resolve");
+        let (resolved, entry) = apply_operator(
+            &reopened,
+            &request(OperatorAction::Resolve, None),
+            now,
+            "t3".into(),
+        )
+        .expect("resolve");
         assert_eq!(resolved.status, AlertStatus::Resolved);
         assert_eq!(entry.kind, TimelineKind::Resolved);
     }

@@ -21,6 +21,32 @@ pub struct PipelineConfig {
     pub actions: BTreeMap<String, Spanned<ActionConfig>>,
 }
 
+impl PipelineConfig {
+    /// Parses a TOML document holding only the pipeline's sections (`[alerts]`, `[[rules]]`,
+    /// `[actions.NAME]`), as tests and tools that need no server settings do.
+    pub fn from_toml(source: &str) -> Result<PipelineConfig, ConfigError> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct File {
+            #[serde(default)]
+            alerts: AlertsConfig,
+            #[serde(default)]
+            rules: Vec<Spanned<RuleConfig>>,
+            #[serde(default)]
+            actions: BTreeMap<String, Spanned<ActionConfig>>,
+        }
+        let file: File = toml::from_str(source).map_err(|error| ConfigError {
+            span: error.span(),
+            message: error.message().to_owned(),
+        })?;
+        Ok(PipelineConfig {
+            alerts: file.alerts,
+            rules: file.rules,
+            actions: file.actions,
+        })
+    }
+}
+
 /// `[alerts]`: how events become alerts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -124,7 +124,9 @@ impl Category {
             .into_iter()
             .find(|c| c.as_str().eq_ignore_ascii_case(text))
             .ok_or_else(|| {
-                format!("unknown category {text:?}, expected one of informational, warning, exception")
+                format!(
+                    "unknown category {text:?}, expected one of informational, warning, exception"
+                )
             })
     }
 }
@@ -274,7 +276,8 @@ struct Validator {
 
 impl Validator {
     fn error(&mut self, field: &str, message: impl Into<String>) {
-        self.errors.push(FieldError::new(self.index, field, message));
+        self.errors
+            .push(FieldError::new(self.index, field, message));
     }
 
     /// A string field; `None` for an accepted null (when `nullable`) or after an error.
@@ -288,7 +291,10 @@ impl Validator {
                 } else {
                     "a string"
                 };
-                self.error(field, format!("expected {expected}, got {}", json_type(&other)));
+                self.error(
+                    field,
+                    format!("expected {expected}, got {}", json_type(&other)),
+                );
                 None
             }
         }
@@ -330,7 +336,10 @@ impl Validator {
         if text.len() > SUMMARY_LEN_MAX {
             self.error(
                 "summary",
-                format!("is {} bytes long, the limit is {SUMMARY_LEN_MAX}", text.len()),
+                format!(
+                    "is {} bytes long, the limit is {SUMMARY_LEN_MAX}",
+                    text.len()
+                ),
             );
             return None;
         }
@@ -433,7 +442,10 @@ impl Validator {
                 }
                 _ => self.error(
                     &field,
-                    format!("metric values must be finite numbers, got {}", json_type(&value)),
+                    format!(
+                        "metric values must be finite numbers, got {}",
+                        json_type(&value)
+                    ),
                 ),
             }
         }
@@ -463,7 +475,9 @@ impl Validator {
         let Some(map) = self.object("details", value) else {
             return Map::new();
         };
-        let size = serde_json::to_vec(&map).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&map)
+            .map(|bytes| bytes.len())
+            .unwrap_or(usize::MAX);
         if size > DETAILS_BYTES_MAX {
             self.error(
                 "details",
@@ -535,18 +549,35 @@ mod tests {
         }));
         let fields: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
         for expected in [
-            "resource", "severity", "labels.a", "metrics.x", "occurred_at", "colour", "category",
-            "check", "summary",
+            "resource",
+            "severity",
+            "labels.a",
+            "metrics.x",
+            "occurred_at",
+            "colour",
+            "category",
+            "check",
+            "summary",
         ] {
-            assert!(fields.contains(&expected), "{expected} missing from {found:?}");
+            assert!(
+                fields.contains(&expected),
+                "{expected} missing from {found:?}"
+            );
         }
-        let severity = &found.iter().find(|(f, _)| f == "severity").expect("severity").1;
+        let severity = &found
+            .iter()
+            .find(|(f, _)| f == "severity")
+            .expect("severity")
+            .1;
         assert!(severity.contains("\"crit\""), "{severity}");
     }
 
     #[test]
     fn rejects_non_objects_and_empty_strings() {
-        assert_eq!(errors(json!([1]))[0].1, "expected a JSON object, got an array");
+        assert_eq!(
+            errors(json!([1]))[0].1,
+            "expected a JSON object, got an array"
+        );
         let found = errors(json!({"resource": " ", "check": "c", "summary": ""}));
         assert_eq!(
             found,

@@ -162,9 +162,15 @@ mod tests {
     fn equal_fields_equal_fingerprints_and_fields_do_not_bleed() {
         let fields = FingerprintField::defaults();
         let a = Fingerprint::compute(&fields, &event("db01", "disk", None));
-        assert_eq!(a, Fingerprint::compute(&fields, &event("db01", "disk", None)));
+        assert_eq!(
+            a,
+            Fingerprint::compute(&fields, &event("db01", "disk", None))
+        );
         assert_eq!(a.as_str().len(), 32);
-        assert_ne!(a, Fingerprint::compute(&fields, &event("db01", "disk", Some(""))));
+        assert_ne!(
+            a,
+            Fingerprint::compute(&fields, &event("db01", "disk", Some("")))
+        );
         assert_ne!(
             Fingerprint::compute(&fields, &event("ab", "c", None)),
             Fingerprint::compute(&fields, &event("a", "bc", None))

@@ -71,7 +71,13 @@ impl TraceEntry {
 
 impl fmt::Display for TraceEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:<10} {:<14} {}", self.stage.as_str(), self.decision, self.reason)?;
+        write!(
+            f,
+            "{:<10} {:<14} {}",
+            self.stage.as_str(),
+            self.decision,
+            self.reason
+        )?;
         if !self.rules.is_empty() {
             write!(f, " [rules: {}]", self.rules.join(", "))?;
         }

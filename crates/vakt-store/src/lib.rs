@@ -1,1 +1,242 @@
-//! placeholder
+//! Storage: one interface (`Store`), two implementations (SQLite embedded, PostgreSQL), their migrations.
+//!
+//! The ingest path runs the pipeline's stateful stages inside the write transaction: load
+//! the alerts the batch's fingerprints point at, call `Pipeline::correlate` for each event in
+//! order, write events, alerts, timeline entries and decided actions, commit. Nothing is
+//! acknowledged to a sender before that commit returns.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use vakt_core::alert::{OperatorError, OperatorRequest};
+use vakt_core::pipeline::{DecidedAction, EventRecord};
+use vakt_core::{
+    Alert, AlertStatus, Category, Correlated, Pipeline, Prepared, Severity, TimelineEntry,
+};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Most items one list request returns.
+pub const PAGE_LIMIT_MAX: u32 = 1000;
+/// Items a list request returns when it does not say.
+pub const PAGE_LIMIT_DEFAULT: u32 = 50;
+
+/// Why storage failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or cannot take writes now (down, disk full,
+    /// read-only): retry later. HTTP answers 503.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A stored value could not be read back as what it should be.
+    /// Another writer changed the same rows (PostgreSQL unique violation, serialization
+    /// failure or deadlock): the transaction may be retried.
+    #[error("conflicting concurrent write: {0}")]
+    Conflict(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("storage error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &error {
+            E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::Tls(_) | E::Protocol(_) => {
+                StoreError::Unavailable(error.to_string())
+            }
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite: 5 BUSY, 8 READONLY, 10 IOERR, 13 FULL, 14 CANTOPEN (and extended codes);
+                // PostgreSQL: class 08 connection, 53 resources, 57 operator intervention.
+                let sqlite_primary = code.parse::<i32>().map(|c| c & 0xff).unwrap_or(-1);
+                if matches!(code.as_ref(), "23505" | "40001" | "40P01") {
+                    StoreError::Conflict(error.to_string())
+                } else if matches!(sqlite_primary, 5 | 8 | 10 | 13 | 14)
+                    || code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57")
+                {
+                    StoreError::Unavailable(error.to_string())
+                } else {
+                    StoreError::Other(error.to_string())
+                }
+            }
+            E::ColumnDecode { .. } | E::Decode(_) => StoreError::Corrupt(error.to_string()),
+            _ => StoreError::Other(error.to_string()),
+        }
+    }
+}
+
+/// Why an operator's request on an alert failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperateError {
+    #[error("no alert with id {0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Refused(#[from] OperatorError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Filters for listing events. Every set field must match.
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    pub source: Option<String>,
+    pub resource: Option<String>,
+    pub check: Option<String>,
+    pub severity: Option<Severity>,
+    pub category: Option<Category>,
+    pub alert_id: Option<String>,
+    pub fingerprint: Option<String>,
+    pub dropped: Option<bool>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Return events older than this id (newest first).
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// Filters for listing alerts. `status` matches any of the listed ones.
+#[derive(Debug, Clone, Default)]
+pub struct AlertQuery {
+    pub status: Vec<AlertStatus>,
+    pub severity: Option<Severity>,
+    pub category: Option<Category>,
+    pub resource: Option<String>,
+    pub check: Option<String>,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    pub fingerprint: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: u32,
+}
+
+/// Counts for `/metrics` and the readiness check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub alerts_open: i64,
+    pub alerts_acknowledged: i64,
+    pub alerts_resolved: i64,
+}
+
+/// Everything vakt keeps. Both implementations pass the same story suite (tests/it).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Runs the stateful pipeline stages for a batch and stores the outcome atomically.
+    /// Events get ids in the order given; when this returns `Ok` the whole batch is durable.
+    async fn ingest(
+        &self,
+        pipeline: &Pipeline,
+        batch: Vec<Prepared>,
+    ) -> Result<Vec<Correlated>, StoreError>;
+
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
+    async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError>;
+    async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+    async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError>;
+    /// The alert's timeline, oldest first.
+    async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError>;
+    /// The alert's most recent events (newest first), with their traces.
+    async fn alert_events(
+        &self,
+        alert_id: &str,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// Actions decided for an alert, oldest first.
+    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError>;
+    /// Applies an operator's request (ack, resolve, ...) in one transaction.
+    async fn operate(
+        &self,
+        alert_id: &str,
+        request: &OperatorRequest,
+    ) -> Result<Alert, OperateError>;
+    async fn stats(&self) -> Result<Stats, StoreError>;
+    /// Cheap round trip to the database, for readiness.
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
+}
+
+/// Opens the store a location names: a `postgres://` (or `postgresql://`) URL, or a
+/// directory for the embedded SQLite database. Runs migrations.
+pub async fn open(location: &Location) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match location {
+        Location::Postgres(url) => Arc::new(PostgresStore::connect(url).await?),
+        Location::SqliteDir(dir) => Arc::new(SqliteStore::open(dir).await?),
+    })
+}
+
+/// Where the data lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    Postgres(String),
+    SqliteDir(std::path::PathBuf),
+}
+
+impl Location {
+    /// A `postgres://` URL selects PostgreSQL; anything else is not a database URL.
+    pub fn from_url(url: &str) -> Result<Location, String> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Location::Postgres(url.to_owned()))
+        } else {
+            Err(format!(
+                "unsupported database URL {:?}: expected postgres://...; for SQLite give a data directory instead",
+                redact(url)
+            ))
+        }
+    }
+
+    /// The location with any password hidden, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Postgres(url) => redact(url),
+            Location::SqliteDir(dir) => format!("sqlite in {}", dir.display()),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` -> `postgres://user:***@host/db`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_and_redaction() {
+        assert_eq!(
+            Location::from_url("postgres://u:pw@h/db").map(|l| l.describe()),
+            Ok("postgres://u:***@h/db".to_owned())
+        );
+        assert!(Location::from_url("mysql://h/db").is_err());
+    }
+}

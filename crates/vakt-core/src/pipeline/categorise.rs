@@ -59,7 +59,10 @@ pub(super) fn categorise(
             let category = event.severity.default_category();
             (
                 category,
-                format!("no rule set a category: the default for severity {}", event.severity),
+                format!(
+                    "no rule set a category: the default for severity {}",
+                    event.severity
+                ),
             )
         }
     };

@@ -17,7 +17,9 @@ pub enum Transition {
     /// A problem event within the reopen window of its resolved alert.
     Reopened,
     /// A repeat of an open or acknowledged alert.
-    Updated { previous_severity: Severity },
+    Updated {
+        previous_severity: Severity,
+    },
     /// An `ok` event cleared the alert.
     Resolved,
 }
@@ -114,14 +116,20 @@ pub(super) fn correlate(
     };
     let fp = format!("fingerprint {} {fingerprint_origin}", input.fingerprint);
     let (transition, alert, reason) = if input.dropped {
-        (Transition::Dropped, None, format!("skipped: the event was dropped ({fp})"))
+        (
+            Transition::Dropped,
+            None,
+            format!("skipped: the event was dropped ({fp})"),
+        )
     } else {
-        // An alert resolved longer ago than the reopen window is history, not state.
+        // An alert resolved longer ago than the reopen window is history, not state. A zero
+        // window never reopens, even for an event of the same millisecond.
         let current = current.filter(|alert| {
             alert.status.is_active()
-                || alert
-                    .resolved_at
-                    .is_some_and(|resolved| at - resolved <= input.reopen_window)
+                || (input.reopen_window > chrono::Duration::zero()
+                    && alert
+                        .resolved_at
+                        .is_some_and(|resolved| at - resolved <= input.reopen_window))
         });
         match (current, event.severity.is_clear()) {
             (None, true) => (
@@ -146,7 +154,10 @@ pub(super) fn correlate(
                     new_id,
                     &next.id,
                     TimelineKind::Resolved,
-                    format!("resolved by an ok event from {}: {}", event.source, event.summary),
+                    format!(
+                        "resolved by an ok event from {}: {}",
+                        event.source, event.summary
+                    ),
                 );
                 let reason = format!("ok event resolved alert {} ({fp})", next.id);
                 (Transition::Resolved, Some(next), reason)
@@ -219,7 +230,11 @@ pub(super) fn correlate(
             }
         }
     };
-    trace.push(TraceEntry::new(Stage::Correlate, transition.as_str(), reason));
+    trace.push(TraceEntry::new(
+        Stage::Correlate,
+        transition.as_str(),
+        reason,
+    ));
     Outcome {
         transition,
         alert,

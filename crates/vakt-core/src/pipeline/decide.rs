@@ -55,7 +55,12 @@ pub(super) fn decide(
             .alert
             .as_ref()
             .filter(|alert| alert.severity > previous_severity)
-            .map(|alert| format!("severity rose from {previous_severity} to {}", alert.severity)),
+            .map(|alert| {
+                format!(
+                    "severity rose from {previous_severity} to {}",
+                    alert.severity
+                )
+            }),
         Transition::Dropped | Transition::NothingToClear | Transition::Resolved => None,
     };
     let (Some(trigger), Some(alert)) = (trigger, outcome.alert.as_ref()) else {
@@ -88,7 +93,9 @@ pub(super) fn decide(
     let decided: Vec<DecidedAction> = requested
         .iter()
         .map(|name| {
-            let kind = actions.get(name.as_ref()).map_or("unknown", ActionConfig::kind);
+            let kind = actions
+                .get(name.as_ref())
+                .map_or("unknown", ActionConfig::kind);
             DecidedAction {
                 id: new_id(),
                 action: Arc::clone(name),
@@ -106,7 +113,10 @@ pub(super) fn decide(
             at: alert.last_seen,
             kind: TimelineKind::ActionDecided,
             by: PIPELINE_ACTOR.to_owned(),
-            message: format!("action {} ({}) decided: {}", action.action, action.kind, action.reason),
+            message: format!(
+                "action {} ({}) decided: {}",
+                action.action, action.kind, action.reason
+            ),
             event_id: Some(event_id.to_owned()),
         });
     }

@@ -89,7 +89,8 @@ impl Pipeline {
                 None
             }
         };
-        let reopen_window_secs = i64::try_from(config.alerts.reopen_window_secs).unwrap_or(i64::MAX);
+        let reopen_window_secs =
+            i64::try_from(config.alerts.reopen_window_secs).unwrap_or(i64::MAX);
         match rules {
             Some(rules) if errors.is_empty() => Ok(Pipeline {
                 rules,
@@ -119,7 +120,12 @@ impl Pipeline {
     ///
     /// `channel` names where the event came from (`http`, `syslog`, ...); it becomes the
     /// event's `source` when the sender gave none.
-    pub fn prepare(&self, input: EventInput, channel: &str, received_at: DateTime<Utc>) -> Prepared {
+    pub fn prepare(
+        &self,
+        input: EventInput,
+        channel: &str,
+        received_at: DateTime<Utc>,
+    ) -> Prepared {
         let mut trace = Vec::with_capacity(6);
         let event = normalise::normalise(input, channel, received_at, &mut trace);
         let matches: Matches = self.rules.evaluate(&event);

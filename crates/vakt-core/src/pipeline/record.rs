@@ -52,7 +52,11 @@ pub(super) fn record(
                 _ => "updated",
             },
             outcome.timeline.len(),
-            if outcome.timeline.len() == 1 { "y" } else { "ies" },
+            if outcome.timeline.len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
             actions.len(),
             if actions.len() == 1 { "" } else { "s" },
         ),

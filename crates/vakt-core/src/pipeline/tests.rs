@@ -52,28 +52,8 @@ type = "exec"
 command = ["/usr/local/bin/clean-tmp"]
 "#;
 
-#[derive(serde::Deserialize)]
-struct File {
-    #[serde(default)]
-    alerts: crate::config::AlertsConfig,
-    #[serde(default)]
-    rules: Vec<toml::Spanned<crate::config::RuleConfig>>,
-    #[serde(default)]
-    actions: std::collections::BTreeMap<String, toml::Spanned<crate::config::ActionConfig>>,
-}
-
 pub(crate) fn pipeline(source: &str) -> Result<Pipeline, Vec<ConfigError>> {
-    let file: File = toml::from_str(source).map_err(|e| {
-        vec![ConfigError {
-            span: e.span(),
-            message: e.message().to_owned(),
-        }]
-    })?;
-    Pipeline::build(&PipelineConfig {
-        alerts: file.alerts,
-        rules: file.rules,
-        actions: file.actions,
-    })
+    Pipeline::build(&PipelineConfig::from_toml(source).map_err(|e| vec![e])?)
 }
 
 /// Runs events through the pipeline, keeping alerts the way a store would.
@@ -90,7 +70,10 @@ impl Harness {
             pipeline: pipeline(CONFIG).expect("test config compiles"),
             alerts: HashMap::new(),
             next: 0,
-            clock: Utc.with_ymd_and_hms(2026, 11, 24, 1, 0, 0).single().expect("time"),
+            clock: Utc
+                .with_ymd_and_hms(2026, 11, 24, 1, 0, 0)
+                .single()
+                .expect("time"),
         }
     }
 
@@ -144,7 +127,11 @@ fn stages_run_in_itil_order_and_explain_themselves() {
     assert_eq!(categorise.stage, Stage::Categorise);
     assert_eq!(&*categorise.rules[0], "tag-production");
     assert_eq!(&*categorise.rules[1], "disk-failure");
-    assert!(categorise.reason.contains("warning -> critical"), "{}", categorise.reason);
+    assert!(
+        categorise.reason.contains("warning -> critical"),
+        "{}",
+        categorise.reason
+    );
     let alert = out.alert.expect("alert opened");
     assert_eq!(alert.severity, Severity::Critical);
     assert_eq!(alert.labels["tier"], "prod");
@@ -157,32 +144,46 @@ fn stages_run_in_itil_order_and_explain_themselves() {
 #[test]
 fn repeats_update_one_alert_and_ok_resolves_it() {
     let mut h = Harness::new();
-    let disk = |pct: f64, severity: &str| {
-        json!({"resource": "db01", "check": "disk_usage", "summary": format!("/var {pct}%"), "severity": severity, "metrics": {"used_pct": pct}})
-    };
+    let disk = |pct: f64, severity: &str| json!({"resource": "db01", "check": "disk_usage", "summary": format!("/var {pct}%"), "severity": severity, "metrics": {"used_pct": pct}});
     let first = h.send(disk(91.0, "warning"));
     let alert_id = first.alert.as_ref().map(|a| a.id.clone()).expect("opened");
     assert_eq!(first.actions.len(), 2, "page and clean on open");
 
     let repeat = h.send(disk(92.0, "warning"));
-    assert_eq!(repeat.transition, Transition::Updated { previous_severity: Severity::Warning });
+    assert_eq!(
+        repeat.transition,
+        Transition::Updated {
+            previous_severity: Severity::Warning
+        }
+    );
     assert!(repeat.actions.is_empty(), "a plain repeat runs nothing");
     let alert = repeat.alert.expect("updated");
     assert_eq!((alert.id.as_str(), alert.count), (alert_id.as_str(), 2));
 
     let worse = h.send(disk(99.0, "critical"));
-    assert_eq!(worse.actions.len(), 2, "a rise in severity runs the actions again");
+    assert_eq!(
+        worse.actions.len(),
+        2,
+        "a rise in severity runs the actions again"
+    );
     assert_eq!(worse.timeline[0].kind, TimelineKind::SeverityChanged);
-    assert_eq!(worse.alert.as_ref().map(|a| a.severity_max), Some(Severity::Critical));
+    assert_eq!(
+        worse.alert.as_ref().map(|a| a.severity_max),
+        Some(Severity::Critical)
+    );
 
-    let ok = h.send(json!({"resource": "db01", "check": "disk_usage", "summary": "fine", "severity": "ok"}));
+    let ok = h.send(
+        json!({"resource": "db01", "check": "disk_usage", "summary": "fine", "severity": "ok"}),
+    );
     assert_eq!(ok.transition, Transition::Resolved);
     let resolved = ok.alert.expect("resolved");
     assert_eq!(resolved.status, AlertStatus::Resolved);
     assert_eq!(resolved.severity_max, Severity::Critical);
     assert_eq!(ok.record.alert_id.as_deref(), Some(alert_id.as_str()));
 
-    let again = h.send(json!({"resource": "db01", "check": "disk_usage", "summary": "fine", "severity": "ok"}));
+    let again = h.send(
+        json!({"resource": "db01", "check": "disk_usage", "summary": "fine", "severity": "ok"}),
+    );
     assert_eq!(again.transition, Transition::NothingToClear);
     assert_eq!(again.record.alert_id, None);
 }
@@ -190,13 +191,17 @@ fn repeats_update_one_alert_and_ok_resolves_it() {
 #[test]
 fn reopens_within_the_window_and_opens_anew_after_it() {
     let mut h = Harness::new();
-    let problem = json!({"resource": "web1", "check": "http", "summary": "down", "severity": "major"});
+    let problem =
+        json!({"resource": "web1", "check": "http", "summary": "down", "severity": "major"});
     let ok = json!({"resource": "web1", "check": "http", "summary": "up", "severity": "ok"});
     let first_id = h.send(problem.clone()).alert.map(|a| a.id).expect("opened");
     h.send(ok.clone());
     let reopened = h.send(problem.clone());
     assert_eq!(reopened.transition, Transition::Reopened);
-    assert_eq!(reopened.alert.as_ref().map(|a| a.id.as_str()), Some(first_id.as_str()));
+    assert_eq!(
+        reopened.alert.as_ref().map(|a| a.id.as_str()),
+        Some(first_id.as_str())
+    );
     h.send(ok);
     h.clock += Duration::seconds(301);
     let fresh = h.send(problem);
@@ -233,10 +238,14 @@ fn fingerprints_follow_sender_then_rule_then_defaults() {
     let mut h = Harness::new();
     let a = h.send(json!({"resource": "r", "check": "fs", "summary": "x", "severity": "warning", "labels": {"mount": "/a"}, "service": "one"}));
     let b = h.send(json!({"resource": "r", "check": "fs", "summary": "x", "severity": "warning", "labels": {"mount": "/a"}, "service": "two"}));
-    assert_eq!(a.record.fingerprint, b.record.fingerprint, "rule fields ignore service");
+    assert_eq!(
+        a.record.fingerprint, b.record.fingerprint,
+        "rule fields ignore service"
+    );
     let c = h.send(json!({"resource": "r", "check": "fs", "summary": "x", "severity": "warning", "labels": {"mount": "/b"}}));
     assert_ne!(a.record.fingerprint, c.record.fingerprint);
-    let sent = h.send(json!({"resource": "r", "check": "x", "summary": "x", "fingerprint": "mine"}));
+    let sent =
+        h.send(json!({"resource": "r", "check": "x", "summary": "x", "fingerprint": "mine"}));
     assert_eq!(sent.record.fingerprint.as_str(), "mine");
 }
 
@@ -250,7 +259,9 @@ fn default_categories_follow_severity() {
         ("warning", Category::Warning),
         ("info", Category::Informational),
     ] {
-        let out = h.send(json!({"resource": "r", "check": severity, "summary": "s", "severity": severity}));
+        let out = h.send(
+            json!({"resource": "r", "check": severity, "summary": "s", "severity": severity}),
+        );
         assert_eq!(out.record.category, category, "{severity}");
     }
 }
@@ -268,7 +279,11 @@ category = "exception"
         .expect("valid");
     let prepared = pipeline.prepare(input, "test", Utc::now());
     assert_eq!(prepared.category, Category::Informational);
-    assert!(prepared.trace[1].reason.contains("needs-label"), "{}", prepared.trace[1].reason);
+    assert!(
+        prepared.trace[1].reason.contains("needs-label"),
+        "{}",
+        prepared.trace[1].reason
+    );
 }
 
 #[test]
@@ -287,11 +302,26 @@ name = "bad-fp"
 fingerprint = ["severity"]
 "#;
     let errors = pipeline(source).err().expect("errors");
-    let rendered: Vec<String> = errors.iter().map(|e| e.render("vakt.toml", source)).collect();
+    let rendered: Vec<String> = errors
+        .iter()
+        .map(|e| e.render("vakt.toml", source))
+        .collect();
     assert_eq!(rendered.len(), 3, "{rendered:?}");
-    assert!(rendered[0].starts_with("vakt.toml:4:8: rule \"bad\": when: unknown event attribute chek"), "{}", rendered[0]);
-    assert!(rendered[1].starts_with("vakt.toml:8:12: rule \"bad-action\": unknown action \"nope\""), "{}", rendered[1]);
-    assert!(rendered[2].starts_with("vakt.toml:12:15: rule \"bad-fp\": fingerprint: severity"), "{}", rendered[2]);
+    assert!(
+        rendered[0].starts_with("vakt.toml:4:8: rule \"bad\": when: unknown event attribute chek"),
+        "{}",
+        rendered[0]
+    );
+    assert!(
+        rendered[1].starts_with("vakt.toml:8:12: rule \"bad-action\": unknown action \"nope\""),
+        "{}",
+        rendered[1]
+    );
+    assert!(
+        rendered[2].starts_with("vakt.toml:12:15: rule \"bad-fp\": fingerprint: severity"),
+        "{}",
+        rendered[2]
+    );
 }
 
 #[test]
@@ -325,13 +355,60 @@ labels = { b = "1" }
 "#,
     )
     .expect("compiles");
-    for (check, resource, load) in [("cpu", "h1", 5.0), ("cpu", "h2", 5.0), ("cpu", "h1", 1.0), ("mem", "h1", 9.0)] {
+    for (check, resource, load) in [
+        ("cpu", "h1", 5.0),
+        ("cpu", "h2", 5.0),
+        ("cpu", "h1", 1.0),
+        ("mem", "h1", 9.0),
+    ] {
         let event = json!({"resource": resource, "check": check, "summary": "s", "metrics": {"load": load}});
         let run = |p: &Pipeline| {
             let input = EventInput::from_json(0, event.clone()).expect("valid");
             let prepared = p.prepare(input, "t", Utc::now());
-            (prepared.category, prepared.event.labels, prepared.matched_rules)
+            (
+                prepared.category,
+                prepared.event.labels,
+                prepared.matched_rules,
+            )
         };
         assert_eq!(run(&indexed), run(&plain), "{event}");
     }
+}
+
+#[test]
+fn without_a_reopen_window_a_problem_after_ok_opens_a_new_alert_even_in_the_same_millisecond() {
+    let pipeline = pipeline("").expect("empty config compiles");
+    let at = Utc::now();
+    let mut ids = 0;
+    let mut new_id = || {
+        ids += 1;
+        format!("A{ids}")
+    };
+    let mut run = |value: serde_json::Value, current: Option<&Alert>, id: &str| {
+        let input = EventInput::from_json(0, value).expect("valid");
+        pipeline.correlate(
+            pipeline.prepare(input, "t", at),
+            id.into(),
+            current,
+            &mut new_id,
+        )
+    };
+    let opened = run(
+        json!({"resource": "r", "check": "c", "summary": "s", "severity": "major"}),
+        None,
+        "E1",
+    );
+    let alert = opened.alert.expect("opened");
+    let resolved = run(
+        json!({"resource": "r", "check": "c", "summary": "s", "severity": "ok"}),
+        Some(&alert),
+        "E2",
+    );
+    let alert = resolved.alert.expect("resolved");
+    let again = run(
+        json!({"resource": "r", "check": "c", "summary": "s", "severity": "major"}),
+        Some(&alert),
+        "E3",
+    );
+    assert_eq!(again.transition, Transition::Opened);
 }

@@ -352,12 +352,18 @@ mod tests {
 
     #[test]
     fn evaluates_every_field() {
-        check(r#"check == "disk_usage" && metrics.used_pct > 90.0"#, Ok(true));
+        check(
+            r#"check == "disk_usage" && metrics.used_pct > 90.0"#,
+            Ok(true),
+        );
         check(r#"labels.mount == "/var""#, Ok(true));
         check(r#""mount" in labels && !("x" in labels)"#, Ok(true));
         check(r#"severity == "warning" && source == "nagios""#, Ok(true));
         check(r#"service == "" && environment == "production""#, Ok(true));
-        check(r#"summary.contains("91%") && resource.startsWith("db")"#, Ok(true));
+        check(
+            r#"summary.contains("91%") && resource.startsWith("db")"#,
+            Ok(true),
+        );
         check(r#"summary.matches("^/var is [0-9]+% full$")"#, Ok(true));
         check(r#"details.disk.model == "X1""#, Ok(true));
         check(r#"labels.exists(k, k == "mount")"#, Ok(true));

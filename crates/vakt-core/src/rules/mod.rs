@@ -72,7 +72,10 @@ impl RuleSet {
                 ConfigError::at(span, format!("rule {name:?}: {message}"))
             };
             if name.is_empty() {
-                errors.push(ConfigError::at(config.name.span(), "rule name must not be empty"));
+                errors.push(ConfigError::at(
+                    config.name.span(),
+                    "rule name must not be empty",
+                ));
             } else if !names.insert(name.to_owned()) {
                 errors.push(at(config.name.span(), "duplicate rule name".into()));
             }
@@ -100,7 +103,10 @@ impl RuleSet {
                 Some(fields) => match parse_fingerprint_fields(fields) {
                     Ok(fields) => Some(fields),
                     Err(error) => {
-                        errors.push(at(error.span.clone().unwrap_or(span.clone()), error.message));
+                        errors.push(at(
+                            error.span.clone().unwrap_or(span.clone()),
+                            error.message,
+                        ));
                         None
                     }
                 },

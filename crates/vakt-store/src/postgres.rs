@@ -1,0 +1,147 @@
+//! The scale-out store: PostgreSQL, one pool; row locks and a retry make concurrent nodes safe.
+//!
+//! Several vakt nodes may ingest into one database. A batch locks the alerts it will change
+//! (`FOR UPDATE`); two nodes opening an alert for the same new fingerprint collide on the
+//! unique index of unresolved alerts, and the loser retries its whole batch, which then sees
+//! the winner's alert.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::{OperateError, Stats, Store};
+
+crate::sql::common_sql!(sqlx::Postgres, sqlx::postgres::PgRow, " FOR UPDATE");
+
+/// Connections in the pool.
+const CONNECTIONS: u32 = 16;
+/// Attempts at a batch that collides with another node's.
+const INGEST_ATTEMPTS: u32 = 5;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl PostgresStore {
+    /// Connects and brings the schema up to date (migrations take an advisory lock, so nodes
+    /// starting together do not race).
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|error| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to {}: {error}",
+                    crate::redact(url)
+                ))
+            })?;
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|error| StoreError::Other(format!("migrating PostgreSQL: {error}")))?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ingest(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        batch: Vec<vakt_core::Prepared>,
+    ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
+        let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
+        let mut attempt = 1;
+        loop {
+            let result = async {
+                let mut tx = self.pool.begin().await?;
+                let outcomes = ingest_in(&mut tx, pipeline, batch.clone(), &ids).await?;
+                tx.commit().await?;
+                Ok::<_, StoreError>(outcomes)
+            }
+            .await;
+            match result {
+                Err(StoreError::Conflict(error)) if attempt < INGEST_ATTEMPTS => {
+                    tracing::debug!(attempt, %error, "batch collided with another node, retrying");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        get_event(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
+        list_events(&mut *self.pool.acquire().await?, query).await
+    }
+
+    async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        get_alert(&mut *self.pool.acquire().await?, id, false).await
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
+        list_alerts(&mut *self.pool.acquire().await?, query).await
+    }
+
+    async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
+        list_timeline(&mut *self.pool.acquire().await?, alert_id).await
+    }
+
+    async fn alert_events(
+        &self,
+        alert_id: &str,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        list_alert_events(&mut *self.pool.acquire().await?, alert_id, limit).await
+    }
+
+    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError> {
+        list_actions(&mut *self.pool.acquire().await?, alert_id).await
+    }
+
+    async fn operate(
+        &self,
+        alert_id: &str,
+        request: &vakt_core::alert::OperatorRequest,
+    ) -> Result<Alert, OperateError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let alert = operate_in(&mut tx, alert_id, request).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(alert)
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        count_alerts(&mut *self.pool.acquire().await?).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}

@@ -1,0 +1,601 @@
+//! What the SQLite and PostgreSQL stores share: row conversions, the batch correlation, and the SQL.
+//!
+//! Both schemas use the same table and column names and store times as Unix milliseconds
+//! and maps as JSON text, so the SQL below runs unchanged on both (sqlx understands `$N`
+//! placeholders for SQLite too). The `common_sql!` macro instantiates the query functions
+//! once per backend; that keeps each backend's types checked by the compiler without the
+//! trait-bound maze that generic sqlx code needs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use chrono::{DateTime, TimeZone, Utc};
+use vakt_core::pipeline::DecidedAction;
+use vakt_core::{Alert, Correlated, Fingerprint, Pipeline, Prepared};
+
+use crate::StoreError;
+
+/// Most bind parameters one statement may carry (SQLite allows 32766, PostgreSQL 65535).
+pub(crate) const BINDS_MAX: usize = 30_000;
+
+pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace";
+pub(crate) const EVENT_COLUMN_COUNT: usize = 19;
+pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id";
+pub(crate) const ALERT_COLUMN_COUNT: usize = 23;
+/// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
+pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id";
+pub(crate) const TIMELINE_COLUMNS: &str = "id, alert_id, at, kind, actor, message, event_id";
+pub(crate) const TIMELINE_COLUMN_COUNT: usize = 7;
+pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at";
+pub(crate) const ACTION_COLUMN_COUNT: usize = 7;
+
+pub(crate) fn ms(time: DateTime<Utc>) -> i64 {
+    time.timestamp_millis()
+}
+
+pub(crate) fn time(ms: i64) -> Result<DateTime<Utc>, StoreError> {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| StoreError::Corrupt(format!("timestamp {ms} ms is out of range")))
+}
+
+pub(crate) fn opt_time(ms: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    ms.map(time).transpose()
+}
+
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> String {
+    // Serialising maps of strings and numbers cannot fail; an empty object is the safe fallback.
+    serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned())
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    column: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("column {column}: {error}")))
+}
+
+pub(crate) fn parsed<T>(column: &str, result: Result<T, String>) -> Result<T, StoreError> {
+    result.map_err(|error| StoreError::Corrupt(format!("column {column}: {error}")))
+}
+
+/// Of the alerts stored for one fingerprint, the one new events land on: the active one,
+/// else the most recently resolved.
+pub(crate) fn current_alerts(candidates: Vec<Alert>) -> HashMap<Fingerprint, Alert> {
+    let mut current: HashMap<Fingerprint, Alert> = HashMap::new();
+    for alert in candidates {
+        let better = match current.get(&alert.fingerprint) {
+            None => true,
+            Some(held) => {
+                (alert.status.is_active() && !held.status.is_active())
+                    || (!held.status.is_active() && alert.resolved_at > held.resolved_at)
+            }
+        };
+        if better {
+            current.insert(alert.fingerprint.clone(), alert);
+        }
+    }
+    current
+}
+
+/// Runs the stateful stages over a batch in order, each event seeing what the previous ones did.
+pub(crate) fn correlate_batch(
+    pipeline: &Pipeline,
+    batch: Vec<Prepared>,
+    event_ids: &[String],
+    mut current: HashMap<Fingerprint, Alert>,
+) -> Vec<Correlated> {
+    let mut new_id = new_id;
+    batch
+        .into_iter()
+        .zip(event_ids)
+        .map(|(prepared, event_id)| {
+            let alert = current.get(&prepared.fingerprint);
+            let outcome = pipeline.correlate(prepared, event_id.clone(), alert, &mut new_id);
+            if let Some(alert) = &outcome.alert {
+                current.insert(alert.fingerprint.clone(), alert.clone());
+            }
+            outcome
+        })
+        .collect()
+}
+
+/// The rows a batch writes: each alert once, in its final state, in order of first change.
+pub(crate) struct Writes<'a> {
+    pub alerts: Vec<&'a Alert>,
+    pub timeline: Vec<&'a vakt_core::TimelineEntry>,
+    pub actions: Vec<&'a DecidedAction>,
+}
+
+pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
+    let mut position: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut alerts: Vec<&Alert> = Vec::new();
+    for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
+        match position.get(alert.id.as_str()) {
+            Some(&i) => alerts[i] = alert,
+            None => {
+                position.insert(&alert.id, alerts.len());
+                alerts.push(alert);
+            }
+        }
+    }
+    Writes {
+        alerts,
+        timeline: outcomes.iter().flat_map(|o| &o.timeline).collect(),
+        actions: outcomes.iter().flat_map(|o| &o.actions).collect(),
+    }
+}
+
+/// A new id: a ULID, strictly increasing within this process so that ids sort in the order
+/// they were made (timeline entries of one millisecond stay in order).
+pub(crate) fn new_id() -> String {
+    static GENERATOR: Mutex<Option<ulid::Generator>> = Mutex::new(None);
+    let mut guard = GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let generator = guard.get_or_insert_with(ulid::Generator::new);
+    generator
+        .generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
+}
+
+/// Rows per multi-row INSERT for a table of `columns` columns.
+pub(crate) fn chunk_rows(columns: usize) -> usize {
+    (BINDS_MAX / columns).max(1)
+}
+
+/// Defines the query functions for one backend. `$db` is the sqlx database type, `$row` its
+/// row type, `$lock` the suffix that locks selected rows (`FOR UPDATE` or nothing).
+macro_rules! common_sql {
+    ($db:ty, $row:ty, $lock:expr) => {
+        use sqlx::{QueryBuilder, Row};
+        use vakt_core::alert::TimelineKind;
+        use vakt_core::pipeline::{DecidedAction, EventRecord};
+        use vakt_core::{
+            Alert, AlertStatus, Category, Event, Fingerprint, Severity, TimelineEntry,
+        };
+        use $crate::sql::{
+            chunk_rows, from_json, json, ms, opt_time, parsed, time, ACTION_COLUMNS,
+            ACTION_COLUMN_COUNT, ALERT_COLUMNS, ALERT_COLUMN_COUNT, ALERT_UPDATE,
+            EVENT_COLUMNS, EVENT_COLUMN_COUNT, TIMELINE_COLUMNS, TIMELINE_COLUMN_COUNT,
+        };
+        use $crate::{AlertQuery, EventQuery, Page, StoreError};
+
+        type Conn = <$db as sqlx::Database>::Connection;
+
+        fn alert_from_row(row: &$row) -> Result<Alert, StoreError> {
+            Ok(Alert {
+                id: row.try_get("id")?,
+                fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
+                status: parsed("status", AlertStatus::parse(row.try_get("status")?))?,
+                category: parsed("category", Category::parse(row.try_get("category")?))?,
+                severity: parsed("severity", Severity::parse(row.try_get("severity")?))?,
+                severity_max: parsed(
+                    "severity_max",
+                    Severity::parse(row.try_get("severity_max")?),
+                )?,
+                source: row.try_get("source")?,
+                resource: row.try_get("resource")?,
+                check: row.try_get("check_name")?,
+                service: row.try_get("service")?,
+                environment: row.try_get("environment")?,
+                summary: row.try_get("summary")?,
+                labels: from_json("labels", row.try_get("labels")?)?,
+                count: row.try_get("event_count")?,
+                first_seen: time(row.try_get("first_seen")?)?,
+                last_seen: time(row.try_get("last_seen")?)?,
+                last_event_id: row.try_get("last_event_id")?,
+                acknowledged_by: row.try_get("acknowledged_by")?,
+                acknowledged_at: opt_time(row.try_get("acknowledged_at")?)?,
+                assignee: row.try_get("assignee")?,
+                resolved_by: row.try_get("resolved_by")?,
+                resolved_at: opt_time(row.try_get("resolved_at")?)?,
+                incident_id: row.try_get("incident_id")?,
+            })
+        }
+
+        fn event_from_row(row: &$row) -> Result<EventRecord, StoreError> {
+            Ok(EventRecord {
+                id: row.try_get("id")?,
+                event: Event {
+                    source: row.try_get("source")?,
+                    resource: row.try_get("resource")?,
+                    check: row.try_get("check_name")?,
+                    severity: parsed("severity", Severity::parse(row.try_get("severity")?))?,
+                    summary: row.try_get("summary")?,
+                    service: row.try_get("service")?,
+                    environment: row.try_get("environment")?,
+                    labels: from_json("labels", row.try_get("labels")?)?,
+                    metrics: from_json("metrics", row.try_get("metrics")?)?,
+                    occurred_at: time(row.try_get("occurred_at")?)?,
+                    received_at: time(row.try_get("received_at")?)?,
+                    sent_fingerprint: row.try_get("sent_fingerprint")?,
+                    details: from_json("details", row.try_get("details")?)?,
+                },
+                category: parsed("category", Category::parse(row.try_get("category")?))?,
+                fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
+                alert_id: row.try_get("alert_id")?,
+                dropped: row.try_get("dropped")?,
+                trace: from_json("trace", row.try_get("trace")?)?,
+            })
+        }
+
+        fn timeline_from_row(row: &$row) -> Result<TimelineEntry, StoreError> {
+            let kind: String = row.try_get("kind")?;
+            Ok(TimelineEntry {
+                id: row.try_get("id")?,
+                alert_id: row.try_get("alert_id")?,
+                at: time(row.try_get("at")?)?,
+                kind: TimelineKind::parse(&kind).ok_or_else(|| {
+                    StoreError::Corrupt(format!("column kind: unknown timeline kind {kind:?}"))
+                })?,
+                by: row.try_get("actor")?,
+                message: row.try_get("message")?,
+                event_id: row.try_get("event_id")?,
+            })
+        }
+
+        fn action_from_row(row: &$row) -> Result<DecidedAction, StoreError> {
+            let kind: String = row.try_get("kind")?;
+            let action: String = row.try_get("action")?;
+            Ok(DecidedAction {
+                id: row.try_get("id")?,
+                action: std::sync::Arc::from(action.as_str()),
+                kind: match kind.as_str() {
+                    "exec" => "exec",
+                    "webhook" => "webhook",
+                    "notify" => "notify",
+                    _ => "unknown",
+                },
+                alert_id: row.try_get("alert_id")?,
+                event_id: row.try_get("event_id")?,
+                reason: row.try_get("reason")?,
+            })
+        }
+
+        /// Alerts of these fingerprints that can still take events, locked for the transaction.
+        async fn load_candidates(
+            conn: &mut Conn,
+            fingerprints: &[&Fingerprint],
+            resolved_since_ms: i64,
+        ) -> Result<Vec<Alert>, StoreError> {
+            let mut alerts = Vec::new();
+            for chunk in fingerprints.chunks(chunk_rows(1)) {
+                let mut query: QueryBuilder<$db> = QueryBuilder::new(format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE fingerprint IN ("
+                ));
+                let mut list = query.separated(", ");
+                for fingerprint in chunk {
+                    list.push_bind(fingerprint.as_str().to_owned());
+                }
+                query.push(") AND (status <> 'resolved' OR resolved_at >= ");
+                query.push_bind(resolved_since_ms);
+                query.push(")");
+                query.push($lock);
+                for row in query.build().fetch_all(&mut *conn).await? {
+                    alerts.push(alert_from_row(&row)?);
+                }
+            }
+            Ok(alerts)
+        }
+
+        async fn insert_events(
+            conn: &mut Conn,
+            records: &[&EventRecord],
+        ) -> Result<(), StoreError> {
+            for chunk in records.chunks(chunk_rows(EVENT_COLUMN_COUNT)) {
+                let mut query: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
+                query.push_values(chunk, |mut row, record| {
+                    let event = &record.event;
+                    row.push_bind(record.id.clone())
+                        .push_bind(ms(event.received_at))
+                        .push_bind(ms(event.occurred_at))
+                        .push_bind(event.source.clone())
+                        .push_bind(event.resource.clone())
+                        .push_bind(event.check.clone())
+                        .push_bind(event.severity.as_str())
+                        .push_bind(record.category.as_str())
+                        .push_bind(event.service.clone())
+                        .push_bind(event.environment.clone())
+                        .push_bind(event.summary.clone())
+                        .push_bind(record.fingerprint.as_str().to_owned())
+                        .push_bind(event.sent_fingerprint.clone())
+                        .push_bind(record.alert_id.clone())
+                        .push_bind(record.dropped)
+                        .push_bind(json(&event.labels))
+                        .push_bind(json(&event.metrics))
+                        .push_bind(json(&event.details))
+                        .push_bind(json(&record.trace));
+                });
+                query.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn upsert_alerts(conn: &mut Conn, alerts: &[&Alert]) -> Result<(), StoreError> {
+            for chunk in alerts.chunks(chunk_rows(ALERT_COLUMN_COUNT)) {
+                let mut query: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("INSERT INTO alerts ({ALERT_COLUMNS}) "));
+                query.push_values(chunk, |mut row, alert| {
+                    row.push_bind(alert.id.clone())
+                        .push_bind(alert.fingerprint.as_str().to_owned())
+                        .push_bind(alert.status.as_str())
+                        .push_bind(alert.category.as_str())
+                        .push_bind(alert.severity.as_str())
+                        .push_bind(alert.severity_max.as_str())
+                        .push_bind(alert.source.clone())
+                        .push_bind(alert.resource.clone())
+                        .push_bind(alert.check.clone())
+                        .push_bind(alert.service.clone())
+                        .push_bind(alert.environment.clone())
+                        .push_bind(alert.summary.clone())
+                        .push_bind(json(&alert.labels))
+                        .push_bind(alert.count)
+                        .push_bind(ms(alert.first_seen))
+                        .push_bind(ms(alert.last_seen))
+                        .push_bind(alert.last_event_id.clone())
+                        .push_bind(alert.acknowledged_by.clone())
+                        .push_bind(alert.acknowledged_at.map(ms))
+                        .push_bind(alert.assignee.clone())
+                        .push_bind(alert.resolved_by.clone())
+                        .push_bind(alert.resolved_at.map(ms))
+                        .push_bind(alert.incident_id.clone());
+                });
+                query.push(format!(" ON CONFLICT (id) DO UPDATE SET {ALERT_UPDATE}"));
+                query.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_timeline(
+            conn: &mut Conn,
+            entries: &[&TimelineEntry],
+        ) -> Result<(), StoreError> {
+            for chunk in entries.chunks(chunk_rows(TIMELINE_COLUMN_COUNT)) {
+                let mut query: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("INSERT INTO alert_timeline ({TIMELINE_COLUMNS}) "));
+                query.push_values(chunk, |mut row, entry| {
+                    row.push_bind(entry.id.clone())
+                        .push_bind(entry.alert_id.clone())
+                        .push_bind(ms(entry.at))
+                        .push_bind(entry.kind.as_str())
+                        .push_bind(entry.by.clone())
+                        .push_bind(entry.message.clone())
+                        .push_bind(entry.event_id.clone());
+                });
+                query.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_actions(
+            conn: &mut Conn,
+            actions: &[&DecidedAction],
+            decided_at_ms: i64,
+        ) -> Result<(), StoreError> {
+            for chunk in actions.chunks(chunk_rows(ACTION_COLUMN_COUNT)) {
+                let mut query: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("INSERT INTO decided_actions ({ACTION_COLUMNS}) "));
+                query.push_values(chunk, |mut row, action| {
+                    row.push_bind(action.id.clone())
+                        .push_bind(action.alert_id.clone())
+                        .push_bind(action.event_id.clone())
+                        .push_bind(action.action.to_string())
+                        .push_bind(action.kind)
+                        .push_bind(action.reason.clone())
+                        .push_bind(decided_at_ms);
+                });
+                query.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        /// Correlates and writes a batch inside the caller's transaction.
+        async fn ingest_in(
+            conn: &mut Conn,
+            pipeline: &vakt_core::Pipeline,
+            batch: Vec<vakt_core::Prepared>,
+            event_ids: &[String],
+        ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
+            let Some(earliest) = batch.iter().map(|p| p.event.received_at).min() else {
+                return Ok(Vec::new());
+            };
+            let resolved_since = ms(earliest - pipeline.reopen_window());
+            let mut fingerprints: Vec<&Fingerprint> =
+                batch.iter().map(|p| &p.fingerprint).collect();
+            fingerprints.sort_unstable();
+            fingerprints.dedup();
+            let candidates = load_candidates(conn, &fingerprints, resolved_since).await?;
+            let current = $crate::sql::current_alerts(candidates);
+            let outcomes = $crate::sql::correlate_batch(pipeline, batch, event_ids, current);
+            let records: Vec<&EventRecord> = outcomes.iter().map(|o| &o.record).collect();
+            let writes = $crate::sql::writes(&outcomes);
+            insert_events(conn, &records).await?;
+            upsert_alerts(conn, &writes.alerts).await?;
+            insert_timeline(conn, &writes.timeline).await?;
+            insert_actions(conn, &writes.actions, ms(earliest)).await?;
+            Ok(outcomes)
+        }
+
+        async fn get_alert(conn: &mut Conn, id: &str, lock: bool) -> Result<Option<Alert>, StoreError> {
+            let mut query: QueryBuilder<$db> =
+                QueryBuilder::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = "));
+            query.push_bind(id.to_owned());
+            if lock {
+                query.push($lock);
+            }
+            match query.build().fetch_optional(&mut *conn).await? {
+                Some(row) => Ok(Some(alert_from_row(&row)?)),
+                None => Ok(None),
+            }
+        }
+
+        /// Applies an operator's request inside the caller's transaction.
+        async fn operate_in(
+            conn: &mut Conn,
+            alert_id: &str,
+            request: &vakt_core::alert::OperatorRequest,
+        ) -> Result<Alert, $crate::OperateError> {
+            let Some(alert) = get_alert(conn, alert_id, true).await? else {
+                return Err($crate::OperateError::NotFound(alert_id.to_owned()));
+            };
+            let (next, entry) = vakt_core::alert::apply_operator(
+                &alert,
+                request,
+                chrono::Utc::now(),
+                $crate::sql::new_id(),
+            )?;
+            upsert_alerts(conn, &[&next]).await?;
+            insert_timeline(conn, &[&entry]).await?;
+            Ok(next)
+        }
+
+        async fn get_event(conn: &mut Conn, id: &str) -> Result<Option<EventRecord>, StoreError> {
+            let mut query: QueryBuilder<$db> =
+                QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = "));
+            query.push_bind(id.to_owned());
+            match query.build().fetch_optional(&mut *conn).await? {
+                Some(row) => Ok(Some(event_from_row(&row)?)),
+                None => Ok(None),
+            }
+        }
+
+        /// Adds ` AND column = value` when the filter is set.
+        fn filter_eq(query: &mut QueryBuilder<$db>, column: &str, value: Option<String>) {
+            if let Some(value) = value {
+                query.push(format!(" AND {column} = "));
+                query.push_bind(value);
+            }
+        }
+
+        /// Fetches `limit + 1` rows to learn whether another page follows.
+        fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> Page<T> {
+            let limit = limit as usize;
+            let next_cursor = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(id)
+            } else {
+                None
+            };
+            Page { items, next_cursor }
+        }
+
+        async fn list_events(conn: &mut Conn, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
+            let mut query: QueryBuilder<$db> =
+                QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1"));
+            filter_eq(&mut query, "source", q.source.clone());
+            filter_eq(&mut query, "resource", q.resource.clone());
+            filter_eq(&mut query, "check_name", q.check.clone());
+            filter_eq(&mut query, "severity", q.severity.map(|s| s.as_str().to_owned()));
+            filter_eq(&mut query, "category", q.category.map(|c| c.as_str().to_owned()));
+            filter_eq(&mut query, "alert_id", q.alert_id.clone());
+            filter_eq(&mut query, "fingerprint", q.fingerprint.clone());
+            if let Some(dropped) = q.dropped {
+                query.push(" AND dropped = ");
+                query.push_bind(dropped);
+            }
+            if let Some(since) = q.since {
+                query.push(" AND received_at >= ");
+                query.push_bind(ms(since));
+            }
+            if let Some(until) = q.until {
+                query.push(" AND received_at < ");
+                query.push_bind(ms(until));
+            }
+            if let Some(cursor) = &q.cursor {
+                query.push(" AND id < ");
+                query.push_bind(cursor.clone());
+            }
+            query.push(" ORDER BY id DESC LIMIT ");
+            query.push_bind(i64::from(q.limit) + 1);
+            let rows = query.build().fetch_all(&mut *conn).await?;
+            let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
+            Ok(page(items, q.limit, |e| e.id.clone()))
+        }
+
+        async fn list_alerts(conn: &mut Conn, q: &AlertQuery) -> Result<Page<Alert>, StoreError> {
+            let mut query: QueryBuilder<$db> =
+                QueryBuilder::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE 1 = 1"));
+            if !q.status.is_empty() {
+                query.push(" AND status IN (");
+                let mut list = query.separated(", ");
+                for status in &q.status {
+                    list.push_bind(status.as_str());
+                }
+                query.push(")");
+            }
+            filter_eq(&mut query, "severity", q.severity.map(|s| s.as_str().to_owned()));
+            filter_eq(&mut query, "category", q.category.map(|c| c.as_str().to_owned()));
+            filter_eq(&mut query, "resource", q.resource.clone());
+            filter_eq(&mut query, "check_name", q.check.clone());
+            filter_eq(&mut query, "service", q.service.clone());
+            filter_eq(&mut query, "environment", q.environment.clone());
+            filter_eq(&mut query, "fingerprint", q.fingerprint.clone());
+            if let Some(cursor) = &q.cursor {
+                query.push(" AND id < ");
+                query.push_bind(cursor.clone());
+            }
+            query.push(" ORDER BY id DESC LIMIT ");
+            query.push_bind(i64::from(q.limit) + 1);
+            let rows = query.build().fetch_all(&mut *conn).await?;
+            let items = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
+            Ok(page(items, q.limit, |a| a.id.clone()))
+        }
+
+        async fn list_timeline(conn: &mut Conn, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, alert_id, at, kind, actor, message, event_id FROM alert_timeline WHERE alert_id = $1 ORDER BY id",
+            )
+            .bind(alert_id.to_owned())
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(timeline_from_row).collect()
+        }
+
+        async fn list_alert_events(
+            conn: &mut Conn,
+            alert_id: &str,
+            limit: u32,
+        ) -> Result<Vec<EventRecord>, StoreError> {
+            let mut query: QueryBuilder<$db> =
+                QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE alert_id = "));
+            query.push_bind(alert_id.to_owned());
+            query.push(" ORDER BY id DESC LIMIT ");
+            query.push_bind(i64::from(limit));
+            let rows = query.build().fetch_all(&mut *conn).await?;
+            rows.iter().map(event_from_row).collect()
+        }
+
+        async fn list_actions(conn: &mut Conn, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, alert_id, event_id, action, kind, reason FROM decided_actions WHERE alert_id = $1 ORDER BY id",
+            )
+            .bind(alert_id.to_owned())
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(action_from_row).collect()
+        }
+
+        async fn count_alerts(conn: &mut Conn) -> Result<$crate::Stats, StoreError> {
+            let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM alerts GROUP BY status")
+                .fetch_all(&mut *conn)
+                .await?;
+            let mut stats = $crate::Stats::default();
+            for row in rows {
+                let status: String = row.try_get("status")?;
+                let n: i64 = row.try_get("n")?;
+                match status.as_str() {
+                    "open" => stats.alerts_open = n,
+                    "acknowledged" => stats.alerts_acknowledged = n,
+                    _ => stats.alerts_resolved += n,
+                }
+            }
+            Ok(stats)
+        }
+    };
+}
+
+pub(crate) use common_sql;

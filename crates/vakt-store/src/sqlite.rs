@@ -1,0 +1,162 @@
+//! The embedded store: SQLite in the data directory, WAL, one writer connection, a read pool.
+//!
+//! All writes go through one connection, so a batch never waits on another writer and
+//! group commit comes for free: the ingest worker hands over whole batches. Readers use
+//! their own connections and see the last committed state (WAL snapshots).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::{OperateError, Stats, Store};
+
+crate::sql::common_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "vakt.db";
+/// Connections for reads.
+const READERS: u32 = 4;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        "init".into(),
+        MigrationType::Simple,
+        include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
+        false,
+    )])
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database in `dir` and brings its schema up to date.
+    pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|error| {
+            StoreError::Unavailable(format!(
+                "cannot create data directory {}: {error}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(DATABASE_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| StoreError::Other(e.to_string()))?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before the 202 goes out, power cut included.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(|error| unavailable(&path, error))?;
+        migrator()
+            .run(&writer)
+            .await
+            .map_err(|error| StoreError::Other(format!("migrating {}: {error}", path.display())))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(|error| unavailable(&path, error))?;
+        Ok(SqliteStore { writer, reader })
+    }
+}
+
+fn unavailable(path: &Path, error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ingest(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        batch: Vec<vakt_core::Prepared>,
+    ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
+        let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
+        // The single writer connection means no other transaction can slip in between the
+        // read of alert state and the write, and no conflict can force a retry.
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let outcomes = ingest_in(&mut tx, pipeline, batch, &ids).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
+        get_event(&mut *self.reader.acquire().await?, id).await
+    }
+
+    async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
+        list_events(&mut *self.reader.acquire().await?, query).await
+    }
+
+    async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
+        get_alert(&mut *self.reader.acquire().await?, id, false).await
+    }
+
+    async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
+        list_alerts(&mut *self.reader.acquire().await?, query).await
+    }
+
+    async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
+        list_timeline(&mut *self.reader.acquire().await?, alert_id).await
+    }
+
+    async fn alert_events(
+        &self,
+        alert_id: &str,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        list_alert_events(&mut *self.reader.acquire().await?, alert_id, limit).await
+    }
+
+    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError> {
+        list_actions(&mut *self.reader.acquire().await?, alert_id).await
+    }
+
+    async fn operate(
+        &self,
+        alert_id: &str,
+        request: &vakt_core::alert::OperatorRequest,
+    ) -> Result<Alert, OperateError> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
+        let alert = operate_in(&mut tx, alert_id, request).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(alert)
+    }
+
+    async fn stats(&self) -> Result<Stats, StoreError> {
+        count_alerts(&mut *self.reader.acquire().await?).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}

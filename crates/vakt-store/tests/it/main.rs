@@ -1,0 +1,398 @@
+//! The storage story suite: every story runs against SQLite always and PostgreSQL when `VAKT_TEST_PG_URL` is set.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use serde_json::json;
+use vakt_core::alert::{OperatorAction, OperatorRequest};
+use vakt_core::{AlertStatus, EventInput, Pipeline, PipelineConfig, Severity, TimelineKind};
+use vakt_store::{AlertQuery, EventQuery, Location, OperateError, Store};
+
+const RULES: &str = r#"
+[alerts]
+reopen_window_secs = 600
+
+[[rules]]
+name = "drop-noise"
+when = 'check == "noise"'
+drop = true
+
+[[rules]]
+name = "disk-full"
+when = 'check == "disk" && metrics.used_pct >= 95.0'
+category = "exception"
+severity = "critical"
+actions = ["page"]
+
+[actions.page]
+type = "notify"
+channel = "email"
+"#;
+
+/// A database for one story, removed when the story passes.
+struct Backend {
+    location: Location,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Backend {
+    async fn open(&self) -> Arc<dyn Store> {
+        vakt_store::open(&self.location)
+            .await
+            .unwrap_or_else(|e| panic!("open {}: {e}", self.location.describe()))
+    }
+
+    async fn cleanup(self) {
+        if let Some((admin, name)) = self.pg {
+            let pool = sqlx::PgPool::connect(&admin)
+                .await
+                .expect("admin connection");
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            sqlx::query(sqlx::AssertSqlSafe(drop))
+                .execute(&pool)
+                .await
+                .expect("drop database");
+        }
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut all = vec![Backend {
+        location: Location::SqliteDir(dir.path().join("data")),
+        _dir: Some(dir),
+        pg: None,
+    }];
+    match std::env::var("VAKT_TEST_PG_URL") {
+        Ok(admin) if !admin.is_empty() => {
+            let name = format!(
+                "vakt_story_{}",
+                ulid::Ulid::new().to_string().to_lowercase()
+            );
+            let pool = sqlx::PgPool::connect(&admin)
+                .await
+                .unwrap_or_else(|e| panic!("VAKT_TEST_PG_URL is set but unreachable: {e}"));
+            let create = format!("CREATE DATABASE {name}");
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&pool)
+                .await
+                .expect("create database");
+            let url = match admin.rsplit_once('/') {
+                Some((base, _)) => format!("{base}/{name}"),
+                None => panic!("VAKT_TEST_PG_URL needs a database path"),
+            };
+            all.push(Backend {
+                location: Location::Postgres(url),
+                _dir: None,
+                pg: Some((admin, name)),
+            });
+        }
+        _ => eprintln!(
+            "\n*** SKIPPED the PostgreSQL half of the storage stories: VAKT_TEST_PG_URL is not set ***\n"
+        ),
+    }
+    all
+}
+
+/// Declares a story that runs on every backend.
+macro_rules! story {
+    ($name:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $name() {
+            for backend in backends().await {
+                eprintln!(
+                    "story {} on {}",
+                    stringify!($name),
+                    backend.location.describe()
+                );
+                $body(&backend).await;
+                backend.cleanup().await;
+            }
+        }
+    };
+}
+
+fn pipeline() -> Pipeline {
+    Pipeline::build(&PipelineConfig::from_toml(RULES).expect("parses")).expect("compiles")
+}
+
+fn event(value: serde_json::Value) -> EventInput {
+    EventInput::from_json(0, value).expect("valid event")
+}
+
+async fn send(
+    store: &dyn Store,
+    pipeline: &Pipeline,
+    events: Vec<serde_json::Value>,
+) -> Vec<vakt_core::Correlated> {
+    let now = Utc::now();
+    let batch = events
+        .into_iter()
+        .map(|e| pipeline.prepare(event(e), "test", now))
+        .collect();
+    store.ingest(pipeline, batch).await.expect("ingest")
+}
+
+fn disk(pct: f64) -> serde_json::Value {
+    json!({"resource": "db01", "check": "disk", "summary": format!("/var {pct}%"), "severity": "warning", "metrics": {"used_pct": pct}})
+}
+
+async fn an_alert_lives_and_is_kept(backend: &Backend) {
+    let p = pipeline();
+    let store = backend.open().await;
+    let first = send(&*store, &p, vec![disk(91.0)]).await;
+    let alert_id = first[0].record.alert_id.clone().expect("alert opened");
+    send(&*store, &p, vec![disk(96.0), disk(97.0)]).await;
+
+    let alert = store.alert(&alert_id).await.expect("read").expect("exists");
+    assert_eq!(alert.count, 3);
+    assert_eq!(
+        alert.severity,
+        Severity::Critical,
+        "rule raised the severity"
+    );
+    assert_eq!(alert.status, AlertStatus::Open);
+
+    let ok = send(
+        &*store,
+        &p,
+        vec![json!({"resource": "db01", "check": "disk", "summary": "fine", "severity": "ok"})],
+    )
+    .await;
+    assert_eq!(ok[0].record.alert_id.as_deref(), Some(alert_id.as_str()));
+    store.close().await;
+
+    // A fresh connection sees everything: the commit was durable.
+    let store = backend.open().await;
+    let alert = store.alert(&alert_id).await.expect("read").expect("exists");
+    assert_eq!(alert.status, AlertStatus::Resolved);
+    assert_eq!(alert.severity_max, Severity::Critical);
+    let kinds: Vec<TimelineKind> = store
+        .timeline(&alert_id)
+        .await
+        .expect("timeline")
+        .iter()
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            TimelineKind::Opened,
+            TimelineKind::SeverityChanged,
+            TimelineKind::ActionDecided,
+            TimelineKind::Resolved
+        ]
+    );
+    let events = store.alert_events(&alert_id, 10).await.expect("events");
+    assert_eq!(events.len(), 4);
+    assert_eq!(events[0].event.severity, Severity::Ok, "newest first");
+    assert_eq!(events[3].trace.len(), 6, "every stage traced");
+    let actions = store.alert_actions(&alert_id).await.expect("actions");
+    assert_eq!(actions.len(), 1);
+    assert_eq!(&*actions[0].action, "page");
+    let stored = store
+        .event(&events[3].id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(stored, events[3]);
+    store.close().await;
+}
+story!(story_an_alert_lives_and_is_kept, an_alert_lives_and_is_kept);
+
+async fn operators_move_alerts(backend: &Backend) {
+    let p = pipeline();
+    let store = backend.open().await;
+    let id = send(&*store, &p, vec![disk(91.0)]).await[0]
+        .record
+        .alert_id
+        .clone()
+        .expect("opened");
+    let ask = |action| OperatorRequest {
+        action,
+        by: "alice".into(),
+        comment: Some("looking".into()),
+    };
+    let acked = store
+        .operate(&id, &ask(OperatorAction::Ack))
+        .await
+        .expect("ack");
+    assert_eq!(acked.status, AlertStatus::Acknowledged);
+    assert!(matches!(
+        store.operate(&id, &ask(OperatorAction::Ack)).await,
+        Err(OperateError::Refused(_))
+    ));
+
+    send(&*store, &p, vec![disk(92.0)]).await;
+    let alert = store.alert(&id).await.expect("read").expect("exists");
+    assert_eq!(
+        (alert.status, alert.count),
+        (AlertStatus::Acknowledged, 2),
+        "ack survives repeats"
+    );
+
+    store
+        .operate(
+            &id,
+            &ask(OperatorAction::Assign {
+                assignee: Some("bob".into()),
+            }),
+        )
+        .await
+        .expect("assign");
+    store
+        .operate(&id, &ask(OperatorAction::Comment))
+        .await
+        .expect("comment");
+    store
+        .operate(&id, &ask(OperatorAction::Unack))
+        .await
+        .expect("unack");
+    let resolved = store
+        .operate(&id, &ask(OperatorAction::Resolve))
+        .await
+        .expect("resolve");
+    assert_eq!(resolved.status, AlertStatus::Resolved);
+    assert_eq!(resolved.assignee.as_deref(), Some("bob"));
+    assert!(matches!(
+        store.operate("nope", &ask(OperatorAction::Ack)).await,
+        Err(OperateError::NotFound(_))
+    ));
+
+    let timeline = store.timeline(&id).await.expect("timeline");
+    let people: Vec<(&str, TimelineKind)> = timeline
+        .iter()
+        .filter(|t| t.by == "alice")
+        .map(|t| (t.message.as_str(), t.kind))
+        .collect();
+    assert_eq!(people.len(), 5, "{people:?}");
+    assert_eq!(
+        people[0],
+        ("acknowledged by alice: looking", TimelineKind::Acknowledged)
+    );
+
+    // Within the reopen window a new problem reopens the resolved alert.
+    let again = send(&*store, &p, vec![disk(93.0)]).await;
+    assert_eq!(again[0].record.alert_id.as_deref(), Some(id.as_str()));
+    let alert = store.alert(&id).await.expect("read").expect("exists");
+    assert_eq!(
+        (alert.status, alert.acknowledged_by),
+        (AlertStatus::Open, None)
+    );
+    store.close().await;
+}
+story!(story_operators_move_alerts, operators_move_alerts);
+
+async fn lists_filter_and_paginate(backend: &Backend) {
+    let p = pipeline();
+    let store = backend.open().await;
+    let events: Vec<_> = (0..25)
+        .map(|i| json!({"resource": format!("host{i:02}"), "check": "ping", "summary": "down", "severity": if i % 5 == 0 { "critical" } else { "minor" }}))
+        .chain([json!({"resource": "x", "check": "noise", "summary": "chatter"})])
+        .collect();
+    send(&*store, &p, events).await;
+
+    let mut query = AlertQuery {
+        limit: 10,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.alerts(&query).await.expect("list");
+        seen.extend(page.items.iter().map(|a| a.resource.clone()));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 25, "no alert twice across pages");
+
+    let critical = store
+        .alerts(&AlertQuery {
+            severity: Some(Severity::Critical),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .expect("filter");
+    assert_eq!(critical.items.len(), 5);
+    let host = store
+        .alerts(&AlertQuery {
+            resource: Some("host07".into()),
+            status: vec![AlertStatus::Open],
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .expect("filter");
+    assert_eq!(host.items.len(), 1);
+
+    let dropped = store
+        .events(&EventQuery {
+            dropped: Some(true),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(dropped.items.len(), 1, "dropped events are kept, not lost");
+    assert!(dropped.items[0].trace[1].reason.contains("drop-noise"));
+    let recent = store
+        .events(&EventQuery {
+            since: Some(Utc::now() - Duration::minutes(1)),
+            check: Some("ping".into()),
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("events");
+    assert_eq!(recent.items.len(), 5);
+    assert!(recent.next_cursor.is_some());
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(stats.alerts_open, 25);
+    store.close().await;
+}
+story!(story_lists_filter_and_paginate, lists_filter_and_paginate);
+
+async fn concurrent_writers_keep_one_alert_per_fingerprint(backend: &Backend) {
+    // Two stores on one database stand for two vakt nodes (or two processes).
+    let p = Arc::new(pipeline());
+    let a = backend.open().await;
+    let b = backend.open().await;
+    let mut tasks = Vec::new();
+    for store in [a.clone(), b.clone()] {
+        let p = Arc::clone(&p);
+        tasks.push(tokio::spawn(async move {
+            for round in 0..10 {
+                let events = (0..20)
+                    .map(|i| json!({"resource": format!("node{}", (i + round) % 10), "check": "cpu", "summary": "hot", "severity": "major"}))
+                    .collect();
+                send(&*store, &p, events).await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer finished");
+    }
+    let alerts = a
+        .alerts(&AlertQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(alerts.items.len(), 10, "one alert per fingerprint");
+    let total: i64 = alerts.items.iter().map(|a| a.count).sum();
+    assert_eq!(total, 400, "every event counted exactly once");
+    a.close().await;
+    b.close().await;
+}
+story!(
+    story_concurrent_writers_keep_one_alert_per_fingerprint,
+    concurrent_writers_keep_one_alert_per_fingerprint
+);
