@@ -54,6 +54,8 @@ pub struct Prepared {
     pub matched_rules: Vec<Arc<str>>,
     /// Where the fingerprint came from, for the correlate stage's reason.
     pub fingerprint_origin: String,
+    /// Rule conditions that failed to evaluate for this event (counted as not matching).
+    pub rule_errors: usize,
     pub trace: Vec<TraceEntry>,
 }
 
@@ -149,6 +151,7 @@ impl Pipeline {
                 .map(|&i| Arc::clone(&self.rules.rule(i).name))
                 .collect(),
             fingerprint_origin,
+            rule_errors: matches.errors.len(),
             trace,
         }
     }
@@ -173,6 +176,7 @@ impl Pipeline {
             requested_actions,
             matched_rules,
             fingerprint_origin,
+            rule_errors: _,
             mut trace,
         } = prepared;
         let mut outcome = correlate::correlate(

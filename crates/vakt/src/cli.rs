@@ -1,0 +1,194 @@
+//! The command line: every subcommand of CONTRACT.md that exists today, and the exit-code policy.
+//!
+//! Exit codes: 0 success, 1 a user error (bad config, bad input, a check that failed),
+//! 2 an internal or environmental error (cannot bind, database unreachable).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands;
+use crate::config::Overrides;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vakt",
+    version,
+    about = "vakt: ITIL event management. Watch every event, act on what matters, record why.",
+    long_about = "vakt takes events from your monitoring over HTTP, runs them through the ITIL \
+handling stages (normalise, filter, categorise, correlate, decide, record), keeps alerts with \
+their timeline, and explains every decision.\n\n\
+Start here:\n  vakt serve                       # 127.0.0.1:8470, SQLite in ./vakt-data, example rules\n  \
+vakt send --resource db01 --check disk_usage --severity critical --summary '/var is 99% full'\n  \
+curl -s localhost:8470/api/v1/alerts\n\n\
+Exit codes: 0 success, 1 user error (bad config or input, failed check), 2 internal or \
+environmental error (cannot bind, database unreachable).",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (HTTP API, pipeline, storage)
+    #[command(
+        long_about = "Run the server. With no arguments: listen on 127.0.0.1:8470, keep data \
+in SQLite under ./vakt-data, and use the built-in configuration (examples/vakt.toml).\n\n\
+Flags override environment variables, which override the configuration file.\n\
+Send SIGHUP or POST /-/reload to reload the rules; SIGTERM or Ctrl-C stops gracefully."
+    )]
+    Serve(ServeArgs),
+    /// Send one event to a running server
+    #[command(long_about = "Send one event to a running server, e.g.\n\n  \
+vakt send --resource db01 --check disk_usage --severity warning \\\n    \
+--summary '/var is 91% full' --label mount=/var --metric used_pct=91.2\n\n\
+Exits 0 when the server stored the event, 1 when it refused it, 2 when it could not be reached.")]
+    Send(SendArgs),
+    /// Check rules, or test what they do to an event
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArg {
+    /// Configuration file (TOML); without it the built-in examples/vakt.toml is used
+    #[arg(long, short = 'c', env = "VAKT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Address to listen on [default: 127.0.0.1:8470, or server.listen]
+    #[arg(long, env = "VAKT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory of the embedded SQLite database [default: ./vakt-data, or storage.data_dir]
+    #[arg(long, env = "VAKT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...); replaces the embedded database
+    #[arg(
+        long,
+        env = "VAKT_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+}
+
+impl ServeArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Server base URL
+    #[arg(long, env = "VAKT_URL", default_value = "http://127.0.0.1:8470")]
+    pub url: String,
+    /// What the event is about: a host, a device, a service instance
+    #[arg(long)]
+    pub resource: String,
+    /// What was checked: disk_usage, cpu_load, ping, ...
+    #[arg(long)]
+    pub check: String,
+    /// critical, major, minor, warning, info or ok (ok clears the alert)
+    #[arg(long, default_value = "info")]
+    pub severity: String,
+    /// One line for a human
+    #[arg(long)]
+    pub summary: String,
+    /// Where it comes from [default: the server's channel name, http]
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// A label, repeatable: --label mount=/var
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// A measured value, repeatable: --metric used_pct=91.2
+    #[arg(long = "metric", value_name = "KEY=NUMBER")]
+    pub metrics: Vec<String>,
+    /// Seconds to wait for the server
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RulesCommand {
+    /// Validate the configuration; errors are printed as file:line:column
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Show what the pipeline would do with an event, stage by stage, and why
+    #[command(
+        long_about = "Run an event (a JSON object, or an array of them) through the \
+pipeline as the server would, assuming no alert is open for it yet, and print each stage's \
+decision, the rules that matched and why. Nothing is stored and no action runs.\n\n\
+  vakt rules test --config vakt.toml event.json\n  echo '{...}' | vakt rules test -"
+    )]
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The event file, or - for standard input
+        event: PathBuf,
+        /// Print the outcome as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How a command failed, which decides the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The user can fix it: bad configuration, bad input, a check that failed (exit 1).
+    User(anyhow::Error),
+    /// Internal or environmental: cannot bind, database unreachable (exit 2).
+    Internal(anyhow::Error),
+}
+
+impl Failure {
+    pub fn user(error: impl Into<anyhow::Error>) -> Failure {
+        Failure::User(error.into())
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Failure {
+        Failure::Internal(error.into())
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Send(args) => commands::send::run(args),
+        Command::Rules(RulesCommand::Check { config }) => commands::rules::check(config),
+        Command::Rules(RulesCommand::Test {
+            config,
+            event,
+            json,
+        }) => commands::rules::test(config, &event, json),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::User(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Internal(error)) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

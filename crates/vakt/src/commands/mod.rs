@@ -1,0 +1,5 @@
+//! One module per subcommand; each returns `Result<(), Failure>` and leaves exit codes to `cli`.
+
+pub mod rules;
+pub mod send;
+pub mod serve;

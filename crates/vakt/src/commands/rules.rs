@@ -1,0 +1,115 @@
+//! `vakt rules check` and `vakt rules test`: the configuration checked, and an event traced, without a server.
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+use vakt_core::EventInput;
+
+use crate::cli::{ConfigArg, Failure};
+use crate::config::{Config, Overrides};
+
+pub fn check(args: ConfigArg) -> Result<(), Failure> {
+    let config =
+        Config::load(args.config.as_deref(), &Overrides::default()).map_err(Failure::user)?;
+    let rules = config.pipeline.rules().rules();
+    let disabled = rules.iter().filter(|r| !r.enabled).count();
+    println!(
+        "ok: {}: {} rules ({} disabled), {} actions",
+        config.name(),
+        rules.len(),
+        disabled,
+        config.file.actions.len()
+    );
+    Ok(())
+}
+
+pub fn test(args: ConfigArg, event: &Path, as_json: bool) -> Result<(), Failure> {
+    let config =
+        Config::load(args.config.as_deref(), &Overrides::default()).map_err(Failure::user)?;
+    let text = read(event).map_err(Failure::user)?;
+    let value: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: invalid JSON", event.display()))
+        .map_err(Failure::user)?;
+    let values = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut inputs = Vec::new();
+    let mut problems = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        match EventInput::from_json(index, value) {
+            Ok(input) => inputs.push(input),
+            Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failure::user(anyhow!(
+            "{}: invalid event:\n  {}",
+            event.display(),
+            problems.join("\n  ")
+        )));
+    }
+    let pipeline = &config.pipeline;
+    let now = chrono::Utc::now();
+    let mut reports = Vec::new();
+    for (index, input) in inputs.into_iter().enumerate() {
+        let prepared = pipeline.prepare(input, "test", now);
+        let mut ids = 0;
+        let mut new_id = || {
+            ids += 1;
+            format!("test-{index}-{ids}")
+        };
+        let outcome = pipeline.correlate(prepared, format!("test-{index}"), None, &mut new_id);
+        if as_json {
+            reports.push(json!({
+                "event": outcome.record,
+                "transition": outcome.transition.as_str(),
+                "alert": outcome.alert,
+                "actions": outcome.actions,
+            }));
+            continue;
+        }
+        let record = &outcome.record;
+        let e = &record.event;
+        println!(
+            "event {index}: {} {} {} {:?}",
+            e.resource, e.check, e.severity, e.summary
+        );
+        for entry in &record.trace {
+            println!("  {entry}");
+        }
+        let actions: Vec<&str> = outcome.actions.iter().map(|a| &*a.action).collect();
+        println!(
+            "  => {}: category {}, severity {}, fingerprint {}, actions: {}",
+            if record.dropped { "dropped" } else { "kept" },
+            record.category,
+            e.severity,
+            record.fingerprint,
+            if actions.is_empty() {
+                "none".to_owned()
+            } else {
+                actions.join(", ")
+            }
+        );
+        println!("  (assumes no alert is open for this fingerprint yet)");
+    }
+    if as_json {
+        let text = serde_json::to_string_pretty(&reports).map_err(Failure::internal)?;
+        println!("{text}");
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> anyhow::Result<String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read standard input")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}

@@ -1,0 +1,360 @@
+//! The configuration file: parsed, validated with file:line:column errors, then overridden by flags and environment.
+//!
+//! **Boundary:** the TOML text is outside data. Everything is checked here, at start and on
+//! reload, so the running server never meets a configuration it cannot use.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+use vakt_core::Pipeline;
+use vakt_core::config::{ActionConfig, AlertsConfig, ConfigError, PipelineConfig, RuleConfig};
+use vakt_store::Location;
+
+/// The configuration `vakt serve` uses when given none: the example rules of the guide.
+pub const BUILTIN: &str = include_str!("../../../examples/vakt.toml");
+/// How the built-in configuration is named in messages.
+pub const BUILTIN_NAME: &str = "<built-in examples/vakt.toml>";
+
+/// The whole file, as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    #[serde(default)]
+    pub rules: Vec<Spanned<RuleConfig>>,
+    #[serde(default)]
+    pub actions: BTreeMap<String, Spanned<ActionConfig>>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on.
+    pub listen: Spanned<String>,
+    /// Seconds a graceful shutdown waits for in-flight requests and queued events.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: Spanned::new(0..0, "127.0.0.1:8470".to_owned()),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the embedded SQLite database.
+    pub data_dir: PathBuf,
+    /// A `postgres://` URL selects PostgreSQL instead of the embedded database.
+    pub database_url: Option<Spanned<String>>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./vakt-data"),
+            database_url: None,
+        }
+    }
+}
+
+/// `[ingest]`: the bounds of the ingest path.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Events accepted but not yet committed, at most; past it senders get 429.
+    pub queue_events_max: usize,
+    /// Events the writer commits in one transaction, at most (a single larger request is
+    /// still committed whole).
+    pub batch_events_max: usize,
+    /// Largest request body, in bytes; larger bodies get 413.
+    pub body_bytes_max: usize,
+    /// Most events one request may carry.
+    pub request_events_max: usize,
+    /// Seconds a 429 asks the sender to wait (`Retry-After`).
+    pub retry_after_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            queue_events_max: 100_000,
+            batch_events_max: 5_000,
+            body_bytes_max: 10 * 1024 * 1024,
+            request_events_max: 10_000,
+            retry_after_secs: 1,
+        }
+    }
+}
+
+/// Overrides from the command line and the environment (flags win over environment).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+/// A loaded, validated configuration.
+#[derive(Clone)]
+pub struct Config {
+    /// Where it came from: a path, or `None` for the built-in one.
+    pub path: Option<PathBuf>,
+    pub file: ConfigFile,
+    pub listen: SocketAddr,
+    pub location: Location,
+    pub pipeline: Arc<Pipeline>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("path", &self.path)
+            .field("listen", &self.listen)
+            .field("location", &self.location.describe())
+            .field("rules", &self.file.rules.len())
+            .finish()
+    }
+}
+
+/// Every problem found in a configuration, rendered as `file:line:column: message` lines.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .lines.join("\n"))]
+pub struct ConfigErrors {
+    pub lines: Vec<String>,
+}
+
+impl Config {
+    /// Reads `path` (or the built-in configuration), applies `overrides`, validates everything.
+    pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigErrors> {
+        let (name, source) = match path {
+            Some(path) => {
+                let source = std::fs::read_to_string(path).map_err(|error| ConfigErrors {
+                    lines: vec![format!("{}: cannot read: {error}", path.display())],
+                })?;
+                (path.display().to_string(), source)
+            }
+            None => (BUILTIN_NAME.to_owned(), BUILTIN.to_owned()),
+        };
+        Config::parse(&name, &source, path, overrides)
+    }
+
+    /// Parses configuration text; `name` is used in messages.
+    pub fn parse(
+        name: &str,
+        source: &str,
+        path: Option<&Path>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigErrors> {
+        let render = |errors: Vec<ConfigError>| ConfigErrors {
+            lines: errors.iter().map(|e| e.render(name, source)).collect(),
+        };
+        let file: ConfigFile = toml::from_str(source).map_err(|error| {
+            render(vec![ConfigError {
+                span: error.span(),
+                message: error.message().trim().to_owned(),
+            }])
+        })?;
+        let mut errors = Vec::new();
+        let listen_text = overrides
+            .listen
+            .clone()
+            .unwrap_or_else(|| file.server.listen.get_ref().clone());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(listen) => Some(listen),
+            Err(error) => {
+                let what = format!(
+                    "server.listen: {listen_text:?} is not an address like 127.0.0.1:8470 ({error})"
+                );
+                errors.push(match overrides.listen {
+                    Some(_) => ConfigError {
+                        span: None,
+                        message: format!("--listen / VAKT_LISTEN: {what}"),
+                    },
+                    None => ConfigError::at(file.server.listen.span(), what),
+                });
+                None
+            }
+        };
+        let location = match (&overrides.database_url, &file.storage.database_url) {
+            (Some(url), _) => Location::from_url(url).map_err(|message| ConfigError {
+                span: None,
+                message: format!("VAKT_DATABASE_URL: {message}"),
+            }),
+            (None, Some(url)) => Location::from_url(url.get_ref()).map_err(|message| {
+                ConfigError::at(url.span(), format!("storage.database_url: {message}"))
+            }),
+            (None, None) => Ok(Location::SqliteDir(
+                overrides
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| file.storage.data_dir.clone()),
+            )),
+        };
+        let location = location.map_err(|e| errors.push(e)).ok();
+        errors.extend(validate_ingest(&file.ingest));
+        let pipeline = Pipeline::build(&PipelineConfig {
+            alerts: file.alerts.clone(),
+            rules: file.rules.clone(),
+            actions: file.actions.clone(),
+        })
+        .map_err(|found| errors.extend(found))
+        .ok();
+        match (listen, location, pipeline) {
+            (Some(listen), Some(location), Some(pipeline)) if errors.is_empty() => Ok(Config {
+                path: path.map(Path::to_path_buf),
+                file,
+                listen,
+                location,
+                pipeline: Arc::new(pipeline),
+            }),
+            _ => Err(render(errors)),
+        }
+    }
+
+    /// The name used for this configuration in messages.
+    pub fn name(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| BUILTIN_NAME.to_owned(), |p| p.display().to_string())
+    }
+
+    /// What differs between `self` and `next` that a reload cannot apply (needs a restart).
+    pub fn restart_needed(&self, next: &Config) -> Vec<String> {
+        let mut changed = Vec::new();
+        if self.listen != next.listen {
+            changed.push("server.listen".to_owned());
+        }
+        if self.location != next.location {
+            changed.push("storage".to_owned());
+        }
+        if self.file.ingest != next.file.ingest {
+            changed.push("ingest".to_owned());
+        }
+        if self.file.server.shutdown_grace_secs != next.file.server.shutdown_grace_secs {
+            changed.push("server.shutdown_grace_secs".to_owned());
+        }
+        changed
+    }
+}
+
+fn validate_ingest(ingest: &IngestConfig) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut positive = |name: &str, value: usize| {
+        if value == 0 {
+            errors.push(ConfigError {
+                span: None,
+                message: format!("ingest.{name} must be at least 1"),
+            });
+        }
+    };
+    positive("queue_events_max", ingest.queue_events_max);
+    positive("batch_events_max", ingest.batch_events_max);
+    positive("body_bytes_max", ingest.body_bytes_max);
+    positive("request_events_max", ingest.request_events_max);
+    if ingest.request_events_max > ingest.queue_events_max {
+        errors.push(ConfigError {
+            span: None,
+            message: format!(
+                "ingest.request_events_max ({}) cannot exceed ingest.queue_events_max ({}): such a request could never be queued",
+                ingest.request_events_max, ingest.queue_events_max
+            ),
+        });
+    }
+    errors
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(source: &str) -> Vec<String> {
+        match Config::parse("t.toml", source, None, &Overrides::default()) {
+            Ok(_) => panic!("expected errors for {source}"),
+            Err(errors) => errors.lines,
+        }
+    }
+
+    #[test]
+    fn the_builtin_configuration_is_valid() {
+        let config = Config::load(None, &Overrides::default()).expect("built-in config loads");
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8470");
+        assert!(config.pipeline.rules().rules().len() >= 5);
+    }
+
+    #[test]
+    fn errors_point_at_line_and_column() {
+        assert_eq!(
+            errors("[server]\nlisten = 5\n"),
+            ["t.toml:2:10: invalid type: integer `5`, expected a string"]
+        );
+        assert_eq!(
+            errors("[server]\nlisten = \"nowhere\"\n")[0],
+            "t.toml:2:10: server.listen: \"nowhere\" is not an address like 127.0.0.1:8470 (invalid socket address syntax)"
+        );
+        let unknown = errors("[storage]\ndatadir = \"x\"\n");
+        assert!(
+            unknown[0].starts_with("t.toml:2:1: unknown field `datadir`"),
+            "{unknown:?}"
+        );
+        let rule = errors("[[rules]]\nname = \"r\"\nwhen = 'check ==== 1'\n");
+        assert!(
+            rule[0].starts_with("t.toml:3:8: rule \"r\": when:"),
+            "{rule:?}"
+        );
+        let severity = errors("[[rules]]\nname = \"r\"\nseverity = \"bad\"\n");
+        assert!(
+            severity[0].starts_with("t.toml:3:12: unknown variant `bad`"),
+            "{severity:?}"
+        );
+    }
+
+    #[test]
+    fn overrides_win() {
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:9999".into()),
+            data_dir: Some("/tmp/x".into()),
+            database_url: None,
+        };
+        let config = Config::parse("t", "", None, &overrides).expect("loads");
+        assert_eq!(config.listen.port(), 9999);
+        assert_eq!(config.location, Location::SqliteDir("/tmp/x".into()));
+        let pg = Overrides {
+            database_url: Some("postgres://h/db".into()),
+            ..overrides
+        };
+        let config = Config::parse("t", "", None, &pg).expect("loads");
+        assert_eq!(
+            config.location,
+            Location::Postgres("postgres://h/db".into())
+        );
+        let bad = Overrides {
+            database_url: Some("mysql://h".into()),
+            ..Overrides::default()
+        };
+        assert!(Config::parse("t", "", None, &bad).is_err());
+    }
+
+    #[test]
+    fn ingest_bounds_are_checked() {
+        let found = errors("[ingest]\nqueue_events_max = 10\nrequest_events_max = 20\n");
+        assert!(found[0].contains("cannot exceed"), "{found:?}");
+    }
+}

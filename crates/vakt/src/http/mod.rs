@@ -1,0 +1,65 @@
+//! The HTTP API: routes assembled in one place, the OpenAPI document generated from the handlers.
+
+mod alerts;
+mod error;
+mod events;
+mod ops;
+mod query;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, Detail, ErrorBody};
+pub use events::CHANNEL as HTTP_CHANNEL;
+pub use ops::Reloaded;
+
+use crate::server::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "vakt",
+        description = "ITIL event management: ingest events, follow alerts, act on them. See CONTRACT.md.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "events", description = "Observations from sources, immutable once accepted"),
+        (name = "alerts", description = "Stateful objects events with one fingerprint update"),
+        (name = "operations", description = "Health, readiness, metrics, reload")
+    )
+)]
+struct ApiDoc;
+
+/// Builds the router and the OpenAPI document describing it.
+pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(events::post_events, events::list_events))
+        .routes(routes!(events::get_event))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::get_alert))
+        .routes(routes!(alerts::ack))
+        .routes(routes!(alerts::unack))
+        .routes(routes!(alerts::resolve))
+        .routes(routes!(alerts::comment))
+        .routes(routes!(alerts::assign))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+        .routes(routes!(ops::reload))
+        .split_for_parts();
+    let router = api
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::debug_span!("http", method = %request.method(), path = %request.uri().path())
+        }));
+    (router, doc)
+}

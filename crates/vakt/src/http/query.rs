@@ -1,0 +1,100 @@
+//! Query-string parameters checked by name: unknown ones are an error, each value parsed with a precise message.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use vakt_store::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
+
+use super::error::ApiError;
+
+pub struct Params {
+    values: BTreeMap<String, String>,
+}
+
+impl Params {
+    /// Parses `raw`, refusing parameters not in `allowed` and repeated ones.
+    pub fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+            .map_err(|error| ApiError::bad_request(format!("invalid query string: {error}")))?;
+        let mut values = BTreeMap::new();
+        for (name, value) in pairs {
+            if !allowed.contains(&name.as_str()) {
+                return Err(ApiError::field(
+                    &name,
+                    format!(
+                        "unknown query parameter; expected one of {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+            if values.insert(name.clone(), value).is_some() {
+                return Err(ApiError::field(
+                    &name,
+                    "given more than once; use a comma-separated list where several values are allowed",
+                ));
+            }
+        }
+        Ok(Params { values })
+    }
+
+    pub fn string(&self, name: &str) -> Option<String> {
+        self.values.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+
+    pub fn parsed<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ApiError> {
+        match self.values.get(name).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(value) => parse(value)
+                .map(Some)
+                .map_err(|message| ApiError::field(name, message)),
+        }
+    }
+
+    /// A comma-separated list, each item parsed.
+    pub fn list<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Vec<T>, ApiError> {
+        let Some(value) = self.values.get(name) else {
+            return Ok(Vec::new());
+        };
+        value
+            .split(',')
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| parse(v).map_err(|message| ApiError::field(name, message)))
+            .collect()
+    }
+
+    pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.parsed(name, |v| match v {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            other => Err(format!("expected true or false, got {other:?}")),
+        })
+    }
+
+    pub fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.parsed(name, |v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| format!("expected an RFC 3339 time like 2026-11-24T01:00:00Z ({e})"))
+        })
+    }
+
+    pub fn limit(&self) -> Result<u32, ApiError> {
+        Ok(self
+            .parsed("limit", |v| match v.parse::<u32>() {
+                Ok(n) if (1..=PAGE_LIMIT_MAX).contains(&n) => Ok(n),
+                _ => Err(format!(
+                    "expected a number from 1 to {PAGE_LIMIT_MAX}, got {v:?}"
+                )),
+            })?
+            .unwrap_or(PAGE_LIMIT_DEFAULT))
+    }
+}

@@ -1,0 +1,228 @@
+//! The ingest queue and its writer: bounded in events, group-committed, answered only once durable.
+//!
+//! Senders (HTTP handlers today, syslog and SNMP listeners later) run the stateless stages
+//! themselves and `submit` the prepared batch. A semaphore counts queued events: when it has
+//! no room the submit fails at once (HTTP answers 429) instead of queueing without bound.
+//! One writer task takes whatever is queued, up to `batch_events_max` events, hands it to the
+//! store as one transaction, and answers every sender in it when the commit returns.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use vakt_core::{Correlated, Pipeline, Prepared};
+use vakt_store::{Store, StoreError};
+
+use crate::metrics::{CategoryLabels, Metrics, TransitionLabels};
+
+/// Why a batch was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the ingest queue is full ({queued} of {capacity} events waiting)")]
+    QueueFull { queued: usize, capacity: usize },
+    #[error("the batch of {0} events is larger than the whole ingest queue")]
+    TooLarge(usize),
+    #[error("vakt is shutting down")]
+    Closed,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Job {
+    pipeline: Arc<Pipeline>,
+    batch: Vec<Prepared>,
+    reply: oneshot::Sender<Result<Vec<Correlated>, Arc<StoreError>>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// The sending side; cheap to clone.
+#[derive(Clone)]
+pub struct Ingest {
+    jobs: mpsc::UnboundedSender<Job>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Ingest {
+    /// Starts the writer. It ends when every `Ingest` clone is dropped and the queue is drained.
+    pub fn start(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+        batch_events_max: usize,
+    ) -> (Ingest, JoinHandle<()>) {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        let room = Arc::new(Semaphore::new(capacity));
+        metrics
+            .queue_events_max
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
+        let writer = tokio::spawn(write_loop(
+            queue,
+            store,
+            Arc::clone(&metrics),
+            Arc::clone(&room),
+            capacity,
+            batch_events_max,
+        ));
+        (
+            Ingest {
+                jobs,
+                room,
+                capacity,
+                metrics,
+            },
+            writer,
+        )
+    }
+
+    /// Queues a prepared batch and waits until it is committed (or refused).
+    pub async fn submit(
+        &self,
+        pipeline: Arc<Pipeline>,
+        batch: Vec<Prepared>,
+    ) -> Result<Vec<Correlated>, SubmitError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if batch.len() > self.capacity {
+            return Err(SubmitError::TooLarge(batch.len()));
+        }
+        let wanted = u32::try_from(batch.len()).map_err(|_| SubmitError::TooLarge(batch.len()))?;
+        let permit = Arc::clone(&self.room)
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| SubmitError::QueueFull {
+                queued: self.capacity - self.room.available_permits(),
+                capacity: self.capacity,
+            })?;
+        self.metrics.queue_events.set(self.queued());
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                pipeline,
+                batch,
+                reply,
+                _permit: permit,
+            })
+            .map_err(|_| SubmitError::Closed)?;
+        match answer.await {
+            Ok(Ok(outcomes)) => Ok(outcomes),
+            Ok(Err(error)) => Err(SubmitError::Store(clone_error(&error))),
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// False once the writer has stopped.
+    pub fn is_running(&self) -> bool {
+        !self.jobs.is_closed()
+    }
+
+    fn queued(&self) -> i64 {
+        i64::try_from(self.capacity - self.room.available_permits()).unwrap_or(i64::MAX)
+    }
+}
+
+fn clone_error(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        StoreError::Corrupt(m) => StoreError::Corrupt(m.clone()),
+        StoreError::Other(m) => StoreError::Other(m.clone()),
+    }
+}
+
+async fn write_loop(
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+    batch_events_max: usize,
+) {
+    let mut held: Option<Job> = None;
+    loop {
+        let first = match held.take() {
+            Some(job) => job,
+            None => match queue.recv().await {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        // Group commit: take what is already queued, same configuration, up to the batch bound.
+        let mut events = first.batch.len();
+        let mut jobs = vec![first];
+        while events < batch_events_max {
+            match queue.try_recv() {
+                Ok(job) if Arc::ptr_eq(&job.pipeline, &jobs[0].pipeline) => {
+                    events += job.batch.len();
+                    jobs.push(job);
+                }
+                Ok(job) => {
+                    held = Some(job);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit(&*store, &metrics, jobs, events).await;
+        metrics
+            .queue_events
+            .set(i64::try_from(capacity - room.available_permits()).unwrap_or(i64::MAX));
+    }
+    tracing::debug!("ingest writer stopped: queue drained");
+}
+
+async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>, events: usize) {
+    let pipeline = Arc::clone(&jobs[0].pipeline);
+    let mut batch = Vec::with_capacity(events);
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        replies.push((job.batch.len(), job.reply, job._permit));
+        batch.extend(job.batch);
+    }
+    let started = Instant::now();
+    let result = store.ingest(&pipeline, batch).await;
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    metrics.commit_batch_events.observe(events as f64);
+    match result {
+        Ok(outcomes) => {
+            count(metrics, &outcomes);
+            let mut outcomes = outcomes.into_iter();
+            for (len, reply, _permit) in replies {
+                // A sender that went away (client disconnected) still has its events stored.
+                let _ = reply.send(Ok(outcomes.by_ref().take(len).collect()));
+            }
+        }
+        Err(error) => {
+            tracing::error!(%error, events, "ingest commit failed; senders get an error and nothing of the batch is stored");
+            let error = Arc::new(error);
+            for (_, reply, _permit) in replies {
+                let _ = reply.send(Err(Arc::clone(&error)));
+            }
+        }
+    }
+}
+
+fn count(metrics: &Metrics, outcomes: &[Correlated]) {
+    for outcome in outcomes {
+        metrics
+            .events_stored
+            .get_or_create(&CategoryLabels {
+                category: outcome.record.category.as_str(),
+            })
+            .inc();
+        if outcome.record.dropped {
+            metrics.events_dropped.inc();
+        }
+        metrics
+            .alert_transitions
+            .get_or_create(&TransitionLabels {
+                transition: outcome.transition.as_str(),
+            })
+            .inc();
+        metrics.actions_decided.inc_by(outcome.actions.len() as u64);
+    }
+}

@@ -1,0 +1,11 @@
+//! The vakt server: configuration, HTTP API, ingest queue, metrics and the command line, glued together.
+//!
+//! This crate is glue. The decisions live in `vakt-core`, the data in `vakt-store`.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod server;

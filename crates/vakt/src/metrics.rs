@@ -1,0 +1,171 @@
+//! Prometheus metrics: one registry per server (no process-global recorder), served at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub channel: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CategoryLabels {
+    pub category: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    pub transition: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+/// Every metric vakt exports.
+pub struct Metrics {
+    registry: Registry,
+    pub events_received: Family<ChannelLabels, Counter>,
+    pub events_rejected: Family<RejectLabels, Counter>,
+    pub events_stored: Family<CategoryLabels, Counter>,
+    pub events_dropped: Counter,
+    pub alert_transitions: Family<TransitionLabels, Counter>,
+    pub actions_decided: Counter,
+    pub rule_errors: Counter,
+    pub pipeline_seconds: Histogram,
+    pub commit_seconds: Histogram,
+    pub commit_batch_events: Histogram,
+    pub queue_events: Gauge,
+    pub queue_events_max: Gauge,
+    pub alerts: Family<StatusLabels, Gauge>,
+    pub reloads: Family<ResultLabels, Counter>,
+    pub rules_loaded: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("vakt");
+        let m = Metrics {
+            events_received: Family::default(),
+            events_rejected: Family::default(),
+            events_stored: Family::default(),
+            events_dropped: Counter::default(),
+            alert_transitions: Family::default(),
+            actions_decided: Counter::default(),
+            rule_errors: Counter::default(),
+            // 1 µs .. ~1 s per event through the stateless stages.
+            pipeline_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 11)),
+            // 100 µs .. ~26 s per transaction.
+            commit_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 18)),
+            commit_batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            queue_events: Gauge::default(),
+            queue_events_max: Gauge::default(),
+            alerts: Family::default(),
+            reloads: Family::default(),
+            rules_loaded: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "events_received",
+            "Events received per ingest channel, valid or not",
+            m.events_received.clone(),
+        );
+        registry.register(
+            "events_rejected",
+            "Events refused per channel and reason (invalid, too_large, queue_full, store_error)",
+            m.events_rejected.clone(),
+        );
+        registry.register(
+            "events_stored",
+            "Events committed to storage, per ITIL category",
+            m.events_stored.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events the filter stage dropped (stored, but no alert)",
+            m.events_dropped.clone(),
+        );
+        registry.register(
+            "alert_transitions",
+            "What events did to alerts (new_alert, updated, resolved, reopened, ...)",
+            m.alert_transitions.clone(),
+        );
+        registry.register(
+            "actions_decided",
+            "Actions the decide stage asked for",
+            m.actions_decided.clone(),
+        );
+        registry.register(
+            "rule_errors",
+            "Rule conditions that failed to evaluate (counted as not matching)",
+            m.rule_errors.clone(),
+        );
+        registry.register(
+            "pipeline_seconds",
+            "Time per event in the stateless stages (normalise, filter, categorise)",
+            m.pipeline_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Time per ingest transaction: load alert state, correlate, decide, write, commit",
+            m.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_batch_events",
+            "Events per ingest transaction",
+            m.commit_batch_events.clone(),
+        );
+        registry.register(
+            "ingest_queue_events",
+            "Events accepted and waiting for their commit",
+            m.queue_events.clone(),
+        );
+        registry.register(
+            "ingest_queue_events_max",
+            "Capacity of the ingest queue, in events",
+            m.queue_events_max.clone(),
+        );
+        registry.register("alerts", "Alerts per status", m.alerts.clone());
+        registry.register(
+            "config_reloads",
+            "Configuration reloads per result (success, failure)",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "rules",
+            "Rules in the running configuration",
+            m.rules_loaded.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The registry in Prometheus' text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

@@ -1,0 +1,222 @@
+//! `vakt serve`: open storage, start the ingest writer, serve HTTP, reload on request, shut down cleanly.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use vakt_core::Pipeline;
+use vakt_store::Store;
+
+use crate::config::{Config, ConfigErrors, IngestConfig, Overrides};
+use crate::http;
+use crate::http::Reloaded;
+use crate::ingest::Ingest;
+use crate::metrics::{Metrics, ResultLabels};
+
+/// What every handler shares.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub ingest: Ingest,
+    pub metrics: Arc<Metrics>,
+    /// The OpenAPI document, serialised once.
+    pub openapi: String,
+    /// The configuration the process started with: listen, storage and ingest come from here.
+    startup: Arc<Config>,
+    /// The configuration in force for the pipeline; swapped whole by a reload.
+    current: RwLock<Arc<Config>>,
+    overrides: Overrides,
+}
+
+impl AppState {
+    /// The pipeline new events go through.
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&current.pipeline)
+    }
+
+    pub fn ingest_limits(&self) -> &IngestConfig {
+        &self.startup.file.ingest
+    }
+
+    pub fn ingest_running(&self) -> bool {
+        self.ingest.is_running()
+    }
+
+    /// Build-then-swap: load and compile the configuration again; swap only if all of it is good.
+    pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
+        let outcome = |result: &'static str| {
+            self.metrics
+                .reloads
+                .get_or_create(&ResultLabels { result })
+                .inc();
+        };
+        let next = Config::load(self.startup.path.as_deref(), &self.overrides)
+            .inspect_err(|_| outcome("failure"))?;
+        outcome("success");
+        let restart_needed = self.startup.restart_needed(&next);
+        let rules = next.file.rules.len();
+        let name = next.name();
+        self.metrics.rules_loaded.set(rules as i64);
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+        tracing::info!(config = %name, rules, ?restart_needed, "configuration reloaded");
+        Ok(Reloaded {
+            status: "reloaded",
+            config: name,
+            rules,
+            restart_needed,
+        })
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Asks the server to stop: no new connections, in-flight requests finish, the queue drains.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+
+    /// Waits until the server has stopped and storage is closed.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        drop(self.state);
+        self.task.await.context("server task failed")?
+    }
+}
+
+/// Binds the configured address and starts serving.
+pub async fn launch(config: Config, overrides: Overrides) -> anyhow::Result<Server> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    launch_with_listener(listener, config, overrides).await
+}
+
+/// Starts serving on a listener the caller bound (tests bind `127.0.0.1:0`).
+pub async fn launch_with_listener(
+    listener: TcpListener,
+    config: Config,
+    overrides: Overrides,
+) -> anyhow::Result<Server> {
+    let addr = listener.local_addr().context("listener has no address")?;
+    let store = vakt_store::open(&config.location)
+        .await
+        .with_context(|| format!("cannot open storage ({})", config.location.describe()))?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.rules_loaded.set(config.file.rules.len() as i64);
+    let limits = config.file.ingest.clone();
+    let (ingest, writer) = Ingest::start(
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+        limits.queue_events_max,
+        limits.batch_events_max,
+    );
+    let (router, doc) = http::router(limits.body_bytes_max);
+    let openapi = doc
+        .to_pretty_json()
+        .context("serialising the OpenAPI document")?;
+    let config = Arc::new(config);
+    let grace = Duration::from_secs(config.file.server.shutdown_grace_secs);
+    tracing::info!(
+        %addr,
+        storage = %config.location.describe(),
+        config = %config.name(),
+        rules = config.file.rules.len(),
+        "vakt is serving"
+    );
+    let state = Arc::new(AppState {
+        store: Arc::clone(&store),
+        ingest,
+        metrics,
+        openapi,
+        startup: Arc::clone(&config),
+        current: RwLock::new(config),
+        overrides,
+    });
+    let (stop, stopped) = watch::channel(false);
+    let reloader = spawn_reload_on_sighup(Arc::clone(&state));
+    let app = router.with_state(Arc::clone(&state));
+    let server_state = Arc::clone(&state);
+    let task = tokio::spawn(async move {
+        let mut until = stopped.clone();
+        let mut serve = Box::pin(
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = until.wait_for(|stop| *stop).await;
+                })
+                .into_future(),
+        );
+        let mut stopped = stopped;
+        let served = tokio::select! {
+            result = &mut serve => result,
+            () = async { let _ = stopped.wait_for(|stop| *stop).await; } => {
+                // Graceful shutdown started: give in-flight requests the grace period.
+                match tokio::time::timeout(grace, &mut serve).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(?grace, "requests still running after the grace period; stopping anyway");
+                        Ok(())
+                    }
+                }
+            }
+        };
+        reloader.abort();
+        // The router holds the state too: drop it with the server future.
+        drop(serve);
+        // Dropping the last sender lets the writer drain what was queued and stop.
+        drop(state);
+        if tokio::time::timeout(grace, writer).await.is_err() {
+            tracing::warn!("ingest writer did not drain within the grace period");
+        }
+        store.close().await;
+        tracing::info!("vakt stopped");
+        served.context("HTTP server failed")
+    });
+    Ok(Server {
+        addr,
+        state: server_state,
+        stop,
+        task,
+    })
+}
+
+/// `kill -HUP` reloads the configuration, as with `POST /-/reload`.
+fn spawn_reload_on_sighup(state: Arc<AppState>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+                return;
+            };
+            while hangups.recv().await.is_some() {
+                let state = Arc::clone(&state);
+                match tokio::task::spawn_blocking(move || state.reload()).await {
+                    Ok(Err(errors)) => {
+                        tracing::error!(errors = %errors, "SIGHUP reload refused; the running configuration stays")
+                    }
+                    Err(error) => tracing::error!(%error, "SIGHUP reload task failed"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        drop(state);
+    })
+}
