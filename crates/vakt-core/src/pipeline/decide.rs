@@ -28,21 +28,41 @@ pub struct DecidedAction {
     pub reason: String,
 }
 
+/// An action the matching rules name, with the rules that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedAction {
+    pub action: Arc<str>,
+    pub rules: Vec<Arc<str>>,
+}
+
 /// The actions named by the matching rules, in rule order, each once.
-pub(super) fn requested_actions(rules: &RuleSet, matches: &Matches) -> Vec<Arc<str>> {
-    let mut requested: Vec<Arc<str>> = Vec::new();
-    for action in matches.matched.iter().flat_map(|&i| &rules.rule(i).actions) {
-        if !requested.contains(action) {
-            requested.push(Arc::clone(action));
+pub(super) fn requested_actions(rules: &RuleSet, matches: &Matches) -> Vec<RequestedAction> {
+    let mut requested: Vec<RequestedAction> = Vec::new();
+    for rule in matches.matched.iter().map(|&i| rules.rule(i)) {
+        for action in &rule.actions {
+            match requested.iter_mut().find(|r| r.action == *action) {
+                Some(known) => known.rules.push(Arc::clone(&rule.name)),
+                None => requested.push(RequestedAction {
+                    action: Arc::clone(action),
+                    rules: vec![Arc::clone(&rule.name)],
+                }),
+            }
         }
     }
     requested
 }
 
+fn names(requested: &[RequestedAction]) -> String {
+    requested
+        .iter()
+        .map(|r| &*r.action)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub(super) fn decide(
     actions: &BTreeMap<String, ActionConfig>,
-    requested: &[Arc<str>],
-    matched_rules: &[Arc<str>],
+    requested: &[RequestedAction],
     outcome: &mut Outcome,
     event_id: &str,
     new_id: &mut dyn FnMut() -> String,
@@ -69,7 +89,7 @@ pub(super) fn decide(
         } else {
             format!(
                 "{} requested, none run: {}",
-                requested.join(", "),
+                names(requested),
                 match outcome.transition {
                     Transition::Dropped => "the event was dropped",
                     Transition::NothingToClear => "there is no alert",
@@ -89,21 +109,17 @@ pub(super) fn decide(
         ));
         return Vec::new();
     }
-    let rules = matched_rules.join(", ");
     let decided: Vec<DecidedAction> = requested
         .iter()
-        .map(|name| {
-            let kind = actions
-                .get(name.as_ref())
-                .map_or("unknown", ActionConfig::kind);
-            DecidedAction {
-                id: new_id(),
-                action: Arc::clone(name),
-                kind,
-                alert_id: alert.id.clone(),
-                event_id: event_id.to_owned(),
-                reason: format!("{trigger}; requested by rule {rules}"),
-            }
+        .map(|requested| DecidedAction {
+            id: new_id(),
+            action: Arc::clone(&requested.action),
+            kind: actions
+                .get(requested.action.as_ref())
+                .map_or("unknown", ActionConfig::kind),
+            alert_id: alert.id.clone(),
+            event_id: event_id.to_owned(),
+            reason: format!("{trigger}; requested by rule {}", requested.rules.join(", ")),
         })
         .collect();
     for action in &decided {
@@ -124,9 +140,20 @@ pub(super) fn decide(
         TraceEntry::new(
             Stage::Decide,
             "run",
-            format!("{trigger}: run {}", requested.join(", ")),
+            format!("{trigger}: run {}", names(requested)),
         )
-        .with_rules(matched_rules.to_vec()),
+        .with_rules(rule_names(requested)),
     );
     decided
+}
+
+/// The rules behind the requested actions, each once, in order.
+fn rule_names(requested: &[RequestedAction]) -> Vec<Arc<str>> {
+    let mut rules: Vec<Arc<str>> = Vec::new();
+    for rule in requested.iter().flat_map(|r| &r.rules) {
+        if !rules.contains(rule) {
+            rules.push(Arc::clone(rule));
+        }
+    }
+    rules
 }

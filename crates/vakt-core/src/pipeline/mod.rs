@@ -28,7 +28,7 @@ use crate::rules::{Matches, RuleSet, parse_fingerprint_fields};
 use crate::trace::TraceEntry;
 
 pub use correlate::Transition;
-pub use decide::DecidedAction;
+pub use decide::{DecidedAction, RequestedAction};
 pub use record::EventRecord;
 
 /// A compiled configuration: everything the stages consult, built once per (re)load.
@@ -48,9 +48,9 @@ pub struct Prepared {
     pub fingerprint: Fingerprint,
     /// Why the event was dropped (the filter's reason); `None` when kept.
     pub dropped: Option<String>,
-    /// Actions the matching rules name, in order, without repeats.
-    pub requested_actions: Vec<Arc<str>>,
-    /// Names of the rules that matched, for the decide stage's reasons.
+    /// Actions the matching rules name, in order, without repeats, with the rules naming them.
+    pub requested_actions: Vec<RequestedAction>,
+    /// Names of the rules that matched.
     pub matched_rules: Vec<Arc<str>>,
     /// Where the fingerprint came from, for the correlate stage's reason.
     pub fingerprint_origin: String,
@@ -174,7 +174,7 @@ impl Pipeline {
             fingerprint,
             dropped,
             requested_actions,
-            matched_rules,
+            matched_rules: _,
             fingerprint_origin,
             rule_errors: _,
             mut trace,
@@ -196,7 +196,6 @@ impl Pipeline {
         let actions = decide::decide(
             &self.actions,
             &requested_actions,
-            &matched_rules,
             &mut outcome,
             &event_id,
             new_id,

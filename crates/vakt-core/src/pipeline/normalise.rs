@@ -13,29 +13,26 @@ pub(super) fn normalise(
     received_at: DateTime<Utc>,
     trace: &mut Vec<TraceEntry>,
 ) -> Event {
-    let mut defaulted: Vec<&str> = Vec::new();
+    let mut defaulted: Vec<String> = Vec::new();
     let source = match input.source {
         Some(source) => trim_owned(source),
         None => {
-            defaulted.push("source");
+            defaulted.push(format!("source = {channel:?} (the channel)"));
             channel.to_owned()
         }
     };
     let severity = input.severity.unwrap_or_else(|| {
-        defaulted.push("severity");
+        defaulted.push("severity = info".to_owned());
         Severity::Info
     });
     let occurred_at = input.occurred_at.unwrap_or_else(|| {
-        defaulted.push("occurred_at");
+        defaulted.push("occurred_at = the receive time".to_owned());
         received_at
     });
     let reason = if defaulted.is_empty() {
         "every field was given".to_owned()
     } else {
-        format!(
-            "defaulted {} (source from channel {channel:?}, severity info, occurred_at the receive time)",
-            defaulted.join(", ")
-        )
+        format!("defaulted {}", defaulted.join(", "))
     };
     trace.push(TraceEntry::new(Stage::Normalise, "accepted", reason));
     Event {

@@ -1,0 +1,126 @@
+//! Test harness: a real server on 127.0.0.1:0 with its own data directory, and an HTTP client.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use vakt::config::{Config, Overrides};
+use vakt::server::{Server, launch_with_listener};
+
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server with the built-in configuration and a fresh SQLite data directory.
+    pub async fn start() -> TestServer {
+        TestServer::with_config(None).await
+    }
+
+    /// A server with the given configuration text (written to `vakt.toml` in its directory).
+    pub async fn with_config(config: Option<&str>) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(text) = config {
+            std::fs::write(dir.path().join("vakt.toml"), text).expect("write config");
+        }
+        let mut server = TestServer {
+            server: None,
+            base: String::new(),
+            client: reqwest::Client::new(),
+            dir,
+        };
+        server.boot(config.is_some(), None).await;
+        server
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("vakt.toml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// (Re)starts on the same data directory; `database_url` selects PostgreSQL.
+    pub async fn boot(&mut self, with_file: bool, database_url: Option<String>) {
+        let overrides = Overrides {
+            listen: None,
+            data_dir: Some(self.data_dir()),
+            database_url,
+        };
+        let path = with_file.then(|| self.config_path());
+        let config = Config::load(path.as_deref(), &overrides).expect("config loads");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let server = launch_with_listener(listener, config, overrides)
+            .await
+            .expect("server starts");
+        self.base = format!("http://{}", server.addr);
+        self.server = Some(server);
+    }
+
+    /// Stops gracefully and waits until storage is closed.
+    pub async fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+            server.wait().await.expect("clean shutdown");
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        decode(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        decode(response).await
+    }
+
+    /// The single alert's id, after exactly one alert exists.
+    pub async fn only_alert_id(&self) -> String {
+        let (_, alerts) = self.get("/api/v1/alerts").await;
+        let items = alerts["items"].as_array().expect("items");
+        assert_eq!(items.len(), 1, "{alerts}");
+        items[0]["id"].as_str().expect("id").to_owned()
+    }
+}
+
+pub async fn decode(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// The repository root, for example files.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(Path::parent)
+        .expect("crates/vakt is two levels below the root")
+}

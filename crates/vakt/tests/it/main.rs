@@ -1,0 +1,8 @@
+//! Integration tests of the server binary and library over real sockets, SQLite and PostgreSQL.
+
+mod api;
+mod bad_input;
+mod cli;
+mod harness;
+mod lifecycle;
+mod source_files;
