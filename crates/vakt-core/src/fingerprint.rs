@@ -40,11 +40,12 @@ impl Fingerprint {
             }
             hasher.update([0xff]);
         }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
         let digest = hasher.finalize();
         let mut text = String::with_capacity(32);
         for byte in &digest[..16] {
-            use fmt::Write;
-            let _ = write!(text, "{byte:02x}");
+            text.push(char::from(HEX[usize::from(byte >> 4)]));
+            text.push(char::from(HEX[usize::from(byte & 0xf)]));
         }
         Fingerprint(text)
     }

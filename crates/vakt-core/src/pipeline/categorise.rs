@@ -1,8 +1,9 @@
 //! Stage 3, categorise: assign the ITIL category, and the severity and labels rules set.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::event::{Category, Event};
+use crate::event::{Category, Event, Severity};
 use crate::rules::{Matches, RuleSet};
 use crate::trace::{Stage, TraceEntry};
 
@@ -53,23 +54,31 @@ pub(super) fn categorise(
             deciding.push(Arc::clone(&rule.name));
         }
     }
-    let (category, mut reason) = match category {
-        Some((category, rule)) => (category, format!("category set by rule {rule:?}")),
-        None => {
-            let category = event.severity.default_category();
-            (
-                category,
-                format!(
-                    "no rule set a category: the default for severity {}",
-                    event.severity
-                ),
-            )
-        }
+    let (category, reason): (Category, Cow<'static, str>) = match category {
+        Some((category, rule)) => (category, format!("category set by rule {rule:?}").into()),
+        None => (
+            event.severity.default_category(),
+            default_reason(event.severity).into(),
+        ),
     };
-    for note in notes {
-        reason.push_str("; ");
-        reason.push_str(&note);
-    }
+    let reason = if notes.is_empty() {
+        reason
+    } else {
+        format!("{reason}; {}", notes.join("; ")).into()
+    };
     trace.push(TraceEntry::new(Stage::Categorise, category.as_str(), reason).with_rules(deciding));
     Categorised { event, category }
+}
+
+fn default_reason(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => {
+            "no rule set a category: exception, the default for severity critical"
+        }
+        Severity::Major => "no rule set a category: exception, the default for severity major",
+        Severity::Minor => "no rule set a category: warning, the default for severity minor",
+        Severity::Warning => "no rule set a category: warning, the default for severity warning",
+        Severity::Info => "no rule set a category: informational, the default for severity info",
+        Severity::Ok => "no rule set a category: informational, the default for severity ok",
+    }
 }

@@ -3,7 +3,9 @@
 use crate::alert::{Alert, AlertStatus, PIPELINE_ACTOR, TimelineEntry, TimelineKind};
 use crate::event::{Category, Event, Severity};
 use crate::fingerprint::{Fingerprint, FingerprintField};
-use crate::rules::{Matches, RuleSet};
+use std::sync::Arc;
+
+use crate::rules::{Matches, RuleSet, field_names};
 use crate::trace::{Stage, TraceEntry};
 
 /// What the event did to its alert.
@@ -42,36 +44,45 @@ impl Transition {
 pub(super) fn fingerprint(
     rules: &RuleSet,
     matches: &Matches,
-    defaults: &[FingerprintField],
+    defaults: &Origins,
     event: &Event,
-) -> (Fingerprint, String) {
+) -> (Fingerprint, Arc<str>) {
     if let Some(sent) = &event.sent_fingerprint {
-        return (Fingerprint::sent(sent), "sent with the event".to_owned());
+        return (Fingerprint::sent(sent), Arc::clone(&defaults.sent));
     }
     let chosen = matches
         .matched
         .iter()
         .rev()
         .map(|&i| rules.rule(i))
-        .find_map(|rule| rule.fingerprint.as_ref().map(|fields| (fields, &rule.name)));
+        .find_map(|rule| rule.fingerprint.as_ref().map(|fields| (fields, rule)));
     match chosen {
         Some((fields, rule)) => (
             Fingerprint::compute(fields, event),
-            format!("of fields {} chosen by rule {rule:?}", field_names(fields)),
+            Arc::clone(&rule.fingerprint_origin),
         ),
         None => (
-            Fingerprint::compute(defaults, event),
-            format!("of default fields {}", field_names(defaults)),
+            Fingerprint::compute(&defaults.fields, event),
+            Arc::clone(&defaults.origin),
         ),
     }
 }
 
-fn field_names(fields: &[FingerprintField]) -> String {
-    fields
-        .iter()
-        .map(|f| f.name().into_owned())
-        .collect::<Vec<_>>()
-        .join(", ")
+/// The default fingerprint fields and the texts that explain fingerprints, made once.
+pub(super) struct Origins {
+    pub fields: Arc<[FingerprintField]>,
+    pub origin: Arc<str>,
+    pub sent: Arc<str>,
+}
+
+impl Origins {
+    pub fn new(fields: Arc<[FingerprintField]>) -> Origins {
+        Origins {
+            origin: Arc::from(format!("of default fields {}", field_names(&fields))),
+            sent: Arc::from("sent with the event"),
+            fields,
+        }
+    }
 }
 
 pub(super) struct Input<'a> {
@@ -114,7 +125,7 @@ pub(super) fn correlate(
             event_id: Some(input.event_id.to_owned()),
         });
     };
-    let fp = format!("fingerprint {} {fingerprint_origin}", input.fingerprint);
+    let fp = Fp(input.fingerprint, fingerprint_origin);
     let (transition, alert, reason) = if input.dropped {
         (
             Transition::Dropped,
@@ -283,4 +294,13 @@ fn repeat(alert: &mut Alert, input: &Input<'_>) {
     alert.source.clone_from(&event.source);
     alert.summary.clone_from(&event.summary);
     alert.labels.clone_from(&event.labels);
+}
+
+/// `fingerprint 9f2c... of default fields ...`, written straight into the reason.
+struct Fp<'a>(&'a Fingerprint, &'a str);
+
+impl std::fmt::Display for Fp<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "fingerprint {} {}", self.0, self.1)
+    }
 }

@@ -4,6 +4,7 @@
 //! rose. A repeat at the same or a lower severity, a resolution and a dropped event run
 //! nothing. Executing the actions is the handling stage's job; this stage only decides.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -84,8 +85,8 @@ pub(super) fn decide(
         Transition::Dropped | Transition::NothingToClear | Transition::Resolved => None,
     };
     let (Some(trigger), Some(alert)) = (trigger, outcome.alert.as_ref()) else {
-        let reason = if requested.is_empty() {
-            "no matching rule names an action".to_owned()
+        let reason: Cow<'static, str> = if requested.is_empty() {
+            "no matching rule names an action".into()
         } else {
             format!(
                 "{} requested, none run: {}",
@@ -97,6 +98,7 @@ pub(super) fn decide(
                     _ => "a repeat that does not raise the severity",
                 }
             )
+            .into()
         };
         trace.push(TraceEntry::new(Stage::Decide, "no_action", reason));
         return Vec::new();
@@ -119,7 +121,10 @@ pub(super) fn decide(
                 .map_or("unknown", ActionConfig::kind),
             alert_id: alert.id.clone(),
             event_id: event_id.to_owned(),
-            reason: format!("{trigger}; requested by rule {}", requested.rules.join(", ")),
+            reason: format!(
+                "{trigger}; requested by rule {}",
+                requested.rules.join(", ")
+            ),
         })
         .collect();
     for action in &decided {

@@ -34,7 +34,7 @@ pub use record::EventRecord;
 /// A compiled configuration: everything the stages consult, built once per (re)load.
 pub struct Pipeline {
     rules: RuleSet,
-    default_fingerprint: Arc<[FingerprintField]>,
+    fingerprints: correlate::Origins,
     reopen_window: chrono::Duration,
     actions: BTreeMap<String, ActionConfig>,
 }
@@ -53,7 +53,7 @@ pub struct Prepared {
     /// Names of the rules that matched.
     pub matched_rules: Vec<Arc<str>>,
     /// Where the fingerprint came from, for the correlate stage's reason.
-    pub fingerprint_origin: String,
+    pub fingerprint_origin: Arc<str>,
     /// Rule conditions that failed to evaluate for this event (counted as not matching).
     pub rule_errors: usize,
     pub trace: Vec<TraceEntry>,
@@ -96,7 +96,7 @@ impl Pipeline {
         match rules {
             Some(rules) if errors.is_empty() => Ok(Pipeline {
                 rules,
-                default_fingerprint,
+                fingerprints: correlate::Origins::new(default_fingerprint),
                 reopen_window: chrono::Duration::try_seconds(reopen_window_secs)
                     .unwrap_or(chrono::Duration::MAX),
                 actions: config
@@ -136,7 +136,7 @@ impl Pipeline {
         let (fingerprint, fingerprint_origin) = correlate::fingerprint(
             &self.rules,
             &matches,
-            &self.default_fingerprint,
+            &self.fingerprints,
             &categorised.event,
         );
         Prepared {

@@ -13,26 +13,26 @@ pub(super) fn normalise(
     received_at: DateTime<Utc>,
     trace: &mut Vec<TraceEntry>,
 ) -> Event {
-    let mut defaulted: Vec<String> = Vec::new();
-    let source = match input.source {
-        Some(source) => trim_owned(source),
-        None => {
-            defaulted.push(format!("source = {channel:?} (the channel)"));
-            channel.to_owned()
+    let defaulted_source = input.source.is_none();
+    let source = input.source.map_or_else(|| channel.to_owned(), trim_owned);
+    let defaulted_severity = input.severity.is_none();
+    let severity = input.severity.unwrap_or(Severity::Info);
+    let defaulted_time = input.occurred_at.is_none();
+    let occurred_at = input.occurred_at.unwrap_or(received_at);
+    // Static texts: this runs for every event and allocating a sentence each time is not free.
+    let reason = match (defaulted_source, defaulted_severity, defaulted_time) {
+        (false, false, false) => "every field was given",
+        (true, false, false) => "defaulted source to the channel name",
+        (false, true, false) => "defaulted severity to info",
+        (false, false, true) => "defaulted occurred_at to the receive time",
+        (true, true, false) => "defaulted source to the channel name, severity to info",
+        (true, false, true) => {
+            "defaulted source to the channel name, occurred_at to the receive time"
         }
-    };
-    let severity = input.severity.unwrap_or_else(|| {
-        defaulted.push("severity = info".to_owned());
-        Severity::Info
-    });
-    let occurred_at = input.occurred_at.unwrap_or_else(|| {
-        defaulted.push("occurred_at = the receive time".to_owned());
-        received_at
-    });
-    let reason = if defaulted.is_empty() {
-        "every field was given".to_owned()
-    } else {
-        format!("defaulted {}", defaulted.join(", "))
+        (false, true, true) => "defaulted severity to info, occurred_at to the receive time",
+        (true, true, true) => {
+            "defaulted source to the channel name, severity to info, occurred_at to the receive time"
+        }
     };
     trace.push(TraceEntry::new(Stage::Normalise, "accepted", reason));
     Event {

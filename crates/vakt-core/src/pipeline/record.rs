@@ -1,5 +1,7 @@
 //! Stage 6, record: assemble everything the event changed into one write set for storage.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::Correlated;
@@ -40,17 +42,20 @@ pub(super) fn record(
     mut trace: Vec<TraceEntry>,
 ) -> Correlated {
     let alert_id = outcome.alert.as_ref().map(|alert| alert.id.clone());
-    let what = match (&alert_id, outcome.transition) {
-        (None, Transition::Dropped) => "event stored as dropped".to_owned(),
-        (None, _) => "event stored without an alert".to_owned(),
-        (Some(id), transition) => format!(
-            "event stored; alert {id} {}; {} timeline entr{}; {} action{} decided",
-            match transition {
-                Transition::Opened => "created",
-                Transition::Reopened => "reopened",
-                Transition::Resolved => "resolved",
-                _ => "updated",
-            },
+    let changed = match outcome.transition {
+        Transition::Opened => "created",
+        Transition::Reopened => "reopened",
+        Transition::Resolved => "resolved",
+        _ => "updated",
+    };
+    let what: Cow<'static, str> = match (&alert_id, outcome.transition) {
+        (None, Transition::Dropped) => "event stored as dropped".into(),
+        (None, _) => "event stored without an alert".into(),
+        (Some(_), _) if outcome.timeline.is_empty() && actions.is_empty() => {
+            format!("event stored; alert {changed}").into()
+        }
+        (Some(id), _) => format!(
+            "event stored; alert {id} {changed}; {} timeline entr{}; {} action{} decided",
             outcome.timeline.len(),
             if outcome.timeline.len() == 1 {
                 "y"
@@ -59,7 +64,8 @@ pub(super) fn record(
             },
             actions.len(),
             if actions.len() == 1 { "" } else { "s" },
-        ),
+        )
+        .into(),
     };
     trace.push(TraceEntry::new(Stage::Record, "stored", what));
     Correlated {

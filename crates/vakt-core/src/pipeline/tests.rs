@@ -270,8 +270,8 @@ fn default_categories_follow_severity() {
 fn a_condition_that_fails_counts_as_no_match_and_says_so() {
     let source = r#"
 [[rules]]
-name = "needs-label"
-when = 'labels.team == "db"'
+name = "needs-metric"
+when = 'metrics.load > 4.0'
 category = "exception"
 "#;
     let pipeline = pipeline(source).expect("compiles");
@@ -280,7 +280,7 @@ category = "exception"
     let prepared = pipeline.prepare(input, "test", Utc::now());
     assert_eq!(prepared.category, Category::Informational);
     assert!(
-        prepared.trace[1].reason.contains("needs-label"),
+        prepared.trace[1].reason.contains("needs-metric"),
         "{}",
         prepared.trace[1].reason
     );

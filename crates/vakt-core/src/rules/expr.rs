@@ -6,7 +6,7 @@
 //! evaluation; each evaluation only adds a resolver that reads the event's fields in place.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use cel::common::ast::{Expr, IdedExpr, LiteralValue};
 use cel::common::types::{CelDouble, CelMap, CelMapKey, CelString};
@@ -31,11 +31,13 @@ pub const VARIABLES: [&str; 10] = [
 ];
 
 /// Fields whose equality with a string literal can index a rule (see `IndexKey`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Declared from most to least selective in practice; the index prefers the first.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum IndexedField {
     Check,
     Resource,
     Source,
+    Label(String),
     Severity,
     Service,
     Environment,
@@ -54,16 +56,18 @@ impl IndexedField {
         })
     }
 
-    /// The event's value of this field, as a condition sees it.
-    pub fn value(self, event: &Event) -> &str {
-        match self {
+    /// The event's value of this field, as a condition sees it; `None` for a missing label,
+    /// which no equality can match.
+    pub fn value<'e>(&self, event: &'e Event) -> Option<&'e str> {
+        Some(match self {
             IndexedField::Check => &event.check,
             IndexedField::Resource => &event.resource,
             IndexedField::Source => &event.source,
+            IndexedField::Label(name) => return event.labels.get(name).map(String::as_str),
             IndexedField::Severity => event.severity.as_str(),
             IndexedField::Service => event.service.as_deref().unwrap_or(""),
             IndexedField::Environment => event.environment.as_deref().unwrap_or(""),
-        }
+        })
     }
 }
 
@@ -126,11 +130,10 @@ impl Conditions {
         Ok(Condition { program, index_key })
     }
 
-    /// Evaluates `condition` against `event`: `Ok(true)` when it holds.
-    pub fn eval(&self, condition: &Condition, event: &Event) -> Result<bool, String> {
-        let vars = EventVars { event };
+    /// Evaluates `condition` against the event behind `vars`: `Ok(true)` when it holds.
+    pub fn eval(&self, condition: &Condition, vars: &EventVars<'_>) -> Result<bool, String> {
         let mut context = Context::with_env(Arc::clone(&self.env));
-        context.set_variable_resolver(&vars);
+        context.set_variable_resolver(vars);
         match condition.program.execute(&context) {
             Ok(Value::Bool(result)) => Ok(result),
             Ok(other) => Err(format!(
@@ -224,7 +227,7 @@ fn index_key(expr: &IdedExpr) -> Option<IndexKey> {
     conjuncts
         .into_iter()
         .filter_map(equality_with_literal)
-        .min_by_key(|key| key.field)
+        .min_by(|a, b| a.field.cmp(&b.field))
 }
 
 fn collect_conjuncts<'e>(expr: &'e IdedExpr, out: &mut Vec<&'e IdedExpr>) {
@@ -247,21 +250,55 @@ fn equality_with_literal(expr: &IdedExpr) -> Option<IndexKey> {
     if call.func_name != "_==_" || call.target.is_some() || call.args.len() != 2 {
         return None;
     }
-    let pair = (&call.args[0].expr, &call.args[1].expr);
-    let ((Expr::Ident(name), Expr::Literal(LiteralValue::String(text)))
-    | (Expr::Literal(LiteralValue::String(text)), Expr::Ident(name))) = pair
-    else {
-        return None;
+    let (field, text) = match (&call.args[0].expr, &call.args[1].expr) {
+        (field, Expr::Literal(LiteralValue::String(text)))
+        | (Expr::Literal(LiteralValue::String(text)), field) => (field, text),
+        _ => return None,
     };
     Some(IndexKey {
-        field: IndexedField::from_variable(name)?,
+        field: indexed_field(field)?,
         value: text.inner().to_owned(),
     })
 }
 
-/// Reads variables straight from the event, borrowing its strings.
-struct EventVars<'e> {
+/// `check`, `labels.team` or `labels["team"]` as an indexable field.
+fn indexed_field(expr: &Expr) -> Option<IndexedField> {
+    match expr {
+        Expr::Ident(name) => IndexedField::from_variable(name),
+        Expr::Select(select) if !select.test => match &select.operand.expr {
+            Expr::Ident(map) if map == "labels" => Some(IndexedField::Label(select.field.clone())),
+            _ => None,
+        },
+        Expr::Call(call) if call.func_name == "_[_]" && call.args.len() == 2 => {
+            match (&call.args[0].expr, &call.args[1].expr) {
+                (Expr::Ident(map), Expr::Literal(LiteralValue::String(key))) if map == "labels" => {
+                    Some(IndexedField::Label(key.inner().to_owned()))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The event as conditions see it: strings borrowed in place; the maps (labels, metrics,
+/// details) converted once per event, on first use, and shared by every rule evaluated.
+pub struct EventVars<'e> {
     event: &'e Event,
+    labels: OnceLock<CelMap<'e>>,
+    metrics: OnceLock<CelMap<'e>>,
+    details: OnceLock<Option<Box<dyn Val>>>,
+}
+
+impl<'e> EventVars<'e> {
+    pub fn new(event: &'e Event) -> EventVars<'e> {
+        EventVars {
+            event,
+            labels: OnceLock::new(),
+            metrics: OnceLock::new(),
+            details: OnceLock::new(),
+        }
+    }
 }
 
 impl VariableResolver for EventVars<'_> {
@@ -277,31 +314,39 @@ impl VariableResolver for EventVars<'_> {
             "service" => text(event.service.as_deref().unwrap_or("")),
             "environment" => text(event.environment.as_deref().unwrap_or("")),
             "labels" => {
-                let map: HashMap<CelMapKey<'b>, Box<dyn Val + 'b>> = event
-                    .labels
-                    .iter()
-                    .map(|(k, v)| {
-                        let value: Box<dyn Val + 'b> = Box::new(CelString::from(v.as_str()));
-                        (CelMapKey::from(k.as_str()), value)
-                    })
-                    .collect();
-                Some(CowVal::owned(CelMap::from(map)))
+                let map = self.labels.get_or_init(|| {
+                    let map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = event
+                        .labels
+                        .iter()
+                        .map(|(k, v)| {
+                            let value: Box<dyn Val + '_> = Box::new(CelString::from(v.as_str()));
+                            (CelMapKey::from(k.as_str()), value)
+                        })
+                        .collect();
+                    CelMap::from(map)
+                });
+                Some(CowVal::Borrowed(map))
             }
             "metrics" => {
-                let map: HashMap<CelMapKey<'b>, Box<dyn Val + 'b>> = event
-                    .metrics
-                    .iter()
-                    .map(|(k, v)| {
-                        let value: Box<dyn Val + 'b> = Box::new(CelDouble::from(*v));
-                        (CelMapKey::from(k.as_str()), value)
-                    })
-                    .collect();
-                Some(CowVal::owned(CelMap::from(map)))
+                let map = self.metrics.get_or_init(|| {
+                    let map: HashMap<CelMapKey<'_>, Box<dyn Val + '_>> = event
+                        .metrics
+                        .iter()
+                        .map(|(k, v)| {
+                            let value: Box<dyn Val + '_> = Box::new(CelDouble::from(*v));
+                            (CelMapKey::from(k.as_str()), value)
+                        })
+                        .collect();
+                    CelMap::from(map)
+                });
+                Some(CowVal::Borrowed(map))
             }
             "details" => {
-                let value = cel::to_value(&event.details).ok()?;
-                let boxed: Box<dyn Val> = value.try_into().ok()?;
-                Some(CowVal::Owned(boxed))
+                let details = self.details.get_or_init(|| {
+                    let value = cel::to_value(&event.details).ok()?;
+                    value.try_into().ok()
+                });
+                details.as_deref().map(CowVal::Borrowed)
             }
             _ => None,
         }
@@ -340,7 +385,8 @@ mod tests {
         let condition = conditions
             .compile(source)
             .unwrap_or_else(|e| panic!("{source}: {e:?}"));
-        let got = conditions.eval(&condition, &event());
+        let event = event();
+        let got = conditions.eval(&condition, &EventVars::new(&event));
         match expected {
             Ok(value) => assert_eq!(got, Ok(value), "{source}"),
             Err(fragment) => {
@@ -401,6 +447,17 @@ mod tests {
             })
         );
         assert_eq!(key(r#"check == "a" || check == "b""#), None);
-        assert_eq!(key(r#"labels.x == "a""#), None);
+        assert_eq!(
+            key(r#"labels.team == "db" && metrics.load > 1.0"#),
+            Some(IndexKey {
+                field: IndexedField::Label("team".into()),
+                value: "db".into()
+            })
+        );
+        assert_eq!(
+            key(r#"labels["dc"] == "sto1""#).map(|k| k.field),
+            Some(IndexedField::Label("dc".into()))
+        );
+        assert_eq!(key(r#"has(labels.x) && metrics.x == "a""#), None);
     }
 }

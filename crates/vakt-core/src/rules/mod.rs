@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::config::{ActionConfig, ConfigError, RuleConfig};
 use crate::event::{Category, Event, Severity};
 use crate::fingerprint::FingerprintField;
-use expr::{Condition, Conditions, IndexedField};
+use expr::{Condition, Conditions, EventVars, IndexedField};
 use toml::Spanned;
 
 /// One rule, compiled.
@@ -29,6 +29,8 @@ pub struct Rule {
     pub labels: BTreeMap<String, String>,
     pub drop: bool,
     pub fingerprint: Option<Arc<[FingerprintField]>>,
+    /// How traces explain a fingerprint this rule chose, made once at load.
+    pub fingerprint_origin: Arc<str>,
     pub actions: Vec<Arc<str>>,
     pub continue_: bool,
 }
@@ -139,7 +141,11 @@ impl RuleSet {
                     errors.push(at(span.clone(), format!("invalid label name {key:?}")));
                 }
             }
+            let fingerprint_origin = fingerprint.as_deref().map_or_else(String::new, |fields| {
+                format!("of fields {} chosen by rule {name:?}", field_names(fields))
+            });
             rules.push(Rule {
+                fingerprint_origin: Arc::from(fingerprint_origin),
                 name: Arc::from(name),
                 enabled: config.enabled,
                 condition,
@@ -173,7 +179,7 @@ impl RuleSet {
             }
             match rule.condition.as_ref().and_then(Condition::index_key) {
                 Some(key) => indexed
-                    .entry(key.field)
+                    .entry(key.field.clone())
                     .or_default()
                     .entry(key.value.clone())
                     .or_default()
@@ -202,11 +208,12 @@ impl RuleSet {
         let mut candidates: Vec<u32> = Vec::with_capacity(self.unindexed.len() + 4);
         candidates.extend_from_slice(&self.unindexed);
         for (field, by_value) in &self.indexed {
-            if let Some(rules) = by_value.get(field.value(event)) {
+            if let Some(rules) = field.value(event).and_then(|value| by_value.get(value)) {
                 candidates.extend_from_slice(rules);
             }
         }
         candidates.sort_unstable();
+        let vars = EventVars::new(event);
         let mut matches = Matches::default();
         for index in candidates {
             let rule = &self.rules[index as usize];
@@ -214,7 +221,7 @@ impl RuleSet {
                 None => true,
                 Some(condition) => {
                     matches.evaluated += 1;
-                    match self.conditions.eval(condition, event) {
+                    match self.conditions.eval(condition, &vars) {
                         Ok(result) => result,
                         Err(error) => {
                             matches.errors.push((index, error));
@@ -251,4 +258,13 @@ pub fn parse_fingerprint_fields(
         .collect::<Result<Vec<_>, _>>()
         .map(Arc::from)
         .map_err(|message| ConfigError::at(fields.span(), format!("fingerprint: {message}")))
+}
+
+/// `environment, resource, labels.mount`.
+pub fn field_names(fields: &[FingerprintField]) -> String {
+    fields
+        .iter()
+        .map(|f| f.name().into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -6,45 +6,137 @@ use crate::harness::TestServer;
 
 /// Posts `body` with `content_type`, expects `status`, and returns the error body.
 async fn refused(server: &TestServer, content_type: &str, body: Vec<u8>, status: u16) -> Value {
-    let (got, answer) = server.post_raw("/api/v1/events", content_type, body.clone()).await;
-    assert_eq!(got, status, "{} -> {answer}", String::from_utf8_lossy(&body));
-    assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "error message missing: {answer}");
+    let (got, answer) = server
+        .post_raw("/api/v1/events", content_type, body.clone())
+        .await;
+    assert_eq!(
+        got,
+        status,
+        "{} -> {answer}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        answer["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "error message missing: {answer}"
+    );
     answer
 }
 
 async fn refused_json(server: &TestServer, body: Value) -> Value {
-    refused(server, "application/json", body.to_string().into_bytes(), 400).await
+    refused(
+        server,
+        "application/json",
+        body.to_string().into_bytes(),
+        400,
+    )
+    .await
 }
 
 #[tokio::test]
 async fn event_fields_are_checked_by_name() {
     let server = TestServer::start().await;
     let cases: Vec<(Value, &str, &str)> = vec![
-        (json!({"resource": 1, "check": "c", "summary": "s"}), "resource", "expected a string, got a number"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "colour": "red"}), "colour", "unknown field"),
-        (json!({"resource": "r", "summary": "s"}), "check", "missing required field"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "severity": "fatal"}), "severity", "unknown severity \"fatal\""),
-        (json!({"resource": "r", "check": "c", "summary": "s", "labels": {"a": 1}}), "labels.a", "label values must be strings"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "labels": []}), "labels", "expected an object or null"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "metrics": {"x": "high"}}), "metrics.x", "finite numbers"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "occurred_at": "yesterday"}), "occurred_at", "RFC 3339"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "category": "exception"}), "category", "assigned by rules"),
-        (json!({"resource": "", "check": "c", "summary": "s"}), "resource", "must not be empty"),
-        (json!({"resource": "r\u{0007}", "check": "c", "summary": "s"}), "resource", "control character"),
-        (json!({"resource": "x".repeat(300), "check": "c", "summary": "s"}), "resource", "the limit is 256"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "details": "text"}), "details", "expected an object"),
-        (json!({"resource": "r", "check": "c", "summary": "s", "fingerprint": 7}), "fingerprint", "expected a string or null"),
+        (
+            json!({"resource": 1, "check": "c", "summary": "s"}),
+            "resource",
+            "expected a string, got a number",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "colour": "red"}),
+            "colour",
+            "unknown field",
+        ),
+        (
+            json!({"resource": "r", "summary": "s"}),
+            "check",
+            "missing required field",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "severity": "fatal"}),
+            "severity",
+            "unknown severity \"fatal\"",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "labels": {"a": 1}}),
+            "labels.a",
+            "label values must be strings",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "labels": []}),
+            "labels",
+            "expected an object or null",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "metrics": {"x": "high"}}),
+            "metrics.x",
+            "finite numbers",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "occurred_at": "yesterday"}),
+            "occurred_at",
+            "RFC 3339",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "category": "exception"}),
+            "category",
+            "assigned by rules",
+        ),
+        (
+            json!({"resource": "", "check": "c", "summary": "s"}),
+            "resource",
+            "must not be empty",
+        ),
+        (
+            json!({"resource": "r\u{0007}", "check": "c", "summary": "s"}),
+            "resource",
+            "control character",
+        ),
+        (
+            json!({"resource": "x".repeat(300), "check": "c", "summary": "s"}),
+            "resource",
+            "the limit is 256",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "details": "text"}),
+            "details",
+            "expected an object",
+        ),
+        (
+            json!({"resource": "r", "check": "c", "summary": "s", "fingerprint": 7}),
+            "fingerprint",
+            "expected a string or null",
+        ),
     ];
     for (event, field, fragment) in cases {
         let answer = refused_json(&server, event.clone()).await;
         let detail = &answer["details"][0];
         assert_eq!(detail["field"], field, "{event} -> {answer}");
         assert_eq!(detail["index"], 0);
-        assert!(detail["message"].as_str().unwrap_or_default().contains(fragment), "{event} -> {answer}");
+        assert!(
+            detail["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(fragment),
+            "{event} -> {answer}"
+        );
     }
     // Several problems in several items are all reported, each with its index.
-    let answer = refused_json(&server, json!([{"resource": "r", "check": "c", "summary": "s"}, {"check": 5}])).await;
-    let found: Vec<(i64, &str)> = answer["details"].as_array().expect("details").iter().map(|d| (d["index"].as_i64().unwrap_or(-1), d["field"].as_str().unwrap_or(""))).collect();
+    let answer = refused_json(
+        &server,
+        json!([{"resource": "r", "check": "c", "summary": "s"}, {"check": 5}]),
+    )
+    .await;
+    let found: Vec<(i64, &str)> = answer["details"]
+        .as_array()
+        .expect("details")
+        .iter()
+        .map(|d| {
+            (
+                d["index"].as_i64().unwrap_or(-1),
+                d["field"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
     assert_eq!(found, [(1, "check"), (1, "resource"), (1, "summary")]);
     let (_, events) = server.get("/api/v1/events").await;
     assert_eq!(events["items"], json!([]), "nothing was stored");
@@ -53,30 +145,85 @@ async fn event_fields_are_checked_by_name() {
 #[tokio::test]
 async fn malformed_bodies_are_refused_precisely() {
     let server = TestServer::start().await;
-    let answer = refused(&server, "application/json", b"{\"resource\": \"r\",".to_vec(), 400).await;
-    assert!(answer["error"].as_str().unwrap_or_default().contains("line 1 column"), "{answer}");
+    let answer = refused(
+        &server,
+        "application/json",
+        b"{\"resource\": \"r\",".to_vec(),
+        400,
+    )
+    .await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("line 1 column"),
+        "{answer}"
+    );
     let mut invalid_utf8 = b"{\"resource\": \"".to_vec();
     invalid_utf8.extend([0xff, 0xfe]);
     invalid_utf8.extend(b"\", \"check\": \"c\", \"summary\": \"s\"}");
     let answer = refused(&server, "application/json", invalid_utf8, 400).await;
-    assert!(answer["error"].as_str().unwrap_or_default().contains("invalid"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("invalid"),
+        "{answer}"
+    );
     refused(&server, "application/json", Vec::new(), 400).await;
     let answer = refused(&server, "application/json", b"[]".to_vec(), 400).await;
-    assert!(answer["error"].as_str().unwrap_or_default().contains("empty"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("empty"),
+        "{answer}"
+    );
     refused(&server, "application/json", b"42".to_vec(), 400).await;
     refused(&server, "application/json", b"[1, \"x\"]".to_vec(), 400).await;
     refused(&server, "application/xml", b"<event/>".to_vec(), 415).await;
-    let answer = refused(&server, "application/x-ndjson", b"{}\nnot json\n".to_vec(), 400).await;
-    assert!(answer["details"].to_string().contains("line 2: invalid JSON"), "{answer}");
+    let answer = refused(
+        &server,
+        "application/x-ndjson",
+        b"{}\nnot json\n".to_vec(),
+        400,
+    )
+    .await;
+    assert!(
+        answer["details"]
+            .to_string()
+            .contains("line 2: invalid JSON"),
+        "{answer}"
+    );
 
     // Bodies over the limit (10 MiB by default) get 413, before parsing.
     let huge = vec![b' '; 11 * 1024 * 1024];
     let answer = refused(&server, "application/json", huge, 413).await;
-    assert!(answer["error"].as_str().unwrap_or_default().contains("body_bytes_max"), "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("body_bytes_max"),
+        "{answer}"
+    );
     // More events than one request may carry get 413 too.
-    let many: Vec<Value> = (0..10_001).map(|_| json!({"resource": "r", "check": "c", "summary": "s"})).collect();
-    let answer = refused(&server, "application/json", Value::Array(many).to_string().into_bytes(), 413).await;
-    assert!(answer["error"].as_str().unwrap_or_default().contains("request_events_max"), "{answer}");
+    let many: Vec<Value> = (0..10_001)
+        .map(|_| json!({"resource": "r", "check": "c", "summary": "s"}))
+        .collect();
+    let answer = refused(
+        &server,
+        "application/json",
+        Value::Array(many).to_string().into_bytes(),
+        413,
+    )
+    .await;
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("request_events_max"),
+        "{answer}"
+    );
     let (_, events) = server.get("/api/v1/events").await;
     assert_eq!(events["items"], json!([]), "nothing was stored");
 }
@@ -84,7 +231,12 @@ async fn malformed_bodies_are_refused_precisely() {
 #[tokio::test]
 async fn queries_paths_and_operator_bodies_are_checked() {
     let server = TestServer::start().await;
-    server.post("/api/v1/events", &json!({"resource": "r", "check": "c", "severity": "major", "summary": "s"})).await;
+    server
+        .post(
+            "/api/v1/events",
+            &json!({"resource": "r", "check": "c", "severity": "major", "summary": "s"}),
+        )
+        .await;
     let id = server.only_alert_id().await;
     for (path, fragment) in [
         ("/api/v1/alerts?colour=red", "unknown query parameter"),
@@ -107,7 +259,9 @@ async fn queries_paths_and_operator_bodies_are_checked() {
     let (status, body) = server.get("/api/v2/whatever").await;
     assert_eq!(status, 404, "{body}");
     assert!(body["error"].is_string());
-    let (status, body) = server.post("/api/v1/alerts/nope/ack", &json!({"by": "a"})).await;
+    let (status, body) = server
+        .post("/api/v1/alerts/nope/ack", &json!({"by": "a"}))
+        .await;
     assert_eq!(status, 404, "{body}");
     let ack = format!("/api/v1/alerts/{id}/ack");
     for (body, fragment) in [
@@ -118,7 +272,13 @@ async fn queries_paths_and_operator_bodies_are_checked() {
     ] {
         let (status, answer) = server.post(&ack, &body).await;
         assert_eq!(status, 400, "{body} -> {answer}");
-        assert!(answer["error"].as_str().unwrap_or_default().contains(fragment), "{body} -> {answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(fragment),
+            "{body} -> {answer}"
+        );
     }
     let (status, answer) = server.post_raw(&ack, "application/json", Vec::new()).await;
     assert_eq!(status, 400, "{answer}");

@@ -28,34 +28,71 @@ fn help_teaches_and_version_answers() {
     for word in ["serve", "send", "rules", "Exit codes"] {
         assert!(out.contains(word), "{word} missing from --help:\n{out}");
     }
-    for sub in [&["serve", "--help"][..], &["send", "--help"], &["rules", "check", "--help"], &["rules", "test", "--help"]] {
+    for sub in [
+        &["serve", "--help"][..],
+        &["send", "--help"],
+        &["rules", "check", "--help"],
+        &["rules", "test", "--help"],
+    ] {
         assert!(vakt(sub).status.success(), "{sub:?}");
     }
     let version = vakt(&["--version"]);
-    assert_eq!(text(&version.stdout).trim(), format!("vakt {}", env!("CARGO_PKG_VERSION")));
-    assert_eq!(vakt(&["frobnicate"]).status.code(), Some(2), "clap's usage errors exit 2");
+    assert_eq!(
+        text(&version.stdout).trim(),
+        format!("vakt {}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(
+        vakt(&["frobnicate"]).status.code(),
+        Some(2),
+        "clap's usage errors exit 2"
+    );
 }
 
 #[test]
 fn rules_check_accepts_the_example_and_points_at_errors() {
     let example = repo_root().join("examples/vakt.toml");
-    let ok = vakt(&["rules", "check", "--config", example.to_str().expect("utf-8 path")]);
+    let ok = vakt(&[
+        "rules",
+        "check",
+        "--config",
+        example.to_str().expect("utf-8 path"),
+    ]);
     assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
     assert!(text(&ok.stdout).starts_with("ok: "), "{}", text(&ok.stdout));
 
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[[rules]]\nname = \"cpu\"\nwhen = 'metrics.load > '\n\n[[rules]]\nname = \"cpu\"\nactions = [\"page\"]\n").expect("write");
-    let out = vakt(&["rules", "check", "--config", bad.to_str().expect("utf-8 path")]);
+    let out = vakt(&[
+        "rules",
+        "check",
+        "--config",
+        bad.to_str().expect("utf-8 path"),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     let path = bad.display();
-    assert!(err.contains(&format!("{path}:3:8: rule \"cpu\": when:")), "{err}");
-    assert!(err.contains(&format!("{path}:6:8: rule \"cpu\": duplicate rule name")), "{err}");
-    assert!(err.contains(&format!("{path}:7:12: rule \"cpu\": unknown action \"page\"")), "{err}");
+    assert!(
+        err.contains(&format!("{path}:3:8: rule \"cpu\": when:")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{path}:6:8: rule \"cpu\": duplicate rule name")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{path}:7:12: rule \"cpu\": unknown action \"page\""
+        )),
+        "{err}"
+    );
     let missing = vakt(&["rules", "check", "--config", "/nonexistent/vakt.toml"]);
     assert_eq!(missing.status.code(), Some(1));
-    assert!(text(&missing.stderr).contains("cannot read"), "{}", text(&missing.stderr));
+    assert!(
+        text(&missing.stderr).contains("cannot read"),
+        "{}",
+        text(&missing.stderr)
+    );
 }
 
 #[test]
@@ -66,10 +103,25 @@ fn rules_test_shows_every_stage_and_why() {
     let out = vakt(&["rules", "test", event.to_str().expect("utf-8 path")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    for fragment in ["normalise", "filter", "categorise", "exception", "category set by rule \"disk-nearly-full\"", "correlate", "decide", "run clean-tmp, notify-ops", "record"] {
+    for fragment in [
+        "normalise",
+        "filter",
+        "categorise",
+        "exception",
+        "category set by rule \"disk-nearly-full\"",
+        "correlate",
+        "decide",
+        "run clean-tmp, notify-ops",
+        "record",
+    ] {
         assert!(stdout.contains(fragment), "{fragment} missing:\n{stdout}");
     }
-    let json_out = vakt(&["rules", "test", "--json", event.to_str().expect("utf-8 path")]);
+    let json_out = vakt(&[
+        "rules",
+        "test",
+        "--json",
+        event.to_str().expect("utf-8 path"),
+    ]);
     let report: serde_json::Value = serde_json::from_slice(&json_out.stdout).expect("json output");
     assert_eq!(report[0]["event"]["category"], "exception");
     assert_eq!(report[0]["transition"], "new_alert");
@@ -78,7 +130,10 @@ fn rules_test_shows_every_stage_and_why() {
     let bad = vakt(&["rules", "test", event.to_str().expect("utf-8 path")]);
     assert_eq!(bad.status.code(), Some(1));
     let err = text(&bad.stderr);
-    assert!(err.contains("summary: expected a string") && err.contains("check: missing required field"), "{err}");
+    assert!(
+        err.contains("summary: expected a string") && err.contains("check: missing required field"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +141,23 @@ async fn send_reaches_a_server_and_exit_codes_say_what_happened() {
     let server = TestServer::start().await;
     let url = server.base.clone();
     let out = tokio::task::spawn_blocking(move || {
-        vakt(&["send", "--url", &url, "--resource", "web1", "--check", "http", "--severity", "major", "--summary", "502 from /", "--label", "site=shop", "--metric", "latency_ms=812"])
+        vakt(&[
+            "send",
+            "--url",
+            &url,
+            "--resource",
+            "web1",
+            "--check",
+            "http",
+            "--severity",
+            "major",
+            "--summary",
+            "502 from /",
+            "--label",
+            "site=shop",
+            "--metric",
+            "latency_ms=812",
+        ])
     })
     .await
     .expect("send ran");
@@ -95,11 +166,45 @@ async fn send_reaches_a_server_and_exit_codes_say_what_happened() {
     let (_, alerts) = server.get("/api/v1/alerts?resource=web1").await;
     assert_eq!(alerts["items"][0]["labels"]["site"], "shop");
 
-    let bad = vakt(&["send", "--url", "http://127.0.0.1:9", "--resource", "r", "--check", "c", "--severity", "fatal", "--summary", "s"]);
-    assert_eq!(bad.status.code(), Some(1), "a bad severity is the user's to fix");
-    assert!(text(&bad.stderr).contains("unknown severity"), "{}", text(&bad.stderr));
-    let down = vakt(&["send", "--url", "http://127.0.0.1:9", "--resource", "r", "--check", "c", "--summary", "s"]);
-    assert_eq!(down.status.code(), Some(2), "an unreachable server is environmental");
+    let bad = vakt(&[
+        "send",
+        "--url",
+        "http://127.0.0.1:9",
+        "--resource",
+        "r",
+        "--check",
+        "c",
+        "--severity",
+        "fatal",
+        "--summary",
+        "s",
+    ]);
+    assert_eq!(
+        bad.status.code(),
+        Some(1),
+        "a bad severity is the user's to fix"
+    );
+    assert!(
+        text(&bad.stderr).contains("unknown severity"),
+        "{}",
+        text(&bad.stderr)
+    );
+    let down = vakt(&[
+        "send",
+        "--url",
+        "http://127.0.0.1:9",
+        "--resource",
+        "r",
+        "--check",
+        "c",
+        "--summary",
+        "s",
+    ]);
+    assert_eq!(
+        down.status.code(),
+        Some(2),
+        "an unreachable server is environmental"
+    );
 }
 
 #[test]
@@ -108,10 +213,30 @@ fn serve_exits_2_when_it_cannot_listen_and_1_on_a_bad_config() {
     let addr = taken.local_addr().expect("addr").to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
-    let out = vakt(&["serve", "--listen", &addr, "--data-dir", data.to_str().expect("utf-8")]);
+    let out = vakt(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("cannot listen"), "{}", text(&out.stderr));
-    let out = vakt(&["serve", "--listen", "nowhere", "--data-dir", data.to_str().expect("utf-8")]);
+    assert!(
+        text(&out.stderr).contains("cannot listen"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = vakt(&[
+        "serve",
+        "--listen",
+        "nowhere",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+    ]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("--listen / VAKT_LISTEN"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--listen / VAKT_LISTEN"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -35,5 +35,9 @@ fn every_rust_file_starts_with_a_role_line() {
         })
         .map(|path| path.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//! ` line:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//! ` line:\n{}",
+        missing.join("\n")
+    );
 }
