@@ -5,6 +5,7 @@
 //! order, write events, alerts, timeline entries and decided actions, commit. Nothing is
 //! acknowledged to a sender before that commit returns.
 
+mod cache;
 mod postgres;
 mod sql;
 mod sqlite;

@@ -23,6 +23,7 @@ const INGEST_ATTEMPTS: u32 = 5;
 
 pub struct PostgresStore {
     pool: PgPool,
+    traces: tokio::sync::Mutex<crate::sql::KnownTraces>,
 }
 
 fn migrator() -> Migrator {
@@ -54,7 +55,10 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|error| StoreError::Other(format!("migrating PostgreSQL: {error}")))?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore {
+            pool,
+            traces: tokio::sync::Mutex::new(crate::sql::KnownTraces::default()),
+        })
     }
 }
 
@@ -73,9 +77,25 @@ impl Store for PostgresStore {
         let mut attempt = 1;
         loop {
             let result = async {
+                let mut known = self.traces.lock().await;
                 let mut tx = self.pool.begin().await?;
-                let outcomes = ingest_in(&mut tx, pipeline, batch.clone(), &ids).await?;
+                // Other nodes write too: read the alert state inside the transaction, locked.
+                let since = batch
+                    .iter()
+                    .map(|p| p.event.received_at)
+                    .min()
+                    .unwrap_or_else(chrono::Utc::now)
+                    - pipeline.reopen_window();
+                let mut fingerprints: Vec<&Fingerprint> =
+                    batch.iter().map(|p| &p.fingerprint).collect();
+                fingerprints.sort_unstable();
+                fingerprints.dedup();
+                let current =
+                    load_current(&mut tx, Some(&fingerprints), since.timestamp_millis()).await?;
+                let (outcomes, traces) =
+                    write_batch(&mut tx, pipeline, batch.clone(), &ids, current, &known).await?;
                 tx.commit().await?;
+                known.extend(traces);
                 Ok::<_, StoreError>(outcomes)
             }
             .await;

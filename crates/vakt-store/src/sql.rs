@@ -18,7 +18,9 @@ use crate::StoreError;
 /// Most bind parameters one statement may carry (SQLite allows 32766, PostgreSQL 65535).
 pub(crate) const BINDS_MAX: usize = 30_000;
 
-pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace";
+pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace_id";
+/// Events read back with their interned trace.
+pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, body AS trace FROM events JOIN traces USING (trace_id)";
 pub(crate) const EVENT_COLUMN_COUNT: usize = 19;
 pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id";
 pub(crate) const ALERT_COLUMN_COUNT: usize = 23;
@@ -101,6 +103,48 @@ pub(crate) fn correlate_batch(
         .collect()
 }
 
+/// A trace serialised, and its content address: 128 bits of SHA-256, hex.
+pub(crate) struct InternedTrace {
+    pub id: String,
+    pub body: String,
+}
+
+pub(crate) fn intern(trace: &[vakt_core::TraceEntry]) -> InternedTrace {
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let body = json(&trace);
+    let digest = Sha256::digest(body.as_bytes());
+    let mut id = String::with_capacity(32);
+    for byte in &digest[..16] {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    InternedTrace { id, body }
+}
+
+/// Trace ids known to be stored, so repeats skip the insert. Bounded: forgotten ids are only
+/// inserted again (`ON CONFLICT DO NOTHING`), never lost.
+#[derive(Default)]
+pub(crate) struct KnownTraces {
+    ids: std::collections::HashSet<String>,
+}
+
+impl KnownTraces {
+    const MAX: usize = 100_000;
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Remembers ids once their transaction committed.
+    pub fn extend(&mut self, ids: impl IntoIterator<Item = String>) {
+        if self.ids.len() > Self::MAX {
+            self.ids.clear();
+        }
+        self.ids.extend(ids);
+    }
+}
+
 /// The rows a batch writes: each alert once, in its final state, in order of first change.
 pub(crate) struct Writes<'a> {
     pub alerts: Vec<&'a Alert>,
@@ -159,7 +203,8 @@ macro_rules! common_sql {
         use $crate::sql::{
             chunk_rows, from_json, json, ms, opt_time, parsed, time, ACTION_COLUMNS,
             ACTION_COLUMN_COUNT, ALERT_COLUMNS, ALERT_COLUMN_COUNT, ALERT_UPDATE,
-            EVENT_COLUMNS, EVENT_COLUMN_COUNT, TIMELINE_COLUMNS, TIMELINE_COLUMN_COUNT,
+            EVENT_COLUMNS, EVENT_COLUMN_COUNT, EVENT_SELECT, TIMELINE_COLUMNS,
+            TIMELINE_COLUMN_COUNT,
         };
         use $crate::{AlertQuery, EventQuery, Page, StoreError};
 
@@ -283,33 +328,49 @@ macro_rules! common_sql {
 
         async fn insert_events(
             conn: &mut Conn,
-            records: &[&EventRecord],
+            records: &[(&EventRecord, &str)],
         ) -> Result<(), StoreError> {
             for chunk in records.chunks(chunk_rows(EVENT_COLUMN_COUNT)) {
                 let mut query: QueryBuilder<$db> =
                     QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-                query.push_values(chunk, |mut row, record| {
+                query.push_values(chunk, |mut row, (record, trace_id)| {
                     let event = &record.event;
-                    row.push_bind(record.id.clone())
+                    row.push_bind(record.id.as_str())
                         .push_bind(ms(event.received_at))
                         .push_bind(ms(event.occurred_at))
-                        .push_bind(event.source.clone())
-                        .push_bind(event.resource.clone())
-                        .push_bind(event.check.clone())
+                        .push_bind(event.source.as_str())
+                        .push_bind(event.resource.as_str())
+                        .push_bind(event.check.as_str())
                         .push_bind(event.severity.as_str())
                         .push_bind(record.category.as_str())
-                        .push_bind(event.service.clone())
-                        .push_bind(event.environment.clone())
-                        .push_bind(event.summary.clone())
-                        .push_bind(record.fingerprint.as_str().to_owned())
-                        .push_bind(event.sent_fingerprint.clone())
-                        .push_bind(record.alert_id.clone())
+                        .push_bind(event.service.as_deref())
+                        .push_bind(event.environment.as_deref())
+                        .push_bind(event.summary.as_str())
+                        .push_bind(record.fingerprint.as_str())
+                        .push_bind(event.sent_fingerprint.as_deref())
+                        .push_bind(record.alert_id.as_deref())
                         .push_bind(record.dropped)
                         .push_bind(json(&event.labels))
                         .push_bind(json(&event.metrics))
                         .push_bind(json(&event.details))
-                        .push_bind(json(&record.trace));
+                        .push_bind(*trace_id);
                 });
+                query.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
+        async fn insert_traces(
+            conn: &mut Conn,
+            traces: &[&$crate::sql::InternedTrace],
+        ) -> Result<(), StoreError> {
+            for chunk in traces.chunks(chunk_rows(2)) {
+                let mut query: QueryBuilder<$db> =
+                    QueryBuilder::new("INSERT INTO traces (trace_id, body) ");
+                query.push_values(chunk, |mut row, trace| {
+                    row.push_bind(trace.id.as_str()).push_bind(trace.body.as_str());
+                });
+                query.push(" ON CONFLICT (trace_id) DO NOTHING");
                 query.build().execute(&mut *conn).await?;
             }
             Ok(())
@@ -393,31 +454,60 @@ macro_rules! common_sql {
             Ok(())
         }
 
-        /// Correlates and writes a batch inside the caller's transaction.
-        async fn ingest_in(
+        /// Alerts new events may land on (active, or resolved since `resolved_since_ms`),
+        /// keyed by fingerprint; with `fingerprints`, only theirs, locked for the transaction.
+        async fn load_current(
+            conn: &mut Conn,
+            fingerprints: Option<&[&Fingerprint]>,
+            resolved_since_ms: i64,
+        ) -> Result<std::collections::HashMap<Fingerprint, Alert>, StoreError> {
+            let candidates = match fingerprints {
+                Some(fingerprints) => load_candidates(conn, fingerprints, resolved_since_ms).await?,
+                None => {
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {ALERT_COLUMNS} FROM alerts WHERE status <> 'resolved' OR resolved_at >= $1"
+                    )))
+                    .bind(resolved_since_ms)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?
+                }
+            };
+            Ok($crate::sql::current_alerts(candidates))
+        }
+
+        /// Correlates a batch against `current` and writes everything inside the caller's
+        /// transaction. Returns the outcomes and the ids of traces it stored.
+        async fn write_batch(
             conn: &mut Conn,
             pipeline: &vakt_core::Pipeline,
             batch: Vec<vakt_core::Prepared>,
             event_ids: &[String],
-        ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
-            let Some(earliest) = batch.iter().map(|p| p.event.received_at).min() else {
-                return Ok(Vec::new());
-            };
-            let resolved_since = ms(earliest - pipeline.reopen_window());
-            let mut fingerprints: Vec<&Fingerprint> =
-                batch.iter().map(|p| &p.fingerprint).collect();
-            fingerprints.sort_unstable();
-            fingerprints.dedup();
-            let candidates = load_candidates(conn, &fingerprints, resolved_since).await?;
-            let current = $crate::sql::current_alerts(candidates);
+            current: std::collections::HashMap<Fingerprint, Alert>,
+            known: &$crate::sql::KnownTraces,
+        ) -> Result<(Vec<vakt_core::Correlated>, Vec<String>), StoreError> {
+            let decided_at = batch.iter().map(|p| p.event.received_at).min().map_or(0, ms);
             let outcomes = $crate::sql::correlate_batch(pipeline, batch, event_ids, current);
-            let records: Vec<&EventRecord> = outcomes.iter().map(|o| &o.record).collect();
+            let traces: Vec<$crate::sql::InternedTrace> =
+                outcomes.iter().map(|o| $crate::sql::intern(&o.record.trace)).collect();
+            let mut seen = std::collections::HashSet::new();
+            let new_traces: Vec<&$crate::sql::InternedTrace> = traces
+                .iter()
+                .filter(|t| !known.contains(&t.id) && seen.insert(t.id.as_str()))
+                .collect();
+            let records: Vec<(&EventRecord, &str)> = outcomes
+                .iter()
+                .zip(&traces)
+                .map(|(o, t)| (&o.record, t.id.as_str()))
+                .collect();
             let writes = $crate::sql::writes(&outcomes);
+            insert_traces(conn, &new_traces).await?;
             insert_events(conn, &records).await?;
             upsert_alerts(conn, &writes.alerts).await?;
             insert_timeline(conn, &writes.timeline).await?;
-            insert_actions(conn, &writes.actions, ms(earliest)).await?;
-            Ok(outcomes)
+            insert_actions(conn, &writes.actions, decided_at).await?;
+            let stored = new_traces.iter().map(|t| t.id.clone()).collect();
+            Ok((outcomes, stored))
         }
 
         async fn get_alert(conn: &mut Conn, id: &str, lock: bool) -> Result<Option<Alert>, StoreError> {
@@ -455,7 +545,7 @@ macro_rules! common_sql {
 
         async fn get_event(conn: &mut Conn, id: &str) -> Result<Option<EventRecord>, StoreError> {
             let mut query: QueryBuilder<$db> =
-                QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = "));
+                QueryBuilder::new(format!("{EVENT_SELECT} WHERE id = "));
             query.push_bind(id.to_owned());
             match query.build().fetch_optional(&mut *conn).await? {
                 Some(row) => Ok(Some(event_from_row(&row)?)),
@@ -485,7 +575,7 @@ macro_rules! common_sql {
 
         async fn list_events(conn: &mut Conn, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
             let mut query: QueryBuilder<$db> =
-                QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE 1 = 1"));
+                QueryBuilder::new(format!("{EVENT_SELECT} WHERE 1 = 1"));
             filter_eq(&mut query, "source", q.source.clone());
             filter_eq(&mut query, "resource", q.resource.clone());
             filter_eq(&mut query, "check_name", q.check.clone());
@@ -561,7 +651,7 @@ macro_rules! common_sql {
             limit: u32,
         ) -> Result<Vec<EventRecord>, StoreError> {
             let mut query: QueryBuilder<$db> =
-                QueryBuilder::new(format!("SELECT {EVENT_COLUMNS} FROM events WHERE alert_id = "));
+                QueryBuilder::new(format!("{EVENT_SELECT} WHERE alert_id = "));
             query.push_bind(alert_id.to_owned());
             query.push(" ORDER BY id DESC LIMIT ");
             query.push_bind(i64::from(limit));

@@ -15,6 +15,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::cache::AlertCache;
 use crate::{OperateError, Stats, Store};
 
 crate::sql::common_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
@@ -27,6 +28,19 @@ const READERS: u32 = 4;
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
+    /// Held for every write transaction and the cache update after its commit, so the cache
+    /// always matches what is committed.
+    state: tokio::sync::Mutex<WriterState>,
+}
+
+#[derive(Default)]
+struct WriterState {
+    alerts: Option<AlertCache>,
+    /// `PRAGMA data_version` of the writer connection when the cache was last right: it
+    /// changes when another connection (another process) commits, and then the cache is
+    /// loaded again.
+    data_version: Option<i64>,
+    traces: crate::sql::KnownTraces,
 }
 
 fn migrator() -> Migrator {
@@ -56,9 +70,14 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the 202 goes out, power cut included.
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            // 64 MiB of page cache (negative means KiB): index pages stay in memory.
+            .pragma("cache_size", "-65536");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            // Keep the one connection: its data_version is what tells other writers apart.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect_with(options.clone())
             .await
             .map_err(|error| unavailable(&path, error))?;
@@ -71,7 +90,11 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|error| unavailable(&path, error))?;
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            state: tokio::sync::Mutex::new(WriterState::default()),
+        })
     }
 }
 
@@ -91,11 +114,39 @@ impl Store for SqliteStore {
         batch: Vec<vakt_core::Prepared>,
     ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
-        // The single writer connection means no other transaction can slip in between the
-        // read of alert state and the write, and no conflict can force a retry.
+        let now = chrono::Utc::now();
+        let window = pipeline.reopen_window();
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        // The single writer connection means no other transaction of this process can slip
+        // in between the read of alert state and the write, and no conflict forces a retry.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let outcomes = ingest_in(&mut tx, pipeline, batch, &ids).await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut *tx)
+            .await?;
+        let fresh = state.data_version == Some(version);
+        state.data_version = Some(version);
+        let cache = match &mut state.alerts {
+            Some(cache) if fresh && cache.window == window => cache,
+            slot => {
+                let since = now - window;
+                let alerts = load_current(&mut tx, None, since.timestamp_millis()).await?;
+                tracing::info!(
+                    alerts = alerts.len(),
+                    "loaded the alerts that can take events"
+                );
+                slot.insert(AlertCache::new(window, alerts))
+            }
+        };
+        cache.prune(now);
+        let current = cache.current(batch.iter().map(|p| &p.fingerprint));
+        let (outcomes, traces) =
+            write_batch(&mut tx, pipeline, batch, &ids, current, &state.traces).await?;
         tx.commit().await?;
+        for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
+            cache.put(alert, now);
+        }
+        state.traces.extend(traces);
         Ok(outcomes)
     }
 
@@ -136,6 +187,7 @@ impl Store for SqliteStore {
         alert_id: &str,
         request: &vakt_core::alert::OperatorRequest,
     ) -> Result<Alert, OperateError> {
+        let mut state = self.state.lock().await;
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -143,6 +195,9 @@ impl Store for SqliteStore {
             .map_err(StoreError::from)?;
         let alert = operate_in(&mut tx, alert_id, request).await?;
         tx.commit().await.map_err(StoreError::from)?;
+        if let Some(cache) = &mut state.alerts {
+            cache.put(&alert, chrono::Utc::now());
+        }
         Ok(alert)
     }
 

@@ -5,7 +5,8 @@
 //! reports accepted events per second and request latency. Client and server share the
 //! machine, as they would on a 2-core box. Environment: `VAKT_BENCH_EVENTS` (default
 //! 200000), `VAKT_BENCH_BATCH` (1000), `VAKT_BENCH_CONNECTIONS` (4), `VAKT_BENCH_FINGERPRINTS`
-//! (10000), `VAKT_DATABASE_URL` to run against PostgreSQL instead.
+//! (10000), `VAKT_DATABASE_URL` to run against PostgreSQL instead. Each alert keeps its
+//! severity; one event in ten is an `ok` that clears its alert (to be reopened by the next).
 
 use std::time::{Duration, Instant};
 
@@ -61,13 +62,16 @@ async fn run(total: usize, batch: usize, connections: usize, fingerprints: usize
         .map(|b| {
             let events: Vec<_> = (0..batch)
                 .map(|i| {
+                    // n names the alert: resource and check (so its severity) follow from it, and
+                    // one event in ten is the `ok` that clears it.
                     let n = (b * batch + i) % fingerprints.max(1);
+                    let clears = ((b * batch + i) / fingerprints.max(1)) % 10 == 9;
                     const CHECKS: [&str; 5] = ["disk_usage", "cpu_load", "ping", "http", "memory"];
-                    const SEVERITIES: [&str; 5] = ["warning", "critical", "major", "ok", "minor"];
+                    const SEVERITIES: [&str; 5] = ["warning", "critical", "major", "info", "minor"];
                     json!({
-                        "resource": format!("host{:05}", n / 10),
+                        "resource": format!("host{:05}", n / 5),
                         "check": CHECKS[n % 5],
-                        "severity": SEVERITIES[(n / 5) % 5],
+                        "severity": if clears { "ok" } else { SEVERITIES[(n / 5) % 5] },
                         "summary": "benchmark event with a summary of ordinary length",
                         "environment": "production",
                         "labels": {"dc": "sto1", "rack": format!("r{}", n % 40)},
@@ -139,8 +143,36 @@ async fn run(total: usize, batch: usize, connections: usize, fingerprints: usize
         pct(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
     );
+    let metrics = client
+        .get(url.replace("/api/v1/events", "/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    println!(
+        "  writer busy {:.2} s in {} commits ({:.0} events each); stateless stages {:.2} s",
+        value("vakt_store_commit_seconds_sum"),
+        value("vakt_store_commit_seconds_count"),
+        value("vakt_store_commit_batch_events_sum")
+            / value("vakt_store_commit_batch_events_count").max(1.0),
+        value("vakt_pipeline_seconds_sum"),
+    );
     server.shutdown();
     server.wait().await.expect("shutdown");
+    if std::env::var("VAKT_BENCH_KEEP").is_ok() {
+        println!("data kept in {}", dir.keep().display());
+    }
 }
 
 mod bytes_body {

@@ -125,7 +125,7 @@ pub(super) fn correlate(
             event_id: Some(input.event_id.to_owned()),
         });
     };
-    let fp = Fp(input.fingerprint, fingerprint_origin);
+    let fp = Fp(fingerprint_origin);
     let (transition, alert, reason) = if input.dropped {
         (
             Transition::Dropped,
@@ -151,7 +151,7 @@ pub(super) fn correlate(
             (Some(alert), true) if !alert.status.is_active() => (
                 Transition::NothingToClear,
                 None,
-                format!("ok event and alert {} is already resolved ({fp})", alert.id),
+                format!("ok event, and its alert is already resolved ({fp})"),
             ),
             (Some(alert), true) => {
                 let mut next = alert.clone();
@@ -170,7 +170,7 @@ pub(super) fn correlate(
                         event.source, event.summary
                     ),
                 );
-                let reason = format!("ok event resolved alert {} ({fp})", next.id);
+                let reason = format!("ok event resolved the alert ({fp})");
                 (Transition::Resolved, Some(next), reason)
             }
             (None, false) => {
@@ -184,7 +184,7 @@ pub(super) fn correlate(
                         alert.category, alert.severity, event.source, event.summary
                     ),
                 );
-                let reason = format!("no open alert: opened alert {} ({fp})", alert.id);
+                let reason = format!("no open alert: opened a new one ({fp})");
                 (Transition::Opened, Some(alert), reason)
             }
             (Some(alert), false) if !alert.status.is_active() => {
@@ -205,10 +205,8 @@ pub(super) fn correlate(
                         next.severity, event.summary
                     ),
                 );
-                let reason = format!(
-                    "alert {} was resolved {since} s ago, within the reopen window: reopened ({fp})",
-                    next.id
-                );
+                let reason =
+                    format!("the alert was resolved within the reopen window: reopened ({fp})");
                 (Transition::Reopened, Some(next), reason)
             }
             (Some(alert), false) => {
@@ -230,10 +228,7 @@ pub(super) fn correlate(
                         ),
                     );
                 }
-                let reason = format!(
-                    "repeat of {} alert {} (count {}) ({fp})",
-                    alert.status, next.id, next.count
-                );
+                let reason = format!("repeat of the {} alert ({fp})", alert.status);
                 let transition = Transition::Updated {
                     previous_severity: alert.severity,
                 };
@@ -296,11 +291,13 @@ fn repeat(alert: &mut Alert, input: &Input<'_>) {
     alert.labels.clone_from(&event.labels);
 }
 
-/// `fingerprint 9f2c... of default fields ...`, written straight into the reason.
-struct Fp<'a>(&'a Fingerprint, &'a str);
+/// `fingerprint of default fields ...`, written straight into the reason. The value itself
+/// is the event's `fingerprint`; leaving it out keeps the traces of repeats identical, so
+/// storage keeps each distinct trace once.
+struct Fp<'a>(&'a str);
 
 impl std::fmt::Display for Fp<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "fingerprint {} {}", self.0, self.1)
+        write!(f, "fingerprint {}", self.0)
     }
 }

@@ -54,8 +54,8 @@ pub(super) fn record(
         (Some(_), _) if outcome.timeline.is_empty() && actions.is_empty() => {
             format!("event stored; alert {changed}").into()
         }
-        (Some(id), _) => format!(
-            "event stored; alert {id} {changed}; {} timeline entr{}; {} action{} decided",
+        (Some(_), _) => format!(
+            "event stored; alert {changed}; {} timeline entr{}; {} action{} decided",
             outcome.timeline.len(),
             if outcome.timeline.len() == 1 {
                 "y"

@@ -20,9 +20,15 @@ CREATE TABLE events (
     labels           TEXT NOT NULL,
     metrics          TEXT NOT NULL,
     details          TEXT NOT NULL,
-    trace            TEXT NOT NULL
+    trace_id         TEXT NOT NULL
 );
 CREATE INDEX events_alert ON events (alert_id, id);
+
+-- Traces are interned: events with identical stage decisions share one row.
+CREATE TABLE traces (
+    trace_id TEXT PRIMARY KEY,
+    body     TEXT NOT NULL
+);
 
 CREATE TABLE alerts (
     id              TEXT PRIMARY KEY,

@@ -396,3 +396,44 @@ story!(
     story_concurrent_writers_keep_one_alert_per_fingerprint,
     concurrent_writers_keep_one_alert_per_fingerprint
 );
+
+async fn writers_see_each_others_changes(backend: &Backend) {
+    // The embedded store keeps alerts in memory; another writer's commits must still count.
+    let p = pipeline();
+    let a = backend.open().await;
+    let b = backend.open().await;
+    let id = send(&*a, &p, vec![disk(91.0)]).await[0]
+        .record
+        .alert_id
+        .clone()
+        .expect("opened");
+    assert_eq!(
+        send(&*b, &p, vec![disk(91.0)]).await[0]
+            .record
+            .alert_id
+            .as_deref(),
+        Some(id.as_str())
+    );
+    send(&*a, &p, vec![disk(91.0)]).await;
+    let ask = OperatorRequest {
+        action: OperatorAction::Ack,
+        by: "bob".into(),
+        comment: None,
+    };
+    b.operate(&id, &ask)
+        .await
+        .expect("ack through the other writer");
+    send(&*a, &p, vec![disk(91.0)]).await;
+    let alert = a.alert(&id).await.expect("read").expect("exists");
+    assert_eq!(
+        (alert.count, alert.status),
+        (4, AlertStatus::Acknowledged),
+        "{alert:?}"
+    );
+    a.close().await;
+    b.close().await;
+}
+story!(
+    story_writers_see_each_others_changes,
+    writers_see_each_others_changes
+);
