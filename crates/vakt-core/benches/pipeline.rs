@@ -99,6 +99,6 @@ fn stateless_stages(bencher: divan::Bencher, rules: usize) {
             inputs
                 .into_iter()
                 .map(|input| pipeline.prepare(input, "bench", now))
-                .count()
+                .collect::<Vec<_>>()
         });
 }

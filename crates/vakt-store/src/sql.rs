@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, TimeZone, Utc};
 use vakt_core::pipeline::DecidedAction;
+use vakt_core::pipeline::Transition;
 use vakt_core::{Alert, Correlated, Fingerprint, Pipeline, Prepared};
 
 use crate::StoreError;
@@ -24,6 +25,8 @@ pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, sour
 pub(crate) const EVENT_COLUMN_COUNT: usize = 19;
 pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id";
 pub(crate) const ALERT_COLUMN_COUNT: usize = 23;
+/// Columns a repeat changes: none that an index covers, so the update touches only the row.
+pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id";
 /// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
 pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id";
 pub(crate) const TIMELINE_COLUMNS: &str = "id, alert_id, at, kind, actor, message, event_id";
@@ -147,25 +150,35 @@ impl KnownTraces {
 
 /// The rows a batch writes: each alert once, in its final state, in order of first change.
 pub(crate) struct Writes<'a> {
+    /// Alerts created or whose status changed in the batch: every column is written.
     pub alerts: Vec<&'a Alert>,
+    /// Alerts that only absorbed repeats: only the columns a repeat changes are written.
+    pub repeats: Vec<&'a Alert>,
     pub timeline: Vec<&'a vakt_core::TimelineEntry>,
     pub actions: Vec<&'a DecidedAction>,
 }
 
 pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
+    // Per alert id: its position, its final state, and whether anything but a repeat happened.
     let mut position: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut alerts: Vec<&Alert> = Vec::new();
-    for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
+    let mut alerts: Vec<(&Alert, bool)> = Vec::new();
+    for outcome in outcomes {
+        let Some(alert) = outcome.alert.as_ref() else {
+            continue;
+        };
+        let repeat = matches!(outcome.transition, Transition::Updated { .. });
         match position.get(alert.id.as_str()) {
-            Some(&i) => alerts[i] = alert,
+            Some(&i) => alerts[i] = (alert, alerts[i].1 && repeat),
             None => {
                 position.insert(&alert.id, alerts.len());
-                alerts.push(alert);
+                alerts.push((alert, repeat));
             }
         }
     }
+    let (repeats, changed): (Vec<_>, Vec<_>) = alerts.into_iter().partition(|(_, repeat)| *repeat);
     Writes {
-        alerts,
+        alerts: changed.into_iter().map(|(a, _)| a).collect(),
+        repeats: repeats.into_iter().map(|(a, _)| a).collect(),
         timeline: outcomes.iter().flat_map(|o| &o.timeline).collect(),
         actions: outcomes.iter().flat_map(|o| &o.actions).collect(),
     }
@@ -202,7 +215,7 @@ macro_rules! common_sql {
         };
         use $crate::sql::{
             chunk_rows, from_json, json, ms, opt_time, parsed, time, ACTION_COLUMNS,
-            ACTION_COLUMN_COUNT, ALERT_COLUMNS, ALERT_COLUMN_COUNT, ALERT_UPDATE,
+            ACTION_COLUMN_COUNT, ALERT_COLUMNS, ALERT_COLUMN_COUNT, ALERT_REPEAT_UPDATE, ALERT_UPDATE,
             EVENT_COLUMNS, EVENT_COLUMN_COUNT, EVENT_SELECT, TIMELINE_COLUMNS,
             TIMELINE_COLUMN_COUNT,
         };
@@ -377,6 +390,15 @@ macro_rules! common_sql {
         }
 
         async fn upsert_alerts(conn: &mut Conn, alerts: &[&Alert]) -> Result<(), StoreError> {
+            write_alerts(conn, alerts, ALERT_UPDATE).await
+        }
+
+        /// Inserts alerts, or on an existing id sets the columns `update` names.
+        async fn write_alerts(
+            conn: &mut Conn,
+            alerts: &[&Alert],
+            update: &str,
+        ) -> Result<(), StoreError> {
             for chunk in alerts.chunks(chunk_rows(ALERT_COLUMN_COUNT)) {
                 let mut query: QueryBuilder<$db> =
                     QueryBuilder::new(format!("INSERT INTO alerts ({ALERT_COLUMNS}) "));
@@ -405,7 +427,7 @@ macro_rules! common_sql {
                         .push_bind(alert.resolved_at.map(ms))
                         .push_bind(alert.incident_id.clone());
                 });
-                query.push(format!(" ON CONFLICT (id) DO UPDATE SET {ALERT_UPDATE}"));
+                query.push(format!(" ON CONFLICT (id) DO UPDATE SET {update}"));
                 query.build().execute(&mut *conn).await?;
             }
             Ok(())
@@ -504,6 +526,7 @@ macro_rules! common_sql {
             insert_traces(conn, &new_traces).await?;
             insert_events(conn, &records).await?;
             upsert_alerts(conn, &writes.alerts).await?;
+            write_alerts(conn, &writes.repeats, ALERT_REPEAT_UPDATE).await?;
             insert_timeline(conn, &writes.timeline).await?;
             insert_actions(conn, &writes.actions, decided_at).await?;
             let stored = new_traces.iter().map(|t| t.id.clone()).collect();

@@ -57,7 +57,6 @@ CREATE TABLE alerts (
 );
 -- Invariant: at most one unresolved alert per fingerprint.
 CREATE UNIQUE INDEX alerts_active_fingerprint ON alerts (fingerprint) WHERE status <> 'resolved';
-CREATE INDEX alerts_fingerprint_resolved ON alerts (fingerprint, resolved_at);
 CREATE INDEX alerts_status ON alerts (status, id);
 
 CREATE TABLE alert_timeline (
