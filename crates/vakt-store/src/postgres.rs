@@ -14,7 +14,12 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use crate::{OperateError, Stats, Store};
 
-crate::sql::common_sql!(sqlx::Postgres, sqlx::postgres::PgRow, " FOR UPDATE");
+crate::sql::common_sql!(
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    " FOR UPDATE",
+    "id DESC"
+);
 
 /// Connections in the pool.
 const CONNECTIONS: u32 = 16;

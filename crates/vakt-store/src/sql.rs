@@ -204,9 +204,10 @@ pub(crate) fn chunk_rows(columns: usize) -> usize {
 }
 
 /// Defines the query functions for one backend. `$db` is the sqlx database type, `$row` its
-/// row type, `$lock` the suffix that locks selected rows (`FOR UPDATE` or nothing).
+/// row type, `$lock` the suffix that locks selected rows (`FOR UPDATE` or nothing),
+/// `$newest_first` the ORDER BY that lists an alert's events newest first along its index.
 macro_rules! common_sql {
-    ($db:ty, $row:ty, $lock:expr) => {
+    ($db:ty, $row:ty, $lock:expr, $newest_first:expr) => {
         use sqlx::{QueryBuilder, Row};
         use vakt_core::alert::TimelineKind;
         use vakt_core::pipeline::{DecidedAction, EventRecord};
@@ -676,7 +677,7 @@ macro_rules! common_sql {
             let mut query: QueryBuilder<$db> =
                 QueryBuilder::new(format!("{EVENT_SELECT} WHERE alert_id = "));
             query.push_bind(alert_id.to_owned());
-            query.push(" ORDER BY id DESC LIMIT ");
+            query.push(concat!(" ORDER BY ", $newest_first, " LIMIT "));
             query.push_bind(i64::from(limit));
             let rows = query.build().fetch_all(&mut *conn).await?;
             rows.iter().map(event_from_row).collect()

@@ -18,7 +18,13 @@ use sqlx::sqlite::{
 use crate::cache::AlertCache;
 use crate::{OperateError, Stats, Store};
 
-crate::sql::common_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
+// One writer inserts in id order, so rowid order is id order.
+crate::sql::common_sql!(
+    sqlx::Sqlite,
+    sqlx::sqlite::SqliteRow,
+    "",
+    "events.rowid DESC"
+);
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vakt.db";

@@ -22,7 +22,8 @@ CREATE TABLE events (
     details          TEXT NOT NULL,
     trace_id         TEXT NOT NULL
 );
-CREATE INDEX events_alert ON events (alert_id, id);
+-- Entries carry the rowid, which follows insertion (and so id) order: (alert_id) suffices.
+CREATE INDEX events_alert ON events (alert_id);
 
 -- Traces are interned: events with identical stage decisions share one row.
 CREATE TABLE traces (

@@ -56,8 +56,10 @@ fn init_logging() {
     let filter =
         EnvFilter::try_from_env("VAKT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
     let json = std::env::var("VAKT_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if json {
         builder.json().try_init()
