@@ -585,16 +585,31 @@ macro_rules! common_sql {
             }
         }
 
-        /// Fetches `limit + 1` rows to learn whether another page follows.
-        fn page<T>(mut items: Vec<T>, limit: u32, id: impl Fn(&T) -> String) -> Page<T> {
-            let limit = limit as usize;
-            let next_cursor = if items.len() > limit {
-                items.truncate(limit);
-                items.last().map(id)
+        /// Finishes a list query: the cursor, newest first, `limit + 1` rows to learn whether
+        /// another page follows.
+        async fn fetch_page<T>(
+            conn: &mut Conn,
+            mut query: QueryBuilder<$db>,
+            cursor: Option<&str>,
+            limit: u32,
+            from_row: fn(&$row) -> Result<T, StoreError>,
+            id: fn(&T) -> &str,
+        ) -> Result<Page<T>, StoreError> {
+            if let Some(cursor) = cursor {
+                query.push(" AND id < ");
+                query.push_bind(cursor.to_owned());
+            }
+            query.push(" ORDER BY id DESC LIMIT ");
+            query.push_bind(i64::from(limit) + 1);
+            let rows = query.build().fetch_all(&mut *conn).await?;
+            let mut items = rows.iter().map(from_row).collect::<Result<Vec<_>, _>>()?;
+            let next_cursor = if items.len() > limit as usize {
+                items.truncate(limit as usize);
+                items.last().map(|item| id(item).to_owned())
             } else {
                 None
             };
-            Page { items, next_cursor }
+            Ok(Page { items, next_cursor })
         }
 
         async fn list_events(conn: &mut Conn, q: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
@@ -619,15 +634,7 @@ macro_rules! common_sql {
                 query.push(" AND received_at < ");
                 query.push_bind(ms(until));
             }
-            if let Some(cursor) = &q.cursor {
-                query.push(" AND id < ");
-                query.push_bind(cursor.clone());
-            }
-            query.push(" ORDER BY id DESC LIMIT ");
-            query.push_bind(i64::from(q.limit) + 1);
-            let rows = query.build().fetch_all(&mut *conn).await?;
-            let items = rows.iter().map(event_from_row).collect::<Result<Vec<_>, _>>()?;
-            Ok(page(items, q.limit, |e| e.id.clone()))
+            fetch_page(conn, query, q.cursor.as_deref(), q.limit, event_from_row, |e| &e.id).await
         }
 
         async fn list_alerts(conn: &mut Conn, q: &AlertQuery) -> Result<Page<Alert>, StoreError> {
@@ -648,15 +655,7 @@ macro_rules! common_sql {
             filter_eq(&mut query, "service", q.service.clone());
             filter_eq(&mut query, "environment", q.environment.clone());
             filter_eq(&mut query, "fingerprint", q.fingerprint.clone());
-            if let Some(cursor) = &q.cursor {
-                query.push(" AND id < ");
-                query.push_bind(cursor.clone());
-            }
-            query.push(" ORDER BY id DESC LIMIT ");
-            query.push_bind(i64::from(q.limit) + 1);
-            let rows = query.build().fetch_all(&mut *conn).await?;
-            let items = rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?;
-            Ok(page(items, q.limit, |a| a.id.clone()))
+            fetch_page(conn, query, q.cursor.as_deref(), q.limit, alert_from_row, |a| &a.id).await
         }
 
         async fn list_timeline(conn: &mut Conn, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {

@@ -33,7 +33,7 @@ struct Job {
     pipeline: Arc<Pipeline>,
     batch: Vec<Prepared>,
     reply: oneshot::Sender<Result<Vec<Correlated>, Arc<StoreError>>>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 }
 
 /// The sending side; cheap to clone.
@@ -103,7 +103,7 @@ impl Ingest {
                 pipeline,
                 batch,
                 reply,
-                _permit: permit,
+                permit,
             })
             .map_err(|_| SubmitError::Closed)?;
         match answer.await {
@@ -178,7 +178,7 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>, events: us
     let mut batch = Vec::with_capacity(events);
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
-        replies.push((job.batch.len(), job.reply, job._permit));
+        replies.push((job.batch.len(), job.reply, job.permit));
         batch.extend(job.batch);
     }
     let started = Instant::now();
