@@ -33,7 +33,83 @@ struct Job {
     pipeline: Arc<Pipeline>,
     batch: Vec<Prepared>,
     reply: oneshot::Sender<Result<Vec<Correlated>, Arc<StoreError>>>,
-    permit: OwnedSemaphorePermit,
+    /// Room in the channel's and the global queue, given back when the batch is committed.
+    permits: [OwnedSemaphorePermit; 2],
+}
+
+/// What to do when a queue has no room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Fail at once (HTTP answers 429, UDP counts a drop).
+    Refuse,
+    /// Wait for room (TCP stops reading meanwhile: back-pressure).
+    Wait,
+}
+
+/// One ingest channel's way into the queue.
+#[derive(Clone)]
+pub struct Channel {
+    name: Arc<str>,
+    room: Arc<Semaphore>,
+    capacity: usize,
+    ingest: Ingest,
+}
+
+/// A queued batch: resolves when it is committed.
+pub struct Receipt(oneshot::Receiver<Result<Vec<Correlated>, Arc<StoreError>>>);
+
+impl Receipt {
+    pub async fn committed(self) -> Result<Vec<Correlated>, SubmitError> {
+        match self.0.await {
+            Ok(Ok(outcomes)) => Ok(outcomes),
+            Ok(Err(error)) => Err(SubmitError::Store(clone_error(&error))),
+            Err(_) => Err(SubmitError::Closed),
+        }
+    }
+}
+
+impl Channel {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queues a prepared batch; the receipt says when it is durable. Dropping the receipt
+    /// does not cancel the batch.
+    pub async fn enqueue(
+        &self,
+        pipeline: Arc<Pipeline>,
+        batch: Vec<Prepared>,
+        when_full: WhenFull,
+    ) -> Result<Receipt, SubmitError> {
+        let (reply, answer) = oneshot::channel();
+        if batch.is_empty() {
+            let _ = reply.send(Ok(Vec::new()));
+            return Ok(Receipt(answer));
+        }
+        let permits = self.ingest.reserve(self, batch.len(), when_full).await?;
+        self.ingest
+            .jobs
+            .send(Job {
+                pipeline,
+                batch,
+                reply,
+                permits,
+            })
+            .map_err(|_| SubmitError::Closed)?;
+        Ok(Receipt(answer))
+    }
+
+    /// Queues a batch, refusing when full, and waits until it is committed.
+    pub async fn submit(
+        &self,
+        pipeline: Arc<Pipeline>,
+        batch: Vec<Prepared>,
+    ) -> Result<Vec<Correlated>, SubmitError> {
+        self.enqueue(pipeline, batch, WhenFull::Refuse)
+            .await?
+            .committed()
+            .await
+    }
 }
 
 /// The sending side; cheap to clone.
@@ -77,40 +153,55 @@ impl Ingest {
         )
     }
 
-    /// Queues a prepared batch and waits until it is committed (or refused).
-    pub async fn submit(
+    /// A named channel (`http`, `syslog`, ...) with its own bound on queued events, inside
+    /// the global one, so one flooding source cannot take all of the queue.
+    pub fn channel(&self, name: &str, capacity: usize) -> Channel {
+        let capacity = capacity.clamp(1, self.capacity);
+        Channel {
+            name: Arc::from(name),
+            room: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            ingest: self.clone(),
+        }
+    }
+
+    /// Reserves room for `wanted` events in `channel` and in the global queue.
+    async fn reserve(
         &self,
-        pipeline: Arc<Pipeline>,
-        batch: Vec<Prepared>,
-    ) -> Result<Vec<Correlated>, SubmitError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
+        channel: &Channel,
+        wanted: usize,
+        when_full: WhenFull,
+    ) -> Result<[OwnedSemaphorePermit; 2], SubmitError> {
+        if wanted > channel.capacity {
+            return Err(SubmitError::TooLarge(wanted));
         }
-        if batch.len() > self.capacity {
-            return Err(SubmitError::TooLarge(batch.len()));
-        }
-        let wanted = u32::try_from(batch.len()).map_err(|_| SubmitError::TooLarge(batch.len()))?;
-        let permit = Arc::clone(&self.room)
-            .try_acquire_many_owned(wanted)
-            .map_err(|_| SubmitError::QueueFull {
-                queued: self.capacity - self.room.available_permits(),
-                capacity: self.capacity,
-            })?;
+        let n = u32::try_from(wanted).map_err(|_| SubmitError::TooLarge(wanted))?;
+        let full = |room: &Semaphore, capacity: usize| SubmitError::QueueFull {
+            queued: capacity - room.available_permits(),
+            capacity,
+        };
+        let permits = match when_full {
+            WhenFull::Refuse => [
+                Arc::clone(&channel.room)
+                    .try_acquire_many_owned(n)
+                    .map_err(|_| full(&channel.room, channel.capacity))?,
+                Arc::clone(&self.room)
+                    .try_acquire_many_owned(n)
+                    .map_err(|_| full(&self.room, self.capacity))?,
+            ],
+            WhenFull::Wait => [
+                Arc::clone(&channel.room)
+                    .acquire_many_owned(n)
+                    .await
+                    .map_err(|_| SubmitError::Closed)?,
+                Arc::clone(&self.room)
+                    .acquire_many_owned(n)
+                    .await
+                    .map_err(|_| SubmitError::Closed)?,
+            ],
+        };
         self.metrics.queue_events.set(self.queued());
-        let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job {
-                pipeline,
-                batch,
-                reply,
-                permit,
-            })
-            .map_err(|_| SubmitError::Closed)?;
-        match answer.await {
-            Ok(Ok(outcomes)) => Ok(outcomes),
-            Ok(Err(error)) => Err(SubmitError::Store(clone_error(&error))),
-            Err(_) => Err(SubmitError::Closed),
-        }
+        Ok(permits)
     }
 
     /// False once the writer has stopped.
@@ -178,7 +269,7 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>, events: us
     let mut batch = Vec::with_capacity(events);
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
-        replies.push((job.batch.len(), job.reply, job.permit));
+        replies.push((job.batch.len(), job.reply, job.permits));
         batch.extend(job.batch);
     }
     let started = Instant::now();
@@ -191,7 +282,7 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>, events: us
         Ok(outcomes) => {
             count(metrics, &outcomes);
             let mut outcomes = outcomes.into_iter();
-            for (len, reply, _permit) in replies {
+            for (len, reply, _permits) in replies {
                 // A sender that went away (client disconnected) still has its events stored.
                 let _ = reply.send(Ok(outcomes.by_ref().take(len).collect()));
             }
@@ -199,7 +290,7 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>, events: us
         Err(error) => {
             tracing::error!(%error, events, "ingest commit failed; senders get an error and nothing of the batch is stored");
             let error = Arc::new(error);
-            for (_, reply, _permit) in replies {
+            for (_, reply, _permits) in replies {
                 let _ = reply.send(Err(Arc::clone(&error)));
             }
         }

@@ -14,13 +14,15 @@ use vakt_store::Store;
 use crate::config::{Config, ConfigErrors, IngestConfig, Overrides};
 use crate::http;
 use crate::http::Reloaded;
-use crate::ingest::Ingest;
+use crate::ingest::{Channel, Ingest};
 use crate::metrics::{Metrics, ResultLabels};
 
 /// What every handler shares.
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub ingest: Ingest,
+    /// The `http` channel: events posted to `/api/v1/events`.
+    pub http: Channel,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
@@ -139,9 +141,11 @@ pub async fn launch_with_listener(
         rules = config.file.rules.len(),
         "vakt is serving"
     );
+    let http = ingest.channel(http::HTTP_CHANNEL, limits.queue_events_max);
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         ingest,
+        http,
         metrics,
         openapi,
         startup: Arc::clone(&config),

@@ -223,7 +223,7 @@ async fn ingest(
             .inc_by(prepared.rule_errors as u64);
     }
     let outcomes = state
-        .ingest
+        .http
         .submit(pipeline, batch)
         .await
         .map_err(|error| {
