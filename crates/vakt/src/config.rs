@@ -14,6 +14,8 @@ use vakt_core::Pipeline;
 use vakt_core::config::{ActionConfig, AlertsConfig, ConfigError, PipelineConfig, RuleConfig};
 use vakt_store::Location;
 
+use crate::sources::SourcesConfig;
+
 /// The configuration `vakt serve` uses when given none: the example rules of the guide.
 pub const BUILTIN: &str = include_str!("../../../examples/vakt.toml");
 /// How the built-in configuration is named in messages.
@@ -29,6 +31,8 @@ pub struct ConfigFile {
     pub storage: StorageConfig,
     #[serde(default)]
     pub ingest: IngestConfig,
+    #[serde(default)]
+    pub sources: SourcesConfig,
     #[serde(default)]
     pub alerts: AlertsConfig,
     #[serde(default)]
@@ -247,6 +251,9 @@ impl Config {
         }
         if self.file.ingest != next.file.ingest {
             changed.push("ingest".to_owned());
+        }
+        if self.file.sources != next.file.sources {
+            changed.push("sources".to_owned());
         }
         if self.file.server.shutdown_grace_secs != next.file.server.shutdown_grace_secs {
             changed.push("server.shutdown_grace_secs".to_owned());

@@ -9,3 +9,4 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod server;
+pub mod sources;

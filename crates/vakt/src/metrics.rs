@@ -42,6 +42,9 @@ pub struct ResultLabels {
 pub struct Metrics {
     registry: Registry,
     pub events_received: Family<ChannelLabels, Counter>,
+    pub bytes_received: Family<ChannelLabels, Counter>,
+    pub parse_errors: Family<ChannelLabels, Counter>,
+    pub frames_truncated: Family<ChannelLabels, Counter>,
     pub events_rejected: Family<RejectLabels, Counter>,
     pub events_stored: Family<CategoryLabels, Counter>,
     pub events_dropped: Counter,
@@ -69,6 +72,9 @@ impl Metrics {
         let mut registry = Registry::with_prefix("vakt");
         let m = Metrics {
             events_received: Family::default(),
+            bytes_received: Family::default(),
+            parse_errors: Family::default(),
+            frames_truncated: Family::default(),
             events_rejected: Family::default(),
             events_stored: Family::default(),
             events_dropped: Counter::default(),
@@ -93,8 +99,23 @@ impl Metrics {
             m.events_received.clone(),
         );
         registry.register(
+            "bytes_received",
+            "Bytes received per ingest channel",
+            m.bytes_received.clone(),
+        );
+        registry.register(
+            "parse_errors",
+            "Messages per channel that were not in the channel's format (kept as parse-error events)",
+            m.parse_errors.clone(),
+        );
+        registry.register(
+            "frames_truncated",
+            "Messages per channel cut to the channel's size limit",
+            m.frames_truncated.clone(),
+        );
+        registry.register(
             "events_rejected",
-            "Events refused per channel and reason (invalid, too_large, queue_full, store_error)",
+            "Events refused or dropped per channel and reason (invalid, too_large, queue_full, store_error)",
             m.events_rejected.clone(),
         );
         registry.register(

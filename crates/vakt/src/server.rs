@@ -83,6 +83,8 @@ impl AppState {
 /// A running server.
 pub struct Server {
     pub addr: SocketAddr,
+    /// What the other channels listen on.
+    pub sources: crate::sources::Bound,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -152,6 +154,8 @@ pub async fn launch_with_listener(
         current: RwLock::new(config),
         overrides,
     });
+    let sources = crate::sources::start(&state.startup.file.sources, &state).await?;
+    let bound = sources.bound.clone();
     let (stop, stopped) = watch::channel(false);
     let reloader = spawn_reload_on_sighup(Arc::clone(&state));
     let app = router.with_state(Arc::clone(&state));
@@ -180,6 +184,7 @@ pub async fn launch_with_listener(
             }
         };
         reloader.abort();
+        sources.stop();
         // The router holds the state too: drop it with the server future.
         drop(serve);
         // Dropping the last sender lets the writer drain what was queued and stop.
@@ -193,6 +198,7 @@ pub async fn launch_with_listener(
     });
     Ok(Server {
         addr,
+        sources: bound,
         state: server_state,
         stop,
         task,

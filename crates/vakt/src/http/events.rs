@@ -222,17 +222,13 @@ async fn ingest(
             .rule_errors
             .inc_by(prepared.rule_errors as u64);
     }
-    let outcomes = state
-        .http
-        .submit(pipeline, batch)
-        .await
-        .map_err(|error| {
-            let mut error = ApiError::from(error);
-            if error.status == StatusCode::TOO_MANY_REQUESTS {
-                error.retry_after_secs = Some(limits.retry_after_secs.max(1));
-            }
-            error
-        })?;
+    let outcomes = state.http.submit(pipeline, batch).await.map_err(|error| {
+        let mut error = ApiError::from(error);
+        if error.status == StatusCode::TOO_MANY_REQUESTS {
+            error.retry_after_secs = Some(limits.retry_after_secs.max(1));
+        }
+        error
+    })?;
     Ok(Accepted {
         accepted: outcomes.len(),
         ids: outcomes.into_iter().map(|o| o.record.id).collect(),
