@@ -252,8 +252,13 @@ impl Config {
         if self.file.ingest != next.file.ingest {
             changed.push("ingest".to_owned());
         }
-        if self.file.sources != next.file.sources {
-            changed.push("sources".to_owned());
+        if self.file.sources.syslog != next.file.sources.syslog {
+            changed.push("sources.syslog".to_owned());
+        }
+        if self.file.sources.pagerduty.queue_events_max
+            != next.file.sources.pagerduty.queue_events_max
+        {
+            changed.push("sources.pagerduty.queue_events_max".to_owned());
         }
         if self.file.server.shutdown_grace_secs != next.file.server.shutdown_grace_secs {
             changed.push("server.shutdown_grace_secs".to_owned());

@@ -23,6 +23,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// The `http` channel: events posted to `/api/v1/events`.
     pub http: Channel,
+    /// The `pagerduty` channel: `/v2/enqueue`.
+    pub pagerduty: Channel,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
@@ -41,6 +43,25 @@ impl AppState {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(&current.pipeline)
+    }
+
+    /// The PagerDuty integration a routing key belongs to, in the current configuration.
+    pub fn pagerduty_integration(
+        &self,
+        routing_key: &str,
+    ) -> Option<crate::sources::pagerduty::Integration> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current
+            .file
+            .sources
+            .pagerduty
+            .integrations
+            .iter()
+            .find(|i| i.routing_key == routing_key)
+            .cloned()
     }
 
     pub fn ingest_limits(&self) -> &IngestConfig {
@@ -144,10 +165,20 @@ pub async fn launch_with_listener(
         "vakt is serving"
     );
     let http = ingest.channel(http::HTTP_CHANNEL, limits.queue_events_max);
+    let pagerduty = ingest.channel(
+        crate::sources::pagerduty::CHANNEL,
+        config
+            .file
+            .sources
+            .pagerduty
+            .queue_events_max
+            .unwrap_or(limits.queue_events_max),
+    );
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         ingest,
         http,
+        pagerduty,
         metrics,
         openapi,
         startup: Arc::clone(&config),

@@ -32,7 +32,8 @@ use crate::server::AppState;
     tags(
         (name = "events", description = "Observations from sources, immutable once accepted"),
         (name = "alerts", description = "Stateful objects events with one fingerprint update"),
-        (name = "operations", description = "Health, readiness, metrics, reload")
+        (name = "operations", description = "Health, readiness, metrics, reload"),
+        (name = "peer protocols", description = "Other tools' APIs, spoken as they speak them")
     )
 )]
 struct ApiDoc;
@@ -53,6 +54,13 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::reload))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(crate::sources::pagerduty::enqueue))
+                .layer(DefaultBodyLimit::max(
+                    crate::sources::pagerduty::BODY_BYTES_MAX,
+                )),
+        )
         .split_for_parts();
     let router = api
         .route("/openapi.json", get(ops::openapi))

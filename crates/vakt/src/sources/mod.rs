@@ -5,6 +5,7 @@
 //! in the channel's bounded queue. No channel writes to storage or skips a stage.
 
 pub mod framing;
+pub mod pagerduty;
 pub mod syslog;
 pub mod tls;
 
@@ -27,6 +28,8 @@ use crate::server::AppState;
 pub struct SourcesConfig {
     #[serde(default)]
     pub syslog: Option<syslog::SyslogConfig>,
+    #[serde(default)]
+    pub pagerduty: pagerduty::PagerDutyConfig,
 }
 
 /// What the started sources listen on, for logs and tests.
@@ -142,4 +145,22 @@ pub fn count_received(state: &AppState, channel: &Channel, events: usize, bytes:
         .bytes_received
         .get_or_create(&labels)
         .inc_by(bytes as u64);
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+/// Text made fit for a name or label value: control characters removed, trimmed, bounded.
+pub fn clean(text: &str, max: usize) -> String {
+    let cleaned: String = text.chars().filter(|c| !c.is_control()).collect();
+    cut(cleaned.trim(), max)
 }

@@ -26,7 +26,7 @@ use vakt_core::{EventInput, Severity};
 
 use super::framing::{Frame, Framer};
 use super::tls::{TlsListenerConfig, acceptor};
-use super::{Running, count_failures, count_received, count_rejected, deliver};
+use super::{Running, clean, count_failures, count_received, count_rejected, cut, deliver};
 use crate::ingest::{Channel, SubmitError, WhenFull};
 use crate::metrics::ChannelLabels;
 use crate::server::AppState;
@@ -404,22 +404,9 @@ fn parse_error(text: &str, frame: &Frame, peer: IpAddr) -> EventInput {
     }
 }
 
-/// A name field made fit for the event model: trimmed, no control characters, bounded.
+/// A name field made fit for the event model; `None` when nothing is left.
 fn name(text: Option<&str>) -> Option<String> {
-    let cleaned: String = text?.trim().chars().filter(|c| !c.is_control()).collect();
-    (!cleaned.is_empty()).then(|| cut(&cleaned, NAME_LEN_MAX))
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-fn cut(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
+    Some(clean(text?, NAME_LEN_MAX)).filter(|n| !n.is_empty())
 }
 
 fn severity(severity: SyslogSeverity) -> Severity {

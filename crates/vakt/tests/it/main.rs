@@ -5,5 +5,6 @@ mod bad_input;
 mod cli;
 mod harness;
 mod lifecycle;
+mod pagerduty;
 mod source_files;
 mod syslog;
