@@ -83,6 +83,8 @@ pub struct Alert {
     pub resolved_by: Option<String>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub incident_id: Option<String>,
+    /// When the alert resolves by itself unless a new event moves it (Alertmanager's `endsAt`).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// What a timeline entry records.
@@ -329,6 +331,7 @@ pub(crate) mod tests {
             resolved_by: None,
             resolved_at: None,
             incident_id: None,
+            expires_at: None,
         }
     }
 

@@ -185,6 +185,14 @@ pub struct EventInput {
     pub fingerprint: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Map<String, Value>,
+    /// Set by channels whose alerts end by themselves (Alertmanager's `endsAt`): the alert
+    /// resolves at this time unless a later event moves it. Not part of the JSON event.
+    #[serde(skip)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Set on the `ok` event the expiry task sends: it resolves the alert only if the alert
+    /// is still expired when the event is processed. Not part of the JSON event.
+    #[serde(skip)]
+    pub expiry: bool,
 }
 
 const EVENT_FIELDS: &str = "source, resource, check, severity, summary, service, environment, labels, metrics, occurred_at, fingerprint, details";
@@ -507,6 +515,12 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_fingerprint: Option<String>,
     pub details: Map<String, Value>,
+    /// When the alert resolves by itself unless refreshed (see `EventInput::expires_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The expiry task's `ok` (see `EventInput::expiry`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expiry: bool,
 }
 
 #[cfg(test)]

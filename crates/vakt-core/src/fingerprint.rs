@@ -156,6 +156,8 @@ mod tests {
             received_at: Utc::now(),
             sent_fingerprint: None,
             details: Default::default(),
+            expires_at: None,
+            expiry: false,
         }
     }
 

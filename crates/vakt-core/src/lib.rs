@@ -8,8 +8,10 @@ pub mod alert;
 pub mod config;
 pub mod event;
 pub mod fingerprint;
+pub mod matcher;
 pub mod pipeline;
 pub mod rules;
+pub mod silence;
 pub mod trace;
 
 pub use alert::{Alert, AlertStatus, OperatorAction, TimelineEntry, TimelineKind};

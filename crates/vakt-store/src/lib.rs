@@ -17,6 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vakt_core::alert::{OperatorError, OperatorRequest};
 use vakt_core::pipeline::{DecidedAction, EventRecord};
+use vakt_core::silence::Silence;
 use vakt_core::{
     Alert, AlertStatus, Category, Correlated, Pipeline, Prepared, Severity, TimelineEntry,
 };
@@ -171,6 +172,17 @@ pub trait Store: Send + Sync + 'static {
         request: &OperatorRequest,
     ) -> Result<Alert, OperateError>;
     async fn stats(&self) -> Result<Stats, StoreError>;
+    /// Unresolved alerts whose `expires_at` is at or before `now`, oldest first.
+    async fn expired_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError>;
+    /// Creates or replaces a silence.
+    async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError>;
+    async fn silence(&self, id: &str) -> Result<Option<Silence>, StoreError>;
+    /// Every silence, newest first (expired ones included: they are history).
+    async fn silences(&self) -> Result<Vec<Silence>, StoreError>;
     /// Cheap round trip to the database, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);

@@ -32,13 +32,22 @@ pub struct PostgresStore {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "expiry and silences".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0002_expiry_silences.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl PostgresStore {
@@ -164,6 +173,33 @@ impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn expired_alerts(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError> {
+        list_expired(
+            &mut *self.pool.acquire().await?,
+            now.timestamp_millis(),
+            limit,
+        )
+        .await
+    }
+
+    async fn put_silence(&self, silence: &vakt_core::silence::Silence) -> Result<(), StoreError> {
+        write_silence(&mut *self.pool.acquire().await?, silence).await
+    }
+
+    async fn silence(&self, id: &str) -> Result<Option<vakt_core::silence::Silence>, StoreError> {
+        Ok(read_silences(&mut *self.pool.acquire().await?, Some(id))
+            .await?
+            .pop())
+    }
+
+    async fn silences(&self) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
+        read_silences(&mut *self.pool.acquire().await?, None).await
     }
 
     async fn close(&self) {

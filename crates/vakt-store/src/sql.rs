@@ -23,12 +23,12 @@ pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, re
 /// Events read back with their interned trace.
 pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, body AS trace FROM events JOIN traces USING (trace_id)";
 pub(crate) const EVENT_COLUMN_COUNT: usize = 19;
-pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id";
-pub(crate) const ALERT_COLUMN_COUNT: usize = 23;
+pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at";
+pub(crate) const ALERT_COLUMN_COUNT: usize = 24;
 /// Columns a repeat changes: none that an index covers, so the update touches only the row.
-pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id";
+pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at";
 /// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
-pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id";
+pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at";
 pub(crate) const TIMELINE_COLUMNS: &str = "id, alert_id, at, kind, actor, message, event_id";
 pub(crate) const TIMELINE_COLUMN_COUNT: usize = 7;
 pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at";
@@ -252,6 +252,7 @@ macro_rules! common_sql {
                 resolved_by: row.try_get("resolved_by")?,
                 resolved_at: opt_time(row.try_get("resolved_at")?)?,
                 incident_id: row.try_get("incident_id")?,
+                expires_at: opt_time(row.try_get("expires_at")?)?,
             })
         }
 
@@ -272,6 +273,8 @@ macro_rules! common_sql {
                     received_at: time(row.try_get("received_at")?)?,
                     sent_fingerprint: row.try_get("sent_fingerprint")?,
                     details: from_json("details", row.try_get("details")?)?,
+                    expires_at: None,
+                    expiry: false,
                 },
                 category: parsed("category", Category::parse(row.try_get("category")?))?,
                 fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
@@ -426,7 +429,8 @@ macro_rules! common_sql {
                         .push_bind(alert.assignee.clone())
                         .push_bind(alert.resolved_by.clone())
                         .push_bind(alert.resolved_at.map(ms))
-                        .push_bind(alert.incident_id.clone());
+                        .push_bind(alert.incident_id.clone())
+                        .push_bind(alert.expires_at.map(ms));
                 });
                 query.push(format!(" ON CONFLICT (id) DO UPDATE SET {update}"));
                 query.build().execute(&mut *conn).await?;
@@ -690,6 +694,72 @@ macro_rules! common_sql {
             .fetch_all(&mut *conn)
             .await?;
             rows.iter().map(action_from_row).collect()
+        }
+
+        /// Unresolved alerts whose `expires_at` has passed, oldest first.
+        async fn list_expired(
+            conn: &mut Conn,
+            now_ms: i64,
+            limit: u32,
+        ) -> Result<Vec<Alert>, StoreError> {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE expires_at IS NOT NULL AND status <> 'resolved' AND expires_at <= $1 ORDER BY expires_at LIMIT $2"
+            )))
+            .bind(now_ms)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter().map(alert_from_row).collect()
+        }
+
+        fn silence_from_row(row: &$row) -> Result<vakt_core::silence::Silence, StoreError> {
+            Ok(vakt_core::silence::Silence {
+                id: row.try_get("id")?,
+                matchers: from_json("matchers", row.try_get("matchers")?)?,
+                starts_at: time(row.try_get("starts_at")?)?,
+                ends_at: time(row.try_get("ends_at")?)?,
+                created_by: row.try_get("created_by")?,
+                comment: row.try_get("comment")?,
+                updated_at: time(row.try_get("updated_at")?)?,
+            })
+        }
+
+        async fn write_silence(
+            conn: &mut Conn,
+            silence: &vakt_core::silence::Silence,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (id) DO UPDATE SET matchers = excluded.matchers, starts_at = excluded.starts_at, ends_at = excluded.ends_at, \
+                 created_by = excluded.created_by, comment = excluded.comment, updated_at = excluded.updated_at",
+            )
+            .bind(silence.id.as_str())
+            .bind(json(&silence.matchers))
+            .bind(ms(silence.starts_at))
+            .bind(ms(silence.ends_at))
+            .bind(silence.created_by.as_str())
+            .bind(silence.comment.as_str())
+            .bind(ms(silence.updated_at))
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        /// Silences, newest first; with `id`, only that one.
+        async fn read_silences(
+            conn: &mut Conn,
+            id: Option<&str>,
+        ) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
+            let mut query: QueryBuilder<$db> = QueryBuilder::new(
+                "SELECT id, matchers, starts_at, ends_at, created_by, comment, updated_at FROM silences",
+            );
+            if let Some(id) = id {
+                query.push(" WHERE id = ");
+                query.push_bind(id.to_owned());
+            }
+            query.push(" ORDER BY updated_at DESC");
+            let rows = query.build().fetch_all(&mut *conn).await?;
+            rows.iter().map(silence_from_row).collect()
         }
 
         async fn count_alerts(conn: &mut Conn) -> Result<$crate::Stats, StoreError> {

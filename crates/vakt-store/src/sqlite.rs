@@ -50,13 +50,22 @@ struct WriterState {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            "init".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            "expiry and silences".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0002_expiry_silences.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 impl SqliteStore {
@@ -214,6 +223,33 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    async fn expired_alerts(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError> {
+        list_expired(
+            &mut *self.reader.acquire().await?,
+            now.timestamp_millis(),
+            limit,
+        )
+        .await
+    }
+
+    async fn put_silence(&self, silence: &vakt_core::silence::Silence) -> Result<(), StoreError> {
+        write_silence(&mut *self.writer.acquire().await?, silence).await
+    }
+
+    async fn silence(&self, id: &str) -> Result<Option<vakt_core::silence::Silence>, StoreError> {
+        Ok(read_silences(&mut *self.reader.acquire().await?, Some(id))
+            .await?
+            .pop())
+    }
+
+    async fn silences(&self) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
+        read_silences(&mut *self.reader.acquire().await?, None).await
     }
 
     async fn close(&self) {

@@ -148,6 +148,15 @@ pub(super) fn correlate(
                 None,
                 format!("ok event and no open alert to clear ({fp})"),
             ),
+            (Some(alert), true)
+                if event.expiry && alert.expires_at.is_none_or(|expires| expires > at) =>
+            {
+                (
+                    Transition::NothingToClear,
+                    None,
+                    format!("expiry ok event, but the alert was refreshed since it expired ({fp})"),
+                )
+            }
             (Some(alert), true) if !alert.status.is_active() => (
                 Transition::NothingToClear,
                 None,
@@ -161,6 +170,7 @@ pub(super) fn correlate(
                 next.last_event_id = input.event_id.to_owned();
                 next.resolved_by = Some(PIPELINE_ACTOR.to_owned());
                 next.resolved_at = Some(at);
+                next.expires_at = None;
                 entry(
                     new_id,
                     &next.id,
@@ -274,6 +284,7 @@ fn open(input: &Input<'_>, id: String) -> Alert {
         resolved_by: None,
         resolved_at: None,
         incident_id: None,
+        expires_at: event.expires_at,
     }
 }
 
@@ -289,6 +300,7 @@ fn repeat(alert: &mut Alert, input: &Input<'_>) {
     alert.source.clone_from(&event.source);
     alert.summary.clone_from(&event.summary);
     alert.labels.clone_from(&event.labels);
+    alert.expires_at = event.expires_at;
 }
 
 /// `fingerprint of default fields ...`, written straight into the reason. The value itself

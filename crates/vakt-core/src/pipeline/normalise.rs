@@ -49,6 +49,8 @@ pub(super) fn normalise(
         received_at,
         sent_fingerprint: input.fingerprint,
         details: input.details,
+        expires_at: input.expires_at,
+        expiry: input.expiry,
     }
 }
 

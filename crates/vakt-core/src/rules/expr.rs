@@ -377,6 +377,8 @@ mod tests {
                 .as_object()
                 .cloned()
                 .unwrap_or_default(),
+            expires_at: None,
+            expiry: false,
         }
     }
 

@@ -1,0 +1,211 @@
+//! Silences: a time span in which alerts whose labels match are recorded but not acted on.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::matcher::{Matcher, MatcherSpec};
+
+/// Longest `createdBy` and `comment`, in bytes.
+pub const SILENCE_TEXT_MAX: usize = 4096;
+/// Most matchers one silence may have.
+pub const SILENCE_MATCHERS_MAX: usize = 64;
+
+/// Where a silence is in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SilenceState {
+    Pending,
+    Active,
+    Expired,
+}
+
+impl SilenceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceState::Pending => "pending",
+            SilenceState::Active => "active",
+            SilenceState::Expired => "expired",
+        }
+    }
+}
+
+/// A stored silence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    pub matchers: Vec<MatcherSpec>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub comment: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Silence {
+    /// Checks what a sender asked for; the error says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.matchers.is_empty() {
+            return Err("a silence needs at least one matcher".into());
+        }
+        if self.matchers.len() > SILENCE_MATCHERS_MAX {
+            return Err(format!(
+                "a silence may have at most {SILENCE_MATCHERS_MAX} matchers"
+            ));
+        }
+        let compiled = self.compiled()?;
+        if compiled.iter().all(Matcher::matches_empty) {
+            return Err("at least one matcher must not match the empty string, or the silence would match every alert".into());
+        }
+        if self.ends_at <= self.starts_at {
+            return Err("endsAt must be after startsAt".into());
+        }
+        if self.created_by.trim().is_empty() {
+            return Err("createdBy must name who creates the silence".into());
+        }
+        if self.created_by.len() > SILENCE_TEXT_MAX || self.comment.len() > SILENCE_TEXT_MAX {
+            return Err(format!(
+                "createdBy and comment may be at most {SILENCE_TEXT_MAX} bytes"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn compiled(&self) -> Result<Vec<Matcher>, String> {
+        self.matchers.iter().cloned().map(Matcher::new).collect()
+    }
+
+    pub fn state(&self, now: DateTime<Utc>) -> SilenceState {
+        if now < self.starts_at {
+            SilenceState::Pending
+        } else if now < self.ends_at {
+            SilenceState::Active
+        } else {
+            SilenceState::Expired
+        }
+    }
+
+    /// Ends the silence now (a pending one never starts).
+    pub fn expire(&mut self, now: DateTime<Utc>) {
+        if self.starts_at > now {
+            self.starts_at = now;
+        }
+        if self.ends_at > now {
+            self.ends_at = now;
+        }
+        self.updated_at = now;
+    }
+}
+
+/// The active silences, compiled once, for matching many alerts.
+pub struct ActiveSilences {
+    silences: Vec<(String, Vec<Matcher>)>,
+}
+
+impl ActiveSilences {
+    /// Keeps the silences active at `now`; a stored silence that no longer compiles is skipped.
+    pub fn new(silences: &[Silence], now: DateTime<Utc>) -> ActiveSilences {
+        ActiveSilences {
+            silences: silences
+                .iter()
+                .filter(|s| s.state(now) == SilenceState::Active)
+                .filter_map(|s| s.compiled().ok().map(|m| (s.id.clone(), m)))
+                .collect(),
+        }
+    }
+
+    /// Ids of the silences whose every matcher matches `labels`.
+    pub fn silencing(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        self.silences
+            .iter()
+            .filter(|(_, matchers)| matchers.iter().all(|m| m.matches(labels)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn silence(matchers: &[(&str, &str, bool)], from: i64, to: i64) -> Silence {
+        let now = Utc::now();
+        Silence {
+            id: "s1".into(),
+            matchers: matchers
+                .iter()
+                .map(|(n, v, re)| MatcherSpec {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                    is_regex: *re,
+                    is_equal: true,
+                })
+                .collect(),
+            starts_at: now + Duration::minutes(from),
+            ends_at: now + Duration::minutes(to),
+            created_by: "alice".into(),
+            comment: "maintenance".into(),
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn states_follow_the_clock_and_expire_ends_now() {
+        let now = Utc::now();
+        assert_eq!(
+            silence(&[("a", "b", false)], 5, 10).state(now),
+            SilenceState::Pending
+        );
+        let mut active = silence(&[("a", "b", false)], -5, 10);
+        assert_eq!(active.state(now), SilenceState::Active);
+        active.expire(now);
+        assert_eq!(active.state(now), SilenceState::Expired);
+    }
+
+    #[test]
+    fn validation_refuses_what_alertmanager_refuses() {
+        assert!(
+            silence(&[("alertname", "X", false)], 0, 10)
+                .validate()
+                .is_ok()
+        );
+        assert!(silence(&[], 0, 10).validate().is_err());
+        assert!(
+            silence(&[("alertname", ".*", true)], 0, 10)
+                .validate()
+                .is_err(),
+            "matches everything"
+        );
+        assert!(
+            silence(&[("alertname", "X", false)], 10, 0)
+                .validate()
+                .is_err()
+        );
+        assert!(
+            silence(&[("bad name", "X", false)], 0, 10)
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn active_silences_say_which_silence_applies() {
+        let now = Utc::now();
+        let silences = [
+            silence(&[("alertname", "Disk.*", true)], -1, 10),
+            Silence {
+                id: "s2".into(),
+                ..silence(&[("team", "db", false)], 5, 10)
+            },
+        ];
+        let active = ActiveSilences::new(&silences, now);
+        let labels: BTreeMap<String, String> = [
+            ("alertname".to_string(), "DiskFull".to_string()),
+            ("team".to_string(), "db".to_string()),
+        ]
+        .into();
+        assert_eq!(active.silencing(&labels), ["s1"], "s2 is pending");
+    }
+}
