@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod expiry;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

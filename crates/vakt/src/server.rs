@@ -25,6 +25,10 @@ pub struct AppState {
     pub http: Channel,
     /// The `pagerduty` channel: `/v2/enqueue`.
     pub pagerduty: Channel,
+    /// `POST /api/v2/alerts` and the Alertmanager webhook receiver.
+    pub alertmanager: Channel,
+    pub alertmanager_webhook: Channel,
+    pub started_at: chrono::DateTime<chrono::Utc>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
@@ -62,6 +66,24 @@ impl AppState {
             .iter()
             .find(|i| i.routing_key == routing_key)
             .cloned()
+    }
+
+    /// `[sources.alertmanager]` as currently configured.
+    pub fn alertmanager_config(&self) -> crate::sources::alertmanager::AlertmanagerConfig {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.file.sources.alertmanager.clone()
+    }
+
+    /// The name of the configuration in force, for messages.
+    pub fn config_name(&self) -> String {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.name()
     }
 
     pub fn ingest_limits(&self) -> &IngestConfig {
@@ -174,11 +196,23 @@ pub async fn launch_with_listener(
             .queue_events_max
             .unwrap_or(limits.queue_events_max),
     );
+    let am_queue = config
+        .file
+        .sources
+        .alertmanager
+        .queue_events_max
+        .unwrap_or(limits.queue_events_max);
+    let alertmanager = ingest.channel(crate::sources::alertmanager::CHANNEL, am_queue);
+    let alertmanager_webhook =
+        ingest.channel(crate::sources::alertmanager::WEBHOOK_CHANNEL, am_queue);
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         ingest,
         http,
         pagerduty,
+        alertmanager,
+        alertmanager_webhook,
+        started_at: chrono::Utc::now(),
         metrics,
         openapi,
         startup: Arc::clone(&config),
@@ -189,6 +223,7 @@ pub async fn launch_with_listener(
     let bound = sources.bound.clone();
     let (stop, stopped) = watch::channel(false);
     let reloader = spawn_reload_on_sighup(Arc::clone(&state));
+    let expiry = crate::expiry::spawn(Arc::clone(&state), Duration::from_secs(1));
     let app = router.with_state(Arc::clone(&state));
     let server_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -215,6 +250,7 @@ pub async fn launch_with_listener(
             }
         };
         reloader.abort();
+        expiry.abort();
         sources.stop();
         // The router holds the state too: drop it with the server future.
         drop(serve);

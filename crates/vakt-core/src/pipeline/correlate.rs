@@ -175,10 +175,17 @@ pub(super) fn correlate(
                     new_id,
                     &next.id,
                     TimelineKind::Resolved,
-                    format!(
-                        "resolved by an ok event from {}: {}",
-                        event.source, event.summary
-                    ),
+                    if event.expiry {
+                        format!(
+                            "resolved: it expired without a new event ({})",
+                            event.summary
+                        )
+                    } else {
+                        format!(
+                            "resolved by an ok event from {}: {}",
+                            event.source, event.summary
+                        )
+                    },
                 );
                 let reason = format!("ok event resolved the alert ({fp})");
                 (Transition::Resolved, Some(next), reason)

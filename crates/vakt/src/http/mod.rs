@@ -21,6 +21,7 @@ pub use events::CHANNEL as HTTP_CHANNEL;
 pub use ops::Reloaded;
 
 use crate::server::AppState;
+use crate::sources::alertmanager as am;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -54,6 +55,13 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::reload))
+        .routes(routes!(am::post_alerts, am::get_alerts))
+        .routes(routes!(am::get_groups))
+        .routes(routes!(am::post_silences, am::get_silences))
+        .routes(routes!(am::get_silence, am::delete_silence))
+        .routes(routes!(am::get_status))
+        .routes(routes!(am::get_receivers))
+        .routes(routes!(am::webhook))
         .merge(
             OpenApiRouter::new()
                 .routes(routes!(crate::sources::pagerduty::enqueue))

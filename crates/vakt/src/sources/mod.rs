@@ -4,6 +4,7 @@
 //! the stateless stages with the channel's name as the default `source` and queues the batch
 //! in the channel's bounded queue. No channel writes to storage or skips a stage.
 
+pub mod alertmanager;
 pub mod framing;
 pub mod pagerduty;
 pub mod syslog;
@@ -30,6 +31,8 @@ pub struct SourcesConfig {
     pub syslog: Option<syslog::SyslogConfig>,
     #[serde(default)]
     pub pagerduty: pagerduty::PagerDutyConfig,
+    #[serde(default)]
+    pub alertmanager: alertmanager::AlertmanagerConfig,
 }
 
 /// What the started sources listen on, for logs and tests.
