@@ -255,6 +255,9 @@ impl Config {
         if self.file.sources.syslog != next.file.sources.syslog {
             changed.push("sources.syslog".to_owned());
         }
+        if self.file.sources.snmp != next.file.sources.snmp {
+            changed.push("sources.snmp".to_owned());
+        }
         if self.file.sources.pagerduty.queue_events_max
             != next.file.sources.pagerduty.queue_events_max
         {

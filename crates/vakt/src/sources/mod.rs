@@ -7,6 +7,7 @@
 pub mod alertmanager;
 pub mod framing;
 pub mod pagerduty;
+pub mod snmp;
 pub mod syslog;
 pub mod tls;
 
@@ -30,6 +31,8 @@ pub struct SourcesConfig {
     #[serde(default)]
     pub syslog: Option<syslog::SyslogConfig>,
     #[serde(default)]
+    pub snmp: Option<snmp::SnmpConfig>,
+    #[serde(default)]
     pub pagerduty: pagerduty::PagerDutyConfig,
     #[serde(default)]
     pub alertmanager: alertmanager::AlertmanagerConfig,
@@ -41,6 +44,7 @@ pub struct Bound {
     pub syslog_udp: Vec<SocketAddr>,
     pub syslog_tcp: Vec<SocketAddr>,
     pub syslog_tls: Vec<SocketAddr>,
+    pub snmp: Vec<SocketAddr>,
 }
 
 /// The running sources: their tasks (aborted at shutdown) and addresses.
@@ -66,6 +70,9 @@ pub async fn start(config: &SourcesConfig, state: &Arc<AppState>) -> anyhow::Res
     let started = async {
         if let Some(syslog) = &config.syslog {
             syslog::start(syslog, state, &mut running).await?;
+        }
+        if let Some(snmp) = &config.snmp {
+            snmp::start(snmp, state, &mut running).await?;
         }
         anyhow::Ok(())
     }

@@ -7,5 +7,6 @@ mod cli;
 mod harness;
 mod lifecycle;
 mod pagerduty;
+mod snmp;
 mod source_files;
 mod syslog;
