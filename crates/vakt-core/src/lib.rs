@@ -8,6 +8,7 @@ pub mod alert;
 pub mod config;
 pub mod event;
 pub mod fingerprint;
+pub mod heartbeat;
 pub mod matcher;
 pub mod pipeline;
 pub mod rules;

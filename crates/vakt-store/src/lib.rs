@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vakt_core::alert::{OperatorError, OperatorRequest};
+use vakt_core::heartbeat::Heartbeat;
 use vakt_core::pipeline::{DecidedAction, EventRecord};
 use vakt_core::silence::Silence;
 use vakt_core::{
@@ -183,6 +184,10 @@ pub trait Store: Send + Sync + 'static {
     async fn silence(&self, id: &str) -> Result<Option<Silence>, StoreError>;
     /// Every silence, newest first (expired ones included: they are history).
     async fn silences(&self) -> Result<Vec<Silence>, StoreError>;
+    /// Records a heartbeat's state (created when new); returns what was stored before.
+    async fn beat(&self, heartbeat: &Heartbeat) -> Result<Option<Heartbeat>, StoreError>;
+    /// Every heartbeat, by name.
+    async fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError>;
     /// Cheap round trip to the database, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);

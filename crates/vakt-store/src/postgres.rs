@@ -47,6 +47,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0002_expiry_silences.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            3,
+            "heartbeats".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0003_heartbeats.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -200,6 +207,22 @@ impl Store for PostgresStore {
 
     async fn silences(&self) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
         read_silences(&mut *self.pool.acquire().await?, None).await
+    }
+
+    async fn beat(
+        &self,
+        heartbeat: &vakt_core::heartbeat::Heartbeat,
+    ) -> Result<Option<vakt_core::heartbeat::Heartbeat>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        let previous = read_heartbeats(&mut conn, Some(&heartbeat.name))
+            .await?
+            .pop();
+        write_heartbeat(&mut conn, heartbeat).await?;
+        Ok(previous)
+    }
+
+    async fn heartbeats(&self) -> Result<Vec<vakt_core::heartbeat::Heartbeat>, StoreError> {
+        read_heartbeats(&mut *self.pool.acquire().await?, None).await
     }
 
     async fn close(&self) {

@@ -762,6 +762,61 @@ macro_rules! common_sql {
             rows.iter().map(silence_from_row).collect()
         }
 
+        fn heartbeat_from_row(row: &$row) -> Result<vakt_core::heartbeat::Heartbeat, StoreError> {
+            Ok(vakt_core::heartbeat::Heartbeat {
+                name: row.try_get("name")?,
+                resource: row.try_get("resource")?,
+                check: row.try_get("check_name")?,
+                service: row.try_get("service")?,
+                environment: row.try_get("environment")?,
+                interval_secs: row.try_get("interval_secs")?,
+                grace_secs: row.try_get("grace_secs")?,
+                last_seen: time(row.try_get("last_seen")?)?,
+                missing: row.try_get("missing")?,
+            })
+        }
+
+        async fn write_heartbeat(
+            conn: &mut Conn,
+            beat: &vakt_core::heartbeat::Heartbeat,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO heartbeats (name, resource, check_name, service, environment, interval_secs, grace_secs, last_seen, missing) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO UPDATE SET resource = excluded.resource, \
+                 check_name = excluded.check_name, service = excluded.service, environment = excluded.environment, \
+                 interval_secs = excluded.interval_secs, grace_secs = excluded.grace_secs, last_seen = excluded.last_seen, \
+                 missing = excluded.missing",
+            )
+            .bind(beat.name.as_str())
+            .bind(beat.resource.as_str())
+            .bind(beat.check.as_deref())
+            .bind(beat.service.as_deref())
+            .bind(beat.environment.as_deref())
+            .bind(beat.interval_secs)
+            .bind(beat.grace_secs)
+            .bind(ms(beat.last_seen))
+            .bind(beat.missing)
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn read_heartbeats(
+            conn: &mut Conn,
+            name: Option<&str>,
+        ) -> Result<Vec<vakt_core::heartbeat::Heartbeat>, StoreError> {
+            let mut query: QueryBuilder<$db> = QueryBuilder::new(
+                "SELECT name, resource, check_name, service, environment, interval_secs, grace_secs, last_seen, missing FROM heartbeats",
+            );
+            if let Some(name) = name {
+                query.push(" WHERE name = ");
+                query.push_bind(name.to_owned());
+            }
+            query.push(" ORDER BY name");
+            let rows = query.build().fetch_all(&mut *conn).await?;
+            rows.iter().map(heartbeat_from_row).collect()
+        }
+
         async fn count_alerts(conn: &mut Conn) -> Result<$crate::Stats, StoreError> {
             let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM alerts GROUP BY status")
                 .fetch_all(&mut *conn)

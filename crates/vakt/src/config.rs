@@ -39,6 +39,8 @@ pub struct ConfigFile {
     pub rules: Vec<Spanned<RuleConfig>>,
     #[serde(default)]
     pub actions: BTreeMap<String, Spanned<ActionConfig>>,
+    #[serde(default)]
+    pub heartbeats: Vec<crate::heartbeat::HeartbeatConfig>,
 }
 
 /// `[server]`
@@ -214,6 +216,7 @@ impl Config {
         };
         let location = location.map_err(|e| errors.push(e)).ok();
         errors.extend(validate_ingest(&file.ingest));
+        errors.extend(validate_heartbeats(&file.heartbeats));
         let pipeline = Pipeline::build(&PipelineConfig {
             alerts: file.alerts.clone(),
             rules: file.rules.clone(),
@@ -268,6 +271,29 @@ impl Config {
         }
         changed
     }
+}
+
+fn validate_heartbeats(heartbeats: &[crate::heartbeat::HeartbeatConfig]) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for beat in heartbeats {
+        let problem = if beat.name.trim().is_empty() || beat.resource.trim().is_empty() {
+            Some("name and resource must not be empty".to_owned())
+        } else if !names.insert(beat.name.as_str()) {
+            Some("duplicate heartbeat name".to_owned())
+        } else if beat.interval_secs == 0 {
+            Some("interval_secs must be at least 1".to_owned())
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            errors.push(ConfigError {
+                span: None,
+                message: format!("heartbeats: {:?}: {problem}", beat.name),
+            });
+        }
+    }
+    errors
 }
 
 fn validate_ingest(ingest: &IngestConfig) -> Vec<ConfigError> {

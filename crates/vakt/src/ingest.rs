@@ -16,6 +16,9 @@ use vakt_store::{Store, StoreError};
 
 use crate::metrics::{CategoryLabels, Metrics, TransitionLabels};
 
+/// Told about every committed batch (heartbeats watch for their resources); must not block.
+pub type Observer = Box<dyn Fn(&[Correlated]) + Send + Sync>;
+
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -128,6 +131,7 @@ impl Ingest {
         metrics: Arc<Metrics>,
         capacity: usize,
         batch_events_max: usize,
+        observer: Observer,
     ) -> (Ingest, JoinHandle<()>) {
         let (jobs, queue) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(capacity));
@@ -141,6 +145,7 @@ impl Ingest {
             Arc::clone(&room),
             capacity,
             batch_events_max,
+            observer,
         ));
         (
             Ingest {
@@ -230,6 +235,7 @@ async fn write_loop(
     room: Arc<Semaphore>,
     capacity: usize,
     batch_events_max: usize,
+    observer: Observer,
 ) {
     let mut held: Option<Job> = None;
     loop {
@@ -256,7 +262,7 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        commit(&*store, &metrics, jobs, events).await;
+        commit(&*store, &metrics, &observer, jobs, events).await;
         metrics
             .queue_events
             .set(i64::try_from(capacity - room.available_permits()).unwrap_or(i64::MAX));
@@ -264,7 +270,13 @@ async fn write_loop(
     tracing::debug!("ingest writer stopped: queue drained");
 }
 
-async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>, events: usize) {
+async fn commit(
+    store: &dyn Store,
+    metrics: &Metrics,
+    observer: &Observer,
+    jobs: Vec<Job>,
+    events: usize,
+) {
     let pipeline = Arc::clone(&jobs[0].pipeline);
     let mut batch = Vec::with_capacity(events);
     let mut replies = Vec::with_capacity(jobs.len());
@@ -281,6 +293,7 @@ async fn commit(store: &dyn Store, metrics: &Metrics, jobs: Vec<Job>, events: us
     match result {
         Ok(outcomes) => {
             count(metrics, &outcomes);
+            observer(&outcomes);
             let mut outcomes = outcomes.into_iter();
             for (len, reply, _permits) in replies {
                 // A sender that went away (client disconnected) still has its events stored.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod expiry;
+pub mod heartbeat;
 pub mod http;
 pub mod ingest;
 pub mod metrics;

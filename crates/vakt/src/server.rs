@@ -28,6 +28,8 @@ pub struct AppState {
     /// `POST /api/v2/alerts` and the Alertmanager webhook receiver.
     pub alertmanager: Channel,
     pub alertmanager_webhook: Channel,
+    /// Raised and cleared missing heartbeats.
+    pub heartbeats: Channel,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, serialised once.
@@ -75,6 +77,15 @@ impl AppState {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         current.file.sources.alertmanager.clone()
+    }
+
+    /// `[[heartbeats]]` as currently configured.
+    pub fn heartbeat_configs(&self) -> Vec<crate::heartbeat::HeartbeatConfig> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.file.heartbeats.clone()
     }
 
     /// The name of the configuration in force, for messages.
@@ -167,11 +178,18 @@ pub async fn launch_with_listener(
     let metrics = Arc::new(Metrics::new());
     metrics.rules_loaded.set(config.file.rules.len() as i64);
     let limits = config.file.ingest.clone();
+    let watched = crate::heartbeat::Watched::default();
+    let (observed_tx, observed_rx) = tokio::sync::mpsc::channel(1024);
+    let observer: crate::ingest::Observer = {
+        let watched = watched.clone();
+        Box::new(move |outcomes| watched.observe(outcomes, &observed_tx))
+    };
     let (ingest, writer) = Ingest::start(
         Arc::clone(&store),
         Arc::clone(&metrics),
         limits.queue_events_max,
         limits.batch_events_max,
+        observer,
     );
     let (router, doc) = http::router(limits.body_bytes_max);
     let openapi = doc
@@ -187,6 +205,7 @@ pub async fn launch_with_listener(
         "vakt is serving"
     );
     let http = ingest.channel(http::HTTP_CHANNEL, limits.queue_events_max);
+    let heartbeats = ingest.channel(crate::heartbeat::CHANNEL, 1000);
     let pagerduty = ingest.channel(
         crate::sources::pagerduty::CHANNEL,
         config
@@ -212,6 +231,7 @@ pub async fn launch_with_listener(
         pagerduty,
         alertmanager,
         alertmanager_webhook,
+        heartbeats,
         started_at: chrono::Utc::now(),
         metrics,
         openapi,
@@ -224,6 +244,7 @@ pub async fn launch_with_listener(
     let (stop, stopped) = watch::channel(false);
     let reloader = spawn_reload_on_sighup(Arc::clone(&state));
     let expiry = crate::expiry::spawn(Arc::clone(&state), Duration::from_secs(1));
+    let heartbeat_monitor = crate::heartbeat::spawn(Arc::clone(&state), watched, observed_rx);
     let app = router.with_state(Arc::clone(&state));
     let server_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -251,6 +272,7 @@ pub async fn launch_with_listener(
         };
         reloader.abort();
         expiry.abort();
+        heartbeat_monitor.abort();
         sources.stop();
         // The router holds the state too: drop it with the server future.
         drop(serve);

@@ -16,7 +16,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use error::{ApiError, Detail, ErrorBody};
+pub use error::{ApiError, Detail, ErrorBody, parse_json};
 pub use events::CHANNEL as HTTP_CHANNEL;
 pub use ops::Reloaded;
 
@@ -55,6 +55,10 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::reload))
+        .routes(routes!(
+            crate::heartbeat::post_heartbeat,
+            crate::heartbeat::list_heartbeats
+        ))
         .routes(routes!(am::post_alerts, am::get_alerts))
         .routes(routes!(am::get_groups))
         .routes(routes!(am::post_silences, am::get_silences))

@@ -5,6 +5,7 @@ mod api;
 mod bad_input;
 mod cli;
 mod harness;
+mod heartbeats;
 mod lifecycle;
 mod pagerduty;
 mod snmp;
