@@ -53,9 +53,15 @@ pub struct HeartbeatConfig {
 /// What the ingest writer reports: events it stored, by resource and check.
 pub type Observed = (String, String);
 
-/// The resources (and checks) whose events are beats, kept current by the monitor.
+/// A resource (and check) whose events are beats.
+struct Watch {
+    resource: String,
+    check: Option<String>,
+}
+
+/// What is watched, kept current by the monitor.
 #[derive(Clone, Default)]
-pub struct Watched(Arc<RwLock<Vec<(String, Option<String>, String)>>>);
+pub struct Watched(Arc<RwLock<Vec<Watch>>>);
 
 impl Watched {
     /// Called after each commit: passes matching events to the monitor, never blocking.
@@ -72,8 +78,8 @@ impl Watched {
             if event.check == HEARTBEAT_CHECK {
                 continue;
             }
-            let hit = watched.iter().any(|(resource, check, _)| {
-                *resource == event.resource && check.as_ref().is_none_or(|c| *c == event.check)
+            let hit = watched.iter().any(|w| {
+                w.resource == event.resource && w.check.as_ref().is_none_or(|c| *c == event.check)
             });
             if hit {
                 let _ = to.try_send((event.resource.clone(), event.check.clone()));
