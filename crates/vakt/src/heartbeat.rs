@@ -189,7 +189,10 @@ async fn check(state: &AppState, watched: &Watched) -> Result<(), ApiError> {
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = configs
         .iter()
-        .map(|c| (c.resource.clone(), c.check.clone(), c.name.clone()))
+        .map(|c| Watch {
+            resource: c.resource.clone(),
+            check: c.check.clone(),
+        })
         .collect();
     let stored = state.store.heartbeats().await?;
     for config in &configs {
