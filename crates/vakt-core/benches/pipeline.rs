@@ -87,6 +87,30 @@ fn all_stages(bencher: divan::Bencher, rules: usize) {
         });
 }
 
+/// Ten rules matching the summary with `matches` (cached regexes), none indexable.
+#[divan::bench]
+fn regex_rules(bencher: divan::Bencher) {
+    let mut text = String::new();
+    for i in 0..10 {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"re-{i}\"\nwhen = 'summary.matches(\"^value (out|in) of range {i}$\")'\ncategory = \"warning\"\n"
+        ));
+    }
+    let config = PipelineConfig::from_toml(&text).expect("parses");
+    let pipeline = Pipeline::build(&config).expect("compiles");
+    let inputs = events();
+    bencher
+        .counter(ItemsCount::new(BATCH))
+        .with_inputs(|| inputs.clone())
+        .bench_local_values(|inputs| {
+            let now = Utc::now();
+            inputs
+                .into_iter()
+                .map(|input| pipeline.prepare(input, "bench", now))
+                .collect::<Vec<_>>()
+        });
+}
+
 #[divan::bench(args = [50])]
 fn stateless_stages(bencher: divan::Bencher, rules: usize) {
     let pipeline = pipeline(rules);
