@@ -602,6 +602,59 @@ mod tests {
         );
     }
 
+    /// Any JSON value: valid events survive a round trip unchanged, anything else is a
+    /// list of field errors; nothing panics.
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            any::<i64>().prop_map(Value::from),
+            "[a-z_.]{0,12}".prop_map(Value::from),
+            ".{0,40}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 32, 8, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    prop_oneof![
+                        Just("resource".to_owned()),
+                        Just("check".to_owned()),
+                        Just("summary".to_owned()),
+                        Just("severity".to_owned()),
+                        Just("labels".to_owned()),
+                        Just("metrics".to_owned()),
+                        Just("occurred_at".to_owned()),
+                        Just("details".to_owned()),
+                        Just("service".to_owned()),
+                        "[a-z]{1,6}",
+                    ],
+                    inner,
+                    0..8
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_json_is_an_event_or_field_errors(value in json_value()) {
+            match EventInput::from_json(3, value) {
+                Ok(input) => {
+                    let again = EventInput::from_json(3, serde_json::to_value(&input).expect("serialises"));
+                    proptest::prop_assert_eq!(again, Ok(input));
+                }
+                Err(errors) => {
+                    proptest::prop_assert!(!errors.is_empty());
+                    proptest::prop_assert!(errors.iter().all(|e| e.index == 3 && !e.message.is_empty()));
+                }
+            }
+        }
+    }
+
     #[test]
     fn severity_order_and_default_category() {
         assert!(Severity::Critical > Severity::Major && Severity::Info > Severity::Ok);

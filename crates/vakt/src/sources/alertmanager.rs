@@ -870,6 +870,31 @@ mod tests {
         assert!(config.to_event(&backwards, now).is_err());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_label_set_is_a_valid_event_or_an_error(
+            labels in proptest::collection::btree_map(".{0,12}", ".{0,40}", 0..12),
+            annotations in proptest::collection::btree_map("[a-z]{1,8}", ".{0,80}", 0..4),
+            ends_in in -100i64..100,
+        ) {
+            let now = Utc::now();
+            let alert = PostableAlert { labels, annotations, starts_at: None, ends_at: Some(now + Duration::seconds(ends_in)), generator_url: None };
+            if let Ok(event) = AlertmanagerConfig::default().to_event(&alert, now) {
+                let value = serde_json::to_value(&event).expect("serialises");
+                proptest::prop_assert!(EventInput::from_json(0, value).is_ok(), "{:?}", event);
+            }
+        }
+
+        #[test]
+        fn any_json_body_is_alerts_or_a_refusal(body in ".{0,200}") {
+            if let Ok(alerts) = serde_json::from_str::<Vec<PostableAlert>>(&body) {
+                for alert in &alerts {
+                    let _ = AlertmanagerConfig::default().to_event(alert, Utc::now());
+                }
+            }
+        }
+    }
+
     #[test]
     fn silence_ids_look_like_uuids() {
         let id = new_silence_id();

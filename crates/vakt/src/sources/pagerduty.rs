@@ -460,3 +460,51 @@ fn trigger_event(
         ..EventInput::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn integration() -> Integration {
+        Integration {
+            name: "i".into(),
+            routing_key: "k".into(),
+            service: Some("s".into()),
+            environment: None,
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_trigger_is_a_valid_event_or_listed_errors(
+            summary in proptest::option::of(".{0,300}"),
+            source in proptest::option::of(".{0,300}"),
+            severity in proptest::option::of("critical|error|warning|info|bogus"),
+            component in proptest::option::of(".{0,50}"),
+            timestamp in proptest::option::of(".{0,30}"),
+            dedup in ".{1,255}",
+        ) {
+            let request = Request {
+                routing_key: Some("k".into()), event_action: Some("trigger".into()), dedup_key: Some(dedup.clone()),
+                payload: Some(Payload { summary, source, severity, timestamp, component, group: None, class: None, custom_details: None }),
+                client: None, client_url: None, links: vec![], images: vec![],
+            };
+            let mut errors = Vec::new();
+            let fields = trigger_fields(&request, &mut errors);
+            if errors.is_empty() {
+                let event = trigger_event(&request, fields, &integration(), &dedup, fingerprint("i", &dedup));
+                let value = serde_json::to_value(&event).expect("serialises");
+                proptest::prop_assert!(EventInput::from_json(0, value).is_ok(), "{:?}", event);
+            }
+        }
+    }
+
+    #[test]
+    fn long_keys_are_hashed_into_a_fingerprint() {
+        assert_eq!(fingerprint("i", "k1"), "pagerduty:i:k1");
+        let long = fingerprint("i", &"k".repeat(255));
+        assert!(
+            long.len() <= vakt_core::event::FINGERPRINT_LEN_MAX && long.starts_with("pagerduty:i:")
+        );
+    }
+}

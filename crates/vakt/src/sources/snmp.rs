@@ -482,19 +482,65 @@ mod tests {
         assert_eq!(event.summary, "linkDown on interface eth1 of 192.0.2.7");
     }
 
+    /// A linkDown trap as `snmptrap -v 2c` sends it (ifIndex.2 = 2, ifDescr.2 = "eth1").
+    const LINK_DOWN: &str = "306a02010104067075626c6963a75d02043f2a2fd0020100020100304f300f06082b0601020101030043031977713017060a2b06010603010104010006092b0601060301010503300f060a2b0601020102020101020201023012060a2b060102010202010202040465746831";
+
+    fn bytes(hex: &str) -> Vec<u8> {
+        (0..hex.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+            .collect()
+    }
+
+    #[test]
+    fn decodes_a_real_trap_and_checks_the_community() {
+        let packet = bytes(LINK_DOWN);
+        let (trap, response) = decode(&packet, &default_communities()).expect("decodes");
+        assert_eq!(trap.oid, "1.3.6.1.6.3.1.1.5.3");
+        assert!(response.is_none());
+        assert!(
+            trap.varbinds
+                .contains(&("1.3.6.1.2.1.2.2.1.2.2".to_owned(), "eth1".to_owned()))
+        );
+        assert_eq!(
+            decode(&packet, &["private".to_owned()]).err(),
+            Some(Refused::Community)
+        );
+    }
+
+    fn check_datagram(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let communities = default_communities();
+        if let Ok((trap, _)) = decode(bytes, &communities) {
+            let names = Names::new(&SnmpConfig {
+                name: "snmp".into(),
+                listen: vec![],
+                communities,
+                traps: BTreeMap::new(),
+                oids: BTreeMap::new(),
+                default_severity: Severity::Warning,
+                queue_events_max: 10,
+            });
+            let event = names.event(&trap, "192.0.2.1".parse().expect("ip"));
+            let value = serde_json::to_value(&event).expect("serialises");
+            prop_assert!(EventInput::from_json(0, value).is_ok());
+        }
+        Ok(())
+    }
+
     proptest! {
         #[test]
         fn any_datagram_is_a_trap_or_a_refusal(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            let communities = default_communities();
-            if let Ok((trap, _)) = decode(&bytes, &communities) {
-                let names = Names::new(&SnmpConfig {
-                    name: "snmp".into(), listen: vec![], communities, traps: BTreeMap::new(), oids: BTreeMap::new(),
-                    default_severity: Severity::Warning, queue_events_max: 10,
-                });
-                let event = names.event(&trap, "192.0.2.1".parse().expect("ip"));
-                let value = serde_json::to_value(&event).expect("serialises");
-                prop_assert!(EventInput::from_json(0, value).is_ok());
+            check_datagram(&bytes)?;
+        }
+
+        #[test]
+        fn mutated_traps_are_traps_or_refusals(flips in proptest::collection::vec((0usize..108, any::<u8>()), 1..6), cut in 0usize..108) {
+            let mut packet = bytes(LINK_DOWN);
+            for (at, value) in flips {
+                packet[at % 108] = value;
             }
+            packet.truncate(cut.max(1) + 100 * usize::from(cut % 2 == 0));
+            check_datagram(&packet)?;
         }
     }
 }
