@@ -45,6 +45,7 @@ pub struct Metrics {
     pub bytes_received: Family<ChannelLabels, Counter>,
     pub parse_errors: Family<ChannelLabels, Counter>,
     pub frames_truncated: Family<ChannelLabels, Counter>,
+    pub udp_kernel_drops: Family<ChannelLabels, Gauge>,
     pub events_rejected: Family<RejectLabels, Counter>,
     pub events_stored: Family<CategoryLabels, Counter>,
     pub events_dropped: Counter,
@@ -75,6 +76,7 @@ impl Metrics {
             bytes_received: Family::default(),
             parse_errors: Family::default(),
             frames_truncated: Family::default(),
+            udp_kernel_drops: Family::default(),
             events_rejected: Family::default(),
             events_stored: Family::default(),
             events_dropped: Counter::default(),
@@ -112,6 +114,11 @@ impl Metrics {
             "frames_truncated",
             "Messages per channel cut to the channel's size limit",
             m.frames_truncated.clone(),
+        );
+        registry.register(
+            "udp_kernel_drops",
+            "Datagrams the kernel dropped on a channel's UDP sockets because vakt read too slowly (Linux)",
+            m.udp_kernel_drops.clone(),
         );
         registry.register(
             "events_rejected",

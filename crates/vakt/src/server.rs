@@ -31,6 +31,8 @@ pub struct AppState {
     /// Raised and cleared missing heartbeats.
     pub heartbeats: Channel,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// UDP listeners by channel, for the kernel drop counter.
+    pub udp_listeners: std::sync::Mutex<Vec<(String, SocketAddr)>>,
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
@@ -233,6 +235,7 @@ pub async fn launch_with_listener(
         alertmanager_webhook,
         heartbeats,
         started_at: chrono::Utc::now(),
+        udp_listeners: std::sync::Mutex::new(Vec::new()),
         metrics,
         openapi,
         startup: Arc::clone(&config),

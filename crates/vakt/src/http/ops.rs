@@ -87,6 +87,24 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         // The rest of the metrics are still worth serving; the gauges keep their last value.
         Err(error) => tracing::warn!(%error, "cannot count alerts for /metrics"),
     }
+    let listeners = state
+        .udp_listeners
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut drops: std::collections::BTreeMap<String, i64> = std::collections::BTreeMap::new();
+    for (channel, addr) in listeners {
+        if let Some(n) = crate::sources::udp_kernel_drops(addr.port()) {
+            *drops.entry(channel).or_default() += i64::try_from(n).unwrap_or(i64::MAX);
+        }
+    }
+    for (channel, n) in drops {
+        state
+            .metrics
+            .udp_kernel_drops
+            .get_or_create(&crate::metrics::ChannelLabels { channel })
+            .set(n);
+    }
     (
         [(
             header::CONTENT_TYPE,

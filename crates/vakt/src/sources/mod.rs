@@ -157,6 +157,71 @@ pub fn count_received(state: &AppState, channel: &Channel, events: usize, bytes:
         .inc_by(bytes as u64);
 }
 
+/// Receive buffer asked for on UDP listeners: bursts wait in the kernel instead of being
+/// dropped there (Linux caps it at `net.core.rmem_max`).
+pub const UDP_RECV_BUFFER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Binds a UDP socket with a large receive buffer, and records it for the drop counter.
+pub async fn bind_udp(
+    state: &AppState,
+    channel: &str,
+    address: &str,
+) -> std::io::Result<tokio::net::UdpSocket> {
+    let addr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the address resolves to nothing",
+            )
+        })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(error) = socket.set_recv_buffer_size(UDP_RECV_BUFFER_BYTES) {
+        tracing::debug!(%error, "cannot enlarge the UDP receive buffer");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    let socket = tokio::net::UdpSocket::from_std(socket.into())?;
+    let local = socket.local_addr()?;
+    state
+        .udp_listeners
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((channel.to_owned(), local));
+    Ok(socket)
+}
+
+/// Datagrams the kernel dropped on a local UDP port because the receive buffer was full
+/// (Linux `/proc/net/udp` and `udp6`), or `None` where that is not readable.
+pub fn udp_kernel_drops(port: u16) -> Option<u64> {
+    let mut found = None;
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                let drops = fields
+                    .last()
+                    .and_then(|d| d.parse::<u64>().ok())
+                    .unwrap_or(0);
+                found = Some(found.unwrap_or(0) + drops);
+            }
+        }
+    }
+    found
+}
+
 /// Cuts `text` to at most `max` bytes, on a character boundary.
 pub fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {

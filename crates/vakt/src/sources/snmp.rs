@@ -362,7 +362,7 @@ pub async fn start(
         names: Names::new(config),
     });
     for address in &config.listen {
-        let socket = UdpSocket::bind(address)
+        let socket = super::bind_udp(state, &config.name, address)
             .await
             .with_context(|| format!("sources.snmp: cannot listen on UDP {address}"))?;
         let local = socket.local_addr()?;

@@ -97,7 +97,7 @@ pub async fn start(
     });
     let connections = Arc::new(Semaphore::new(config.connections_max.max(1)));
     for address in &config.udp {
-        let socket = UdpSocket::bind(address)
+        let socket = super::bind_udp(state, &config.name, address)
             .await
             .with_context(|| format!("sources.syslog: cannot listen on UDP {address}"))?;
         let local = socket.local_addr()?;
