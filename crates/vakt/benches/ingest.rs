@@ -52,10 +52,13 @@ async fn run(total: usize, batch: usize, connections: usize, fingerprints: usize
         database_url: std::env::var("VAKT_DATABASE_URL").ok(),
     };
     let mode = std::env::var("VAKT_BENCH_MODE").unwrap_or_else(|_| "json".to_owned());
-    let text = format!(
-        "{}\n[sources.syslog]\nudp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]\nqueue_events_max = 100000\n",
-        vakt::config::BUILTIN
-    );
+    let text = vakt::config::BUILTIN
+        .replace("127.0.0.1:5514", "127.0.0.1:0")
+        .replace("127.0.0.1:1162", "127.0.0.1:0")
+        .replace(
+            "[sources.syslog]\n",
+            "[sources.syslog]\nqueue_events_max = 100000\n",
+        );
     let config = Config::parse("bench", &text, None, &overrides).expect("bench config");
     let storage = config.location.describe();
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -220,7 +223,7 @@ async fn stored(client: &reqwest::Client, base: &str) -> (f64, f64) {
         text.lines()
             .filter(|l| l.starts_with(prefix))
             .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum()
+            .fold(0.0, |a, b| a + b)
     };
     (
         sum("vakt_events_stored_total"),

@@ -15,9 +15,10 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A server with the built-in configuration and a fresh SQLite data directory.
+    /// A server with the built-in configuration (its syslog and SNMP listeners moved to
+    /// free ports, so tests can run side by side) and a fresh SQLite data directory.
     pub async fn start() -> TestServer {
-        TestServer::with_config(None).await
+        TestServer::with_config(Some(&builtin_on_free_ports())).await
     }
 
     /// A server with the given configuration text (written to `vakt.toml` in its directory).
@@ -123,4 +124,11 @@ pub fn repo_root() -> &'static Path {
         .parent()
         .and_then(Path::parent)
         .expect("crates/vakt is two levels below the root")
+}
+
+/// The built-in configuration with its fixed listener ports replaced by port 0.
+pub fn builtin_on_free_ports() -> String {
+    vakt::config::BUILTIN
+        .replace("127.0.0.1:5514", "127.0.0.1:0")
+        .replace("127.0.0.1:1162", "127.0.0.1:0")
 }

@@ -18,7 +18,7 @@ async fn a_restart_keeps_events_alerts_and_timelines() {
     let (_, before) = server.get(&format!("/api/v1/alerts/{id}")).await;
     server.stop().await;
 
-    server.boot(false, None).await;
+    server.boot(true, None).await;
     let (status, after) = server.get(&format!("/api/v1/alerts/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(before, after, "everything survives a restart");
@@ -198,7 +198,7 @@ async fn the_api_behaves_the_same_on_postgresql() {
 
     let mut server = TestServer::start().await;
     server.stop().await;
-    server.boot(false, Some(url.clone())).await;
+    server.boot(true, Some(url.clone())).await;
     server.post("/api/v1/events", &json!({"resource": "db01", "check": "disk_usage", "severity": "warning", "summary": "97%", "metrics": {"used_pct": 97.0}})).await;
     let id = server.only_alert_id().await;
     let (status, alert) = server
@@ -209,7 +209,7 @@ async fn the_api_behaves_the_same_on_postgresql() {
         (200, Some("acknowledged"))
     );
     server.stop().await;
-    server.boot(false, Some(url)).await;
+    server.boot(true, Some(url)).await;
     let (_, alert) = server.get(&format!("/api/v1/alerts/{id}")).await;
     assert_eq!(alert["status"], "acknowledged");
     assert_eq!(alert["severity"], "critical");
