@@ -70,6 +70,7 @@ fn all_stages(bencher: divan::Bencher, rules: usize) {
         .bench_local_values(|inputs| {
             let now = Utc::now();
             let mut alerts: HashMap<Fingerprint, Alert> = HashMap::new();
+            let silences = vakt_core::silence::ActiveSilences::default();
             let mut n = 0u64;
             let mut new_id = || {
                 n += 1;
@@ -78,7 +79,7 @@ fn all_stages(bencher: divan::Bencher, rules: usize) {
             for (i, input) in inputs.into_iter().enumerate() {
                 let prepared = pipeline.prepare(input, "bench", now);
                 let current = alerts.get(&prepared.fingerprint);
-                let outcome = pipeline.correlate(prepared, i.to_string(), current, &mut new_id);
+                let outcome = pipeline.correlate(prepared, i.to_string(), current, &silences, &mut new_id);
                 if let Some(alert) = outcome.alert {
                     alerts.insert(alert.fingerprint.clone(), alert);
                 }

@@ -85,6 +85,57 @@ pub struct Alert {
     pub incident_id: Option<String>,
     /// When the alert resolves by itself unless a new event moves it (Alertmanager's `endsAt`).
     pub expires_at: Option<DateTime<Utc>>,
+    /// What the handling stage remembers: actions that ran, recent state changes, flapping.
+    #[serde(default)]
+    pub handling: Handling,
+}
+
+/// Most actions an alert remembers for its resolution notice.
+pub const HANDLING_ACTIONS_MAX: usize = 16;
+
+/// What the decide stage keeps on an alert between events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Handling {
+    /// Actions decided (not suppressed) for this alert, so its resolution can be announced
+    /// through the same ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// Times of recent state changes (open, reopen, resolve) within the flap window.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<DateTime<Utc>>,
+    /// The alert flaps: its notifications wait until it settles.
+    #[serde(default)]
+    pub flapping: bool,
+}
+
+impl Alert {
+    /// The labels silences, maintenance windows, inhibition and grouping match on: the
+    /// alert's labels, plus its fields under their own names where no label has that name
+    /// (`resource`, `check`, `service`, `environment`, `severity`, `category`, `source`),
+    /// and `alertname` (= check) and `instance` (= resource) as Alertmanager names them.
+    pub fn match_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        let mut add = |name: &str, value: &str| {
+            labels
+                .entry(name.to_owned())
+                .or_insert_with(|| value.to_owned());
+        };
+        add("alertname", &self.check);
+        add("instance", &self.resource);
+        add("resource", &self.resource);
+        add("check", &self.check);
+        add("severity", self.severity.as_str());
+        add("category", self.category.as_str());
+        add("source", &self.source);
+        if let Some(service) = &self.service {
+            add("service", service);
+        }
+        if let Some(environment) = &self.environment {
+            add("environment", environment);
+        }
+        labels
+    }
 }
 
 /// What a timeline entry records.
@@ -101,10 +152,17 @@ pub enum TimelineKind {
     Commented,
     Assigned,
     ActionDecided,
+    /// A decided action was kept from running (silence, maintenance, flapping, inhibition,
+    /// cooldown, throttling), with the reason.
+    ActionSuppressed,
+    /// An attempt to run an action ended (delivered, failed, gave up), with its output.
+    ActionRun,
+    Flapping,
+    Settled,
 }
 
 impl TimelineKind {
-    pub const ALL: [TimelineKind; 9] = [
+    pub const ALL: [TimelineKind; 13] = [
         TimelineKind::Opened,
         TimelineKind::Reopened,
         TimelineKind::SeverityChanged,
@@ -114,6 +172,10 @@ impl TimelineKind {
         TimelineKind::Commented,
         TimelineKind::Assigned,
         TimelineKind::ActionDecided,
+        TimelineKind::ActionSuppressed,
+        TimelineKind::ActionRun,
+        TimelineKind::Flapping,
+        TimelineKind::Settled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -127,6 +189,10 @@ impl TimelineKind {
             TimelineKind::Commented => "commented",
             TimelineKind::Assigned => "assigned",
             TimelineKind::ActionDecided => "action_decided",
+            TimelineKind::ActionSuppressed => "action_suppressed",
+            TimelineKind::ActionRun => "action_run",
+            TimelineKind::Flapping => "flapping",
+            TimelineKind::Settled => "settled",
         }
     }
 
@@ -332,6 +398,7 @@ pub(crate) mod tests {
             resolved_at: None,
             incident_id: None,
             expires_at: None,
+            handling: Handling::default(),
         }
     }
 

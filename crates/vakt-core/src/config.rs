@@ -19,6 +19,7 @@ pub struct PipelineConfig {
     pub alerts: AlertsConfig,
     pub rules: Vec<Spanned<RuleConfig>>,
     pub actions: BTreeMap<String, Spanned<ActionConfig>>,
+    pub maintenance: Vec<MaintenanceConfig>,
 }
 
 impl PipelineConfig {
@@ -34,6 +35,8 @@ impl PipelineConfig {
             rules: Vec<Spanned<RuleConfig>>,
             #[serde(default)]
             actions: BTreeMap<String, Spanned<ActionConfig>>,
+            #[serde(default)]
+            maintenance: Vec<MaintenanceConfig>,
         }
         let file: File = toml::from_str(source).map_err(|error| ConfigError {
             span: error.span(),
@@ -43,6 +46,7 @@ impl PipelineConfig {
             alerts: file.alerts,
             rules: file.rules,
             actions: file.actions,
+            maintenance: file.maintenance,
         })
     }
 }
@@ -56,6 +60,12 @@ pub struct AlertsConfig {
     pub reopen_window_secs: u64,
     /// The event fields the default fingerprint is computed from.
     pub fingerprint: Spanned<Vec<String>>,
+    /// An alert that changes state (opens, reopens, resolves) more than this many times
+    /// within `flap_window_secs` is flapping: it notifies once that it flaps, then not
+    /// until it settles. 0 turns detection off. Needs `reopen_window_secs` at least
+    /// `flap_window_secs`, or each reopening would be a new alert.
+    pub flap_threshold: u32,
+    pub flap_window_secs: u64,
 }
 
 impl Default for AlertsConfig {
@@ -68,6 +78,8 @@ impl Default for AlertsConfig {
                     .map(String::from)
                     .to_vec(),
             ),
+            flap_threshold: 0,
+            flap_window_secs: 600,
         }
     }
 }
@@ -111,33 +123,138 @@ fn yes() -> bool {
     true
 }
 
-/// One `[actions.NAME]` entry: something done about an alert. Executing actions is the
-/// handling stage's job; the pipeline records which ones a rule asked for and why.
+/// One `[actions.NAME]` entry: something done about an alert. The pipeline decides which
+/// actions run and why; the server's dispatcher executes them (`docs/actions.md`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ActionConfig {
-    /// Run a command (no shell): `command = ["systemctl", "restart", "nginx"]`.
+    /// Run a command, without a shell unless `shell = true`:
+    /// `command = ["systemctl", "restart", "{{ alert.service }}"]`.
     Exec {
+        /// Program and arguments; each element is a template.
         command: Vec<String>,
-        #[serde(default = "default_action_timeout_secs")]
+        /// Run `command` joined as one `/bin/sh -c` script. Off by default: a shell turns
+        /// event text into code.
+        #[serde(default)]
+        shell: bool,
+        /// Extra environment, values are templates. `VAKT_ALERT_ID` and friends are always set.
+        #[serde(default)]
+        env: BTreeMap<String, String>,
+        /// Working directory.
+        #[serde(default)]
+        cwd: Option<String>,
+        #[serde(default = "default_exec_timeout_secs")]
         timeout_secs: u64,
+        /// At most this many runs of this action at once; more wait.
+        #[serde(default = "one")]
+        concurrency: u32,
+        /// After a run for an alert, later decisions for the same alert within this many
+        /// seconds are skipped (recorded, not run).
+        #[serde(default)]
+        cooldown_secs: u64,
+        /// Render and record the command, do not run it.
+        #[serde(default)]
+        dry_run: bool,
+        /// Bytes of stdout and of stderr kept on the timeline.
+        #[serde(default = "default_output_max")]
+        output_max_bytes: usize,
+        /// Commands are not retried unless asked: a remediation that failed needs a person.
+        #[serde(default = "no_retry")]
+        retry: RetryConfig,
     },
-    /// POST the alert as JSON to a URL.
+    /// An HTTP call with a templated JSON body.
     Webhook {
         url: String,
-        #[serde(default = "default_action_timeout_secs")]
+        #[serde(default = "default_method")]
+        method: String,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        /// A template producing JSON; the default body is vakt's notification document.
+        #[serde(default)]
+        body: Option<String>,
+        /// Sign the body: `X-Vakt-Signature: sha256=<hex HMAC-SHA256(secret, body)>`.
+        #[serde(default)]
+        hmac_secret: Option<String>,
+        #[serde(default = "default_http_timeout_secs")]
         timeout_secs: u64,
+        /// Also call when the alert resolves.
+        #[serde(default = "yes_")]
+        send_resolved: bool,
+        #[serde(default)]
+        retry: RetryConfig,
     },
-    /// Tell people through a channel (email, chat).
+    /// Tell people through a `[channels.NAME]` (email, Slack, Mattermost, Teams, webhook).
     Notify {
         channel: String,
+        /// Recipients: addresses for email; ignored by chat webhooks (the URL names the room).
         #[serde(default)]
         to: Vec<String>,
+        #[serde(default = "yes_")]
+        send_resolved: bool,
+        /// Group alerts that share these labels (fields count as labels: `service`,
+        /// `resource`, `check`, ...) into one message. Empty: one message per alert.
+        #[serde(default)]
+        group_by: Vec<String>,
+        /// Wait this long after a group's first alert before sending it.
+        #[serde(default = "default_group_wait")]
+        group_wait_secs: u64,
+        /// At least this long between two messages of one group.
+        #[serde(default = "default_group_interval")]
+        group_interval_secs: u64,
+        #[serde(default)]
+        retry: RetryConfig,
     },
 }
 
-fn default_action_timeout_secs() -> u64 {
+/// How a failed attempt is retried: `attempts` in all, waiting `backoff_secs`, doubled each
+/// time up to `backoff_max_secs`.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub attempts: u32,
+    pub backoff_secs: u64,
+    pub backoff_max_secs: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: 5,
+            backoff_secs: 2,
+            backoff_max_secs: 300,
+        }
+    }
+}
+
+fn no_retry() -> RetryConfig {
+    RetryConfig {
+        attempts: 1,
+        ..RetryConfig::default()
+    }
+}
+fn default_exec_timeout_secs() -> u64 {
+    60
+}
+fn default_http_timeout_secs() -> u64 {
+    10
+}
+fn default_output_max() -> usize {
+    16 * 1024
+}
+fn default_method() -> String {
+    "POST".to_owned()
+}
+fn default_group_wait() -> u64 {
     30
+}
+fn default_group_interval() -> u64 {
+    300
+}
+fn one() -> u32 {
+    1
+}
+fn yes_() -> bool {
+    true
 }
 
 impl ActionConfig {
@@ -148,6 +265,65 @@ impl ActionConfig {
             ActionConfig::Notify { .. } => "notify",
         }
     }
+
+    /// Whether a resolution of an alert this action ran for is announced again.
+    pub fn send_resolved(&self) -> bool {
+        match self {
+            ActionConfig::Exec { .. } => false,
+            ActionConfig::Webhook { send_resolved, .. }
+            | ActionConfig::Notify { send_resolved, .. } => *send_resolved,
+        }
+    }
+
+    /// Actions that tell people (and so are subject to flapping and grouping).
+    pub fn notifies(&self) -> bool {
+        !matches!(self, ActionConfig::Exec { .. })
+    }
+
+    pub fn retry(&self) -> RetryConfig {
+        match self {
+            ActionConfig::Exec { retry, .. }
+            | ActionConfig::Webhook { retry, .. }
+            | ActionConfig::Notify { retry, .. } => *retry,
+        }
+    }
+
+    /// The labels a notification groups by, if it groups.
+    pub fn group_by(&self) -> &[String] {
+        match self {
+            ActionConfig::Notify { group_by, .. } => group_by,
+            _ => &[],
+        }
+    }
+}
+
+/// One `[[maintenance]]` window: recurring (cron with a time zone) or one span; matching
+/// events are recorded and categorised, but no action runs for them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    pub name: Spanned<String>,
+    /// Cron expression for when the window starts: `"0 2 * * SUN"` (5 fields, or 6 with
+    /// seconds first).
+    #[serde(default)]
+    pub schedule: Option<Spanned<String>>,
+    /// How long each window lasts, in seconds.
+    #[serde(default)]
+    pub duration_secs: u64,
+    /// IANA time zone the schedule is read in (default UTC): `"Europe/Stockholm"`.
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    /// A one-off window instead of a schedule: RFC 3339 start and end.
+    #[serde(default)]
+    pub starts_at: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ends_at: Option<Spanned<String>>,
+    /// Prometheus-style matchers over the alert's labels and fields, all must match:
+    /// `["environment=\"production\"", "service=~\"db.*\""]`. Empty matches everything.
+    #[serde(default)]
+    pub matchers: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub comment: String,
 }
 
 /// A configuration problem with the bytes it is about.

@@ -10,6 +10,7 @@ pub mod event;
 pub mod fingerprint;
 pub mod heartbeat;
 pub mod matcher;
+pub mod noise;
 pub mod pipeline;
 pub mod rules;
 pub mod silence;

@@ -98,29 +98,61 @@ impl Silence {
     }
 }
 
-/// The active silences, compiled once, for matching many alerts.
+/// The silences that are active or will be (not expired), compiled once, for matching many
+/// alerts at a given time.
+#[derive(Default)]
 pub struct ActiveSilences {
-    silences: Vec<(String, Vec<Matcher>)>,
+    silences: Vec<CompiledSilence>,
+    built_at: Option<DateTime<Utc>>,
+}
+
+struct CompiledSilence {
+    id: String,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    matchers: Vec<Matcher>,
 }
 
 impl ActiveSilences {
-    /// Keeps the silences active at `now`; a stored silence that no longer compiles is skipped.
+    /// Keeps the silences not yet expired at `now`; a stored silence that no longer compiles
+    /// is skipped.
     pub fn new(silences: &[Silence], now: DateTime<Utc>) -> ActiveSilences {
         ActiveSilences {
             silences: silences
                 .iter()
-                .filter(|s| s.state(now) == SilenceState::Active)
-                .filter_map(|s| s.compiled().ok().map(|m| (s.id.clone(), m)))
+                .filter(|s| s.state(now) != SilenceState::Expired)
+                .filter_map(|s| {
+                    s.compiled().ok().map(|matchers| CompiledSilence {
+                        id: s.id.clone(),
+                        starts_at: s.starts_at,
+                        ends_at: s.ends_at,
+                        matchers,
+                    })
+                })
                 .collect(),
+            built_at: Some(now),
         }
     }
 
-    /// Ids of the silences whose every matcher matches `labels`.
+    pub fn is_empty(&self) -> bool {
+        self.silences.is_empty()
+    }
+
+    /// Ids of the silences active when this set was built whose every matcher matches.
     pub fn silencing(&self, labels: &BTreeMap<String, String>) -> Vec<String> {
+        match self.built_at {
+            Some(now) => self.silencing_at(labels, now),
+            None => Vec::new(),
+        }
+    }
+
+    /// Ids of the silences active at `at` whose every matcher matches `labels`.
+    pub fn silencing_at(&self, labels: &BTreeMap<String, String>, at: DateTime<Utc>) -> Vec<String> {
         self.silences
             .iter()
-            .filter(|(_, matchers)| matchers.iter().all(|m| m.matches(labels)))
-            .map(|(id, _)| id.clone())
+            .filter(|s| s.starts_at <= at && at < s.ends_at)
+            .filter(|s| s.matchers.iter().all(|m| m.matches(labels)))
+            .map(|s| s.id.clone())
             .collect()
     }
 }

@@ -6,6 +6,7 @@
 //! acknowledged to a sender before that commit returns.
 
 mod cache;
+pub mod dispatch;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -17,7 +18,11 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use vakt_core::alert::{OperatorError, OperatorRequest};
 use vakt_core::heartbeat::Heartbeat;
-use vakt_core::pipeline::{DecidedAction, EventRecord};
+use vakt_core::pipeline::EventRecord;
+
+pub use dispatch::{
+    ActionQuery, ActionRecord, ActionStatus, Attempt, Finish, GroupHead, Next,
+};
 use vakt_core::silence::Silence;
 use vakt_core::{
     Alert, AlertStatus, Category, Correlated, Pipeline, Prepared, Severity, TimelineEntry,
@@ -146,9 +151,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs the stateful pipeline stages for a batch and stores the outcome atomically.
     /// Events get ids in the order given; when this returns `Ok` the whole batch is durable.
+    /// `silences` are the current silences, for the decide stage.
     async fn ingest(
         &self,
         pipeline: &Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
         batch: Vec<Prepared>,
     ) -> Result<Vec<Correlated>, StoreError>;
 
@@ -164,8 +171,48 @@ pub trait Store: Send + Sync + 'static {
         alert_id: &str,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError>;
-    /// Actions decided for an alert, oldest first.
-    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError>;
+    /// Actions decided for an alert and what became of them, oldest first.
+    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<ActionRecord>, StoreError>;
+    /// Decided actions, newest first.
+    async fn actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>, StoreError>;
+    /// One action with all its attempts.
+    async fn action(&self, id: &str) -> Result<Option<(ActionRecord, Vec<Attempt>)>, StoreError>;
+    /// Claims up to `limit` due ungrouped actions until `lease_until` (exactly one
+    /// dispatcher, of however many nodes, gets each).
+    async fn claim_actions(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
+    /// Takes back actions whose lease ended (their dispatcher died mid-attempt).
+    async fn recover_actions(&self, now: DateTime<Utc>) -> Result<Vec<ActionRecord>, StoreError>;
+    /// Records an attempt, the action's next state and a timeline entry, atomically.
+    async fn finish_action(&self, record: &ActionRecord, finish: &Finish) -> Result<(), StoreError>;
+    /// Notification groups with pending members.
+    async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError>;
+    /// Claims up to `limit` pending members of a group and notes the group as sent at `now`.
+    async fn claim_group(
+        &self,
+        group_key: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
+    /// Puts a failed or skipped action back in the queue; `None` when there is no such
+    /// action in one of those states.
+    async fn retry_action(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ActionRecord>, StoreError>;
+    /// When an action last succeeded for an alert (for cooldowns).
+    async fn last_success(
+        &self,
+        action: &str,
+        alert_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Applies an operator's request (ack, resolve, ...) in one transaction.
     async fn operate(
         &self,

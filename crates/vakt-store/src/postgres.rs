@@ -12,6 +12,8 @@ use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 
+use chrono::{DateTime, Utc};
+
 use crate::{OperateError, Stats, Store};
 
 crate::sql::common_sql!(
@@ -20,6 +22,7 @@ crate::sql::common_sql!(
     " FOR UPDATE",
     "id DESC"
 );
+crate::dispatch::dispatch_sql!(sqlx::Postgres, sqlx::postgres::PgRow, " FOR UPDATE SKIP LOCKED");
 
 /// Connections in the pool.
 const CONNECTIONS: u32 = 16;
@@ -52,6 +55,13 @@ fn migrator() -> Migrator {
             "heartbeats".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0003_heartbeats.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "dispatch".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0004_dispatch.sql").into_sql_str(),
             false,
         ),
     ])
@@ -92,6 +102,7 @@ impl Store for PostgresStore {
     async fn ingest(
         &self,
         pipeline: &vakt_core::Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
         batch: Vec<vakt_core::Prepared>,
     ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
@@ -114,7 +125,7 @@ impl Store for PostgresStore {
                 let current =
                     load_current(&mut tx, Some(&fingerprints), since.timestamp_millis()).await?;
                 let (outcomes, traces) =
-                    write_batch(&mut tx, pipeline, batch.clone(), &ids, current, &known).await?;
+                    write_batch(&mut tx, pipeline, silences, batch.clone(), &ids, current, &known).await?;
                 tx.commit().await?;
                 known.extend(traces);
                 Ok::<_, StoreError>(outcomes)
@@ -158,8 +169,85 @@ impl Store for PostgresStore {
         list_alert_events(&mut *self.pool.acquire().await?, alert_id, limit).await
     }
 
-    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError> {
-        list_actions(&mut *self.pool.acquire().await?, alert_id).await
+    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<ActionRecord>, StoreError> {
+        list_alert_action_records(&mut *self.pool.acquire().await?, alert_id).await
+    }
+
+    async fn actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>, StoreError> {
+        list_action_records(&mut *self.pool.acquire().await?, query).await
+    }
+
+    async fn action(&self, id: &str) -> Result<Option<(ActionRecord, Vec<Attempt>)>, StoreError> {
+        get_action_record(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn claim_actions(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = claim_due(&mut tx, now.timestamp_millis(), lease_until.timestamp_millis(), limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn recover_actions(&self, now: DateTime<Utc>) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let recovered = recover_expired(&mut tx, now.timestamp_millis()).await?;
+        tx.commit().await?;
+        Ok(recovered)
+    }
+
+    async fn finish_action(&self, record: &ActionRecord, finish: &Finish) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        finish_in(&mut tx, record, finish).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
+        list_group_heads(&mut *self.pool.acquire().await?, limit).await
+    }
+
+    async fn claim_group(
+        &self,
+        group_key: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
+        if !claimed.is_empty() {
+            write_group_sent(&mut tx, group_key, now.timestamp_millis()).await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn retry_action(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ActionRecord>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let record = retry_in(&mut tx, id, by, now.timestamp_millis()).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn last_success(
+        &self,
+        action: &str,
+        alert_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        last_success(&mut *self.pool.acquire().await?, action, alert_id)
+            .await?
+            .map(crate::sql::time)
+            .transpose()
     }
 
     async fn operate(

@@ -23,16 +23,16 @@ pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, re
 /// Events read back with their interned trace.
 pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, body AS trace FROM events JOIN traces USING (trace_id)";
 pub(crate) const EVENT_COLUMN_COUNT: usize = 19;
-pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at";
-pub(crate) const ALERT_COLUMN_COUNT: usize = 24;
+pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at, handling";
+pub(crate) const ALERT_COLUMN_COUNT: usize = 25;
 /// Columns a repeat changes: none that an index covers, so the update touches only the row.
-pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at";
+pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at, handling = excluded.handling";
 /// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
-pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at";
+pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at, handling = excluded.handling";
 pub(crate) const TIMELINE_COLUMNS: &str = "id, alert_id, at, kind, actor, message, event_id";
 pub(crate) const TIMELINE_COLUMN_COUNT: usize = 7;
-pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at";
-pub(crate) const ACTION_COLUMN_COUNT: usize = 7;
+pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at";
+pub(crate) const ACTION_COLUMN_COUNT: usize = 12;
 
 pub(crate) fn ms(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
@@ -87,6 +87,7 @@ pub(crate) fn current_alerts(candidates: Vec<Alert>) -> HashMap<Fingerprint, Ale
 /// Runs the stateful stages over a batch in order, each event seeing what the previous ones did.
 pub(crate) fn correlate_batch(
     pipeline: &Pipeline,
+    silences: &vakt_core::silence::ActiveSilences,
     batch: Vec<Prepared>,
     event_ids: &[String],
     mut current: HashMap<Fingerprint, Alert>,
@@ -97,7 +98,7 @@ pub(crate) fn correlate_batch(
         .zip(event_ids)
         .map(|(prepared, event_id)| {
             let alert = current.get(&prepared.fingerprint);
-            let outcome = pipeline.correlate(prepared, event_id.clone(), alert, &mut new_id);
+            let outcome = pipeline.correlate(prepared, event_id.clone(), alert, silences, &mut new_id);
             if let Some(alert) = &outcome.alert {
                 current.insert(alert.fingerprint.clone(), alert.clone());
             }
@@ -253,6 +254,7 @@ macro_rules! common_sql {
                 resolved_at: opt_time(row.try_get("resolved_at")?)?,
                 incident_id: row.try_get("incident_id")?,
                 expires_at: opt_time(row.try_get("expires_at")?)?,
+                handling: from_json("handling", row.try_get("handling")?)?,
             })
         }
 
@@ -296,24 +298,6 @@ macro_rules! common_sql {
                 by: row.try_get("actor")?,
                 message: row.try_get("message")?,
                 event_id: row.try_get("event_id")?,
-            })
-        }
-
-        fn action_from_row(row: &$row) -> Result<DecidedAction, StoreError> {
-            let kind: String = row.try_get("kind")?;
-            let action: String = row.try_get("action")?;
-            Ok(DecidedAction {
-                id: row.try_get("id")?,
-                action: std::sync::Arc::from(action.as_str()),
-                kind: match kind.as_str() {
-                    "exec" => "exec",
-                    "webhook" => "webhook",
-                    "notify" => "notify",
-                    _ => "unknown",
-                },
-                alert_id: row.try_get("alert_id")?,
-                event_id: row.try_get("event_id")?,
-                reason: row.try_get("reason")?,
             })
         }
 
@@ -430,7 +414,8 @@ macro_rules! common_sql {
                         .push_bind(alert.resolved_by.clone())
                         .push_bind(alert.resolved_at.map(ms))
                         .push_bind(alert.incident_id.clone())
-                        .push_bind(alert.expires_at.map(ms));
+                        .push_bind(alert.expires_at.map(ms))
+                        .push_bind(json(&alert.handling));
                 });
                 query.push(format!(" ON CONFLICT (id) DO UPDATE SET {update}"));
                 query.build().execute(&mut *conn).await?;
@@ -474,7 +459,12 @@ macro_rules! common_sql {
                         .push_bind(action.action.to_string())
                         .push_bind(action.kind)
                         .push_bind(action.reason.clone())
-                        .push_bind(decided_at_ms);
+                        .push_bind(decided_at_ms)
+                        .push_bind(action.purpose.as_str())
+                        .push_bind(if action.suppressed_by.is_some() { "suppressed" } else { "pending" })
+                        .push_bind(action.suppressed_by.clone())
+                        .push_bind(action.group_key.clone())
+                        .push_bind(ms(action.decided_at));
                 });
                 query.build().execute(&mut *conn).await?;
             }
@@ -508,13 +498,14 @@ macro_rules! common_sql {
         async fn write_batch(
             conn: &mut Conn,
             pipeline: &vakt_core::Pipeline,
+            silences: &vakt_core::silence::ActiveSilences,
             batch: Vec<vakt_core::Prepared>,
             event_ids: &[String],
             current: std::collections::HashMap<Fingerprint, Alert>,
             known: &$crate::sql::KnownTraces,
         ) -> Result<(Vec<vakt_core::Correlated>, Vec<String>), StoreError> {
             let decided_at = batch.iter().map(|p| p.event.received_at).min().map_or(0, ms);
-            let outcomes = $crate::sql::correlate_batch(pipeline, batch, event_ids, current);
+            let outcomes = $crate::sql::correlate_batch(pipeline, silences, batch, event_ids, current);
             let traces: Vec<$crate::sql::InternedTrace> =
                 outcomes.iter().map(|o| $crate::sql::intern(&o.record.trace)).collect();
             let mut seen = std::collections::HashSet::new();
@@ -684,16 +675,6 @@ macro_rules! common_sql {
             query.push_bind(i64::from(limit));
             let rows = query.build().fetch_all(&mut *conn).await?;
             rows.iter().map(event_from_row).collect()
-        }
-
-        async fn list_actions(conn: &mut Conn, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError> {
-            let rows = sqlx::query(
-                "SELECT id, alert_id, event_id, action, kind, reason FROM decided_actions WHERE alert_id = $1 ORDER BY id",
-            )
-            .bind(alert_id.to_owned())
-            .fetch_all(&mut *conn)
-            .await?;
-            rows.iter().map(action_from_row).collect()
         }
 
         /// Unresolved alerts whose `expires_at` has passed, oldest first.

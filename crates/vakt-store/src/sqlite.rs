@@ -16,6 +16,8 @@ use sqlx::sqlite::{
 };
 
 use crate::cache::AlertCache;
+use chrono::{DateTime, Utc};
+
 use crate::{OperateError, Stats, Store};
 
 // One writer inserts in id order, so rowid order is id order.
@@ -25,6 +27,7 @@ crate::sql::common_sql!(
     "",
     "events.rowid DESC"
 );
+crate::dispatch::dispatch_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vakt.db";
@@ -70,6 +73,13 @@ fn migrator() -> Migrator {
             "heartbeats".into(),
             MigrationType::Simple,
             include_str!("../migrations/sqlite/0003_heartbeats.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            4,
+            "dispatch".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0004_dispatch.sql").into_sql_str(),
             false,
         ),
     ])
@@ -133,6 +143,7 @@ impl Store for SqliteStore {
     async fn ingest(
         &self,
         pipeline: &vakt_core::Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
         batch: Vec<vakt_core::Prepared>,
     ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
@@ -163,7 +174,7 @@ impl Store for SqliteStore {
         cache.prune(now);
         let current = cache.current(batch.iter().map(|p| &p.fingerprint));
         let (outcomes, traces) =
-            write_batch(&mut tx, pipeline, batch, &ids, current, &state.traces).await?;
+            write_batch(&mut tx, pipeline, silences, batch, &ids, current, &state.traces).await?;
         tx.commit().await?;
         for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
             cache.put(alert, now);
@@ -200,8 +211,85 @@ impl Store for SqliteStore {
         list_alert_events(&mut *self.reader.acquire().await?, alert_id, limit).await
     }
 
-    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<DecidedAction>, StoreError> {
-        list_actions(&mut *self.reader.acquire().await?, alert_id).await
+    async fn alert_actions(&self, alert_id: &str) -> Result<Vec<ActionRecord>, StoreError> {
+        list_alert_action_records(&mut *self.reader.acquire().await?, alert_id).await
+    }
+
+    async fn actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>, StoreError> {
+        list_action_records(&mut *self.reader.acquire().await?, query).await
+    }
+
+    async fn action(&self, id: &str) -> Result<Option<(ActionRecord, Vec<Attempt>)>, StoreError> {
+        get_action_record(&mut *self.reader.acquire().await?, id).await
+    }
+
+    async fn claim_actions(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed = claim_due(&mut tx, now.timestamp_millis(), lease_until.timestamp_millis(), limit).await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn recover_actions(&self, now: DateTime<Utc>) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let recovered = recover_expired(&mut tx, now.timestamp_millis()).await?;
+        tx.commit().await?;
+        Ok(recovered)
+    }
+
+    async fn finish_action(&self, record: &ActionRecord, finish: &Finish) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        finish_in(&mut tx, record, finish).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
+        list_group_heads(&mut *self.reader.acquire().await?, limit).await
+    }
+
+    async fn claim_group(
+        &self,
+        group_key: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed = claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
+        if !claimed.is_empty() {
+            write_group_sent(&mut tx, group_key, now.timestamp_millis()).await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn retry_action(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ActionRecord>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let record = retry_in(&mut tx, id, by, now.timestamp_millis()).await?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
+    async fn last_success(
+        &self,
+        action: &str,
+        alert_id: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        last_success(&mut *self.reader.acquire().await?, action, alert_id)
+            .await?
+            .map(crate::sql::time)
+            .transpose()
     }
 
     async fn operate(

@@ -41,6 +41,14 @@ pub struct ConfigFile {
     pub actions: BTreeMap<String, Spanned<ActionConfig>>,
     #[serde(default)]
     pub heartbeats: Vec<crate::heartbeat::HeartbeatConfig>,
+    #[serde(default)]
+    pub channels: BTreeMap<String, Spanned<crate::actions::ChannelConfig>>,
+    #[serde(default)]
+    pub dispatch: crate::actions::DispatchConfig,
+    #[serde(default)]
+    pub maintenance: Vec<vakt_core::config::MaintenanceConfig>,
+    #[serde(default)]
+    pub inhibit_rules: Vec<crate::actions::InhibitRuleConfig>,
 }
 
 /// `[server]`
@@ -127,6 +135,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub location: Location,
     pub pipeline: Arc<Pipeline>,
+    /// The handling stage's compiled configuration (channels, templates, inhibition).
+    pub handling: Arc<crate::actions::Handling>,
 }
 
 impl std::fmt::Debug for Config {
@@ -221,16 +231,26 @@ impl Config {
             alerts: file.alerts.clone(),
             rules: file.rules.clone(),
             actions: file.actions.clone(),
+            maintenance: file.maintenance.clone(),
         })
         .map_err(|found| errors.extend(found))
         .ok();
-        match (listen, location, pipeline) {
-            (Some(listen), Some(location), Some(pipeline)) if errors.is_empty() => Ok(Config {
+        let handling = crate::actions::Handling::build(
+            &file.dispatch,
+            &file.actions,
+            &file.channels,
+            &file.inhibit_rules,
+        )
+        .map_err(|found| errors.extend(found))
+        .ok();
+        match (listen, location, pipeline, handling) {
+            (Some(listen), Some(location), Some(pipeline), Some(handling)) if errors.is_empty() => Ok(Config {
                 path: path.map(Path::to_path_buf),
                 file,
                 listen,
                 location,
                 pipeline: Arc::new(pipeline),
+                handling: Arc::new(handling),
             }),
             _ => Err(render(errors)),
         }

@@ -19,6 +19,42 @@ use crate::metrics::{CategoryLabels, Metrics, TransitionLabels};
 /// Told about every committed batch (heartbeats watch for their resources); must not block.
 pub type Observer = Box<dyn Fn(&[Correlated]) + Send + Sync>;
 
+/// The silences in force, as the decide stage sees them; replaced whole when one changes.
+#[derive(Default)]
+pub struct SilenceBoard {
+    current: std::sync::RwLock<Arc<vakt_core::silence::ActiveSilences>>,
+}
+
+impl SilenceBoard {
+    pub fn get(&self) -> Arc<vakt_core::silence::ActiveSilences> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Reads every silence again from storage.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let silences = store.silences().await?;
+        let active = vakt_core::silence::ActiveSilences::new(&silences, chrono::Utc::now());
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(active);
+        Ok(())
+    }
+}
+
+/// What the writer needs besides the queue: who to tell, what silences apply.
+pub struct WriterHooks {
+    pub observer: Observer,
+    pub silences: Arc<SilenceBoard>,
+    /// Woken when a commit decided actions that are due.
+    pub dispatch: Arc<tokio::sync::Notify>,
+}
+
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
@@ -131,7 +167,7 @@ impl Ingest {
         metrics: Arc<Metrics>,
         capacity: usize,
         batch_events_max: usize,
-        observer: Observer,
+        hooks: WriterHooks,
     ) -> (Ingest, JoinHandle<()>) {
         let (jobs, queue) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(capacity));
@@ -145,7 +181,7 @@ impl Ingest {
             Arc::clone(&room),
             capacity,
             batch_events_max,
-            observer,
+            hooks,
         ));
         (
             Ingest {
@@ -235,7 +271,7 @@ async fn write_loop(
     room: Arc<Semaphore>,
     capacity: usize,
     batch_events_max: usize,
-    observer: Observer,
+    hooks: WriterHooks,
 ) {
     let mut held: Option<Job> = None;
     loop {
@@ -262,7 +298,7 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        commit(&*store, &metrics, &observer, jobs, events).await;
+        commit(&*store, &metrics, &hooks, jobs, events).await;
         metrics
             .queue_events
             .set(i64::try_from(capacity - room.available_permits()).unwrap_or(i64::MAX));
@@ -273,7 +309,7 @@ async fn write_loop(
 async fn commit(
     store: &dyn Store,
     metrics: &Metrics,
-    observer: &Observer,
+    hooks: &WriterHooks,
     jobs: Vec<Job>,
     events: usize,
 ) {
@@ -285,7 +321,8 @@ async fn commit(
         batch.extend(job.batch);
     }
     let started = Instant::now();
-    let result = store.ingest(&pipeline, batch).await;
+    let silences = hooks.silences.get();
+    let result = store.ingest(&pipeline, &silences, batch).await;
     metrics
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -293,7 +330,14 @@ async fn commit(
     match result {
         Ok(outcomes) => {
             count(metrics, &outcomes);
-            observer(&outcomes);
+            (hooks.observer)(&outcomes);
+            if outcomes
+                .iter()
+                .flat_map(|o| &o.actions)
+                .any(|a| a.suppressed_by.is_none())
+            {
+                hooks.dispatch.notify_one();
+            }
             let mut outcomes = outcomes.into_iter();
             for (len, reply, _permits) in replies {
                 // A sender that went away (client disconnected) still has its events stored.

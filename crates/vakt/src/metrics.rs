@@ -38,6 +38,12 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
 /// Every metric vakt exports.
 pub struct Metrics {
     registry: Registry,
@@ -51,6 +57,8 @@ pub struct Metrics {
     pub events_dropped: Counter,
     pub alert_transitions: Family<TransitionLabels, Counter>,
     pub actions_decided: Counter,
+    pub action_attempts: Family<AttemptLabels, Counter>,
+    pub action_latency_seconds: Histogram,
     pub rule_errors: Counter,
     pub pipeline_seconds: Histogram,
     pub commit_seconds: Histogram,
@@ -82,6 +90,8 @@ impl Metrics {
             events_dropped: Counter::default(),
             alert_transitions: Family::default(),
             actions_decided: Counter::default(),
+            action_attempts: Family::default(),
+            action_latency_seconds: Histogram::new(exponential_buckets(1e-3, 2.0, 20)),
             rule_errors: Counter::default(),
             // 1 µs .. ~1 s per event through the stateless stages.
             pipeline_seconds: Histogram::new(exponential_buckets(1e-6, 4.0, 11)),
@@ -144,6 +154,16 @@ impl Metrics {
             "actions_decided",
             "Actions the decide stage asked for",
             m.actions_decided.clone(),
+        );
+        registry.register(
+            "action_attempts",
+            "Attempts at decided actions per kind and outcome (succeeded, retry, failed, skipped)",
+            m.action_attempts.clone(),
+        );
+        registry.register(
+            "action_latency_seconds",
+            "Time from an action's decision to its successful attempt's end",
+            m.action_latency_seconds.clone(),
         );
         registry.register(
             "rule_errors",

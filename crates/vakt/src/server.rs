@@ -36,6 +36,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
+    /// The silences in force, for the writer's decide stage.
+    pub silences: Arc<crate::ingest::SilenceBoard>,
+    /// Wakes the dispatcher (new due actions, a retry).
+    pub dispatch_wake: Arc<tokio::sync::Notify>,
     /// The configuration the process started with: listen, storage and ingest come from here.
     startup: Arc<Config>,
     /// The configuration in force for the pipeline; swapped whole by a reload.
@@ -51,6 +55,28 @@ impl AppState {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(&current.pipeline)
+    }
+
+    /// The handling stage's configuration in force.
+    pub fn handling(&self) -> Arc<crate::actions::Handling> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&current.handling)
+    }
+
+    /// Stores a silence and puts it in force for the next commit.
+    pub async fn put_silence(
+        &self,
+        silence: &vakt_core::silence::Silence,
+    ) -> Result<(), vakt_store::StoreError> {
+        self.store.put_silence(silence).await?;
+        self.silences.refresh(&*self.store).await
+    }
+
+    pub fn wake_dispatcher(&self) {
+        self.dispatch_wake.notify_one();
     }
 
     /// The PagerDuty integration a routing key belongs to, in the current configuration.
@@ -186,12 +212,22 @@ pub async fn launch_with_listener(
         let watched = watched.clone();
         Box::new(move |outcomes| watched.observe(outcomes, &observed_tx))
     };
+    let silences = Arc::new(crate::ingest::SilenceBoard::default());
+    silences
+        .refresh(&*store)
+        .await
+        .context("reading the silences")?;
+    let dispatch_wake = Arc::new(tokio::sync::Notify::new());
     let (ingest, writer) = Ingest::start(
         Arc::clone(&store),
         Arc::clone(&metrics),
         limits.queue_events_max,
         limits.batch_events_max,
-        observer,
+        crate::ingest::WriterHooks {
+            observer,
+            silences: Arc::clone(&silences),
+            dispatch: Arc::clone(&dispatch_wake),
+        },
     );
     let (router, doc) = http::router(limits.body_bytes_max);
     let openapi = doc
@@ -238,6 +274,8 @@ pub async fn launch_with_listener(
         udp_listeners: std::sync::Mutex::new(Vec::new()),
         metrics,
         openapi,
+        silences,
+        dispatch_wake,
         startup: Arc::clone(&config),
         current: RwLock::new(config),
         overrides,
@@ -248,6 +286,11 @@ pub async fn launch_with_listener(
     let reloader = spawn_reload_on_sighup(Arc::clone(&state));
     let expiry = crate::expiry::spawn(Arc::clone(&state), Duration::from_secs(1));
     let heartbeat_monitor = crate::heartbeat::spawn(Arc::clone(&state), watched, observed_rx);
+    let dispatcher = crate::actions::spawn(
+        Arc::clone(&state),
+        Arc::clone(&state.dispatch_wake),
+        stop.subscribe(),
+    );
     let app = router.with_state(Arc::clone(&state));
     let server_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -277,6 +320,11 @@ pub async fn launch_with_listener(
         expiry.abort();
         heartbeat_monitor.abort();
         sources.stop();
+        // The dispatcher saw the stop too; it lets running attempts end (bounded by their
+        // timeouts); what it has not started stays pending for the next start.
+        if tokio::time::timeout(grace, dispatcher).await.is_err() {
+            tracing::warn!("actions still running after the grace period; their leases will run out and they will be taken back");
+        }
         // The router holds the state too: drop it with the server future.
         drop(serve);
         // Dropping the last sender lets the writer drain what was queued and stop.

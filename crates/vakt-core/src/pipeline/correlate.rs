@@ -292,6 +292,7 @@ fn open(input: &Input<'_>, id: String) -> Alert {
         resolved_at: None,
         incident_id: None,
         expires_at: event.expires_at,
+        handling: crate::alert::Handling::default(),
     }
 }
 

@@ -1,22 +1,64 @@
-//! Stage 5, decide: which actions the matching rules ask for run now, and why (or why not).
+//! Stage 5, decide: which actions run for this event's alert, which are held back, and why.
 //!
 //! Actions run when an alert needs attention anew: it opened, it reopened, or its severity
-//! rose. A repeat at the same or a lower severity, a resolution and a dropped event run
-//! nothing. Executing the actions is the handling stage's job; this stage only decides.
+//! rose. When it resolves, the actions that ran for it and announce resolutions
+//! (`send_resolved`) run again with purpose `resolved`. A repeat at the same or a lower
+//! severity and a dropped event run nothing.
+//!
+//! Before anyone is disturbed, noise control: an action for an alert a silence or an open
+//! maintenance window covers is decided but suppressed; a flapping alert's notifications are
+//! suppressed except the one that says it flaps and the one that says it settled. Suppressed
+//! actions are stored with the reason, so "why did nobody get paged?" has an answer.
+//! Executing the actions is the handling stage's job (the server's dispatcher).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::correlate::{Outcome, Transition};
-use crate::alert::{PIPELINE_ACTOR, TimelineEntry, TimelineKind};
+use crate::alert::{Alert, HANDLING_ACTIONS_MAX, PIPELINE_ACTOR, TimelineEntry, TimelineKind};
 use crate::config::ActionConfig;
+use crate::noise::Noise;
 use crate::rules::{Matches, RuleSet};
 use crate::trace::{Stage, TraceEntry};
 
-/// An action decided for an alert, waiting to be handled.
+/// Why an action runs: the alert needs attention, it resolved, it started or stopped flapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    Trigger,
+    Resolved,
+    Flapping,
+    Settled,
+}
+
+impl Purpose {
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Trigger,
+        Purpose::Resolved,
+        Purpose::Flapping,
+        Purpose::Settled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Trigger => "trigger",
+            Purpose::Resolved => "resolved",
+            Purpose::Flapping => "flapping",
+            Purpose::Settled => "settled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Purpose> {
+        Purpose::ALL.into_iter().find(|p| p.as_str() == text)
+    }
+}
+
+/// An action decided for an alert, waiting to be handled (or held back, with the reason).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DecidedAction {
@@ -26,7 +68,13 @@ pub struct DecidedAction {
     pub kind: &'static str,
     pub alert_id: String,
     pub event_id: String,
+    pub purpose: Purpose,
     pub reason: String,
+    /// Set when noise control kept the action from running: which silence, window, ...
+    pub suppressed_by: Option<String>,
+    /// Notifications with the same key go out as one message (the action's `group_by`).
+    pub group_key: Option<String>,
+    pub decided_at: DateTime<Utc>,
 }
 
 /// An action the matching rules name, with the rules that name it.
@@ -61,41 +109,88 @@ fn names(requested: &[RequestedAction]) -> String {
         .join(", ")
 }
 
+/// Flap detection settings; `threshold` 0 is off.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Flap {
+    pub threshold: u32,
+    pub window: chrono::Duration,
+}
+
+/// What decide consults besides the event's outcome.
+pub(super) struct Context<'a> {
+    pub actions: &'a BTreeMap<String, ActionConfig>,
+    pub flap: Flap,
+    pub noise: &'a Noise<'a>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FlapChange {
+    Started(usize),
+    Settled,
+}
+
+/// Keeps the alert's recent state changes and says when it starts or stops flapping.
+fn track_flapping(
+    alert: &mut Alert,
+    transition: Transition,
+    flap: Flap,
+    now: DateTime<Utc>,
+) -> Option<FlapChange> {
+    if flap.threshold == 0 {
+        return None;
+    }
+    let handling = &mut alert.handling;
+    handling.changes.retain(|&at| now - at < flap.window);
+    if matches!(
+        transition,
+        Transition::Opened | Transition::Reopened | Transition::Resolved
+    ) {
+        handling.changes.push(now);
+    }
+    let keep = usize::try_from(flap.threshold).unwrap_or(usize::MAX).saturating_add(1);
+    if handling.changes.len() > keep {
+        let excess = handling.changes.len() - keep;
+        handling.changes.drain(..excess);
+    }
+    let count = handling.changes.len();
+    if !handling.flapping && count > usize::try_from(flap.threshold).unwrap_or(usize::MAX) {
+        handling.flapping = true;
+        Some(FlapChange::Started(count))
+    } else if handling.flapping && count == 0 {
+        handling.flapping = false;
+        Some(FlapChange::Settled)
+    } else {
+        None
+    }
+}
+
+/// One action about to be decided, before noise control.
+struct Candidate {
+    action: Arc<str>,
+    purpose: Purpose,
+    why: String,
+}
+
 pub(super) fn decide(
-    actions: &BTreeMap<String, ActionConfig>,
+    context: &Context<'_>,
     requested: &[RequestedAction],
     outcome: &mut Outcome,
     event_id: &str,
     new_id: &mut dyn FnMut() -> String,
     trace: &mut Vec<TraceEntry>,
 ) -> Vec<DecidedAction> {
-    let trigger = match outcome.transition {
-        Transition::Opened => Some("the alert opened".to_owned()),
-        Transition::Reopened => Some("the alert reopened".to_owned()),
-        Transition::Updated { previous_severity } => outcome
-            .alert
-            .as_ref()
-            .filter(|alert| alert.severity > previous_severity)
-            .map(|alert| {
-                format!(
-                    "severity rose from {previous_severity} to {}",
-                    alert.severity
-                )
-            }),
-        Transition::Dropped | Transition::NothingToClear | Transition::Resolved => None,
-    };
-    let (Some(trigger), Some(alert)) = (trigger, outcome.alert.as_ref()) else {
+    let transition = outcome.transition;
+    let Some(alert) = outcome.alert.as_mut() else {
         let reason: Cow<'static, str> = if requested.is_empty() {
             "no matching rule names an action".into()
         } else {
             format!(
                 "{} requested, none run: {}",
                 names(requested),
-                match outcome.transition {
+                match transition {
                     Transition::Dropped => "the event was dropped",
-                    Transition::NothingToClear => "there is no alert",
-                    Transition::Resolved => "the alert resolved",
-                    _ => "a repeat that does not raise the severity",
+                    _ => "there is no alert",
                 }
             )
             .into()
@@ -103,53 +198,273 @@ pub(super) fn decide(
         trace.push(TraceEntry::new(Stage::Decide, "no_action", reason));
         return Vec::new();
     };
-    if requested.is_empty() {
-        trace.push(TraceEntry::new(
-            Stage::Decide,
-            "no_action",
-            format!("{trigger}, but no matching rule names an action"),
-        ));
+    let flap_change = track_flapping(alert, transition, context.flap, context.now);
+    let window_secs = context.flap.window.num_seconds();
+    match flap_change {
+        Some(FlapChange::Started(count)) => outcome.timeline.push(TimelineEntry {
+            id: new_id(),
+            alert_id: alert.id.clone(),
+            at: context.now,
+            kind: TimelineKind::Flapping,
+            by: PIPELINE_ACTOR.to_owned(),
+            message: format!(
+                "flapping: {count} state changes within {window_secs} s; notifications wait until it settles"
+            ),
+            event_id: Some(event_id.to_owned()),
+        }),
+        Some(FlapChange::Settled) => outcome.timeline.push(TimelineEntry {
+            id: new_id(),
+            alert_id: alert.id.clone(),
+            at: context.now,
+            kind: TimelineKind::Settled,
+            by: PIPELINE_ACTOR.to_owned(),
+            message: format!(
+                "settled: no state change within {window_secs} s; it is {}",
+                alert.status
+            ),
+            event_id: Some(event_id.to_owned()),
+        }),
+        None => {}
+    }
+
+    let trigger = match transition {
+        Transition::Opened => Some("the alert opened".to_owned()),
+        Transition::Reopened => Some("the alert reopened".to_owned()),
+        Transition::Updated { previous_severity } if alert.severity > previous_severity => Some(
+            format!("severity rose from {previous_severity} to {}", alert.severity),
+        ),
+        _ => None,
+    };
+    let notifies = |name: &str| {
+        context
+            .actions
+            .get(name)
+            .is_some_and(ActionConfig::notifies)
+    };
+    let remembered = |purpose: Purpose, why: &str| -> Vec<Candidate> {
+        alert
+            .handling
+            .actions
+            .iter()
+            .filter(|name| notifies(name))
+            .filter(|name| {
+                purpose != Purpose::Resolved
+                    || context
+                        .actions
+                        .get(name.as_str())
+                        .is_some_and(ActionConfig::send_resolved)
+            })
+            .map(|name| Candidate {
+                action: Arc::from(name.as_str()),
+                purpose,
+                why: why.to_owned(),
+            })
+            .collect()
+    };
+    let mut candidates: Vec<Candidate> = match flap_change {
+        Some(FlapChange::Started(_)) => {
+            let mut list = remembered(Purpose::Flapping, "the alert started flapping");
+            for r in requested.iter().filter(|r| notifies(&r.action)) {
+                if !list.iter().any(|c| c.action == r.action) {
+                    list.push(Candidate {
+                        action: Arc::clone(&r.action),
+                        purpose: Purpose::Flapping,
+                        why: "the alert started flapping".into(),
+                    });
+                }
+            }
+            list
+        }
+        Some(FlapChange::Settled) => remembered(Purpose::Settled, "the alert stopped flapping"),
+        None => Vec::new(),
+    };
+    if let Some(trigger) = &trigger {
+        for r in requested {
+            // A flapping notice replaces the trigger notification of this change.
+            if !candidates.iter().any(|c| c.action == r.action) {
+                candidates.push(Candidate {
+                    action: Arc::clone(&r.action),
+                    purpose: Purpose::Trigger,
+                    why: format!("{trigger}; requested by rule {}", r.rules.join(", ")),
+                });
+            }
+        }
+    } else if transition == Transition::Resolved && flap_change.is_none() {
+        candidates = remembered(Purpose::Resolved, "the alert resolved");
+    }
+
+    if candidates.is_empty() {
+        let reason: Cow<'static, str> = match (&trigger, requested.is_empty()) {
+            (Some(trigger), _) => format!("{trigger}, but no matching rule names an action").into(),
+            (None, true) if transition == Transition::Resolved => {
+                "the alert resolved; no action that ran for it announces resolutions".into()
+            }
+            (None, true) => "no matching rule names an action".into(),
+            (None, false) => format!(
+                "{} requested, none run: {}",
+                names(requested),
+                if transition == Transition::Resolved {
+                    "the alert resolved"
+                } else {
+                    "a repeat that does not raise the severity"
+                }
+            )
+            .into(),
+        };
+        trace.push(TraceEntry::new(Stage::Decide, "no_action", reason));
         return Vec::new();
     }
-    let decided: Vec<DecidedAction> = requested
+
+    // Noise control: silences and maintenance windows hold back everything; a flapping
+    // alert holds back notifications other than the flapping and settled notices.
+    let suppression = context.noise.suppression(alert, context.now);
+    let labels = candidates
         .iter()
-        .map(|requested| DecidedAction {
+        .any(|c| {
+            context
+                .actions
+                .get(&*c.action)
+                .is_some_and(|a| !a.group_by().is_empty())
+        })
+        .then(|| alert.match_labels());
+    let mut decided = Vec::with_capacity(candidates.len());
+    for candidate in candidates {
+        let config = context.actions.get(&*candidate.action);
+        let suppressed_by = match (&suppression, config) {
+            (Some(s), _) => Some(s.describe()),
+            (None, Some(config))
+                if config.notifies()
+                    && alert.handling.flapping
+                    && matches!(candidate.purpose, Purpose::Trigger | Purpose::Resolved) =>
+            {
+                Some("the alert is flapping".to_owned())
+            }
+            _ => None,
+        };
+        let group_key = match (config, &labels) {
+            (Some(config), Some(labels)) if !config.group_by().is_empty() => Some(group_key(
+                &candidate.action,
+                config.group_by(),
+                labels,
+            )),
+            _ => None,
+        };
+        decided.push(DecidedAction {
             id: new_id(),
-            action: Arc::clone(&requested.action),
-            kind: actions
-                .get(requested.action.as_ref())
-                .map_or("unknown", ActionConfig::kind),
+            kind: config.map_or("unknown", ActionConfig::kind),
+            action: candidate.action,
             alert_id: alert.id.clone(),
             event_id: event_id.to_owned(),
-            reason: format!(
-                "{trigger}; requested by rule {}",
-                requested.rules.join(", ")
-            ),
-        })
-        .collect();
+            purpose: candidate.purpose,
+            reason: candidate.why,
+            suppressed_by,
+            group_key,
+            decided_at: context.now,
+        });
+    }
+
     for action in &decided {
+        if action.suppressed_by.is_none()
+            && action.purpose == Purpose::Trigger
+            && !alert.handling.actions.iter().any(|a| **a == *action.action)
+            && alert.handling.actions.len() < HANDLING_ACTIONS_MAX
+        {
+            alert.handling.actions.push(action.action.to_string());
+        }
         outcome.timeline.push(TimelineEntry {
             id: new_id(),
             alert_id: action.alert_id.clone(),
-            at: alert.last_seen,
-            kind: TimelineKind::ActionDecided,
+            at: context.now,
+            kind: if action.suppressed_by.is_some() {
+                TimelineKind::ActionSuppressed
+            } else {
+                TimelineKind::ActionDecided
+            },
             by: PIPELINE_ACTOR.to_owned(),
-            message: format!(
-                "action {} ({}) decided: {}",
-                action.action, action.kind, action.reason
-            ),
+            message: match &action.suppressed_by {
+                None => format!(
+                    "action {} ({}, {}) decided: {}",
+                    action.action,
+                    action.kind,
+                    action.purpose.as_str(),
+                    action.reason
+                ),
+                Some(by) => format!(
+                    "action {} ({}, {}) suppressed by {by}: {}",
+                    action.action,
+                    action.kind,
+                    action.purpose.as_str(),
+                    action.reason
+                ),
+            },
             event_id: Some(event_id.to_owned()),
         });
     }
-    trace.push(
-        TraceEntry::new(
-            Stage::Decide,
+
+    let running: Vec<&DecidedAction> = decided
+        .iter()
+        .filter(|a| a.suppressed_by.is_none())
+        .collect();
+    let held: Vec<&DecidedAction> = decided
+        .iter()
+        .filter(|a| a.suppressed_by.is_some())
+        .collect();
+    let list = |actions: &[&DecidedAction]| {
+        actions
+            .iter()
+            .map(|a| format!("{} ({})", a.action, a.purpose.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (decision, reason) = match (running.is_empty(), held.first()) {
+        (false, None) => ("run", format!("{}: run {}", why_of(&trigger, transition, flap_change), list(&running))),
+        (true, Some(first)) => (
+            "suppressed",
+            format!(
+                "{}: {} suppressed by {}",
+                why_of(&trigger, transition, flap_change),
+                list(&held),
+                first.suppressed_by.as_deref().unwrap_or_default()
+            ),
+        ),
+        (false, Some(first)) => (
             "run",
-            format!("{trigger}: run {}", names(requested)),
-        )
-        .with_rules(rule_names(requested)),
+            format!(
+                "{}: run {}; {} suppressed by {}",
+                why_of(&trigger, transition, flap_change),
+                list(&running),
+                list(&held),
+                first.suppressed_by.as_deref().unwrap_or_default()
+            ),
+        ),
+        (true, None) => ("no_action", "nothing decided".to_owned()),
+    };
+    trace.push(
+        TraceEntry::new(Stage::Decide, decision, reason).with_rules(rule_names(requested)),
     );
     decided
+}
+
+fn why_of(trigger: &Option<String>, transition: Transition, flap: Option<FlapChange>) -> String {
+    match (flap, trigger) {
+        (Some(FlapChange::Started(_)), _) => "the alert started flapping".to_owned(),
+        (Some(FlapChange::Settled), _) => "the alert stopped flapping".to_owned(),
+        (None, Some(trigger)) => trigger.clone(),
+        (None, None) if transition == Transition::Resolved => "the alert resolved".to_owned(),
+        (None, None) => "the alert changed".to_owned(),
+    }
+}
+
+/// `action` and the values of the grouping labels: `page-ops|service=billing`.
+fn group_key(action: &str, group_by: &[String], labels: &BTreeMap<String, String>) -> String {
+    let mut key = String::from(action);
+    for name in group_by {
+        key.push('|');
+        key.push_str(name);
+        key.push('=');
+        key.push_str(labels.get(name).map_or("", String::as_str));
+    }
+    key
 }
 
 /// The rules behind the requested actions, each once, in order.

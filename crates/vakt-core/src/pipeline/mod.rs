@@ -24,11 +24,13 @@ use crate::alert::{Alert, TimelineEntry};
 use crate::config::{ActionConfig, ConfigError, PipelineConfig};
 use crate::event::{Category, Event, EventInput};
 use crate::fingerprint::{Fingerprint, FingerprintField};
+use crate::noise::{MaintenanceWindow, Noise};
+use crate::silence::ActiveSilences;
 use crate::rules::{Matches, RuleSet, parse_fingerprint_fields};
 use crate::trace::TraceEntry;
 
 pub use correlate::Transition;
-pub use decide::{DecidedAction, RequestedAction};
+pub use decide::{DecidedAction, Purpose, RequestedAction};
 pub use record::EventRecord;
 
 /// A compiled configuration: everything the stages consult, built once per (re)load.
@@ -37,6 +39,8 @@ pub struct Pipeline {
     fingerprints: correlate::Origins,
     reopen_window: chrono::Duration,
     actions: BTreeMap<String, ActionConfig>,
+    flap: decide::Flap,
+    windows: Vec<MaintenanceWindow>,
 }
 
 /// An event after the stateless stages, waiting for its alert's state.
@@ -93,6 +97,29 @@ impl Pipeline {
         };
         let reopen_window_secs =
             i64::try_from(config.alerts.reopen_window_secs).unwrap_or(i64::MAX);
+        let alerts = &config.alerts;
+        if alerts.flap_threshold > 0 && alerts.reopen_window_secs < alerts.flap_window_secs {
+            errors.push(ConfigError {
+                span: None,
+                message: format!(
+                    "alerts.flap_threshold is set, so alerts.reopen_window_secs ({}) must be at least alerts.flap_window_secs ({}): otherwise every reopening is a new alert and none is ever seen flapping",
+                    alerts.reopen_window_secs, alerts.flap_window_secs
+                ),
+            });
+        }
+        let mut windows = Vec::new();
+        for window in &config.maintenance {
+            match MaintenanceWindow::build(window) {
+                Ok(w) if windows.iter().any(|k: &MaintenanceWindow| k.name == w.name) => {
+                    errors.push(ConfigError::at(
+                        window.name.span(),
+                        format!("maintenance window {:?} is defined twice", w.name),
+                    ));
+                }
+                Ok(w) => windows.push(w),
+                Err(error) => errors.push(error),
+            }
+        }
         match rules {
             Some(rules) if errors.is_empty() => Ok(Pipeline {
                 rules,
@@ -104,6 +131,14 @@ impl Pipeline {
                     .iter()
                     .map(|(name, action)| (name.clone(), action.get_ref().clone()))
                     .collect(),
+                flap: decide::Flap {
+                    threshold: alerts.flap_threshold,
+                    window: chrono::Duration::try_seconds(
+                        i64::try_from(alerts.flap_window_secs).unwrap_or(i64::MAX),
+                    )
+                    .unwrap_or(chrono::Duration::MAX),
+                },
+                windows,
             }),
             _ => Err(errors),
         }
@@ -111,6 +146,16 @@ impl Pipeline {
 
     pub fn rules(&self) -> &RuleSet {
         &self.rules
+    }
+
+    /// The configured actions, by name.
+    pub fn actions(&self) -> &BTreeMap<String, ActionConfig> {
+        &self.actions
+    }
+
+    /// The compiled maintenance windows.
+    pub fn maintenance_windows(&self) -> &[MaintenanceWindow] {
+        &self.windows
     }
 
     /// How long after resolution a problem event reopens an alert instead of opening a new one.
@@ -160,12 +205,14 @@ impl Pipeline {
     ///
     /// `current` is the alert this fingerprint last had that can still take events (open,
     /// acknowledged, or resolved within the reopen window); `new_id` makes ids for a new alert
-    /// and for timeline entries.
+    /// and for timeline entries; `silences` are the silences active now (decide suppresses
+    /// the actions of alerts they cover, as it does for open maintenance windows).
     pub fn correlate(
         &self,
         prepared: Prepared,
         event_id: String,
         current: Option<&Alert>,
+        silences: &ActiveSilences,
         new_id: &mut dyn FnMut() -> String,
     ) -> Correlated {
         let Prepared {
@@ -193,8 +240,17 @@ impl Pipeline {
             new_id,
             &mut trace,
         );
+        let noise = Noise {
+            silences,
+            windows: &self.windows,
+        };
         let actions = decide::decide(
-            &self.actions,
+            &decide::Context {
+                actions: &self.actions,
+                flap: self.flap,
+                noise: &noise,
+                now: event.received_at,
+            },
             &requested_actions,
             &mut outcome,
             &event_id,

@@ -62,6 +62,7 @@ struct Harness {
     alerts: HashMap<Fingerprint, Alert>,
     next: u64,
     clock: DateTime<Utc>,
+    silences: crate::silence::ActiveSilences,
 }
 
 impl Harness {
@@ -70,6 +71,7 @@ impl Harness {
             pipeline: pipeline(CONFIG).expect("test config compiles"),
             alerts: HashMap::new(),
             next: 0,
+            silences: crate::silence::ActiveSilences::default(),
             clock: Utc
                 .with_ymd_and_hms(2026, 11, 24, 1, 0, 0)
                 .single()
@@ -91,7 +93,7 @@ impl Harness {
         let current = self.alerts.get(&prepared.fingerprint).cloned();
         let outcome = self
             .pipeline
-            .correlate(prepared, event_id, current.as_ref(), &mut new_id);
+            .correlate(prepared, event_id, current.as_ref(), &self.silences, &mut new_id);
         if let Some(alert) = &outcome.alert {
             self.alerts.insert(alert.fingerprint.clone(), alert.clone());
         }
@@ -390,6 +392,7 @@ fn without_a_reopen_window_a_problem_after_ok_opens_a_new_alert_even_in_the_same
             pipeline.prepare(input, "t", at),
             id.into(),
             current,
+            &crate::silence::ActiveSilences::default(),
             &mut new_id,
         )
     };

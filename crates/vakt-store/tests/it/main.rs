@@ -131,7 +131,7 @@ async fn send(
         .into_iter()
         .map(|e| pipeline.prepare(event(e), "test", now))
         .collect();
-    store.ingest(pipeline, batch).await.expect("ingest")
+    store.ingest(pipeline, &Default::default(), batch).await.expect("ingest")
 }
 
 fn disk(pct: f64) -> serde_json::Value {
@@ -190,7 +190,8 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
     assert_eq!(events[3].trace.len(), 6, "every stage traced");
     let actions = store.alert_actions(&alert_id).await.expect("actions");
     assert_eq!(actions.len(), 1);
-    assert_eq!(&*actions[0].action, "page");
+    assert_eq!(&*actions[0].decided.action, "page");
+    assert_eq!(actions[0].status, vakt_store::ActionStatus::Pending);
     let stored = store
         .event(&events[3].id)
         .await
@@ -481,7 +482,7 @@ async fn silences_and_expiring_alerts_are_kept(backend: &Backend) {
         event(json!({"resource": "r", "check": "c", "summary": "firing", "severity": "major"}));
     input.expires_at = Some(now + Duration::seconds(30));
     let prepared = p.prepare(input, "test", now);
-    let id = store.ingest(&p, vec![prepared]).await.expect("ingest")[0]
+    let id = store.ingest(&p, &Default::default(), vec![prepared]).await.expect("ingest")[0]
         .record
         .alert_id
         .clone()

@@ -61,7 +61,13 @@ pub fn test(args: ConfigArg, event: &Path, as_json: bool) -> Result<(), Failure>
             ids += 1;
             format!("test-{index}-{ids}")
         };
-        let outcome = pipeline.correlate(prepared, format!("test-{index}"), None, &mut new_id);
+        let outcome = pipeline.correlate(
+            prepared,
+            format!("test-{index}"),
+            None,
+            &vakt_core::silence::ActiveSilences::default(),
+            &mut new_id,
+        );
         if as_json {
             reports.push(json!({
                 "event": outcome.record,

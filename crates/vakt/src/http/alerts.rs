@@ -8,7 +8,6 @@ use axum::extract::{Path, RawQuery, State};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vakt_core::alert::{OperatorAction, OperatorRequest};
-use vakt_core::pipeline::DecidedAction;
 use vakt_core::{Alert, AlertStatus, Category, Severity, TimelineEntry, TraceEntry};
 use vakt_store::{AlertQuery, Page};
 
@@ -106,8 +105,8 @@ pub struct AlertDetail {
     pub timeline: Vec<TimelineEntry>,
     /// The stage decisions for its most recent events, newest first.
     pub trace: Vec<EventTrace>,
-    /// Actions decided for it, oldest first.
-    pub actions: Vec<DecidedAction>,
+    /// Actions decided for it and what became of them, oldest first.
+    pub actions: Vec<vakt_store::ActionRecord>,
 }
 
 /// One alert with its timeline, the rule trace of its recent events, and its actions.

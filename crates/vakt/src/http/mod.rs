@@ -1,10 +1,12 @@
 //! The HTTP API: routes assembled in one place, the OpenAPI document generated from the handlers.
 
+mod actions;
 mod alerts;
 mod error;
 mod events;
 mod ops;
 mod query;
+mod silences;
 
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ use crate::sources::alertmanager as am;
     tags(
         (name = "events", description = "Observations from sources, immutable once accepted"),
         (name = "alerts", description = "Stateful objects events with one fingerprint update"),
+        (name = "actions", description = "What vakt did about alerts: commands, webhooks, notifications, and every attempt"),
+        (name = "silences", description = "Time spans in which matching alerts are recorded but not acted on"),
         (name = "operations", description = "Health, readiness, metrics, reload"),
         (name = "peer protocols", description = "Other tools' APIs, spoken as they speak them")
     )
@@ -51,6 +55,11 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(alerts::resolve))
         .routes(routes!(alerts::comment))
         .routes(routes!(alerts::assign))
+        .routes(routes!(actions::list_actions))
+        .routes(routes!(actions::get_action))
+        .routes(routes!(actions::retry_action))
+        .routes(routes!(silences::list_silences, silences::create_silence))
+        .routes(routes!(silences::get_silence, silences::expire_silence))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -718,7 +718,7 @@ pub async fn post_silences(State(state): State<Arc<AppState>>, body: Bytes) -> R
     if let Err(error) = silence.validate() {
         return bad_request(format!("invalid silence: {error}"));
     }
-    match state.store.put_silence(&silence).await {
+    match state.put_silence(&silence).await {
         Ok(()) => {
             tracing::info!(silence = %silence.id, by = %silence.created_by, "silence created or updated");
             Json(SilenceCreated {
@@ -731,7 +731,7 @@ pub async fn post_silences(State(state): State<Arc<AppState>>, body: Bytes) -> R
 }
 
 /// A UUID (version 4 layout), as Alertmanager's silence ids are.
-fn new_silence_id() -> String {
+pub fn new_silence_id() -> String {
     let bits = ulid::Ulid::new().0;
     let bits = (bits & !(0xf << 76)) | (0x4 << 76);
     let bits = (bits & !(0x3 << 62)) | (0x2 << 62);
@@ -776,7 +776,7 @@ pub async fn delete_silence(
     let now = Utc::now();
     if silence.state(now) != SilenceState::Expired {
         silence.expire(now);
-        if let Err(error) = state.store.put_silence(&silence).await {
+        if let Err(error) = state.put_silence(&silence).await {
             return unavailable(error);
         }
         tracing::info!(silence = %id, "silence expired");

@@ -100,6 +100,8 @@ async fn readme_tour_event_to_alert_to_ack_to_resolve() {
         .expect("timeline")
         .iter()
         .map(|t| t["kind"].as_str().unwrap_or_default())
+        // Attempts (action_run) are made by the dispatcher, in their own time.
+        .filter(|kind| *kind != "action_run")
         .collect();
     assert_eq!(
         kinds,
@@ -108,10 +110,16 @@ async fn readme_tour_event_to_alert_to_ack_to_resolve() {
             "action_decided",
             "action_decided",
             "acknowledged",
-            "resolved"
+            "resolved",
+            // notify-ops ran for it, so its resolution is announced through it too.
+            "action_decided"
         ]
     );
-    assert_eq!(alert["timeline"][3]["by"], "alice");
+    let acked = alert["timeline"]
+        .as_array()
+        .and_then(|t| t.iter().find(|e| e["kind"] == "acknowledged"))
+        .expect("an acknowledged entry");
+    assert_eq!(acked["by"], "alice");
 }
 
 #[tokio::test]

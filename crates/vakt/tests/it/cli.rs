@@ -111,7 +111,7 @@ fn rules_test_shows_every_stage_and_why() {
         "category set by rule \"disk-nearly-full\"",
         "correlate",
         "decide",
-        "run clean-tmp, notify-ops",
+        "run clean-tmp (trigger), notify-ops (trigger)",
         "record",
     ] {
         assert!(stdout.contains(fragment), "{fragment} missing:\n{stdout}");

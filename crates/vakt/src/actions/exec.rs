@@ -1,0 +1,177 @@
+//! The `exec` action: a command run without a shell (unless configured), in its own process
+//! group, killed with all its children at the timeout, its output captured up to a bound.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+/// What a finished (or killed) command left.
+#[derive(Debug)]
+pub struct Ran {
+    pub status: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub text: String,
+    /// Bytes produced in all, including those not kept.
+    pub total: usize,
+}
+
+impl Ran {
+    pub fn succeeded(&self) -> bool {
+        !self.timed_out && self.status == Some(0)
+    }
+
+    /// One line for the timeline and the action's outcome.
+    pub fn summary(&self) -> String {
+        let ms = self.elapsed.as_millis();
+        match (self.timed_out, self.status, self.signal) {
+            (true, _, _) => format!("timed out after {ms} ms; its process group was killed"),
+            (false, Some(code), _) => format!("exited with status {code} after {ms} ms"),
+            (false, None, Some(signal)) => format!("killed by signal {signal} after {ms} ms"),
+            (false, None, None) => format!("ended without a status after {ms} ms"),
+        }
+    }
+
+    pub fn output(&self, argv: &[String]) -> Value {
+        json!({
+            "argv": argv,
+            "exit_status": self.status,
+            "signal": self.signal,
+            "timed_out": self.timed_out,
+            "elapsed_ms": u64::try_from(self.elapsed.as_millis()).unwrap_or(u64::MAX),
+            "stdout": self.stdout.text,
+            "stdout_bytes": self.stdout.total,
+            "stderr": self.stderr.text,
+            "stderr_bytes": self.stderr.total,
+        })
+    }
+}
+
+/// Runs `argv` (program first) with `env` added, waits at most `timeout`, keeps up to
+/// `keep` bytes of each stream.
+pub async fn run(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    cwd: Option<&str>,
+    timeout: Duration,
+    keep: usize,
+) -> Result<Ran, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("the command is empty".into());
+    };
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so the timeout kills what it started too.
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let started = std::time::Instant::now();
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot start {program:?}: {e}"))?;
+    let pid = child.id();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let out_task = tokio::spawn(capture(stdout, keep));
+    let err_task = tokio::spawn(capture(stderr, keep));
+    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => (status.ok(), false),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                kill_group(pid);
+            }
+            (child.wait().await.ok(), true)
+        }
+    };
+    // A grandchild that outlived its parent may still hold the pipes: end the group.
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        kill_group(pid);
+    }
+    let stdout = out_task.await.unwrap_or_default();
+    let stderr = err_task.await.unwrap_or_default();
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Ran {
+        status: status.and_then(|s| s.code()),
+        signal: status.and_then(|s| s.signal()),
+        timed_out,
+        stdout,
+        stderr,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// SIGKILL to every process in the group (the child is its leader).
+fn kill_group(pgid: i32) {
+    // SAFETY: killpg only sends a signal; an unknown or finished group yields ESRCH.
+    unsafe {
+        libc::killpg(pgid, libc::SIGKILL);
+    }
+}
+
+async fn capture<R: AsyncRead + Unpin>(stream: Option<R>, keep: usize) -> Captured {
+    let Some(mut stream) = stream else {
+        return Captured::default();
+    };
+    let mut kept = Vec::new();
+    let mut total = 0usize;
+    let mut buffer = [0u8; 8192];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                total += n;
+                let room = keep.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..n.min(room)]);
+            }
+        }
+    }
+    Captured {
+        text: String::from_utf8_lossy(&kept).into_owned(),
+        total,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn output_is_captured_and_capped() {
+        let argv = ["sh", "-c", "printf 'hello world'; echo oops >&2; exit 3"].map(String::from);
+        let ran = run(&argv, &BTreeMap::new(), None, Duration::from_secs(5), 5)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ran.status, Some(3));
+        assert_eq!(ran.stdout.text, "hello");
+        assert_eq!(ran.stdout.total, 11);
+        assert_eq!(ran.stderr.text, "oops\n");
+        assert!(!ran.succeeded());
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_an_error_not_a_panic() {
+        let argv = ["/nonexistent/vakt-test".to_owned()];
+        let error = run(&argv, &BTreeMap::new(), None, Duration::from_secs(1), 10)
+            .await
+            .err();
+        assert!(error.is_some_and(|e| e.contains("cannot start")));
+    }
+}

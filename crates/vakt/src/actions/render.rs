@@ -1,0 +1,362 @@
+//! What a notification says: the template context, the built-in templates, and each chat
+//! service's message format (Slack, Mattermost, Teams Adaptive Card, vakt's own JSON).
+//!
+//! User templates are minijinja with a fuel limit (a template cannot loop forever); the
+//! chat formats are built as JSON values here, so text from events is always escaped right.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+use serde_json::{Value, json};
+use vakt_core::Alert;
+use vakt_core::pipeline::EventRecord;
+use vakt_store::ActionRecord;
+
+/// Instructions one template may spend (a loop over 500 alerts with formatting is ~50k).
+pub const TEMPLATE_FUEL: u64 = 500_000;
+/// Alerts listed one by one in a group message; the rest are counted.
+pub const GROUP_LISTED_MAX: usize = 20;
+
+/// What a template sees.
+#[derive(Debug, Clone, Serialize)]
+pub struct Context {
+    /// `trigger`, `resolved`, `flapping`, `settled`.
+    pub purpose: &'static str,
+    /// The alert (for a group: its first alert).
+    pub alert: Alert,
+    /// The event that led to the decision, when still stored.
+    pub event: Option<EventRecord>,
+    /// What was already done automatically for this alert: earlier actions and their outcomes.
+    pub done: Vec<Done>,
+    pub links: Links,
+    /// For grouped notifications: every alert of the group.
+    pub group: Option<Group>,
+    /// The action's id: the idempotency key receivers may deduplicate on.
+    pub action_id: String,
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Done {
+    pub action: String,
+    pub kind: String,
+    pub status: String,
+    pub outcome: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Links {
+    pub alert: String,
+    pub ack: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Group {
+    pub key: String,
+    pub labels: Vec<(String, String)>,
+    pub count: usize,
+    pub alerts: Vec<Alert>,
+}
+
+impl Context {
+    pub fn new(
+        record: &ActionRecord,
+        alert: Alert,
+        event: Option<EventRecord>,
+        earlier: &[ActionRecord],
+        console_url: &str,
+    ) -> Context {
+        let base = console_url.trim_end_matches('/');
+        Context {
+            purpose: record.decided.purpose.as_str(),
+            links: Links {
+                alert: format!("{base}/api/v1/alerts/{}", alert.id),
+                ack: format!("{base}/api/v1/alerts/{}/ack", alert.id),
+            },
+            done: earlier
+                .iter()
+                .filter(|e| e.decided.id != record.decided.id && e.finished_at.is_some())
+                .map(|e| Done {
+                    action: e.decided.action.to_string(),
+                    kind: e.decided.kind.to_owned(),
+                    status: e.status.as_str().to_owned(),
+                    outcome: e.outcome.clone().unwrap_or_default(),
+                    at: e.finished_at.map(rfc3339).unwrap_or_default(),
+                })
+                .collect(),
+            alert,
+            event,
+            group: None,
+            action_id: record.decided.id.clone(),
+            action: record.decided.action.to_string(),
+        }
+    }
+
+    /// One line that names the alert: `[CRITICAL] disk_usage on db01: /var is 99% full`.
+    pub fn title(&self) -> String {
+        if let Some(group) = &self.group {
+            let labels = group
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let firing = group
+                .alerts
+                .iter()
+                .filter(|a| a.status.is_active())
+                .count();
+            return format!(
+                "[vakt] {} alert{} ({firing} active){}",
+                group.count,
+                if group.count == 1 { "" } else { "s" },
+                if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for {labels}")
+                }
+            );
+        }
+        let tag = match self.purpose {
+            "resolved" => "RESOLVED".to_owned(),
+            "flapping" => "FLAPPING".to_owned(),
+            "settled" => format!("SETTLED, {}", self.alert.status.as_str().to_uppercase()),
+            _ => self.alert.severity.as_str().to_uppercase(),
+        };
+        format!(
+            "[{tag}] {} on {}: {}",
+            self.alert.check, self.alert.resource, self.alert.summary
+        )
+    }
+
+    /// The message body in plain text: what happened, what was done, where to look.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        let line = |out: &mut String, text: String| {
+            out.push_str(&text);
+            out.push('\n');
+        };
+        if let Some(group) = &self.group {
+            for alert in group.alerts.iter().take(GROUP_LISTED_MAX) {
+                line(
+                    &mut out,
+                    format!(
+                        "- [{}] {} on {}: {} ({})",
+                        alert.severity.as_str().to_uppercase(),
+                        alert.check,
+                        alert.resource,
+                        alert.summary,
+                        alert.status
+                    ),
+                );
+            }
+            if group.count > GROUP_LISTED_MAX {
+                line(
+                    &mut out,
+                    format!("... and {} more", group.count - GROUP_LISTED_MAX),
+                );
+            }
+            return out;
+        }
+        let a = &self.alert;
+        match self.purpose {
+            "resolved" => line(
+                &mut out,
+                format!(
+                    "Resolved{} after {} event(s), first seen {}.",
+                    a.resolved_by
+                        .as_ref()
+                        .map(|by| format!(" by {by}"))
+                        .unwrap_or_default(),
+                    a.count,
+                    rfc3339(a.first_seen)
+                ),
+            ),
+            "flapping" => line(
+                &mut out,
+                "This alert is flapping: it keeps changing state. Notifications pause until it settles.".into(),
+            ),
+            "settled" => line(
+                &mut out,
+                format!("This alert stopped flapping; it is {} now.", a.status),
+            ),
+            _ => {}
+        }
+        line(&mut out, format!("Severity: {} (highest {})", a.severity, a.severity_max));
+        line(&mut out, format!("Status: {}", a.status));
+        line(&mut out, format!("Resource: {}", a.resource));
+        line(&mut out, format!("Check: {}", a.check));
+        if let Some(service) = &a.service {
+            line(&mut out, format!("Service: {service}"));
+        }
+        if let Some(environment) = &a.environment {
+            line(&mut out, format!("Environment: {environment}"));
+        }
+        line(
+            &mut out,
+            format!("Events: {}, first {}, last {}", a.count, rfc3339(a.first_seen), rfc3339(a.last_seen)),
+        );
+        if !self.done.is_empty() {
+            line(&mut out, String::new());
+            line(&mut out, "Already done automatically:".into());
+            for done in &self.done {
+                line(
+                    &mut out,
+                    format!("- {} ({}): {} {}", done.action, done.kind, done.status, done.outcome),
+                );
+            }
+        }
+        line(&mut out, String::new());
+        line(&mut out, format!("Alert: {}", self.links.alert));
+        line(
+            &mut out,
+            format!(
+                "Acknowledge: curl -X POST -H 'content-type: application/json' -d '{{\"by\":\"you\"}}' {}",
+                self.links.ack
+            ),
+        );
+        out
+    }
+
+    fn color(&self) -> &'static str {
+        match self.purpose {
+            "resolved" => "#2eb886",
+            "flapping" => "#daa038",
+            _ => match self.alert.severity.as_str() {
+                "critical" | "major" => "#d00000",
+                "minor" | "warning" => "#daa038",
+                _ => "#439fe0",
+            },
+        }
+    }
+
+    fn facts(&self) -> Vec<(&'static str, String)> {
+        let a = &self.alert;
+        let mut facts = vec![
+            ("Severity", a.severity.as_str().to_owned()),
+            ("Status", a.status.as_str().to_owned()),
+            ("Resource", a.resource.clone()),
+            ("Check", a.check.clone()),
+        ];
+        if let Some(service) = &a.service {
+            facts.push(("Service", service.clone()));
+        }
+        if let Some(environment) = &a.environment {
+            facts.push(("Environment", environment.clone()));
+        }
+        facts.push(("Events", a.count.to_string()));
+        facts
+    }
+
+    /// Slack incoming webhook: `text` (the notification fallback) and Block Kit blocks.
+    pub fn slack(&self) -> Value {
+        let title = self.title();
+        let mut blocks = vec![
+            json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150), "emoji": false}}),
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&self.text(), 3000)}}),
+        ];
+        if self.group.is_none() {
+            blocks.push(json!({"type": "section", "fields": self.facts().iter().take(10).map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")})).collect::<Vec<_>>()}));
+        }
+        blocks.push(json!({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Open in vakt"}, "url": self.links.alert}
+        ]}));
+        json!({"text": title, "blocks": blocks})
+    }
+
+    /// Mattermost incoming webhook: `text` plus a Slack-style attachment with fields.
+    pub fn mattermost(&self) -> Value {
+        let title = self.title();
+        json!({
+            "username": "vakt",
+            "text": format!("#### {title}"),
+            "attachments": [{
+                "fallback": title,
+                "color": self.color(),
+                "title": title,
+                "title_link": self.links.alert,
+                "text": self.text(),
+                "fields": if self.group.is_none() {
+                    self.facts().iter().map(|(k, v)| json!({"short": true, "title": k, "value": v})).collect::<Vec<_>>()
+                } else { Vec::new() },
+            }]
+        })
+    }
+
+    /// Microsoft Teams Workflows webhook: a message with one Adaptive Card attachment.
+    pub fn teams(&self) -> Value {
+        let title = self.title();
+        let mut body = vec![
+            json!({"type": "TextBlock", "size": "Large", "weight": "Bolder", "text": title, "wrap": true,
+                   "color": if self.purpose == "resolved" { "Good" } else { "Attention" }}),
+            json!({"type": "TextBlock", "text": self.text(), "wrap": true}),
+        ];
+        if self.group.is_none() {
+            body.push(json!({"type": "FactSet", "facts": self.facts().iter().map(|(k, v)| json!({"title": k, "value": v})).collect::<Vec<_>>()}));
+        }
+        json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {
+                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": body,
+                    "actions": [{"type": "Action.OpenUrl", "title": "Open in vakt", "url": self.links.alert}]
+                }
+            }]
+        })
+    }
+
+    /// vakt's own JSON document (generic webhooks and the default webhook action body).
+    pub fn document(&self) -> Value {
+        json!({
+            "version": "1",
+            "purpose": self.purpose,
+            "action_id": self.action_id,
+            "action": self.action,
+            "title": self.title(),
+            "text": self.text(),
+            "alert": self.alert,
+            "event": self.event,
+            "done": self.done,
+            "links": self.links,
+            "group": self.group,
+        })
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(1);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The template environment: strict (an unknown variable is an error, not an empty
+/// string), no HTML escaping (messages are text or JSON), bounded by fuel.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(TEMPLATE_FUEL));
+    env
+}
+
+/// Renders a compiled template of `env` with the context.
+pub fn render(env: &Environment<'_>, name: &str, context: &Context) -> Result<String, String> {
+    env.get_template(name)
+        .and_then(|t| t.render(minijinja::Value::from(Serde(context))))
+        .map_err(|e| format!("template {name}: {e:#}"))
+}

@@ -1,0 +1,211 @@
+//! `/api/v1/silences`: vakt's own view of the silences the Alertmanager API shares.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use vakt_core::matcher::Matcher;
+use vakt_core::silence::{Silence, SilenceState};
+
+use super::error::{ApiError, ErrorBody, parse_json};
+use super::query::Params;
+use crate::server::AppState;
+
+/// A silence as vakt shows it: matchers in Prometheus' text form.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SilenceView {
+    pub id: String,
+    /// `pending`, `active` or `expired`.
+    pub state: String,
+    pub matchers: Vec<String>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub created_by: String,
+    pub comment: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl SilenceView {
+    fn of(silence: &Silence, now: DateTime<Utc>) -> SilenceView {
+        SilenceView {
+            id: silence.id.clone(),
+            state: silence.state(now).as_str().to_owned(),
+            matchers: silence.matchers.iter().map(ToString::to_string).collect(),
+            starts_at: silence.starts_at,
+            ends_at: silence.ends_at,
+            created_by: silence.created_by.clone(),
+            comment: silence.comment.clone(),
+            updated_at: silence.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SilencePage {
+    pub items: Vec<SilenceView>,
+    pub next_cursor: Option<String>,
+}
+
+/// List silences, newest first; `state` keeps one state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/silences",
+    tag = "silences",
+    params(("state" = Option<String>, Query, description = "pending, active or expired")),
+    responses((status = 200, body = SilencePage), (status = 400, body = ErrorBody))
+)]
+pub async fn list_silences(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<SilencePage>, ApiError> {
+    let p = Params::parse(raw.as_deref(), &["state"])?;
+    let wanted = p
+        .parsed("state", |s| match s {
+            "pending" | "active" | "expired" => Ok(s.to_owned()),
+            other => Err(format!(
+                "unknown state {other:?}, expected pending, active or expired"
+            )),
+        })?;
+    let now = Utc::now();
+    let items = state
+        .store
+        .silences()
+        .await?
+        .iter()
+        .map(|s| SilenceView::of(s, now))
+        .filter(|s| wanted.as_ref().is_none_or(|w| *w == s.state))
+        .collect();
+    Ok(Json(SilencePage {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// A new silence: matchers in Prometheus' form, an end (or a duration), who and why.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSilence {
+    /// `["service=\"billing\"", "severity=~\"critical|major\""]`; a bare `name=value` works too.
+    pub matchers: Vec<String>,
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Seconds from the start, instead of `ends_at`.
+    #[serde(default)]
+    pub duration_secs: Option<u64>,
+    pub created_by: String,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// Create a silence. Matching alerts still record every event; their actions are suppressed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/silences",
+    tag = "silences",
+    request_body = NewSilence,
+    responses((status = 201, body = SilenceView), (status = 400, body = ErrorBody))
+)]
+pub async fn create_silence(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<(axum::http::StatusCode, Json<SilenceView>), ApiError> {
+    let new: NewSilence = parse_json(&body)?;
+    let now = Utc::now();
+    let mut matchers = Vec::with_capacity(new.matchers.len());
+    for (i, text) in new.matchers.iter().enumerate() {
+        let matcher = Matcher::parse(text)
+            .map_err(|e| ApiError::field(&format!("matchers[{i}]"), e))?;
+        matchers.push(matcher.spec);
+    }
+    let starts_at = new.starts_at.unwrap_or(now).max(now);
+    let ends_at = match (new.ends_at, new.duration_secs) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field(
+                "duration_secs",
+                "give ends_at or duration_secs, not both",
+            ));
+        }
+        (Some(end), None) => end,
+        (None, Some(secs)) => {
+            starts_at
+                + chrono::Duration::seconds(i64::try_from(secs).map_err(|_| {
+                    ApiError::field("duration_secs", "is too large")
+                })?)
+        }
+        (None, None) => {
+            return Err(ApiError::field(
+                "ends_at",
+                "a silence needs an end: ends_at or duration_secs",
+            ));
+        }
+    };
+    let silence = Silence {
+        id: crate::sources::alertmanager::new_silence_id(),
+        matchers,
+        starts_at,
+        ends_at,
+        created_by: new.created_by,
+        comment: new.comment,
+        updated_at: now,
+    };
+    silence
+        .validate()
+        .map_err(|e| ApiError::bad_request(format!("invalid silence: {e}")))?;
+    state.put_silence(&silence).await?;
+    tracing::info!(silence = %silence.id, by = %silence.created_by, "silence created");
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(SilenceView::of(&silence, now)),
+    ))
+}
+
+/// One silence.
+#[utoipa::path(
+    get,
+    path = "/api/v1/silences/{id}",
+    tag = "silences",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SilenceView), (status = 404, body = ErrorBody))
+)]
+pub async fn get_silence(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<SilenceView>, ApiError> {
+    let silence = state
+        .store
+        .silence(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no silence with id {id}")))?;
+    Ok(Json(SilenceView::of(&silence, Utc::now())))
+}
+
+/// Expire a silence now (it stays listed, as history).
+#[utoipa::path(
+    delete,
+    path = "/api/v1/silences/{id}",
+    tag = "silences",
+    params(("id" = String, Path)),
+    responses((status = 200, body = SilenceView), (status = 404, body = ErrorBody))
+)]
+pub async fn expire_silence(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<SilenceView>, ApiError> {
+    let mut silence = state
+        .store
+        .silence(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no silence with id {id}")))?;
+    let now = Utc::now();
+    if silence.state(now) != SilenceState::Expired {
+        silence.expire(now);
+        state.put_silence(&silence).await?;
+        tracing::info!(silence = %id, "silence expired");
+    }
+    Ok(Json(SilenceView::of(&silence, now)))
+}
