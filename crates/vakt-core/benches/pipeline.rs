@@ -79,7 +79,8 @@ fn all_stages(bencher: divan::Bencher, rules: usize) {
             for (i, input) in inputs.into_iter().enumerate() {
                 let prepared = pipeline.prepare(input, "bench", now);
                 let current = alerts.get(&prepared.fingerprint);
-                let outcome = pipeline.correlate(prepared, i.to_string(), current, &silences, &mut new_id);
+                let outcome =
+                    pipeline.correlate(prepared, i.to_string(), current, &silences, &mut new_id);
                 if let Some(alert) = outcome.alert {
                     alerts.insert(alert.fingerprint.clone(), alert);
                 }

@@ -60,7 +60,10 @@ impl MaintenanceWindow {
                 let cron = Cron::from_str(schedule.get_ref()).map_err(|e| {
                     at(
                         schedule.span(),
-                        format!("schedule {:?} is not a cron expression: {e}", schedule.get_ref()),
+                        format!(
+                            "schedule {:?} is not a cron expression: {e}",
+                            schedule.get_ref()
+                        ),
                     )
                 })?;
                 let timezone = match &config.timezone {
@@ -188,7 +191,12 @@ mod tests {
     use super::*;
     use toml::Spanned;
 
-    fn window(schedule: &str, duration_secs: u64, tz: &str, matchers: &[&str]) -> MaintenanceWindow {
+    fn window(
+        schedule: &str,
+        duration_secs: u64,
+        tz: &str,
+        matchers: &[&str],
+    ) -> MaintenanceWindow {
         let config = MaintenanceConfig {
             name: Spanned::new(0..0, "w".into()),
             schedule: Some(Spanned::new(0..0, schedule.into())),
@@ -253,7 +261,9 @@ mod tests {
             matchers: vec![],
             comment: String::new(),
         };
-        let error = MaintenanceWindow::build(&config).err().map(|e| (e.span, e.message));
+        let error = MaintenanceWindow::build(&config)
+            .err()
+            .map(|e| (e.span, e.message));
         assert!(matches!(&error, Some((Some(span), m)) if *span == (3..9) && m.contains("cron")));
         config.schedule = Some(Spanned::new(0..0, "0 2 * * SUN".into()));
         config.timezone = Some(Spanned::new(10..20, "Mars/Olympus".into()));

@@ -147,7 +147,11 @@ impl ActiveSilences {
     }
 
     /// Ids of the silences active at `at` whose every matcher matches `labels`.
-    pub fn silencing_at(&self, labels: &BTreeMap<String, String>, at: DateTime<Utc>) -> Vec<String> {
+    pub fn silencing_at(
+        &self,
+        labels: &BTreeMap<String, String>,
+        at: DateTime<Utc>,
+    ) -> Vec<String> {
         self.silences
             .iter()
             .filter(|s| s.starts_at <= at && at < s.ends_at)

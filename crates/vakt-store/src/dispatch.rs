@@ -274,7 +274,7 @@ macro_rules! dispatch_sql {
         /// Running actions whose lease ended: their dispatcher died mid-attempt. Deliveries
         /// go back to pending (sent again with the same idempotency key); commands are not
         /// run twice: they end failed. Each gets an `interrupted` attempt on record.
-        async fn recover_expired(conn: &mut Conn, now_ms: i64) -> Result<Vec<ActionRecord>, StoreError> {
+        async fn recover_expired(conn: &mut Conn, leases_before_ms: i64, now_ms: i64) -> Result<Vec<ActionRecord>, StoreError> {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "UPDATE decided_actions SET \
                  status = CASE WHEN kind = 'exec' THEN 'failed' ELSE 'pending' END, \
@@ -282,9 +282,10 @@ macro_rules! dispatch_sql {
                  finished_at = CASE WHEN kind = 'exec' THEN $1 ELSE NULL END, \
                  outcome = CASE WHEN kind = 'exec' THEN 'interrupted: vakt stopped while the command ran; not run again' \
                  ELSE 'interrupted: vakt stopped during delivery; delivering again with the same idempotency key' END \
-                 WHERE status = 'running' AND lease_until < $1 RETURNING {ACTION_SELECT}"
+                 WHERE status = 'running' AND lease_until < $2 RETURNING {ACTION_SELECT}"
             )))
             .bind(now_ms)
+            .bind(leases_before_ms)
             .fetch_all(&mut *conn)
             .await?;
             let recovered = rows.iter().map(record_from_row).collect::<Result<Vec<_>, _>>()?;

@@ -20,9 +20,7 @@ use vakt_core::alert::{OperatorError, OperatorRequest};
 use vakt_core::heartbeat::Heartbeat;
 use vakt_core::pipeline::EventRecord;
 
-pub use dispatch::{
-    ActionQuery, ActionRecord, ActionStatus, Attempt, Finish, GroupHead, Next,
-};
+pub use dispatch::{ActionQuery, ActionRecord, ActionStatus, Attempt, Finish, GroupHead, Next};
 use vakt_core::silence::Silence;
 use vakt_core::{
     Alert, AlertStatus, Category, Correlated, Pipeline, Prepared, Severity, TimelineEntry,
@@ -185,10 +183,16 @@ pub trait Store: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError>;
-    /// Takes back actions whose lease ended (their dispatcher died mid-attempt).
-    async fn recover_actions(&self, now: DateTime<Utc>) -> Result<Vec<ActionRecord>, StoreError>;
+    /// Takes back running actions whose lease ends before `leases_before` (their dispatcher
+    /// died mid-attempt); they are due again at `now`.
+    async fn recover_actions(
+        &self,
+        leases_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ActionRecord>, StoreError>;
     /// Records an attempt, the action's next state and a timeline entry, atomically.
-    async fn finish_action(&self, record: &ActionRecord, finish: &Finish) -> Result<(), StoreError>;
+    async fn finish_action(&self, record: &ActionRecord, finish: &Finish)
+    -> Result<(), StoreError>;
     /// Notification groups with pending members.
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError>;
     /// Claims up to `limit` pending members of a group and notes the group as sent at `now`.

@@ -22,7 +22,11 @@ crate::sql::common_sql!(
     " FOR UPDATE",
     "id DESC"
 );
-crate::dispatch::dispatch_sql!(sqlx::Postgres, sqlx::postgres::PgRow, " FOR UPDATE SKIP LOCKED");
+crate::dispatch::dispatch_sql!(
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    " FOR UPDATE SKIP LOCKED"
+);
 
 /// Connections in the pool.
 const CONNECTIONS: u32 = 16;
@@ -124,8 +128,16 @@ impl Store for PostgresStore {
                 fingerprints.dedup();
                 let current =
                     load_current(&mut tx, Some(&fingerprints), since.timestamp_millis()).await?;
-                let (outcomes, traces) =
-                    write_batch(&mut tx, pipeline, silences, batch.clone(), &ids, current, &known).await?;
+                let (outcomes, traces) = write_batch(
+                    &mut tx,
+                    pipeline,
+                    silences,
+                    batch.clone(),
+                    &ids,
+                    current,
+                    &known,
+                )
+                .await?;
                 tx.commit().await?;
                 known.extend(traces);
                 Ok::<_, StoreError>(outcomes)
@@ -188,19 +200,38 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let claimed = claim_due(&mut tx, now.timestamp_millis(), lease_until.timestamp_millis(), limit).await?;
+        let claimed = claim_due(
+            &mut tx,
+            now.timestamp_millis(),
+            lease_until.timestamp_millis(),
+            limit,
+        )
+        .await?;
         tx.commit().await?;
         Ok(claimed)
     }
 
-    async fn recover_actions(&self, now: DateTime<Utc>) -> Result<Vec<ActionRecord>, StoreError> {
+    async fn recover_actions(
+        &self,
+        leases_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let recovered = recover_expired(&mut tx, now.timestamp_millis()).await?;
+        let recovered = recover_expired(
+            &mut tx,
+            leases_before.timestamp_millis(),
+            now.timestamp_millis(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(recovered)
     }
 
-    async fn finish_action(&self, record: &ActionRecord, finish: &Finish) -> Result<(), StoreError> {
+    async fn finish_action(
+        &self,
+        record: &ActionRecord,
+        finish: &Finish,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         finish_in(&mut tx, record, finish).await?;
         tx.commit().await?;
@@ -219,7 +250,8 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let claimed = claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
+        let claimed =
+            claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
         if !claimed.is_empty() {
             write_group_sent(&mut tx, group_key, now.timestamp_millis()).await?;
         }

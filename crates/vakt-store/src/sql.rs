@@ -98,7 +98,8 @@ pub(crate) fn correlate_batch(
         .zip(event_ids)
         .map(|(prepared, event_id)| {
             let alert = current.get(&prepared.fingerprint);
-            let outcome = pipeline.correlate(prepared, event_id.clone(), alert, silences, &mut new_id);
+            let outcome =
+                pipeline.correlate(prepared, event_id.clone(), alert, silences, &mut new_id);
             if let Some(alert) = &outcome.alert {
                 current.insert(alert.fingerprint.clone(), alert.clone());
             }

@@ -173,8 +173,16 @@ impl Store for SqliteStore {
         };
         cache.prune(now);
         let current = cache.current(batch.iter().map(|p| &p.fingerprint));
-        let (outcomes, traces) =
-            write_batch(&mut tx, pipeline, silences, batch, &ids, current, &state.traces).await?;
+        let (outcomes, traces) = write_batch(
+            &mut tx,
+            pipeline,
+            silences,
+            batch,
+            &ids,
+            current,
+            &state.traces,
+        )
+        .await?;
         tx.commit().await?;
         for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
             cache.put(alert, now);
@@ -230,19 +238,38 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = claim_due(&mut tx, now.timestamp_millis(), lease_until.timestamp_millis(), limit).await?;
+        let claimed = claim_due(
+            &mut tx,
+            now.timestamp_millis(),
+            lease_until.timestamp_millis(),
+            limit,
+        )
+        .await?;
         tx.commit().await?;
         Ok(claimed)
     }
 
-    async fn recover_actions(&self, now: DateTime<Utc>) -> Result<Vec<ActionRecord>, StoreError> {
+    async fn recover_actions(
+        &self,
+        leases_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let recovered = recover_expired(&mut tx, now.timestamp_millis()).await?;
+        let recovered = recover_expired(
+            &mut tx,
+            leases_before.timestamp_millis(),
+            now.timestamp_millis(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(recovered)
     }
 
-    async fn finish_action(&self, record: &ActionRecord, finish: &Finish) -> Result<(), StoreError> {
+    async fn finish_action(
+        &self,
+        record: &ActionRecord,
+        finish: &Finish,
+    ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         finish_in(&mut tx, record, finish).await?;
         tx.commit().await?;
@@ -261,7 +288,8 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
+        let claimed =
+            claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
         if !claimed.is_empty() {
             write_group_sent(&mut tx, group_key, now.timestamp_millis()).await?;
         }

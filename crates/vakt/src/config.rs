@@ -244,14 +244,16 @@ impl Config {
         .map_err(|found| errors.extend(found))
         .ok();
         match (listen, location, pipeline, handling) {
-            (Some(listen), Some(location), Some(pipeline), Some(handling)) if errors.is_empty() => Ok(Config {
-                path: path.map(Path::to_path_buf),
-                file,
-                listen,
-                location,
-                pipeline: Arc::new(pipeline),
-                handling: Arc::new(handling),
-            }),
+            (Some(listen), Some(location), Some(pipeline), Some(handling)) if errors.is_empty() => {
+                Ok(Config {
+                    path: path.map(Path::to_path_buf),
+                    file,
+                    listen,
+                    location,
+                    pipeline: Arc::new(pipeline),
+                    handling: Arc::new(handling),
+                })
+            }
             _ => Err(render(errors)),
         }
     }

@@ -323,7 +323,9 @@ pub async fn launch_with_listener(
         // The dispatcher saw the stop too; it lets running attempts end (bounded by their
         // timeouts); what it has not started stays pending for the next start.
         if tokio::time::timeout(grace, dispatcher).await.is_err() {
-            tracing::warn!("actions still running after the grace period; their leases will run out and they will be taken back");
+            tracing::warn!(
+                "actions still running after the grace period; their leases will run out and they will be taken back"
+            );
         }
         // The router holds the state too: drop it with the server future.
         drop(serve);

@@ -148,7 +148,9 @@ fn track_flapping(
     ) {
         handling.changes.push(now);
     }
-    let keep = usize::try_from(flap.threshold).unwrap_or(usize::MAX).saturating_add(1);
+    let keep = usize::try_from(flap.threshold)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
     if handling.changes.len() > keep {
         let excess = handling.changes.len() - keep;
         handling.changes.drain(..excess);
@@ -230,9 +232,12 @@ pub(super) fn decide(
     let trigger = match transition {
         Transition::Opened => Some("the alert opened".to_owned()),
         Transition::Reopened => Some("the alert reopened".to_owned()),
-        Transition::Updated { previous_severity } if alert.severity > previous_severity => Some(
-            format!("severity rose from {previous_severity} to {}", alert.severity),
-        ),
+        Transition::Updated { previous_severity } if alert.severity > previous_severity => {
+            Some(format!(
+                "severity rose from {previous_severity} to {}",
+                alert.severity
+            ))
+        }
         _ => None,
     };
     let notifies = |name: &str| {
@@ -342,11 +347,9 @@ pub(super) fn decide(
             _ => None,
         };
         let group_key = match (config, &labels) {
-            (Some(config), Some(labels)) if !config.group_by().is_empty() => Some(group_key(
-                &candidate.action,
-                config.group_by(),
-                labels,
-            )),
+            (Some(config), Some(labels)) if !config.group_by().is_empty() => {
+                Some(group_key(&candidate.action, config.group_by(), labels))
+            }
             _ => None,
         };
         decided.push(DecidedAction {
@@ -417,7 +420,14 @@ pub(super) fn decide(
             .join(", ")
     };
     let (decision, reason) = match (running.is_empty(), held.first()) {
-        (false, None) => ("run", format!("{}: run {}", why_of(&trigger, transition, flap_change), list(&running))),
+        (false, None) => (
+            "run",
+            format!(
+                "{}: run {}",
+                why_of(&trigger, transition, flap_change),
+                list(&running)
+            ),
+        ),
         (true, Some(first)) => (
             "suppressed",
             format!(
@@ -439,9 +449,7 @@ pub(super) fn decide(
         ),
         (true, None) => ("no_action", "nothing decided".to_owned()),
     };
-    trace.push(
-        TraceEntry::new(Stage::Decide, decision, reason).with_rules(rule_names(requested)),
-    );
+    trace.push(TraceEntry::new(Stage::Decide, decision, reason).with_rules(rule_names(requested)));
     decided
 }
 

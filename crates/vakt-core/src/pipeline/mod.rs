@@ -25,8 +25,8 @@ use crate::config::{ActionConfig, ConfigError, PipelineConfig};
 use crate::event::{Category, Event, EventInput};
 use crate::fingerprint::{Fingerprint, FingerprintField};
 use crate::noise::{MaintenanceWindow, Noise};
-use crate::silence::ActiveSilences;
 use crate::rules::{Matches, RuleSet, parse_fingerprint_fields};
+use crate::silence::ActiveSilences;
 use crate::trace::TraceEntry;
 
 pub use correlate::Transition;

@@ -91,9 +91,13 @@ impl Harness {
             format!("X{counter}")
         };
         let current = self.alerts.get(&prepared.fingerprint).cloned();
-        let outcome = self
-            .pipeline
-            .correlate(prepared, event_id, current.as_ref(), &self.silences, &mut new_id);
+        let outcome = self.pipeline.correlate(
+            prepared,
+            event_id,
+            current.as_ref(),
+            &self.silences,
+            &mut new_id,
+        );
         if let Some(alert) = &outcome.alert {
             self.alerts.insert(alert.fingerprint.clone(), alert.clone());
         }

@@ -131,7 +131,10 @@ async fn send(
         .into_iter()
         .map(|e| pipeline.prepare(event(e), "test", now))
         .collect();
-    store.ingest(pipeline, &Default::default(), batch).await.expect("ingest")
+    store
+        .ingest(pipeline, &Default::default(), batch)
+        .await
+        .expect("ingest")
 }
 
 fn disk(pct: f64) -> serde_json::Value {
@@ -482,7 +485,10 @@ async fn silences_and_expiring_alerts_are_kept(backend: &Backend) {
         event(json!({"resource": "r", "check": "c", "summary": "firing", "severity": "major"}));
     input.expires_at = Some(now + Duration::seconds(30));
     let prepared = p.prepare(input, "test", now);
-    let id = store.ingest(&p, &Default::default(), vec![prepared]).await.expect("ingest")[0]
+    let id = store
+        .ingest(&p, &Default::default(), vec![prepared])
+        .await
+        .expect("ingest")[0]
         .record
         .alert_id
         .clone()

@@ -18,11 +18,20 @@ const RESPONSE_KEPT: usize = 4096;
 /// How an attempt went, for retry decisions.
 #[derive(Debug)]
 pub enum Delivery {
-    Delivered { detail: String, output: Value },
+    Delivered {
+        detail: String,
+        output: Value,
+    },
     /// Worth trying again: a timeout, a refused connection, 408, 429, 5xx.
-    Transient { detail: String, output: Value },
+    Transient {
+        detail: String,
+        output: Value,
+    },
     /// Trying again would not help: a 4xx other than 408/429, a bad address.
-    Permanent { detail: String, output: Value },
+    Permanent {
+        detail: String,
+        output: Value,
+    },
 }
 
 /// One HTTP call.
@@ -143,11 +152,17 @@ pub async fn email(channel: &EmailChannel, mail: Mail<'_>) -> Delivery {
             output: json!({"server": server, "code": response.code().to_string(), "to": mail.to}),
         },
         Err(error) if error.is_permanent() => Delivery::Permanent {
-            detail: format!("mail to {} refused by {server}: {error}", mail.to.join(", ")),
+            detail: format!(
+                "mail to {} refused by {server}: {error}",
+                mail.to.join(", ")
+            ),
             output: json!({"server": server, "error": error.to_string()}),
         },
         Err(error) => Delivery::Transient {
-            detail: format!("mail to {} via {server} failed: {error}", mail.to.join(", ")),
+            detail: format!(
+                "mail to {} via {server} failed: {error}",
+                mail.to.join(", ")
+            ),
             output: json!({"server": server, "error": error.to_string()}),
         },
     }
@@ -166,9 +181,7 @@ fn build_message(channel: &EmailChannel, mail: &Mail<'_>) -> Result<Message, Str
         return Err("no recipients: set `to` on the action or the channel".into());
     }
     for to in mail.to {
-        builder = builder.to(to
-            .parse()
-            .map_err(|e| format!("recipient {to:?}: {e}"))?);
+        builder = builder.to(to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?);
     }
     let mut message = builder
         .body(mail.body.clone())
@@ -184,16 +197,16 @@ fn transport(channel: &EmailChannel) -> Result<AsyncSmtpTransport<Tokio1Executor
     let host = channel.host.as_str();
     let mut builder = match channel.tls {
         SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-        SmtpTls::Starttls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(
-            Tls::Required(
+        SmtpTls::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(Tls::Required(
                 TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS for {host}: {e}"))?,
-            ),
-        ),
-        SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(
-            Tls::Wrapper(
+            ))
+        }
+        SmtpTls::Tls => {
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host).tls(Tls::Wrapper(
                 TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS for {host}: {e}"))?,
-            ),
-        ),
+            ))
+        }
     }
     .port(channel.port)
     .timeout(Some(Duration::from_secs(channel.timeout_secs)));

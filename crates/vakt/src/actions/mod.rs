@@ -209,21 +209,41 @@ impl Handling {
                         ));
                     }
                     for (i, arg) in command.iter().enumerate() {
-                        add_template(&mut templates, &mut errors, format!("actions.{name}.command[{i}]"), arg, span.clone());
+                        add_template(
+                            &mut templates,
+                            &mut errors,
+                            format!("actions.{name}.command[{i}]"),
+                            arg,
+                            span.clone(),
+                        );
                     }
                     for (key, value) in env {
-                        add_template(&mut templates, &mut errors, format!("actions.{name}.env.{key}"), value, span.clone());
+                        add_template(
+                            &mut templates,
+                            &mut errors,
+                            format!("actions.{name}.env.{key}"),
+                            value,
+                            span.clone(),
+                        );
                     }
                 }
                 ActionConfig::Webhook { url, body, .. } => {
                     if !(url.starts_with("http://") || url.starts_with("https://")) {
                         errors.push(ConfigError::at(
                             span.clone(),
-                            format!("actions.{name}: url {url:?} must start with http:// or https://"),
+                            format!(
+                                "actions.{name}: url {url:?} must start with http:// or https://"
+                            ),
                         ));
                     }
                     if let Some(body) = body {
-                        add_template(&mut templates, &mut errors, format!("actions.{name}.body"), body, span.clone());
+                        add_template(
+                            &mut templates,
+                            &mut errors,
+                            format!("actions.{name}.body"),
+                            body,
+                            span.clone(),
+                        );
                     }
                 }
                 ActionConfig::Notify { channel, .. } => {
@@ -248,7 +268,10 @@ impl Handling {
             let span = channel.span();
             match channel.get_ref() {
                 ChannelConfig::Email {
-                    subject, body, from, ..
+                    subject,
+                    body,
+                    from,
+                    ..
                 } => {
                     if from.parse::<lettre::message::Mailbox>().is_err() {
                         errors.push(ConfigError::at(
@@ -257,10 +280,22 @@ impl Handling {
                         ));
                     }
                     if let Some(subject) = subject {
-                        add_template(&mut templates, &mut errors, format!("channels.{name}.subject"), subject, span.clone());
+                        add_template(
+                            &mut templates,
+                            &mut errors,
+                            format!("channels.{name}.subject"),
+                            subject,
+                            span.clone(),
+                        );
                     }
                     if let Some(body) = body {
-                        add_template(&mut templates, &mut errors, format!("channels.{name}.body"), body, span.clone());
+                        add_template(
+                            &mut templates,
+                            &mut errors,
+                            format!("channels.{name}.body"),
+                            body,
+                            span.clone(),
+                        );
                     }
                 }
                 ChannelConfig::Slack(chat)
@@ -277,19 +312,30 @@ impl Handling {
                         ));
                     }
                     if let Some(body) = &chat.template {
-                        add_template(&mut templates, &mut errors, format!("channels.{name}.template"), body, span.clone());
+                        add_template(
+                            &mut templates,
+                            &mut errors,
+                            format!("channels.{name}.template"),
+                            body,
+                            span.clone(),
+                        );
                     }
                 }
             }
         }
         let mut rules = Vec::new();
         for (i, rule) in inhibit.iter().enumerate() {
-            let name = rule.name.clone().unwrap_or_else(|| format!("inhibit_rules[{i}]"));
+            let name = rule
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("inhibit_rules[{i}]"));
             let parse = |list: &[Spanned<String>], errors: &mut Vec<ConfigError>| {
                 list.iter()
                     .filter_map(|m| {
                         Matcher::parse(m.get_ref())
-                            .map_err(|e| errors.push(ConfigError::at(m.span(), format!("{name}: {e}"))))
+                            .map_err(|e| {
+                                errors.push(ConfigError::at(m.span(), format!("{name}: {e}")))
+                            })
                             .ok()
                     })
                     .collect::<Vec<_>>()
@@ -378,7 +424,9 @@ fn add_template(
 
 /// Backoff before retry number `attempt` (1-based): base * 2^(attempt-1), capped.
 fn backoff(config: &vakt_core::config::RetryConfig, attempt: i64) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(30);
+    let exponent = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(30);
     Duration::from_secs(
         config
             .backoff_secs
@@ -430,16 +478,33 @@ pub fn spawn(
         throttles: Mutex::new(Throttles::default()),
     });
     tokio::spawn(async move {
+        // The embedded database has one writer process: whatever was running when this
+        // process started belonged to a process that is gone, whatever its lease says.
+        if dispatcher.state.store.backend() == "sqlite" {
+            match dispatcher
+                .state
+                .store
+                .recover_actions(chrono::DateTime::<Utc>::MAX_UTC, Utc::now())
+                .await
+            {
+                Ok(recovered) if !recovered.is_empty() => tracing::warn!(
+                    actions = recovered.len(),
+                    "took back actions that were running when vakt stopped"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "cannot take back interrupted actions"),
+            }
+        }
         loop {
             if *stop.borrow() {
                 break;
             }
             let handling = dispatcher.state.handling();
             let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(10));
-            if handling.dispatch.enabled {
-                if let Err(error) = dispatcher.round(&handling).await {
-                    tracing::warn!(%error, "dispatch round failed; trying again");
-                }
+            if handling.dispatch.enabled
+                && let Err(error) = dispatcher.round(&handling).await
+            {
+                tracing::warn!(%error, "dispatch round failed; trying again");
             }
             tokio::select! {
                 _ = dispatcher.wake.notified() => {}
@@ -460,7 +525,7 @@ impl Dispatcher {
     async fn round(self: &Arc<Self>, handling: &Arc<Handling>) -> Result<(), StoreError> {
         let store = Arc::clone(&self.state.store);
         let now = Utc::now();
-        let recovered = store.recover_actions(now).await?;
+        let recovered = store.recover_actions(now, now).await?;
         if !recovered.is_empty() {
             tracing::warn!(
                 actions = recovered.len(),
@@ -560,12 +625,9 @@ impl Dispatcher {
                 detail,
                 output,
             ),
-            Outcome::Skipped(detail) => (
-                "skipped",
-                Next::Done(ActionStatus::Skipped),
-                detail,
-                None,
-            ),
+            Outcome::Skipped(detail) => {
+                ("skipped", Next::Done(ActionStatus::Skipped), detail, None)
+            }
             Outcome::Failed {
                 detail,
                 output,
@@ -585,10 +647,7 @@ impl Dispatcher {
                     )
                 } else {
                     let why = if transient {
-                        format!(
-                            "{detail}; gave up after {} attempt(s)",
-                            record.attempts
-                        )
+                        format!("{detail}; gave up after {} attempt(s)", record.attempts)
                     } else {
                         format!("{detail}; not retried (a permanent error)")
                     };
@@ -624,10 +683,7 @@ impl Dispatcher {
         let store = &self.state.store;
         let Some(config) = handling.actions.get(&*record.decided.action) else {
             return Outcome::Failed {
-                detail: format!(
-                    "action {:?} is no longer configured",
-                    record.decided.action
-                ),
+                detail: format!("action {:?} is no longer configured", record.decided.action),
                 output: None,
                 transient: false,
             };
@@ -655,10 +711,7 @@ impl Dispatcher {
             }
         }
         let event = store.event(&record.decided.event_id).await.ok().flatten();
-        let earlier = store
-            .alert_actions(&alert.id)
-            .await
-            .unwrap_or_default();
+        let earlier = store.alert_actions(&alert.id).await.unwrap_or_default();
         let context = Context::new(
             record,
             alert,
@@ -680,21 +733,33 @@ impl Dispatcher {
                 ..
             } => {
                 if *cooldown_secs > 0 {
-                    match store.last_success(&record.decided.action, &record.decided.alert_id).await {
-                        Ok(Some(last)) if (Utc::now() - last).num_seconds() < i64::try_from(*cooldown_secs).unwrap_or(i64::MAX) => {
+                    match store
+                        .last_success(&record.decided.action, &record.decided.alert_id)
+                        .await
+                    {
+                        Ok(Some(last))
+                            if (Utc::now() - last).num_seconds()
+                                < i64::try_from(*cooldown_secs).unwrap_or(i64::MAX) =>
+                        {
                             return Outcome::Skipped(format!(
                                 "cooldown: it last ran for this alert {} s ago (cooldown {cooldown_secs} s)",
                                 (Utc::now() - last).num_seconds()
                             ));
                         }
                         Ok(_) => {}
-                        Err(error) => return Outcome::transient(format!("checking the cooldown: {error}")),
+                        Err(error) => {
+                            return Outcome::transient(format!("checking the cooldown: {error}"));
+                        }
                     }
                 }
                 let name = &*record.decided.action;
                 let mut argv = Vec::with_capacity(command.len());
                 for i in 0..command.len() {
-                    match render::render(&handling.templates, &format!("actions.{name}.command[{i}]"), &context) {
+                    match render::render(
+                        &handling.templates,
+                        &format!("actions.{name}.command[{i}]"),
+                        &context,
+                    ) {
                         Ok(arg) => argv.push(arg),
                         Err(e) => return Outcome::permanent(e),
                     }
@@ -717,7 +782,11 @@ impl Dispatcher {
                     environment.insert(k.to_owned(), v.to_owned());
                 }
                 for key in env.keys() {
-                    match render::render(&handling.templates, &format!("actions.{name}.env.{key}"), &context) {
+                    match render::render(
+                        &handling.templates,
+                        &format!("actions.{name}.env.{key}"),
+                        &context,
+                    ) {
                         Ok(value) => {
                             environment.insert(key.clone(), value);
                         }
@@ -777,8 +846,10 @@ impl Dispatcher {
                     },
                     None => context.document().to_string(),
                 };
-                let headers: Vec<(String, String)> =
-                    headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let headers: Vec<(String, String)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 Outcome::from(
                     deliver::http(
                         &self.client,
@@ -797,13 +868,22 @@ impl Dispatcher {
             }
             ActionConfig::Notify { channel, to, .. } => {
                 let Some(channel_config) = handling.channels.get(channel) else {
-                    return Outcome::permanent(format!("channel {channel:?} is no longer configured"));
+                    return Outcome::permanent(format!(
+                        "channel {channel:?} is no longer configured"
+                    ));
                 };
                 if let Some(held) = self.throttled(channel, to, channel_config, &context) {
                     return Outcome::Skipped(held);
                 }
-                self.notify(handling, channel, channel_config, to, &context, &record.decided.id)
-                    .await
+                self.notify(
+                    handling,
+                    channel,
+                    channel_config,
+                    to,
+                    &context,
+                    &record.decided.id,
+                )
+                .await
             }
         }
     }
@@ -814,7 +894,9 @@ impl Dispatcher {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(limits.entry(name.to_owned()).or_insert_with(|| {
-            Arc::new(Semaphore::new(usize::try_from(concurrency.max(1)).unwrap_or(1)))
+            Arc::new(Semaphore::new(
+                usize::try_from(concurrency.max(1)).unwrap_or(1),
+            ))
         }))
     }
 
@@ -838,7 +920,11 @@ impl Dispatcher {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let state = throttles.windows.entry(key).or_default();
         let now = Instant::now();
-        while state.sent.front().is_some_and(|&t| now.duration_since(t) >= window) {
+        while state
+            .sent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= window)
+        {
             state.sent.pop_front();
         }
         if state.sent.len() < usize::try_from(throttle.throttle_max).unwrap_or(usize::MAX) {
@@ -871,11 +957,16 @@ impl Dispatcher {
                     continue;
                 };
                 let window = Duration::from_secs(config.throttle().throttle_window_secs);
-                while state.sent.front().is_some_and(|&t| now.duration_since(t) >= window) {
+                while state
+                    .sent
+                    .front()
+                    .is_some_and(|&t| now.duration_since(t) >= window)
+                {
                     state.sent.pop_front();
                 }
                 if !state.held.is_empty()
-                    && state.sent.len() < usize::try_from(config.throttle().throttle_max).unwrap_or(usize::MAX)
+                    && state.sent.len()
+                        < usize::try_from(config.throttle().throttle_max).unwrap_or(usize::MAX)
                 {
                     state.sent.push_back(now);
                     due.push((key.clone(), std::mem::take(&mut state.held)));
@@ -885,11 +976,18 @@ impl Dispatcher {
         };
         for (key, held) in due {
             let (channel, to) = key.split_once('|').unwrap_or((&key, ""));
-            let to: Vec<String> = to.split(',').filter(|t| !t.is_empty()).map(String::from).collect();
+            let to: Vec<String> = to
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect();
             let Some(config) = handling.channels.get(channel) else {
                 continue;
             };
-            let title = format!("[vakt] {} notification(s) held back by throttling", held.len());
+            let title = format!(
+                "[vakt] {} notification(s) held back by throttling",
+                held.len()
+            );
             let mut text = String::new();
             for line in held.iter().take(render::GROUP_LISTED_MAX) {
                 text.push_str("- ");
@@ -897,39 +995,85 @@ impl Dispatcher {
                 text.push('\n');
             }
             if held.len() > render::GROUP_LISTED_MAX {
-                text.push_str(&format!("... and {} more\n", held.len() - render::GROUP_LISTED_MAX));
+                text.push_str(&format!(
+                    "... and {} more\n",
+                    held.len() - render::GROUP_LISTED_MAX
+                ));
             }
             let outcome = self.send_plain(config, &to, &title, &text).await;
-            tracing::info!(channel, held = held.len(), ?outcome, "sent a throttling summary");
+            tracing::info!(
+                channel,
+                held = held.len(),
+                ?outcome,
+                "sent a throttling summary"
+            );
         }
     }
 
     /// A message that belongs to no alert (throttling summaries).
-    async fn send_plain(&self, config: &ChannelConfig, to: &[String], title: &str, text: &str) -> Outcome {
+    async fn send_plain(
+        &self,
+        config: &ChannelConfig,
+        to: &[String],
+        title: &str,
+        text: &str,
+    ) -> Outcome {
         let key = ulid::Ulid::new().to_string();
         match config {
             ChannelConfig::Email { to: default_to, .. } => {
-                let recipients = if to.is_empty() { default_to.clone() } else { to.to_vec() };
+                let recipients = if to.is_empty() {
+                    default_to.clone()
+                } else {
+                    to.to_vec()
+                };
                 let Some(email) = config.email() else {
                     return Outcome::permanent("not an email channel".into());
                 };
                 Outcome::from(
                     deliver::email(
                         &email,
-                        deliver::Mail { to: &recipients, subject: title.to_owned(), body: text.to_owned(), idempotency_key: &key },
+                        deliver::Mail {
+                            to: &recipients,
+                            subject: title.to_owned(),
+                            body: text.to_owned(),
+                            idempotency_key: &key,
+                        },
                     )
                     .await,
                 )
             }
-            ChannelConfig::Slack(chat) | ChannelConfig::Mattermost(chat) | ChannelConfig::Teams(chat) | ChannelConfig::Webhook(chat) => {
+            ChannelConfig::Slack(chat)
+            | ChannelConfig::Mattermost(chat)
+            | ChannelConfig::Teams(chat)
+            | ChannelConfig::Webhook(chat) => {
                 let body = match config {
-                    ChannelConfig::Teams(_) => serde_json::json!({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "weight": "Bolder", "text": title, "wrap": true}, {"type": "TextBlock", "text": text, "wrap": true}]}}]}),
-                    ChannelConfig::Webhook(_) => serde_json::json!({"version": "1", "purpose": "throttle_summary", "title": title, "text": text}),
+                    ChannelConfig::Teams(_) => {
+                        serde_json::json!({"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": null, "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "weight": "Bolder", "text": title, "wrap": true}, {"type": "TextBlock", "text": text, "wrap": true}]}}]})
+                    }
+                    ChannelConfig::Webhook(_) => {
+                        serde_json::json!({"version": "1", "purpose": "throttle_summary", "title": title, "text": text})
+                    }
                     _ => serde_json::json!({"text": format!("{title}\n{text}")}),
                 };
-                let headers: Vec<(String, String)> = chat.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let headers: Vec<(String, String)> = chat
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 Outcome::from(
-                    deliver::http(&self.client, deliver::HttpCall { method: "POST", url: &chat.url, headers: &headers, body: body.to_string(), timeout: Duration::from_secs(chat.timeout_secs), idempotency_key: &key, hmac_secret: None }).await,
+                    deliver::http(
+                        &self.client,
+                        deliver::HttpCall {
+                            method: "POST",
+                            url: &chat.url,
+                            headers: &headers,
+                            body: body.to_string(),
+                            timeout: Duration::from_secs(chat.timeout_secs),
+                            idempotency_key: &key,
+                            hmac_secret: None,
+                        },
+                    )
+                    .await,
                 )
             }
         }
@@ -951,16 +1095,28 @@ impl Dispatcher {
                 body,
                 ..
             } => {
-                let recipients = if to.is_empty() { default_to.clone() } else { to.to_vec() };
+                let recipients = if to.is_empty() {
+                    default_to.clone()
+                } else {
+                    to.to_vec()
+                };
                 let subject = match subject {
-                    Some(_) => match render::render(&handling.templates, &format!("channels.{channel}.subject"), context) {
+                    Some(_) => match render::render(
+                        &handling.templates,
+                        &format!("channels.{channel}.subject"),
+                        context,
+                    ) {
                         Ok(s) => s,
                         Err(e) => return Outcome::permanent(e),
                     },
                     None => context.title(),
                 };
                 let body = match body {
-                    Some(_) => match render::render(&handling.templates, &format!("channels.{channel}.body"), context) {
+                    Some(_) => match render::render(
+                        &handling.templates,
+                        &format!("channels.{channel}.body"),
+                        context,
+                    ) {
                         Ok(s) => s,
                         Err(e) => return Outcome::permanent(e),
                     },
@@ -987,8 +1143,12 @@ impl Dispatcher {
             | ChannelConfig::Teams(chat)
             | ChannelConfig::Webhook(chat) => {
                 let body = match &chat.template {
-                    Some(_) => match render::render(&handling.templates, &format!("channels.{channel}.template"), context)
-                        .and_then(|t| valid_json(&t))
+                    Some(_) => match render::render(
+                        &handling.templates,
+                        &format!("channels.{channel}.template"),
+                        context,
+                    )
+                    .and_then(|t| valid_json(&t))
                     {
                         Ok(body) => body,
                         Err(e) => return Outcome::permanent(e),
@@ -1001,8 +1161,11 @@ impl Dispatcher {
                     }
                     .to_string(),
                 };
-                let headers: Vec<(String, String)> =
-                    chat.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                let headers: Vec<(String, String)> = chat
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
                 Outcome::from(
                     deliver::http(
                         &self.client,
@@ -1043,7 +1206,8 @@ impl Dispatcher {
             let wait_over = (now - head.first_decided_at).num_seconds()
                 >= i64::try_from(*group_wait_secs).unwrap_or(i64::MAX);
             let interval_over = head.last_sent_at.is_none_or(|last| {
-                (now - last).num_seconds() >= i64::try_from(*group_interval_secs).unwrap_or(i64::MAX)
+                (now - last).num_seconds()
+                    >= i64::try_from(*group_interval_secs).unwrap_or(i64::MAX)
             });
             if !(wait_over && interval_over) {
                 continue;
@@ -1058,20 +1222,20 @@ impl Dispatcher {
             let started = Utc::now();
             let mut alerts = Vec::with_capacity(members.len());
             for member in &members {
-                if let Ok(Some(alert)) = store.alert(&member.decided.alert_id).await {
-                    if !alerts.iter().any(|a: &Alert| a.id == alert.id) {
-                        alerts.push(alert);
-                    }
+                if let Ok(Some(alert)) = store.alert(&member.decided.alert_id).await
+                    && !alerts.iter().any(|a: &Alert| a.id == alert.id)
+                {
+                    alerts.push(alert);
                 }
             }
             // Inhibited members are left out of the message and recorded as skipped.
             let mut skipped: HashMap<String, String> = HashMap::new();
-            if !handling.inhibit.is_empty() {
-                if let Ok(active) = active_alerts(&**store).await {
-                    for alert in &alerts {
-                        if let Some(why) = handling.inhibited_by(alert, &active) {
-                            skipped.insert(alert.id.clone(), why);
-                        }
+            if !handling.inhibit.is_empty()
+                && let Ok(active) = active_alerts(&**store).await
+            {
+                for alert in &alerts {
+                    if let Some(why) = handling.inhibited_by(alert, &active) {
+                        skipped.insert(alert.id.clone(), why);
                     }
                 }
             }
@@ -1080,7 +1244,13 @@ impl Dispatcher {
                 None => Outcome::Skipped("every alert of the group is inhibited".into()),
                 Some(lead) => {
                     let labels = lead.match_labels();
-                    let mut context = Context::new(first, lead.clone(), None, &[], &handling.dispatch.console_url);
+                    let mut context = Context::new(
+                        first,
+                        lead.clone(),
+                        None,
+                        &[],
+                        &handling.dispatch.console_url,
+                    );
                     context.group = Some(render::Group {
                         key: head.group_key.clone(),
                         labels: group_by
@@ -1088,13 +1258,29 @@ impl Dispatcher {
                             .map(|k| (k.clone(), labels.get(k).cloned().unwrap_or_default()))
                             .collect(),
                         count: alerts.len(),
-                        alerts: alerts.iter().take(render::GROUP_LISTED_MAX * 5).cloned().collect(),
+                        alerts: alerts
+                            .iter()
+                            .take(render::GROUP_LISTED_MAX * 5)
+                            .cloned()
+                            .collect(),
                     });
                     match handling.channels.get(channel) {
-                        None => Outcome::permanent(format!("channel {channel:?} is no longer configured")),
+                        None => Outcome::permanent(format!(
+                            "channel {channel:?} is no longer configured"
+                        )),
                         Some(config) => match self.throttled(channel, to, config, &context) {
                             Some(held) => Outcome::Skipped(held),
-                            None => self.notify(handling, channel, config, to, &context, &first.decided.id).await,
+                            None => {
+                                self.notify(
+                                    handling,
+                                    channel,
+                                    config,
+                                    to,
+                                    &context,
+                                    &first.decided.id,
+                                )
+                                .await
+                            }
                         },
                     }
                 }
@@ -1121,7 +1307,8 @@ fn lease_secs(handling: &Handling) -> i64 {
         .actions
         .values()
         .map(|a| match a {
-            ActionConfig::Exec { timeout_secs, .. } | ActionConfig::Webhook { timeout_secs, .. } => *timeout_secs,
+            ActionConfig::Exec { timeout_secs, .. }
+            | ActionConfig::Webhook { timeout_secs, .. } => *timeout_secs,
             ActionConfig::Notify { .. } => 30,
         })
         .max()
@@ -1143,7 +1330,13 @@ async fn active_alerts(store: &dyn Store) -> Result<Vec<Alert>, StoreError> {
 fn valid_json(text: &str) -> Result<String, String> {
     serde_json::from_str::<serde_json::Value>(text)
         .map(|_| text.to_owned())
-        .map_err(|e| format!("the template did not produce JSON: {e} (line {}, column {})", e.line(), e.column()))
+        .map_err(|e| {
+            format!(
+                "the template did not produce JSON: {e} (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+        })
 }
 
 impl ChannelConfig {

@@ -103,11 +103,7 @@ impl Context {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let firing = group
-                .alerts
-                .iter()
-                .filter(|a| a.status.is_active())
-                .count();
+            let firing = group.alerts.iter().filter(|a| a.status.is_active()).count();
             return format!(
                 "[vakt] {} alert{} ({firing} active){}",
                 group.count,
@@ -184,7 +180,10 @@ impl Context {
             ),
             _ => {}
         }
-        line(&mut out, format!("Severity: {} (highest {})", a.severity, a.severity_max));
+        line(
+            &mut out,
+            format!("Severity: {} (highest {})", a.severity, a.severity_max),
+        );
         line(&mut out, format!("Status: {}", a.status));
         line(&mut out, format!("Resource: {}", a.resource));
         line(&mut out, format!("Check: {}", a.check));
@@ -196,7 +195,12 @@ impl Context {
         }
         line(
             &mut out,
-            format!("Events: {}, first {}, last {}", a.count, rfc3339(a.first_seen), rfc3339(a.last_seen)),
+            format!(
+                "Events: {}, first {}, last {}",
+                a.count,
+                rfc3339(a.first_seen),
+                rfc3339(a.last_seen)
+            ),
         );
         if !self.done.is_empty() {
             line(&mut out, String::new());
@@ -204,7 +208,10 @@ impl Context {
             for done in &self.done {
                 line(
                     &mut out,
-                    format!("- {} ({}): {} {}", done.action, done.kind, done.status, done.outcome),
+                    format!(
+                        "- {} ({}): {} {}",
+                        done.action, done.kind, done.status, done.outcome
+                    ),
                 );
             }
         }

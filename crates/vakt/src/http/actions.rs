@@ -107,7 +107,11 @@ pub async fn retry_action(
     if body.by.trim().is_empty() {
         return Err(ApiError::field("by", "must name who asks"));
     }
-    match state.store.retry_action(&id, &body.by, chrono::Utc::now()).await? {
+    match state
+        .store
+        .retry_action(&id, &body.by, chrono::Utc::now())
+        .await?
+    {
         Some(record) => {
             state.wake_dispatcher();
             tracing::info!(action = %id, by = %body.by, "action retry requested");

@@ -62,13 +62,12 @@ pub async fn list_silences(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<SilencePage>, ApiError> {
     let p = Params::parse(raw.as_deref(), &["state"])?;
-    let wanted = p
-        .parsed("state", |s| match s {
-            "pending" | "active" | "expired" => Ok(s.to_owned()),
-            other => Err(format!(
-                "unknown state {other:?}, expected pending, active or expired"
-            )),
-        })?;
+    let wanted = p.parsed("state", |s| match s {
+        "pending" | "active" | "expired" => Ok(s.to_owned()),
+        other => Err(format!(
+            "unknown state {other:?}, expected pending, active or expired"
+        )),
+    })?;
     let now = Utc::now();
     let items = state
         .store
@@ -118,8 +117,8 @@ pub async fn create_silence(
     let now = Utc::now();
     let mut matchers = Vec::with_capacity(new.matchers.len());
     for (i, text) in new.matchers.iter().enumerate() {
-        let matcher = Matcher::parse(text)
-            .map_err(|e| ApiError::field(&format!("matchers[{i}]"), e))?;
+        let matcher =
+            Matcher::parse(text).map_err(|e| ApiError::field(&format!("matchers[{i}]"), e))?;
         matchers.push(matcher.spec);
     }
     let starts_at = new.starts_at.unwrap_or(now).max(now);
@@ -133,9 +132,10 @@ pub async fn create_silence(
         (Some(end), None) => end,
         (None, Some(secs)) => {
             starts_at
-                + chrono::Duration::seconds(i64::try_from(secs).map_err(|_| {
-                    ApiError::field("duration_secs", "is too large")
-                })?)
+                + chrono::Duration::seconds(
+                    i64::try_from(secs)
+                        .map_err(|_| ApiError::field("duration_secs", "is too large"))?,
+                )
         }
         (None, None) => {
             return Err(ApiError::field(
