@@ -50,6 +50,103 @@ Exits 0 when the server stored the event, 1 when it refused it, 2 when it could 
     /// Check rules, or test what they do to an event
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Silence alerts on a running server: add, list, expire
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+    /// Decided actions on a running server: list, show with attempts, retry
+    #[command(subcommand)]
+    Actions(ActionsCommand),
+}
+
+/// Where the server is.
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// Server base URL
+    #[arg(long, env = "VAKT_URL", default_value = "http://127.0.0.1:8470")]
+    pub url: String,
+    /// Seconds to wait for the server
+    #[arg(long, default_value_t = 10)]
+    pub timeout_secs: u64,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SilenceCommand {
+    /// Silence matching alerts for a while: events are recorded, no action runs
+    #[command(
+        long_about = "Silence matching alerts for a while: their events are still \
+recorded and categorised, but no action runs, and the trace names the silence.\n\n  \
+vakt silence add 'service=\"billing\"' --duration 2h --by alice --comment 'migration'\n  \
+vakt silence add 'resource=~\"db0[1-3]\"' 'severity!=\"critical\"' --duration 30m --by bob"
+    )]
+    Add {
+        #[command(flatten)]
+        remote: Remote,
+        /// Prometheus-style matchers over labels and fields (all must match)
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long: 90s, 30m, 2h, 1d
+        #[arg(long, default_value = "1h")]
+        duration: String,
+        /// Who silences
+        #[arg(long, env = "USER")]
+        by: String,
+        /// Why
+        #[arg(long, default_value = "")]
+        comment: String,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// List silences, newest first
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// Only pending, active or expired ones
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// End a silence now
+    Expire {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ActionsCommand {
+    /// List decided actions, newest first
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// pending, running, succeeded, failed, skipped or suppressed
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this alert's
+        #[arg(long)]
+        alert: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One action with every attempt and its output
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+    },
+    /// Run a failed or skipped action again
+    Retry {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+        /// Who asks
+        #[arg(long, env = "USER")]
+        by: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -179,6 +276,8 @@ pub fn main() -> ExitCode {
             event,
             json,
         }) => commands::rules::test(config, &event, json),
+        Command::Silence(command) => commands::remote::silence(command),
+        Command::Actions(command) => commands::remote::actions(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,6 @@
 //! Integration tests of the server binary and library over real sockets, SQLite and PostgreSQL.
 
+mod actions;
 mod alertmanager;
 mod api;
 mod bad_input;

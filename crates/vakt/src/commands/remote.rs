@@ -1,0 +1,241 @@
+//! `vakt silence ...` and `vakt actions ...`: operators' commands against a running server.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+
+use crate::cli::{ActionsCommand, Failure, Remote, SilenceCommand};
+
+/// One request; 4xx is the user's to fix (exit 1), anything else is environmental (exit 2).
+fn call(
+    remote: &Remote,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, Failure> {
+    let url = format!("{}{path}", remote.url.trim_end_matches('/'));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::internal)?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(remote.timeout_secs))
+            .build()
+            .context("cannot build an HTTP client")
+            .map_err(Failure::internal)?;
+        let mut request = client.request(method, &url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))
+            .map_err(Failure::internal)?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let message = value["error"]
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            let error = anyhow!("{url} answered {status}: {message}");
+            Err(if status.is_client_error() {
+                Failure::user(error)
+            } else {
+                Failure::internal(error)
+            })
+        }
+    })
+}
+
+fn print(value: &Value, json_out: bool, line: impl Fn(&Value) -> String) {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(value).unwrap_or_default()
+        );
+        return;
+    }
+    match value["items"].as_array() {
+        Some(items) => {
+            for item in items {
+                println!("{}", line(item));
+            }
+        }
+        None => println!("{}", line(value)),
+    }
+}
+
+fn silence_line(s: &Value) -> String {
+    let matchers: Vec<&str> = s["matchers"]
+        .as_array()
+        .map(|m| m.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    format!(
+        "{}  {:<8} {} .. {}  {}  by {}: {}",
+        s["id"].as_str().unwrap_or("?"),
+        s["state"].as_str().unwrap_or("?"),
+        s["starts_at"].as_str().unwrap_or("?"),
+        s["ends_at"].as_str().unwrap_or("?"),
+        matchers.join(","),
+        s["created_by"].as_str().unwrap_or("?"),
+        s["comment"].as_str().unwrap_or(""),
+    )
+}
+
+fn action_line(a: &Value) -> String {
+    format!(
+        "{}  {:<10} {:<8} {:<9} alert {}  attempts {}  {}",
+        a["id"].as_str().unwrap_or("?"),
+        a["status"].as_str().unwrap_or("?"),
+        a["kind"].as_str().unwrap_or("?"),
+        a["purpose"].as_str().unwrap_or("?"),
+        a["alert_id"].as_str().unwrap_or("?"),
+        a["attempts"],
+        a["suppressed_by"]
+            .as_str()
+            .map(|s| format!("suppressed by {s}"))
+            .or_else(|| a["outcome"].as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    )
+}
+
+pub fn silence(command: SilenceCommand) -> Result<(), Failure> {
+    match command {
+        SilenceCommand::Add {
+            remote,
+            matchers,
+            duration,
+            by,
+            comment,
+            json,
+        } => {
+            let secs = parse_duration(&duration).map_err(Failure::user)?;
+            let created = call(
+                &remote,
+                reqwest::Method::POST,
+                "/api/v1/silences",
+                Some(
+                    json!({"matchers": matchers, "duration_secs": secs, "created_by": by, "comment": comment}),
+                ),
+            )?;
+            print(&created, json, silence_line);
+        }
+        SilenceCommand::List {
+            remote,
+            state,
+            json,
+        } => {
+            let path = match state {
+                Some(state) => format!("/api/v1/silences?state={state}"),
+                None => "/api/v1/silences".to_owned(),
+            };
+            print(
+                &call(&remote, reqwest::Method::GET, &path, None)?,
+                json,
+                silence_line,
+            );
+        }
+        SilenceCommand::Expire { remote, id, json } => {
+            let expired = call(
+                &remote,
+                reqwest::Method::DELETE,
+                &format!("/api/v1/silences/{id}"),
+                None,
+            )?;
+            print(&expired, json, silence_line);
+        }
+    }
+    Ok(())
+}
+
+pub fn actions(command: ActionsCommand) -> Result<(), Failure> {
+    match command {
+        ActionsCommand::List {
+            remote,
+            status,
+            alert,
+            json,
+        } => {
+            let mut path = "/api/v1/actions?limit=1000".to_owned();
+            if let Some(status) = status {
+                path.push_str(&format!("&status={status}"));
+            }
+            if let Some(alert) = alert {
+                path.push_str(&format!("&alert_id={alert}"));
+            }
+            print(
+                &call(&remote, reqwest::Method::GET, &path, None)?,
+                json,
+                action_line,
+            );
+        }
+        ActionsCommand::Show { remote, id } => {
+            let detail = call(
+                &remote,
+                reqwest::Method::GET,
+                &format!("/api/v1/actions/{id}"),
+                None,
+            )?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&detail).unwrap_or_default()
+            );
+        }
+        ActionsCommand::Retry { remote, id, by } => {
+            let record = call(
+                &remote,
+                reqwest::Method::POST,
+                &format!("/api/v1/actions/{id}/retry"),
+                Some(json!({"by": by})),
+            )?;
+            println!("{}", action_line(&record));
+        }
+    }
+    Ok(())
+}
+
+/// `90`, `90s`, `30m`, `2h`, `1d` -> seconds.
+pub fn parse_duration(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number.parse().map_err(|_| {
+        anyhow!("--duration {text:?}: expected a number with s, m, h or d, like 2h")
+    })?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(anyhow!(
+                "--duration {text:?}: unknown unit {other:?}; use s, m, h or d"
+            ));
+        }
+    };
+    Ok(n.saturating_mul(factor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(parse_duration("90").ok(), Some(90));
+        assert_eq!(parse_duration("30m").ok(), Some(1800));
+        assert_eq!(parse_duration("2h").ok(), Some(7200));
+        assert_eq!(parse_duration("1d").ok(), Some(86_400));
+        assert!(parse_duration("2w").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+}

@@ -1,0 +1,1064 @@
+//! The handling stage end to end: real SMTP (aiosmtpd), real HTTP receivers, real processes,
+//! noise control, and a kill -9 between decision and delivery.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::harness::TestServer;
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: BTreeMap<String, String>,
+    pub body: Value,
+    pub raw: Vec<u8>,
+}
+
+/// A local HTTP receiver that records every POST; it answers after `delay`.
+pub struct Receiver {
+    pub url: String,
+    pub got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    pub async fn start(delay: Duration) -> Receiver {
+        Receiver::on(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+            delay,
+        )
+    }
+
+    pub fn on(listener: tokio::net::TcpListener, delay: Duration) -> Receiver {
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let app = axum::Router::new()
+            .fallback(
+                |State((got, delay)): State<(Arc<Mutex<Vec<Received>>>, Duration)>,
+                 uri: axum::http::Uri,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let received = Received {
+                        path: uri.path().to_owned(),
+                        headers: headers
+                            .iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.as_str().to_owned(),
+                                    v.to_str().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect(),
+                        body: serde_json::from_slice(&body).unwrap_or_else(|_| {
+                            Value::String(String::from_utf8_lossy(&body).into())
+                        }),
+                        raw: body.to_vec(),
+                    };
+                    got.lock().expect("lock").push(received);
+                    tokio::time::sleep(delay).await;
+                    "ok"
+                },
+            )
+            .with_state((Arc::clone(&got), delay));
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver { url, got }
+    }
+
+    pub fn all(&self) -> Vec<Received> {
+        self.got.lock().expect("lock").clone()
+    }
+
+    pub fn on_path(&self, path: &str) -> Vec<Received> {
+        self.all().into_iter().filter(|r| r.path == path).collect()
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for up to `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn actions(server: &TestServer, query: &str) -> Vec<Value> {
+    let (status, page) = server
+        .get(&format!("/api/v1/actions?limit=1000&{query}"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn event(resource: &str, check: &str, severity: &str, extra: Value) -> Value {
+    let mut event = json!({"resource": resource, "check": check, "severity": severity,
+                           "summary": format!("{check} on {resource} is {severity}")});
+    if let (Some(event), Some(extra)) = (event.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            event.insert(k.clone(), v.clone());
+        }
+    }
+    event
+}
+
+const POLL: &str = "[dispatch]\npoll_interval_ms = 100\nconsole_url = \"http://vakt.example\"\n";
+
+#[tokio::test]
+async fn chat_formats_and_a_signed_webhook_reach_a_local_receiver() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let url = &receiver.url;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["slack", "mattermost", "teams", "generic", "hook"]
+
+[actions.slack]
+type = "notify"
+channel = "slack"
+[actions.mattermost]
+type = "notify"
+channel = "mm"
+[actions.teams]
+type = "notify"
+channel = "teams"
+[actions.generic]
+type = "notify"
+channel = "generic"
+[actions.hook]
+type = "webhook"
+url = "{url}/hook"
+hmac_secret = "s3cret"
+headers = {{ "X-Team" = "ops" }}
+body = '{{"alert": "{{{{ alert.id }}}}", "resource": {{{{ alert.resource | tojson }}}}, "purpose": "{{{{ purpose }}}}"}}'
+
+[channels.slack]
+type = "slack"
+url = "{url}/slack"
+[channels.mm]
+type = "mattermost"
+url = "{url}/mattermost"
+[channels.teams]
+type = "teams"
+url = "{url}/teams"
+[channels.generic]
+type = "webhook"
+url = "{url}/generic"
+"#
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let (status, _) = server
+        .post(
+            "/api/v1/events",
+            &event(
+                "db01",
+                "disk_usage",
+                "critical",
+                json!({"service": "billing"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 202);
+    eventually(15, "five deliveries", || async {
+        (receiver.all().len() >= 5).then_some(())
+    })
+    .await;
+    let alert_id = server.only_alert_id().await;
+
+    // Slack: `text` as the notification fallback, Block Kit blocks of known types.
+    let slack = &receiver.on_path("/slack")[0].body;
+    assert!(
+        slack["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("[CRITICAL] disk_usage on db01")),
+        "{slack}"
+    );
+    let blocks = slack["blocks"].as_array().expect("blocks");
+    for block in blocks {
+        assert!(
+            ["header", "section", "actions"].contains(&block["type"].as_str().unwrap_or_default()),
+            "{block}"
+        );
+    }
+    assert_eq!(blocks[0]["text"]["type"], "plain_text");
+    assert!(
+        slack
+            .to_string()
+            .contains(&format!("http://vakt.example/api/v1/alerts/{alert_id}"))
+    );
+
+    // Mattermost: text plus an attachment with fallback, color, title, fields.
+    let mm = &receiver.on_path("/mattermost")[0].body;
+    let attachment = &mm["attachments"][0];
+    assert!(
+        attachment["fallback"]
+            .as_str()
+            .is_some_and(|t| t.contains("disk_usage"))
+    );
+    assert!(
+        attachment["color"]
+            .as_str()
+            .is_some_and(|c| c.starts_with('#'))
+    );
+    assert!(attachment["fields"].as_array().is_some_and(|f| {
+        f.iter()
+            .any(|f| f["title"] == "Service" && f["value"] == "billing")
+    }));
+
+    // Teams (Workflows): a message with one Adaptive Card attachment.
+    let teams = &receiver.on_path("/teams")[0].body;
+    assert_eq!(teams["type"], "message");
+    let card = &teams["attachments"][0];
+    assert_eq!(
+        card["contentType"],
+        "application/vnd.microsoft.card.adaptive"
+    );
+    assert_eq!(card["content"]["type"], "AdaptiveCard");
+    assert_eq!(
+        card["content"]["$schema"],
+        "http://adaptivecards.io/schemas/adaptive-card.json"
+    );
+    assert!(card["content"]["version"].as_str().is_some());
+    assert_eq!(card["content"]["actions"][0]["type"], "Action.OpenUrl");
+
+    // Generic webhook: vakt's document with the alert and the idempotency key.
+    let generic = &receiver.on_path("/generic")[0];
+    assert_eq!(generic.body["version"], "1");
+    assert_eq!(generic.body["purpose"], "trigger");
+    assert_eq!(generic.body["alert"]["id"], alert_id.as_str());
+    assert_eq!(
+        generic.headers["idempotency-key"],
+        generic.body["action_id"].as_str().unwrap_or("?")
+    );
+
+    // The webhook action: the templated body, the header, and an HMAC we can verify.
+    let hook = &receiver.on_path("/hook")[0];
+    assert_eq!(
+        hook.body,
+        json!({"alert": alert_id, "resource": "db01", "purpose": "trigger"})
+    );
+    assert_eq!(hook.headers["x-team"], "ops");
+    assert_eq!(
+        hook.headers["x-vakt-signature"],
+        vakt::actions::deliver::signature("s3cret", &hook.raw)
+    );
+
+    // Every action succeeded and says so on the alert's timeline.
+    let done = eventually(10, "five succeeded actions", || async {
+        let list = actions(&server, "status=succeeded").await;
+        (list.len() == 5).then_some(list)
+    })
+    .await;
+    assert!(done.iter().all(|a| a["attempts"] == 1), "{done:?}");
+    let (_, alert) = server.get(&format!("/api/v1/alerts/{alert_id}")).await;
+    let runs = alert["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|t| t["kind"] == "action_run")
+        .count();
+    assert_eq!(runs, 5, "{alert}");
+
+    // Resolution is announced through the same actions.
+    server
+        .post(
+            "/api/v1/events",
+            &event("db01", "disk_usage", "ok", json!({"service": "billing"})),
+        )
+        .await;
+    eventually(10, "resolved notices", || async {
+        (receiver.on_path("/slack").len() == 2).then_some(())
+    })
+    .await;
+    let resolved = &receiver.on_path("/slack")[1].body;
+    assert!(
+        resolved["text"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("[RESOLVED]")),
+        "{resolved}"
+    );
+}
+
+#[tokio::test]
+async fn email_reaches_a_real_smtp_server() {
+    let maildir = tempfile::tempdir().expect("maildir");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let mut smtpd = tokio::process::Command::new("python3")
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(maildir.path().join("inbox"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 -m aiosmtpd (pip install aiosmtpd)");
+    eventually(20, "aiosmtpd listening", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .ok()
+            .map(|_| ())
+    })
+    .await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["mail"]
+
+[actions.mail]
+type = "notify"
+channel = "smtp"
+to = ["oncall@example.com", "lead@example.com"]
+
+[channels.smtp]
+type = "email"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+from = "vakt <vakt@example.com>"
+"#
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    server
+        .post(
+            "/api/v1/events",
+            &event(
+                "db01",
+                "disk_usage",
+                "critical",
+                json!({"summary": "/var is 99% full"}),
+            ),
+        )
+        .await;
+    let inbox = maildir.path().join("inbox").join("new");
+    let message = eventually(20, "a message in the maildir", || async {
+        let entry = std::fs::read_dir(&inbox).ok()?.flatten().next()?;
+        std::fs::read_to_string(entry.path()).ok()
+    })
+    .await;
+    assert!(
+        message.contains("Subject: [CRITICAL] disk_usage on db01: /var is 99% full"),
+        "{message}"
+    );
+    assert!(
+        message.contains("From: vakt <vakt@example.com>"),
+        "{message}"
+    );
+    assert!(
+        message.contains("oncall@example.com") && message.contains("lead@example.com"),
+        "{message}"
+    );
+    assert!(message.contains("X-Vakt-Action-Id:"), "{message}");
+    assert!(message.contains("Acknowledge: curl -X POST"), "{message}");
+    let done = eventually(10, "the action recorded as succeeded", || async {
+        let list = actions(&server, "status=succeeded").await;
+        list.into_iter().next()
+    })
+    .await;
+    assert!(
+        done["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("accepted")),
+        "{done}"
+    );
+    let _ = smtpd.kill().await;
+}
+
+#[tokio::test]
+async fn exec_restarts_a_service_and_a_hanging_command_is_killed_with_its_children() {
+    let work = tempfile::tempdir().expect("work dir");
+    let dir = work.path().display().to_string();
+    // The "service": a process that records its pid. The restart script kills it and starts a
+    // new one, printing both pids.
+    std::fs::write(
+        work.path().join("restart.sh"),
+        format!(
+            "#!/bin/sh\nold=$(cat {dir}/service.pid)\nkill \"$old\"\nsetsid sleep 300 >/dev/null 2>&1 < /dev/null &\necho $! > {dir}/service.pid\necho \"restarted $1: $old -> $(cat {dir}/service.pid)\"\n"
+        ),
+    )
+    .expect("script");
+    let service = std::process::Command::new("sleep")
+        .arg("300")
+        .spawn()
+        .expect("service");
+    std::fs::write(work.path().join("service.pid"), service.id().to_string()).expect("pid");
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "restart"
+when = 'check == "http"'
+actions = ["restart"]
+[[rules]]
+name = "hang"
+when = 'check == "hang"'
+actions = ["hang"]
+
+[actions.restart]
+type = "exec"
+command = ["/bin/sh", "{dir}/restart.sh", "{{{{ alert.resource }}}}"]
+timeout_secs = 10
+
+[actions.hang]
+type = "exec"
+command = ["/bin/sh", "-c", "sleep 300 & echo $! > {dir}/child.pid; wait"]
+timeout_secs = 1
+"#
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    server
+        .post(
+            "/api/v1/events",
+            &event("web01", "http", "critical", json!({})),
+        )
+        .await;
+    let done = eventually(15, "the restart to succeed", || async {
+        actions(&server, "action=restart&status=succeeded")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let new_pid: u32 = std::fs::read_to_string(work.path().join("service.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    assert_ne!(new_pid, service.id());
+    // The old service is gone, the new one runs.
+    let mut service = service;
+    assert!(service.wait().is_ok());
+    assert!(std::path::Path::new(&format!("/proc/{new_pid}")).exists());
+    let (_, alert) = server
+        .get(&format!(
+            "/api/v1/alerts/{}",
+            done["alert_id"].as_str().expect("id")
+        ))
+        .await;
+    let run = alert["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .find(|t| t["kind"] == "action_run")
+        .expect("an action_run entry")
+        .clone();
+    assert!(
+        run["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exited with status 0")),
+        "{run}"
+    );
+    let (_, detail) = server
+        .get(&format!(
+            "/api/v1/actions/{}",
+            done["id"].as_str().expect("id")
+        ))
+        .await;
+    let stdout = detail["attempts"][0]["output"]["stdout"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        stdout.contains(&format!("restarted web01: {} -> {new_pid}", service.id())),
+        "{detail}"
+    );
+    let _ = std::process::Command::new("kill")
+        .arg(new_pid.to_string())
+        .status();
+
+    // The hanging command: killed at the timeout, its child too.
+    server
+        .post(
+            "/api/v1/events",
+            &event("web01", "hang", "critical", json!({})),
+        )
+        .await;
+    let failed = eventually(15, "the hanging command to fail", || async {
+        actions(&server, "action=hang&status=failed")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert!(
+        failed["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("timed out")),
+        "{failed}"
+    );
+    let child: u32 = std::fs::read_to_string(work.path().join("child.pid"))
+        .expect("child pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    eventually(5, "the child to be gone", || async {
+        // Gone, or a zombie waiting for init to reap it.
+        let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+        (stat.is_empty() || stat.contains(") Z ")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn silences_and_maintenance_windows_suppress_exactly_what_they_cover() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let now = chrono::Utc::now();
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "webhook"
+url = "{}/chat"
+
+[[maintenance]]
+name = "staging-patching"
+starts_at = "{}"
+ends_at = "{}"
+matchers = ['environment="staging"']
+"#,
+        receiver.url,
+        (now - chrono::Duration::hours(1)).to_rfc3339(),
+        (now + chrono::Duration::hours(1)).to_rfc3339(),
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let (status, silence) = server
+        .post(
+            "/api/v1/silences",
+            &json!({"matchers": ["service=\"billing\""], "duration_secs": 3600, "created_by": "alice", "comment": "migrating billing"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{silence}");
+    let silence_id = silence["id"].as_str().expect("id").to_owned();
+    assert_eq!(silence["state"], "active");
+
+    for (resource, extra) in [
+        (
+            "billing-db",
+            json!({"service": "billing", "environment": "production"}),
+        ),
+        (
+            "stage-web",
+            json!({"service": "web", "environment": "staging"}),
+        ),
+        (
+            "prod-web",
+            json!({"service": "web", "environment": "production"}),
+        ),
+    ] {
+        let (status, _) = server
+            .post(
+                "/api/v1/events",
+                &event(resource, "http", "critical", extra),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    eventually(10, "one delivery", || async {
+        (!receiver.all().is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let delivered: Vec<String> = receiver
+        .all()
+        .iter()
+        .map(|r| {
+            r.body["alert"]["resource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(delivered, ["prod-web"], "only the uncovered alert notifies");
+
+    let suppressed = actions(&server, "status=suppressed").await;
+    let by: BTreeSet<String> = suppressed
+        .iter()
+        .map(|a| a["suppressed_by"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        by,
+        BTreeSet::from([
+            format!("silence {silence_id}"),
+            "maintenance window \"staging-patching\"".to_owned()
+        ])
+    );
+    // The events are recorded and categorised as always, and the trace says why.
+    let (_, events) = server.get("/api/v1/events?resource=billing-db").await;
+    let trace = &events["items"][0]["trace"];
+    let decide = trace
+        .as_array()
+        .expect("trace")
+        .iter()
+        .find(|t| t["stage"] == "decide")
+        .expect("decide");
+    assert_eq!(decide["decision"], "suppressed");
+    assert!(
+        decide["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(&silence_id)),
+        "{decide}"
+    );
+    assert_eq!(events["items"][0]["category"], "exception");
+
+    // Expired, the silence covers nothing new: the next billing alert notifies.
+    let response = server
+        .client
+        .delete(server.url(&format!("/api/v1/silences/{silence_id}")))
+        .send()
+        .await
+        .expect("DELETE");
+    let (status, expired) = crate::harness::decode(response).await;
+    assert_eq!(status, 200);
+    assert_eq!(expired["state"], "expired");
+    server
+        .post(
+            "/api/v1/events",
+            &event(
+                "billing-api",
+                "http",
+                "critical",
+                json!({"service": "billing", "environment": "production"}),
+            ),
+        )
+        .await;
+    eventually(10, "the billing-api notification", || async {
+        receiver
+            .all()
+            .iter()
+            .any(|r| r.body["alert"]["resource"] == "billing-api")
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_storm_of_ten_thousand_events_for_five_hundred_alerts_becomes_a_few_messages() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+group_by = ["service"]
+group_wait_secs = 2
+group_interval_secs = 3
+
+[channels.chat]
+type = "slack"
+url = "{}/slack"
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    // 10,000 events: 500 alerts (100 hosts x 5 services), each repeated 20 times.
+    let events: Vec<Value> = (0..10_000)
+        .map(|i| {
+            let alert = i % 500;
+            event(
+                &format!("host{:03}", alert / 5),
+                "http",
+                "critical",
+                json!({"service": format!("svc{}", alert % 5)}),
+            )
+        })
+        .collect();
+    for chunk in events.chunks(1000) {
+        let (status, _) = server
+            .post("/api/v1/events", &Value::Array(chunk.to_vec()))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let decided = actions(&server, "action=chat").await;
+    assert_eq!(
+        decided.len(),
+        500,
+        "one decision per alert, none per repeat"
+    );
+    eventually(30, "every grouped action sent", || async {
+        actions(&server, "status=pending")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let messages = receiver.all();
+    assert!(
+        (5..=15).contains(&messages.len()),
+        "5 services, so 5 groups, each sending once per interval: got {} messages",
+        messages.len()
+    );
+    let succeeded = actions(&server, "action=chat&status=succeeded").await;
+    assert_eq!(succeeded.len(), 500);
+    // Each message names its group and how many alerts it carries.
+    let total: usize = messages
+        .iter()
+        .map(|m| {
+            let text = m.body["text"].as_str().unwrap_or_default().to_owned();
+            assert!(text.contains("for service=svc"), "{text}");
+            text.trim_start_matches("[vakt] ")
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(total, 500, "every alert announced exactly once");
+}
+
+#[tokio::test]
+async fn a_flapping_alert_notifies_that_it_flaps_and_again_when_it_settles() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[alerts]
+reopen_window_secs = 3
+flap_threshold = 3
+flap_window_secs = 3
+
+[[rules]]
+name = "page"
+when = 'check == "ping"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "webhook"
+url = "{}/chat"
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    for severity in [
+        "critical", "ok", "critical", "ok", "critical", "ok", "critical",
+    ] {
+        server
+            .post(
+                "/api/v1/events",
+                &event("router1", "ping", severity, json!({})),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Quiet for longer than the window, then a repeat: it settled (still critical).
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    server
+        .post(
+            "/api/v1/events",
+            &event("router1", "ping", "critical", json!({})),
+        )
+        .await;
+    let purposes = eventually(10, "the settled notice", || async {
+        let purposes: Vec<String> = receiver
+            .all()
+            .iter()
+            .map(|r| r.body["purpose"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        purposes.contains(&"settled".to_owned()).then_some(purposes)
+    })
+    .await;
+    // open, resolve, reopen notify; the fourth change (a resolve) starts flapping: one
+    // notice; the rest are suppressed until it settles.
+    assert_eq!(
+        purposes,
+        ["trigger", "resolved", "trigger", "flapping", "settled"]
+    );
+    let suppressed = actions(&server, "status=suppressed").await;
+    assert!(!suppressed.is_empty());
+    assert!(
+        suppressed
+            .iter()
+            .all(|a| a["suppressed_by"] == "the alert is flapping"),
+        "{suppressed:?}"
+    );
+}
+
+#[tokio::test]
+async fn kill_nine_between_decision_and_delivery_loses_nothing_and_repeats_nothing() {
+    let work = tempfile::tempdir().expect("dir");
+    // The receiver takes 2 s per request: the kill lands while deliveries are in flight
+    // and most decided actions have not been tried at all.
+    let receiver = Receiver::start(Duration::from_secs(2)).await;
+    let config = format!(
+        r#"
+[storage]
+data_dir = "{}"
+[dispatch]
+poll_interval_ms = 100
+concurrency = 4
+
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["hook"]
+
+[actions.hook]
+type = "webhook"
+url = "{}/hook"
+timeout_secs = 10
+"#,
+        work.path().join("data").display(),
+        receiver.url
+    );
+    let path = work.path().join("vakt.toml");
+    std::fs::write(&path, config).expect("config");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let spawn = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("VAKT_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("vakt starts")
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ready = || async {
+        eventually(30, "vakt ready", || async {
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await
+    };
+    let mut vakt = spawn();
+    ready().await;
+    let events: Vec<Value> = (0..20)
+        .map(|i| event(&format!("host{i}"), "http", "critical", json!({})))
+        .collect();
+    let response = client
+        .post(format!("{base}/api/v1/events"))
+        .json(&events)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 202);
+    eventually(10, "the first deliveries in flight", || async {
+        (!receiver.all().is_empty()).then_some(())
+    })
+    .await;
+    vakt.start_kill().expect("kill -9");
+    let _ = vakt.wait().await;
+    let before = receiver.all().len();
+    assert!(
+        before < 20,
+        "the kill must land before everything was delivered ({before})"
+    );
+
+    let mut vakt = spawn();
+    ready().await;
+    let list = |status: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let page: Value = client
+                .get(format!("{base}/api/v1/actions?limit=1000&status={status}"))
+                .send()
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("json");
+            page["items"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let succeeded = eventually(60, "all 20 actions succeeded", || async {
+        let done = list("succeeded").await;
+        (done.len() == 20).then_some(done)
+    })
+    .await;
+    // Every decided action reached the receiver; each idempotency key stands for one action.
+    let ids: BTreeSet<String> = succeeded
+        .iter()
+        .map(|a| a["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let keys: BTreeSet<String> = receiver
+        .all()
+        .iter()
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(ids, keys);
+    // Only what was in flight at the kill was sent twice, with the same key, and vakt
+    // recorded the interruption; nothing else repeated.
+    let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+    for r in receiver.all() {
+        *per_key
+            .entry(r.headers["idempotency-key"].clone())
+            .or_default() += 1;
+    }
+    let repeated: Vec<&String> = per_key
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        repeated.len() <= 4,
+        "at most the 4 in flight repeat: {per_key:?}"
+    );
+    assert!(per_key.values().all(|n| *n <= 2), "{per_key:?}");
+    for key in &repeated {
+        let detail: Value = client
+            .get(format!("{base}/api/v1/actions/{key}"))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        let outcomes: Vec<&str> = detail["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .map(|a| a["outcome"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(outcomes, ["interrupted", "succeeded"], "{detail}");
+    }
+    let _ = vakt.start_kill();
+    let _ = vakt.wait().await;
+}
+
+async fn vakt_cli(args: &[&str]) -> (i32, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(args)
+        .output()
+        .await
+        .expect("vakt runs");
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test]
+async fn the_silence_and_actions_commands_work_against_a_server() {
+    let server = TestServer::start().await;
+    let url = server.base.clone();
+    let (code, out) = vakt_cli(&[
+        "silence",
+        "add",
+        "service=\"billing\"",
+        "--duration",
+        "2h",
+        "--by",
+        "alice",
+        "--comment",
+        "migration",
+        "--url",
+        &url,
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let created: Value = serde_json::from_str(&out).expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["matchers"], json!(["service=\"billing\""]));
+    let (code, out) = vakt_cli(&["silence", "list", "--state", "active", "--url", &url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&id) && out.contains("by alice: migration"),
+        "{out}"
+    );
+    let (code, out) = vakt_cli(&["silence", "expire", &id, "--url", &url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("expired"), "{out}");
+    // A bad matcher is the user's error (exit 1), named by the server.
+    let (code, out) = vakt_cli(&[
+        "silence",
+        "add",
+        "not a matcher",
+        "--by",
+        "x",
+        "--url",
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("matchers[0]"), "{out}");
+    // Retrying an action that did not fail is refused with the reason.
+    server
+        .post(
+            "/api/v1/events",
+            &event(
+                "db01",
+                "disk_usage",
+                "warning",
+                json!({"metrics": {"used_pct": 97.0}}),
+            ),
+        )
+        .await;
+    let id = eventually(10, "an action", || async {
+        actions(&server, "")
+            .await
+            .into_iter()
+            .next()
+            .and_then(|a| a["id"].as_str().map(str::to_owned))
+    })
+    .await;
+    let (code, out) = vakt_cli(&["actions", "list", "--url", &url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&id), "{out}");
+    let (code, out) = vakt_cli(&["actions", "show", &id, "--url", &url]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"attempts\""), "{out}");
+    let (code, out) = vakt_cli(&["actions", "retry", &id, "--by", "bob", "--url", &url]).await;
+    assert!(
+        code == 1 && out.contains("only failed or skipped actions can be retried"),
+        "{code} {out}"
+    );
+}
