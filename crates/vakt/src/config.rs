@@ -288,6 +288,9 @@ impl Config {
         {
             changed.push("sources.pagerduty.queue_events_max".to_owned());
         }
+        if self.file.dispatch.concurrency != next.file.dispatch.concurrency {
+            changed.push("dispatch.concurrency".to_owned());
+        }
         if self.file.server.shutdown_grace_secs != next.file.server.shutdown_grace_secs {
             changed.push("server.shutdown_grace_secs".to_owned());
         }

@@ -419,3 +419,182 @@ fn without_a_reopen_window_a_problem_after_ok_opens_a_new_alert_even_in_the_same
     );
     assert_eq!(again.transition, Transition::Opened);
 }
+
+/// A harness over a given configuration, starting at a fixed time.
+fn harness_with(config: &str) -> Harness {
+    let mut h = Harness::new();
+    h.pipeline = pipeline(config).unwrap_or_else(|e| panic!("config: {e:?}"));
+    h
+}
+
+fn decide_entry(out: &Correlated) -> &crate::trace::TraceEntry {
+    out.record
+        .trace
+        .iter()
+        .find(|t| t.stage == Stage::Decide)
+        .expect("a decide entry")
+}
+
+#[test]
+fn a_silence_suppresses_the_actions_of_what_it_covers_and_says_so() {
+    let mut h = Harness::new();
+    let silence = crate::silence::Silence {
+        id: "s-1".into(),
+        matchers: vec![
+            crate::matcher::Matcher::parse("environment=\"production\"")
+                .expect("matcher")
+                .spec,
+        ],
+        starts_at: h.clock,
+        ends_at: h.clock + Duration::hours(1),
+        created_by: "alice".into(),
+        comment: "upgrade".into(),
+        updated_at: h.clock,
+    };
+    h.silences = crate::silence::ActiveSilences::new(&[silence], h.clock);
+    let covered = h.send(json!({"resource": "db01", "check": "smart", "summary": "disk sda failed", "severity": "warning", "environment": "production"}));
+    assert_eq!(covered.actions.len(), 1);
+    assert_eq!(
+        covered.actions[0].suppressed_by.as_deref(),
+        Some("silence s-1")
+    );
+    assert_eq!(decide_entry(&covered).decision, "suppressed");
+    assert!(decide_entry(&covered).reason.contains("silence s-1"));
+    assert_eq!(
+        covered.record.category,
+        Category::Exception,
+        "still categorised"
+    );
+    assert!(
+        covered
+            .timeline
+            .iter()
+            .any(|t| t.kind == TimelineKind::ActionSuppressed)
+    );
+    // Nothing that ran is remembered, so its resolution announces nothing either.
+    assert!(
+        covered
+            .alert
+            .as_ref()
+            .is_some_and(|a| a.handling.actions.is_empty())
+    );
+    let other = h.send(json!({"resource": "db02", "check": "smart", "summary": "disk sda failed", "severity": "warning", "environment": "staging"}));
+    assert_eq!(other.actions[0].suppressed_by, None);
+    // After the silence ends, the same alert's escalation runs.
+    h.clock += Duration::hours(2);
+    let later = h.send(json!({"resource": "db01", "check": "disk_usage", "summary": "full", "severity": "warning", "environment": "production", "metrics": {"used_pct": 99.0}}));
+    assert!(later.actions.iter().all(|a| a.suppressed_by.is_none()));
+}
+
+#[test]
+fn a_maintenance_window_suppresses_only_inside_its_hours() {
+    let config = format!(
+        "{CONFIG}\n[[maintenance]]\nname = \"nightly\"\nschedule = \"0 1 * * *\"\nduration_secs = 3600\nmatchers = ['resource=~\"db.*\"']\n"
+    );
+    let mut h = harness_with(&config);
+    // The harness clock starts at 01:00 UTC: inside the window.
+    let inside = h.send(json!({"resource": "db01", "check": "smart", "summary": "disk sda failed", "severity": "warning"}));
+    assert_eq!(
+        inside.actions[0].suppressed_by.as_deref(),
+        Some("maintenance window \"nightly\"")
+    );
+    let not_matched = h.send(json!({"resource": "web01", "check": "smart", "summary": "disk sda failed", "severity": "warning"}));
+    assert_eq!(not_matched.actions[0].suppressed_by, None);
+    h.clock += Duration::hours(2);
+    let outside = h.send(json!({"resource": "db02", "check": "smart", "summary": "disk sda failed", "severity": "warning"}));
+    assert_eq!(outside.actions[0].suppressed_by, None);
+}
+
+#[test]
+fn resolution_is_announced_through_the_notifications_that_ran() {
+    let mut h = Harness::new();
+    let opened = h.send(json!({"resource": "db01", "check": "disk_usage", "summary": "full", "severity": "warning", "metrics": {"used_pct": 95.0}}));
+    let names: Vec<&str> = opened.actions.iter().map(|a| &*a.action).collect();
+    assert_eq!(names, ["page", "clean"]);
+    let resolved = h.send(
+        json!({"resource": "db01", "check": "disk_usage", "summary": "fine", "severity": "ok"}),
+    );
+    // The notification announces it; the command does not run again.
+    assert_eq!(resolved.actions.len(), 1);
+    assert_eq!(&*resolved.actions[0].action, "page");
+    assert_eq!(resolved.actions[0].purpose, Purpose::Resolved);
+}
+
+#[test]
+fn flapping_notifies_once_then_waits_until_it_settles() {
+    let config = CONFIG.replace(
+        "reopen_window_secs = 300",
+        "reopen_window_secs = 600\nflap_threshold = 3\nflap_window_secs = 600",
+    );
+    let mut h = harness_with(&config);
+    let problem = json!({"resource": "db01", "check": "smart", "summary": "disk sda failed", "severity": "warning"});
+    let ok = json!({"resource": "db01", "check": "smart", "summary": "fine", "severity": "ok"});
+    let mut purposes = Vec::new();
+    for event in [&problem, &ok, &problem, &ok, &problem, &ok, &problem] {
+        let out = h.send(event.clone());
+        for action in &out.actions {
+            purposes.push(format!(
+                "{}{}",
+                action.purpose.as_str(),
+                if action.suppressed_by.is_some() {
+                    " (suppressed)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    }
+    assert_eq!(
+        purposes,
+        [
+            "trigger",
+            "resolved",
+            "trigger",
+            "flapping",
+            "trigger (suppressed)",
+            "resolved (suppressed)",
+            "trigger (suppressed)"
+        ]
+    );
+    // Quiet for the whole window, then the next event (a repeat: it is still open) finds it
+    // settled.
+    h.clock += Duration::seconds(601);
+    let settled = h.send(problem.clone());
+    assert_eq!(settled.actions.len(), 1);
+    assert_eq!(settled.actions[0].purpose, Purpose::Settled);
+    assert!(
+        settled
+            .timeline
+            .iter()
+            .any(|t| t.kind == TimelineKind::Settled)
+    );
+}
+
+#[test]
+fn flap_detection_needs_a_reopen_window_as_long_as_its_own() {
+    let config = CONFIG.replace(
+        "reopen_window_secs = 300",
+        "reopen_window_secs = 60\nflap_threshold = 3\nflap_window_secs = 600",
+    );
+    let errors = pipeline(&config).err().unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.message.contains("reopen_window_secs")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn grouped_notifications_carry_their_group_key() {
+    let config = CONFIG.replace(
+        "[actions.page]\ntype = \"notify\"\nchannel = \"email\"",
+        "[actions.page]\ntype = \"notify\"\nchannel = \"email\"\ngroup_by = [\"service\", \"labels_missing\"]",
+    );
+    let mut h = harness_with(&config);
+    let out = h.send(json!({"resource": "db01", "check": "smart", "summary": "disk sda failed", "severity": "warning", "service": "billing"}));
+    assert_eq!(
+        out.actions[0].group_key.as_deref(),
+        Some("page|service=billing|labels_missing=")
+    );
+}

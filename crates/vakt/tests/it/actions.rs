@@ -62,9 +62,20 @@ impl Receiver {
                         }),
                         raw: body.to_vec(),
                     };
-                    got.lock().expect("lock").push(received);
+                    // `/flaky` fails its first two requests (503), `/bad` always (400).
+                    let status = {
+                        let mut got = got.lock().expect("lock");
+                        let path = received.path.clone();
+                        got.push(received);
+                        let seen = got.iter().filter(|r| r.path == path).count();
+                        match path.as_str() {
+                            "/flaky" if seen <= 2 => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "/bad" => axum::http::StatusCode::BAD_REQUEST,
+                            _ => axum::http::StatusCode::OK,
+                        }
+                    };
                     tokio::time::sleep(delay).await;
-                    "ok"
+                    (status, "ok")
                 },
             )
             .with_state((Arc::clone(&got), delay));
@@ -1061,4 +1072,236 @@ async fn the_silence_and_actions_commands_work_against_a_server() {
         code == 1 && out.contains("only failed or skipped actions can be retried"),
         "{code} {out}"
     );
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_backoff_and_permanent_ones_are_not() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["flaky", "bad"]
+
+[actions.flaky]
+type = "webhook"
+url = "{url}/flaky"
+retry = {{ attempts = 4, backoff_secs = 1, backoff_max_secs = 1 }}
+
+[actions.bad]
+type = "webhook"
+url = "{url}/bad"
+"#,
+        url = receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    server
+        .post(
+            "/api/v1/events",
+            &event("db01", "http", "critical", json!({})),
+        )
+        .await;
+    let flaky = eventually(20, "the flaky webhook to succeed", || async {
+        actions(&server, "action=flaky&status=succeeded")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(flaky["attempts"], 3);
+    let (_, detail) = server
+        .get(&format!(
+            "/api/v1/actions/{}",
+            flaky["id"].as_str().expect("id")
+        ))
+        .await;
+    let outcomes: Vec<&str> = detail["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(outcomes, ["failed", "failed", "succeeded"]);
+    assert_eq!(detail["attempts"][0]["output"]["status"], 503);
+    // One second of backoff between attempts.
+    let started: Vec<chrono::DateTime<chrono::Utc>> = detail["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .filter_map(|a| a["started_at"].as_str().and_then(|t| t.parse().ok()))
+        .collect();
+    assert!(
+        started
+            .windows(2)
+            .all(|w| (w[1] - w[0]).num_milliseconds() >= 900),
+        "{started:?}"
+    );
+    let bad = eventually(10, "the bad webhook to fail", || async {
+        actions(&server, "action=bad&status=failed")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(bad["attempts"], 1, "a 400 is not retried");
+    assert!(
+        bad["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("400") && o.contains("not retried")),
+        "{bad}"
+    );
+    // A person can retry it: it runs once more (and fails again, recorded).
+    let (status, _) = server
+        .post(
+            &format!("/api/v1/actions/{}/retry", bad["id"].as_str().expect("id")),
+            &json!({"by": "alice"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually(10, "the second attempt", || async {
+        (receiver.on_path("/bad").len() == 2).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_open_upstream_alert_inhibits_what_depends_on_it() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "webhook"
+url = "{}/chat"
+
+# Hosts behind a router name it in their `upstream` label.
+[[inhibit_rules]]
+name = "router-down"
+source_matchers = ['check="ping"']
+target_matchers = ['check!="ping"']
+equal = ["upstream=resource"]
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    server
+        .post(
+            "/api/v1/events",
+            &event("router1", "ping", "critical", json!({})),
+        )
+        .await;
+    eventually(10, "the router's notification", || async {
+        (receiver.all().len() == 1).then_some(())
+    })
+    .await;
+    for (host, upstream) in [
+        ("web1", "router1"),
+        ("web2", "router1"),
+        ("web3", "router2"),
+    ] {
+        server
+            .post(
+                "/api/v1/events",
+                &event(
+                    host,
+                    "http",
+                    "critical",
+                    json!({"labels": {"upstream": upstream}}),
+                ),
+            )
+            .await;
+    }
+    let skipped = eventually(10, "two inhibited actions", || async {
+        let list = actions(&server, "status=skipped").await;
+        (list.len() == 2).then_some(list)
+    })
+    .await;
+    assert!(
+        skipped.iter().all(|a| a["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("inhibited by rule router-down"))),
+        "{skipped:?}"
+    );
+    eventually(10, "web3's notification", || async {
+        receiver
+            .all()
+            .iter()
+            .any(|r| r.body["alert"]["resource"] == "web3")
+            .then_some(())
+    })
+    .await;
+    let resources: BTreeSet<String> = receiver
+        .all()
+        .iter()
+        .map(|r| {
+            r.body["alert"]["resource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        resources,
+        BTreeSet::from(["router1".to_owned(), "web3".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn a_throttled_channel_holds_back_the_rest_and_summarises_them() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "mattermost"
+url = "{}/mm"
+throttle_max = 2
+throttle_window_secs = 2
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let events: Vec<Value> = (0..5)
+        .map(|i| event(&format!("host{i}"), "http", "critical", json!({})))
+        .collect();
+    server.post("/api/v1/events", &Value::Array(events)).await;
+    let skipped = eventually(10, "three throttled", || async {
+        let list = actions(&server, "status=skipped").await;
+        (list.len() == 3).then_some(list)
+    })
+    .await;
+    assert!(skipped.iter().all(|a| {
+        a["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("throttled"))
+    }));
+    // Two messages at once, then one summary of the three when the window allows.
+    let summary = eventually(10, "the summary", || async {
+        receiver.all().get(2).map(|r| r.body.clone())
+    })
+    .await;
+    assert_eq!(receiver.all().len(), 3);
+    let text = summary["text"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("3 notification(s) held back by throttling"),
+        "{summary}"
+    );
+    assert_eq!(text.matches("[CRITICAL] http on host").count(), 3, "{text}");
 }
