@@ -191,8 +191,17 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError>;
     /// Records an attempt, the action's next state and a timeline entry, atomically.
-    async fn finish_action(&self, record: &ActionRecord, finish: &Finish)
-    -> Result<(), StoreError>;
+    async fn finish_action(
+        &self,
+        record: &ActionRecord,
+        finish: &Finish,
+    ) -> Result<(), StoreError> {
+        self.finish_actions(&[(record.clone(), finish.clone())])
+            .await
+    }
+    /// Records several attempts in one transaction (the dispatcher's group commit); each
+    /// moves only an action that is still `running`.
+    async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError>;
     /// Notification groups with pending members.
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError>;
     /// Claims up to `limit` pending members of a group and notes the group as sent at `now`.

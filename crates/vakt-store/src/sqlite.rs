@@ -265,13 +265,11 @@ impl Store for SqliteStore {
         Ok(recovered)
     }
 
-    async fn finish_action(
-        &self,
-        record: &ActionRecord,
-        finish: &Finish,
-    ) -> Result<(), StoreError> {
+    async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        finish_in(&mut tx, record, finish).await?;
+        for (record, finish) in items {
+            finish_in(&mut tx, record, finish).await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -52,7 +52,7 @@ pub struct DispatchConfig {
 impl Default for DispatchConfig {
     fn default() -> Self {
         DispatchConfig {
-            concurrency: 16,
+            concurrency: 32,
             poll_interval_ms: 1000,
             console_url: "http://127.0.0.1:8470".to_owned(),
             enabled: true,
@@ -455,6 +455,54 @@ pub struct Dispatcher {
     running: Arc<Semaphore>,
     per_action: Mutex<HashMap<String, Arc<Semaphore>>>,
     throttles: Mutex<Throttles>,
+    finisher: tokio::sync::mpsc::Sender<Finished>,
+}
+
+/// An attempt to store, and who waits for it.
+type Finished = (ActionRecord, Finish, tokio::sync::oneshot::Sender<()>);
+
+/// Most attempts one finishing transaction stores.
+const FINISH_BATCH_MAX: usize = 512;
+
+/// Commits finished attempts in batches: one transaction (one fsync on SQLite) for all the
+/// attempts that ended while the previous one committed.
+async fn finisher(store: Arc<dyn Store>, mut queue: tokio::sync::mpsc::Receiver<Finished>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FINISH_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(ActionRecord, Finish)> = batch
+            .iter()
+            .map(|(record, finish, _)| (record.clone(), finish.clone()))
+            .collect();
+        // The store is the record: retry the write a few times before giving up on it.
+        let mut stored = false;
+        for attempt in 1..=5u64 {
+            match store.finish_actions(&items).await {
+                Ok(()) => {
+                    stored = true;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, attempt, attempts = items.len(), "cannot record action attempts");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+        if !stored {
+            tracing::error!(
+                attempts = items.len(),
+                "gave up recording attempts; their leases will run out and they will be taken back"
+            );
+        }
+        for (_, _, done) in batch {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// Starts the dispatcher; it stops when `stop` turns true.
@@ -469,6 +517,8 @@ pub fn spawn(
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()
         .unwrap_or_default();
+    let (finished, queue) = tokio::sync::mpsc::channel(FINISH_BATCH_MAX * 2);
+    tokio::spawn(finisher(Arc::clone(&state.store), queue));
     let dispatcher = Arc::new(Dispatcher {
         state,
         wake,
@@ -476,6 +526,7 @@ pub fn spawn(
         running: Arc::new(Semaphore::new(concurrency)),
         per_action: Mutex::new(HashMap::new()),
         throttles: Mutex::new(Throttles::default()),
+        finisher: finished,
     });
     tokio::spawn(async move {
         // The embedded database has one writer process: whatever was running when this
@@ -532,9 +583,13 @@ impl Dispatcher {
                 "took back actions whose dispatcher stopped mid-attempt"
             );
         }
+        // Claim in batches: a claim is a write transaction, so claiming one action each time
+        // one finishes would spend a commit per action. Wait for a quarter of the slots.
+        let concurrency = handling.dispatch.concurrency.max(1);
+        let batch_min = (concurrency / 4).max(1);
         loop {
             let free = self.running.available_permits();
-            if free == 0 {
+            if free == 0 || (free < batch_min && free < concurrency) {
                 break;
             }
             let now = Utc::now();
@@ -553,8 +608,10 @@ impl Dispatcher {
                 let this = Arc::clone(self);
                 let handling = Arc::clone(handling);
                 tokio::spawn(async move {
-                    let _permit = permit;
                     this.run_one(&handling, record).await;
+                    drop(permit);
+                    // Room for another: look for due work now, not at the next poll.
+                    this.wake.notify_one();
                 });
             }
         }
@@ -568,41 +625,42 @@ impl Dispatcher {
         let result = self.attempt(handling, &record).await;
         let finished = Utc::now();
         let finish = self.finish_for(handling, &record, result, started, finished);
-        self.record(&record, &finish).await;
+        self.record(vec![(record, finish)]).await;
     }
 
-    async fn record(&self, record: &ActionRecord, finish: &Finish) {
+    /// Records attempts: counted in metrics, then committed by the finisher (several
+    /// dispatch tasks' attempts share one transaction); returns once they are stored.
+    async fn record(&self, items: Vec<(ActionRecord, Finish)>) {
         let metrics = &self.state.metrics;
-        metrics
-            .action_attempts
-            .get_or_create(&crate::metrics::AttemptLabels {
-                kind: record.decided.kind,
-                outcome: match &finish.next {
-                    Next::Done(ActionStatus::Succeeded) => "succeeded",
-                    Next::Done(ActionStatus::Skipped) => "skipped",
-                    Next::Retry(_) => "retry",
-                    Next::Done(_) => "failed",
-                },
-            })
-            .inc();
-        if let Next::Done(ActionStatus::Succeeded) = finish.next {
-            let latency = (finish.attempt.finished_at - record.decided.decided_at)
-                .num_milliseconds()
-                .max(0) as f64
-                / 1000.0;
-            metrics.action_latency_seconds.observe(latency);
-        }
-        // The store is the record: retry the write a few times before giving up on it.
-        for attempt in 1..=5 {
-            match self.state.store.finish_action(record, finish).await {
-                Ok(()) => return,
-                Err(error) => {
-                    tracing::warn!(%error, attempt, action = %record.decided.id, "cannot record an action attempt");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
-                }
+        let mut waits = Vec::with_capacity(items.len());
+        for (record, finish) in items {
+            metrics
+                .action_attempts
+                .get_or_create(&crate::metrics::AttemptLabels {
+                    kind: record.decided.kind,
+                    outcome: match &finish.next {
+                        Next::Done(ActionStatus::Succeeded) => "succeeded",
+                        Next::Done(ActionStatus::Skipped) => "skipped",
+                        Next::Retry(_) => "retry",
+                        Next::Done(_) => "failed",
+                    },
+                })
+                .inc();
+            if let Next::Done(ActionStatus::Succeeded) = finish.next {
+                let latency = (finish.attempt.finished_at - record.decided.decided_at)
+                    .num_milliseconds()
+                    .max(0) as f64
+                    / 1000.0;
+                metrics.action_latency_seconds.observe(latency);
+            }
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if self.finisher.send((record, finish, done)).await.is_ok() {
+                waits.push(wait);
             }
         }
-        tracing::error!(action = %record.decided.id, "gave up recording an attempt; its lease will run out and it will be taken back");
+        for wait in waits {
+            let _ = wait.await;
+        }
     }
 
     fn finish_for(
@@ -1288,14 +1346,16 @@ impl Dispatcher {
             let finished = Utc::now();
             let message_id = first.decided.id.clone();
             let count = members.len();
-            for member in &members {
+            let mut finished_members = Vec::with_capacity(members.len());
+            for member in members {
                 let member_result = match skipped.get(&member.decided.alert_id) {
                     Some(why) => Outcome::Skipped(why.clone()),
                     None => result.for_member(&message_id, count),
                 };
-                let finish = self.finish_for(handling, member, member_result, started, finished);
-                self.record(member, &finish).await;
+                let finish = self.finish_for(handling, &member, member_result, started, finished);
+                finished_members.push((member, finish));
             }
+            self.record(finished_members).await;
         }
         Ok(())
     }
