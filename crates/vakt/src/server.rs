@@ -286,6 +286,19 @@ pub async fn launch_with_listener(
     let reloader = spawn_reload_on_sighup(Arc::clone(&state));
     let expiry = crate::expiry::spawn(Arc::clone(&state), Duration::from_secs(1));
     let heartbeat_monitor = crate::heartbeat::spawn(Arc::clone(&state), watched, observed_rx);
+    // Silences written by other nodes (PostgreSQL) come into force within seconds.
+    let silence_refresher = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Err(error) = state.silences.refresh(&*state.store).await {
+                    tracing::warn!(%error, "cannot read the silences; the last known ones stay in force");
+                }
+            }
+        })
+    };
     let dispatcher = crate::actions::spawn(
         Arc::clone(&state),
         Arc::clone(&state.dispatch_wake),
@@ -319,6 +332,7 @@ pub async fn launch_with_listener(
         reloader.abort();
         expiry.abort();
         heartbeat_monitor.abort();
+        silence_refresher.abort();
         sources.stop();
         // The dispatcher saw the stop too; it lets running attempts end (bounded by their
         // timeouts); what it has not started stays pending for the next start.

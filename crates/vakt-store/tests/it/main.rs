@@ -184,7 +184,9 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
             TimelineKind::Opened,
             TimelineKind::SeverityChanged,
             TimelineKind::ActionDecided,
-            TimelineKind::Resolved
+            TimelineKind::Resolved,
+            // The notification that ran announces the resolution.
+            TimelineKind::ActionDecided
         ]
     );
     let events = store.alert_events(&alert_id, 10).await.expect("events");
@@ -192,9 +194,14 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
     assert_eq!(events[0].event.severity, Severity::Ok, "newest first");
     assert_eq!(events[3].trace.len(), 6, "every stage traced");
     let actions = store.alert_actions(&alert_id).await.expect("actions");
-    assert_eq!(actions.len(), 1);
+    assert_eq!(actions.len(), 2);
     assert_eq!(&*actions[0].decided.action, "page");
     assert_eq!(actions[0].status, vakt_store::ActionStatus::Pending);
+    assert_eq!(
+        actions[1].decided.purpose,
+        vakt_core::pipeline::Purpose::Resolved
+    );
+    assert_eq!(alert.handling.actions, ["page"]);
     let stored = store
         .event(&events[3].id)
         .await

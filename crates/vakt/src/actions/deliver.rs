@@ -73,10 +73,18 @@ pub async fn http(client: &reqwest::Client, call: HttpCall<'_>) -> Delivery {
             detail: format!("{} {}: {error}", call.method, call.url),
             output: json!({"error": error.to_string()}),
         },
-        Ok(response) => {
+        Ok(mut response) => {
             let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
-            let kept = String::from_utf8_lossy(&body[..body.len().min(RESPONSE_KEPT)]).into_owned();
+            // Keep the start of the body; never read more than that from the receiver.
+            let mut body = Vec::new();
+            while body.len() < RESPONSE_KEPT {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            body.truncate(RESPONSE_KEPT);
+            let kept = String::from_utf8_lossy(&body).into_owned();
             let output = json!({
                 "status": status.as_u16(),
                 "body": kept,

@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 
+/// How long output may keep flowing after the command itself exited (from children it
+/// left running in the background) before its process group is killed.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// What a finished (or killed) command left.
 #[derive(Debug)]
 pub struct Ran {
@@ -92,21 +96,31 @@ pub async fn run(
     let stderr = child.stderr.take();
     let out_task = tokio::spawn(capture(stdout, keep));
     let err_task = tokio::spawn(capture(stderr, keep));
+    let pgid = pid.and_then(|p| i32::try_from(p).ok());
     let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => (status.ok(), false),
         Err(_) => {
-            if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                kill_group(pid);
+            // The leader is alive (not yet reaped), so the group id is still this group's.
+            if let Some(pgid) = pgid {
+                kill_group(pgid);
             }
             (child.wait().await.ok(), true)
         }
     };
-    // A grandchild that outlived its parent may still hold the pipes: end the group.
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        kill_group(pid);
-    }
-    let stdout = out_task.await.unwrap_or_default();
-    let stderr = err_task.await.unwrap_or_default();
+    // A child it left behind may still hold the pipes open. While one does, the group
+    // exists (so its id cannot have been reused): give it a moment, then end the group.
+    let mut outputs = Box::pin(async { (out_task.await, err_task.await) });
+    let (stdout, stderr) = match tokio::time::timeout(LINGER, &mut outputs).await {
+        Ok(done) => done,
+        Err(_) => {
+            if let Some(pgid) = pgid {
+                kill_group(pgid);
+            }
+            outputs.await
+        }
+    };
+    let stdout = stdout.unwrap_or_default();
+    let stderr = stderr.unwrap_or_default();
     use std::os::unix::process::ExitStatusExt;
     Ok(Ran {
         status: status.and_then(|s| s.code()),

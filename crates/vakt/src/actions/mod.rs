@@ -381,8 +381,8 @@ impl Handling {
         }
     }
 
-    /// The inhibit rule and source alert that mute `target`, if any.
-    fn inhibited_by(&self, target: &Alert, active: &[Alert]) -> Option<String> {
+    /// The inhibit rule and the active source alert that mute `target`, if any.
+    pub fn inhibitor<'a>(&self, target: &Alert, active: &'a [Alert]) -> Option<(&str, &'a Alert)> {
         if self.inhibit.is_empty() {
             return None;
         }
@@ -391,7 +391,10 @@ impl Handling {
             if !rule.target.iter().all(|m| m.matches(&target_labels)) {
                 continue;
             }
-            for source in active.iter().filter(|a| a.id != target.id) {
+            for source in active
+                .iter()
+                .filter(|a| a.id != target.id && a.status.is_active())
+            {
                 let source_labels = source.match_labels();
                 if rule.source.iter().all(|m| m.matches(&source_labels))
                     && rule
@@ -399,14 +402,21 @@ impl Handling {
                         .iter()
                         .all(|(t, s)| target_labels.get(t) == source_labels.get(s))
                 {
-                    return Some(format!(
-                        "inhibited by rule {} while alert {} ({} on {}) is active",
-                        rule.name, source.id, source.check, source.resource
-                    ));
+                    return Some((rule.name.as_str(), source));
                 }
             }
         }
         None
+    }
+
+    /// Why `target` is inhibited, if it is.
+    fn inhibited_by(&self, target: &Alert, active: &[Alert]) -> Option<String> {
+        self.inhibitor(target, active).map(|(rule, source)| {
+            format!(
+                "inhibited by rule {rule} while alert {} ({} on {}) is active",
+                source.id, source.check, source.resource
+            )
+        })
     }
 }
 

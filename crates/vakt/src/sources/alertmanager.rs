@@ -491,6 +491,7 @@ fn gettable(
     alert: &Alert,
     labels: BTreeMap<String, String>,
     silenced_by: Vec<String>,
+    inhibited_by: Vec<String>,
     resolve_timeout: Duration,
 ) -> Value {
     let ends_at = alert
@@ -503,9 +504,9 @@ fn gettable(
         "receivers": [{"name": RECEIVER}],
         "startsAt": rfc3339(alert.first_seen),
         "status": {
-            "inhibitedBy": [],
+            "state": if silenced_by.is_empty() && inhibited_by.is_empty() { "active" } else { "suppressed" },
+            "inhibitedBy": inhibited_by,
             "silencedBy": silenced_by,
-            "state": if silenced_by.is_empty() { "active" } else { "suppressed" },
         },
         "updatedAt": rfc3339(alert.last_seen),
         "labels": labels,
@@ -529,7 +530,7 @@ async fn listed(
     let resolve_timeout = Duration::seconds(
         i64::try_from(state.alertmanager_config().resolve_timeout_secs).unwrap_or(300),
     );
-    let mut out = Vec::new();
+    let mut active = Vec::new();
     let mut query = AlertQuery {
         status: vec![AlertStatus::Open, AlertStatus::Acknowledged],
         limit: vakt_store::PAGE_LIMIT_MAX,
@@ -537,27 +538,45 @@ async fn listed(
     };
     loop {
         let page = state.store.alerts(&query).await?;
-        for alert in &page.items {
-            let labels = label_view(alert);
-            if !filter.matchers.iter().all(|m| m.matches(&labels)) {
-                continue;
-            }
-            let silenced_by = silences.silencing(&labels);
-            let shown = if silenced_by.is_empty() {
-                filter.active
-            } else {
-                filter.silenced
-            };
-            if shown {
-                out.push(gettable(alert, labels, silenced_by, resolve_timeout));
-            }
-        }
+        active.extend(page.items);
         match page.next_cursor {
-            Some(cursor) if out.len() < LIST_ALERTS_MAX => query.cursor = Some(cursor),
+            Some(cursor) if active.len() < LIST_ALERTS_MAX => query.cursor = Some(cursor),
             _ => break,
         }
     }
-    let _ = (filter.inhibited, filter.unprocessed);
+    // Inhibition as the dispatcher applies it: an active source alert mutes its targets.
+    let handling = state.handling();
+    let mut out = Vec::new();
+    for alert in &active {
+        let labels = label_view(alert);
+        if !filter.matchers.iter().all(|m| m.matches(&labels)) {
+            continue;
+        }
+        let silenced_by = silences.silencing(&labels);
+        let inhibited_by: Vec<String> = handling
+            .inhibitor(alert, &active)
+            .map(|(_, source)| source.fingerprint.as_str().to_owned())
+            .into_iter()
+            .collect();
+        // `unprocessed` never applies: every alert is processed before it is listed.
+        let shown = if !silenced_by.is_empty() {
+            filter.silenced
+        } else if !inhibited_by.is_empty() {
+            filter.inhibited
+        } else {
+            filter.active
+        };
+        if shown {
+            out.push(gettable(
+                alert,
+                labels,
+                silenced_by,
+                inhibited_by,
+                resolve_timeout,
+            ));
+        }
+    }
+    let _ = filter.unprocessed;
     Ok(out)
 }
 

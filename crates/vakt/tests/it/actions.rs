@@ -1253,6 +1253,32 @@ equal = ["upstream=resource"]
         resources,
         BTreeSet::from(["router1".to_owned(), "web3".to_owned()])
     );
+    // The Alertmanager API shows the same: web1 and web2 suppressed, inhibited by the router.
+    let (_, listed) = server.get("/api/v2/alerts").await;
+    let router_fp = listed
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["labels"]["instance"] == "router1"))
+        .map(|a| a["fingerprint"].clone())
+        .expect("router1 listed");
+    for alert in listed.as_array().expect("list") {
+        let inhibited =
+            ["web1", "web2"].contains(&alert["labels"]["instance"].as_str().unwrap_or_default());
+        assert_eq!(
+            alert["status"]["state"],
+            if inhibited { "suppressed" } else { "active" },
+            "{alert}"
+        );
+        assert_eq!(
+            alert["status"]["inhibitedBy"],
+            if inhibited {
+                json!([router_fp])
+            } else {
+                json!([])
+            }
+        );
+    }
+    let (_, shown) = server.get("/api/v2/alerts?inhibited=false").await;
+    assert_eq!(shown.as_array().map(Vec::len), Some(2), "{shown}");
 }
 
 #[tokio::test]
