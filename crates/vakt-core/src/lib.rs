@@ -11,6 +11,7 @@ pub mod fingerprint;
 pub mod heartbeat;
 pub mod matcher;
 pub mod noise;
+pub mod oncall;
 pub mod pipeline;
 pub mod rules;
 pub mod silence;
