@@ -26,6 +26,27 @@ pub const SHIFTS_SPAN_MAX_DAYS: i64 = 366;
 /// Most shifts `shifts` returns.
 pub const SHIFTS_MAX: usize = 10_000;
 
+/// `[[users]]`: a person vakt can notify.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserConfig {
+    /// Short unique id used in schedules and policies: `alice`.
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Chat handle, for mentions: `@alice`.
+    #[serde(default)]
+    pub chat: Option<String>,
+    /// A URL that pages the phone (an SMS or voice gateway's webhook).
+    #[serde(default)]
+    pub phone_webhook: Option<String>,
+    #[serde(default)]
+    pub teams: Vec<String>,
+}
+
 /// `[[schedules]]` as written.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -76,9 +97,14 @@ pub struct RestrictionConfig {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OverrideConfig {
+    /// Set for overrides made through the API (they can be deleted); none for configured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub user: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,6 +328,11 @@ impl Schedule {
         } else {
             Err(errors)
         }
+    }
+
+    /// The overrides in force: configured ones first, then `extra` (from storage).
+    pub fn overrides(&self) -> &[OverrideConfig] {
+        &self.overrides
     }
 
     /// The overrides configured and given (from storage), newest last.

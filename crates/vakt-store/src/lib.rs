@@ -248,6 +248,20 @@ pub trait Store: Send + Sync + 'static {
     async fn beat(&self, heartbeat: &Heartbeat) -> Result<Option<Heartbeat>, StoreError>;
     /// Every heartbeat, by name.
     async fn heartbeats(&self) -> Result<Vec<Heartbeat>, StoreError>;
+    /// Stores an on-call override made through the API (its `id` and `created_by` set).
+    async fn put_override(
+        &self,
+        schedule: &str,
+        item: &vakt_core::oncall::OverrideConfig,
+    ) -> Result<(), StoreError>;
+    /// A schedule's stored overrides that end after `ending_after`, by start.
+    async fn overrides(
+        &self,
+        schedule: &str,
+        ending_after: DateTime<Utc>,
+    ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError>;
+    /// Removes a stored override; `false` when there was none.
+    async fn delete_override(&self, schedule: &str, id: &str) -> Result<bool, StoreError>;
     /// Cheap round trip to the database, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);

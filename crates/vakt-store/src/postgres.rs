@@ -68,6 +68,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0004_dispatch.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "oncall".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0005_oncall.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -341,6 +348,31 @@ impl Store for PostgresStore {
 
     async fn heartbeats(&self) -> Result<Vec<vakt_core::heartbeat::Heartbeat>, StoreError> {
         read_heartbeats(&mut *self.pool.acquire().await?, None).await
+    }
+
+    async fn put_override(
+        &self,
+        schedule: &str,
+        item: &vakt_core::oncall::OverrideConfig,
+    ) -> Result<(), StoreError> {
+        write_override(&mut *self.pool.acquire().await?, schedule, item).await
+    }
+
+    async fn overrides(
+        &self,
+        schedule: &str,
+        ending_after: DateTime<Utc>,
+    ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError> {
+        read_overrides(
+            &mut *self.pool.acquire().await?,
+            schedule,
+            ending_after.timestamp_millis(),
+        )
+        .await
+    }
+
+    async fn delete_override(&self, schedule: &str, id: &str) -> Result<bool, StoreError> {
+        remove_override(&mut *self.pool.acquire().await?, schedule, id).await
     }
 
     async fn close(&self) {

@@ -678,6 +678,60 @@ macro_rules! common_sql {
             rows.iter().map(event_from_row).collect()
         }
 
+        async fn write_override(
+            conn: &mut Conn,
+            schedule: &str,
+            item: &vakt_core::oncall::OverrideConfig,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO schedule_overrides (id, schedule, user_id, starts_at, ends_at, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(item.id.clone().unwrap_or_else($crate::sql::new_id))
+            .bind(schedule.to_owned())
+            .bind(item.user.clone())
+            .bind(ms(item.start))
+            .bind(ms(item.end))
+            .bind(item.created_by.clone().unwrap_or_default())
+            .bind(ms(chrono::Utc::now()))
+            .execute(&mut *conn)
+            .await?;
+            Ok(())
+        }
+
+        async fn read_overrides(
+            conn: &mut Conn,
+            schedule: &str,
+            ending_after_ms: i64,
+        ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError> {
+            let rows = sqlx::query(
+                "SELECT id, user_id, starts_at, ends_at, created_by FROM schedule_overrides WHERE schedule = $1 AND ends_at > $2 ORDER BY starts_at, id",
+            )
+            .bind(schedule.to_owned())
+            .bind(ending_after_ms)
+            .fetch_all(&mut *conn)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(vakt_core::oncall::OverrideConfig {
+                        id: Some(row.try_get("id")?),
+                        user: row.try_get("user_id")?,
+                        start: time(row.try_get("starts_at")?)?,
+                        end: time(row.try_get("ends_at")?)?,
+                        created_by: Some(row.try_get("created_by")?),
+                    })
+                })
+                .collect()
+        }
+
+        async fn remove_override(conn: &mut Conn, schedule: &str, id: &str) -> Result<bool, StoreError> {
+            let done = sqlx::query("DELETE FROM schedule_overrides WHERE schedule = $1 AND id = $2")
+                .bind(schedule.to_owned())
+                .bind(id.to_owned())
+                .execute(&mut *conn)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
         /// Unresolved alerts whose `expires_at` has passed, oldest first.
         async fn list_expired(
             conn: &mut Conn,

@@ -82,6 +82,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0004_dispatch.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            5,
+            "oncall".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0005_oncall.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -387,6 +394,31 @@ impl Store for SqliteStore {
 
     async fn heartbeats(&self) -> Result<Vec<vakt_core::heartbeat::Heartbeat>, StoreError> {
         read_heartbeats(&mut *self.reader.acquire().await?, None).await
+    }
+
+    async fn put_override(
+        &self,
+        schedule: &str,
+        item: &vakt_core::oncall::OverrideConfig,
+    ) -> Result<(), StoreError> {
+        write_override(&mut *self.writer.acquire().await?, schedule, item).await
+    }
+
+    async fn overrides(
+        &self,
+        schedule: &str,
+        ending_after: DateTime<Utc>,
+    ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError> {
+        read_overrides(
+            &mut *self.reader.acquire().await?,
+            schedule,
+            ending_after.timestamp_millis(),
+        )
+        .await
+    }
+
+    async fn delete_override(&self, schedule: &str, id: &str) -> Result<bool, StoreError> {
+        remove_override(&mut *self.writer.acquire().await?, schedule, id).await
     }
 
     async fn close(&self) {

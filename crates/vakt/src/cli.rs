@@ -56,6 +56,33 @@ Exits 0 when the server stored the event, 1 when it refused it, 2 when it could 
     /// Decided actions on a running server: list, show with attempts, retry
     #[command(subcommand)]
     Actions(ActionsCommand),
+    /// Who is on call: every schedule now, one schedule at a time, or its coming shifts
+    #[command(long_about = "Who is on call, asked of a running server.\n\n  \
+vakt oncall                                  # every schedule, now\n  \
+vakt oncall ops-primary --at 2026-12-24T20:00:00+01:00\n  \
+vakt oncall ops-primary --weeks 2            # the shifts of the next two weeks\n  \
+vakt oncall ops-primary --weeks 8 --ics > oncall.ics   # for a calendar app")]
+    Oncall(OncallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OncallArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// A schedule's name; all schedules when absent
+    pub schedule: Option<String>,
+    /// The time to ask about (RFC 3339) instead of now
+    #[arg(long)]
+    pub at: Option<String>,
+    /// List the shifts of this many weeks ahead (1-52)
+    #[arg(long)]
+    pub weeks: Option<u32>,
+    /// With --weeks: print iCalendar instead of a table
+    #[arg(long, requires = "weeks")]
+    pub ics: bool,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Where the server is.
@@ -278,6 +305,7 @@ pub fn main() -> ExitCode {
         }) => commands::rules::test(config, &event, json),
         Command::Silence(command) => commands::remote::silence(command),
         Command::Actions(command) => commands::remote::actions(command),
+        Command::Oncall(args) => commands::remote::oncall(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -49,6 +49,10 @@ pub struct ConfigFile {
     pub maintenance: Vec<vakt_core::config::MaintenanceConfig>,
     #[serde(default)]
     pub inhibit_rules: Vec<crate::actions::InhibitRuleConfig>,
+    #[serde(default)]
+    pub users: Vec<vakt_core::oncall::UserConfig>,
+    #[serde(default)]
+    pub schedules: Vec<vakt_core::oncall::ScheduleConfig>,
 }
 
 /// `[server]`
@@ -137,6 +141,8 @@ pub struct Config {
     pub pipeline: Arc<Pipeline>,
     /// The handling stage's compiled configuration (channels, templates, inhibition).
     pub handling: Arc<crate::actions::Handling>,
+    /// Users and compiled on-call schedules.
+    pub directory: Arc<crate::oncall::Directory>,
 }
 
 impl std::fmt::Debug for Config {
@@ -243,8 +249,13 @@ impl Config {
         )
         .map_err(|found| errors.extend(found))
         .ok();
-        match (listen, location, pipeline, handling) {
-            (Some(listen), Some(location), Some(pipeline), Some(handling)) if errors.is_empty() => {
+        let directory = crate::oncall::Directory::build(&file.users, &file.schedules)
+            .map_err(|found| errors.extend(found))
+            .ok();
+        match (listen, location, pipeline, handling, directory) {
+            (Some(listen), Some(location), Some(pipeline), Some(handling), Some(directory))
+                if errors.is_empty() =>
+            {
                 Ok(Config {
                     path: path.map(Path::to_path_buf),
                     file,
@@ -252,6 +263,7 @@ impl Config {
                     location,
                     pipeline: Arc::new(pipeline),
                     handling: Arc::new(handling),
+                    directory: Arc::new(directory),
                 })
             }
             _ => Err(render(errors)),

@@ -11,5 +11,6 @@ pub mod heartbeat;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod oncall;
 pub mod server;
 pub mod sources;

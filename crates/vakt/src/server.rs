@@ -66,6 +66,15 @@ impl AppState {
         Arc::clone(&current.handling)
     }
 
+    /// Users and schedules in force.
+    pub fn directory(&self) -> Arc<crate::oncall::Directory> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&current.directory)
+    }
+
     /// Stores a silence and puts it in force for the next commit.
     pub async fn put_silence(
         &self,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
-use crate::cli::{ActionsCommand, Failure, Remote, SilenceCommand};
+use crate::cli::{ActionsCommand, Failure, OncallArgs, Remote, SilenceCommand};
 
 /// One request; 4xx is the user's to fix (exit 1), anything else is environmental (exit 2).
 fn call(
@@ -14,6 +14,17 @@ fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value, Failure> {
+    call_text(remote, method, path, body)
+        .map(|text| serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// One request, answered with its text.
+fn call_text(
+    remote: &Remote,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<String, Failure> {
     let url = format!("{}{path}", remote.url.trim_end_matches('/'));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -37,10 +48,10 @@ fn call(
             .map_err(Failure::internal)?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         if status.is_success() {
-            Ok(value)
+            Ok(text)
         } else {
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
             let message = value["error"]
                 .as_str()
                 .map_or_else(|| value.to_string(), str::to_owned);
@@ -196,6 +207,93 @@ pub fn actions(command: ActionsCommand) -> Result<(), Failure> {
                 Some(json!({"by": by})),
             )?;
             println!("{}", action_line(&record));
+        }
+    }
+    Ok(())
+}
+
+fn encode(text: &str) -> String {
+    serde_urlencoded::to_string([("v", text)])
+        .map(|s| s.trim_start_matches("v=").to_owned())
+        .unwrap_or_default()
+}
+
+pub fn oncall(args: OncallArgs) -> Result<(), Failure> {
+    let remote = &args.remote;
+    let who = |v: &Value| {
+        let user = &v["user"];
+        match user["id"].as_str() {
+            Some(id) => format!(
+                "{}{} ({})",
+                id,
+                user["name"]
+                    .as_str()
+                    .filter(|n| !n.is_empty())
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default(),
+                v["source"].as_str().unwrap_or("?")
+            ),
+            None => "nobody".to_owned(),
+        }
+    };
+    match (&args.schedule, args.weeks) {
+        (None, _) => {
+            let list = call(remote, reqwest::Method::GET, "/api/v1/schedules", None)?;
+            print(&list, args.json, |s| {
+                format!(
+                    "{:<24} {}",
+                    s["name"].as_str().unwrap_or("?"),
+                    who(&s["on_call_now"])
+                )
+            });
+        }
+        (Some(name), None) => {
+            let mut path = format!("/api/v1/schedules/{}/oncall", encode(name));
+            if let Some(at) = &args.at {
+                path.push_str(&format!("?at={}", encode(at)));
+            }
+            let now = call(remote, reqwest::Method::GET, &path, None)?;
+            print(&now, args.json, |v| {
+                format!(
+                    "{} at {}: {}",
+                    name,
+                    v["at"].as_str().unwrap_or("?"),
+                    who(v)
+                )
+            });
+        }
+        (Some(name), Some(weeks)) => {
+            let mut query = format!("weeks={weeks}");
+            if let Some(at) = &args.at {
+                query.push_str(&format!("&from={}", encode(at)));
+            }
+            if args.ics {
+                let ics = call_text(
+                    remote,
+                    reqwest::Method::GET,
+                    &format!("/api/v1/schedules/{}/calendar.ics?{query}", encode(name)),
+                    None,
+                )?;
+                print!("{ics}");
+            } else {
+                let shifts = call(
+                    remote,
+                    reqwest::Method::GET,
+                    &format!("/api/v1/schedules/{}/shifts?{query}", encode(name)),
+                    None,
+                )?;
+                print(&shifts, args.json, |s| {
+                    format!(
+                        "{} .. {}  {}",
+                        s["start"].as_str().unwrap_or("?"),
+                        s["end"].as_str().unwrap_or("?"),
+                        s["user"].as_str().map_or_else(
+                            || "nobody".to_owned(),
+                            |u| format!("{u} ({})", s["source"].as_str().unwrap_or("?"))
+                        )
+                    )
+                });
+            }
         }
     }
     Ok(())

@@ -36,6 +36,7 @@ use crate::sources::alertmanager as am;
         (name = "events", description = "Observations from sources, immutable once accepted"),
         (name = "alerts", description = "Stateful objects events with one fingerprint update"),
         (name = "actions", description = "What vakt did about alerts: commands, webhooks, notifications, and every attempt"),
+        (name = "on-call", description = "Users, on-call schedules, overrides and calendar export"),
         (name = "silences", description = "Time spans in which matching alerts are recorded but not acted on"),
         (name = "operations", description = "Health, readiness, metrics, reload"),
         (name = "peer protocols", description = "Other tools' APIs, spoken as they speak them")
@@ -60,6 +61,16 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(actions::retry_action))
         .routes(routes!(silences::list_silences, silences::create_silence))
         .routes(routes!(silences::get_silence, silences::expire_silence))
+        .routes(routes!(crate::oncall::list_users))
+        .routes(routes!(crate::oncall::list_schedules))
+        .routes(routes!(crate::oncall::get_on_call))
+        .routes(routes!(crate::oncall::get_shifts))
+        .routes(routes!(crate::oncall::get_calendar))
+        .routes(routes!(
+            crate::oncall::list_overrides,
+            crate::oncall::create_override
+        ))
+        .routes(routes!(crate::oncall::delete_override))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -8,6 +8,7 @@ mod cli;
 mod harness;
 mod heartbeats;
 mod lifecycle;
+mod oncall;
 mod pagerduty;
 mod snmp;
 mod source_files;

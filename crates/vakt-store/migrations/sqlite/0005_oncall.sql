@@ -1,0 +1,12 @@
+-- vakt schema 5 (SQLite): on-call overrides made through the API.
+
+CREATE TABLE schedule_overrides (
+    id         TEXT PRIMARY KEY,
+    schedule   TEXT NOT NULL,
+    user_id    TEXT NOT NULL,
+    starts_at  INTEGER NOT NULL,
+    ends_at    INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX schedule_overrides_schedule ON schedule_overrides (schedule, ends_at);

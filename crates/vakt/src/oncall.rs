@@ -1,0 +1,425 @@
+//! Users and on-call schedules: the directory built from `[[users]]` and `[[schedules]]`,
+//! and the `/api/v1/users` and `/api/v1/schedules` endpoints.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use vakt_core::config::ConfigError;
+use vakt_core::oncall::{OverrideConfig, Schedule, ScheduleConfig, Shift, UserConfig};
+
+use crate::http::{ApiError, ErrorBody, parse_json};
+use crate::server::AppState;
+
+/// Most weeks one calendar export covers.
+pub const CALENDAR_WEEKS_MAX: i64 = 52;
+
+/// The users and compiled schedules of the configuration in force.
+#[derive(Debug, Default)]
+pub struct Directory {
+    pub users: Vec<UserConfig>,
+    pub schedules: BTreeMap<String, Schedule>,
+}
+
+impl Directory {
+    pub fn build(
+        users: &[UserConfig],
+        schedules: &[ScheduleConfig],
+    ) -> Result<Directory, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut ids: Vec<&str> = Vec::new();
+        for user in users {
+            if user.id.is_empty()
+                || !user
+                    .id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                errors.push(ConfigError {
+                    span: None,
+                    message: format!(
+                        "users: id {:?} must be letters, digits, '-', '_' or '.'",
+                        user.id
+                    ),
+                });
+            }
+            if ids.contains(&user.id.as_str()) {
+                errors.push(ConfigError {
+                    span: None,
+                    message: format!("users: id {:?} is defined twice", user.id),
+                });
+            }
+            ids.push(&user.id);
+        }
+        let mut compiled = BTreeMap::new();
+        for config in schedules {
+            match Schedule::build(config, &ids) {
+                Ok(schedule) if compiled.contains_key(&schedule.name) => {
+                    errors.push(ConfigError::at(
+                        config.name.span(),
+                        format!("schedule {:?} is defined twice", schedule.name),
+                    ))
+                }
+                Ok(schedule) => {
+                    compiled.insert(schedule.name.clone(), schedule);
+                }
+                Err(found) => errors.extend(found),
+            }
+        }
+        if errors.is_empty() {
+            Ok(Directory {
+                users: users.to_vec(),
+                schedules: compiled,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn user(&self, id: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.id == id)
+    }
+}
+
+/// A schedule with its stored overrides applied.
+async fn schedule(state: &AppState, name: &str, from: DateTime<Utc>) -> Result<Schedule, ApiError> {
+    let directory = state.directory();
+    let schedule = directory
+        .schedules
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no schedule named {name:?}")))?;
+    let stored = state.store.overrides(name, from).await?;
+    Ok(schedule.with_overrides(&stored))
+}
+
+fn query(raw: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
+    let mut out = BTreeMap::new();
+    for (name, value) in pairs {
+        if !allowed.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {name:?}; allowed: {}",
+                allowed.join(", ")
+            )));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+fn time_param(
+    params: &BTreeMap<String, String>,
+    name: &str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| ApiError::field(name, format!("{v:?} is not an RFC 3339 time ({e})")))
+        })
+        .transpose()
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserConfig>,
+    pub next_cursor: Option<String>,
+}
+
+/// Every user, as configured.
+#[utoipa::path(get, path = "/api/v1/users", tag = "on-call", responses((status = 200, body = UserPage)))]
+pub async fn list_users(State(state): State<Arc<AppState>>) -> Json<UserPage> {
+    Json(UserPage {
+        items: state.directory().users.clone(),
+        next_cursor: None,
+    })
+}
+
+/// Who is on call in a schedule at a time.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OnCallNow {
+    pub schedule: String,
+    pub at: DateTime<Utc>,
+    /// The user on call; null when nobody is (outside every layer's restrictions).
+    pub user: Option<UserConfig>,
+    /// The layer's name, or `override`.
+    pub source: Option<String>,
+}
+
+async fn on_call_at(
+    state: &AppState,
+    name: &str,
+    at: DateTime<Utc>,
+) -> Result<OnCallNow, ApiError> {
+    let schedule = schedule(state, name, at).await?;
+    let who = schedule.on_call(at);
+    let directory = state.directory();
+    Ok(OnCallNow {
+        schedule: name.to_owned(),
+        at,
+        user: who.as_ref().and_then(|w| directory.user(&w.user).cloned()),
+        source: who.map(|w| w.source),
+    })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SchedulePage {
+    pub items: Vec<ScheduleView>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ScheduleView {
+    pub name: String,
+    pub description: String,
+    pub timezone: String,
+    pub on_call_now: OnCallNow,
+}
+
+/// Every schedule with who is on call now.
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "on-call", responses((status = 200, body = SchedulePage)))]
+pub async fn list_schedules(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<SchedulePage>, ApiError> {
+    let now = Utc::now();
+    let directory = state.directory();
+    let mut items = Vec::new();
+    for schedule in directory.schedules.values() {
+        items.push(ScheduleView {
+            name: schedule.name.clone(),
+            description: schedule.description.clone(),
+            timezone: schedule.timezone.name().to_owned(),
+            on_call_now: on_call_at(&state, &schedule.name, now).await?,
+        });
+    }
+    Ok(Json(SchedulePage {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// Who is on call now, or at `at` (RFC 3339).
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{name}/oncall",
+    tag = "on-call",
+    params(("name" = String, Path), ("at" = Option<String>, Query, description = "RFC 3339; default now")),
+    responses((status = 200, body = OnCallNow), (status = 404, body = ErrorBody))
+)]
+pub async fn get_on_call(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<OnCallNow>, ApiError> {
+    let params = query(raw.as_deref(), &["at"])?;
+    let at = time_param(&params, "at")?.unwrap_or_else(Utc::now);
+    Ok(Json(on_call_at(&state, &name, at).await?))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ShiftPage {
+    pub items: Vec<Shift>,
+    pub next_cursor: Option<String>,
+}
+
+fn span(params: &BTreeMap<String, String>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let from = time_param(params, "from")?.unwrap_or_else(Utc::now);
+    let to = match (time_param(params, "to")?, params.get("weeks")) {
+        (Some(_), Some(_)) => return Err(ApiError::field("weeks", "give to or weeks, not both")),
+        (Some(to), None) => to,
+        (None, Some(weeks)) => {
+            let weeks: i64 = weeks
+                .parse()
+                .ok()
+                .filter(|w| (1..=CALENDAR_WEEKS_MAX).contains(w))
+                .ok_or_else(|| {
+                    ApiError::field("weeks", format!("must be 1 to {CALENDAR_WEEKS_MAX}"))
+                })?;
+            from + Duration::weeks(weeks)
+        }
+        (None, None) => from + Duration::weeks(4),
+    };
+    Ok((from, to))
+}
+
+/// The shifts from `from` (default now) to `to` (or `weeks` ahead; default 4 weeks).
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{name}/shifts",
+    tag = "on-call",
+    params(("name" = String, Path), ("from" = Option<String>, Query), ("to" = Option<String>, Query), ("weeks" = Option<u32>, Query)),
+    responses((status = 200, body = ShiftPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn get_shifts(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<ShiftPage>, ApiError> {
+    let params = query(raw.as_deref(), &["from", "to", "weeks"])?;
+    let (from, to) = span(&params)?;
+    let schedule = schedule(&state, &name, from).await?;
+    let items = schedule
+        .shifts(from, to)
+        .map_err(|e| ApiError::field("to", e))?;
+    Ok(Json(ShiftPage {
+        items,
+        next_cursor: None,
+    }))
+}
+
+/// The next weeks as an iCalendar file (`text/calendar`), for calendar apps.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{name}/calendar.ics",
+    tag = "on-call",
+    params(("name" = String, Path), ("weeks" = Option<u32>, Query, description = "1-52, default 4")),
+    responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = ErrorBody))
+)]
+pub async fn get_calendar(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let params = query(raw.as_deref(), &["from", "weeks"])?;
+    let (from, to) = span(&params)?;
+    let schedule = schedule(&state, &name, from).await?;
+    let shifts = schedule
+        .shifts(from, to)
+        .map_err(|e| ApiError::field("weeks", e))?;
+    let body = schedule.icalendar(&shifts, Utc::now());
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/calendar; charset=utf-8".to_owned(),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}.ics\"",
+                    name.replace(
+                        |c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+                        "_"
+                    )
+                ),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// An override: someone covers a span.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOverride {
+    pub user: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    /// Who makes it.
+    pub by: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OverridePage {
+    pub items: Vec<OverrideConfig>,
+    pub next_cursor: Option<String>,
+}
+
+/// Overrides of a schedule that have not ended, configured and stored.
+#[utoipa::path(
+    get,
+    path = "/api/v1/schedules/{name}/overrides",
+    tag = "on-call",
+    params(("name" = String, Path)),
+    responses((status = 200, body = OverridePage), (status = 404, body = ErrorBody))
+)]
+pub async fn list_overrides(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+) -> Result<Json<OverridePage>, ApiError> {
+    let now = Utc::now();
+    let schedule = schedule(&state, &name, now).await?;
+    Ok(Json(OverridePage {
+        items: schedule
+            .overrides()
+            .iter()
+            .filter(|o| o.end > now)
+            .cloned()
+            .collect(),
+        next_cursor: None,
+    }))
+}
+
+/// Put someone on call for a span (a swap, a sick day, a holiday).
+#[utoipa::path(
+    post,
+    path = "/api/v1/schedules/{name}/overrides",
+    tag = "on-call",
+    params(("name" = String, Path)),
+    request_body = NewOverride,
+    responses((status = 201, body = OverrideConfig), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
+)]
+pub async fn create_override(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<OverrideConfig>), ApiError> {
+    let new: NewOverride = parse_json(&body)?;
+    let directory = state.directory();
+    if !directory.schedules.contains_key(&name) {
+        return Err(ApiError::not_found(format!("no schedule named {name:?}")));
+    }
+    if directory.user(&new.user).is_none() {
+        return Err(ApiError::field(
+            "user",
+            format!("unknown user {:?}", new.user),
+        ));
+    }
+    if new.end <= new.start {
+        return Err(ApiError::field("end", "must be after start"));
+    }
+    if new.by.trim().is_empty() {
+        return Err(ApiError::field("by", "must name who makes the override"));
+    }
+    let item = OverrideConfig {
+        id: Some(ulid::Ulid::new().to_string()),
+        user: new.user,
+        start: new.start,
+        end: new.end,
+        created_by: Some(new.by),
+    };
+    state.store.put_override(&name, &item).await?;
+    tracing::info!(schedule = %name, user = %item.user, "on-call override created");
+    Ok((StatusCode::CREATED, Json(item)))
+}
+
+/// Remove an override made through the API.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/schedules/{name}/overrides/{id}",
+    tag = "on-call",
+    params(("name" = String, Path), ("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody))
+)]
+pub async fn delete_override(
+    State(state): State<Arc<AppState>>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_override(&name, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!(
+            "no stored override {id} in schedule {name:?}"
+        )))
+    }
+}
