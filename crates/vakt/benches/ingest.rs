@@ -101,6 +101,7 @@ async fn run(total: usize, batch: usize, connections: usize, fingerprints: usize
                                 "rack": format!("r{}", n % 40),
                             },
                             "annotations": {"summary": "benchmark alert with a summary of ordinary length"},
+                            "startsAt": if clears { Some("2019-12-31T23:00:00Z") } else { None },
                             "endsAt": if clears { "2020-01-01T00:00:00Z" } else { "2100-01-01T00:00:00Z" },
                         });
                     }

@@ -63,6 +63,76 @@ vakt oncall ops-primary --at 2026-12-24T20:00:00+01:00\n  \
 vakt oncall ops-primary --weeks 2            # the shifts of the next two weeks\n  \
 vakt oncall ops-primary --weeks 8 --ics > oncall.ics   # for a calendar app")]
     Oncall(OncallArgs),
+    /// Send a bounded load of events and measure: events/s, latency percentiles, errors
+    #[command(
+        long_about = "Send a fixed number of events to a vakt (loopback unless --target \
+says otherwise) and report accepted events per second, request latency p50/p90/p99/max and \
+every refusal or error. It stops by itself.\n\n  \
+vakt bench --events 100000 --format batch --batch 1000 --concurrency 4\n  \
+vakt bench --events 20000 --rate 2000 --format json --fingerprints 500 --exceptions 0.2\n  \
+vakt bench --format alertmanager --events 50000\n  \
+vakt bench --format syslog-udp --events 100000 --rate 20000\n\n\
+Exits 0 when every event was accepted, 1 when some were refused, 2 when none got through."
+    )]
+    Bench(BenchArgs),
+}
+
+/// The wire format `vakt bench` sends.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchFormat {
+    /// One event per POST /api/v1/events
+    Json,
+    /// A JSON array of --batch events per request
+    Batch,
+    /// NDJSON, --batch events per request
+    Ndjson,
+    /// Alertmanager API v2 (POST /api/v2/alerts), --batch alerts per request
+    Alertmanager,
+    /// PagerDuty Events API v2 (POST /v2/enqueue), one per request
+    Pagerduty,
+    /// RFC 5424 syslog datagrams
+    SyslogUdp,
+    /// RFC 5424 syslog over TCP, newline framed, one connection per --concurrency
+    SyslogTcp,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Where to send [default: http://127.0.0.1:8470, or udp://|tcp://127.0.0.1:5514 for syslog]
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value = "batch")]
+    pub format: BenchFormat,
+    /// Events in all (the run stops after them)
+    #[arg(long, default_value_t = 10_000)]
+    pub events: usize,
+    /// Events per request for batch, ndjson and alertmanager
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Requests (or syslog senders) at once
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Events per second to offer; 0 sends as fast as accepted
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Distinct alerts the events fall on (repeats make the rest)
+    #[arg(long, default_value_t = 1000)]
+    pub fingerprints: usize,
+    /// Share of alerts that are exceptions (a disk above 95%), 0-1
+    #[arg(long, default_value_t = 0.1)]
+    pub exceptions: f64,
+    /// Share of events that are `ok` and clear their alert, 0-1
+    #[arg(long, default_value_t = 0.1)]
+    pub ok_share: f64,
+    /// PagerDuty routing key for --format pagerduty
+    #[arg(long, default_value = "vakt-bench")]
+    pub routing_key: String,
+    /// Seconds to wait for one request
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -306,6 +376,7 @@ pub fn main() -> ExitCode {
         Command::Silence(command) => commands::remote::silence(command),
         Command::Actions(command) => commands::remote::actions(command),
         Command::Oncall(args) => commands::remote::oncall(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -726,11 +726,9 @@ url = "{}/slack"
         500,
         "one decision per alert, none per repeat"
     );
-    eventually(30, "every grouped action sent", || async {
-        actions(&server, "status=pending")
-            .await
-            .is_empty()
-            .then_some(())
+    // Sent and recorded: none pending, none running.
+    eventually(60, "every grouped action sent", || async {
+        (actions(&server, "action=chat&status=succeeded").await.len() == 500).then_some(())
     })
     .await;
     let messages = receiver.all();
@@ -802,7 +800,7 @@ url = "{}/chat"
             &event("router1", "ping", "critical", json!({})),
         )
         .await;
-    let purposes = eventually(10, "the settled notice", || async {
+    let mut purposes = eventually(10, "the settled notice", || async {
         let purposes: Vec<String> = receiver
             .all()
             .iter()
@@ -812,10 +810,24 @@ url = "{}/chat"
     })
     .await;
     // open, resolve, reopen notify; the fourth change (a resolve) starts flapping: one
-    // notice; the rest are suppressed until it settles.
+    // notice; the rest are suppressed until it settles. The decisions are in that order
+    // (deliveries run concurrently, so the receiver may see them in another under load).
+    let decided: Vec<String> = {
+        let mut list = actions(&server, "action=chat").await;
+        list.reverse(); // the API lists newest first
+        list.iter()
+            .filter(|a| a["status"] != "suppressed")
+            .map(|a| a["purpose"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        decided,
+        ["trigger", "resolved", "trigger", "flapping", "settled"]
+    );
+    purposes.sort();
     assert_eq!(
         purposes,
-        ["trigger", "resolved", "trigger", "flapping", "settled"]
+        ["flapping", "resolved", "settled", "trigger", "trigger"]
     );
     let suppressed = actions(&server, "status=suppressed").await;
     assert!(!suppressed.is_empty());

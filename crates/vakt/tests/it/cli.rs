@@ -240,3 +240,97 @@ fn serve_exits_2_when_it_cannot_listen_and_1_on_a_bad_config() {
         text(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn the_load_tool_sends_a_bounded_mix_and_reports_what_was_accepted() {
+    let server = crate::harness::TestServer::start().await;
+    let syslog = server
+        .server
+        .as_ref()
+        .and_then(|s| s.sources.syslog_tcp.first().copied())
+        .expect("syslog tcp bound");
+    for (format, target, events) in [
+        ("batch", server.base.clone(), 3000),
+        ("ndjson", server.base.clone(), 1000),
+        ("json", server.base.clone(), 200),
+        ("alertmanager", server.base.clone(), 1000),
+        ("syslog-tcp", format!("tcp://{syslog}"), 500),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["bench", "--format", format, "--target", &target, "--json"])
+            .args([
+                "--events",
+                &events.to_string(),
+                "--fingerprints",
+                "100",
+                "--batch",
+                "250",
+            ])
+            .output()
+            .await
+            .expect("vakt bench");
+        assert!(out.status.success(), "{format}: {}", text(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+        assert_eq!(report["accepted"], events, "{format}: {report}");
+        assert!(
+            report["events_per_second"]
+                .as_f64()
+                .is_some_and(|r| r > 0.0)
+        );
+        if format != "syslog-tcp" {
+            assert!(
+                report["latency_ms"]["p99"]
+                    .as_f64()
+                    .is_some_and(|p| p > 0.0),
+                "{report}"
+            );
+        }
+    }
+    // Everything the tool was told was accepted is stored: 3000 + 1000 + 200 HTTP events
+    // and 1000 Alertmanager alerts (syslog arrives asynchronously and is counted apart).
+    let (_, page) = server.get("/api/v1/events?source=vakt-bench&limit=1").await;
+    assert!(page["items"].as_array().is_some_and(|i| !i.is_empty()));
+    let metrics = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let received = |channel: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!(
+                    "vakt_events_received_total{{channel=\"{channel}\"}}"
+                ))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert_eq!(received("http"), 4200.0, "{metrics}");
+    assert_eq!(received("alertmanager"), 1000.0);
+    // A refused load says so with exit 1: nothing listens there.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "bench",
+            "--events",
+            "10",
+            "--target",
+            "http://127.0.0.1:9",
+            "--timeout-secs",
+            "2",
+        ])
+        .output()
+        .await
+        .expect("vakt bench");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("cannot connect"),
+        "{}",
+        text(&out.stdout)
+    );
+}
