@@ -1123,26 +1123,7 @@ impl Dispatcher {
                     }
                     _ => serde_json::json!({"text": format!("{title}\n{text}")}),
                 };
-                let headers: Vec<(String, String)> = chat
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                Outcome::from(
-                    deliver::http(
-                        &self.client,
-                        deliver::HttpCall {
-                            method: "POST",
-                            url: &chat.url,
-                            headers: &headers,
-                            body: body.to_string(),
-                            timeout: Duration::from_secs(chat.timeout_secs),
-                            idempotency_key: &key,
-                            hmac_secret: None,
-                        },
-                    )
-                    .await,
-                )
+                self.post_chat(chat, body.to_string(), &key).await
             }
         }
     }
@@ -1229,28 +1210,33 @@ impl Dispatcher {
                     }
                     .to_string(),
                 };
-                let headers: Vec<(String, String)> = chat
-                    .headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                Outcome::from(
-                    deliver::http(
-                        &self.client,
-                        deliver::HttpCall {
-                            method: "POST",
-                            url: &chat.url,
-                            headers: &headers,
-                            body,
-                            timeout: Duration::from_secs(chat.timeout_secs),
-                            idempotency_key: key,
-                            hmac_secret: None,
-                        },
-                    )
-                    .await,
-                )
+                self.post_chat(chat, body, key).await
             }
         }
+    }
+
+    /// POSTs a JSON body to a chat service's (or a generic) incoming webhook.
+    async fn post_chat(&self, chat: &ChatConfig, body: String, key: &str) -> Outcome {
+        let headers: Vec<(String, String)> = chat
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Outcome::from(
+            deliver::http(
+                &self.client,
+                deliver::HttpCall {
+                    method: "POST",
+                    url: &chat.url,
+                    headers: &headers,
+                    body,
+                    timeout: Duration::from_secs(chat.timeout_secs),
+                    idempotency_key: key,
+                    hmac_secret: None,
+                },
+            )
+            .await,
+        )
     }
 
     /// Sends every group whose wait (first member) and interval (last message) have passed:

@@ -761,9 +761,9 @@ async fn a_flapping_alert_notifies_that_it_flaps_and_again_when_it_settles() {
     let config = format!(
         r#"{POLL}
 [alerts]
-reopen_window_secs = 3
+reopen_window_secs = 5
 flap_threshold = 3
-flap_window_secs = 3
+flap_window_secs = 5
 
 [[rules]]
 name = "page"
@@ -793,7 +793,7 @@ url = "{}/chat"
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     // Quiet for longer than the window, then a repeat: it settled (still critical).
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
     server
         .post(
             "/api/v1/events",
