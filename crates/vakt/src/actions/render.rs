@@ -367,3 +367,38 @@ pub fn render(env: &Environment<'_>, name: &str, context: &Context) -> Result<St
         .and_then(|t| t.render(minijinja::Value::from(Serde(context))))
         .map_err(|e| format!("template {name}: {e:#}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_that_would_run_for_ever_runs_out_of_fuel() {
+        let mut env = environment();
+        let looping =
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+        if let Err(e) = env.add_template_owned("loop".to_owned(), looping.to_owned()) {
+            panic!("it compiles: {e}");
+        }
+        let started = std::time::Instant::now();
+        let result = env
+            .get_template("loop")
+            .and_then(|t| t.render(minijinja::Value::UNDEFINED));
+        let error = result.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("fuel"), "{error}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn an_unknown_variable_is_an_error_not_an_empty_string() {
+        let mut env = environment();
+        if let Err(e) = env.add_template_owned("t".to_owned(), "{{ alert.nope.deeper }}".to_owned())
+        {
+            panic!("it compiles: {e}");
+        }
+        let result = env
+            .get_template("t")
+            .and_then(|t| t.render(minijinja::context! { alert => minijinja::context! {} }));
+        assert!(result.is_err());
+    }
+}
