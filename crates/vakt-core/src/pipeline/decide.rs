@@ -142,29 +142,31 @@ fn track_flapping(
     }
     let handling = &mut alert.handling;
     handling.changes.retain(|&at| now - at < flap.window);
+    // Quiet for a whole window before this event: a flapping alert has settled, whatever
+    // this event does next (a reopening after the quiet is an ordinary change again).
+    let mut change = None;
+    if handling.flapping && handling.changes.is_empty() {
+        handling.flapping = false;
+        change = Some(FlapChange::Settled);
+    }
     if matches!(
         transition,
         Transition::Opened | Transition::Reopened | Transition::Resolved
     ) {
         handling.changes.push(now);
     }
-    let keep = usize::try_from(flap.threshold)
-        .unwrap_or(usize::MAX)
-        .saturating_add(1);
+    let threshold = usize::try_from(flap.threshold).unwrap_or(usize::MAX);
+    let keep = threshold.saturating_add(1);
     if handling.changes.len() > keep {
         let excess = handling.changes.len() - keep;
         handling.changes.drain(..excess);
     }
     let count = handling.changes.len();
-    if !handling.flapping && count > usize::try_from(flap.threshold).unwrap_or(usize::MAX) {
+    if !handling.flapping && count > threshold {
         handling.flapping = true;
-        Some(FlapChange::Started(count))
-    } else if handling.flapping && count == 0 {
-        handling.flapping = false;
-        Some(FlapChange::Settled)
-    } else {
-        None
+        change = Some(FlapChange::Started(count));
     }
+    change
 }
 
 /// One action about to be decided, before noise control.

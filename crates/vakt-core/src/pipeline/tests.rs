@@ -571,6 +571,42 @@ fn flapping_notifies_once_then_waits_until_it_settles() {
 }
 
 #[test]
+fn a_flapping_alert_that_reopens_after_a_quiet_window_notifies_again() {
+    let config = CONFIG.replace(
+        "reopen_window_secs = 300",
+        "reopen_window_secs = 1200\nflap_threshold = 2\nflap_window_secs = 600",
+    );
+    let mut h = harness_with(&config);
+    let problem = json!({"resource": "db01", "check": "smart", "summary": "disk sda failed", "severity": "warning"});
+    let ok = json!({"resource": "db01", "check": "smart", "summary": "fine", "severity": "ok"});
+    for event in [&problem, &ok, &problem, &ok] {
+        h.send(event.clone());
+    }
+    let alert = h.alerts.values().next().cloned().expect("the alert");
+    assert!(
+        alert.handling.flapping,
+        "three changes in the window: flapping"
+    );
+    // Resolved and quiet for longer than the flap window, then it reopens (within the
+    // reopen window): it settled, and this is news again.
+    h.clock += Duration::seconds(700);
+    let reopened = h.send(problem.clone());
+    assert_eq!(reopened.transition, Transition::Reopened);
+    let purposes: Vec<(Purpose, bool)> = reopened
+        .actions
+        .iter()
+        .map(|a| (a.purpose, a.suppressed_by.is_some()))
+        .collect();
+    assert_eq!(purposes, [(Purpose::Settled, false)]);
+    assert!(
+        reopened
+            .alert
+            .as_ref()
+            .is_some_and(|a| !a.handling.flapping)
+    );
+}
+
+#[test]
 fn flap_detection_needs_a_reopen_window_as_long_as_its_own() {
     let config = CONFIG.replace(
         "reopen_window_secs = 300",
