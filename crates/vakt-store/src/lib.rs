@@ -227,8 +227,12 @@ pub trait Store: Send + Sync + 'static {
         alert_id: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Applies an operator's request (ack, resolve, ...) in one transaction.
+    /// Applies an operator's request in one transaction: the alert, its timeline entries,
+    /// and for a resolve the resolution notices `pipeline` decides (under `silences`).
     async fn operate(
         &self,
+        pipeline: &Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
         alert_id: &str,
         request: &OperatorRequest,
     ) -> Result<Alert, OperateError>;

@@ -289,11 +289,13 @@ impl Store for PostgresStore {
 
     async fn operate(
         &self,
+        pipeline: &vakt_core::Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
         alert_id: &str,
         request: &vakt_core::alert::OperatorRequest,
     ) -> Result<Alert, OperateError> {
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let alert = operate_in(&mut tx, alert_id, request).await?;
+        let alert = operate_in(&mut tx, pipeline, silences, alert_id, request).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(alert)
     }

@@ -546,21 +546,21 @@ macro_rules! common_sql {
         /// Applies an operator's request inside the caller's transaction.
         async fn operate_in(
             conn: &mut Conn,
+            pipeline: &vakt_core::Pipeline,
+            silences: &vakt_core::silence::ActiveSilences,
             alert_id: &str,
             request: &vakt_core::alert::OperatorRequest,
         ) -> Result<Alert, $crate::OperateError> {
             let Some(alert) = get_alert(conn, alert_id, true).await? else {
                 return Err($crate::OperateError::NotFound(alert_id.to_owned()));
             };
-            let (next, entry) = vakt_core::alert::apply_operator(
-                &alert,
-                request,
-                chrono::Utc::now(),
-                $crate::sql::new_id(),
-            )?;
-            upsert_alerts(conn, &[&next]).await?;
-            insert_timeline(conn, &[&entry]).await?;
-            Ok(next)
+            let now = chrono::Utc::now();
+            let mut new_id = $crate::sql::new_id;
+            let done = pipeline.operate(&alert, request, now, silences, &mut new_id)?;
+            upsert_alerts(conn, &[&done.alert]).await?;
+            insert_timeline(conn, &done.timeline.iter().collect::<Vec<_>>()).await?;
+            insert_actions(conn, &done.actions.iter().collect::<Vec<_>>(), ms(now)).await?;
+            Ok(done.alert)
         }
 
         async fn get_event(conn: &mut Conn, id: &str) -> Result<Option<EventRecord>, StoreError> {

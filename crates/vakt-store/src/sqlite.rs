@@ -327,6 +327,8 @@ impl Store for SqliteStore {
 
     async fn operate(
         &self,
+        pipeline: &vakt_core::Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
         alert_id: &str,
         request: &vakt_core::alert::OperatorRequest,
     ) -> Result<Alert, OperateError> {
@@ -336,7 +338,7 @@ impl Store for SqliteStore {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(StoreError::from)?;
-        let alert = operate_in(&mut tx, alert_id, request).await?;
+        let alert = operate_in(&mut tx, pipeline, silences, alert_id, request).await?;
         tx.commit().await.map_err(StoreError::from)?;
         if let Some(cache) = &mut state.alerts {
             cache.put(&alert, chrono::Utc::now());

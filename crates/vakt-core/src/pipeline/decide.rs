@@ -322,6 +322,75 @@ pub(super) fn decide(
         return Vec::new();
     }
 
+    let decided = settle_candidates(
+        context,
+        alert,
+        candidates,
+        event_id,
+        new_id,
+        &mut outcome.timeline,
+    );
+
+    let running: Vec<&DecidedAction> = decided
+        .iter()
+        .filter(|a| a.suppressed_by.is_none())
+        .collect();
+    let held: Vec<&DecidedAction> = decided
+        .iter()
+        .filter(|a| a.suppressed_by.is_some())
+        .collect();
+    let list = |actions: &[&DecidedAction]| {
+        actions
+            .iter()
+            .map(|a| format!("{} ({})", a.action, a.purpose.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (decision, reason) = match (running.is_empty(), held.first()) {
+        (false, None) => (
+            "run",
+            format!(
+                "{}: run {}",
+                why_of(&trigger, transition, flap_change),
+                list(&running)
+            ),
+        ),
+        (true, Some(first)) => (
+            "suppressed",
+            format!(
+                "{}: {} suppressed by {}",
+                why_of(&trigger, transition, flap_change),
+                list(&held),
+                first.suppressed_by.as_deref().unwrap_or_default()
+            ),
+        ),
+        (false, Some(first)) => (
+            "run",
+            format!(
+                "{}: run {}; {} suppressed by {}",
+                why_of(&trigger, transition, flap_change),
+                list(&running),
+                list(&held),
+                first.suppressed_by.as_deref().unwrap_or_default()
+            ),
+        ),
+        (true, None) => ("no_action", "nothing decided".to_owned()),
+    };
+    trace.push(TraceEntry::new(Stage::Decide, decision, reason).with_rules(rule_names(requested)));
+    decided
+}
+
+/// Applies noise control to the candidates and records each decision on the timeline:
+/// silences and maintenance windows hold back everything; a flapping alert holds back
+/// notifications other than the flapping and settled notices.
+fn settle_candidates(
+    context: &Context<'_>,
+    alert: &mut Alert,
+    candidates: Vec<Candidate>,
+    event_id: &str,
+    new_id: &mut dyn FnMut() -> String,
+    timeline: &mut Vec<TimelineEntry>,
+) -> Vec<DecidedAction> {
     // Noise control: silences and maintenance windows hold back everything; a flapping
     // alert holds back notifications other than the flapping and settled notices.
     let suppression = context.noise.suppression(alert, context.now);
@@ -376,7 +445,7 @@ pub(super) fn decide(
         {
             alert.handling.actions.push(action.action.to_string());
         }
-        outcome.timeline.push(TimelineEntry {
+        timeline.push(TimelineEntry {
             id: new_id(),
             alert_id: action.alert_id.clone(),
             at: context.now,
@@ -406,53 +475,41 @@ pub(super) fn decide(
         });
     }
 
-    let running: Vec<&DecidedAction> = decided
-        .iter()
-        .filter(|a| a.suppressed_by.is_none())
-        .collect();
-    let held: Vec<&DecidedAction> = decided
-        .iter()
-        .filter(|a| a.suppressed_by.is_some())
-        .collect();
-    let list = |actions: &[&DecidedAction]| {
-        actions
-            .iter()
-            .map(|a| format!("{} ({})", a.action, a.purpose.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let (decision, reason) = match (running.is_empty(), held.first()) {
-        (false, None) => (
-            "run",
-            format!(
-                "{}: run {}",
-                why_of(&trigger, transition, flap_change),
-                list(&running)
-            ),
-        ),
-        (true, Some(first)) => (
-            "suppressed",
-            format!(
-                "{}: {} suppressed by {}",
-                why_of(&trigger, transition, flap_change),
-                list(&held),
-                first.suppressed_by.as_deref().unwrap_or_default()
-            ),
-        ),
-        (false, Some(first)) => (
-            "run",
-            format!(
-                "{}: run {}; {} suppressed by {}",
-                why_of(&trigger, transition, flap_change),
-                list(&running),
-                list(&held),
-                first.suppressed_by.as_deref().unwrap_or_default()
-            ),
-        ),
-        (true, None) => ("no_action", "nothing decided".to_owned()),
-    };
-    trace.push(TraceEntry::new(Stage::Decide, decision, reason).with_rules(rule_names(requested)));
     decided
+}
+
+/// An operator resolved the alert (no event did): the notifications that ran for it announce
+/// the resolution, under the same noise control as an `ok` event's. `event_id` is the
+/// alert's last event, which the actions are filed under.
+pub(super) fn operator_resolved(
+    context: &Context<'_>,
+    alert: &mut Alert,
+    by: &str,
+    new_id: &mut dyn FnMut() -> String,
+    timeline: &mut Vec<TimelineEntry>,
+) -> Vec<DecidedAction> {
+    let why = format!("{by} resolved the alert");
+    let candidates: Vec<Candidate> = alert
+        .handling
+        .actions
+        .iter()
+        .filter(|name| {
+            context
+                .actions
+                .get(name.as_str())
+                .is_some_and(|a| a.notifies() && a.send_resolved())
+        })
+        .map(|name| Candidate {
+            action: Arc::from(name.as_str()),
+            purpose: Purpose::Resolved,
+            why: why.clone(),
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Vec::new();
+    }
+    let event_id = alert.last_event_id.clone();
+    settle_candidates(context, alert, candidates, &event_id, new_id, timeline)
 }
 
 fn why_of(trigger: &Option<String>, transition: Transition, flap: Option<FlapChange>) -> String {

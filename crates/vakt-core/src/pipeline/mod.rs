@@ -74,6 +74,15 @@ pub struct Correlated {
     pub actions: Vec<DecidedAction>,
 }
 
+/// What an operator's request did: the alert after it, its timeline entries, and the
+/// resolution notices it decided.
+#[derive(Debug, Clone)]
+pub struct Operated {
+    pub alert: Alert,
+    pub timeline: Vec<TimelineEntry>,
+    pub actions: Vec<DecidedAction>,
+}
+
 impl Pipeline {
     /// Compiles a configuration, reporting every problem with its location.
     pub fn build(config: &PipelineConfig) -> Result<Pipeline, Vec<ConfigError>> {
@@ -161,6 +170,45 @@ impl Pipeline {
     /// How long after resolution a problem event reopens an alert instead of opening a new one.
     pub fn reopen_window(&self) -> chrono::Duration {
         self.reopen_window
+    }
+
+    /// An operator's request on an alert (ack, resolve, ...): the transition, and for a
+    /// resolve the resolution notices of the notifications that ran, as decide would.
+    pub fn operate(
+        &self,
+        alert: &Alert,
+        request: &crate::alert::OperatorRequest,
+        now: DateTime<Utc>,
+        silences: &ActiveSilences,
+        new_id: &mut dyn FnMut() -> String,
+    ) -> Result<Operated, crate::alert::OperatorError> {
+        let (mut next, entry) = crate::alert::apply_operator(alert, request, now, new_id())?;
+        let mut timeline = vec![entry];
+        let actions = if request.action == crate::alert::OperatorAction::Resolve {
+            let noise = Noise {
+                silences,
+                windows: &self.windows,
+            };
+            decide::operator_resolved(
+                &decide::Context {
+                    actions: &self.actions,
+                    flap: self.flap,
+                    noise: &noise,
+                    now,
+                },
+                &mut next,
+                request.by.trim(),
+                new_id,
+                &mut timeline,
+            )
+        } else {
+            Vec::new()
+        };
+        Ok(Operated {
+            alert: next,
+            timeline,
+            actions,
+        })
     }
 
     /// The stateless stages: normalise, filter, categorise, and the fingerprint.

@@ -634,3 +634,50 @@ fn grouped_notifications_carry_their_group_key() {
         Some("page|service=billing|labels_missing=")
     );
 }
+
+#[test]
+fn an_operator_resolve_announces_the_resolution_like_an_ok_event() {
+    let mut h = Harness::new();
+    let opened = h.send(json!({"resource": "db01", "check": "disk_usage", "summary": "full", "severity": "warning", "metrics": {"used_pct": 95.0}}));
+    let alert = opened.alert.expect("alert");
+    let mut n = 0;
+    let mut new_id = || {
+        n += 1;
+        format!("O{n}")
+    };
+    let request = crate::alert::OperatorRequest {
+        action: crate::alert::OperatorAction::Resolve,
+        by: "alice".into(),
+        comment: None,
+    };
+    let done = h
+        .pipeline
+        .operate(&alert, &request, h.clock, &h.silences, &mut new_id)
+        .expect("resolves");
+    assert_eq!(done.alert.status, AlertStatus::Resolved);
+    let names: Vec<(&str, Purpose)> = done
+        .actions
+        .iter()
+        .map(|a| (&*a.action, a.purpose))
+        .collect();
+    assert_eq!(
+        names,
+        [("page", Purpose::Resolved)],
+        "the notification, not the command"
+    );
+    assert_eq!(done.actions[0].reason, "alice resolved the alert");
+    assert_eq!(done.actions[0].event_id, alert.last_event_id);
+    let kinds: Vec<TimelineKind> = done.timeline.iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TimelineKind::Resolved, TimelineKind::ActionDecided]);
+    // An ack decides nothing.
+    let ack = crate::alert::OperatorRequest {
+        action: crate::alert::OperatorAction::Ack,
+        by: "alice".into(),
+        comment: None,
+    };
+    let acked = h
+        .pipeline
+        .operate(&alert, &ack, h.clock, &h.silences, &mut new_id)
+        .expect("acks");
+    assert!(acked.actions.is_empty());
+}

@@ -226,12 +226,24 @@ async fn operators_move_alerts(backend: &Backend) {
         comment: Some("looking".into()),
     };
     let acked = store
-        .operate(&id, &ask(OperatorAction::Ack))
+        .operate(
+            &pipeline(),
+            &Default::default(),
+            &id,
+            &ask(OperatorAction::Ack),
+        )
         .await
         .expect("ack");
     assert_eq!(acked.status, AlertStatus::Acknowledged);
     assert!(matches!(
-        store.operate(&id, &ask(OperatorAction::Ack)).await,
+        store
+            .operate(
+                &pipeline(),
+                &Default::default(),
+                &id,
+                &ask(OperatorAction::Ack)
+            )
+            .await,
         Err(OperateError::Refused(_))
     ));
 
@@ -245,6 +257,8 @@ async fn operators_move_alerts(backend: &Backend) {
 
     store
         .operate(
+            &pipeline(),
+            &Default::default(),
             &id,
             &ask(OperatorAction::Assign {
                 assignee: Some("bob".into()),
@@ -253,21 +267,43 @@ async fn operators_move_alerts(backend: &Backend) {
         .await
         .expect("assign");
     store
-        .operate(&id, &ask(OperatorAction::Comment))
+        .operate(
+            &pipeline(),
+            &Default::default(),
+            &id,
+            &ask(OperatorAction::Comment),
+        )
         .await
         .expect("comment");
     store
-        .operate(&id, &ask(OperatorAction::Unack))
+        .operate(
+            &pipeline(),
+            &Default::default(),
+            &id,
+            &ask(OperatorAction::Unack),
+        )
         .await
         .expect("unack");
     let resolved = store
-        .operate(&id, &ask(OperatorAction::Resolve))
+        .operate(
+            &pipeline(),
+            &Default::default(),
+            &id,
+            &ask(OperatorAction::Resolve),
+        )
         .await
         .expect("resolve");
     assert_eq!(resolved.status, AlertStatus::Resolved);
     assert_eq!(resolved.assignee.as_deref(), Some("bob"));
     assert!(matches!(
-        store.operate("nope", &ask(OperatorAction::Ack)).await,
+        store
+            .operate(
+                &pipeline(),
+                &Default::default(),
+                "nope",
+                &ask(OperatorAction::Ack)
+            )
+            .await,
         Err(OperateError::NotFound(_))
     ));
 
@@ -431,7 +467,7 @@ async fn writers_see_each_others_changes(backend: &Backend) {
         by: "bob".into(),
         comment: None,
     };
-    b.operate(&id, &ask)
+    b.operate(&pipeline(), &Default::default(), &id, &ask)
         .await
         .expect("ack through the other writer");
     send(&*a, &p, vec![disk(91.0)]).await;

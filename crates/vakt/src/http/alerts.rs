@@ -182,7 +182,12 @@ async fn operate(
         by,
         comment,
     };
-    let alert = state.store.operate(id, &request).await?;
+    let alert = state
+        .store
+        .operate(&state.pipeline(), &state.silences.get(), id, &request)
+        .await?;
+    // A resolve may have decided resolution notices.
+    state.wake_dispatcher();
     tracing::info!(alert = %id, action = request.action.name(), by = %request.by, "operator action");
     Ok(Json(alert))
 }

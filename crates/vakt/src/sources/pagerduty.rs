@@ -290,7 +290,11 @@ async fn handle(state: &Arc<AppState>, request: Request) -> Result<String, Refus
                     comment: Some("acknowledged through the PagerDuty Events API".into()),
                 };
                 // Someone may have acknowledged it meanwhile: that is the same outcome.
-                if let Err(error) = state.store.operate(&alert.id, &ack).await {
+                if let Err(error) = state
+                    .store
+                    .operate(&state.pipeline(), &state.silences.get(), &alert.id, &ack)
+                    .await
+                {
                     tracing::debug!(%error, alert = %alert.id, "PagerDuty acknowledge changed nothing");
                 }
             }

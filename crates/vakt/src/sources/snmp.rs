@@ -294,6 +294,13 @@ impl Names {
                 check.clone(),
                 severity.unwrap_or(self.default_severity),
             ),
+            // A trap without snmpTrapOID (a v2c trap must carry it) is still kept, under a
+            // name that says so: never an event without a check.
+            None if trap.oid.is_empty() => (
+                "trap without snmpTrapOID".to_owned(),
+                "snmp_trap_without_oid".to_owned(),
+                self.default_severity,
+            ),
             None => (trap.oid.clone(), trap.oid.clone(), self.default_severity),
         };
         let mut labels = BTreeMap::new();
@@ -522,7 +529,8 @@ mod tests {
             });
             let event = names.event(&trap, "192.0.2.1".parse().expect("ip"));
             let value = serde_json::to_value(&event).expect("serialises");
-            prop_assert!(EventInput::from_json(0, value).is_ok());
+            let checked = EventInput::from_json(0, value.clone());
+            prop_assert!(checked.is_ok(), "{value} -> {:?}", checked.err());
         }
         Ok(())
     }
