@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use vakt_core::config::ConfigError;
 use vakt_core::oncall::{OverrideConfig, Schedule, ScheduleConfig, Shift, UserConfig};
 
-use crate::http::{ApiError, ErrorBody, parse_json};
+use crate::http::{ApiError, ErrorBody, Params, parse_json};
 use crate::server::AppState;
 
 /// Most weeks one calendar export covers.
@@ -96,36 +96,6 @@ async fn schedule(state: &AppState, name: &str, from: DateTime<Utc>) -> Result<S
         .ok_or_else(|| ApiError::not_found(format!("no schedule named {name:?}")))?;
     let stored = state.store.overrides(name, from).await?;
     Ok(schedule.with_overrides(&stored))
-}
-
-fn query(raw: Option<&str>, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))?;
-    let mut out = BTreeMap::new();
-    for (name, value) in pairs {
-        if !allowed.contains(&name.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "unknown query parameter {name:?}; allowed: {}",
-                allowed.join(", ")
-            )));
-        }
-        out.insert(name, value);
-    }
-    Ok(out)
-}
-
-fn time_param(
-    params: &BTreeMap<String, String>,
-    name: &str,
-) -> Result<Option<DateTime<Utc>>, ApiError> {
-    params
-        .get(name)
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| ApiError::field(name, format!("{v:?} is not an RFC 3339 time ({e})")))
-        })
-        .transpose()
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -219,8 +189,8 @@ pub async fn get_on_call(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<OnCallNow>, ApiError> {
-    let params = query(raw.as_deref(), &["at"])?;
-    let at = time_param(&params, "at")?.unwrap_or_else(Utc::now);
+    let params = Params::parse(raw.as_deref(), &["at"])?;
+    let at = params.time("at")?.unwrap_or_else(Utc::now);
     Ok(Json(on_call_at(&state, &name, at).await?))
 }
 
@@ -230,21 +200,18 @@ pub struct ShiftPage {
     pub next_cursor: Option<String>,
 }
 
-fn span(params: &BTreeMap<String, String>) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let from = time_param(params, "from")?.unwrap_or_else(Utc::now);
-    let to = match (time_param(params, "to")?, params.get("weeks")) {
+fn span(params: &Params) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let from = params.time("from")?.unwrap_or_else(Utc::now);
+    let weeks = params.parsed("weeks", |w| {
+        w.parse::<i64>()
+            .ok()
+            .filter(|w| (1..=CALENDAR_WEEKS_MAX).contains(w))
+            .ok_or_else(|| format!("must be 1 to {CALENDAR_WEEKS_MAX}"))
+    })?;
+    let to = match (params.time("to")?, weeks) {
         (Some(_), Some(_)) => return Err(ApiError::field("weeks", "give to or weeks, not both")),
         (Some(to), None) => to,
-        (None, Some(weeks)) => {
-            let weeks: i64 = weeks
-                .parse()
-                .ok()
-                .filter(|w| (1..=CALENDAR_WEEKS_MAX).contains(w))
-                .ok_or_else(|| {
-                    ApiError::field("weeks", format!("must be 1 to {CALENDAR_WEEKS_MAX}"))
-                })?;
-            from + Duration::weeks(weeks)
-        }
+        (None, Some(weeks)) => from + Duration::weeks(weeks),
         (None, None) => from + Duration::weeks(4),
     };
     Ok((from, to))
@@ -263,7 +230,7 @@ pub async fn get_shifts(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ShiftPage>, ApiError> {
-    let params = query(raw.as_deref(), &["from", "to", "weeks"])?;
+    let params = Params::parse(raw.as_deref(), &["from", "to", "weeks"])?;
     let (from, to) = span(&params)?;
     let schedule = schedule(&state, &name, from).await?;
     let items = schedule
@@ -288,7 +255,7 @@ pub async fn get_calendar(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = query(raw.as_deref(), &["from", "weeks"])?;
+    let params = Params::parse(raw.as_deref(), &["from", "weeks"])?;
     let (from, to) = span(&params)?;
     let schedule = schedule(&state, &name, from).await?;
     let shifts = schedule

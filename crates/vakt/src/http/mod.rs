@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 pub use error::{ApiError, Detail, ErrorBody, parse_json};
 pub use events::CHANNEL as HTTP_CHANNEL;
 pub use ops::Reloaded;
+pub use query::Params;
 
 use crate::server::AppState;
 use crate::sources::alertmanager as am;
