@@ -448,13 +448,31 @@ fn backoff(config: &vakt_core::config::RetryConfig, attempt: i64) -> Duration {
 /// Messages sent per (channel, recipients), for throttling; held-back lines for the summary.
 #[derive(Default)]
 struct Throttles {
-    windows: HashMap<String, Window>,
+    windows: HashMap<ThrottleKey, Window>,
 }
+
+/// A channel and the recipients a message goes to.
+type ThrottleKey = (String, Vec<String>);
 
 #[derive(Default)]
 struct Window {
     sent: VecDeque<Instant>,
     held: Vec<String>,
+}
+
+impl Window {
+    /// Forgets messages older than the window; whether another may go out now.
+    fn has_room(&mut self, throttle: ThrottleConfig, now: Instant) -> bool {
+        let window = Duration::from_secs(throttle.throttle_window_secs);
+        while self
+            .sent
+            .front()
+            .is_some_and(|&t| now.duration_since(t) >= window)
+        {
+            self.sent.pop_front();
+        }
+        self.sent.len() < usize::try_from(throttle.throttle_max).unwrap_or(usize::MAX)
+    }
 }
 
 /// The dispatcher's shared parts.
@@ -980,22 +998,16 @@ impl Dispatcher {
         if throttle.throttle_max == 0 {
             return None;
         }
-        let key = format!("{channel}|{}", to.join(","));
-        let window = Duration::from_secs(throttle.throttle_window_secs);
         let mut throttles = self
             .throttles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = throttles.windows.entry(key).or_default();
+        let state = throttles
+            .windows
+            .entry((channel.to_owned(), to.to_vec()))
+            .or_default();
         let now = Instant::now();
-        while state
-            .sent
-            .front()
-            .is_some_and(|&t| now.duration_since(t) >= window)
-        {
-            state.sent.pop_front();
-        }
-        if state.sent.len() < usize::try_from(throttle.throttle_max).unwrap_or(usize::MAX) {
+        if state.has_room(throttle, now) {
             state.sent.push_back(now);
             None
         } else {
@@ -1005,14 +1017,14 @@ impl Dispatcher {
             Some(format!(
                 "throttled: channel {channel} already sent {} message(s) in the last {} s; summarised later",
                 state.sent.len(),
-                window.as_secs()
+                throttle.throttle_window_secs
             ))
         }
     }
 
     /// Sends one summary per throttled channel whose window has room again.
     async fn send_summaries(&self, handling: &Handling) {
-        let due: Vec<(String, Vec<String>)> = {
+        let due: Vec<(ThrottleKey, Vec<String>)> = {
             let mut throttles = self
                 .throttles
                 .lock()
@@ -1020,36 +1032,18 @@ impl Dispatcher {
             let now = Instant::now();
             let mut due = Vec::new();
             for (key, state) in throttles.windows.iter_mut() {
-                let channel = key.split('|').next().unwrap_or_default();
-                let Some(config) = handling.channels.get(channel) else {
+                let Some(config) = handling.channels.get(&key.0) else {
                     continue;
                 };
-                let window = Duration::from_secs(config.throttle().throttle_window_secs);
-                while state
-                    .sent
-                    .front()
-                    .is_some_and(|&t| now.duration_since(t) >= window)
-                {
-                    state.sent.pop_front();
-                }
-                if !state.held.is_empty()
-                    && state.sent.len()
-                        < usize::try_from(config.throttle().throttle_max).unwrap_or(usize::MAX)
-                {
+                if !state.held.is_empty() && state.has_room(config.throttle(), now) {
                     state.sent.push_back(now);
                     due.push((key.clone(), std::mem::take(&mut state.held)));
                 }
             }
             due
         };
-        for (key, held) in due {
-            let (channel, to) = key.split_once('|').unwrap_or((&key, ""));
-            let to: Vec<String> = to
-                .split(',')
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect();
-            let Some(config) = handling.channels.get(channel) else {
+        for ((channel, to), held) in due {
+            let Some(config) = handling.channels.get(&channel) else {
                 continue;
             };
             let title = format!(
@@ -1070,7 +1064,7 @@ impl Dispatcher {
             }
             let outcome = self.send_plain(config, &to, &title, &text).await;
             tracing::info!(
-                channel,
+                %channel,
                 held = held.len(),
                 ?outcome,
                 "sent a throttling summary"
@@ -1088,27 +1082,9 @@ impl Dispatcher {
     ) -> Outcome {
         let key = ulid::Ulid::new().to_string();
         match config {
-            ChannelConfig::Email { to: default_to, .. } => {
-                let recipients = if to.is_empty() {
-                    default_to.clone()
-                } else {
-                    to.to_vec()
-                };
-                let Some(email) = config.email() else {
-                    return Outcome::permanent("not an email channel".into());
-                };
-                Outcome::from(
-                    deliver::email(
-                        &email,
-                        deliver::Mail {
-                            to: &recipients,
-                            subject: title.to_owned(),
-                            body: text.to_owned(),
-                            idempotency_key: &key,
-                        },
-                    )
-                    .await,
-                )
+            ChannelConfig::Email { .. } => {
+                self.send_mail(config, to, title.to_owned(), text.to_owned(), &key)
+                    .await
             }
             ChannelConfig::Slack(chat)
             | ChannelConfig::Mattermost(chat)
@@ -1138,17 +1114,7 @@ impl Dispatcher {
         key: &str,
     ) -> Outcome {
         match config {
-            ChannelConfig::Email {
-                to: default_to,
-                subject,
-                body,
-                ..
-            } => {
-                let recipients = if to.is_empty() {
-                    default_to.clone()
-                } else {
-                    to.to_vec()
-                };
+            ChannelConfig::Email { subject, body, .. } => {
                 let subject = match subject {
                     Some(_) => match render::render(
                         &handling.templates,
@@ -1171,21 +1137,7 @@ impl Dispatcher {
                     },
                     None => context.text(),
                 };
-                let Some(email) = config.email() else {
-                    return Outcome::permanent("not an email channel".into());
-                };
-                Outcome::from(
-                    deliver::email(
-                        &email,
-                        deliver::Mail {
-                            to: &recipients,
-                            subject,
-                            body,
-                            idempotency_key: key,
-                        },
-                    )
-                    .await,
-                )
+                self.send_mail(config, to, subject, body, key).await
             }
             ChannelConfig::Slack(chat)
             | ChannelConfig::Mattermost(chat)
@@ -1213,6 +1165,34 @@ impl Dispatcher {
                 self.post_chat(chat, body, key).await
             }
         }
+    }
+
+    /// Sends mail through an email channel, to `to` or else the channel's own recipients.
+    async fn send_mail(
+        &self,
+        config: &ChannelConfig,
+        to: &[String],
+        subject: String,
+        body: String,
+        key: &str,
+    ) -> Outcome {
+        let (Some(email), ChannelConfig::Email { to: default_to, .. }) = (config.email(), config)
+        else {
+            return Outcome::permanent("not an email channel".into());
+        };
+        let recipients = if to.is_empty() { default_to } else { to };
+        Outcome::from(
+            deliver::email(
+                &email,
+                deliver::Mail {
+                    to: recipients,
+                    subject,
+                    body,
+                    idempotency_key: key,
+                },
+            )
+            .await,
+        )
     }
 
     /// POSTs a JSON body to a chat service's (or a generic) incoming webhook.
