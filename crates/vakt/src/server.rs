@@ -48,31 +48,29 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The configuration in force (a reload swaps it whole).
+    fn current(&self) -> Arc<Config> {
+        Arc::clone(
+            &self
+                .current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
     /// The pipeline new events go through.
     pub fn pipeline(&self) -> Arc<Pipeline> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(&current.pipeline)
+        Arc::clone(&self.current().pipeline)
     }
 
     /// The handling stage's configuration in force.
     pub fn handling(&self) -> Arc<crate::actions::Handling> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(&current.handling)
+        Arc::clone(&self.current().handling)
     }
 
     /// Users and schedules in force.
     pub fn directory(&self) -> Arc<crate::oncall::Directory> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Arc::clone(&current.directory)
+        Arc::clone(&self.current().directory)
     }
 
     /// Stores a silence and puts it in force for the next commit.
@@ -93,11 +91,7 @@ impl AppState {
         &self,
         routing_key: &str,
     ) -> Option<crate::sources::pagerduty::Integration> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        current
+        self.current()
             .file
             .sources
             .pagerduty
@@ -109,29 +103,17 @@ impl AppState {
 
     /// `[sources.alertmanager]` as currently configured.
     pub fn alertmanager_config(&self) -> crate::sources::alertmanager::AlertmanagerConfig {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        current.file.sources.alertmanager.clone()
+        self.current().file.sources.alertmanager.clone()
     }
 
     /// `[[heartbeats]]` as currently configured.
     pub fn heartbeat_configs(&self) -> Vec<crate::heartbeat::HeartbeatConfig> {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        current.file.heartbeats.clone()
+        self.current().file.heartbeats.clone()
     }
 
     /// The name of the configuration in force, for messages.
     pub fn config_name(&self) -> String {
-        let current = self
-            .current
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        current.name()
+        self.current().name()
     }
 
     pub fn ingest_limits(&self) -> &IngestConfig {
