@@ -159,10 +159,14 @@ pub enum TimelineKind {
     ActionRun,
     Flapping,
     Settled,
+    /// An escalation policy started, fired a step (or skipped one), paused, resumed or ended.
+    Escalation,
+    /// The alert opened or joined an incident.
+    Incident,
 }
 
 impl TimelineKind {
-    pub const ALL: [TimelineKind; 13] = [
+    pub const ALL: [TimelineKind; 15] = [
         TimelineKind::Opened,
         TimelineKind::Reopened,
         TimelineKind::SeverityChanged,
@@ -176,6 +180,8 @@ impl TimelineKind {
         TimelineKind::ActionRun,
         TimelineKind::Flapping,
         TimelineKind::Settled,
+        TimelineKind::Escalation,
+        TimelineKind::Incident,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -193,6 +199,8 @@ impl TimelineKind {
             TimelineKind::ActionRun => "action_run",
             TimelineKind::Flapping => "flapping",
             TimelineKind::Settled => "settled",
+            TimelineKind::Escalation => "escalation",
+            TimelineKind::Incident => "incident",
         }
     }
 

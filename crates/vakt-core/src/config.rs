@@ -20,6 +20,8 @@ pub struct PipelineConfig {
     pub rules: Vec<Spanned<RuleConfig>>,
     pub actions: BTreeMap<String, Spanned<ActionConfig>>,
     pub maintenance: Vec<MaintenanceConfig>,
+    pub escalation_policies: Vec<crate::escalation::PolicyConfig>,
+    pub incidents: crate::incident::IncidentsConfig,
 }
 
 impl PipelineConfig {
@@ -37,6 +39,10 @@ impl PipelineConfig {
             actions: BTreeMap<String, Spanned<ActionConfig>>,
             #[serde(default)]
             maintenance: Vec<MaintenanceConfig>,
+            #[serde(default)]
+            escalation_policies: Vec<crate::escalation::PolicyConfig>,
+            #[serde(default)]
+            incidents: crate::incident::IncidentsConfig,
         }
         let file: File = toml::from_str(source).map_err(|error| ConfigError {
             span: error.span(),
@@ -47,6 +53,8 @@ impl PipelineConfig {
             rules: file.rules,
             actions: file.actions,
             maintenance: file.maintenance,
+            escalation_policies: file.escalation_policies,
+            incidents: file.incidents,
         })
     }
 }
@@ -117,6 +125,15 @@ pub struct RuleConfig {
     /// Go on evaluating later rules after this one matched (default: stop).
     #[serde(default, rename = "continue")]
     pub continue_: bool,
+    /// An `[[escalation_policies]]` name: the alert climbs it until someone acknowledges.
+    #[serde(default)]
+    pub escalate: Option<Spanned<String>>,
+    /// Open an incident for the alert (or join the open one it correlates with).
+    #[serde(default)]
+    pub incident: bool,
+    /// The incident's impact, 1 (high) .. 3 (low); default `incidents.default_impact`.
+    #[serde(default)]
+    pub impact: Option<u8>,
 }
 
 fn yes() -> bool {

@@ -6,9 +6,11 @@
 
 pub mod alert;
 pub mod config;
+pub mod escalation;
 pub mod event;
 pub mod fingerprint;
 pub mod heartbeat;
+pub mod incident;
 pub mod matcher;
 pub mod noise;
 pub mod oncall;

@@ -138,7 +138,7 @@ macro_rules! dispatch_sql {
             ActionQuery, ActionRecord, ActionStatus, Attempt, Finish, GroupHead, Next,
         };
 
-        const ACTION_SELECT: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, attempts, lease_until, finished_at, outcome";
+        const ACTION_SELECT: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, attempts, lease_until, finished_at, outcome, target";
 
         fn record_from_row(row: &$row) -> Result<ActionRecord, StoreError> {
             let kind: String = row.try_get("kind")?;
@@ -146,6 +146,7 @@ macro_rules! dispatch_sql {
             let purpose: String = row.try_get("purpose")?;
             let status: String = row.try_get("status")?;
             let decided_at = time(row.try_get("decided_at")?)?;
+            let target: Option<String> = row.try_get("target")?;
             Ok(ActionRecord {
                 decided: DecidedAction {
                     id: row.try_get("id")?,
@@ -165,6 +166,7 @@ macro_rules! dispatch_sql {
                     suppressed_by: row.try_get("suppressed_by")?,
                     group_key: row.try_get("group_key")?,
                     decided_at,
+                    target: target.map(|t| from_json("target", &t)).transpose()?,
                 },
                 status: parsed("status", ActionStatus::parse(&status))?,
                 attempts: row.try_get("attempts")?,

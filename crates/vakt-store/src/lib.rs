@@ -7,6 +7,7 @@
 
 mod cache;
 pub mod dispatch;
+pub mod escalate;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -21,6 +22,11 @@ use vakt_core::heartbeat::Heartbeat;
 use vakt_core::pipeline::EventRecord;
 
 pub use dispatch::{ActionQuery, ActionRecord, ActionStatus, Attempt, Finish, GroupHead, Next};
+pub use escalate::{
+    Escalation, EscalationStatus, Fire, IncidentChange, IncidentError, IncidentQuery, NewIncident,
+    SyncResult,
+};
+use vakt_core::incident::{Incident, IncidentEntry};
 use vakt_core::silence::Silence;
 use vakt_core::{
     Alert, AlertStatus, Category, Correlated, Pipeline, Prepared, Severity, TimelineEntry,
@@ -266,6 +272,60 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError>;
     /// Removes a stored override; `false` when there was none.
     async fn delete_override(&self, schedule: &str, id: &str) -> Result<bool, StoreError>;
+    /// Claims up to `limit` escalations whose step is due, until `lease_until` (exactly one
+    /// node, of however many, gets each).
+    async fn claim_escalations(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Escalation>, StoreError>;
+    /// Stores a fired step atomically (pages, timeline, the next position, an incident);
+    /// `false` when the escalation moved since it was claimed and nothing was written.
+    async fn fire_escalation(&self, pipeline: &Pipeline, fire: &Fire) -> Result<bool, StoreError>;
+    async fn escalation(&self, alert_id: &str) -> Result<Option<Escalation>, StoreError>;
+    /// Escalations, most recently changed first.
+    async fn escalations(
+        &self,
+        status: Option<EscalationStatus>,
+        limit: u32,
+    ) -> Result<Vec<Escalation>, StoreError>;
+    /// Opens an incident by hand, linking the given alerts.
+    async fn create_incident(
+        &self,
+        pipeline: &Pipeline,
+        new: &NewIncident,
+    ) -> Result<Incident, IncidentError>;
+    /// Changes an incident (`id` is its id or its number, `INC-000123`).
+    async fn update_incident(
+        &self,
+        pipeline: &Pipeline,
+        id: &str,
+        change: &IncidentChange,
+    ) -> Result<Incident, IncidentError>;
+    /// An incident with its linked alerts and its timeline.
+    async fn incident(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Incident, Vec<IncidentEntry>)>, StoreError>;
+    /// Incidents, newest first.
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Page<Incident>, StoreError>;
+    /// The id of the incident the ITSM tool knows as `external_id`.
+    async fn incident_by_external(&self, external_id: &str) -> Result<Option<String>, StoreError>;
+    /// Claims incidents with changes not yet sent to the ITSM tool, each with its version.
+    async fn claim_incident_syncs(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Incident, i64)>, StoreError>;
+    /// Records what the ITSM tool answered for an incident at `version`.
+    async fn finish_incident_sync(
+        &self,
+        id: &str,
+        version: i64,
+        result: &SyncResult,
+    ) -> Result<(), StoreError>;
     /// Cheap round trip to the database, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);

@@ -27,6 +27,12 @@ crate::dispatch::dispatch_sql!(
     sqlx::postgres::PgRow,
     " FOR UPDATE SKIP LOCKED"
 );
+crate::escalate::escalate_sql!(
+    sqlx::Postgres,
+    sqlx::postgres::PgRow,
+    " FOR UPDATE SKIP LOCKED",
+    " FOR UPDATE"
+);
 
 /// Connections in the pool.
 const CONNECTIONS: u32 = 16;
@@ -73,6 +79,13 @@ fn migrator() -> Migrator {
             "oncall".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0005_oncall.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            6,
+            "escalation_incidents".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0006_escalation_incidents.sql").into_sql_str(),
             false,
         ),
     ])
@@ -298,6 +311,126 @@ impl Store for PostgresStore {
         let alert = operate_in(&mut tx, pipeline, silences, alert_id, request).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(alert)
+    }
+
+    async fn claim_escalations(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Escalation>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = claim_due_escalations(
+            &mut tx,
+            now.timestamp_millis(),
+            lease_until.timestamp_millis(),
+            limit,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn fire_escalation(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        fire: &Fire,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(_) = fire_in(&mut tx, pipeline.incidents(), fire).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn escalation(&self, alert_id: &str) -> Result<Option<Escalation>, StoreError> {
+        get_escalation(&mut *self.pool.acquire().await?, alert_id).await
+    }
+
+    async fn escalations(
+        &self,
+        status: Option<EscalationStatus>,
+        limit: u32,
+    ) -> Result<Vec<Escalation>, StoreError> {
+        list_escalations(&mut *self.pool.acquire().await?, status, limit).await
+    }
+
+    async fn create_incident(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        new: &NewIncident,
+    ) -> Result<Incident, IncidentError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let incident =
+            create_incident_in(&mut tx, pipeline.incidents(), new, chrono::Utc::now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(incident)
+    }
+
+    async fn update_incident(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        id: &str,
+        change: &IncidentChange,
+    ) -> Result<Incident, IncidentError> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let incident = update_incident_in(
+            &mut tx,
+            pipeline.incidents(),
+            id,
+            change,
+            chrono::Utc::now(),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(incident)
+    }
+
+    async fn incident(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Incident, Vec<IncidentEntry>)>, StoreError> {
+        incident_detail(&mut *self.pool.acquire().await?, id).await
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Page<Incident>, StoreError> {
+        list_incidents(&mut *self.pool.acquire().await?, query).await
+    }
+
+    async fn incident_by_external(&self, external_id: &str) -> Result<Option<String>, StoreError> {
+        incident_id_by_external(&mut *self.pool.acquire().await?, external_id).await
+    }
+
+    async fn claim_incident_syncs(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Incident, i64)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let claimed = claim_syncs(
+            &mut tx,
+            now.timestamp_millis(),
+            lease_until.timestamp_millis(),
+            limit,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_incident_sync(
+        &self,
+        id: &str,
+        version: i64,
+        result: &SyncResult,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        finish_sync_in(&mut tx, id, version, result, chrono::Utc::now()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

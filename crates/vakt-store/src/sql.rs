@@ -31,8 +31,8 @@ pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, seve
 pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at, handling = excluded.handling";
 pub(crate) const TIMELINE_COLUMNS: &str = "id, alert_id, at, kind, actor, message, event_id";
 pub(crate) const TIMELINE_COLUMN_COUNT: usize = 7;
-pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at";
-pub(crate) const ACTION_COLUMN_COUNT: usize = 12;
+pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, target";
+pub(crate) const ACTION_COLUMN_COUNT: usize = 13;
 
 pub(crate) fn ms(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
@@ -465,7 +465,8 @@ macro_rules! common_sql {
                         .push_bind(if action.suppressed_by.is_some() { "suppressed" } else { "pending" })
                         .push_bind(action.suppressed_by.clone())
                         .push_bind(action.group_key.clone())
-                        .push_bind(ms(action.decided_at));
+                        .push_bind(ms(action.decided_at))
+                        .push_bind(action.target.as_ref().map(json));
                 });
                 query.build().execute(&mut *conn).await?;
             }
@@ -506,7 +507,10 @@ macro_rules! common_sql {
             known: &$crate::sql::KnownTraces,
         ) -> Result<(Vec<vakt_core::Correlated>, Vec<String>), StoreError> {
             let decided_at = batch.iter().map(|p| p.event.received_at).min().map_or(0, ms);
-            let outcomes = $crate::sql::correlate_batch(pipeline, silences, batch, event_ids, current);
+            let mut outcomes = $crate::sql::correlate_batch(pipeline, silences, batch, event_ids, current);
+            if outcomes.iter().any(|o| o.incident.is_some()) {
+                open_batch_incidents(conn, pipeline, &mut outcomes).await?;
+            }
             let traces: Vec<$crate::sql::InternedTrace> =
                 outcomes.iter().map(|o| $crate::sql::intern(&o.record.trace)).collect();
             let mut seen = std::collections::HashSet::new();
@@ -526,6 +530,8 @@ macro_rules! common_sql {
             write_alerts(conn, &writes.repeats, ALERT_REPEAT_UPDATE).await?;
             insert_timeline(conn, &writes.timeline).await?;
             insert_actions(conn, &writes.actions, decided_at).await?;
+            drop(writes);
+            after_batch(conn, pipeline, &outcomes, chrono::Utc::now()).await?;
             let stored = new_traces.iter().map(|t| t.id.clone()).collect();
             Ok((outcomes, stored))
         }
@@ -560,6 +566,7 @@ macro_rules! common_sql {
             upsert_alerts(conn, &[&done.alert]).await?;
             insert_timeline(conn, &done.timeline.iter().collect::<Vec<_>>()).await?;
             insert_actions(conn, &done.actions.iter().collect::<Vec<_>>(), ms(now)).await?;
+            after_operate(conn, pipeline, &done.alert, request, now).await?;
             Ok(done.alert)
         }
 

@@ -28,6 +28,7 @@ crate::sql::common_sql!(
     "events.rowid DESC"
 );
 crate::dispatch::dispatch_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
+crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "");
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vakt.db";
@@ -89,6 +90,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0005_oncall.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            6,
+            "escalation_incidents".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0006_escalation_incidents.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -134,6 +142,36 @@ impl SqliteStore {
             reader,
             state: tokio::sync::Mutex::new(WriterState::default()),
         })
+    }
+}
+
+impl SqliteStore {
+    /// Puts alerts a transaction changed outside ingest (an incident link) into the writer's
+    /// cache, so the next batch does not write their old state back.
+    async fn recache(
+        &self,
+        state: &mut WriterState,
+        alert_ids: &[String],
+    ) -> Result<(), StoreError> {
+        if alert_ids.is_empty() {
+            return Ok(());
+        }
+        let Some(cache) = &mut state.alerts else {
+            return Ok(());
+        };
+        let mut conn = self.writer.acquire().await?;
+        let now = chrono::Utc::now();
+        for id in alert_ids {
+            if let Some(alert) = get_alert(&mut conn, id, false).await? {
+                cache.put(&alert, now);
+            }
+        }
+        // This process's own commit: the cache is right, not stale.
+        let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(&mut *conn)
+            .await?;
+        state.data_version = Some(version);
+        Ok(())
     }
 }
 
@@ -344,6 +382,142 @@ impl Store for SqliteStore {
             cache.put(&alert, chrono::Utc::now());
         }
         Ok(alert)
+    }
+
+    async fn claim_escalations(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Escalation>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed = claim_due_escalations(
+            &mut tx,
+            now.timestamp_millis(),
+            lease_until.timestamp_millis(),
+            limit,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn fire_escalation(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        fire: &Fire,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state.lock().await;
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let Some(changed) = fire_in(&mut tx, pipeline.incidents(), fire).await? else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        tx.commit().await?;
+        if let (Some(alert), Some(cache)) = (changed, &mut state.alerts) {
+            cache.put(&alert, chrono::Utc::now());
+        }
+        Ok(true)
+    }
+
+    async fn escalation(&self, alert_id: &str) -> Result<Option<Escalation>, StoreError> {
+        get_escalation(&mut *self.reader.acquire().await?, alert_id).await
+    }
+
+    async fn escalations(
+        &self,
+        status: Option<EscalationStatus>,
+        limit: u32,
+    ) -> Result<Vec<Escalation>, StoreError> {
+        list_escalations(&mut *self.reader.acquire().await?, status, limit).await
+    }
+
+    async fn create_incident(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        new: &NewIncident,
+    ) -> Result<Incident, IncidentError> {
+        let mut state = self.state.lock().await;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
+        let incident =
+            create_incident_in(&mut tx, pipeline.incidents(), new, chrono::Utc::now()).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.recache(&mut state, &new.alerts).await?;
+        Ok(incident)
+    }
+
+    async fn update_incident(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        id: &str,
+        change: &IncidentChange,
+    ) -> Result<Incident, IncidentError> {
+        let mut state = self.state.lock().await;
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
+        let incident = update_incident_in(
+            &mut tx,
+            pipeline.incidents(),
+            id,
+            change,
+            chrono::Utc::now(),
+        )
+        .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.recache(&mut state, &change.link).await?;
+        Ok(incident)
+    }
+
+    async fn incident(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Incident, Vec<IncidentEntry>)>, StoreError> {
+        incident_detail(&mut *self.reader.acquire().await?, id).await
+    }
+
+    async fn incidents(&self, query: &IncidentQuery) -> Result<Page<Incident>, StoreError> {
+        list_incidents(&mut *self.reader.acquire().await?, query).await
+    }
+
+    async fn incident_by_external(&self, external_id: &str) -> Result<Option<String>, StoreError> {
+        incident_id_by_external(&mut *self.reader.acquire().await?, external_id).await
+    }
+
+    async fn claim_incident_syncs(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<(Incident, i64)>, StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let claimed = claim_syncs(
+            &mut tx,
+            now.timestamp_millis(),
+            lease_until.timestamp_millis(),
+            limit,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn finish_incident_sync(
+        &self,
+        id: &str,
+        version: i64,
+        result: &SyncResult,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        finish_sync_in(&mut tx, id, version, result, chrono::Utc::now()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {

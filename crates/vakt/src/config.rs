@@ -53,6 +53,14 @@ pub struct ConfigFile {
     pub users: Vec<vakt_core::oncall::UserConfig>,
     #[serde(default)]
     pub schedules: Vec<vakt_core::oncall::ScheduleConfig>,
+    #[serde(default)]
+    pub escalation_policies: Vec<vakt_core::escalation::PolicyConfig>,
+    #[serde(default)]
+    pub escalation: crate::escalation::EscalationConfig,
+    #[serde(default)]
+    pub incidents: vakt_core::incident::IncidentsConfig,
+    #[serde(default)]
+    pub itsm: Option<crate::itsm::ItsmConfig>,
 }
 
 /// `[server]`
@@ -238,6 +246,8 @@ impl Config {
             rules: file.rules.clone(),
             actions: file.actions.clone(),
             maintenance: file.maintenance.clone(),
+            escalation_policies: file.escalation_policies.clone(),
+            incidents: file.incidents.clone(),
         })
         .map_err(|found| errors.extend(found))
         .ok();
@@ -252,6 +262,17 @@ impl Config {
         let directory = crate::oncall::Directory::build(&file.users, &file.schedules)
             .map_err(|found| errors.extend(found))
             .ok();
+        if let (Some(pipeline), Some(directory)) = (&pipeline, &directory) {
+            errors.extend(crate::escalation::validate(
+                &file.escalation,
+                pipeline.escalation_policies(),
+                directory,
+                &file.channels,
+            ));
+        }
+        if let Some(itsm) = &file.itsm {
+            errors.extend(itsm.validate());
+        }
         match (listen, location, pipeline, handling, directory) {
             (Some(listen), Some(location), Some(pipeline), Some(handling), Some(directory))
                 if errors.is_empty() =>

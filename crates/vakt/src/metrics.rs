@@ -44,6 +44,11 @@ pub struct AttemptLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
 /// Every metric vakt exports.
 pub struct Metrics {
     registry: Registry,
@@ -68,6 +73,7 @@ pub struct Metrics {
     pub alerts: Family<StatusLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
     pub rules_loaded: Gauge,
+    pub escalation_steps: Family<PolicyLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -103,8 +109,14 @@ impl Metrics {
             alerts: Family::default(),
             reloads: Family::default(),
             rules_loaded: Gauge::default(),
+            escalation_steps: Family::default(),
             registry: Registry::default(),
         };
+        registry.register(
+            "escalation_steps",
+            "Escalation steps fired, per policy",
+            m.escalation_steps.clone(),
+        );
         registry.register(
             "events_received",
             "Events received per ingest channel, valid or not",

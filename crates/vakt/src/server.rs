@@ -58,6 +58,11 @@ impl AppState {
         )
     }
 
+    /// The whole configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.current()
+    }
+
     /// The pipeline new events go through.
     pub fn pipeline(&self) -> Arc<Pipeline> {
         Arc::clone(&self.current().pipeline)
@@ -295,6 +300,8 @@ pub async fn launch_with_listener(
         Arc::clone(&state.dispatch_wake),
         stop.subscribe(),
     );
+    let escalator = crate::escalation::spawn(Arc::clone(&state), stop.subscribe());
+    let itsm_sync = crate::itsm::spawn(Arc::clone(&state), stop.subscribe());
     let app = router.with_state(Arc::clone(&state));
     let server_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -324,6 +331,8 @@ pub async fn launch_with_listener(
         expiry.abort();
         heartbeat_monitor.abort();
         silence_refresher.abort();
+        escalator.abort();
+        itsm_sync.abort();
         sources.stop();
         // The dispatcher saw the stop too; it lets running attempts end (bounded by their
         // timeouts); what it has not started stays pending for the next start.

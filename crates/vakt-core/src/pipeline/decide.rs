@@ -34,14 +34,17 @@ pub enum Purpose {
     Resolved,
     Flapping,
     Settled,
+    /// A page from an escalation step (the action's `target` says to whom).
+    Escalation,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::Trigger,
         Purpose::Resolved,
         Purpose::Flapping,
         Purpose::Settled,
+        Purpose::Escalation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +53,7 @@ impl Purpose {
             Purpose::Resolved => "resolved",
             Purpose::Flapping => "flapping",
             Purpose::Settled => "settled",
+            Purpose::Escalation => "escalation",
         }
     }
 
@@ -75,6 +79,9 @@ pub struct DecidedAction {
     /// Notifications with the same key go out as one message (the action's `group_by`).
     pub group_key: Option<String>,
     pub decided_at: DateTime<Utc>,
+    /// For an escalation page: who it is for and how it goes out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::escalation::Page>,
 }
 
 /// An action the matching rules name, with the rules that name it.
@@ -434,6 +441,7 @@ fn settle_candidates(
             suppressed_by,
             group_key,
             decided_at: context.now,
+            target: None,
         });
     }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::alert::{Alert, TimelineEntry};
+use crate::alert::{Alert, TimelineEntry, TimelineKind};
 use crate::config::{ActionConfig, ConfigError, PipelineConfig};
 use crate::event::{Category, Event, EventInput};
 use crate::fingerprint::{Fingerprint, FingerprintField};
@@ -41,6 +41,8 @@ pub struct Pipeline {
     actions: BTreeMap<String, ActionConfig>,
     flap: decide::Flap,
     windows: Vec<MaintenanceWindow>,
+    policies: BTreeMap<String, crate::escalation::Policy>,
+    incidents: crate::incident::IncidentsConfig,
 }
 
 /// An event after the stateless stages, waiting for its alert's state.
@@ -56,6 +58,10 @@ pub struct Prepared {
     pub requested_actions: Vec<RequestedAction>,
     /// Names of the rules that matched.
     pub matched_rules: Vec<Arc<str>>,
+    /// The escalation policy the first matching rule that names one attaches, and that rule.
+    pub escalate: Option<(Arc<str>, Arc<str>)>,
+    /// The first matching rule that opens an incident, and the impact it gives.
+    pub incident: Option<(Arc<str>, Option<u8>)>,
     /// Where the fingerprint came from, for the correlate stage's reason.
     pub fingerprint_origin: Arc<str>,
     /// Rule conditions that failed to evaluate for this event (counted as not matching).
@@ -72,6 +78,10 @@ pub struct Correlated {
     pub alert: Option<Alert>,
     pub timeline: Vec<TimelineEntry>,
     pub actions: Vec<DecidedAction>,
+    /// An escalation to start: the alert opened or reopened under a rule that attaches one.
+    pub escalation: Option<crate::escalation::Start>,
+    /// An incident to open or join for the alert.
+    pub incident: Option<crate::incident::Ask>,
 }
 
 /// What an operator's request did: the alert after it, its timeline entries, and the
@@ -129,8 +139,34 @@ impl Pipeline {
                 Err(error) => errors.push(error),
             }
         }
+        let policies = crate::escalation::compile(&config.escalation_policies)
+            .map_err(|found| errors.extend(found))
+            .unwrap_or_default();
+        for rule in &config.rules {
+            if let Some(policy) = &rule.get_ref().escalate
+                && !policies.contains_key(policy.get_ref().trim())
+            {
+                let known: Vec<&str> = policies.keys().map(String::as_str).collect();
+                errors.push(ConfigError::at(
+                    policy.span(),
+                    format!(
+                        "rule {:?}: unknown escalation policy {:?}; defined policies: {}",
+                        rule.get_ref().name.get_ref(),
+                        policy.get_ref(),
+                        if known.is_empty() {
+                            "none (add an [[escalation_policies]] table)".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+        errors.extend(config.incidents.validate());
         match rules {
             Some(rules) if errors.is_empty() => Ok(Pipeline {
+                policies,
+                incidents: config.incidents.clone(),
                 rules,
                 fingerprints: correlate::Origins::new(default_fingerprint),
                 reopen_window: chrono::Duration::try_seconds(reopen_window_secs)
@@ -160,6 +196,16 @@ impl Pipeline {
     /// The configured actions, by name.
     pub fn actions(&self) -> &BTreeMap<String, ActionConfig> {
         &self.actions
+    }
+
+    /// The compiled escalation policies, by name.
+    pub fn escalation_policies(&self) -> &BTreeMap<String, crate::escalation::Policy> {
+        &self.policies
+    }
+
+    /// How incidents are opened, correlated and prioritised.
+    pub fn incidents(&self) -> &crate::incident::IncidentsConfig {
+        &self.incidents
     }
 
     /// The compiled maintenance windows.
@@ -238,6 +284,16 @@ impl Pipeline {
             fingerprint,
             dropped,
             requested_actions: decide::requested_actions(&self.rules, &matches),
+            escalate: matches.matched.iter().find_map(|&i| {
+                let rule = self.rules.rule(i);
+                rule.escalate
+                    .as_ref()
+                    .map(|p| (Arc::clone(p), Arc::clone(&rule.name)))
+            }),
+            incident: matches.matched.iter().find_map(|&i| {
+                let rule = self.rules.rule(i);
+                rule.incident.then(|| (Arc::clone(&rule.name), rule.impact))
+            }),
             matched_rules: matches
                 .matched
                 .iter()
@@ -269,6 +325,8 @@ impl Pipeline {
             fingerprint,
             dropped,
             requested_actions,
+            escalate,
+            incident,
             matched_rules: _,
             fingerprint_origin,
             rule_errors: _,
@@ -305,7 +363,8 @@ impl Pipeline {
             new_id,
             &mut trace,
         );
-        record::record(
+        let now = event.received_at;
+        let mut correlated = record::record(
             record::Parts {
                 event_id,
                 event,
@@ -316,7 +375,79 @@ impl Pipeline {
             outcome,
             actions,
             trace,
-        )
+        );
+        self.escalate_and_open(&mut correlated, escalate, incident, &noise, now, new_id);
+        correlated
+    }
+
+    /// Step 6 and 7's start: an alert that opened or reopened under a rule that attaches an
+    /// escalation policy starts climbing it (unless a silence or maintenance window covers
+    /// it, which the timeline says); one under a rule that opens incidents asks for one.
+    fn escalate_and_open(
+        &self,
+        correlated: &mut Correlated,
+        escalate: Option<(Arc<str>, Arc<str>)>,
+        incident: Option<(Arc<str>, Option<u8>)>,
+        noise: &Noise<'_>,
+        now: DateTime<Utc>,
+        new_id: &mut dyn FnMut() -> String,
+    ) {
+        if !matches!(
+            correlated.transition,
+            Transition::Opened | Transition::Reopened
+        ) {
+            return;
+        }
+        let Some(alert) = &correlated.alert else {
+            return;
+        };
+        let entry = |message: String, kind: TimelineKind, id: String| TimelineEntry {
+            id,
+            alert_id: alert.id.clone(),
+            at: now,
+            kind,
+            by: crate::alert::PIPELINE_ACTOR.to_owned(),
+            message,
+            event_id: Some(correlated.record.id.clone()),
+        };
+        if let Some((policy_name, rule)) = escalate
+            && let Some(policy) = self.policies.get(&*policy_name)
+        {
+            match noise.suppression(alert, now) {
+                Some(suppression) => correlated.timeline.push(entry(
+                    format!(
+                        "escalation policy {policy_name} (rule {rule}) not started: {}",
+                        suppression.describe()
+                    ),
+                    TimelineKind::Escalation,
+                    new_id(),
+                )),
+                None => {
+                    let due_at = policy.first_due(now);
+                    correlated.timeline.push(entry(
+                        format!(
+                            "escalation policy {policy_name} started by rule {rule}; step 1 due at {}",
+                            due_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                        ),
+                        TimelineKind::Escalation,
+                        new_id(),
+                    ));
+                    correlated.escalation = Some(crate::escalation::Start {
+                        policy: policy_name.to_string(),
+                        rule: rule.to_string(),
+                        due_at,
+                    });
+                }
+            }
+        }
+        if let Some((rule, impact)) = incident {
+            correlated.incident = Some(crate::incident::Ask {
+                alert_id: alert.id.clone(),
+                by: format!("rule {rule}"),
+                impact,
+                urgency: None,
+            });
+        }
     }
 }
 

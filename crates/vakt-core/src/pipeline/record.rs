@@ -82,5 +82,7 @@ pub(super) fn record(
         alert: outcome.alert,
         timeline: outcome.timeline,
         actions,
+        escalation: None,
+        incident: None,
     }
 }

@@ -33,6 +33,11 @@ pub struct Rule {
     pub fingerprint_origin: Arc<str>,
     pub actions: Vec<Arc<str>>,
     pub continue_: bool,
+    /// The escalation policy this rule attaches.
+    pub escalate: Option<Arc<str>>,
+    /// Whether the rule opens an incident, and with which impact.
+    pub incident: bool,
+    pub impact: Option<u8>,
 }
 
 /// All rules of a configuration, with an index that skips rules that cannot match.
@@ -136,6 +141,18 @@ impl RuleSet {
                     "a rule that drops events cannot also name actions".into(),
                 ));
             }
+            if config.impact.is_some_and(|i| !(1..=3).contains(&i)) {
+                errors.push(at(
+                    span.clone(),
+                    "impact must be 1 (high), 2 or 3 (low)".into(),
+                ));
+            }
+            if config.drop && (config.escalate.is_some() || config.incident) {
+                errors.push(at(
+                    span.clone(),
+                    "a rule that drops events cannot also escalate or open an incident".into(),
+                ));
+            }
             for key in config.labels.keys() {
                 if key.is_empty() || key.chars().any(char::is_control) {
                     errors.push(at(span.clone(), format!("invalid label name {key:?}")));
@@ -160,6 +177,12 @@ impl RuleSet {
                     .map(|a| Arc::from(a.get_ref().as_str()))
                     .collect(),
                 continue_: config.continue_,
+                escalate: config
+                    .escalate
+                    .as_ref()
+                    .map(|p| Arc::from(p.get_ref().trim())),
+                incident: config.incident,
+                impact: config.impact,
             });
         }
         if !errors.is_empty() {

@@ -767,6 +767,9 @@ impl Dispatcher {
     /// Runs one action once.
     async fn attempt(&self, handling: &Handling, record: &ActionRecord) -> Outcome {
         let store = &self.state.store;
+        if let Some(page) = &record.decided.target {
+            return self.page(handling, record, page).await;
+        }
         let Some(config) = handling.actions.get(&*record.decided.action) else {
             return Outcome::Failed {
                 detail: format!("action {:?} is no longer configured", record.decided.action),
@@ -971,6 +974,57 @@ impl Dispatcher {
                 )
                 .await
             }
+        }
+    }
+
+    /// Sends an escalation page: through a channel to the person's address (or the
+    /// channel's own recipients), or to the person's phone gateway webhook.
+    async fn page(
+        &self,
+        handling: &Handling,
+        record: &ActionRecord,
+        page: &vakt_core::escalation::Page,
+    ) -> Outcome {
+        let store = &self.state.store;
+        let alert = match store.alert(&record.decided.alert_id).await {
+            Ok(Some(alert)) => alert,
+            Ok(None) => return Outcome::permanent("its alert no longer exists".into()),
+            Err(error) => return Outcome::transient(format!("reading its alert: {error}")),
+        };
+        // Acknowledged or resolved since the step fired: the page would only be noise.
+        if !matches!(alert.status, AlertStatus::Open) {
+            return Outcome::Skipped(format!(
+                "not paged: the alert is {} since the step fired",
+                alert.status
+            ));
+        }
+        let event = store.event(&record.decided.event_id).await.ok().flatten();
+        let context = Context::new(record, alert, event, &[], &handling.dispatch.console_url);
+        match &page.via {
+            vakt_core::escalation::Via::Channel { channel, to, .. } => {
+                let Some(config) = handling.channels.get(channel) else {
+                    return Outcome::permanent(format!(
+                        "channel {channel:?} is no longer configured"
+                    ));
+                };
+                self.notify(handling, channel, config, to, &context, &record.decided.id)
+                    .await
+            }
+            vakt_core::escalation::Via::Phone { url } => Outcome::from(
+                deliver::http(
+                    &self.client,
+                    deliver::HttpCall {
+                        method: "POST",
+                        url,
+                        headers: &[],
+                        body: context.document().to_string(),
+                        timeout: Duration::from_secs(10),
+                        idempotency_key: &record.decided.id,
+                        hmac_secret: None,
+                    },
+                )
+                .await,
+            ),
         }
     }
 

@@ -35,6 +35,8 @@ pub struct Context {
     /// The action's id: the idempotency key receivers may deduplicate on.
     pub action_id: String,
     pub action: String,
+    /// For an escalation page: the policy, step and who is paged.
+    pub page: Option<vakt_core::escalation::Page>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -91,6 +93,7 @@ impl Context {
             group: None,
             action_id: record.decided.id.clone(),
             action: record.decided.action.to_string(),
+            page: record.decided.target.clone(),
         }
     }
 
@@ -116,6 +119,25 @@ impl Context {
             );
         }
         let tag = match self.purpose {
+            "escalation" => {
+                let mention = match &self.page {
+                    Some(vakt_core::escalation::Page {
+                        via:
+                            vakt_core::escalation::Via::Channel {
+                                mention: Some(m), ..
+                            },
+                        ..
+                    }) => format!("{m} "),
+                    _ => String::new(),
+                };
+                return format!(
+                    "{mention}[PAGE {}] {} on {}: {}",
+                    self.alert.severity.as_str().to_uppercase(),
+                    self.alert.check,
+                    self.alert.resource,
+                    self.alert.summary
+                );
+            }
             "resolved" => "RESOLVED".to_owned(),
             "flapping" => "FLAPPING".to_owned(),
             "settled" => format!("SETTLED, {}", self.alert.status.as_str().to_uppercase()),
@@ -178,6 +200,23 @@ impl Context {
                 &mut out,
                 format!("This alert stopped flapping; it is {} now.", a.status),
             ),
+            "escalation" => {
+                if let Some(page) = &self.page {
+                    line(
+                        &mut out,
+                        format!(
+                            "Nobody has acknowledged this alert: escalation policy {}, step {} (round {}){}.",
+                            page.policy,
+                            page.step,
+                            page.round,
+                            page.user
+                                .as_deref()
+                                .map(|u| format!(", paging {u}"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                }
+            }
             _ => {}
         }
         line(
@@ -333,6 +372,7 @@ impl Context {
             "done": self.done,
             "links": self.links,
             "group": self.group,
+            "page": self.page,
         })
     }
 }

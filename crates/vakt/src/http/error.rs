@@ -55,6 +55,10 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, error)
     }
 
+    pub fn unauthorized(error: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, error)
+    }
+
     pub fn not_found(error: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, error)
     }

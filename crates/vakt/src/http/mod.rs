@@ -4,6 +4,7 @@ mod actions;
 mod alerts;
 mod error;
 mod events;
+pub mod incidents;
 mod ops;
 mod query;
 mod silences;
@@ -38,6 +39,7 @@ use crate::sources::alertmanager as am;
         (name = "alerts", description = "Stateful objects events with one fingerprint update"),
         (name = "actions", description = "What vakt did about alerts: commands, webhooks, notifications, and every attempt"),
         (name = "on-call", description = "Users, on-call schedules, overrides and calendar export"),
+        (name = "incidents", description = "Incidents (ITIL), escalation policies and the escalations alerts climb, ITSM sync"),
         (name = "silences", description = "Time spans in which matching alerts are recorded but not acted on"),
         (name = "operations", description = "Health, readiness, metrics, reload"),
         (name = "peer protocols", description = "Other tools' APIs, spoken as they speak them")
@@ -72,6 +74,15 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
             crate::oncall::create_override
         ))
         .routes(routes!(crate::oncall::delete_override))
+        .routes(routes!(
+            incidents::list_incidents,
+            incidents::create_incident
+        ))
+        .routes(routes!(incidents::get_incident, incidents::update_incident))
+        .routes(routes!(incidents::list_policies))
+        .routes(routes!(incidents::list_escalations))
+        .routes(routes!(incidents::get_escalation))
+        .routes(routes!(crate::itsm::webhook))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
