@@ -275,7 +275,6 @@ escalate = "exceptions"
         (1500..3500).contains(&after),
         "boss paged {after} ms after the un-ack"
     );
-    server.server.as_ref().map(|s| s.shutdown());
 }
 
 #[tokio::test]
