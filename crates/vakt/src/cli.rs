@@ -56,6 +56,20 @@ Exits 0 when the server stored the event, 1 when it refused it, 2 when it could 
     /// Decided actions on a running server: list, show with attempts, retry
     #[command(subcommand)]
     Actions(ActionsCommand),
+    /// Incidents on a running server: list, show, open, update (status, assignee, notes)
+    #[command(
+        subcommand,
+        long_about = "Incidents (ITIL) on a running server.\n\n  \
+vakt incident list --status new\n  \
+vakt incident open 'Checkout is down' --impact 1 --urgency 1 --alert 01J... --by alice\n  \
+vakt incident update INC-000012 --status in_progress --assignee alice --by alice\n  \
+vakt incident update INC-000012 --status resolved --resolution 'disk replaced' --by alice\n  \
+vakt incident show INC-000012\n\n\
+Priority follows impact x urgency (incidents.priority_matrix). Status moves new -> \
+in_progress <-> on_hold -> resolved -> closed; resolving needs --resolution. Exit 1 when \
+the server refuses the request (it says why), 2 when it cannot be reached."
+    )]
+    Incident(IncidentCommand),
     /// Who is on call: every schedule now, one schedule at a time, or its coming shifts
     #[command(long_about = "Who is on call, asked of a running server.\n\n  \
 vakt oncall                                  # every schedule, now\n  \
@@ -209,6 +223,80 @@ vakt silence add 'resource=~\"db0[1-3]\"' 'severity!=\"critical\"' --duration 30
         #[command(flatten)]
         remote: Remote,
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IncidentCommand {
+    /// List incidents, newest first
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// new, in_progress, on_hold, resolved or closed
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One incident with its alerts and timeline
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        /// Its number (INC-000012) or id
+        id: String,
+    },
+    /// Open an incident by hand
+    Open {
+        #[command(flatten)]
+        remote: Remote,
+        title: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// 1 (high) .. 3 (low)
+        #[arg(long, default_value_t = 2)]
+        impact: u8,
+        /// 1 (high) .. 3 (low)
+        #[arg(long, default_value_t = 2)]
+        urgency: u8,
+        #[arg(long)]
+        assignee: Option<String>,
+        /// An alert id to link (repeatable)
+        #[arg(long = "alert")]
+        alerts: Vec<String>,
+        /// Who opens it
+        #[arg(long, env = "USER")]
+        by: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change status, assignee, impact/urgency, add a note, link alerts
+    Update {
+        #[command(flatten)]
+        remote: Remote,
+        /// Its number (INC-000012) or id
+        id: String,
+        #[arg(long)]
+        status: Option<String>,
+        /// A user id; "" unassigns
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        impact: Option<u8>,
+        #[arg(long)]
+        urgency: Option<u8>,
+        /// Resolution notes (needed to resolve)
+        #[arg(long)]
+        resolution: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        /// An alert id to link (repeatable)
+        #[arg(long = "alert")]
+        alerts: Vec<String>,
+        /// Who changes it
+        #[arg(long, env = "USER")]
+        by: String,
         #[arg(long)]
         json: bool,
     },
@@ -375,6 +463,7 @@ pub fn main() -> ExitCode {
         }) => commands::rules::test(config, &event, json),
         Command::Silence(command) => commands::remote::silence(command),
         Command::Actions(command) => commands::remote::actions(command),
+        Command::Incident(command) => commands::remote::incident(command),
         Command::Oncall(args) => commands::remote::oncall(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
-use crate::cli::{ActionsCommand, Failure, OncallArgs, Remote, SilenceCommand};
+use crate::cli::{ActionsCommand, Failure, IncidentCommand, OncallArgs, Remote, SilenceCommand};
 
 /// One request; 4xx is the user's to fix (exit 1), anything else is environmental (exit 2).
 fn call(
@@ -207,6 +207,123 @@ pub fn actions(command: ActionsCommand) -> Result<(), Failure> {
                 Some(json!({"by": by})),
             )?;
             println!("{}", action_line(&record));
+        }
+    }
+    Ok(())
+}
+
+fn incident_line(i: &Value) -> String {
+    format!(
+        "{}  P{} {:<11} {:<10} alerts {:<4} {}{}",
+        i["number"].as_str().unwrap_or("?"),
+        i["priority"],
+        i["status"].as_str().unwrap_or("?"),
+        i["assignee"].as_str().unwrap_or("-"),
+        i["alert_count"],
+        i["title"].as_str().unwrap_or(""),
+        i["external_id"]
+            .as_str()
+            .map(|e| format!("  [{e}]"))
+            .unwrap_or_default(),
+    )
+}
+
+pub fn incident(command: IncidentCommand) -> Result<(), Failure> {
+    match command {
+        IncidentCommand::List {
+            remote,
+            status,
+            json,
+        } => {
+            let mut path = "/api/v1/incidents?limit=1000".to_owned();
+            if let Some(status) = status {
+                path.push_str(&format!("&status={}", encode(&status)));
+            }
+            print(
+                &call(&remote, reqwest::Method::GET, &path, None)?,
+                json,
+                incident_line,
+            );
+        }
+        IncidentCommand::Show { remote, id } => {
+            let detail = call(
+                &remote,
+                reqwest::Method::GET,
+                &format!("/api/v1/incidents/{}", encode(&id)),
+                None,
+            )?;
+            println!("{}", incident_line(&detail["incident"]));
+            for alert in detail["incident"]["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                println!("  alert {}", alert.as_str().unwrap_or("?"));
+            }
+            for entry in detail["timeline"].as_array().into_iter().flatten() {
+                println!(
+                    "  {}  {:<8} {}",
+                    entry["at"].as_str().unwrap_or("?"),
+                    entry["kind"].as_str().unwrap_or("?"),
+                    entry["message"].as_str().unwrap_or("")
+                );
+            }
+        }
+        IncidentCommand::Open {
+            remote,
+            title,
+            description,
+            impact,
+            urgency,
+            assignee,
+            alerts,
+            by,
+            json,
+        } => {
+            let created = call(
+                &remote,
+                reqwest::Method::POST,
+                "/api/v1/incidents",
+                Some(
+                    json!({"title": title, "description": description, "impact": impact,
+                            "urgency": urgency, "assignee": assignee, "alerts": alerts, "by": by}),
+                ),
+            )?;
+            print(&created, json, incident_line);
+        }
+        IncidentCommand::Update {
+            remote,
+            id,
+            status,
+            assignee,
+            impact,
+            urgency,
+            resolution,
+            note,
+            alerts,
+            by,
+            json,
+        } => {
+            let mut body = json!({"by": by, "link": alerts});
+            for (key, value) in [
+                ("status", status.map(Value::from)),
+                ("assignee", assignee.map(Value::from)),
+                ("impact", impact.map(Value::from)),
+                ("urgency", urgency.map(Value::from)),
+                ("resolution", resolution.map(Value::from)),
+                ("note", note.map(Value::from)),
+            ] {
+                if let Some(value) = value {
+                    body[key] = value;
+                }
+            }
+            let updated = call(
+                &remote,
+                reqwest::Method::PATCH,
+                &format!("/api/v1/incidents/{}", encode(&id)),
+                Some(body),
+            )?;
+            print(&updated, json, incident_line);
         }
     }
     Ok(())

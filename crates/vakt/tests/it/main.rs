@@ -8,6 +8,7 @@ mod cli;
 mod escalation;
 mod harness;
 mod heartbeats;
+mod incidents;
 mod lifecycle;
 mod oncall;
 mod pagerduty;
