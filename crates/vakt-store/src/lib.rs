@@ -35,6 +35,12 @@ use vakt_core::{
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
+/// A new id: a ULID, strictly increasing within this process (timeline entries made in one
+/// millisecond keep the order they were made in).
+pub fn new_id() -> String {
+    sql::new_id()
+}
+
 /// Most items one list request returns.
 pub const PAGE_LIMIT_MAX: u32 = 1000;
 /// Items a list request returns when it does not say.
@@ -280,6 +286,9 @@ pub trait Store: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Escalation>, StoreError>;
+    /// Drops every escalation lease: for the embedded database at start, where whatever held
+    /// a lease was a process that is gone.
+    async fn release_escalation_leases(&self) -> Result<u64, StoreError>;
     /// Stores a fired step atomically (pages, timeline, the next position, an incident);
     /// `false` when the escalation moved since it was claimed and nothing was written.
     async fn fire_escalation(&self, pipeline: &Pipeline, fire: &Fire) -> Result<bool, StoreError>;

@@ -331,6 +331,14 @@ impl Store for PostgresStore {
         Ok(claimed)
     }
 
+    async fn release_escalation_leases(&self) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("UPDATE escalations SET lease_until = NULL WHERE lease_until IS NOT NULL")
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn fire_escalation(
         &self,
         pipeline: &vakt_core::Pipeline,

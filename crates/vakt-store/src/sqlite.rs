@@ -402,6 +402,14 @@ impl Store for SqliteStore {
         Ok(claimed)
     }
 
+    async fn release_escalation_leases(&self) -> Result<u64, StoreError> {
+        let done =
+            sqlx::query("UPDATE escalations SET lease_until = NULL WHERE lease_until IS NOT NULL")
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn fire_escalation(
         &self,
         pipeline: &vakt_core::Pipeline,

@@ -109,6 +109,18 @@ pub fn spawn(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        // The embedded database has one process: a lease held when it started belonged to a
+        // process that is gone, and its step is due now rather than when the lease ends.
+        if state.store.backend() == "sqlite" {
+            match state.store.release_escalation_leases().await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    escalations = n,
+                    "took back escalation steps claimed when vakt stopped"
+                ),
+                Err(error) => tracing::error!(%error, "cannot take back claimed escalation steps"),
+            }
+        }
         loop {
             if *stop.borrow() {
                 break;
@@ -182,7 +194,7 @@ async fn plan(
     let escalation = &fire.claimed;
     let alert = state.store.alert(&escalation.alert_id).await?;
     let line = |alert_id: &str, message: String| TimelineEntry {
-        id: ulid::Ulid::new().to_string(),
+        id: vakt_store::new_id(),
         alert_id: alert_id.to_owned(),
         at: now,
         kind: TimelineKind::Escalation,
@@ -402,7 +414,7 @@ fn user_pages(
 
 fn page_action(alert: &Alert, page: &Page, now: DateTime<Utc>) -> DecidedAction {
     DecidedAction {
-        id: ulid::Ulid::new().to_string(),
+        id: vakt_store::new_id(),
         action: Arc::from(format!("escalation:{}", page.policy).as_str()),
         kind: "notify",
         alert_id: alert.id.clone(),

@@ -183,7 +183,8 @@ escalate = "exceptions"
         let offset = (*at - opened).num_milliseconds();
         let due = 2000 * i64::try_from(i).unwrap_or(0);
         assert!(
-            offset >= due - 50 && offset < due + 1500,
+            // Never early; late only by polling and a loaded test machine.
+            offset >= due - 50 && offset < due + 3000,
             "step {i} fired {offset} ms after the start, due at {due} ms: {message}"
         );
     }
