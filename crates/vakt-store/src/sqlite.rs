@@ -175,6 +175,25 @@ impl SqliteStore {
     }
 }
 
+/// Commits a writer transaction. A COMMIT that fails (disk full, I/O error) leaves the one
+/// writer connection inside a transaction the driver no longer tracks, and every later write
+/// would fail: close that connection so the pool opens a fresh one.
+async fn commit(
+    writer: &SqlitePool,
+    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+) -> Result<(), StoreError> {
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            tracing::warn!(%error, "commit failed; reopening the database's writer connection");
+            if let Ok(conn) = writer.acquire().await {
+                let _ = conn.close().await;
+            }
+            Err(error.into())
+        }
+    }
+}
+
 fn unavailable(path: &Path, error: sqlx::Error) -> StoreError {
     StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
 }
@@ -228,7 +247,7 @@ impl Store for SqliteStore {
             &state.traces,
         )
         .await?;
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
             cache.put(alert, now);
         }
@@ -290,7 +309,7 @@ impl Store for SqliteStore {
             limit,
         )
         .await?;
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(claimed)
     }
 
@@ -306,7 +325,7 @@ impl Store for SqliteStore {
             now.timestamp_millis(),
         )
         .await?;
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(recovered)
     }
 
@@ -315,7 +334,7 @@ impl Store for SqliteStore {
         for (record, finish) in items {
             finish_in(&mut tx, record, finish).await?;
         }
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(())
     }
 
@@ -336,7 +355,7 @@ impl Store for SqliteStore {
         if !claimed.is_empty() {
             write_group_sent(&mut tx, group_key, now.timestamp_millis()).await?;
         }
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(claimed)
     }
 
@@ -348,7 +367,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<ActionRecord>, StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let record = retry_in(&mut tx, id, by, now.timestamp_millis()).await?;
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(record)
     }
 
@@ -377,7 +396,7 @@ impl Store for SqliteStore {
             .await
             .map_err(StoreError::from)?;
         let alert = operate_in(&mut tx, pipeline, silences, alert_id, request).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        commit(&self.writer, tx).await?;
         if let Some(cache) = &mut state.alerts {
             cache.put(&alert, chrono::Utc::now());
         }
@@ -398,7 +417,7 @@ impl Store for SqliteStore {
             limit,
         )
         .await?;
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(claimed)
     }
 
@@ -421,7 +440,7 @@ impl Store for SqliteStore {
             tx.rollback().await?;
             return Ok(false);
         };
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         if let (Some(alert), Some(cache)) = (changed, &mut state.alerts) {
             cache.put(&alert, chrono::Utc::now());
         }
@@ -453,7 +472,7 @@ impl Store for SqliteStore {
             .map_err(StoreError::from)?;
         let incident =
             create_incident_in(&mut tx, pipeline.incidents(), new, chrono::Utc::now()).await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        commit(&self.writer, tx).await?;
         self.recache(&mut state, &new.alerts).await?;
         Ok(incident)
     }
@@ -478,7 +497,7 @@ impl Store for SqliteStore {
             chrono::Utc::now(),
         )
         .await?;
-        tx.commit().await.map_err(StoreError::from)?;
+        commit(&self.writer, tx).await?;
         self.recache(&mut state, &change.link).await?;
         Ok(incident)
     }
@@ -512,7 +531,7 @@ impl Store for SqliteStore {
             limit,
         )
         .await?;
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(claimed)
     }
 
@@ -524,7 +543,7 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         finish_sync_in(&mut tx, id, version, result, chrono::Utc::now()).await?;
-        tx.commit().await?;
+        commit(&self.writer, tx).await?;
         Ok(())
     }
 

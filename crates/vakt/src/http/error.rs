@@ -125,11 +125,22 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(_) | StoreError::Conflict(_) => {
                 tracing::warn!(%error, "storage unavailable");
+                // Say why in words an operator acts on, without the database's internals.
+                let text = error.to_string().to_lowercase();
+                let why = if text.contains("disk is full") || text.contains("no space") {
+                    "the disk holding the database is full"
+                } else if text.contains("readonly") || text.contains("read-only") {
+                    "the database is read-only"
+                } else if matches!(error, StoreError::Conflict(_)) {
+                    "another writer holds the same rows"
+                } else {
+                    "the database cannot be reached"
+                };
                 ApiError {
                     retry_after_secs: Some(5),
                     ..ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "storage is unavailable; nothing was stored, retry later",
+                        format!("storage is unavailable ({why}); nothing was stored, retry later"),
                     )
                 }
             }

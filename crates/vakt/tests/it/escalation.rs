@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::Connection;
 
 use crate::actions::{Receiver, eventually};
-use crate::harness::TestServer;
+use crate::harness::{TestServer, spawn_node};
 
 /// The alert's escalation timeline lines, with when each was written.
 async fn escalation_lines(server: &TestServer, alert_id: &str) -> Vec<(DateTime<Utc>, String)> {
@@ -342,44 +342,6 @@ escalate = "p"
         text.contains("escalation_policies.p.steps[0]: unknown user nobody"),
         "{text}"
     );
-}
-
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-    probe.local_addr().expect("addr").port()
-}
-
-struct Node {
-    child: tokio::process::Child,
-    base: String,
-}
-
-async fn spawn_node(config: &std::path::Path, database_url: Option<&str>) -> Node {
-    let port = free_port();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"));
-    command
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("VAKT_LOG", "warn")
-        .kill_on_drop(true);
-    if let Some(url) = database_url {
-        command.env("VAKT_DATABASE_URL", url);
-    }
-    let child = command.spawn().expect("vakt starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    eventually(60, "vakt ready", || async {
-        client
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    Node { child, base }
 }
 
 async fn get_json(url: String) -> Value {

@@ -132,3 +132,52 @@ pub fn builtin_on_free_ports() -> String {
         .replace("127.0.0.1:5514", "127.0.0.1:0")
         .replace("127.0.0.1:1162", "127.0.0.1:0")
 }
+
+pub fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+    probe.local_addr().expect("addr").port()
+}
+
+/// A `vakt serve` process on a free port.
+pub struct Node {
+    pub child: tokio::process::Child,
+    pub base: String,
+}
+
+/// Starts `vakt serve` with a configuration file (and PostgreSQL when a URL is given) and
+/// waits until it is ready.
+pub async fn spawn_node(config: &std::path::Path, database_url: Option<&str>) -> Node {
+    let port = free_port();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("VAKT_LOG", "warn")
+        .kill_on_drop(true);
+    if let Some(url) = database_url {
+        command.env("VAKT_DATABASE_URL", url);
+    }
+    let mut child = command.spawn().expect("vakt starts");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("vakt exited before it was ready: {status}");
+        }
+        let ready = client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ready {
+            return Node { child, base };
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "vakt not ready after 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -5,6 +5,7 @@ mod alertmanager;
 mod api;
 mod bad_input;
 mod cli;
+mod durability;
 mod escalation;
 mod harness;
 mod heartbeats;
