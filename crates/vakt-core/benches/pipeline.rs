@@ -60,7 +60,7 @@ fn events() -> Vec<EventInput> {
 
 const BATCH: usize = 1000;
 
-#[divan::bench(args = [10, 50, 200])]
+#[divan::bench(args = [10, 50, 100, 200, 1000])]
 fn all_stages(bencher: divan::Bencher, rules: usize) {
     let pipeline = pipeline(rules);
     let inputs = events();

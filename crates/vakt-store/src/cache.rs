@@ -1,10 +1,13 @@
 //! The embedded store's in-memory table of alerts that can still take events.
 //!
 //! With one writer there is no need to ask the database, batch after batch, which alert a
-//! fingerprint points at: the writer keeps every active alert, and every alert resolved
-//! within the reopen window, in memory. It is loaded once, updated only after a commit, and
-//! rebuilt when a reload changes the reopen window. **Invariant:** for every fingerprint,
-//! the cache holds exactly what `load_current` would read from the database.
+//! fingerprint points at: the writer keeps active alerts, and alerts resolved within the
+//! reopen window, in memory, up to a capacity. It is loaded once, updated only after a
+//! commit, and rebuilt when a reload changes the reopen window. While it holds every such
+//! alert (`complete`) a miss means "no alert"; once more alerts can take events than it
+//! holds, the oldest entries are evicted and misses are read from the database.
+//! **Invariant:** every alert the cache holds is what `load_current` would read from the
+//! database for its fingerprint.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -17,10 +20,21 @@ pub(crate) struct AlertCache {
     alerts: HashMap<Fingerprint, Alert>,
     /// Resolved alerts in the order they resolved, to forget them when the window passes.
     resolved: VecDeque<(DateTime<Utc>, Fingerprint, String)>,
+    /// Fingerprints in the order they entered, for eviction (may hold forgotten ones).
+    order: VecDeque<Fingerprint>,
+    capacity: usize,
+    /// Holds every alert that can take events: a miss means there is none.
+    pub complete: bool,
 }
 
 impl AlertCache {
-    pub fn new(window: chrono::Duration, alerts: HashMap<Fingerprint, Alert>) -> AlertCache {
+    /// A cache of `alerts`; `complete` when they are all the alerts that can take events.
+    pub fn new(
+        window: chrono::Duration,
+        alerts: HashMap<Fingerprint, Alert>,
+        capacity: usize,
+        complete: bool,
+    ) -> AlertCache {
         let mut resolved: Vec<_> = alerts
             .values()
             .filter_map(|a| {
@@ -30,10 +44,14 @@ impl AlertCache {
             })
             .collect();
         resolved.sort();
+        let order = alerts.keys().cloned().collect();
         AlertCache {
             window,
             alerts,
             resolved: resolved.into(),
+            order,
+            capacity: capacity.max(1),
+            complete,
         }
     }
 
@@ -54,15 +72,26 @@ impl AlertCache {
         }
     }
 
-    /// The alerts of these fingerprints, as the batch needs them.
+    /// The alerts of these fingerprints, as the batch needs them, and the fingerprints the
+    /// cache cannot answer for (none while it is complete), each once.
     pub fn current<'a>(
         &self,
         fingerprints: impl IntoIterator<Item = &'a Fingerprint>,
-    ) -> HashMap<Fingerprint, Alert> {
-        fingerprints
-            .into_iter()
-            .filter_map(|fp| self.alerts.get(fp).map(|a| (fp.clone(), a.clone())))
-            .collect()
+    ) -> (HashMap<Fingerprint, Alert>, Vec<&'a Fingerprint>) {
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        for fp in fingerprints {
+            match self.alerts.get(fp) {
+                Some(alert) => {
+                    found.insert(fp.clone(), alert.clone());
+                }
+                None if !self.complete => missing.push(fp),
+                None => {}
+            }
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        (found, missing)
     }
 
     /// Records an alert's committed state. A resolved alert whose window already closed (an
@@ -82,7 +111,30 @@ impl AlertCache {
             Some(held) => held.clone_from(alert),
             None => {
                 self.alerts.insert(alert.fingerprint.clone(), alert.clone());
+                self.order.push_back(alert.fingerprint.clone());
+                self.evict();
             }
+        }
+    }
+
+    /// Keeps the cache within its capacity, oldest entries first.
+    fn evict(&mut self) {
+        while self.alerts.len() > self.capacity {
+            match self.order.pop_front() {
+                Some(fp) => {
+                    if self.alerts.remove(&fp).is_some() {
+                        self.complete = false;
+                    }
+                }
+                None => break,
+            }
+        }
+        // Forgotten fingerprints pile up in `order` under churn: drop them now and then.
+        if self.order.len() > self.capacity.saturating_mul(2) {
+            let alerts = &self.alerts;
+            let mut seen = std::collections::HashSet::new();
+            self.order
+                .retain(|fp| alerts.contains_key(fp) && seen.insert(fp.clone()));
         }
     }
 }

@@ -147,7 +147,7 @@ impl Store for PostgresStore {
                 fingerprints.sort_unstable();
                 fingerprints.dedup();
                 let current =
-                    load_current(&mut tx, Some(&fingerprints), since.timestamp_millis()).await?;
+                    load_current(&mut tx, &fingerprints, since.timestamp_millis()).await?;
                 let (outcomes, traces) = write_batch(
                     &mut tx,
                     pipeline,

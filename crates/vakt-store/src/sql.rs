@@ -473,26 +473,55 @@ macro_rules! common_sql {
             Ok(())
         }
 
-        /// Alerts new events may land on (active, or resolved since `resolved_since_ms`),
-        /// keyed by fingerprint; with `fingerprints`, only theirs, locked for the transaction.
+        /// The alerts of `fingerprints` that new events may land on (active, or resolved
+        /// since `resolved_since_ms`), keyed by fingerprint, locked for the transaction.
         async fn load_current(
             conn: &mut Conn,
-            fingerprints: Option<&[&Fingerprint]>,
+            fingerprints: &[&Fingerprint],
             resolved_since_ms: i64,
         ) -> Result<std::collections::HashMap<Fingerprint, Alert>, StoreError> {
-            let candidates = match fingerprints {
-                Some(fingerprints) => load_candidates(conn, fingerprints, resolved_since_ms).await?,
-                None => {
-                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT {ALERT_COLUMNS} FROM alerts WHERE status <> 'resolved' OR resolved_at >= $1"
-                    )))
-                    .bind(resolved_since_ms)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                    rows.iter().map(alert_from_row).collect::<Result<Vec<_>, _>>()?
-                }
-            };
+            let candidates = load_candidates(conn, fingerprints, resolved_since_ms).await?;
             Ok($crate::sql::current_alerts(candidates))
+        }
+
+        /// Every alert new events may land on, read page by page; `None` when there are more
+        /// than `max` (the caller then reads them as batches need them).
+        #[allow(dead_code)]
+        async fn load_all_current(
+            conn: &mut Conn,
+            resolved_since_ms: i64,
+            max: usize,
+        ) -> Result<Option<std::collections::HashMap<Fingerprint, Alert>>, StoreError> {
+            const PAGE: i64 = 10_000;
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM alerts WHERE status <> 'resolved' OR resolved_at >= $1",
+            )
+            .bind(resolved_since_ms)
+            .fetch_one(&mut *conn)
+            .await?;
+            if usize::try_from(count).unwrap_or(usize::MAX) > max {
+                return Ok(None);
+            }
+            let mut all = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+            let mut after = String::new();
+            loop {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {ALERT_COLUMNS} FROM alerts WHERE (status <> 'resolved' OR resolved_at >= $1) AND id > $2 ORDER BY id LIMIT {PAGE}"
+                )))
+                .bind(resolved_since_ms)
+                .bind(after.clone())
+                .fetch_all(&mut *conn)
+                .await?;
+                let last = rows.len() < usize::try_from(PAGE).unwrap_or(0);
+                for row in &rows {
+                    all.push(alert_from_row(row)?);
+                }
+                match all.last() {
+                    Some(alert) if !last => after = alert.id.clone(),
+                    _ => break,
+                }
+            }
+            Ok(Some($crate::sql::current_alerts(all)))
         }
 
         /// Correlates a batch against `current` and writes everything inside the caller's

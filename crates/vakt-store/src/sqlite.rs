@@ -32,10 +32,15 @@ crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "");
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vakt.db";
+/// Alerts the writer keeps in memory by default (about 1 KB each); beyond it, alerts are read
+/// from the database as batches need them.
+pub const ALERT_CACHE_MAX: usize = 200_000;
 /// Connections for reads.
 const READERS: u32 = 4;
 
 pub struct SqliteStore {
+    /// Most alerts the writer keeps in memory (`with_alert_cache_max`).
+    cache_max: usize,
     writer: SqlitePool,
     reader: SqlitePool,
     /// Held for every write transaction and the cache update after its commit, so the cache
@@ -101,6 +106,12 @@ fn migrator() -> Migrator {
 }
 
 impl SqliteStore {
+    /// Keeps at most `max` alerts in the writer's memory.
+    pub fn with_alert_cache_max(mut self, max: usize) -> SqliteStore {
+        self.cache_max = max.max(1);
+        self
+    }
+
     /// Opens (creating if needed) the database in `dir` and brings its schema up to date.
     pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
         std::fs::create_dir_all(dir).map_err(|error| {
@@ -138,6 +149,7 @@ impl SqliteStore {
             .await
             .map_err(|error| unavailable(&path, error))?;
         Ok(SqliteStore {
+            cache_max: ALERT_CACHE_MAX,
             writer,
             reader,
             state: tokio::sync::Mutex::new(WriterState::default()),
@@ -223,20 +235,37 @@ impl Store for SqliteStore {
             .await?;
         let fresh = state.data_version == Some(version);
         state.data_version = Some(version);
+        let since_ms = (now - window).timestamp_millis();
         let cache = match &mut state.alerts {
             Some(cache) if fresh && cache.window == window => cache,
             slot => {
-                let since = now - window;
-                let alerts = load_current(&mut tx, None, since.timestamp_millis()).await?;
-                tracing::info!(
-                    alerts = alerts.len(),
-                    "loaded the alerts that can take events"
-                );
-                slot.insert(AlertCache::new(window, alerts))
+                let cache = match load_all_current(&mut tx, since_ms, self.cache_max).await? {
+                    Some(alerts) => {
+                        tracing::info!(
+                            alerts = alerts.len(),
+                            "loaded the alerts that can take events"
+                        );
+                        AlertCache::new(window, alerts, self.cache_max, true)
+                    }
+                    None => {
+                        tracing::info!(
+                            cache_max = self.cache_max,
+                            "more alerts can take events than the writer keeps in memory; reading the others as batches need them"
+                        );
+                        AlertCache::new(window, Default::default(), self.cache_max, false)
+                    }
+                };
+                slot.insert(cache)
             }
         };
         cache.prune(now);
-        let current = cache.current(batch.iter().map(|p| &p.fingerprint));
+        let (mut current, missing) = cache.current(batch.iter().map(|p| &p.fingerprint));
+        if !missing.is_empty() {
+            for (fingerprint, alert) in load_current(&mut tx, &missing, since_ms).await? {
+                cache.put(&alert, now);
+                current.insert(fingerprint, alert);
+            }
+        }
         let (outcomes, traces) = write_batch(
             &mut tx,
             pipeline,
