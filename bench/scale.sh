@@ -43,7 +43,7 @@ sleep 1
 loaded=$(rss "$pid")
 stop
 per_alert=$(( (loaded - empty) * 1024 / (open > 0 ? open : 1) ))
-echo "backend:               ${db:+postgresql}${db:-sqlite}"
+if [ -n "$db" ]; then echo "backend:               postgresql"; else echo "backend:               sqlite"; fi
 echo "open alerts:           $open (loaded in $(( load_ms / 1000 )) s)"
 echo "start-up to /readyz:   ${ready_ms} ms"
 echo "first batch after it:  ${first_ms} ms"

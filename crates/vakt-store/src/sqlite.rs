@@ -102,6 +102,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0006_escalation_incidents.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            7,
+            "alert fingerprint index".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0007_alert_fingerprint_index.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
