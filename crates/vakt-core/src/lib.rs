@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod noise;
 pub mod oncall;
 pub mod pipeline;
+pub mod probe;
 pub mod rules;
 pub mod silence;
 pub mod trace;

@@ -671,18 +671,22 @@ macro_rules! escalate_sql {
             now: DateTime<Utc>,
         ) -> Result<(), StoreError> {
             let now_ms = ms(now);
-            let starts: Vec<(&str, &vakt_core::escalation::Start)> = outcomes
-                .iter()
-                .filter_map(|o| Some((o.alert.as_ref()?.id.as_str(), o.escalation.as_ref()?)))
-                .collect();
-            start_escalations(conn, &starts, now_ms).await?;
             let mut lines = Vec::new();
-            for outcome in outcomes.iter().filter(|o| o.transition == vakt_core::pipeline::Transition::Resolved) {
+            // In event order: a batch may resolve an alert and reopen it, or the reverse.
+            for outcome in outcomes {
                 let Some(alert) = &outcome.alert else { continue };
+                if let Some(start) = &outcome.escalation {
+                    start_escalations(conn, &[(alert.id.as_str(), start)], now_ms).await?;
+                    continue;
+                }
+                if outcome.transition != vakt_core::pipeline::Transition::Resolved {
+                    continue;
+                }
                 // Without policies there is nothing to end (an escalation left from an earlier
                 // configuration ends when its step comes due and finds the alert resolved).
                 if !pipeline.escalation_policies().is_empty()
-                    && let Some(line) = steer_escalation(conn, &alert.id, &vakt_core::OperatorAction::Resolve, "an event", now_ms).await? {
+                    && let Some(line) = steer_escalation(conn, &alert.id, &vakt_core::OperatorAction::Resolve, "an event", now_ms).await?
+                {
                     lines.push(TimelineEntry {
                         id: $crate::sql::new_id(),
                         alert_id: alert.id.clone(),

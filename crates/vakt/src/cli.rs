@@ -70,6 +70,8 @@ in_progress <-> on_hold -> resolved -> closed; resolving needs --resolution. Exi
 the server refuses the request (it says why), 2 when it cannot be reached."
     )]
     Incident(IncidentCommand),
+    /// What a running server watches: every probe with its last value and status
+    Monitors(MonitorsArgs),
     /// Who is on call: every schedule now, one schedule at a time, or its coming shifts
     #[command(long_about = "Who is on call, asked of a running server.\n\n  \
 vakt oncall                                  # every schedule, now\n  \
@@ -226,6 +228,14 @@ vakt silence add 'resource=~\"db0[1-3]\"' 'severity!=\"critical\"' --duration 30
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct MonitorsArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -464,6 +474,7 @@ pub fn main() -> ExitCode {
         Command::Silence(command) => commands::remote::silence(command),
         Command::Actions(command) => commands::remote::actions(command),
         Command::Incident(command) => commands::remote::incident(command),
+        Command::Monitors(args) => commands::remote::monitors(args),
         Command::Oncall(args) => commands::remote::oncall(args),
         Command::Bench(args) => commands::bench::run(args),
     };

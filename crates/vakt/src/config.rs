@@ -61,6 +61,8 @@ pub struct ConfigFile {
     pub incidents: vakt_core::incident::IncidentsConfig,
     #[serde(default)]
     pub itsm: Option<crate::itsm::ItsmConfig>,
+    #[serde(default)]
+    pub probes: Vec<crate::probes::ProbeConfig>,
 }
 
 /// `[server]`
@@ -273,6 +275,7 @@ impl Config {
         if let Some(itsm) = &file.itsm {
             errors.extend(itsm.validate());
         }
+        errors.extend(crate::probes::validate(&file.probes));
         match (listen, location, pipeline, handling, directory) {
             (Some(listen), Some(location), Some(pipeline), Some(handling), Some(directory))
                 if errors.is_empty() =>

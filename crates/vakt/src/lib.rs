@@ -14,5 +14,6 @@ pub mod ingest;
 pub mod itsm;
 pub mod metrics;
 pub mod oncall;
+pub mod probes;
 pub mod server;
 pub mod sources;

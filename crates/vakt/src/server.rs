@@ -30,6 +30,10 @@ pub struct AppState {
     pub alertmanager_webhook: Channel,
     /// Raised and cleared missing heartbeats.
     pub heartbeats: Channel,
+    /// Events of the built-in probes.
+    pub probes: Channel,
+    /// What the probes watch and their last readings.
+    pub catalogue: crate::probes::Catalogue,
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// UDP listeners by channel, for the kernel drop counter.
     pub udp_listeners: std::sync::Mutex<Vec<(String, SocketAddr)>>,
@@ -240,6 +244,7 @@ pub async fn launch_with_listener(
     );
     let http = ingest.channel(http::HTTP_CHANNEL, limits.queue_events_max);
     let heartbeats = ingest.channel(crate::heartbeat::CHANNEL, 1000);
+    let probes = ingest.channel(crate::probes::CHANNEL, 1000);
     let pagerduty = ingest.channel(
         crate::sources::pagerduty::CHANNEL,
         config
@@ -266,6 +271,8 @@ pub async fn launch_with_listener(
         alertmanager,
         alertmanager_webhook,
         heartbeats,
+        probes,
+        catalogue: crate::probes::Catalogue::default(),
         started_at: chrono::Utc::now(),
         udp_listeners: std::sync::Mutex::new(Vec::new()),
         metrics,
@@ -302,6 +309,7 @@ pub async fn launch_with_listener(
     );
     let escalator = crate::escalation::spawn(Arc::clone(&state), stop.subscribe());
     let itsm_sync = crate::itsm::spawn(Arc::clone(&state), stop.subscribe());
+    let probe_tasks = crate::probes::spawn(Arc::clone(&state), stop.subscribe());
     let app = router.with_state(Arc::clone(&state));
     let server_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -333,6 +341,9 @@ pub async fn launch_with_listener(
         silence_refresher.abort();
         escalator.abort();
         itsm_sync.abort();
+        for task in &probe_tasks {
+            task.abort();
+        }
         sources.stop();
         // The dispatcher saw the stop too; it lets running attempts end (bounded by their
         // timeouts); what it has not started stays pending for the next start.

@@ -5,7 +5,9 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use serde_json::{Value, json};
 
-use crate::cli::{ActionsCommand, Failure, IncidentCommand, OncallArgs, Remote, SilenceCommand};
+use crate::cli::{
+    ActionsCommand, Failure, IncidentCommand, MonitorsArgs, OncallArgs, Remote, SilenceCommand,
+};
 
 /// One request; 4xx is the user's to fix (exit 1), anything else is environmental (exit 2).
 fn call(
@@ -326,6 +328,23 @@ pub fn incident(command: IncidentCommand) -> Result<(), Failure> {
             print(&updated, json, incident_line);
         }
     }
+    Ok(())
+}
+
+/// `vakt monitors`: the server's catalogue of what it watches.
+pub fn monitors(args: MonitorsArgs) -> Result<(), Failure> {
+    let page = call(&args.remote, reqwest::Method::GET, "/api/v1/monitors", None)?;
+    print(&page, args.json, |m| {
+        format!(
+            "{:<24} {:<8} {:<16} {:<9} {}  (last seen {})",
+            m["name"].as_str().unwrap_or("?"),
+            m["type"].as_str().unwrap_or("?"),
+            m["resource"].as_str().unwrap_or("?"),
+            m["status"].as_str().unwrap_or("pending"),
+            m["summary"].as_str().unwrap_or(""),
+            m["last_seen"].as_str().unwrap_or("never"),
+        )
+    });
     Ok(())
 }
 

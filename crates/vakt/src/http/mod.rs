@@ -83,6 +83,7 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(incidents::list_escalations))
         .routes(routes!(incidents::get_escalation))
         .routes(routes!(crate::itsm::webhook))
+        .routes(routes!(crate::probes::list_monitors))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

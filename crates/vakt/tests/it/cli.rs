@@ -49,16 +49,23 @@ fn help_teaches_and_version_answers() {
 }
 
 #[test]
-fn rules_check_accepts_the_example_and_points_at_errors() {
-    let example = repo_root().join("examples/vakt.toml");
-    let ok = vakt(&[
-        "rules",
-        "check",
-        "--config",
-        example.to_str().expect("utf-8 path"),
-    ]);
-    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
-    assert!(text(&ok.stdout).starts_with("ok: "), "{}", text(&ok.stdout));
+fn rules_check_accepts_the_examples_and_points_at_errors() {
+    for name in [
+        "vakt.toml",
+        "linux-server.toml",
+        "web-service.toml",
+        "network-segment.toml",
+    ] {
+        let example = repo_root().join("examples").join(name);
+        let ok = vakt(&[
+            "rules",
+            "check",
+            "--config",
+            example.to_str().expect("utf-8 path"),
+        ]);
+        assert_eq!(ok.status.code(), Some(0), "{name}: {}", text(&ok.stderr));
+        assert!(text(&ok.stdout).starts_with("ok: "), "{}", text(&ok.stdout));
+    }
 
     let dir = tempfile::tempdir().expect("temp dir");
     let bad = dir.path().join("bad.toml");

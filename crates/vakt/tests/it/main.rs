@@ -13,6 +13,7 @@ mod incidents;
 mod lifecycle;
 mod oncall;
 mod pagerduty;
+mod probes;
 mod snmp;
 mod source_files;
 mod syslog;
