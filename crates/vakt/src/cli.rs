@@ -72,6 +72,17 @@ the server refuses the request (it says why), 2 when it cannot be reached."
     Incident(IncidentCommand),
     /// What a running server watches: every probe with its last value and status
     Monitors(MonitorsArgs),
+    /// Run probes on this host and forward their events to a server, buffering on disk
+    #[command(
+        long_about = "Run the [[probes]] of an agent configuration on this host and \
+forward their events to a vakt server. While the server is unreachable, events wait in an \
+on-disk buffer (agent.buffer_dir, at most agent.buffer_events_max; beyond it the oldest are \
+dropped, counted, and a warning event says so) and are delivered in order when it returns. \
+A heartbeat named agent-NAME lets the server notice a dead agent.\n\n  \
+vakt agent --config /etc/vakt/agent.toml\n\n\
+See docs/probes.md. Exit 1 on a bad configuration; runs until interrupted."
+    )]
+    Agent(AgentArgs),
     /// Who is on call: every schedule now, one schedule at a time, or its coming shifts
     #[command(long_about = "Who is on call, asked of a running server.\n\n  \
 vakt oncall                                  # every schedule, now\n  \
@@ -228,6 +239,13 @@ vakt silence add 'resource=~\"db0[1-3]\"' 'severity!=\"critical\"' --duration 30
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The agent's configuration: [agent] and [[probes]]
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -475,6 +493,10 @@ pub fn main() -> ExitCode {
         Command::Actions(command) => commands::remote::actions(command),
         Command::Incident(command) => commands::remote::incident(command),
         Command::Monitors(args) => commands::remote::monitors(args),
+        Command::Agent(args) => {
+            commands::serve::init_logging();
+            crate::agent::run(args)
+        }
         Command::Oncall(args) => commands::remote::oncall(args),
         Command::Bench(args) => commands::bench::run(args),
     };

@@ -3,6 +3,7 @@
 //! This crate is glue. The decisions live in `vakt-core`, the data in `vakt-store`.
 
 pub mod actions;
+pub mod agent;
 pub mod cli;
 pub mod commands;
 pub mod config;

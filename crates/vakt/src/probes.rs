@@ -240,39 +240,89 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".to_owned())
 }
 
-/// Starts one task per configured probe; they stop with `stop`.
+/// Where a probe's events go: each is handed over with a reply saying whether it is safe
+/// (stored by the server, or written to the agent's buffer).
+pub type Sink = tokio::sync::mpsc::Sender<(EventInput, tokio::sync::oneshot::Sender<bool>)>;
+
+/// Starts one task per configured probe, sending through the ingest path; they stop with
+/// `stop`.
 pub fn spawn(
     state: Arc<AppState>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let probes = state.config().file.probes.clone();
+    let (sink, mut events) =
+        tokio::sync::mpsc::channel::<(EventInput, tokio::sync::oneshot::Sender<bool>)>(64);
+    let deliverer = {
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            while let Some((input, done)) = events.recv().await {
+                let check = input.check.clone();
+                let stored = match deliver(&state, &state.probes, vec![input], WhenFull::Wait).await
+                {
+                    Ok(receipt) => receipt
+                        .committed()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
+                if let Err(error) = &stored {
+                    tracing::warn!(probe = %check, %error, "probe event not stored; sending again next time");
+                }
+                let _ = done.send(stored.is_ok());
+            }
+        })
+    };
+    let mut tasks = start(&probes, &sink, Some(&state.catalogue), &stop);
+    tasks.push(deliverer);
+    tasks
+}
+
+/// Starts one task per probe sending to `sink`, registering each in `catalogue` if given.
+pub fn start(
+    probes: &[ProbeConfig],
+    sink: &Sink,
+    catalogue: Option<&Arc<Catalogue>>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let host = hostname();
     probes
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|probe| {
             let resource = probe.resource.clone().unwrap_or_else(|| host.clone());
-            state.catalogue.register(Monitor {
-                name: probe.name.clone(),
-                kind: serde_json::to_value(probe.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
-                by: CHANNEL.to_owned(),
-                resource: resource.clone(),
-                interval_secs: probe.interval_secs,
-                status: None,
-                summary: None,
-                metrics: BTreeMap::new(),
-                last_seen: None,
-                last_sent: None,
-            });
-            tokio::spawn(run(Arc::clone(&state), probe, resource, stop.clone()))
+            if let Some(catalogue) = catalogue {
+                catalogue.register(Monitor {
+                    name: probe.name.clone(),
+                    kind: serde_json::to_value(probe.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    by: CHANNEL.to_owned(),
+                    resource: resource.clone(),
+                    interval_secs: probe.interval_secs,
+                    status: None,
+                    summary: None,
+                    metrics: BTreeMap::new(),
+                    last_seen: None,
+                    last_sent: None,
+                });
+            }
+            tokio::spawn(run(
+                catalogue.cloned(),
+                sink.clone(),
+                probe,
+                resource,
+                stop.clone(),
+            ))
         })
         .collect()
 }
 
 async fn run(
-    state: Arc<AppState>,
+    catalogue: Option<Arc<Catalogue>>,
+    sink: Sink,
     probe: ProbeConfig,
     resource: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -294,12 +344,14 @@ async fn run(
         let reading = measure(&probe, &client, &mut system, severity).await;
         severity = reading.severity;
         let now = Utc::now();
-        state.catalogue.update(&probe.name, |m| {
-            m.status = Some(reading.severity);
-            m.summary = Some(reading.summary.clone());
-            m.metrics = reading.metrics.clone();
-            m.last_seen = Some(now);
-        });
+        if let Some(catalogue) = &catalogue {
+            catalogue.update(&probe.name, |m| {
+                m.status = Some(reading.severity);
+                m.summary = Some(reading.summary.clone());
+                m.metrics = reading.metrics.clone();
+                m.last_seen = Some(now);
+            });
+        }
         let due = match sent {
             None => true,
             Some((last, _)) if last != reading.severity => true,
@@ -324,20 +376,14 @@ async fn run(
             metrics: reading.metrics.clone(),
             ..EventInput::default()
         };
-        match deliver(&state, &state.probes, vec![input], WhenFull::Wait).await {
-            Ok(receipt) => match receipt.committed().await {
-                Ok(_) => {
-                    sent = Some((reading.severity, Instant::now()));
-                    state
-                        .catalogue
-                        .update(&probe.name, |m| m.last_sent = Some(now));
-                }
-                Err(error) => {
-                    tracing::warn!(probe = %probe.name, %error, "probe event not stored; sending again next time")
-                }
-            },
-            Err(error) => {
-                tracing::warn!(probe = %probe.name, %error, "probe event refused; sending again next time")
+        let (done, safe) = tokio::sync::oneshot::channel();
+        if sink.send((input, done)).await.is_err() {
+            return;
+        }
+        if safe.await.unwrap_or(false) {
+            sent = Some((reading.severity, Instant::now()));
+            if let Some(catalogue) = &catalogue {
+                catalogue.update(&probe.name, |m| m.last_sent = Some(now));
             }
         }
     }

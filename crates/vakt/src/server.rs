@@ -33,7 +33,7 @@ pub struct AppState {
     /// Events of the built-in probes.
     pub probes: Channel,
     /// What the probes watch and their last readings.
-    pub catalogue: crate::probes::Catalogue,
+    pub catalogue: Arc<crate::probes::Catalogue>,
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// UDP listeners by channel, for the kernel drop counter.
     pub udp_listeners: std::sync::Mutex<Vec<(String, SocketAddr)>>,
@@ -272,7 +272,7 @@ pub async fn launch_with_listener(
         alertmanager_webhook,
         heartbeats,
         probes,
-        catalogue: crate::probes::Catalogue::default(),
+        catalogue: Arc::default(),
         started_at: chrono::Utc::now(),
         udp_listeners: std::sync::Mutex::new(Vec::new()),
         metrics,

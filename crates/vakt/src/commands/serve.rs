@@ -51,7 +51,7 @@ async fn shutdown_signal() {
 }
 
 /// Structured logs to stderr: `VAKT_LOG` filters (default `info`), `VAKT_LOG_FORMAT=json` for JSON lines.
-fn init_logging() {
+pub fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_env("VAKT_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));

@@ -1,6 +1,7 @@
 //! Integration tests of the server binary and library over real sockets, SQLite and PostgreSQL.
 
 mod actions;
+mod agent;
 mod alertmanager;
 mod api;
 mod bad_input;
