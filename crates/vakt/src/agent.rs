@@ -166,17 +166,20 @@ impl Buffer {
     }
 }
 
-/// The wire event for a probe's reading, timed when it was measured.
-fn wire(input: &EventInput) -> Value {
+/// The wire event for a probe's reading, timed when it was measured, marked as this agent's
+/// (`source = "agent:NAME"`, label `agent`) so the server's catalogue lists it.
+fn wire(agent: &str, input: &EventInput) -> Value {
+    let mut labels = input.labels.clone();
+    labels.insert("agent".to_owned(), agent.to_owned());
     json!({
-        "source": input.source,
+        "source": format!("agent:{agent}"),
         "resource": input.resource,
         "check": input.check,
         "severity": input.severity,
         "summary": input.summary,
         "service": input.service,
         "environment": input.environment,
-        "labels": input.labels,
+        "labels": labels,
         "metrics": input.metrics,
         "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     })
@@ -233,7 +236,7 @@ async fn agent(file: AgentFile) -> anyhow::Result<()> {
             while let Some((input, done)) = events.recv().await {
                 let mut buffer = buffer.lock().await;
                 let before = buffer.dropped;
-                let mut result = buffer.push(&wire(&input));
+                let mut result = buffer.push(&wire(&name, &input));
                 if result.is_ok() && buffer.dropped > before {
                     tracing::warn!(
                         dropped = buffer.dropped,
@@ -251,7 +254,7 @@ async fn agent(file: AgentFile) -> anyhow::Result<()> {
                         metrics: [("dropped".to_owned(), buffer.dropped as f64)].into(),
                         ..EventInput::default()
                     };
-                    result = buffer.push(&wire(&warning));
+                    result = buffer.push(&wire(&name, &warning));
                 }
                 if let Err(error) = &result {
                     tracing::error!(%error, "cannot write the buffer; the probe sends again next time");

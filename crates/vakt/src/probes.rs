@@ -662,16 +662,73 @@ pub struct MonitorPage {
     pub items: Vec<Monitor>,
 }
 
-/// Everything this server watches: each probe with its last value, when it was last measured
-/// and its status (the process's "list of events to monitor").
+/// Most events read per agent to list its probes.
+const AGENT_EVENTS_READ: u32 = 500;
+
+/// Everything watched: this server's probes with their last values, when each last measured
+/// and its status; every agent the server knows (by its heartbeat, `agent-NAME`) and the
+/// probes it reported (the process's "list of events to monitor").
 #[utoipa::path(
     get,
     path = "/api/v1/monitors",
     tag = "operations",
-    responses((status = 200, body = MonitorPage))
+    responses((status = 200, body = MonitorPage), (status = 503, body = crate::http::ErrorBody))
 )]
-pub async fn list_monitors(State(state): State<Arc<AppState>>) -> Json<MonitorPage> {
-    Json(MonitorPage {
-        items: state.catalogue.list(),
-    })
+pub async fn list_monitors(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<MonitorPage>, crate::http::ApiError> {
+    let mut items = state.catalogue.list();
+    for heartbeat in state.store.heartbeats().await? {
+        let Some(agent) = heartbeat.name.strip_prefix("agent-") else {
+            continue;
+        };
+        items.push(Monitor {
+            name: heartbeat.name.clone(),
+            kind: "agent".to_owned(),
+            by: agent.to_owned(),
+            resource: heartbeat.resource.clone(),
+            interval_secs: u64::try_from(heartbeat.interval_secs).unwrap_or(0),
+            status: Some(if heartbeat.missing {
+                Severity::Critical
+            } else {
+                Severity::Ok
+            }),
+            summary: Some(if heartbeat.missing {
+                "heartbeat missing: the agent or its host is down, or cannot reach vakt".to_owned()
+            } else {
+                "heartbeat on time".to_owned()
+            }),
+            metrics: BTreeMap::new(),
+            last_seen: Some(heartbeat.last_seen),
+            last_sent: None,
+        });
+        let events = state
+            .store
+            .events(&vakt_store::EventQuery {
+                source: Some(format!("agent:{agent}")),
+                limit: AGENT_EVENTS_READ,
+                ..vakt_store::EventQuery::default()
+            })
+            .await?;
+        let mut seen = std::collections::BTreeSet::new();
+        for record in events.items {
+            let event = &record.event;
+            if !seen.insert(event.check.clone()) {
+                continue;
+            }
+            items.push(Monitor {
+                name: event.check.clone(),
+                kind: "probe".to_owned(),
+                by: agent.to_owned(),
+                resource: event.resource.clone(),
+                interval_secs: 0,
+                status: Some(event.severity),
+                summary: Some(event.summary.clone()),
+                metrics: event.metrics.clone(),
+                last_seen: Some(event.occurred_at),
+                last_sent: Some(event.received_at),
+            });
+        }
+    }
+    Ok(Json(MonitorPage { items }))
 }

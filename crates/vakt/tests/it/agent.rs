@@ -151,6 +151,29 @@ interval_secs = 1
         (got.last().copied().unwrap_or(0) >= runs_while_down).then_some(got)
     })
     .await;
+    // The server's catalogue lists the agent (its heartbeat back on time after the outage)
+    // and the probe it reported.
+    let monitors: Value = eventually(10, "the agent's heartbeat on time again", || async {
+        let monitors: Value = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/monitors"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let items = monitors["items"].as_array().cloned().unwrap_or_default();
+        items
+            .iter()
+            .any(|m| m["name"] == "agent-web1" && m["type"] == "agent" && m["status"] == "ok")
+            .then_some(monitors)
+    })
+    .await;
+    let items = monitors["items"].as_array().cloned().unwrap_or_default();
+    assert!(
+        items.iter().any(|m| m["name"] == "counter"
+            && m["by"] == "web1"
+            && m["metrics"]["seq"].is_number()),
+        "{monitors}"
+    );
     let _ = agent.kill().await;
     // In order, none missing, none twice.
     let expected: Vec<i64> = (1..=got.len() as i64).collect();
