@@ -48,6 +48,11 @@ pub enum Kind {
     Command,
     /// Processes named `process`: fewer than `min_count` is critical; RSS in the metrics.
     Process,
+    /// Resolving `host` (DNS): failure is critical; the thresholds grade the time in ms.
+    Dns,
+    /// A network interface (`interface`): down is critical; the thresholds grade the errors
+    /// and drops counted since the previous measurement.
+    Interface,
 }
 
 /// `[[probes]]`.
@@ -95,6 +100,10 @@ pub struct ProbeConfig {
     pub command: Vec<String>,
     #[serde(default)]
     pub process: Option<String>,
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub interface: Option<String>,
     #[serde(default = "default_min_count")]
     pub min_count: u64,
     #[serde(default = "default_timeout")]
@@ -163,6 +172,14 @@ pub fn validate(probes: &[ProbeConfig]) -> Vec<ConfigError> {
             ),
             Kind::Command => needs("command", !probe.command.is_empty()),
             Kind::Process => needs("process", probe.process.is_some()),
+            Kind::Dns => needs("host", probe.host.is_some()),
+            Kind::Interface => needs(
+                "interface",
+                probe
+                    .interface
+                    .as_deref()
+                    .is_some_and(|i| !i.is_empty() && !i.contains('/') && !i.starts_with('.')),
+            ),
             Kind::Load | Kind::Memory => None,
         };
         if let Some(message) = missing {
@@ -333,6 +350,7 @@ async fn run(
         .unwrap_or_default();
     let mut system = sysinfo::System::new().map_err(|e| e.to_string());
     let mut severity = Severity::Ok;
+    let mut counters: Option<f64> = None;
     let mut sent: Option<(Severity, Instant)> = None;
     let mut tick = tokio::time::interval(Duration::from_secs(probe.interval_secs.max(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -341,7 +359,7 @@ async fn run(
             _ = tick.tick() => {}
             _ = stop.changed() => return,
         }
-        let reading = measure(&probe, &client, &mut system, severity).await;
+        let reading = measure(&probe, &client, &mut system, severity, &mut counters).await;
         severity = reading.severity;
         let now = Utc::now();
         if let Some(catalogue) = &catalogue {
@@ -402,6 +420,7 @@ async fn measure(
     client: &reqwest::Client,
     system: &mut Result<sysinfo::System, String>,
     previous: Severity,
+    counters: &mut Option<f64>,
 ) -> Reading {
     let thresholds = probe.thresholds();
     let graded = |value: f64, summary: String, metrics: BTreeMap<String, f64>| Reading {
@@ -451,6 +470,14 @@ async fn measure(
             };
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
             let per_core = (load.one / cores * 100.0).round() / 100.0;
+            // Utilisation over the interval: sysinfo compares with the previous refresh.
+            let cpu = match system {
+                Ok(system) => {
+                    system.refresh_cpu_usage();
+                    f64::from(system.global_cpu_usage())
+                }
+                Err(_) => 0.0,
+            };
             graded(
                 per_core,
                 format!(
@@ -462,8 +489,87 @@ async fn measure(
                     ("load5".to_owned(), load.five),
                     ("load15".to_owned(), load.fifteen),
                     ("load_per_core".to_owned(), per_core),
+                    ("cpu_used_pct".to_owned(), (cpu * 10.0).round() / 10.0),
                 ]
                 .into(),
+            )
+        }
+        Kind::Dns => {
+            let host = probe.host.clone().unwrap_or_default();
+            let started = Instant::now();
+            let target = if host.contains(':') {
+                host.clone()
+            } else {
+                format!("{host}:0")
+            };
+            match tokio::time::timeout(timeout, tokio::net::lookup_host(target)).await {
+                Ok(Ok(addresses)) => {
+                    let count = addresses.count();
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    if count == 0 {
+                        failed(format!("{host} resolves to no address"))
+                    } else {
+                        graded(
+                            ms,
+                            format!("{host} resolves to {count} address(es) in {ms:.1} ms"),
+                            [
+                                ("resolve_ms".to_owned(), ms),
+                                ("addresses".to_owned(), count as f64),
+                            ]
+                            .into(),
+                        )
+                    }
+                }
+                Ok(Err(error)) => failed(format!("cannot resolve {host}: {error}")),
+                Err(_) => failed(format!(
+                    "no answer resolving {host} within {} s",
+                    timeout.as_secs()
+                )),
+            }
+        }
+        Kind::Interface => {
+            let name = probe.interface.clone().unwrap_or_default();
+            let base = std::path::Path::new("/sys/class/net").join(&name);
+            let read =
+                |file: &str| std::fs::read_to_string(base.join(file)).map(|t| t.trim().to_owned());
+            let state = match read("operstate") {
+                Ok(state) => state,
+                Err(error) => return failed(format!("no interface {name}: {error}")),
+            };
+            let stat = |file: &str| {
+                read(&format!("statistics/{file}"))
+                    .ok()
+                    .and_then(|v| v.parse::<f64>().ok())
+                    .unwrap_or(0.0)
+            };
+            let metrics: BTreeMap<String, f64> = [
+                ("rx_errors".to_owned(), stat("rx_errors")),
+                ("tx_errors".to_owned(), stat("tx_errors")),
+                ("rx_dropped".to_owned(), stat("rx_dropped")),
+                ("tx_dropped".to_owned(), stat("tx_dropped")),
+                ("up".to_owned(), if state == "down" { 0.0 } else { 1.0 }),
+            ]
+            .into();
+            // Loopback says "unknown": only "down" (or "lowerlayerdown") is down.
+            if state == "down" || state == "lowerlayerdown" {
+                *counters = None;
+                return Reading {
+                    metrics,
+                    ..failed(format!("{name} is {state}"))
+                };
+            }
+            let total: f64 = ["rx_errors", "tx_errors", "rx_dropped", "tx_dropped"]
+                .iter()
+                .map(|k| metrics[*k])
+                .sum();
+            let new = counters.map_or(0.0, |before| (total - before).max(0.0));
+            *counters = Some(total);
+            let mut metrics = metrics;
+            metrics.insert("new_errors".to_owned(), new);
+            graded(
+                new,
+                format!("{name} is {state}; {new} new error(s) or drop(s)"),
+                metrics,
             )
         }
         Kind::Memory => {

@@ -97,6 +97,29 @@ timeout_secs = 2
 resource = "testhost"
 
 [[probes]]
+name = "resolver"
+type = "dns"
+host = "localhost"
+interval_secs = 1
+resource = "testhost"
+
+[[probes]]
+name = "bogus-name"
+type = "dns"
+host = "no-such-host.invalid"
+interval_secs = 1
+timeout_secs = 3
+resource = "testhost"
+
+[[probes]]
+name = "loopback"
+type = "interface"
+interface = "lo"
+interval_secs = 1
+warning = 1
+resource = "testhost"
+
+[[probes]]
 name = "web-port"
 type = "command"
 command = ["{CHECK_TCP}", "-H", "127.0.0.1", "-p", "{port}"]
@@ -187,18 +210,64 @@ resource = "testhost"
         "perfdata in metrics: {first}"
     );
 
+    // A name that does not resolve is an outage; localhost resolves; loopback is up.
+    let bogus = wait_for(&server, "bogus-name", "dns failure", |a| {
+        a["status"] == "open"
+    })
+    .await;
+    assert_eq!(bogus["severity"], "critical");
+    assert!(
+        probe_alert(&server, "resolver").await.is_none(),
+        "localhost resolves"
+    );
+    assert!(probe_alert(&server, "loopback").await.is_none(), "lo is up");
+
     // The catalogue lists what is watched, with status and last values.
     let (status, monitors) = server.get("/api/v1/monitors").await;
     assert_eq!(status, 200);
     let items = monitors["items"].as_array().cloned().unwrap_or_default();
     let names: Vec<&str> = items.iter().filter_map(|m| m["name"].as_str()).collect();
-    assert_eq!(names, ["scratch-disk", "web-health", "web-port"]);
-    assert!(
+    assert_eq!(
+        names,
+        [
+            "bogus-name",
+            "loopback",
+            "resolver",
+            "scratch-disk",
+            "web-health",
+            "web-port"
+        ]
+    );
+    let status_of = |name: &str| {
         items
             .iter()
-            .all(|m| m["status"] == "ok" && m["last_seen"].is_string()),
+            .find(|m| m["name"] == name)
+            .map(|m| m["status"].clone())
+    };
+    assert_eq!(status_of("bogus-name"), Some(serde_json::json!("critical")));
+    for name in [
+        "loopback",
+        "resolver",
+        "scratch-disk",
+        "web-health",
+        "web-port",
+    ] {
+        assert_eq!(
+            status_of(name),
+            Some(serde_json::json!("ok")),
+            "{name}: {monitors}"
+        );
+    }
+    assert!(
+        items.iter().all(|m| m["last_seen"].is_string()),
         "{monitors}"
     );
+    let loopback = items
+        .iter()
+        .find(|m| m["name"] == "loopback")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(loopback["metrics"]["up"], 1.0, "{loopback}");
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
         .args(["monitors", "--url", &server.base])
         .output()
