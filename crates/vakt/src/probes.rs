@@ -53,6 +53,10 @@ pub enum Kind {
     /// A network interface (`interface`): down is critical; the thresholds grade the errors
     /// and drops counted since the previous measurement.
     Interface,
+    /// Disk I/O errors the kernel counted (`/sys/block/*/device/ioerr_cnt`, for `device` or
+    /// every disk that has the counter); the thresholds grade the errors since the previous
+    /// measurement (default: warning at 1).
+    Diskio,
 }
 
 /// `[[probes]]`.
@@ -104,6 +108,8 @@ pub struct ProbeConfig {
     pub host: Option<String>,
     #[serde(default)]
     pub interface: Option<String>,
+    #[serde(default)]
+    pub device: Option<String>,
     #[serde(default = "default_min_count")]
     pub min_count: u64,
     #[serde(default = "default_timeout")]
@@ -180,7 +186,7 @@ pub fn validate(probes: &[ProbeConfig]) -> Vec<ConfigError> {
                     .as_deref()
                     .is_some_and(|i| !i.is_empty() && !i.contains('/') && !i.starts_with('.')),
             ),
-            Kind::Load | Kind::Memory => None,
+            Kind::Load | Kind::Memory | Kind::Diskio => None,
         };
         if let Some(message) = missing {
             error(message);
@@ -572,6 +578,35 @@ async fn measure(
                 metrics,
             )
         }
+        Kind::Diskio => match io_errors(std::path::Path::new("/sys"), probe.device.as_deref()) {
+            None => Reading {
+                severity: Severity::Ok,
+                summary: "no kernel I/O error counters on this host (virtual disks have none)"
+                    .into(),
+                metrics: BTreeMap::new(),
+            },
+            Some((total, devices)) => {
+                let total = total as f64;
+                let new = counters.map_or(0.0, |before| (total - before).max(0.0));
+                *counters = Some(total);
+                let mut thresholds = thresholds;
+                if thresholds.warning.is_none() && thresholds.critical.is_none() {
+                    thresholds.warning = Some(1.0);
+                }
+                Reading {
+                    severity: thresholds.grade(new, previous),
+                    summary: format!(
+                        "{new} new I/O error(s) on {} ({total} counted since boot)",
+                        devices.join(", ")
+                    ),
+                    metrics: [
+                        ("io_errors".to_owned(), total),
+                        ("new_io_errors".to_owned(), new),
+                    ]
+                    .into(),
+                }
+            }
+        },
         Kind::Memory => {
             let system = match system {
                 Ok(system) => system,
@@ -731,6 +766,33 @@ async fn measure(
     }
 }
 
+/// The kernel's I/O error counts of the disks under `sys/block` (only `device` if given):
+/// their sum and the disks that have the counter; `None` when none has it.
+fn io_errors(sys: &std::path::Path, device: Option<&str>) -> Option<(u64, Vec<String>)> {
+    let mut total = 0u64;
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(sys.join("block")).ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if device.is_some_and(|d| d != name) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path().join("device/ioerr_cnt")) else {
+            continue;
+        };
+        let text = text.trim();
+        let count = match text.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => text.parse().ok(),
+        };
+        if let Some(count) = count {
+            total += count;
+            found.push(name);
+        }
+    }
+    found.sort();
+    (!found.is_empty()).then_some((total, found))
+}
+
 struct Usage {
     used: u64,
     available: u64,
@@ -837,4 +899,31 @@ pub async fn list_monitors(
         }
     }
     Ok(Json(MonitorPage { items }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_io_error_counters_are_read_where_present() {
+        let sys = tempfile::tempdir().expect("dir");
+        for (disk, count) in [("sda", Some("0x1f")), ("sdb", Some("3")), ("vda", None)] {
+            let device = sys.path().join("block").join(disk).join("device");
+            std::fs::create_dir_all(&device).expect("dir");
+            if let Some(count) = count {
+                std::fs::write(device.join("ioerr_cnt"), format!("{count}\n")).expect("write");
+            }
+        }
+        assert_eq!(
+            io_errors(sys.path(), None),
+            Some((34, vec!["sda".to_owned(), "sdb".to_owned()]))
+        );
+        assert_eq!(
+            io_errors(sys.path(), Some("sdb")),
+            Some((3, vec!["sdb".to_owned()]))
+        );
+        assert_eq!(io_errors(sys.path(), Some("vda")), None);
+        assert_eq!(io_errors(&sys.path().join("nowhere"), None), None);
+    }
 }
