@@ -330,6 +330,10 @@ impl Config {
         if self.file.server.shutdown_grace_secs != next.file.server.shutdown_grace_secs {
             changed.push("server.shutdown_grace_secs".to_owned());
         }
+        // Probe tasks start with the server.
+        if self.file.probes != next.file.probes {
+            changed.push("probes".to_owned());
+        }
         changed
     }
 }
