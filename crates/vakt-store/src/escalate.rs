@@ -165,9 +165,11 @@ pub enum SyncResult {
 }
 
 /// Defines the escalation and incident queries for one backend; `$skip_locked` is what a
-/// claim's sub-select appends, `$lock` what a read that is about to change a row appends.
+/// claim's sub-select appends, `$lock` what a read that is about to change a row appends,
+/// `$key_lock` a statement taking a text key that serialises transactions on it until they
+/// end (PostgreSQL's advisory locks; empty where one writer serialises everything anyway).
 macro_rules! escalate_sql {
-    ($db:ty, $row:ty, $skip_locked:expr, $lock:expr) => {
+    ($db:ty, $row:ty, $skip_locked:expr, $lock:expr, $key_lock:expr) => {
         use vakt_core::incident::{Incident, IncidentEntry, IncidentStatus};
         use $crate::escalate::{
             Escalation, EscalationStatus, Fire, IncidentChange, IncidentError, IncidentQuery,
@@ -474,7 +476,18 @@ macro_rules! escalate_sql {
             Ok(())
         }
 
+        /// Holds `key` until the transaction ends (several nodes on PostgreSQL).
+        async fn lock_key(conn: &mut Conn, key: &str) -> Result<(), StoreError> {
+            let statement: &str = $key_lock;
+            if !statement.is_empty() {
+                sqlx::query(statement).bind(key.to_owned()).execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         async fn next_number(conn: &mut Conn) -> Result<i64, StoreError> {
+            // Numbers are MAX + 1: one transaction at a time picks one.
+            lock_key(conn, "vakt:incident-number").await?;
             let row = sqlx::query("SELECT COALESCE(MAX(number), 0) + 1 AS next FROM incidents")
                 .fetch_one(&mut *conn)
                 .await?;
@@ -501,6 +514,10 @@ macro_rules! escalate_sql {
             let impact = ask.impact.unwrap_or(config.default_impact);
             let key = config.correlation_key(alert);
             let window_ms = i64::try_from(config.correlation_window_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+            // Two nodes opening the first incident of a key at once must not make two.
+            if let Some(key) = &key {
+                lock_key(conn, &format!("vakt:incident:{key}")).await?;
+            }
             let open = match &key {
                 Some(key) => sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {INCIDENT_SELECT} FROM incidents WHERE correlation_key = $1 AND status IN ('new', 'in_progress', 'on_hold') \

@@ -31,7 +31,8 @@ crate::escalate::escalate_sql!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     " FOR UPDATE SKIP LOCKED",
-    " FOR UPDATE"
+    " FOR UPDATE",
+    "SELECT pg_advisory_xact_lock(hashtext($1))"
 );
 
 /// Connections in the pool.

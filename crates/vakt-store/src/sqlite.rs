@@ -28,7 +28,7 @@ crate::sql::common_sql!(
     "events.rowid DESC"
 );
 crate::dispatch::dispatch_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
-crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "");
+crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "", "");
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vakt.db";

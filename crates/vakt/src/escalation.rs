@@ -153,21 +153,32 @@ async fn round(state: &AppState, config: &EscalationConfig) -> Result<usize, Sto
         }
         let count = claimed.len();
         for escalation in claimed {
-            let fire = plan(state, config, escalation).await?;
-            if state
-                .store
-                .fire_escalation(&state.pipeline(), &fire)
-                .await?
-            {
-                fired += 1;
-                state
-                    .metrics
-                    .escalation_steps
-                    .get_or_create(&crate::metrics::PolicyLabels {
-                        policy: fire.claimed.policy.clone(),
-                    })
-                    .inc();
-            }
+            // One step that cannot be stored waits for its lease to end; the others go on.
+            let alert_id = escalation.alert_id.clone();
+            let result = match plan(state, config, escalation).await {
+                Ok(fire) => state
+                    .store
+                    .fire_escalation(&state.pipeline(), &fire)
+                    .await
+                    .map(|stored| stored.then_some(fire)),
+                Err(error) => Err(error),
+            };
+            let fire = match result {
+                Ok(Some(fire)) => fire,
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, alert = %alert_id, "escalation step not stored; it is tried again when its lease ends");
+                    continue;
+                }
+            };
+            fired += 1;
+            state
+                .metrics
+                .escalation_steps
+                .get_or_create(&crate::metrics::PolicyLabels {
+                    policy: fire.claimed.policy.clone(),
+                })
+                .inc();
         }
         if count < CLAIM_MAX as usize {
             return Ok(fired);

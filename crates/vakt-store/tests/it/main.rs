@@ -1032,6 +1032,36 @@ async fn escalations_and_incidents(backend: &Backend) {
         .await
         .expect("claim syncs");
     assert!(none.is_empty());
+
+    // Four writers at once (nodes, on PostgreSQL) with the first alerts of a new service:
+    // one incident, every alert linked, numbers unique.
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (store, p) = (
+            Arc::clone(&store),
+            Pipeline::build(&PipelineConfig::from_toml(ESCALATION_RULES).expect("parses"))
+                .expect("compiles"),
+        );
+        writers.push(tokio::spawn(async move {
+            let events: Vec<serde_json::Value> = (0..5)
+                .map(|i| json!({"resource": format!("b{w}-{i}"), "check": "c", "summary": "s", "severity": "major", "service": "burst"}))
+                .collect();
+            send(&*store, &p, events).await;
+        }));
+    }
+    for writer in writers {
+        writer.await.expect("writer");
+    }
+    let burst = store
+        .incidents(&IncidentQuery {
+            correlation_key: Some("service=burst".into()),
+            limit: 10,
+            ..IncidentQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(burst.items.len(), 1, "{:?}", burst.items);
+    assert_eq!(burst.items[0].alert_count, 20);
     store.close().await;
 }
 
