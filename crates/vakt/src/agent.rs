@@ -82,6 +82,21 @@ impl Buffer {
                 .with_context(|| format!("{}: not a number", dir.join("offset").display()))?,
             Err(_) => 0,
         };
+        // A write cut short by a crash was never confirmed (its probe sends again): cut the
+        // partial line off so the next event starts on a line of its own.
+        let events = dir.join("events.ndjson");
+        if let Ok(bytes) = std::fs::read(&events)
+            && bytes.last().is_some_and(|b| *b != b'\n')
+        {
+            let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&events)
+                .context("opening the buffer")?;
+            file.set_len(keep as u64)
+                .context("cutting a partial line")?;
+            file.sync_all().context("syncing the buffer")?;
+        }
         let mut buffer = Buffer {
             dir: dir.to_path_buf(),
             offset,
@@ -124,8 +139,14 @@ impl Buffer {
         Ok(())
     }
 
-    /// Up to `n` events from the oldest, each with its size in bytes.
-    pub fn read(&self, n: usize) -> anyhow::Result<Vec<(Value, u64)>> {
+    /// Where the oldest undelivered event starts.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Up to `n` events from the oldest, each with its size in bytes; a line that is not
+    /// JSON (a write cut short by a crash, then appended to) is `None`, to be stepped over.
+    pub fn read(&self, n: usize) -> anyhow::Result<Vec<(Option<Value>, u64)>> {
         let file = match std::fs::File::open(self.events_path()) {
             Ok(file) => file,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -143,10 +164,20 @@ impl Buffer {
             if read == 0 || !line.ends_with('\n') {
                 break; // the end, or a line cut short by a crash: written again never, skipped
             }
-            let value = serde_json::from_str(line.trim_end()).unwrap_or(Value::Null);
-            out.push((value, read as u64));
+            out.push((serde_json::from_str(line.trim_end()).ok(), read as u64));
         }
         Ok(out)
+    }
+
+    /// Marks the `events` events in `bytes` from `start` delivered. When the oldest events
+    /// were dropped meanwhile (a full buffer), only what lies beyond is counted again.
+    pub fn delivered(&mut self, start: u64, bytes: u64, events: usize) -> anyhow::Result<()> {
+        if self.offset == start {
+            return self.advance(bytes, events);
+        }
+        self.offset = self.offset.max(start + bytes);
+        self.pending = self.read(usize::MAX)?.len();
+        self.advance(0, 0)
     }
 
     /// Marks `bytes` (holding `events` events) delivered; empties the file once all are.
@@ -314,11 +345,14 @@ async fn send_loop(
     let url = format!("{}/api/v1/events", config.server.trim_end_matches('/'));
     let mut backoff = Duration::from_millis(500);
     loop {
-        let batch = match buffer.lock().await.read(config.batch_max.max(1)) {
-            Ok(batch) => batch,
-            Err(error) => {
-                tracing::error!(%error, "cannot read the buffer");
-                Vec::new()
+        let (start, batch) = {
+            let buffer = buffer.lock().await;
+            match buffer.read(config.batch_max.max(1)) {
+                Ok(batch) => (buffer.offset(), batch),
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the buffer");
+                    (buffer.offset(), Vec::new())
+                }
             }
         };
         if batch.is_empty() {
@@ -329,7 +363,19 @@ async fn send_loop(
             continue;
         }
         let bytes: u64 = batch.iter().map(|(_, b)| b).sum();
-        let body: Vec<&Value> = batch.iter().map(|(v, _)| v).collect();
+        let body: Vec<&Value> = batch.iter().filter_map(|(v, _)| v.as_ref()).collect();
+        if body.len() < batch.len() {
+            tracing::error!(
+                lines = batch.len() - body.len(),
+                "the buffer holds lines that are not events (a write cut short); skipping them"
+            );
+        }
+        if body.is_empty() {
+            if let Err(error) = buffer.lock().await.delivered(start, bytes, batch.len()) {
+                tracing::error!(%error, "cannot record the skipped lines");
+            }
+            continue;
+        }
         let mut request = client.post(&url).json(&body);
         if let Some(token) = &config.token {
             request = request.bearer_auth(token);
@@ -355,7 +401,7 @@ async fn send_loop(
             }
         };
         if delivered {
-            if let Err(error) = buffer.lock().await.advance(bytes, batch.len()) {
+            if let Err(error) = buffer.lock().await.delivered(start, bytes, batch.len()) {
                 tracing::error!(%error, "cannot record delivery; events may be sent again");
             }
             backoff = Duration::from_millis(500);
@@ -363,5 +409,55 @@ async fn send_loop(
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_buffer_keeps_order_drops_the_oldest_and_survives_a_cut_line() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut buffer = Buffer::open(dir.path(), 3).expect("open");
+        for n in 0..5 {
+            buffer.push(&json!({"n": n})).expect("push");
+        }
+        assert_eq!((buffer.pending(), buffer.dropped), (3, 2));
+        let batch = buffer.read(10).expect("read");
+        let seen: Vec<Value> = batch.iter().filter_map(|(v, _)| v.clone()).collect();
+        assert_eq!(seen, [json!({"n": 2}), json!({"n": 3}), json!({"n": 4})]);
+        // Two are sent; meanwhile a push drops the oldest: nothing unsent is skipped.
+        let start = buffer.offset();
+        let sent: u64 = batch[..2].iter().map(|(_, b)| b).sum();
+        buffer.push(&json!({"n": 5})).expect("push");
+        buffer.delivered(start, sent, 2).expect("delivered");
+        let rest: Vec<Value> = buffer
+            .read(10)
+            .expect("read")
+            .into_iter()
+            .filter_map(|(v, _)| v)
+            .collect();
+        assert_eq!(rest, [json!({"n": 4}), json!({"n": 5})]);
+        // Reopened (a restart), it knows where it was; a line cut short by a crash is cut off.
+        drop(buffer);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("events.ndjson"))
+            .expect("open");
+        file.write_all(b"{\"n\": 6").expect("cut line");
+        drop(file);
+        let mut buffer = Buffer::open(dir.path(), 3).expect("reopen");
+        buffer.push(&json!({"n": 7})).expect("push");
+        let entries = buffer.read(10).expect("read");
+        let values: Vec<Option<Value>> = entries.iter().map(|(v, _)| v.clone()).collect();
+        assert_eq!(
+            values,
+            [
+                Some(json!({"n": 4})),
+                Some(json!({"n": 5})),
+                Some(json!({"n": 7}))
+            ]
+        );
     }
 }
