@@ -125,7 +125,7 @@ pub fn spawn(
             if *stop.borrow() {
                 break;
             }
-            let config = state.config().file.escalation.clone();
+            let config = state.current().file.escalation.clone();
             if config.enabled {
                 match round(&state, &config).await {
                     Ok(fired) if fired > 0 => state.dispatch_wake.notify_one(),
@@ -376,15 +376,10 @@ async fn on_call(
     name: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
-    let directory = state.directory();
-    let Some(schedule) = directory.schedules.get(name) else {
-        return Ok(None);
-    };
-    let stored = state.store.overrides(name, at).await?;
-    Ok(schedule
-        .with_overrides(&stored)
-        .on_call(at)
-        .map(|c| c.user.clone()))
+    Ok(crate::oncall::with_stored_overrides(state, name, at)
+        .await?
+        .and_then(|schedule| schedule.on_call(at))
+        .map(|c| c.user))
 }
 
 /// The pages a user gets: email and chat through the configured channels, the phone webhook.

@@ -301,7 +301,7 @@ pub fn spawn(
             if *stop.borrow() {
                 break;
             }
-            let config = state.config().file.itsm.clone();
+            let config = state.current().file.itsm.clone();
             let poll = config.as_ref().map_or(1000, |c| c.poll_interval_ms.max(10));
             if let Some(config) = config
                 && let Err(error) = sync_round(&state, &client, &config).await
@@ -518,7 +518,7 @@ pub async fn webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<InboundResult>, ApiError> {
-    let config = state.config();
+    let config = state.current();
     let Some(itsm) = &config.file.itsm else {
         return Err(ApiError::not_found("no [itsm] integration is configured"));
     };

@@ -87,15 +87,26 @@ impl Directory {
     }
 }
 
-/// A schedule with its stored overrides applied.
-async fn schedule(state: &AppState, name: &str, from: DateTime<Utc>) -> Result<Schedule, ApiError> {
+/// A configured schedule with its stored overrides that end after `from` applied; `None`
+/// when no schedule has that name.
+pub async fn with_stored_overrides(
+    state: &AppState,
+    name: &str,
+    from: DateTime<Utc>,
+) -> Result<Option<Schedule>, vakt_store::StoreError> {
     let directory = state.directory();
-    let schedule = directory
-        .schedules
-        .get(name)
-        .ok_or_else(|| ApiError::not_found(format!("no schedule named {name:?}")))?;
+    let Some(schedule) = directory.schedules.get(name) else {
+        return Ok(None);
+    };
     let stored = state.store.overrides(name, from).await?;
-    Ok(schedule.with_overrides(&stored))
+    Ok(Some(schedule.with_overrides(&stored)))
+}
+
+/// A schedule with its stored overrides applied, or 404.
+async fn schedule(state: &AppState, name: &str, from: DateTime<Utc>) -> Result<Schedule, ApiError> {
+    with_stored_overrides(state, name, from)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no schedule named {name:?}")))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

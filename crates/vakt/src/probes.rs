@@ -273,7 +273,7 @@ pub fn spawn(
     state: Arc<AppState>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let probes = state.config().file.probes.clone();
+    let probes = state.current().file.probes.clone();
     let (sink, mut events) =
         tokio::sync::mpsc::channel::<(EventInput, tokio::sync::oneshot::Sender<bool>)>(64);
     let deliverer = {

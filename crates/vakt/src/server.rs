@@ -53,18 +53,13 @@ pub struct AppState {
 
 impl AppState {
     /// The configuration in force (a reload swaps it whole).
-    fn current(&self) -> Arc<Config> {
+    pub fn current(&self) -> Arc<Config> {
         Arc::clone(
             &self
                 .current
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         )
-    }
-
-    /// The whole configuration in force.
-    pub fn config(&self) -> Arc<Config> {
-        self.current()
     }
 
     /// The pipeline new events go through.

@@ -7,30 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::actions::eventually;
-use crate::harness::free_port;
-
-async fn serve(config: &std::path::Path, port: u16) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("VAKT_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .expect("vakt starts");
-    let client = reqwest::Client::new();
-    eventually(60, "vakt ready", || async {
-        client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| ())
-    })
-    .await;
-    child
-}
+use crate::harness::{free_port, spawn_node_on};
 
 /// The probe's sequence numbers as the server stored them, in the order it stored them.
 async fn sequence(port: u16) -> Vec<i64> {
@@ -107,7 +84,7 @@ interval_secs = 1
     )
     .expect("agent config");
 
-    let mut server = serve(&server_config, port).await;
+    let mut server = spawn_node_on(&server_config, None, port).await.child;
     let mut agent = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
         .args(["agent", "--config"])
         .arg(&agent_config)
@@ -145,7 +122,7 @@ interval_secs = 1
         "events wait on disk while the server is down ({buffered})"
     );
 
-    let _server = serve(&server_config, port).await;
+    let _server = spawn_node_on(&server_config, None, port).await;
     let got = eventually(30, "the buffered events delivered", || async {
         let got = sequence(port).await;
         (got.last().copied().unwrap_or(0) >= runs_while_down).then_some(got)

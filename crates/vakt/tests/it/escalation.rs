@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use crate::actions::{Receiver, eventually};
-use crate::harness::{TestServer, spawn_node};
+use crate::harness::{PgDatabase, TestServer, spawn_node};
 
 /// The alert's escalation timeline lines, with when each was written.
 async fn escalation_lines(server: &TestServer, alert_id: &str) -> Vec<(DateTime<Utc>, String)> {
@@ -468,30 +467,15 @@ escalate = "ladder"
 
 #[tokio::test]
 async fn two_nodes_on_postgresql_fire_each_step_of_1000_escalations_exactly_once() {
-    let Some(admin) = std::env::var("VAKT_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    let Some(db) = PgDatabase::create(
+        "two_nodes_on_postgresql_fire_each_step_of_1000_escalations_exactly_once",
+        "vakt_esc",
+    )
+    .await
     else {
-        eprintln!(
-            "\n*** SKIPPED two_nodes_on_postgresql_fire_each_step_of_1000_escalations_exactly_once: VAKT_TEST_PG_URL is not set ***\n"
-        );
         return;
     };
-    let name = format!("vakt_esc_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("VAKT_TEST_PG_URL reachable");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create db");
-    let url = format!(
-        "{}/{name}",
-        admin
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .expect("url with a database")
-    );
+    let url = db.url.clone();
     let work = tempfile::tempdir().expect("dir");
     let receiver = Receiver::start(Duration::ZERO).await;
     let config = format!(
@@ -585,4 +569,5 @@ escalate = "two-steps"
     assert_eq!(total, 2000);
     drop(a);
     drop(b);
+    db.drop_database().await;
 }

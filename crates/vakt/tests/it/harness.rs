@@ -147,7 +147,15 @@ pub struct Node {
 /// Starts `vakt serve` with a configuration file (and PostgreSQL when a URL is given) and
 /// waits until it is ready.
 pub async fn spawn_node(config: &std::path::Path, database_url: Option<&str>) -> Node {
-    let port = free_port();
+    spawn_node_on(config, database_url, free_port()).await
+}
+
+/// As `spawn_node`, on a given port (a test that restarts a server clients know).
+pub async fn spawn_node_on(
+    config: &std::path::Path,
+    database_url: Option<&str>,
+    port: u16,
+) -> Node {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"));
     command
         .args(["serve", "--config"])
@@ -179,5 +187,54 @@ pub async fn spawn_node(config: &std::path::Path, database_url: Option<&str>) ->
             "vakt not ready after 60 s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A fresh PostgreSQL database for one test, made on `VAKT_TEST_PG_URL`'s server.
+pub struct PgDatabase {
+    pub url: String,
+    name: String,
+    admin: sqlx::PgConnection,
+}
+
+impl PgDatabase {
+    /// Creates one named `{prefix}_{ulid}`; `None`, saying loudly that `test` skipped, when
+    /// `VAKT_TEST_PG_URL` is not set.
+    pub async fn create(test: &str, prefix: &str) -> Option<PgDatabase> {
+        use sqlx::Connection;
+        let Some(admin_url) = std::env::var("VAKT_TEST_PG_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("\n*** SKIPPED {test}: VAKT_TEST_PG_URL is not set ***\n");
+            return None;
+        };
+        let name = format!("{prefix}_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .expect("VAKT_TEST_PG_URL reachable");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut admin)
+            .await
+            .expect("create db");
+        let url = format!(
+            "{}/{name}",
+            admin_url
+                .rsplit_once('/')
+                .map(|(base, _)| base)
+                .expect("url with a database")
+        );
+        Some(PgDatabase { url, name, admin })
+    }
+
+    /// Drops the database, ending whatever connections are still open on it.
+    pub async fn drop_database(mut self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE {} WITH (FORCE)",
+            self.name
+        )))
+        .execute(&mut self.admin)
+        .await
+        .expect("drop db");
     }
 }

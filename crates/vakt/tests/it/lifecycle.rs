@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-use crate::harness::TestServer;
+use crate::harness::{PgDatabase, TestServer};
 
 #[tokio::test]
 async fn a_restart_keeps_events_alerts_and_timelines() {
@@ -171,30 +171,11 @@ async fn reload_swaps_a_good_configuration_and_refuses_a_bad_one() {
 
 #[tokio::test]
 async fn the_api_behaves_the_same_on_postgresql() {
-    let Some(admin) = std::env::var("VAKT_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
+    let Some(db) = PgDatabase::create("the_api_behaves_the_same_on_postgresql", "vakt_api").await
     else {
-        eprintln!(
-            "\n*** SKIPPED the_api_behaves_the_same_on_postgresql: VAKT_TEST_PG_URL is not set ***\n"
-        );
         return;
     };
-    let name = format!("vakt_api_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let mut conn = sqlx::PgConnection::connect(&admin)
-        .await
-        .expect("VAKT_TEST_PG_URL reachable");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .expect("create db");
-    let url = format!(
-        "{}/{name}",
-        admin
-            .rsplit_once('/')
-            .map(|(base, _)| base)
-            .expect("url with a database")
-    );
+    let url = db.url.clone();
 
     let mut server = TestServer::start().await;
     server.stop().await;
@@ -224,10 +205,5 @@ async fn the_api_behaves_the_same_on_postgresql() {
     let (status, ready) = server.get("/readyz").await;
     assert_eq!(status, 200, "{ready}");
     server.stop().await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await
-    .expect("drop db");
+    db.drop_database().await;
 }
