@@ -11,6 +11,7 @@ pub mod escalate;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_bulk;
 
 use std::sync::Arc;
 

@@ -35,6 +35,11 @@ crate::escalate::escalate_sql!(
     "SELECT pg_advisory_xact_lock(hashtext($1))"
 );
 
+/// A batch's rows go in as multi-row statements.
+async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result<(), StoreError> {
+    write_rows_generic(conn, rows).await
+}
+
 /// Connections in the pool.
 const CONNECTIONS: u32 = 16;
 /// Attempts at a batch that collides with another node's.

@@ -186,6 +186,147 @@ pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
     }
 }
 
+/// One bound value of a row. Typed, so that PostgreSQL learns each parameter's type even
+/// when it is NULL; the same row functions feed the multi-row statements (both backends) and
+/// SQLite's bulk path, so a table's column order is written down once.
+pub(crate) enum Value<'a> {
+    Text(Option<std::borrow::Cow<'a, str>>),
+    Int(Option<i64>),
+    Bool(bool),
+}
+
+fn text(value: &str) -> Value<'_> {
+    Value::Text(Some(std::borrow::Cow::Borrowed(value)))
+}
+
+fn opt_text(value: Option<&str>) -> Value<'_> {
+    Value::Text(value.map(std::borrow::Cow::Borrowed))
+}
+
+fn owned<'a>(value: String) -> Value<'a> {
+    Value::Text(Some(std::borrow::Cow::Owned(value)))
+}
+
+/// An event row, in `EVENT_COLUMNS` order.
+pub(crate) fn event_row<'a>(
+    record: &'a vakt_core::pipeline::EventRecord,
+    trace_id: &'a str,
+) -> [Value<'a>; EVENT_COLUMN_COUNT] {
+    let event = &record.event;
+    [
+        text(&record.id),
+        Value::Int(Some(ms(event.received_at))),
+        Value::Int(Some(ms(event.occurred_at))),
+        text(&event.source),
+        text(&event.resource),
+        text(&event.check),
+        text(event.severity.as_str()),
+        text(record.category.as_str()),
+        opt_text(event.service.as_deref()),
+        opt_text(event.environment.as_deref()),
+        text(&event.summary),
+        text(record.fingerprint.as_str()),
+        opt_text(event.sent_fingerprint.as_deref()),
+        opt_text(record.alert_id.as_deref()),
+        Value::Bool(record.dropped),
+        owned(json(&event.labels)),
+        owned(json(&event.metrics)),
+        owned(json(&event.details)),
+        text(trace_id),
+    ]
+}
+
+/// An alert row, in `ALERT_COLUMNS` order.
+pub(crate) fn alert_row(alert: &Alert) -> [Value<'_>; ALERT_COLUMN_COUNT] {
+    [
+        text(&alert.id),
+        text(alert.fingerprint.as_str()),
+        text(alert.status.as_str()),
+        text(alert.category.as_str()),
+        text(alert.severity.as_str()),
+        text(alert.severity_max.as_str()),
+        text(&alert.source),
+        text(&alert.resource),
+        text(&alert.check),
+        opt_text(alert.service.as_deref()),
+        opt_text(alert.environment.as_deref()),
+        text(&alert.summary),
+        owned(json(&alert.labels)),
+        Value::Int(Some(alert.count)),
+        Value::Int(Some(ms(alert.first_seen))),
+        Value::Int(Some(ms(alert.last_seen))),
+        text(&alert.last_event_id),
+        opt_text(alert.acknowledged_by.as_deref()),
+        Value::Int(alert.acknowledged_at.map(ms)),
+        opt_text(alert.assignee.as_deref()),
+        opt_text(alert.resolved_by.as_deref()),
+        Value::Int(alert.resolved_at.map(ms)),
+        opt_text(alert.incident_id.as_deref()),
+        Value::Int(alert.expires_at.map(ms)),
+        owned(json(&alert.handling)),
+    ]
+}
+
+/// A timeline row, in `TIMELINE_COLUMNS` order.
+pub(crate) fn timeline_row(entry: &vakt_core::TimelineEntry) -> [Value<'_>; TIMELINE_COLUMN_COUNT] {
+    [
+        text(&entry.id),
+        text(&entry.alert_id),
+        Value::Int(Some(ms(entry.at))),
+        text(entry.kind.as_str()),
+        text(&entry.by),
+        text(&entry.message),
+        opt_text(entry.event_id.as_deref()),
+    ]
+}
+
+/// A decided action's row, in `ACTION_COLUMNS` order; `decided_at_ms` is the batch's.
+pub(crate) fn action_row(
+    action: &DecidedAction,
+    decided_at_ms: i64,
+) -> [Value<'_>; ACTION_COLUMN_COUNT] {
+    [
+        text(&action.id),
+        text(&action.alert_id),
+        text(&action.event_id),
+        text(&action.action),
+        text(action.kind),
+        text(&action.reason),
+        Value::Int(Some(decided_at_ms)),
+        text(action.purpose.as_str()),
+        text(if action.suppressed_by.is_some() {
+            "suppressed"
+        } else {
+            "pending"
+        }),
+        opt_text(action.suppressed_by.as_deref()),
+        opt_text(action.group_key.as_deref()),
+        Value::Int(Some(ms(action.decided_at))),
+        Value::Text(
+            action
+                .target
+                .as_ref()
+                .map(|t| std::borrow::Cow::Owned(json(t))),
+        ),
+    ]
+}
+
+/// An interned trace's row: `(trace_id, body)`.
+pub(crate) fn trace_row(trace: &InternedTrace) -> [Value<'_>; 2] {
+    [text(&trace.id), text(&trace.body)]
+}
+
+/// Everything a batch inserts or updates, row by row, for a backend's bulk path.
+pub(crate) struct BatchRows<'a> {
+    /// Traces not yet known to be stored.
+    pub traces: Vec<&'a InternedTrace>,
+    /// Each event with its trace's id.
+    pub events: Vec<(&'a vakt_core::pipeline::EventRecord, &'a str)>,
+    pub writes: Writes<'a>,
+    /// When the batch's actions were decided (its earliest receipt).
+    pub decided_at_ms: i64,
+}
+
 /// A new id: a ULID, strictly increasing within this process so that ids sort in the order
 /// they were made (timeline entries of one millisecond stay in order).
 pub(crate) fn new_id() -> String {
@@ -218,9 +359,8 @@ macro_rules! common_sql {
         };
         use $crate::sql::{
             chunk_rows, from_json, json, ms, opt_time, parsed, time, ACTION_COLUMNS,
-            ACTION_COLUMN_COUNT, ALERT_COLUMNS, ALERT_COLUMN_COUNT, ALERT_REPEAT_UPDATE, ALERT_UPDATE,
-            EVENT_COLUMNS, EVENT_COLUMN_COUNT, EVENT_SELECT, TIMELINE_COLUMNS,
-            TIMELINE_COLUMN_COUNT,
+            ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, EVENT_COLUMNS, EVENT_SELECT,
+            TIMELINE_COLUMNS,
         };
         use $crate::{AlertQuery, EventQuery, Page, StoreError};
 
@@ -328,54 +468,56 @@ macro_rules! common_sql {
             Ok(alerts)
         }
 
-        async fn insert_events(
+        /// Binds one row's values into a multi-row statement.
+        fn push_row<'a>(
+            row: &mut sqlx::query_builder::Separated<'_, $db, &'static str>,
+            values: impl IntoIterator<Item = $crate::sql::Value<'a>>,
+        ) {
+            use std::borrow::Cow;
+            use $crate::sql::Value;
+            for value in values {
+                match value {
+                    Value::Text(None) => row.push_bind(None::<&str>),
+                    Value::Text(Some(Cow::Borrowed(text))) => row.push_bind(text),
+                    Value::Text(Some(Cow::Owned(text))) => row.push_bind(text),
+                    Value::Int(number) => row.push_bind(number),
+                    Value::Bool(flag) => row.push_bind(flag),
+                };
+            }
+        }
+
+        /// Inserts rows, `chunk_rows` per statement; `tail` follows the VALUES.
+        async fn insert_rows<T, const N: usize>(
             conn: &mut Conn,
-            records: &[(&EventRecord, &str)],
+            head: &str,
+            tail: &str,
+            items: &[T],
+            to_row: impl for<'a> Fn(&'a T) -> [$crate::sql::Value<'a>; N],
         ) -> Result<(), StoreError> {
-            for chunk in records.chunks(chunk_rows(EVENT_COLUMN_COUNT)) {
-                let mut query: QueryBuilder<$db> =
-                    QueryBuilder::new(format!("INSERT INTO events ({EVENT_COLUMNS}) "));
-                query.push_values(chunk, |mut row, (record, trace_id)| {
-                    let event = &record.event;
-                    row.push_bind(record.id.as_str())
-                        .push_bind(ms(event.received_at))
-                        .push_bind(ms(event.occurred_at))
-                        .push_bind(event.source.as_str())
-                        .push_bind(event.resource.as_str())
-                        .push_bind(event.check.as_str())
-                        .push_bind(event.severity.as_str())
-                        .push_bind(record.category.as_str())
-                        .push_bind(event.service.as_deref())
-                        .push_bind(event.environment.as_deref())
-                        .push_bind(event.summary.as_str())
-                        .push_bind(record.fingerprint.as_str())
-                        .push_bind(event.sent_fingerprint.as_deref())
-                        .push_bind(record.alert_id.as_deref())
-                        .push_bind(record.dropped)
-                        .push_bind(json(&event.labels))
-                        .push_bind(json(&event.metrics))
-                        .push_bind(json(&event.details))
-                        .push_bind(*trace_id);
-                });
+            for chunk in items.chunks(chunk_rows(N)) {
+                let mut query: QueryBuilder<$db> = QueryBuilder::new(head);
+                query.push_values(chunk, |mut row, item| push_row(&mut row, to_row(item)));
+                query.push(tail);
                 query.build().execute(&mut *conn).await?;
             }
             Ok(())
         }
 
+        #[allow(dead_code)]
+        async fn insert_events(
+            conn: &mut Conn,
+            records: &[(&EventRecord, &str)],
+        ) -> Result<(), StoreError> {
+            let head = format!("INSERT INTO events ({EVENT_COLUMNS}) ");
+            insert_rows(conn, &head, "", records, |(record, trace_id)| $crate::sql::event_row(record, trace_id)).await
+        }
+
+        #[allow(dead_code)]
         async fn insert_traces(
             conn: &mut Conn,
             traces: &[&$crate::sql::InternedTrace],
         ) -> Result<(), StoreError> {
-            for chunk in traces.chunks(chunk_rows(2)) {
-                let mut query: QueryBuilder<$db> =
-                    QueryBuilder::new("INSERT INTO traces (trace_id, body) ");
-                query.push_values(chunk, |mut row, trace| {
-                    row.push_bind(trace.id.as_str()).push_bind(trace.body.as_str());
-                });
-                query.push(" ON CONFLICT (trace_id) DO NOTHING");
-                query.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+            insert_rows(conn, "INSERT INTO traces (trace_id, body) ", " ON CONFLICT (trace_id) DO NOTHING", traces, |trace| $crate::sql::trace_row(trace)).await
         }
 
         async fn upsert_alerts(conn: &mut Conn, alerts: &[&Alert]) -> Result<(), StoreError> {
@@ -388,61 +530,17 @@ macro_rules! common_sql {
             alerts: &[&Alert],
             update: &str,
         ) -> Result<(), StoreError> {
-            for chunk in alerts.chunks(chunk_rows(ALERT_COLUMN_COUNT)) {
-                let mut query: QueryBuilder<$db> =
-                    QueryBuilder::new(format!("INSERT INTO alerts ({ALERT_COLUMNS}) "));
-                query.push_values(chunk, |mut row, alert| {
-                    row.push_bind(alert.id.clone())
-                        .push_bind(alert.fingerprint.as_str().to_owned())
-                        .push_bind(alert.status.as_str())
-                        .push_bind(alert.category.as_str())
-                        .push_bind(alert.severity.as_str())
-                        .push_bind(alert.severity_max.as_str())
-                        .push_bind(alert.source.clone())
-                        .push_bind(alert.resource.clone())
-                        .push_bind(alert.check.clone())
-                        .push_bind(alert.service.clone())
-                        .push_bind(alert.environment.clone())
-                        .push_bind(alert.summary.clone())
-                        .push_bind(json(&alert.labels))
-                        .push_bind(alert.count)
-                        .push_bind(ms(alert.first_seen))
-                        .push_bind(ms(alert.last_seen))
-                        .push_bind(alert.last_event_id.clone())
-                        .push_bind(alert.acknowledged_by.clone())
-                        .push_bind(alert.acknowledged_at.map(ms))
-                        .push_bind(alert.assignee.clone())
-                        .push_bind(alert.resolved_by.clone())
-                        .push_bind(alert.resolved_at.map(ms))
-                        .push_bind(alert.incident_id.clone())
-                        .push_bind(alert.expires_at.map(ms))
-                        .push_bind(json(&alert.handling));
-                });
-                query.push(format!(" ON CONFLICT (id) DO UPDATE SET {update}"));
-                query.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+            let head = format!("INSERT INTO alerts ({ALERT_COLUMNS}) ");
+            let tail = format!(" ON CONFLICT (id) DO UPDATE SET {update}");
+            insert_rows(conn, &head, &tail, alerts, |alert| $crate::sql::alert_row(alert)).await
         }
 
         async fn insert_timeline(
             conn: &mut Conn,
             entries: &[&TimelineEntry],
         ) -> Result<(), StoreError> {
-            for chunk in entries.chunks(chunk_rows(TIMELINE_COLUMN_COUNT)) {
-                let mut query: QueryBuilder<$db> =
-                    QueryBuilder::new(format!("INSERT INTO alert_timeline ({TIMELINE_COLUMNS}) "));
-                query.push_values(chunk, |mut row, entry| {
-                    row.push_bind(entry.id.clone())
-                        .push_bind(entry.alert_id.clone())
-                        .push_bind(ms(entry.at))
-                        .push_bind(entry.kind.as_str())
-                        .push_bind(entry.by.clone())
-                        .push_bind(entry.message.clone())
-                        .push_bind(entry.event_id.clone());
-                });
-                query.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+            let head = format!("INSERT INTO alert_timeline ({TIMELINE_COLUMNS}) ");
+            insert_rows(conn, &head, "", entries, |entry| $crate::sql::timeline_row(entry)).await
         }
 
         async fn insert_actions(
@@ -450,27 +548,23 @@ macro_rules! common_sql {
             actions: &[&DecidedAction],
             decided_at_ms: i64,
         ) -> Result<(), StoreError> {
-            for chunk in actions.chunks(chunk_rows(ACTION_COLUMN_COUNT)) {
-                let mut query: QueryBuilder<$db> =
-                    QueryBuilder::new(format!("INSERT INTO decided_actions ({ACTION_COLUMNS}) "));
-                query.push_values(chunk, |mut row, action| {
-                    row.push_bind(action.id.clone())
-                        .push_bind(action.alert_id.clone())
-                        .push_bind(action.event_id.clone())
-                        .push_bind(action.action.to_string())
-                        .push_bind(action.kind)
-                        .push_bind(action.reason.clone())
-                        .push_bind(decided_at_ms)
-                        .push_bind(action.purpose.as_str())
-                        .push_bind(if action.suppressed_by.is_some() { "suppressed" } else { "pending" })
-                        .push_bind(action.suppressed_by.clone())
-                        .push_bind(action.group_key.clone())
-                        .push_bind(ms(action.decided_at))
-                        .push_bind(action.target.as_ref().map(json));
-                });
-                query.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+            let head = format!("INSERT INTO decided_actions ({ACTION_COLUMNS}) ");
+            insert_rows(conn, &head, "", actions, |action| $crate::sql::action_row(action, decided_at_ms)).await
+        }
+
+        /// Writes a batch's rows with the multi-row statements above (the bulk path a
+        /// backend uses unless it has a faster one of its own).
+        #[allow(dead_code)]
+        async fn write_rows_generic(
+            conn: &mut Conn,
+            rows: &$crate::sql::BatchRows<'_>,
+        ) -> Result<(), StoreError> {
+            insert_traces(conn, &rows.traces).await?;
+            insert_events(conn, &rows.events).await?;
+            upsert_alerts(conn, &rows.writes.alerts).await?;
+            write_alerts(conn, &rows.writes.repeats, ALERT_REPEAT_UPDATE).await?;
+            insert_timeline(conn, &rows.writes.timeline).await?;
+            insert_actions(conn, &rows.writes.actions, rows.decided_at_ms).await
         }
 
         /// The alerts of `fingerprints` that new events may land on (active, or resolved
@@ -552,16 +646,16 @@ macro_rules! common_sql {
                 .zip(&traces)
                 .map(|(o, t)| (&o.record, t.id.as_str()))
                 .collect();
-            let writes = $crate::sql::writes(&outcomes);
-            insert_traces(conn, &new_traces).await?;
-            insert_events(conn, &records).await?;
-            upsert_alerts(conn, &writes.alerts).await?;
-            write_alerts(conn, &writes.repeats, ALERT_REPEAT_UPDATE).await?;
-            insert_timeline(conn, &writes.timeline).await?;
-            insert_actions(conn, &writes.actions, decided_at).await?;
-            drop(writes);
+            let rows = $crate::sql::BatchRows {
+                traces: new_traces,
+                events: records,
+                writes: $crate::sql::writes(&outcomes),
+                decided_at_ms: decided_at,
+            };
+            write_rows(conn, &rows).await?;
+            let stored = rows.traces.iter().map(|t| t.id.clone()).collect();
+            drop(rows);
             after_batch(conn, pipeline, &outcomes, chrono::Utc::now()).await?;
-            let stored = new_traces.iter().map(|t| t.id.clone()).collect();
             Ok((outcomes, stored))
         }
 

@@ -9,11 +9,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{Connection, SqlSafeStr};
 
 use crate::cache::AlertCache;
 use chrono::{DateTime, Utc};
@@ -29,6 +29,69 @@ crate::sql::common_sql!(
 );
 crate::dispatch::dispatch_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "", "");
+
+/// A batch's rows go in through SQLite's C API on the writer connection (`sqlite_bulk`).
+async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result<(), StoreError> {
+    use crate::sql::{
+        ACTION_COLUMNS, ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, EVENT_COLUMNS,
+        TIMELINE_COLUMNS, action_row, alert_row, event_row, timeline_row, trace_row,
+    };
+    use crate::sqlite_bulk::insert;
+    let mut handle = conn.lock_handle().await?;
+    let db = handle.as_raw_handle();
+    crate::sqlite_bulk::blocking(|| {
+        insert(
+            db,
+            "traces",
+            "trace_id, body",
+            " ON CONFLICT (trace_id) DO NOTHING",
+            &rows.traces,
+            |t| trace_row(t),
+        )?;
+        insert(
+            db,
+            "events",
+            EVENT_COLUMNS,
+            "",
+            &rows.events,
+            |(record, trace)| event_row(record, trace),
+        )?;
+        let update = format!(" ON CONFLICT (id) DO UPDATE SET {ALERT_UPDATE}");
+        insert(
+            db,
+            "alerts",
+            ALERT_COLUMNS,
+            &update,
+            &rows.writes.alerts,
+            |a| alert_row(a),
+        )?;
+        let repeat = format!(" ON CONFLICT (id) DO UPDATE SET {ALERT_REPEAT_UPDATE}");
+        insert(
+            db,
+            "alerts",
+            ALERT_COLUMNS,
+            &repeat,
+            &rows.writes.repeats,
+            |a| alert_row(a),
+        )?;
+        insert(
+            db,
+            "alert_timeline",
+            TIMELINE_COLUMNS,
+            "",
+            &rows.writes.timeline,
+            |e| timeline_row(e),
+        )?;
+        insert(
+            db,
+            "decided_actions",
+            ACTION_COLUMNS,
+            "",
+            &rows.writes.actions,
+            |a| action_row(a, rows.decided_at_ms),
+        )
+    })
+}
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vakt.db";
@@ -46,6 +109,40 @@ pub struct SqliteStore {
     /// Held for every write transaction and the cache update after its commit, so the cache
     /// always matches what is committed.
     state: tokio::sync::Mutex<WriterState>,
+    /// The background checkpointer; stops with the store.
+    checkpoints: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often the background connection copies the log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// Copies committed pages from the write-ahead log into the database file, off the writer's
+/// path. PASSIVE never blocks the writer or readers: it copies what no reader still needs, and
+/// once it has caught up the writer starts the log over, so the log stays bounded.
+async fn checkpoint_loop(mut conn: sqlx::SqliteConnection) {
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(&mut conn)
+            .await
+        {
+            Ok(_) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "checkpointing the write-ahead log failed; retrying (the log grows meanwhile, nothing is lost)");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 #[derive(Default)]
@@ -137,19 +234,28 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // 64 MiB of page cache (negative means KiB): index pages stay in memory.
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            // After a checkpoint lets the log start over, cut the file back to 64 MiB.
+            .pragma("journal_size_limit", "67108864");
+        // The writer never checkpoints (SQLite's default would, after every commit that takes
+        // the log past 1,000 pages, with an fsync of the database file, while the batches
+        // behind it wait): a connection of its own does it in the background.
+        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             // Keep the one connection: its data_version is what tells other writers apart.
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(options.clone())
+            .connect_with(writer_options)
             .await
             .map_err(|error| unavailable(&path, error))?;
         migrator()
             .run(&writer)
             .await
             .map_err(|error| StoreError::Other(format!("migrating {}: {error}", path.display())))?;
+        let checkpointer = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .map_err(|error| unavailable(&path, error))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options.read_only(true))
@@ -160,6 +266,7 @@ impl SqliteStore {
             writer,
             reader,
             state: tokio::sync::Mutex::new(WriterState::default()),
+            checkpoints: AbortOnDrop(tokio::spawn(checkpoint_loop(checkpointer))),
         })
     }
 }
@@ -661,6 +768,7 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.checkpoints.0.abort();
         self.writer.close().await;
         self.reader.close().await;
     }

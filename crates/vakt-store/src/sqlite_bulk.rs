@@ -1,0 +1,189 @@
+//! The SQLite writer's bulk path: a batch's rows through SQLite's own C API.
+//!
+//! sqlx binds every value of a statement by copying it into owned arguments, sends them to
+//! its worker thread and copies them again into SQLite; for the multi-row statements of an
+//! ingest batch that was a third of the writer's time. Here each table gets one prepared
+//! single-row statement per batch, and every row is bound straight from the batch (SQLite
+//! reads the bytes in place: `SQLITE_STATIC`, cleared before the row's call returns), stepped
+//! and reset. It runs on sqlx's own writer connection, locked out of its worker with
+//! `lock_handle`, inside the transaction the store opened, so atomicity and durability are
+//! the transaction's as before.
+
+use std::ffi::{CStr, c_int};
+use std::ptr::NonNull;
+
+use libsqlite3_sys as ffi;
+
+use crate::StoreError;
+use crate::sql::Value;
+
+/// A prepared statement of the locked connection, finalized on drop.
+pub(crate) struct Statement<'c> {
+    db: NonNull<ffi::sqlite3>,
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    sql: &'c str,
+}
+
+impl<'c> Statement<'c> {
+    /// Prepares `sql` on `db`, which the caller holds locked for as long as the statement lives.
+    pub(crate) fn prepare(
+        db: NonNull<ffi::sqlite3>,
+        sql: &'c str,
+    ) -> Result<Statement<'c>, StoreError> {
+        let length = c_int::try_from(sql.len()).map_err(|_| {
+            StoreError::Other(format!("statement of {} bytes is too long", sql.len()))
+        })?;
+        let mut stmt = std::ptr::null_mut();
+        // SAFETY: `db` is a live connection handle held locked by the caller; `sql` is valid
+        // for `length` bytes; `stmt` receives the new statement or stays null.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(
+                db.as_ptr(),
+                sql.as_ptr().cast(),
+                length,
+                &mut stmt,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc != ffi::SQLITE_OK {
+            return Err(error(db, rc, sql));
+        }
+        let stmt = NonNull::new(stmt)
+            .ok_or_else(|| StoreError::Other(format!("SQLite prepared nothing for {sql:?}")))?;
+        Ok(Statement { db, stmt, sql })
+    }
+
+    /// Binds `values` as parameters 1.. and runs the statement once.
+    pub(crate) fn run<'v>(
+        &mut self,
+        values: impl IntoIterator<Item = Value<'v>>,
+    ) -> Result<(), StoreError> {
+        let stmt = self.stmt.as_ptr();
+        let bound = self.bind(values);
+        // SAFETY: `stmt` is a live statement of the locked connection.
+        let rc = if bound.is_ok() {
+            unsafe { ffi::sqlite3_step(stmt) }
+        } else {
+            ffi::SQLITE_DONE
+        };
+        let failed =
+            (rc != ffi::SQLITE_DONE && rc != ffi::SQLITE_ROW).then(|| error(self.db, rc, self.sql));
+        // SAFETY: as above. Resetting and clearing drops every pointer to the values bound
+        // with SQLITE_STATIC before they can go out of scope.
+        unsafe {
+            ffi::sqlite3_reset(stmt);
+            ffi::sqlite3_clear_bindings(stmt);
+        }
+        bound?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn bind<'v>(&mut self, values: impl IntoIterator<Item = Value<'v>>) -> Result<(), StoreError> {
+        let stmt = self.stmt.as_ptr();
+        for (i, value) in values.into_iter().enumerate() {
+            let index = c_int::try_from(i + 1)
+                .map_err(|_| StoreError::Other("too many parameters".into()))?;
+            // SAFETY: `stmt` is live. A borrowed text points into data that lives for 'v,
+            // beyond `run`, which clears the bindings before it returns (SQLITE_STATIC); an
+            // owned text is dropped at the end of its arm, so SQLite copies it
+            // (SQLITE_TRANSIENT).
+            let rc = unsafe {
+                match value {
+                    Value::Text(None) | Value::Int(None) => ffi::sqlite3_bind_null(stmt, index),
+                    Value::Text(Some(std::borrow::Cow::Borrowed(text))) => ffi::sqlite3_bind_text(
+                        stmt,
+                        index,
+                        text.as_ptr().cast(),
+                        text_len(text)?,
+                        ffi::SQLITE_STATIC(),
+                    ),
+                    Value::Text(Some(std::borrow::Cow::Owned(text))) => ffi::sqlite3_bind_text(
+                        stmt,
+                        index,
+                        text.as_ptr().cast(),
+                        text_len(&text)?,
+                        ffi::SQLITE_TRANSIENT(),
+                    ),
+                    Value::Int(Some(number)) => ffi::sqlite3_bind_int64(stmt, index, number),
+                    Value::Bool(flag) => ffi::sqlite3_bind_int64(stmt, index, i64::from(flag)),
+                }
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(error(self.db, rc, self.sql));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Statement<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the statement is live and finalized exactly once, here.
+        unsafe {
+            ffi::sqlite3_finalize(self.stmt.as_ptr());
+        }
+    }
+}
+
+fn text_len(text: &str) -> Result<c_int, StoreError> {
+    c_int::try_from(text.len()).map_err(|_| {
+        StoreError::Other(format!(
+            "a value of {} bytes is too long for SQLite",
+            text.len()
+        ))
+    })
+}
+
+/// The connection's error in the words sqlx would use, classified the same way (busy,
+/// read-only, I/O, disk full and cannot-open are "unavailable").
+fn error(db: NonNull<ffi::sqlite3>, rc: c_int, sql: &str) -> StoreError {
+    // SAFETY: `db` is live; sqlite3_errmsg returns a NUL-terminated string it owns, copied
+    // out at once.
+    let message = unsafe { CStr::from_ptr(ffi::sqlite3_errmsg(db.as_ptr())) }
+        .to_string_lossy()
+        .into_owned();
+    let statement: String = sql.chars().take(60).collect();
+    let text = format!("error returned from database: (code: {rc}) {message} (in {statement}...)");
+    match rc & 0xff {
+        ffi::SQLITE_BUSY
+        | ffi::SQLITE_READONLY
+        | ffi::SQLITE_IOERR
+        | ffi::SQLITE_FULL
+        | ffi::SQLITE_CANTOPEN => StoreError::Unavailable(text),
+        _ => StoreError::Other(text),
+    }
+}
+
+/// Inserts `items` with one single-row statement: `INSERT INTO {table} ({columns}) VALUES
+/// (?1, ...){tail}`.
+pub(crate) fn insert<T, const N: usize>(
+    db: NonNull<ffi::sqlite3>,
+    table: &str,
+    columns: &str,
+    tail: &str,
+    items: &[T],
+    to_row: impl for<'a> Fn(&'a T) -> [Value<'a>; N],
+) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let placeholders: Vec<String> = (1..=N).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "INSERT INTO {table} ({columns}) VALUES ({}){tail}",
+        placeholders.join(", ")
+    );
+    let mut statement = Statement::prepare(db, &sql)?;
+    for item in items {
+        statement.run(to_row(item))?;
+    }
+    Ok(())
+}
+
+/// Runs blocking SQLite work from async code: on a multi-threaded runtime the worker hands
+/// its other tasks to its peers meanwhile; on a single-threaded one (tests) it just runs.
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
