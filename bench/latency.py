@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 port, vakt, seconds = int(sys.argv[1]), sys.argv[2], float(sys.argv[3])
 latencies = []
+accepts = []  # the probe's POST round trip: receipt to durable commit, plus HTTP
 lock = threading.Lock()
 
 
@@ -45,7 +46,9 @@ while time.time() < end:
     request = urllib.request.Request(f"{vakt}/api/v1/events", json.dumps(event).encode(),
                                      {"content-type": "application/json"})
     try:
+        started = time.time()
         urllib.request.urlopen(request, timeout=10).read()
+        accepts.append((time.time() - started) * 1000)
         sent += 1
     except Exception as error:  # a refusal under load is counted, not fatal
         print(f"probe refused: {error}", file=sys.stderr)
@@ -54,5 +57,8 @@ time.sleep(3)
 with lock:
     got = sorted(latencies)
 pick = lambda q: round(got[min(len(got) - 1, int(q * len(got)))], 1) if got else None
+acc = sorted(accepts)
+pick_acc = lambda q: round(acc[min(len(acc) - 1, int(q * len(acc)))], 1) if acc else None
 print(json.dumps({"probes_sent": sent, "delivered": len(got), "p50_ms": pick(0.5), "p90_ms": pick(0.9),
-                  "p99_ms": pick(0.99), "max_ms": round(got[-1], 1) if got else None}))
+                  "p99_ms": pick(0.99), "max_ms": round(got[-1], 1) if got else None,
+                  "accept_p50_ms": pick_acc(0.5), "accept_p99_ms": pick_acc(0.99)}))

@@ -2,7 +2,8 @@
 # Event-to-webhook latency while vakt takes a steady load: `vakt bench` offers RATE events/s
 # (batches of 500, alerts that run no action) for SECONDS, and bench/latency.py probes 20
 # events/s whose rule runs a webhook, measuring receipt to delivery.
-# Usage: bench/latency.sh [RATE] [SECONDS]
+# Usage: bench/latency.sh [RATE] [SECONDS]   (BATCH_MAX=N sets ingest.batch_events_max;
+# METRICS_OUT=FILE keeps the commit-time and batch-size histograms from /metrics)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate=${1:-20000}
@@ -38,5 +39,6 @@ probe=$!
     --batch 500 --concurrency 8 --fingerprints 10000 --exceptions 0 --ok-share 0.1 --json \
     >"$work/load.json" 2>/dev/null || true
 wait "$probe"
+curl -s "localhost:$port/metrics" | grep -E "commit_seconds|commit_batch" > "${METRICS_OUT:-/dev/null}" || true
 echo "load:    $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["events_per_second"]), "events/s accepted of", d["events"], "offered; request p99", d["latency_ms"]["p99"], "ms")' "$work/load.json") (offered at $rate/s)"
 echo "latency: $(cat "$work/latency.json")"

@@ -484,6 +484,8 @@ pub struct Dispatcher {
     per_action: Mutex<HashMap<String, Arc<Semaphore>>>,
     throttles: Mutex<Throttles>,
     finisher: tokio::sync::mpsc::Sender<Finished>,
+    /// When abandoned leases were last looked for (a write transaction: not every round).
+    recovered_at: Mutex<Option<Instant>>,
 }
 
 /// An attempt to store, and who waits for it.
@@ -555,6 +557,7 @@ pub fn spawn(
         per_action: Mutex::new(HashMap::new()),
         throttles: Mutex::new(Throttles::default()),
         finisher: finished,
+        recovered_at: Mutex::new(None),
     });
     tokio::spawn(async move {
         // The embedded database has one writer process: whatever was running when this
@@ -603,13 +606,30 @@ impl Dispatcher {
     /// One pass: take back abandoned actions, start due ones, send due groups, summaries.
     async fn round(self: &Arc<Self>, handling: &Arc<Handling>) -> Result<(), StoreError> {
         let store = Arc::clone(&self.state.store);
-        let now = Utc::now();
-        let recovered = store.recover_actions(now, now).await?;
-        if !recovered.is_empty() {
-            tracing::warn!(
-                actions = recovered.len(),
-                "took back actions whose dispatcher stopped mid-attempt"
-            );
+        // Leases run for many seconds, so looking for abandoned ones once a poll interval is
+        // soon enough; rounds woken by new work (many a second under load) skip it, and the
+        // claim behind it does not queue for the writer twice.
+        let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(10));
+        let recover = {
+            let mut at = self
+                .recovered_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = at.is_none_or(|at| at.elapsed() >= poll);
+            if due {
+                *at = Some(Instant::now());
+            }
+            due
+        };
+        if recover {
+            let now = Utc::now();
+            let recovered = store.recover_actions(now, now).await?;
+            if !recovered.is_empty() {
+                tracing::warn!(
+                    actions = recovered.len(),
+                    "took back actions whose dispatcher stopped mid-attempt"
+                );
+            }
         }
         // Claim in batches: a claim is a write transaction, so claiming one action each time
         // one finishes would spend a commit per action. Wait for a quarter of the slots.
