@@ -173,6 +173,9 @@ pub trait Store: Send + Sync + 'static {
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError>;
     async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
+    /// The alerts with these ids, each once, in the order of their first mention; ids with
+    /// no alert are left out. One query per few thousand ids, not one per id.
+    async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError>;
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError>;
     /// The alert's timeline, oldest first.
     async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError>;

@@ -198,6 +198,10 @@ impl Store for PostgresStore {
         get_alert(&mut *self.pool.acquire().await?, id, false).await
     }
 
+    async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
+        get_alerts(&mut *self.pool.acquire().await?, ids).await
+    }
+
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         list_alerts(&mut *self.pool.acquire().await?, query).await
     }

@@ -359,7 +359,7 @@ macro_rules! common_sql {
         };
         use $crate::sql::{
             chunk_rows, from_json, json, ms, opt_time, parsed, time, ACTION_COLUMNS,
-            ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, EVENT_COLUMNS, EVENT_SELECT,
+            ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, BINDS_MAX, EVENT_COLUMNS, EVENT_SELECT,
             TIMELINE_COLUMNS,
         };
         use $crate::{AlertQuery, EventQuery, Page, StoreError};
@@ -657,6 +657,28 @@ macro_rules! common_sql {
             drop(rows);
             after_batch(conn, pipeline, &outcomes, chrono::Utc::now()).await?;
             Ok((outcomes, stored))
+        }
+
+        async fn get_alerts(conn: &mut Conn, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
+            let mut unique: Vec<&str> = Vec::with_capacity(ids.len());
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            unique.extend(ids.iter().copied().filter(|id| seen.insert(*id)));
+            let mut found: std::collections::HashMap<String, Alert> =
+                std::collections::HashMap::with_capacity(unique.len());
+            for chunk in unique.chunks(BINDS_MAX) {
+                let mut query: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id IN ("));
+                let mut list = query.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                for row in query.build().fetch_all(&mut *conn).await? {
+                    let alert = alert_from_row(&row)?;
+                    found.insert(alert.id.clone(), alert);
+                }
+            }
+            Ok(unique.into_iter().filter_map(|id| found.remove(id)).collect())
         }
 
         async fn get_alert(conn: &mut Conn, id: &str, lock: bool) -> Result<Option<Alert>, StoreError> {

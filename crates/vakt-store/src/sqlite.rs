@@ -410,6 +410,10 @@ impl Store for SqliteStore {
         get_alert(&mut *self.reader.acquire().await?, id, false).await
     }
 
+    async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
+        get_alerts(&mut *self.reader.acquire().await?, ids).await
+    }
+
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         list_alerts(&mut *self.reader.acquire().await?, query).await
     }

@@ -359,6 +359,34 @@ async fn lists_filter_and_paginate(backend: &Backend) {
     sorted.dedup();
     assert_eq!(sorted.len(), 25, "no alert twice across pages");
 
+    // Many alerts by id in one call: each once, in the order first asked, unknown ids left out.
+    let all = store
+        .alerts(&AlertQuery {
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .items;
+    let ids: Vec<&str> = [
+        all[3].id.as_str(),
+        "no-such-alert",
+        all[0].id.as_str(),
+        all[3].id.as_str(),
+    ]
+    .into_iter()
+    .chain(all.iter().skip(10).map(|a| a.id.as_str()))
+    .collect();
+    let by_id = store.alerts_by_id(&ids).await.expect("by id");
+    let got: Vec<&str> = by_id.iter().map(|a| a.id.as_str()).collect();
+    let expected: Vec<&str> = [all[3].id.as_str(), all[0].id.as_str()]
+        .into_iter()
+        .chain(all.iter().skip(10).map(|a| a.id.as_str()))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(by_id[0].resource, all[3].resource, "whole alerts come back");
+    assert!(store.alerts_by_id(&[]).await.expect("none").is_empty());
+
     let critical = store
         .alerts(&AlertQuery {
             severity: Some(Severity::Critical),

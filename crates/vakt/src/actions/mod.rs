@@ -1328,14 +1328,15 @@ impl Dispatcher {
                 continue;
             };
             let started = Utc::now();
-            let mut alerts = Vec::with_capacity(members.len());
-            for member in &members {
-                if let Ok(Some(alert)) = store.alert(&member.decided.alert_id).await
-                    && !alerts.iter().any(|a: &Alert| a.id == alert.id)
-                {
-                    alerts.push(alert);
-                }
-            }
+            // The members' alerts, each once, in one query (not one per member).
+            let ids: Vec<&str> = members
+                .iter()
+                .map(|m| m.decided.alert_id.as_str())
+                .collect();
+            let mut alerts = store.alerts_by_id(&ids).await.unwrap_or_else(|error| {
+                tracing::warn!(%error, group = %head.group_key, "cannot read the group's alerts; the message lists none");
+                Vec::new()
+            });
             // Inhibited members are left out of the message and recorded as skipped.
             let mut skipped: HashMap<String, String> = HashMap::new();
             if !handling.inhibit.is_empty()
