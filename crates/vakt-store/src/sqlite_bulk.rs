@@ -187,3 +187,76 @@ pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
         _ => work(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sqlx::{Connection, SqliteConnection};
+
+    use super::*;
+
+    type Row = (&'static str, i64, Option<String>);
+
+    fn values(row: &Row) -> [Value<'_>; 3] {
+        [
+            Value::Text(Some(Cow::Borrowed(row.0))),
+            Value::Int(Some(row.1)),
+            Value::Text(row.2.clone().map(Cow::Owned)),
+        ]
+    }
+
+    #[tokio::test]
+    async fn rows_go_in_and_a_failure_says_which_statement_and_why() {
+        let mut conn = SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("open");
+        sqlx::query("CREATE TABLE t (id TEXT PRIMARY KEY, n INTEGER NOT NULL, note TEXT)")
+            .execute(&mut conn)
+            .await
+            .expect("create");
+        {
+            let mut handle = conn.lock_handle().await.expect("lock");
+            let db = handle.as_raw_handle();
+            let rows: Vec<Row> = vec![("a", 1, Some("first".into())), ("b", 2, None)];
+            insert(db, "t", "id, n, note", "", &rows, values).expect("insert");
+            // A duplicate id fails at its row; the rows before it stay, the one after is not run.
+            let more: Vec<Row> = vec![("c", 3, None), ("a", 4, None), ("d", 5, None)];
+            match insert(db, "t", "id, n, note", "", &more, values) {
+                Err(StoreError::Other(message)) => {
+                    assert!(
+                        message.contains("UNIQUE constraint failed: t.id"),
+                        "{message}"
+                    );
+                    assert!(message.contains("INSERT INTO t (id, n, note)"), "{message}");
+                }
+                other => panic!("expected a constraint error, got {other:?}"),
+            }
+            // The conflict clause is passed through.
+            let again: Vec<Row> = vec![("a", 9, None), ("e", 6, Some("last".into()))];
+            insert(
+                db,
+                "t",
+                "id, n, note",
+                " ON CONFLICT (id) DO NOTHING",
+                &again,
+                values,
+            )
+            .expect("insert or ignore");
+        }
+        let stored: Vec<(String, i64, Option<String>)> =
+            sqlx::query_as("SELECT id, n, note FROM t ORDER BY id")
+                .fetch_all(&mut conn)
+                .await
+                .expect("read");
+        assert_eq!(
+            stored,
+            vec![
+                ("a".into(), 1, Some("first".into())),
+                ("b".into(), 2, None),
+                ("c".into(), 3, None),
+                ("e".into(), 6, Some("last".into())),
+            ]
+        );
+    }
+}
