@@ -90,22 +90,25 @@ pub(crate) fn correlate_batch(
     silences: &vakt_core::silence::ActiveSilences,
     batch: Vec<Prepared>,
     event_ids: &[String],
-    mut current: HashMap<Fingerprint, Alert>,
+    current: HashMap<Fingerprint, Alert>,
 ) -> Vec<Correlated> {
     let mut new_id = new_id;
-    batch
-        .into_iter()
-        .zip(event_ids)
-        .map(|(prepared, event_id)| {
-            let alert = current.get(&prepared.fingerprint);
-            let outcome =
-                pipeline.correlate(prepared, event_id.clone(), alert, silences, &mut new_id);
-            if let Some(alert) = &outcome.alert {
-                current.insert(alert.fingerprint.clone(), alert.clone());
-            }
-            outcome
-        })
-        .collect()
+    // Where each fingerprint's latest state is: the outcome of its last event in this batch
+    // (by index, so no alert is copied to remember it), else what storage had.
+    let mut latest: HashMap<Fingerprint, usize> = HashMap::new();
+    let mut outcomes: Vec<Correlated> = Vec::with_capacity(batch.len());
+    for (prepared, event_id) in batch.into_iter().zip(event_ids) {
+        let alert = match latest.get(&prepared.fingerprint) {
+            Some(&i) => outcomes[i].alert.as_ref(),
+            None => current.get(&prepared.fingerprint),
+        };
+        let outcome = pipeline.correlate(prepared, event_id.clone(), alert, silences, &mut new_id);
+        if let Some(alert) = &outcome.alert {
+            latest.insert(alert.fingerprint.clone(), outcomes.len());
+        }
+        outcomes.push(outcome);
+    }
+    outcomes
 }
 
 /// A trace serialised, and its content address: 128 bits of SHA-256, hex.
