@@ -1333,10 +1333,9 @@ impl Dispatcher {
                 .iter()
                 .map(|m| m.decided.alert_id.as_str())
                 .collect();
-            let mut alerts = store.alerts_by_id(&ids).await.unwrap_or_else(|error| {
-                tracing::warn!(%error, group = %head.group_key, "cannot read the group's alerts; the message lists none");
-                Vec::new()
-            });
+            // A failed read ends the round: the members stay leased and are taken back
+            // when the lease runs out, then sent again; nothing is marked as sent.
+            let mut alerts = store.alerts_by_id(&ids).await?;
             // Inhibited members are left out of the message and recorded as skipped.
             let mut skipped: HashMap<String, String> = HashMap::new();
             if !handling.inhibit.is_empty()
