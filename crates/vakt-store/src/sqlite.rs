@@ -9,11 +9,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, SqlSafeStr};
 
 use crate::cache::AlertCache;
 use chrono::{DateTime, Utc};
@@ -109,40 +109,6 @@ pub struct SqliteStore {
     /// Held for every write transaction and the cache update after its commit, so the cache
     /// always matches what is committed.
     state: tokio::sync::Mutex<WriterState>,
-    /// The background checkpointer; stops with the store.
-    checkpoints: AbortOnDrop,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// How often the background connection copies the log into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-
-/// Copies committed pages from the write-ahead log into the database file, off the writer's
-/// path. PASSIVE never blocks the writer or readers: it copies what no reader still needs, and
-/// once it has caught up the writer starts the log over, so the log stays bounded.
-async fn checkpoint_loop(mut conn: sqlx::SqliteConnection) {
-    let mut failing = false;
-    loop {
-        tokio::time::sleep(CHECKPOINT_EVERY).await;
-        match sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&mut conn)
-            .await
-        {
-            Ok(_) => failing = false,
-            Err(error) if !failing => {
-                failing = true;
-                tracing::warn!(%error, "checkpointing the write-ahead log failed; retrying (the log grows meanwhile, nothing is lost)");
-            }
-            Err(_) => {}
-        }
-    }
 }
 
 #[derive(Default)]
@@ -234,28 +200,19 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // 64 MiB of page cache (negative means KiB): index pages stay in memory.
-            .pragma("cache_size", "-65536")
-            // After a checkpoint lets the log start over, cut the file back to 64 MiB.
-            .pragma("journal_size_limit", "67108864");
-        // The writer never checkpoints (SQLite's default would, after every commit that takes
-        // the log past 1,000 pages, with an fsync of the database file, while the batches
-        // behind it wait): a connection of its own does it in the background.
-        let writer_options = options.clone().pragma("wal_autocheckpoint", "0");
+            .pragma("cache_size", "-65536");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             // Keep the one connection: its data_version is what tells other writers apart.
             .idle_timeout(None)
             .max_lifetime(None)
-            .connect_with(writer_options)
+            .connect_with(options.clone())
             .await
             .map_err(|error| unavailable(&path, error))?;
         migrator()
             .run(&writer)
             .await
             .map_err(|error| StoreError::Other(format!("migrating {}: {error}", path.display())))?;
-        let checkpointer = sqlx::SqliteConnection::connect_with(&options)
-            .await
-            .map_err(|error| unavailable(&path, error))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options.read_only(true))
@@ -266,7 +223,6 @@ impl SqliteStore {
             writer,
             reader,
             state: tokio::sync::Mutex::new(WriterState::default()),
-            checkpoints: AbortOnDrop(tokio::spawn(checkpoint_loop(checkpointer))),
         })
     }
 }
@@ -772,7 +728,6 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
-        self.checkpoints.0.abort();
         self.writer.close().await;
         self.reader.close().await;
     }
