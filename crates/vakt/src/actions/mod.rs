@@ -1030,21 +1030,16 @@ impl Dispatcher {
                 self.notify(handling, channel, config, to, &context, &record.decided.id)
                     .await
             }
-            vakt_core::escalation::Via::Phone { url } => Outcome::from(
-                deliver::http(
-                    &self.client,
-                    deliver::HttpCall {
-                        method: "POST",
-                        url,
-                        headers: &[],
-                        body: context.document().to_string(),
-                        timeout: Duration::from_secs(10),
-                        idempotency_key: &record.decided.id,
-                        hmac_secret: None,
-                    },
+            vakt_core::escalation::Via::Phone { url } => {
+                self.post(
+                    url,
+                    &[],
+                    context.document().to_string(),
+                    Duration::from_secs(10),
+                    &record.decided.id,
                 )
-                .await,
-            ),
+                .await
+            }
         }
     }
 
@@ -1276,15 +1271,28 @@ impl Dispatcher {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let timeout = Duration::from_secs(chat.timeout_secs);
+        self.post(&chat.url, &headers, body, timeout, key).await
+    }
+
+    /// POSTs a document (a chat message, a phone page) with its idempotency key.
+    async fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: String,
+        timeout: Duration,
+        key: &str,
+    ) -> Outcome {
         Outcome::from(
             deliver::http(
                 &self.client,
                 deliver::HttpCall {
                     method: "POST",
-                    url: &chat.url,
-                    headers: &headers,
+                    url,
+                    headers,
                     body,
-                    timeout: Duration::from_secs(chat.timeout_secs),
+                    timeout,
                     idempotency_key: key,
                     hmac_secret: None,
                 },
