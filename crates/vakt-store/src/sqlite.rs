@@ -38,7 +38,7 @@ async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result
     };
     use crate::sqlite_bulk::insert;
     let mut handle = conn.lock_handle().await?;
-    let db = handle.as_raw_handle();
+    let db = &mut handle;
     crate::sqlite_bulk::blocking(|| {
         insert(
             db,

@@ -13,28 +13,32 @@ use std::ffi::{CStr, c_int};
 use std::ptr::NonNull;
 
 use libsqlite3_sys as ffi;
+use sqlx::sqlite::LockedSqliteHandle;
 
 use crate::StoreError;
 use crate::sql::Value;
 
-/// A prepared statement of the locked connection, finalized on drop.
+/// A prepared statement of a locked connection, finalized on drop. It borrows the lock, so
+/// the connection is live and ours for as long as the statement is.
 pub(crate) struct Statement<'c> {
     db: NonNull<ffi::sqlite3>,
     stmt: NonNull<ffi::sqlite3_stmt>,
     sql: &'c str,
+    _lock: std::marker::PhantomData<&'c mut ()>,
 }
 
 impl<'c> Statement<'c> {
-    /// Prepares `sql` on `db`, which the caller holds locked for as long as the statement lives.
+    /// Prepares `sql` on the locked connection.
     pub(crate) fn prepare(
-        db: NonNull<ffi::sqlite3>,
+        handle: &'c mut LockedSqliteHandle<'_>,
         sql: &'c str,
     ) -> Result<Statement<'c>, StoreError> {
+        let db = handle.as_raw_handle();
         let length = c_int::try_from(sql.len()).map_err(|_| {
             StoreError::Other(format!("statement of {} bytes is too long", sql.len()))
         })?;
         let mut stmt = std::ptr::null_mut();
-        // SAFETY: `db` is a live connection handle held locked by the caller; `sql` is valid
+        // SAFETY: `db` is a live connection handle, locked for 'c by `handle`; `sql` is valid
         // for `length` bytes; `stmt` receives the new statement or stays null.
         let rc = unsafe {
             ffi::sqlite3_prepare_v2(
@@ -50,7 +54,12 @@ impl<'c> Statement<'c> {
         }
         let stmt = NonNull::new(stmt)
             .ok_or_else(|| StoreError::Other(format!("SQLite prepared nothing for {sql:?}")))?;
-        Ok(Statement { db, stmt, sql })
+        Ok(Statement {
+            db,
+            stmt,
+            sql,
+            _lock: std::marker::PhantomData,
+        })
     }
 
     /// Binds `values` as parameters 1.. and runs the statement once.
@@ -157,7 +166,7 @@ fn error(db: NonNull<ffi::sqlite3>, rc: c_int, sql: &str) -> StoreError {
 /// Inserts `items` with one single-row statement: `INSERT INTO {table} ({columns}) VALUES
 /// (?1, ...){tail}`.
 pub(crate) fn insert<T, const N: usize>(
-    db: NonNull<ffi::sqlite3>,
+    handle: &mut LockedSqliteHandle<'_>,
     table: &str,
     columns: &str,
     tail: &str,
@@ -172,7 +181,7 @@ pub(crate) fn insert<T, const N: usize>(
         "INSERT INTO {table} ({columns}) VALUES ({}){tail}",
         placeholders.join(", ")
     );
-    let mut statement = Statement::prepare(db, &sql)?;
+    let mut statement = Statement::prepare(handle, &sql)?;
     for item in items {
         statement.run(to_row(item))?;
     }
@@ -217,7 +226,7 @@ mod tests {
             .expect("create");
         {
             let mut handle = conn.lock_handle().await.expect("lock");
-            let db = handle.as_raw_handle();
+            let db = &mut handle;
             let rows: Vec<Row> = vec![("a", 1, Some("first".into())), ("b", 2, None)];
             insert(db, "t", "id, n, note", "", &rows, values).expect("insert");
             // A duplicate id fails at its row; the rows before it stay, the one after is not run.
