@@ -29,6 +29,16 @@ pub(crate) const ALERT_COLUMN_COUNT: usize = 25;
 pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at, handling = excluded.handling";
 /// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
 pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at, handling = excluded.handling";
+pub(crate) const TRACE_COLUMNS: &str = "trace_id, body";
+/// What follows a trace insert: traces are content-addressed, so a known one is kept as is.
+pub(crate) const TRACE_CONFLICT: &str = " ON CONFLICT (trace_id) DO NOTHING";
+
+/// What follows an alert insert: on an existing id, set the columns `update` names
+/// (`ALERT_UPDATE` or `ALERT_REPEAT_UPDATE`).
+pub(crate) fn alert_conflict(update: &str) -> String {
+    format!(" ON CONFLICT (id) DO UPDATE SET {update}")
+}
+
 pub(crate) const TIMELINE_COLUMNS: &str = "id, alert_id, at, kind, actor, message, event_id";
 pub(crate) const TIMELINE_COLUMN_COUNT: usize = 7;
 pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, target";
@@ -520,7 +530,8 @@ macro_rules! common_sql {
             conn: &mut Conn,
             traces: &[&$crate::sql::InternedTrace],
         ) -> Result<(), StoreError> {
-            insert_rows(conn, "INSERT INTO traces (trace_id, body) ", " ON CONFLICT (trace_id) DO NOTHING", traces, |trace| $crate::sql::trace_row(trace)).await
+            let head = format!("INSERT INTO traces ({}) ", $crate::sql::TRACE_COLUMNS);
+            insert_rows(conn, &head, $crate::sql::TRACE_CONFLICT, traces, |trace| $crate::sql::trace_row(trace)).await
         }
 
         async fn upsert_alerts(conn: &mut Conn, alerts: &[&Alert]) -> Result<(), StoreError> {
@@ -534,7 +545,7 @@ macro_rules! common_sql {
             update: &str,
         ) -> Result<(), StoreError> {
             let head = format!("INSERT INTO alerts ({ALERT_COLUMNS}) ");
-            let tail = format!(" ON CONFLICT (id) DO UPDATE SET {update}");
+            let tail = $crate::sql::alert_conflict(update);
             insert_rows(conn, &head, &tail, alerts, |alert| $crate::sql::alert_row(alert)).await
         }
 

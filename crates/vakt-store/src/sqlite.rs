@@ -34,7 +34,8 @@ crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "", ""
 async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result<(), StoreError> {
     use crate::sql::{
         ACTION_COLUMNS, ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, EVENT_COLUMNS,
-        TIMELINE_COLUMNS, action_row, alert_row, event_row, timeline_row, trace_row,
+        TIMELINE_COLUMNS, TRACE_COLUMNS, TRACE_CONFLICT, action_row, alert_conflict, alert_row,
+        event_row, timeline_row, trace_row,
     };
     use crate::sqlite_bulk::insert;
     let mut handle = conn.lock_handle().await?;
@@ -43,8 +44,8 @@ async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result
         insert(
             db,
             "traces",
-            "trace_id, body",
-            " ON CONFLICT (trace_id) DO NOTHING",
+            TRACE_COLUMNS,
+            TRACE_CONFLICT,
             &rows.traces,
             |t| trace_row(t),
         )?;
@@ -56,7 +57,7 @@ async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result
             &rows.events,
             |(record, trace)| event_row(record, trace),
         )?;
-        let update = format!(" ON CONFLICT (id) DO UPDATE SET {ALERT_UPDATE}");
+        let update = alert_conflict(ALERT_UPDATE);
         insert(
             db,
             "alerts",
@@ -65,7 +66,7 @@ async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result
             &rows.writes.alerts,
             |a| alert_row(a),
         )?;
-        let repeat = format!(" ON CONFLICT (id) DO UPDATE SET {ALERT_REPEAT_UPDATE}");
+        let repeat = alert_conflict(ALERT_REPEAT_UPDATE);
         insert(
             db,
             "alerts",
@@ -243,10 +244,9 @@ impl SqliteStore {
         };
         let mut conn = self.writer.acquire().await?;
         let now = chrono::Utc::now();
-        for id in alert_ids {
-            if let Some(alert) = get_alert(&mut conn, id, false).await? {
-                cache.put(&alert, now);
-            }
+        let ids: Vec<&str> = alert_ids.iter().map(String::as_str).collect();
+        for alert in get_alerts(&mut conn, &ids).await? {
+            cache.put(&alert, now);
         }
         // This process's own commit: the cache is right, not stale.
         let version: i64 = sqlx::query_scalar("PRAGMA data_version")
