@@ -6,8 +6,13 @@
 //! commit, and rebuilt when a reload changes the reopen window. While it holds every such
 //! alert (`complete`) a miss means "no alert"; once more alerts can take events than it
 //! holds, the oldest entries are evicted and misses are read from the database.
-//! **Invariant:** every alert the cache holds is what `load_current` would read from the
-//! database for its fingerprint.
+//!
+//! Alerts resolved before `history_before` are history: they are neither held nor loaded.
+//! The cutoff only moves forward (`prune`), and lies a margin before the reopen cutoff of
+//! any batch (`sql::reopen_cutoff`), so a batch whose events were received slightly out of
+//! order still finds every alert it may reopen; correlate applies the exact window.
+//! **Invariant:** for every fingerprint, the cache holds what `load_current` would read from
+//! the database with the same cutoff, or (when not `complete`) nothing.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -17,6 +22,8 @@ use vakt_core::{Alert, Fingerprint};
 pub(crate) struct AlertCache {
     /// The reopen window the cache was loaded for.
     pub window: chrono::Duration,
+    /// Alerts resolved before this are history (see the module's comment).
+    history_before: DateTime<Utc>,
     alerts: HashMap<Fingerprint, Alert>,
     /// Resolved alerts in the order they resolved, to forget them when the window passes.
     resolved: VecDeque<(DateTime<Utc>, Fingerprint, String)>,
@@ -31,6 +38,7 @@ impl AlertCache {
     /// A cache of `alerts`; `complete` when they are all the alerts that can take events.
     pub fn new(
         window: chrono::Duration,
+        history_before: DateTime<Utc>,
         alerts: HashMap<Fingerprint, Alert>,
         capacity: usize,
         complete: bool,
@@ -47,6 +55,7 @@ impl AlertCache {
         let order = alerts.keys().cloned().collect();
         AlertCache {
             window,
+            history_before,
             alerts,
             resolved: resolved.into(),
             order,
@@ -55,10 +64,17 @@ impl AlertCache {
         }
     }
 
-    /// Forgets resolved alerts whose reopen window closed before `now`.
-    pub fn prune(&mut self, now: DateTime<Utc>) {
+    /// Alerts resolved before this are history.
+    pub fn history_before(&self) -> DateTime<Utc> {
+        self.history_before
+    }
+
+    /// Moves the history cutoff forward to `history_before` (never back) and forgets the
+    /// resolved alerts it passes.
+    pub fn prune(&mut self, history_before: DateTime<Utc>) {
+        self.history_before = self.history_before.max(history_before);
         while let Some((at, _, _)) = self.resolved.front() {
-            if now - *at <= self.window {
+            if *at >= self.history_before {
                 break;
             }
             if let Some((_, fingerprint, id)) = self.resolved.pop_front()
@@ -94,11 +110,21 @@ impl AlertCache {
         (found, missing)
     }
 
-    /// Records an alert's committed state. A resolved alert whose window already closed (an
-    /// operator commenting on history) is not state and is left out.
-    pub fn put(&mut self, alert: &Alert, now: DateTime<Utc>) {
+    /// Records an alert's committed state. A resolved alert that is already history (an
+    /// operator commenting on an old alert, or an alert resolved when the window is zero)
+    /// is not state: it is not held, and it replaces the copy held for its fingerprint when
+    /// that copy is the same alert or an older one (issue 13: an open copy left behind made
+    /// the next problem a "repeat" of a resolved alert).
+    pub fn put(&mut self, alert: &Alert) {
         if let (false, Some(at)) = (alert.status.is_active(), alert.resolved_at) {
-            if now - at > self.window {
+            if at < self.history_before {
+                if self
+                    .alerts
+                    .get(&alert.fingerprint)
+                    .is_some_and(|held| held.id <= alert.id)
+                {
+                    self.alerts.remove(&alert.fingerprint);
+                }
                 return;
             }
             self.resolved

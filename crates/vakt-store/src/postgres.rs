@@ -149,12 +149,8 @@ impl Store for PostgresStore {
                 let mut known = self.traces.lock().await;
                 let mut tx = self.pool.begin().await?;
                 // Other nodes write too: read the alert state inside the transaction, locked.
-                let since = batch
-                    .iter()
-                    .map(|p| p.event.received_at)
-                    .min()
-                    .unwrap_or_else(chrono::Utc::now)
-                    - pipeline.reopen_window();
+                let since =
+                    crate::sql::reopen_cutoff(&batch, pipeline.reopen_window(), chrono::Utc::now());
                 let mut fingerprints: Vec<&Fingerprint> =
                     batch.iter().map(|p| &p.fingerprint).collect();
                 fingerprints.sort_unstable();

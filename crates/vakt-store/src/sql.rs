@@ -76,15 +76,17 @@ pub(crate) fn parsed<T>(column: &str, result: Result<T, String>) -> Result<T, St
 }
 
 /// Of the alerts stored for one fingerprint, the one new events land on: the active one,
-/// else the most recently resolved.
+/// else the newest of the resolved ones.
 pub(crate) fn current_alerts(candidates: Vec<Alert>) -> HashMap<Fingerprint, Alert> {
     let mut current: HashMap<Fingerprint, Alert> = HashMap::new();
     for alert in candidates {
         let better = match current.get(&alert.fingerprint) {
             None => true,
             Some(held) => {
+                // An unresolved alert wins; among resolved ones the newest alert (ids are
+                // time-ordered), as the writer's cache keeps it.
                 (alert.status.is_active() && !held.status.is_active())
-                    || (!held.status.is_active() && alert.resolved_at > held.resolved_at)
+                    || (!held.status.is_active() && alert.id > held.id)
             }
         };
         if better {
@@ -92,6 +94,23 @@ pub(crate) fn current_alerts(candidates: Vec<Alert>) -> HashMap<Fingerprint, Ale
         }
     }
     current
+}
+
+/// The reopen cutoff of a batch, one rule for both backends: an alert resolved before the
+/// earliest receipt in the batch minus the reopen window cannot be reopened by any of its
+/// events (correlate measures the window from each event's `received_at`), so it is history
+/// and need not be read. `now` stands in for an empty batch.
+pub(crate) fn reopen_cutoff(
+    batch: &[Prepared],
+    window: chrono::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    batch
+        .iter()
+        .map(|p| p.event.received_at)
+        .min()
+        .unwrap_or(now)
+        - window
 }
 
 /// Runs the stateful stages over a batch in order, each event seeing what the previous ones did.

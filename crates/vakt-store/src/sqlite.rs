@@ -30,6 +30,9 @@ crate::sql::common_sql!(
 crate::dispatch::dispatch_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "", "");
 
+/// How far before a batch's reopen cutoff the writer's cache keeps resolved alerts.
+const CACHE_HISTORY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
+
 /// A batch's rows go in through SQLite's C API on the writer connection (`sqlite_bulk`).
 async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result<(), StoreError> {
     use crate::sql::{
@@ -243,10 +246,9 @@ impl SqliteStore {
             return Ok(());
         };
         let mut conn = self.writer.acquire().await?;
-        let now = chrono::Utc::now();
         let ids: Vec<&str> = alert_ids.iter().map(String::as_str).collect();
         for alert in get_alerts(&mut conn, &ids).await? {
-            cache.put(&alert, now);
+            cache.put(&alert);
         }
         // This process's own commit: the cache is right, not stale.
         let version: i64 = sqlx::query_scalar("PRAGMA data_version")
@@ -295,6 +297,10 @@ impl Store for SqliteStore {
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
         let now = chrono::Utc::now();
         let window = pipeline.reopen_window();
+        // The long-lived cache keeps a margin before the batch's own cutoff: batches from
+        // several channels may carry receipt times slightly out of order.
+        let history_before = crate::sql::reopen_cutoff(&batch, window, now) - CACHE_HISTORY_MARGIN;
+        let since_ms = history_before.timestamp_millis();
         let mut state = self.state.lock().await;
         let state = &mut *state;
         // The single writer connection means no other transaction of this process can slip
@@ -305,7 +311,6 @@ impl Store for SqliteStore {
             .await?;
         let fresh = state.data_version == Some(version);
         state.data_version = Some(version);
-        let since_ms = (now - window).timestamp_millis();
         let cache = match &mut state.alerts {
             Some(cache) if fresh && cache.window == window => cache,
             slot => {
@@ -315,24 +320,30 @@ impl Store for SqliteStore {
                             alerts = alerts.len(),
                             "loaded the alerts that can take events"
                         );
-                        AlertCache::new(window, alerts, self.cache_max, true)
+                        AlertCache::new(window, history_before, alerts, self.cache_max, true)
                     }
                     None => {
                         tracing::info!(
                             cache_max = self.cache_max,
                             "more alerts can take events than the writer keeps in memory; reading the others as batches need them"
                         );
-                        AlertCache::new(window, Default::default(), self.cache_max, false)
+                        AlertCache::new(
+                            window,
+                            history_before,
+                            Default::default(),
+                            self.cache_max,
+                            false,
+                        )
                     }
                 };
                 slot.insert(cache)
             }
         };
-        cache.prune(now);
+        cache.prune(history_before);
         let (mut current, missing) = cache.current(batch.iter().map(|p| &p.fingerprint));
         if !missing.is_empty() {
             for (fingerprint, alert) in load_current(&mut tx, &missing, since_ms).await? {
-                cache.put(&alert, now);
+                cache.put(&alert);
                 current.insert(fingerprint, alert);
             }
         }
@@ -348,7 +359,7 @@ impl Store for SqliteStore {
         .await?;
         commit(&self.writer, tx).await?;
         for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
-            cache.put(alert, now);
+            cache.put(alert);
         }
         state.traces.extend(traces);
         Ok(outcomes)
@@ -501,7 +512,7 @@ impl Store for SqliteStore {
         let alert = operate_in(&mut tx, pipeline, silences, alert_id, request).await?;
         commit(&self.writer, tx).await?;
         if let Some(cache) = &mut state.alerts {
-            cache.put(&alert, chrono::Utc::now());
+            cache.put(&alert);
         }
         Ok(alert)
     }
@@ -545,7 +556,7 @@ impl Store for SqliteStore {
         };
         commit(&self.writer, tx).await?;
         if let (Some(alert), Some(cache)) = (changed, &mut state.alerts) {
-            cache.put(&alert, chrono::Utc::now());
+            cache.put(&alert);
         }
         Ok(true)
     }
@@ -730,5 +741,137 @@ impl Store for SqliteStore {
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer's cache against the database: after any sequence of events and operator
+    //! resolves, what the cache holds for a fingerprint is what the database would answer.
+
+    use super::*;
+    use proptest::prelude::*;
+    use vakt_core::alert::{OperatorAction, OperatorRequest};
+    use vakt_core::{EventInput, Pipeline, PipelineConfig};
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// A problem (or, with `ok`, a clearing) event for one of three resources, received
+        /// `later_ms` after the previous step.
+        Event {
+            resource: u8,
+            ok: bool,
+            later_ms: i64,
+        },
+        /// An operator resolves the resource's alert, if it has an open one.
+        Resolve { resource: u8 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (0..3u8, any::<bool>(), 0..2_500i64)
+                .prop_map(|(resource, ok, later_ms)| Step::Event { resource, ok, later_ms }),
+            1 => (0..3u8).prop_map(|resource| Step::Resolve { resource }),
+        ]
+    }
+
+    async fn check(window_secs: u64, steps: Vec<Step>) -> Result<(), TestCaseError> {
+        let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let store = SqliteStore::open(dir.path())
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let config = format!("[alerts]\nreopen_window_secs = {window_secs}\n");
+        let pipeline = Pipeline::build(&PipelineConfig::from_toml(&config).expect("parses"))
+            .expect("compiles");
+        let mut at = Utc::now() - chrono::Duration::hours(1);
+        let mut fingerprints = std::collections::BTreeMap::new();
+        for step in steps {
+            match step {
+                Step::Event {
+                    resource,
+                    ok,
+                    later_ms,
+                } => {
+                    at += chrono::Duration::milliseconds(later_ms);
+                    let input = EventInput {
+                        resource: format!("host{resource}"),
+                        check: "ping".into(),
+                        summary: "x".into(),
+                        severity: Some(if ok {
+                            vakt_core::Severity::Ok
+                        } else {
+                            vakt_core::Severity::Major
+                        }),
+                        ..EventInput::default()
+                    };
+                    let prepared = pipeline.prepare(input, "test", at);
+                    fingerprints.insert(resource, prepared.fingerprint.clone());
+                    store
+                        .ingest(&pipeline, &Default::default(), vec![prepared])
+                        .await
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                }
+                Step::Resolve { resource } => {
+                    let Some(fp) = fingerprints.get(&resource) else {
+                        continue;
+                    };
+                    let held = {
+                        let state = store.state.lock().await;
+                        state
+                            .alerts
+                            .as_ref()
+                            .and_then(|c| c.current([fp]).0.remove(fp))
+                    };
+                    if let Some(alert) = held.filter(|a| a.status.is_active()) {
+                        let request = OperatorRequest {
+                            action: OperatorAction::Resolve,
+                            by: "alice".into(),
+                            comment: None,
+                        };
+                        store
+                            .operate(&pipeline, &Default::default(), &alert.id, &request)
+                            .await
+                            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    }
+                }
+            }
+            let state = store.state.lock().await;
+            let Some(cache) = state.alerts.as_ref() else {
+                continue;
+            };
+            let since_ms = cache.history_before().timestamp_millis();
+            let mut conn = store
+                .reader
+                .acquire()
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            for fp in fingerprints.values() {
+                let (mut held, missing) = cache.current([fp]);
+                prop_assert!(missing.is_empty(), "the cache is complete here");
+                let from_db = load_current(&mut conn, &[fp], since_ms)
+                    .await
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?
+                    .remove(fp);
+                let key = |a: Option<Alert>| a.map(|a| (a.id, a.status, a.count, a.severity));
+                prop_assert_eq!(key(held.remove(fp)), key(from_db), "fingerprint {}", fp);
+            }
+        }
+        store.close().await;
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+        #[test]
+        fn the_cache_answers_as_the_database_does(
+            window_secs in prop::sample::select(vec![0u64, 1, 300]),
+            steps in prop::collection::vec(step(), 1..30),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(check(window_secs, steps))?;
+        }
     }
 }
