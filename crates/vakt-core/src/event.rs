@@ -25,6 +25,8 @@ pub const LABEL_VALUE_LEN_MAX: usize = 1024;
 pub const DETAILS_BYTES_MAX: usize = 64 * 1024;
 /// Longest sent fingerprint, in bytes.
 pub const FINGERPRINT_LEN_MAX: usize = 128;
+/// Longest `idempotency_key`, in bytes.
+pub const IDEMPOTENCY_KEY_LEN_MAX: usize = 256;
 
 /// How bad an observation is. `Ok` clears the alert with the same fingerprint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -185,6 +187,14 @@ pub struct EventInput {
     pub fingerprint: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub details: Map<String, Value>,
+    /// A key the sender chooses for this event: an event whose key is already stored is
+    /// not stored again, and the answer names the stored event's id (retries are safe).
+    pub idempotency_key: Option<String>,
+    /// Labels the channel declares part of the event's identity (SNMP: the interface),
+    /// added to whatever fingerprint fields apply unless the sender chose a fingerprint.
+    /// Not part of the JSON event.
+    #[serde(skip)]
+    pub identity_labels: Vec<String>,
     /// Set by channels whose alerts end by themselves (Alertmanager's `endsAt`): the alert
     /// resolves at this time unless a later event moves it. Not part of the JSON event.
     #[serde(skip)]
@@ -195,7 +205,7 @@ pub struct EventInput {
     pub expiry: bool,
 }
 
-const EVENT_FIELDS: &str = "source, resource, check, severity, summary, service, environment, labels, metrics, occurred_at, fingerprint, details";
+const EVENT_FIELDS: &str = "source, resource, check, severity, summary, service, environment, labels, metrics, occurred_at, fingerprint, details, idempotency_key";
 
 impl EventInput {
     /// Validates one JSON value as an event; `index` is its position in the batch, used in errors.
@@ -238,6 +248,7 @@ impl EventInput {
                 "occurred_at" => input.occurred_at = v.timestamp(&key, value),
                 "fingerprint" => input.fingerprint = v.fingerprint(value),
                 "details" => input.details = v.details(value),
+                "idempotency_key" => input.idempotency_key = v.idempotency_key(value),
                 "category" => v.error(
                     "category",
                     "category is assigned by rules and cannot be sent; remove it",
@@ -333,6 +344,12 @@ impl Validator {
     fn name(&mut self, field: &str, value: Value, nullable: bool) -> Option<String> {
         let text = self.string(field, value, nullable)?;
         self.text_within(field, text, NAME_LEN_MAX)
+    }
+
+    /// A printable key of at most `IDEMPOTENCY_KEY_LEN_MAX` bytes, or null.
+    fn idempotency_key(&mut self, value: Value) -> Option<String> {
+        let text = self.string("idempotency_key", value, true)?;
+        self.text_within("idempotency_key", text, IDEMPOTENCY_KEY_LEN_MAX)
     }
 
     fn summary(&mut self, value: Value) -> Option<String> {
@@ -521,6 +538,12 @@ pub struct Event {
     /// The expiry task's `ok` (see `EventInput::expiry`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expiry: bool,
+    /// The sender's key for this event (see `EventInput::idempotency_key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Labels the channel made part of the identity (see `EventInput::identity_labels`).
+    #[serde(skip)]
+    pub identity_labels: Vec<String>,
 }
 
 #[cfg(test)]

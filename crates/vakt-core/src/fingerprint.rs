@@ -158,6 +158,8 @@ mod tests {
             details: Default::default(),
             expires_at: None,
             expiry: false,
+            idempotency_key: None,
+            identity_labels: Vec::new(),
         }
     }
 

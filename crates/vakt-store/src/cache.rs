@@ -65,6 +65,7 @@ impl AlertCache {
     }
 
     /// Alerts resolved before this are history.
+    #[cfg(test)]
     pub fn history_before(&self) -> DateTime<Utc> {
         self.history_before
     }

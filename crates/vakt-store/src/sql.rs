@@ -19,16 +19,16 @@ use crate::StoreError;
 /// Most bind parameters one statement may carry (SQLite allows 32766, PostgreSQL 65535).
 pub(crate) const BINDS_MAX: usize = 30_000;
 
-pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace_id";
+pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace_id, idempotency_key";
 /// Events read back with their interned trace.
-pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, body AS trace FROM events JOIN traces USING (trace_id)";
-pub(crate) const EVENT_COLUMN_COUNT: usize = 19;
-pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at, handling";
-pub(crate) const ALERT_COLUMN_COUNT: usize = 25;
+pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, idempotency_key, body AS trace FROM events JOIN traces USING (trace_id)";
+pub(crate) const EVENT_COLUMN_COUNT: usize = 20;
+pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at, handling, flapping";
+pub(crate) const ALERT_COLUMN_COUNT: usize = 26;
 /// Columns a repeat changes: none that an index covers, so the update touches only the row.
-pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at, handling = excluded.handling";
+pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at, handling = excluded.handling, flapping = excluded.flapping";
 /// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
-pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at, handling = excluded.handling";
+pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at, handling = excluded.handling, flapping = excluded.flapping";
 pub(crate) const TRACE_COLUMNS: &str = "trace_id, body";
 /// What follows a trace insert: traces are content-addressed, so a known one is kept as is.
 pub(crate) const TRACE_CONFLICT: &str = " ON CONFLICT (trace_id) DO NOTHING";
@@ -111,6 +111,62 @@ pub(crate) fn reopen_cutoff(
         .min()
         .unwrap_or(now)
         - window
+}
+
+/// A batch split by idempotency key: the events to process (with their new ids), and the
+/// repeats of events already stored, or of an earlier event of the same batch.
+pub(crate) struct Deduped {
+    pub kept: Vec<Prepared>,
+    pub kept_ids: Vec<String>,
+    /// For each input position: `Ok(i)` the i-th kept event, `Err((prepared, stored_id))` a
+    /// repeat.
+    order: Vec<Result<usize, (Prepared, String)>>,
+}
+
+/// Splits `batch` (whose new ids are `ids`) by the keys already `stored` (key -> event id).
+pub(crate) fn dedupe(
+    batch: Vec<Prepared>,
+    ids: &[String],
+    mut stored: HashMap<String, String>,
+) -> Deduped {
+    let mut deduped = Deduped {
+        kept: Vec::with_capacity(batch.len()),
+        kept_ids: Vec::with_capacity(batch.len()),
+        order: Vec::with_capacity(batch.len()),
+    };
+    for (prepared, id) in batch.into_iter().zip(ids) {
+        let key = prepared.event.idempotency_key.clone();
+        match key.as_ref().and_then(|k| stored.get(k)) {
+            Some(stored_id) => {
+                let stored_id = stored_id.clone();
+                deduped.order.push(Err((prepared, stored_id)));
+            }
+            None => {
+                if let Some(key) = key {
+                    stored.insert(key, id.clone());
+                }
+                deduped.order.push(Ok(deduped.kept.len()));
+                deduped.kept.push(prepared);
+                deduped.kept_ids.push(id.clone());
+            }
+        }
+    }
+    deduped
+}
+
+impl Deduped {
+    /// The outcomes in input order: the kept events' outcomes, and a `Duplicate` outcome
+    /// naming the stored event for each repeat.
+    pub fn merge(self, outcomes: Vec<Correlated>) -> Vec<Correlated> {
+        let mut outcomes: Vec<Option<Correlated>> = outcomes.into_iter().map(Some).collect();
+        self.order
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Ok(i) => outcomes.get_mut(i).and_then(Option::take),
+                Err((prepared, stored_id)) => Some(Correlated::duplicate(prepared, stored_id)),
+            })
+            .collect()
+    }
 }
 
 /// Runs the stateful stages over a batch in order, each event seeing what the previous ones did.
@@ -265,6 +321,7 @@ pub(crate) fn event_row<'a>(
         owned(json(&event.metrics)),
         owned(json(&event.details)),
         text(trace_id),
+        opt_text(event.idempotency_key.as_deref()),
     ]
 }
 
@@ -296,6 +353,7 @@ pub(crate) fn alert_row(alert: &Alert) -> [Value<'_>; ALERT_COLUMN_COUNT] {
         opt_text(alert.incident_id.as_deref()),
         Value::Int(alert.expires_at.map(ms)),
         owned(json(&alert.handling)),
+        Value::Bool(alert.handling.flapping),
     ]
 }
 
@@ -450,6 +508,8 @@ macro_rules! common_sql {
                     details: from_json("details", row.try_get("details")?)?,
                     expires_at: None,
                     expiry: false,
+                    idempotency_key: row.try_get("idempotency_key")?,
+                    identity_labels: Vec::new(),
                 },
                 category: parsed("category", Category::parse(row.try_get("category")?))?,
                 fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
@@ -653,6 +713,29 @@ macro_rules! common_sql {
 
         /// Correlates a batch against `current` and writes everything inside the caller's
         /// transaction. Returns the outcomes and the ids of traces it stored.
+        /// The ids of events stored under these idempotency keys (key -> id).
+        async fn stored_keys(
+            conn: &mut Conn,
+            keys: &[&str],
+        ) -> Result<std::collections::HashMap<String, String>, StoreError> {
+            let mut found = std::collections::HashMap::new();
+            for chunk in keys.chunks(BINDS_MAX) {
+                let mut query: QueryBuilder<$db> =
+                    QueryBuilder::new("SELECT idempotency_key, id FROM events WHERE idempotency_key IN (");
+                let mut list = query.separated(", ");
+                for key in chunk {
+                    list.push_bind(*key);
+                }
+                query.push(")");
+                for row in query.build().fetch_all(&mut *conn).await? {
+                    found.insert(row.try_get("idempotency_key")?, row.try_get("id")?);
+                }
+            }
+            Ok(found)
+        }
+
+        /// `write_unique` for a batch whose events may repeat stored ones (idempotency
+        /// keys): repeats are answered with the stored event's id and not processed.
         async fn write_batch(
             conn: &mut Conn,
             pipeline: &vakt_core::Pipeline,
@@ -662,6 +745,37 @@ macro_rules! common_sql {
             current: std::collections::HashMap<Fingerprint, Alert>,
             known: &$crate::sql::KnownTraces,
         ) -> Result<(Vec<vakt_core::Correlated>, Vec<String>), StoreError> {
+            let keys: Vec<&str> = batch
+                .iter()
+                .filter_map(|p| p.event.idempotency_key.as_deref())
+                .collect();
+            if keys.is_empty() {
+                return write_unique(conn, pipeline, silences, batch, event_ids, current, known).await;
+            }
+            let stored = stored_keys(conn, &keys).await?;
+            drop(keys);
+            let mut split = $crate::sql::dedupe(batch, event_ids, stored);
+            let kept = std::mem::take(&mut split.kept);
+            let kept_ids = std::mem::take(&mut split.kept_ids);
+            let (outcomes, traces) =
+                write_unique(conn, pipeline, silences, kept, &kept_ids, current, known).await?;
+            Ok((split.merge(outcomes), traces))
+        }
+
+        /// Correlates a batch of new events against `current` and writes everything inside
+        /// the caller's transaction. Returns the outcomes and the ids of traces it stored.
+        async fn write_unique(
+            conn: &mut Conn,
+            pipeline: &vakt_core::Pipeline,
+            silences: &vakt_core::silence::ActiveSilences,
+            batch: Vec<vakt_core::Prepared>,
+            event_ids: &[String],
+            current: std::collections::HashMap<Fingerprint, Alert>,
+            known: &$crate::sql::KnownTraces,
+        ) -> Result<(Vec<vakt_core::Correlated>, Vec<String>), StoreError> {
+            if batch.is_empty() {
+                return Ok((Vec::new(), Vec::new()));
+            }
             let decided_at = batch.iter().map(|p| p.event.received_at).min().map_or(0, ms);
             let mut outcomes = $crate::sql::correlate_batch(pipeline, silences, batch, event_ids, current);
             if outcomes.iter().any(|o| o.incident.is_some()) {

@@ -176,6 +176,14 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0007_alert_fingerprint_index.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            8,
+            "idempotency, flapping, throttles".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0008_idempotency_flapping_throttles.sql")
+                .into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -48,6 +48,10 @@ pub struct AgentConfig {
     /// Events per request.
     #[serde(default = "default_batch")]
     pub batch_max: usize,
+    /// Seconds to wait for the server's answer before sending the batch again (each event
+    /// carries its idempotency key, so a batch the server did take is not stored twice).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
 }
 
 fn default_buffer_dir() -> PathBuf {
@@ -62,29 +66,62 @@ fn default_heartbeat() -> u64 {
 fn default_batch() -> usize {
     500
 }
+fn default_request_timeout() -> u64 {
+    30
+}
 
-/// The on-disk queue: `events.ndjson` and `offset` (bytes of it already delivered).
+/// The on-disk queue: an NDJSON file of events and a state file `offset` that says which
+/// events file is current (its generation) and how many of its bytes were delivered.
+///
+/// Generation 0's file is `events.ndjson`, generation N's `events.N.ndjson`. When every
+/// event is delivered the queue moves to a fresh, empty file of the next generation instead
+/// of emptying the current one in place: the state file is replaced atomically (write,
+/// fsync, rename, fsync of the directory), so whatever instant the process dies at, the
+/// state names a file and an offset that belong together. Files of other generations are
+/// leftovers of such a switch and are removed at open.
 pub struct Buffer {
     dir: PathBuf,
+    generation: u64,
     offset: u64,
     pending: usize,
     max: usize,
     pub dropped: u64,
 }
 
+/// The steps of moving to a fresh file, in order (for the crash tests); the new offset is
+/// recorded before the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetStep {
+    /// The next generation's empty file exists and is durable.
+    NewFile,
+    /// The state file names the new generation.
+    State,
+    /// The old file is gone.
+    OldFile,
+}
+
 impl Buffer {
     pub fn open(dir: &Path, max: usize) -> anyhow::Result<Buffer> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let offset = match std::fs::read_to_string(dir.join("offset")) {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .with_context(|| format!("{}: not a number", dir.join("offset").display()))?,
-            Err(_) => 0,
+        let state_path = dir.join("offset");
+        let (offset, generation) = match std::fs::read_to_string(&state_path) {
+            Ok(text) => parse_state(&text).with_context(|| {
+                format!("{}: expected \"OFFSET [GENERATION]\"", state_path.display())
+            })?,
+            Err(_) => (0, 0),
         };
+        let mut buffer = Buffer {
+            dir: dir.to_path_buf(),
+            generation,
+            offset,
+            pending: 0,
+            max: max.max(1),
+            dropped: 0,
+        };
+        buffer.remove_other_generations();
         // A write cut short by a crash was never confirmed (its probe sends again): cut the
         // partial line off so the next event starts on a line of its own.
-        let events = dir.join("events.ndjson");
+        let events = buffer.events_path();
         if let Ok(bytes) = std::fs::read(&events)
             && bytes.last().is_some_and(|b| *b != b'\n')
         {
@@ -97,19 +134,37 @@ impl Buffer {
                 .context("cutting a partial line")?;
             file.sync_all().context("syncing the buffer")?;
         }
-        let mut buffer = Buffer {
-            dir: dir.to_path_buf(),
-            offset,
-            pending: 0,
-            max: max.max(1),
-            dropped: 0,
-        };
         buffer.pending = buffer.read(usize::MAX)?.len();
         Ok(buffer)
     }
 
+    fn file_name(generation: u64) -> String {
+        match generation {
+            0 => "events.ndjson".to_owned(),
+            n => format!("events.{n}.ndjson"),
+        }
+    }
+
     fn events_path(&self) -> PathBuf {
-        self.dir.join("events.ndjson")
+        self.dir.join(Self::file_name(self.generation))
+    }
+
+    /// Removes events files of other generations (left by a switch a crash interrupted).
+    fn remove_other_generations(&self) {
+        let current = Self::file_name(self.generation);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("events.")
+                && name.ends_with(".ndjson")
+                && name != current
+                && let Err(error) = std::fs::remove_file(entry.path())
+            {
+                tracing::warn!(%error, file = %name, "cannot remove an old buffer file");
+            }
+        }
     }
 
     pub fn pending(&self) -> usize {
@@ -180,25 +235,82 @@ impl Buffer {
         self.advance(0, 0)
     }
 
-    /// Marks `bytes` (holding `events` events) delivered; empties the file once all are.
+    /// Marks `bytes` (holding `events` events) delivered; once all are, moves to a fresh
+    /// file.
     pub fn advance(&mut self, bytes: u64, events: usize) -> anyhow::Result<()> {
+        self.advance_until(bytes, events, None)
+    }
+
+    /// `advance`, stopping dead after `stop` (a simulated crash, for the tests).
+    pub fn advance_until(
+        &mut self,
+        bytes: u64,
+        events: usize,
+        stop: Option<ResetStep>,
+    ) -> anyhow::Result<()> {
         self.offset += bytes;
         self.pending = self.pending.saturating_sub(events);
-        if self.pending == 0 {
-            std::fs::write(self.events_path(), b"").context("emptying the buffer")?;
-            self.offset = 0;
+        self.write_state(self.offset, self.generation)?;
+        if self.pending > 0 {
+            return Ok(());
         }
+        let next = self.generation + 1;
+        let fresh = self.dir.join(Self::file_name(next));
+        let file = std::fs::File::create(&fresh).context("creating the next buffer file")?;
+        file.sync_all().context("syncing the next buffer file")?;
+        sync_dir(&self.dir)?;
+        if stop == Some(ResetStep::NewFile) {
+            return Ok(());
+        }
+        self.write_state(0, next)?;
+        if stop == Some(ResetStep::State) {
+            return Ok(());
+        }
+        let old = self.events_path();
+        self.generation = next;
+        self.offset = 0;
+        if let Err(error) = std::fs::remove_file(&old)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, file = %old.display(), "cannot remove a delivered buffer file");
+        }
+        Ok(())
+    }
+
+    /// Replaces the state file atomically.
+    fn write_state(&self, offset: u64, generation: u64) -> anyhow::Result<()> {
         let tmp = self.dir.join("offset.tmp");
         let mut file = std::fs::File::create(&tmp).context("writing the offset")?;
-        file.write_all(self.offset.to_string().as_bytes())?;
-        file.sync_all()?;
+        file.write_all(format!("{offset} {generation}\n").as_bytes())
+            .context("writing the offset")?;
+        file.sync_all().context("syncing the offset")?;
         std::fs::rename(&tmp, self.dir.join("offset")).context("replacing the offset")?;
-        Ok(())
+        sync_dir(&self.dir)
     }
 }
 
+/// `OFFSET GENERATION`, or a bare `OFFSET` (generation 0, as earlier versions wrote it).
+fn parse_state(text: &str) -> Option<(u64, u64)> {
+    let mut parts = text.split_whitespace();
+    let offset = parts.next()?.parse().ok()?;
+    let generation = match parts.next() {
+        Some(g) => g.parse().ok()?,
+        None => 0,
+    };
+    parts.next().is_none().then_some((offset, generation))
+}
+
+/// Makes a rename or a new file in `dir` durable.
+fn sync_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing {}", dir.display()))
+}
+
 /// The wire event for a probe's reading, timed when it was measured, marked as this agent's
-/// (`source = "agent:NAME"`, label `agent`) so the server's catalogue lists it.
+/// (`source = "agent:NAME"`, label `agent`) so the server's catalogue lists it, with an
+/// idempotency key made once, here, and kept in the buffer: however often a batch is sent
+/// again (an answer lost to a timeout), the server stores each event once.
 fn wire(agent: &str, input: &EventInput) -> Value {
     let mut labels = input.labels.clone();
     labels.insert("agent".to_owned(), agent.to_owned());
@@ -213,6 +325,7 @@ fn wire(agent: &str, input: &EventInput) -> Value {
         "labels": labels,
         "metrics": input.metrics,
         "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "idempotency_key": format!("agent:{agent}:{}", ulid::Ulid::new()),
     })
 }
 
@@ -296,7 +409,7 @@ async fn agent(file: AgentFile) -> anyhow::Result<()> {
         })
     };
     let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
         .build()
         .context("building an HTTP client")?;
     let heartbeat = {
@@ -335,6 +448,30 @@ async fn agent(file: AgentFile) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What to do after a delivery attempt, by the server's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// 202: stored (or already stored: the events' idempotency keys).
+    Delivered,
+    /// The server will never take these events (400, 422): dropped, loudly.
+    Refused,
+    /// The batch is too large for the server (413): send fewer at a time.
+    TooLarge,
+    /// Try again later: unreachable, timed out, 5xx, 429, or not (yet) authorised: the
+    /// events stay in the buffer.
+    Retry,
+}
+
+fn classify(status: u16) -> Answer {
+    match status {
+        200..=202 => Answer::Delivered,
+        413 => Answer::TooLarge,
+        401 | 403 | 404 | 408 | 409 | 425 | 429 => Answer::Retry,
+        400..=499 => Answer::Refused,
+        _ => Answer::Retry,
+    }
+}
+
 /// Forwards the buffer in order; the offset moves only after the server's 202.
 async fn send_loop(
     buffer: std::sync::Arc<tokio::sync::Mutex<Buffer>>,
@@ -344,10 +481,15 @@ async fn send_loop(
 ) {
     let url = format!("{}/api/v1/events", config.server.trim_end_matches('/'));
     let mut backoff = Duration::from_millis(500);
+    let mut batch_max = config.batch_max.max(1);
+    // Since when the server has not taken events, and how often it failed; then, once it is
+    // back, how much of the backlog has been delivered.
+    let mut outage: Option<(std::time::Instant, u64)> = None;
+    let mut backlog: Option<(std::time::Instant, usize)> = None;
     loop {
         let (start, batch) = {
             let buffer = buffer.lock().await;
-            match buffer.read(config.batch_max.max(1)) {
+            match buffer.read(batch_max) {
                 Ok(batch) => (buffer.offset(), batch),
                 Err(error) => {
                     tracing::error!(%error, "cannot read the buffer");
@@ -356,6 +498,13 @@ async fn send_loop(
             }
         };
         if batch.is_empty() {
+            if let Some((since, delivered)) = backlog.take() {
+                tracing::info!(
+                    delivered,
+                    secs = since.elapsed().as_secs(),
+                    "the buffered backlog is delivered, in order"
+                );
+            }
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -380,34 +529,73 @@ async fn send_loop(
         if let Some(token) = &config.token {
             request = request.bearer_auth(token);
         }
-        let outcome = request.send().await;
-        let delivered = match &outcome {
-            Ok(response) if response.status().as_u16() == 202 => true,
-            Ok(response)
-                if response.status().is_client_error() && response.status().as_u16() != 429 =>
-            {
-                // The server will never take these: say so loudly and move on.
-                tracing::error!(status = %response.status(), events = batch.len(), "the server refused buffered events; dropping them");
-                true
-            }
+        let answer = match request.send().await {
             Ok(response) => {
-                tracing::warn!(status = %response.status(), "the server did not take the events; retrying");
-                false
+                let status = response.status();
+                let answer = classify(status.as_u16());
+                match answer {
+                    Answer::Delivered => {}
+                    Answer::Refused => {
+                        let text = response.text().await.unwrap_or_default();
+                        tracing::error!(%status, events = body.len(), answer = %text, "the server refused buffered events; dropping them");
+                    }
+                    Answer::TooLarge => {
+                        tracing::warn!(%status, events = body.len(), "the server finds the batch too large; sending fewer at a time");
+                    }
+                    Answer::Retry => {
+                        tracing::warn!(%status, "the server did not take the events; keeping them and retrying");
+                    }
+                }
+                answer
             }
             Err(error) => {
                 let pending = buffer.lock().await.pending();
-                tracing::warn!(%error, pending, "the server is unreachable; buffering");
-                false
+                tracing::warn!(%error, pending, "the server is unreachable or did not answer in time; buffering");
+                Answer::Retry
             }
         };
-        if delivered {
-            if let Err(error) = buffer.lock().await.delivered(start, bytes, batch.len()) {
-                tracing::error!(%error, "cannot record delivery; events may be sent again");
+        let answer = match answer {
+            Answer::TooLarge if batch.len() > 1 => {
+                batch_max = (batch.len() / 2).max(1);
+                continue;
             }
-            backoff = Duration::from_millis(500);
-        } else {
+            Answer::TooLarge => {
+                tracing::error!("one buffered event is larger than the server takes; dropping it");
+                Answer::Refused
+            }
+            other => other,
+        };
+        if answer == Answer::Retry {
+            let (since, failures) = outage.get_or_insert((std::time::Instant::now(), 0));
+            *failures += 1;
+            tracing::debug!(
+                failures = *failures,
+                secs = since.elapsed().as_secs(),
+                "delivery failed"
+            );
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(10));
+            continue;
+        }
+        if let Err(error) = buffer.lock().await.delivered(start, bytes, batch.len()) {
+            tracing::error!(%error, "cannot record delivery; events may be sent again (the server stores them once)");
+        }
+        backoff = Duration::from_millis(500);
+        batch_max = config.batch_max.max(1);
+        if let Some((since, failures)) = outage.take() {
+            let pending = buffer.lock().await.pending();
+            tracing::info!(
+                server = %config.server,
+                failed_attempts = failures,
+                down_secs = since.elapsed().as_secs(),
+                delivered = body.len(),
+                pending,
+                "the server takes events again"
+            );
+            backlog = Some((std::time::Instant::now(), 0));
+        }
+        if let Some((_, delivered)) = &mut backlog {
+            *delivered += body.len();
         }
     }
 }
@@ -459,5 +647,84 @@ mod tests {
                 Some(json!({"n": 7}))
             ]
         );
+    }
+
+    /// Issue 13: moving to a fresh file after everything was delivered is crash-safe. For
+    /// each step of the switch, the process "dies" right after it (nothing more runs, as
+    /// with kill -9); reopened, the buffer neither skips an event written afterwards nor
+    /// hands out a delivered one again.
+    #[test]
+    fn a_crash_at_any_step_of_the_switch_loses_and_repeats_nothing() {
+        for stop in [
+            Some(ResetStep::NewFile),
+            Some(ResetStep::State),
+            Some(ResetStep::OldFile),
+            None,
+        ] {
+            let dir = tempfile::tempdir().expect("dir");
+            let mut buffer = Buffer::open(dir.path(), 100).expect("open");
+            for n in 0..3 {
+                buffer.push(&json!({"n": n})).expect("push");
+            }
+            let batch = buffer.read(10).expect("read");
+            let bytes: u64 = batch.iter().map(|(_, b)| b).sum();
+            buffer
+                .advance_until(bytes, batch.len(), stop)
+                .expect("advance");
+            drop(buffer);
+
+            let mut buffer = Buffer::open(dir.path(), 100).expect("reopen");
+            assert_eq!(
+                buffer.pending(),
+                0,
+                "{stop:?}: nothing delivered comes back"
+            );
+            assert!(buffer.read(10).expect("read").is_empty(), "{stop:?}");
+            buffer.push(&json!({"n": 3})).expect("push");
+            buffer.push(&json!({"n": 4})).expect("push");
+            drop(buffer);
+            let buffer = Buffer::open(dir.path(), 100).expect("reopen again");
+            let values: Vec<Value> = buffer
+                .read(10)
+                .expect("read")
+                .into_iter()
+                .filter_map(|(v, _)| v)
+                .collect();
+            assert_eq!(
+                values,
+                [json!({"n": 3}), json!({"n": 4})],
+                "{stop:?}: events written after the crash are all there, in order"
+            );
+            let files: Vec<String> = std::fs::read_dir(dir.path())
+                .expect("list")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".ndjson"))
+                .collect();
+            assert_eq!(files.len(), 1, "{stop:?}: one events file left: {files:?}");
+        }
+    }
+
+    /// The state file of earlier versions (a bare offset) is read as generation 0.
+    #[test]
+    fn the_old_state_file_is_understood() {
+        assert_eq!(parse_state("120"), Some((120, 0)));
+        assert_eq!(parse_state("120 3\n"), Some((120, 3)));
+        assert_eq!(parse_state("x"), None);
+        assert_eq!(parse_state("1 2 3"), None);
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        assert_eq!(classify(202), Answer::Delivered);
+        assert_eq!(classify(400), Answer::Refused);
+        assert_eq!(
+            classify(401),
+            Answer::Retry,
+            "a missing token keeps the events"
+        );
+        assert_eq!(classify(413), Answer::TooLarge);
+        assert_eq!(classify(429), Answer::Retry);
+        assert_eq!(classify(503), Answer::Retry);
     }
 }

@@ -75,7 +75,9 @@ impl Watched {
         }
         for outcome in outcomes {
             let event = &outcome.record.event;
-            if event.check == HEARTBEAT_CHECK {
+            if event.check == HEARTBEAT_CHECK
+                || outcome.transition == vakt_core::pipeline::Transition::Duplicate
+            {
                 continue;
             }
             let hit = watched.iter().any(|w| {

@@ -356,6 +356,10 @@ async fn commit(
 
 fn count(metrics: &Metrics, outcomes: &[Correlated]) {
     for outcome in outcomes {
+        if outcome.transition == vakt_core::pipeline::Transition::Duplicate {
+            metrics.events_duplicate.inc();
+            continue;
+        }
         metrics
             .events_stored
             .get_or_create(&CategoryLabels {

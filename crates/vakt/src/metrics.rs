@@ -60,6 +60,7 @@ pub struct Metrics {
     pub events_rejected: Family<RejectLabels, Counter>,
     pub events_stored: Family<CategoryLabels, Counter>,
     pub events_dropped: Counter,
+    pub events_duplicate: Counter,
     pub alert_transitions: Family<TransitionLabels, Counter>,
     pub actions_decided: Counter,
     pub action_attempts: Family<AttemptLabels, Counter>,
@@ -94,6 +95,7 @@ impl Metrics {
             events_rejected: Family::default(),
             events_stored: Family::default(),
             events_dropped: Counter::default(),
+            events_duplicate: Counter::default(),
             alert_transitions: Family::default(),
             actions_decided: Counter::default(),
             action_attempts: Family::default(),
@@ -156,6 +158,11 @@ impl Metrics {
             "events_dropped",
             "Events the filter stage dropped (stored, but no alert)",
             m.events_dropped.clone(),
+        );
+        registry.register(
+            "events_duplicate",
+            "Events whose idempotency key was already stored: answered with the stored id, not stored again",
+            m.events_duplicate.clone(),
         );
         registry.register(
             "alert_transitions",

@@ -24,6 +24,9 @@ pub enum Transition {
     },
     /// An `ok` event cleared the alert.
     Resolved,
+    /// The event's idempotency key was already stored: this is a repeat delivery of that
+    /// event, answered with its id and not stored or processed again.
+    Duplicate,
 }
 
 impl Transition {
@@ -35,6 +38,7 @@ impl Transition {
             Transition::Reopened => "reopened",
             Transition::Updated { .. } => "updated",
             Transition::Resolved => "resolved",
+            Transition::Duplicate => "duplicate",
         }
     }
 }

@@ -84,6 +84,42 @@ pub struct Correlated {
     pub incident: Option<crate::incident::Ask>,
 }
 
+impl Correlated {
+    /// A repeat delivery of an event already stored as `stored_id` (same idempotency key):
+    /// the answer names the stored event, and nothing is stored, processed or decided.
+    pub fn duplicate(prepared: Prepared, stored_id: String) -> Correlated {
+        let key = prepared
+            .event
+            .idempotency_key
+            .as_deref()
+            .unwrap_or_default();
+        let trace = vec![TraceEntry::new(
+            crate::trace::Stage::Record,
+            "duplicate",
+            format!(
+                "idempotency key {key:?} is already stored as event {stored_id}: not stored again"
+            ),
+        )];
+        Correlated {
+            record: EventRecord {
+                id: stored_id,
+                event: prepared.event,
+                category: prepared.category,
+                fingerprint: prepared.fingerprint,
+                alert_id: None,
+                dropped: prepared.dropped.is_some(),
+                trace,
+            },
+            transition: Transition::Duplicate,
+            alert: None,
+            timeline: Vec::new(),
+            actions: Vec::new(),
+            escalation: None,
+            incident: None,
+        }
+    }
+}
+
 /// What an operator's request did: the alert after it, its timeline entries, and the
 /// resolution notices it decided.
 #[derive(Debug, Clone)]

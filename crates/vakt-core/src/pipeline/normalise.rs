@@ -51,6 +51,8 @@ pub(super) fn normalise(
         details: input.details,
         expires_at: input.expires_at,
         expiry: input.expiry,
+        idempotency_key: input.idempotency_key,
+        identity_labels: input.identity_labels,
     }
 }
 

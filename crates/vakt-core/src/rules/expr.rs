@@ -492,6 +492,8 @@ mod tests {
                 .unwrap_or_default(),
             expires_at: None,
             expiry: false,
+            idempotency_key: None,
+            identity_labels: Vec::new(),
         }
     }
 

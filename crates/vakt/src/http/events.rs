@@ -29,6 +29,42 @@ pub struct Accepted {
     pub accepted: usize,
     /// Their ids, in the order they were sent.
     pub ids: Vec<String>,
+    /// How many of them repeated an idempotency key already stored: those were not stored
+    /// again, and their ids are the stored events' ids.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicates: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The request header that makes a whole request idempotent: event `i` of a request with
+/// `Idempotency-Key: K` gets the key `K/i` unless it carries its own `idempotency_key`.
+pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// Gives each event without a key of its own the request's key and its position.
+fn apply_request_key(headers: &HeaderMap, inputs: &mut [EventInput]) -> Result<(), ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(());
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= vakt_core::event::IDEMPOTENCY_KEY_LEN_MAX - 8)
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "Idempotency-Key: must be 1 to {} visible ASCII characters",
+                vakt_core::event::IDEMPOTENCY_KEY_LEN_MAX - 8
+            ))
+        })?;
+    for (index, input) in inputs.iter_mut().enumerate() {
+        if input.idempotency_key.is_none() {
+            input.idempotency_key = Some(format!("{key}/{index}"));
+        }
+    }
+    Ok(())
 }
 
 /// Body encodings the ingest endpoint takes.
@@ -206,6 +242,7 @@ async fn ingest(
     if !errors.is_empty() {
         return Err(ApiError::invalid_events(errors));
     }
+    apply_request_key(headers, &mut inputs)?;
     let pipeline = state.pipeline();
     let received_at = chrono::Utc::now();
     let started = Instant::now();
@@ -231,6 +268,10 @@ async fn ingest(
     })?;
     Ok(Accepted {
         accepted: outcomes.len(),
+        duplicates: outcomes
+            .iter()
+            .filter(|o| o.transition == vakt_core::pipeline::Transition::Duplicate)
+            .count(),
         ids: outcomes.into_iter().map(|o| o.record.id).collect(),
     })
 }

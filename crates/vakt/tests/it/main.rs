@@ -10,6 +10,7 @@ mod durability;
 mod escalation;
 mod harness;
 mod heartbeats;
+mod idempotency;
 mod incidents;
 mod lifecycle;
 mod oncall;
