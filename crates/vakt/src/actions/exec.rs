@@ -24,6 +24,11 @@ pub struct Ran {
     pub elapsed: Duration,
 }
 
+/// Lines of each output stream shown on the alert's timeline.
+pub const TIMELINE_LINES: usize = 10;
+/// Bytes of each output stream shown on the alert's timeline.
+pub const TIMELINE_BYTES: usize = 1024;
+
 #[derive(Debug, Default)]
 pub struct Captured {
     pub text: String,
@@ -45,6 +50,46 @@ impl Ran {
             (false, None, Some(signal)) => format!("killed by signal {signal} after {ms} ms"),
             (false, None, None) => format!("ended without a status after {ms} ms"),
         }
+    }
+
+    /// The first lines of what the command wrote, for the alert's timeline: at most
+    /// `TIMELINE_LINES` lines and `TIMELINE_BYTES` bytes of each stream, marked where cut
+    /// (the whole captured output is on the attempt). `None` when it wrote nothing.
+    pub fn excerpt(output: &Value) -> Option<String> {
+        let mut parts = Vec::new();
+        for stream in ["stdout", "stderr"] {
+            let text = output[stream].as_str().unwrap_or_default().trim_end();
+            if text.is_empty() {
+                continue;
+            }
+            let total = output[format!("{stream}_bytes")]
+                .as_u64()
+                .unwrap_or(text.len() as u64);
+            let mut kept = text
+                .lines()
+                .take(TIMELINE_LINES)
+                .collect::<Vec<_>>()
+                .join("\n");
+            let cut = kept.len() > TIMELINE_BYTES
+                || text.lines().count() > TIMELINE_LINES
+                || total > text.len() as u64 + 1;
+            if kept.len() > TIMELINE_BYTES {
+                let mut end = TIMELINE_BYTES;
+                while !kept.is_char_boundary(end) {
+                    end -= 1;
+                }
+                kept.truncate(end);
+            }
+            parts.push(format!(
+                "{stream}:\n{kept}{}",
+                if cut {
+                    format!("\n[... {total} bytes in all; the attempt keeps what was captured]")
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("\n"))
     }
 
     pub fn output(&self, argv: &[String]) -> Value {
@@ -166,6 +211,25 @@ async fn capture<R: AsyncRead + Unpin>(stream: Option<R>, keep: usize) -> Captur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_timeline_excerpt_keeps_the_first_lines_of_each_stream() {
+        let many: String = (1..=30).map(|n| format!("line {n}\n")).collect();
+        let output = json!({"stdout": many, "stdout_bytes": many.len(), "stderr": "oops\n", "stderr_bytes": 5});
+        let excerpt = Ran::excerpt(&output).expect("an excerpt");
+        assert!(
+            excerpt.starts_with("stdout:\nline 1\nline 2\n"),
+            "{excerpt}"
+        );
+        assert!(excerpt.contains("line 10\n[... "), "{excerpt}");
+        assert!(!excerpt.contains("line 11"), "{excerpt}");
+        assert!(excerpt.ends_with("stderr:\noops"), "{excerpt}");
+        let long = "x".repeat(5000);
+        let excerpt = Ran::excerpt(&json!({"stdout": long, "stdout_bytes": 9000})).expect("one");
+        assert!(excerpt.len() < TIMELINE_BYTES + 100, "{}", excerpt.len());
+        assert!(excerpt.contains("9000 bytes in all"), "{excerpt}");
+        assert_eq!(Ran::excerpt(&json!({"stdout": "", "stderr": ""})), None);
+    }
 
     #[tokio::test]
     async fn output_is_captured_and_capped() {

@@ -761,13 +761,20 @@ impl Dispatcher {
                 }
             }
         };
-        let timeline = format!(
+        let mut timeline = format!(
             "action {} ({}, {}) attempt {}: {outcome}: {detail}",
             record.decided.action,
             record.decided.kind,
             record.decided.purpose.as_str(),
             record.attempts
         );
+        // A command's first lines of output belong on the alert's timeline too.
+        if record.decided.kind == "exec"
+            && let Some(excerpt) = output.as_ref().and_then(exec::Ran::excerpt)
+        {
+            timeline.push('\n');
+            timeline.push_str(&excerpt);
+        }
         Finish {
             attempt: Attempt {
                 id: ulid::Ulid::new().to_string(),

@@ -501,6 +501,14 @@ timeout_secs = 1
         stdout.contains(&format!("restarted web01: {} -> {new_pid}", service.id())),
         "{detail}"
     );
+    // Issue 13: the command's first lines are on the alert's timeline too.
+    assert!(
+        run["message"].as_str().is_some_and(|m| m.contains(&format!(
+            "stdout:\nrestarted web01: {} -> {new_pid}",
+            service.id()
+        ))),
+        "{run}"
+    );
     let _ = std::process::Command::new("kill")
         .arg(new_pid.to_string())
         .status();
