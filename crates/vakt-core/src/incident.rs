@@ -225,7 +225,7 @@ pub struct Incident {
     /// The incident's id in the external ITSM tool, once synced.
     pub external_id: Option<String>,
     pub external_url: Option<String>,
-    /// Ids of the linked alerts (in a listing: empty; see `alert_count`).
+    /// Ids of the linked alerts, in the order they were linked (`alert_count` of them).
     #[serde(default)]
     pub alerts: Vec<String>,
     pub alert_count: i64,

@@ -442,6 +442,30 @@ macro_rules! escalate_sql {
             query.build().fetch_optional(&mut *conn).await?.as_ref().map(incident_from_row).transpose()
         }
 
+        /// Fills each incident's `alerts` (the ids of its linked alerts, in the order they
+        /// were linked), in one query per chunk of incidents.
+        async fn fill_alerts(conn: &mut Conn, incidents: &mut [Incident]) -> Result<(), StoreError> {
+            let ids: Vec<String> = incidents.iter().map(|i| i.id.clone()).collect();
+            let mut linked: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+            for chunk in ids.chunks($crate::sql::BINDS_MAX) {
+                let mut query: QueryBuilder<$db> = QueryBuilder::new(
+                    "SELECT incident_id, alert_id FROM incident_alerts WHERE incident_id IN (",
+                );
+                let mut list = query.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.clone());
+                }
+                query.push(") ORDER BY linked_at, alert_id");
+                for row in query.build().fetch_all(&mut *conn).await? {
+                    linked.entry(row.try_get("incident_id")?).or_default().push(row.try_get("alert_id")?);
+                }
+            }
+            for incident in incidents {
+                incident.alerts = linked.remove(&incident.id).unwrap_or_default();
+            }
+            Ok(())
+        }
+
         async fn link_alert(conn: &mut Conn, incident_id: &str, alert_id: &str, now_ms: i64) -> Result<bool, StoreError> {
             let inserted = sqlx::query(
                 "INSERT INTO incident_alerts (incident_id, alert_id, linked_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -934,7 +958,9 @@ macro_rules! escalate_sql {
                 attach_alert(conn, &incident, alert_id, by, now).await?;
             }
             incident.updated_at = now;
-            Ok(get_incident_row(conn, &incident.id, false).await?.unwrap_or(incident))
+            let mut updated = get_incident_row(conn, &incident.id, false).await?.unwrap_or(incident);
+            fill_alerts(conn, std::slice::from_mut(&mut updated)).await?;
+            Ok(updated)
         }
 
         async fn incident_detail(conn: &mut Conn, id: &str) -> Result<Option<(Incident, Vec<IncidentEntry>)>, StoreError> {
@@ -966,7 +992,9 @@ macro_rules! escalate_sql {
                 QueryBuilder::new(format!("SELECT {INCIDENT_SELECT} FROM incidents WHERE 1 = 1"));
             filter_eq(&mut query, "status", q.status.map(|s| s.as_str().to_owned()));
             filter_eq(&mut query, "correlation_key", q.correlation_key.clone());
-            fetch_page(conn, query, q.cursor.as_deref(), q.limit, incident_from_row, |i| &i.id).await
+            let mut page = fetch_page(conn, query, q.cursor.as_deref(), q.limit, incident_from_row, |i| &i.id).await?;
+            fill_alerts(conn, &mut page.items).await?;
+            Ok(page)
         }
 
         /// Claims incidents with changes the ITSM tool has not seen; returns each with the
@@ -983,9 +1011,10 @@ macro_rules! escalate_sql {
             .bind(i64::from(limit))
             .fetch_all(&mut *conn)
             .await?;
-            rows.iter()
-                .map(|row| Ok((incident_from_row(row)?, row.try_get("version")?)))
-                .collect()
+            let mut incidents = rows.iter().map(incident_from_row).collect::<Result<Vec<_>, _>>()?;
+            let versions = rows.iter().map(|row| row.try_get("version")).collect::<Result<Vec<i64>, _>>()?;
+            fill_alerts(conn, &mut incidents).await?;
+            Ok(incidents.into_iter().zip(versions).collect())
         }
 
         async fn finish_sync_in(conn: &mut Conn, id: &str, version: i64, result: &SyncResult, now: DateTime<Utc>) -> Result<(), StoreError> {

@@ -492,6 +492,18 @@ pub fn parse_inbound(preset: Preset, body: &Value) -> Result<Inbound, String> {
     }
 }
 
+/// Who the ITSM tool's changes are by, on the incident's timeline.
+const ITSM_ACTOR: &str = "itsm";
+
+/// Whether the tool's latest note on the incident is `note` (the update is a repeat).
+fn last_itsm_note_is(entries: &[vakt_core::incident::IncidentEntry], note: &str) -> bool {
+    entries
+        .iter()
+        .rev()
+        .find(|e| e.kind == "note" && e.by == ITSM_ACTOR)
+        .is_some_and(|e| e.message == format!("{ITSM_ACTOR}: {note}"))
+}
+
 /// What the webhook did.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InboundResult {
@@ -545,11 +557,18 @@ pub async fn webhook(
             inbound.external_id
         )));
     };
-    let Some((current, _)) = state.store.incident(&id).await? else {
+    let Some((current, entries)) = state.store.incident(&id).await? else {
         return Err(ApiError::not_found(format!("no incident {id}")));
     };
     let status = inbound.status.filter(|s| *s != current.status);
-    if status.is_none() && inbound.note.is_none() {
+    // The same update sent again (webhooks are retried) adds its note once.
+    let note = inbound
+        .note
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && !last_itsm_note_is(&entries, n))
+        .map(str::to_owned);
+    if status.is_none() && note.is_none() {
         return Ok(Json(InboundResult {
             incident: current,
             changed: false,
@@ -565,8 +584,8 @@ pub async fn webhook(
             }
             _ => None,
         },
-        note: inbound.note.clone(),
-        by: "itsm".into(),
+        note,
+        by: ITSM_ACTOR.into(),
         from_itsm: true,
         ..IncidentChange::default()
     };

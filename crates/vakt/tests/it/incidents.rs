@@ -294,6 +294,47 @@ impact = 3
     );
     let (status, body) = hook("s3cret", json!({"sys_id": SYS_ID, "state": "2"})).await;
     assert_eq!((status, body["changed"].clone()), (200, json!(false)));
+    // Issue 13: an update with a comment, sent twice, adds the note once.
+    let noted = json!({"sys_id": SYS_ID, "state": "2", "comments": "load balancer drained"});
+    let (status, body) = hook("s3cret", noted.clone()).await;
+    assert_eq!(
+        (status, body["changed"].clone()),
+        (200, json!(true)),
+        "{body}"
+    );
+    let (status, body) = hook("s3cret", noted).await;
+    assert_eq!(
+        (status, body["changed"].clone()),
+        (200, json!(false)),
+        "{body}"
+    );
+    // Issue 13: the answer lists the linked alerts, as many as it counts.
+    assert_eq!(
+        body["incident"]["alerts"].as_array().map(Vec::len),
+        body["incident"]["alert_count"].as_u64().map(|n| n as usize),
+        "{body}"
+    );
+    let (_, detail) = server.get("/api/v1/incidents/INC-000001").await;
+    let notes = detail["timeline"]
+        .as_array()
+        .map(|t| {
+            t.iter()
+                .filter(|e| e["message"] == "itsm: load balancer drained")
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(notes, 1, "{detail}");
+    let (_, list) = server.get("/api/v1/incidents").await;
+    let first = list["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["number"] == "INC-000001"))
+        .expect("INC-000001 listed");
+    assert_eq!(
+        first["alerts"].as_array().map(Vec::len),
+        first["alert_count"].as_u64().map(|n| n as usize),
+        "the list names the alerts it counts: {first}"
+    );
+    assert_eq!(first["alert_count"], 50, "{first}");
     let (status, body) = hook("s3cret", json!({"sys_id": SYS_ID, "state": "5"})).await;
     assert_eq!(status, 400, "{body}");
     assert!(
