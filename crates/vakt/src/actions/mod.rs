@@ -381,6 +381,18 @@ impl Handling {
         }
     }
 
+    /// Whether any inhibit rule's target matchers match `target` (else nothing can
+    /// inhibit it, and no other alert need be read).
+    fn may_be_inhibited(&self, target: &Alert) -> bool {
+        if self.inhibit.is_empty() || !target.status.is_active() {
+            return false;
+        }
+        let labels = target.match_labels();
+        self.inhibit
+            .iter()
+            .any(|rule| rule.target.iter().all(|m| m.matches(&labels)))
+    }
+
     /// The inhibit rule and the active source alert that mute `target`, if any.
     pub fn inhibitor<'a>(&self, target: &Alert, active: &'a [Alert]) -> Option<(&str, &'a Alert)> {
         if self.inhibit.is_empty() {
@@ -816,10 +828,10 @@ impl Dispatcher {
             Err(error) => return Outcome::transient(format!("reading its alert: {error}")),
         };
         // Inhibition: an active upstream alert mutes notifications of what depends on it.
-        if config.notifies() && !handling.inhibit.is_empty() && alert.status.is_active() {
-            match active_alerts(&**store).await {
-                Ok(active) => {
-                    if let Some(why) = handling.inhibited_by(&alert, &active) {
+        if config.notifies() {
+            match inhibitions(&**store, handling, &[&alert]).await {
+                Ok(mut found) => {
+                    if let Some(why) = found.remove(&alert.id) {
                         return Outcome::Skipped(why);
                     }
                 }
@@ -1352,16 +1364,8 @@ impl Dispatcher {
             // when the lease runs out, then sent again; nothing is marked as sent.
             let mut alerts = store.alerts_by_id(&ids).await?;
             // Inhibited members are left out of the message and recorded as skipped.
-            let mut skipped: HashMap<String, String> = HashMap::new();
-            if !handling.inhibit.is_empty()
-                && let Ok(active) = active_alerts(&**store).await
-            {
-                for alert in &alerts {
-                    if let Some(why) = handling.inhibited_by(alert, &active) {
-                        skipped.insert(alert.id.clone(), why);
-                    }
-                }
-            }
+            let targets: Vec<&Alert> = alerts.iter().collect();
+            let skipped = inhibitions(&**store, handling, &targets).await?;
             alerts.retain(|a| !skipped.contains_key(&a.id));
             let result = match alerts.first() {
                 None => Outcome::Skipped("every alert of the group is inhibited".into()),
@@ -1441,15 +1445,44 @@ fn lease_secs(handling: &Handling) -> i64 {
     i64::try_from(longest.saturating_add(60)).unwrap_or(i64::MAX)
 }
 
-async fn active_alerts(store: &dyn Store) -> Result<Vec<Alert>, StoreError> {
-    Ok(store
-        .alerts(&vakt_store::AlertQuery {
-            status: vec![AlertStatus::Open, AlertStatus::Acknowledged],
-            limit: vakt_store::PAGE_LIMIT_MAX,
-            ..Default::default()
-        })
-        .await?
-        .items)
+/// Which of `targets` an active alert inhibits, and why (by target id). Every active alert
+/// is read, a page at a time, so the answer is exact however many alerts are open (issue
+/// 13: it read only the first 1,000); nothing is read when no inhibit rule targets any of
+/// them, and reading stops once every target is inhibited.
+async fn inhibitions(
+    store: &dyn Store,
+    handling: &Handling,
+    targets: &[&Alert],
+) -> Result<HashMap<String, String>, StoreError> {
+    let candidates: Vec<&Alert> = targets
+        .iter()
+        .copied()
+        .filter(|t| handling.may_be_inhibited(t))
+        .collect();
+    let mut found = HashMap::new();
+    if candidates.is_empty() {
+        return Ok(found);
+    }
+    let mut query = vakt_store::AlertQuery {
+        status: vec![AlertStatus::Open, AlertStatus::Acknowledged],
+        limit: vakt_store::PAGE_LIMIT_MAX,
+        ..Default::default()
+    };
+    loop {
+        let page = store.alerts(&query).await?;
+        for target in &candidates {
+            if !found.contains_key(&target.id)
+                && let Some(why) = handling.inhibited_by(target, &page.items)
+            {
+                found.insert(target.id.clone(), why);
+            }
+        }
+        match page.next_cursor {
+            Some(cursor) if found.len() < candidates.len() => query.cursor = Some(cursor),
+            _ => break,
+        }
+    }
+    Ok(found)
 }
 
 fn valid_json(text: &str) -> Result<String, String> {

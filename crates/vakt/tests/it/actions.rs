@@ -1185,6 +1185,87 @@ url = "{url}/bad"
     .await;
 }
 
+/// Issue 13: inhibition read only the first 1,000 active alerts, so an upstream alert
+/// further down the list muted nothing. With 5,000 other alerts open it still holds.
+#[tokio::test]
+async fn inhibition_is_exact_with_five_thousand_open_alerts() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "webhook"
+url = "{}/chat"
+
+[[inhibit_rules]]
+name = "router-down"
+source_matchers = ['check="ping"']
+target_matchers = ['check!="ping"']
+equal = ["upstream=resource"]
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    // The upstream alert first: the oldest, so the last in a newest-first listing.
+    let (status, _) = server
+        .post(
+            "/api/v1/events",
+            &event("router9", "ping", "critical", json!({})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let filler: Vec<Value> = (0..5_000)
+        .map(|n| event(&format!("host{n}"), "disk", "warning", json!({})))
+        .collect();
+    let (status, body) = server.post("/api/v1/events", &Value::Array(filler)).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, _) = server
+        .post(
+            "/api/v1/events",
+            &event(
+                "web9",
+                "http",
+                "critical",
+                json!({"labels": {"upstream": "router9"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let skipped = eventually(20, "web9's notification inhibited", || async {
+        let list = actions(&server, "status=skipped").await;
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.contains("inhibited by rule router-down")),
+        "{skipped:?}"
+    );
+    // Only the router's own notification went out.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent: Vec<String> = receiver
+        .all()
+        .iter()
+        .map(|r| {
+            r.body["alert"]["resource"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(sent, ["router9"]);
+}
+
 #[tokio::test]
 async fn an_open_upstream_alert_inhibits_what_depends_on_it() {
     let receiver = Receiver::start(Duration::ZERO).await;
