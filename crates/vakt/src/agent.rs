@@ -329,27 +329,61 @@ fn wire(agent: &str, input: &EventInput) -> Value {
     })
 }
 
+/// Reads the agent's file, reporting every problem at once as `file:line:column`.
+fn load(name: &str, text: &str) -> Result<AgentFile, Vec<String>> {
+    use crate::config::document::Document;
+    use vakt_core::config::ConfigError;
+    let render = |mut errors: Vec<ConfigError>| {
+        errors.sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
+        errors
+            .iter()
+            .map(|e| e.render(name, text))
+            .collect::<Vec<_>>()
+    };
+    let mut doc = Document::parse(text).map_err(render)?;
+    let mut errors = doc.unknown_sections(&["agent", "probes"]);
+    let agent: Option<AgentConfig> = doc.optional("agent", &mut errors);
+    let probes: Vec<ProbeConfig> = doc.values("probes", &mut errors);
+    let mut found = Vec::new();
+    match &agent {
+        None if doc.all_ok(&["agent"]) => found.push(ConfigError {
+            span: None,
+            message: "[agent] is missing: it needs at least name and server".into(),
+        }),
+        Some(agent)
+            if !(agent.server.starts_with("http://") || agent.server.starts_with("https://")) =>
+        {
+            found.push(ConfigError {
+                span: None,
+                message: format!(
+                    "agent.server: {:?} must start with http:// or https://",
+                    agent.server
+                ),
+            });
+        }
+        _ => {}
+    }
+    if doc.all_ok(&["probes"]) {
+        found.extend(crate::probes::validate(&probes));
+    }
+    for mut error in found {
+        if error.span.is_none() {
+            error.span = doc.locate(&error.message);
+        }
+        errors.push(error);
+    }
+    match agent {
+        Some(agent) if errors.is_empty() => Ok(AgentFile { agent, probes }),
+        _ => Err(render(errors)),
+    }
+}
+
 pub fn run(args: AgentArgs) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))
         .map_err(Failure::user)?;
-    let file: AgentFile = toml::from_str(&text)
-        .map_err(|e| anyhow!("{}: {}", args.config.display(), e))
-        .map_err(Failure::user)?;
-    let errors = crate::probes::validate(&file.probes);
-    if !errors.is_empty() {
-        let lines: Vec<String> = errors
-            .iter()
-            .map(|e| e.render(&args.config.display().to_string(), &text))
-            .collect();
-        return Err(Failure::user(anyhow!("{}", lines.join("\n"))));
-    }
-    if !(file.agent.server.starts_with("http://") || file.agent.server.starts_with("https://")) {
-        return Err(Failure::user(anyhow!(
-            "agent.server: {:?} must start with http:// or https://",
-            file.agent.server
-        )));
-    }
+    let file = load(&args.config.display().to_string(), &text)
+        .map_err(|lines| Failure::user(anyhow!("{}", lines.join("\n"))))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -726,5 +760,28 @@ mod tests {
         assert_eq!(classify(413), Answer::TooLarge);
         assert_eq!(classify(429), Answer::Retry);
         assert_eq!(classify(503), Answer::Retry);
+    }
+
+    #[test]
+    fn every_problem_of_the_agent_file_has_its_line() {
+        let text = "[agent]\nname = \"web1\"\nserver = \"ftp://x\"\n\n[[probes]]\nname = \"d\"\ntype = \"disk\"\n\n[[probes]]\nname = \"e\"\ntype = \"nope\"\n";
+        let lines = match load("agent.toml", text) {
+            Ok(_) => panic!("a broken file loaded"),
+            Err(lines) => lines,
+        };
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("agent.toml:3:1: agent.server:")),
+            "{lines:#?}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("agent.toml:11:8: unknown variant `nope`")),
+            "{lines:#?}"
+        );
+        let good = "[agent]\nname = \"web1\"\nserver = \"http://x\"\n";
+        assert!(load("agent.toml", good).is_ok());
     }
 }

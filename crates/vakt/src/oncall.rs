@@ -44,15 +44,15 @@ impl Directory {
                 errors.push(ConfigError {
                     span: None,
                     message: format!(
-                        "users: id {:?} must be letters, digits, '-', '_' or '.'",
-                        user.id
+                        "users.{}: id {:?} must be letters, digits, '-', '_' or '.'",
+                        user.id, user.id
                     ),
                 });
             }
             if ids.contains(&user.id.as_str()) {
                 errors.push(ConfigError {
                     span: None,
-                    message: format!("users: id {:?} is defined twice", user.id),
+                    message: format!("users.{}: id {:?} is defined twice", user.id, user.id),
                 });
             }
             ids.push(&user.id);

@@ -164,7 +164,13 @@ pub fn validate(probes: &[ProbeConfig]) -> Vec<ConfigError> {
             error(e);
         }
         let needs = |field: &str, present: bool| {
-            (!present).then(|| format!("type {:?} needs {field}", probe.kind))
+            (!present).then(|| {
+                let kind = serde_json::to_value(probe.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                format!("type = \"{kind}\" needs {field}")
+            })
         };
         let missing = match probe.kind {
             Kind::Disk => needs("path", probe.path.is_some()),

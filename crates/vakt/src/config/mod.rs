@@ -16,8 +16,10 @@ use vakt_store::Location;
 
 use crate::sources::SourcesConfig;
 
+pub(crate) mod document;
+
 /// The configuration `vakt serve` uses when given none: the example rules of the guide.
-pub const BUILTIN: &str = include_str!("../../../examples/vakt.toml");
+pub const BUILTIN: &str = include_str!("../../../../examples/vakt.toml");
 /// How the built-in configuration is named in messages.
 pub const BUILTIN_NAME: &str = "<built-in examples/vakt.toml>";
 
@@ -63,6 +65,61 @@ pub struct ConfigFile {
     pub itsm: Option<crate::itsm::ItsmConfig>,
     #[serde(default)]
     pub probes: Vec<crate::probes::ProbeConfig>,
+}
+
+/// The sections a configuration file may have.
+const SECTIONS: &[&str] = &[
+    "server",
+    "storage",
+    "ingest",
+    "sources",
+    "alerts",
+    "rules",
+    "actions",
+    "heartbeats",
+    "channels",
+    "dispatch",
+    "maintenance",
+    "inhibit_rules",
+    "users",
+    "schedules",
+    "escalation_policies",
+    "escalation",
+    "incidents",
+    "itsm",
+    "probes",
+];
+
+impl ConfigFile {
+    /// Reads every section on its own (list items and named tables one by one), so each
+    /// mistake is reported; a broken part reads as its default and is marked failed.
+    fn read(doc: &mut document::Document<'_>, errors: &mut Vec<ConfigError>) -> ConfigFile {
+        ConfigFile {
+            server: doc.section("server", errors),
+            storage: doc.section("storage", errors),
+            ingest: doc.section("ingest", errors),
+            sources: doc.section("sources", errors),
+            alerts: doc.section("alerts", errors),
+            rules: doc
+                .list::<RuleConfig>("rules", errors)
+                .into_iter()
+                .map(|(rule, span)| Spanned::new(span, rule))
+                .collect(),
+            actions: doc.named("actions", errors),
+            heartbeats: doc.values("heartbeats", errors),
+            channels: doc.named("channels", errors),
+            dispatch: doc.section("dispatch", errors),
+            maintenance: doc.values("maintenance", errors),
+            inhibit_rules: doc.values("inhibit_rules", errors),
+            users: doc.values("users", errors),
+            schedules: doc.values("schedules", errors),
+            escalation_policies: doc.values("escalation_policies", errors),
+            escalation: doc.section("escalation", errors),
+            incidents: doc.section("incidents", errors),
+            itsm: doc.optional("itsm", errors),
+            probes: doc.values("probes", errors),
+        }
+    }
 }
 
 /// `[server]`
@@ -195,16 +252,16 @@ impl Config {
         path: Option<&Path>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigErrors> {
-        let render = |errors: Vec<ConfigError>| ConfigErrors {
-            lines: errors.iter().map(|e| e.render(name, source)).collect(),
+        let render = |mut errors: Vec<ConfigError>| {
+            // In the order of the file; what has no place last.
+            errors.sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
+            ConfigErrors {
+                lines: errors.iter().map(|e| e.render(name, source)).collect(),
+            }
         };
-        let file: ConfigFile = toml::from_str(source).map_err(|error| {
-            render(vec![ConfigError {
-                span: error.span(),
-                message: error.message().trim().to_owned(),
-            }])
-        })?;
-        let mut errors = Vec::new();
+        let mut doc = document::Document::parse(source).map_err(render)?;
+        let mut errors = doc.unknown_sections(SECTIONS);
+        let file = ConfigFile::read(&mut doc, &mut errors);
         let listen_text = overrides
             .listen
             .clone()
@@ -241,41 +298,86 @@ impl Config {
             )),
         };
         let location = location.map_err(|e| errors.push(e)).ok();
-        errors.extend(validate_ingest(&file.ingest));
-        errors.extend(validate_heartbeats(&file.heartbeats));
-        let pipeline = Pipeline::build(&PipelineConfig {
-            alerts: file.alerts.clone(),
-            rules: file.rules.clone(),
-            actions: file.actions.clone(),
-            maintenance: file.maintenance.clone(),
-            escalation_policies: file.escalation_policies.clone(),
-            incidents: file.incidents.clone(),
-        })
-        .map_err(|found| errors.extend(found))
-        .ok();
-        let handling = crate::actions::Handling::build(
-            &file.dispatch,
-            &file.actions,
-            &file.channels,
-            &file.inhibit_rules,
-        )
-        .map_err(|found| errors.extend(found))
-        .ok();
-        let directory = crate::oncall::Directory::build(&file.users, &file.schedules)
-            .map_err(|found| errors.extend(found))
-            .ok();
-        if let (Some(pipeline), Some(directory)) = (&pipeline, &directory) {
-            errors.extend(crate::escalation::validate(
+        // Each validation runs when the sections it reads were read; errors of one do not
+        // stop the others.
+        let mut found = Vec::new();
+        if doc.all_ok(&["ingest"]) {
+            found.extend(validate_ingest(&file.ingest));
+        }
+        if doc.all_ok(&["heartbeats"]) {
+            found.extend(validate_heartbeats(&file.heartbeats));
+        }
+        // Rules and maintenance windows are not referred to by name: those that did read
+        // are still compiled. Sections whose entries others name must have read whole, or
+        // every reference to a broken entry would be reported again as unknown.
+        let pipeline_sections = ["alerts", "actions", "escalation_policies", "incidents"];
+        let pipeline = doc
+            .all_ok(&pipeline_sections)
+            .then(|| {
+                Pipeline::build(&PipelineConfig {
+                    alerts: file.alerts.clone(),
+                    rules: file.rules.clone(),
+                    actions: file.actions.clone(),
+                    maintenance: file.maintenance.clone(),
+                    escalation_policies: file.escalation_policies.clone(),
+                    incidents: file.incidents.clone(),
+                })
+                .map_err(|e| found.extend(e))
+                .ok()
+            })
+            .flatten();
+        let handling = doc
+            .all_ok(&["dispatch", "actions", "channels", "inhibit_rules"])
+            .then(|| {
+                crate::actions::Handling::build(
+                    &file.dispatch,
+                    &file.actions,
+                    &file.channels,
+                    &file.inhibit_rules,
+                )
+                .map_err(|e| found.extend(e))
+                .ok()
+            })
+            .flatten();
+        let directory = doc
+            .all_ok(&["users", "schedules"])
+            .then(|| {
+                crate::oncall::Directory::build(&file.users, &file.schedules)
+                    .map_err(|e| found.extend(e))
+                    .ok()
+            })
+            .flatten();
+        // The policies' targets, checked even when a rule does not compile (the pipeline
+        // reports the policies' own errors).
+        let policies = doc
+            .all_ok(&["escalation_policies"])
+            .then(|| vakt_core::escalation::compile(&file.escalation_policies).ok())
+            .flatten();
+        if let (Some(policies), Some(directory), true) = (
+            &policies,
+            &directory,
+            doc.all_ok(&["escalation", "channels"]),
+        ) {
+            found.extend(crate::escalation::validate(
                 &file.escalation,
-                pipeline.escalation_policies(),
+                policies,
                 directory,
                 &file.channels,
             ));
         }
         if let Some(itsm) = &file.itsm {
-            errors.extend(itsm.validate());
+            found.extend(itsm.validate());
         }
-        errors.extend(crate::probes::validate(&file.probes));
+        if doc.all_ok(&["probes"]) {
+            found.extend(crate::probes::validate(&file.probes));
+        }
+        // Errors that name their setting by path get its place in the file.
+        for mut error in found {
+            if error.span.is_none() {
+                error.span = doc.locate(&error.message);
+            }
+            errors.push(error);
+        }
         match (listen, location, pipeline, handling, directory) {
             (Some(listen), Some(location), Some(pipeline), Some(handling), Some(directory))
                 if errors.is_empty() =>
@@ -354,7 +456,7 @@ fn validate_heartbeats(heartbeats: &[crate::heartbeat::HeartbeatConfig]) -> Vec<
         if let Some(problem) = problem {
             errors.push(ConfigError {
                 span: None,
-                message: format!("heartbeats: {:?}: {problem}", beat.name),
+                message: format!("heartbeats.{}: {problem}", beat.name),
             });
         }
     }
@@ -429,6 +531,68 @@ mod tests {
         assert!(
             severity[0].starts_with("t.toml:3:12: unknown variant `bad`"),
             "{severity:?}"
+        );
+    }
+
+    /// Issue 13: every problem of a file at once, each at its line, whichever phase finds
+    /// it (reading a section, compiling rules, checking references and limits).
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_place() {
+        let source = r#"[server]
+listen = 5
+
+[ingest]
+queue_events_max = 10
+request_events_max = 20
+
+[[rules]]
+name = "r"
+when = 'check ==== 1'
+
+[[rules]]
+name = "s"
+severity = "bad"
+
+[[users]]
+id = "alice"
+
+[[escalation_policies]]
+name = "p"
+[[escalation_policies.steps]]
+notify = [{ user = "ghost" }]
+
+[[probes]]
+name = "root"
+type = "disk"
+
+[[heartbeats]]
+name = "backup"
+resource = "db1"
+interval_secs = 0
+
+[typo]
+x = 1
+"#;
+        let found = errors(source);
+        let expect = [
+            "t.toml:2:10: invalid type: integer `5`",
+            "t.toml:6:1: ingest.request_events_max (20) cannot exceed",
+            "t.toml:10:8: rule \"r\": when:",
+            "t.toml:14:12: unknown variant `bad`",
+            "t.toml:21:1: escalation_policies.p.steps[0]: unknown user ghost",
+            "t.toml:24:1: probes.root: type = \"disk\" needs path",
+            "t.toml:28:1: heartbeats.backup: interval_secs must be at least 1",
+            "t.toml:33:2: unknown section `typo`",
+        ];
+        for line in expect {
+            assert!(
+                found.iter().any(|f| f.starts_with(line)),
+                "{line:?} missing from {found:#?}"
+            );
+        }
+        assert!(
+            found.iter().all(|f| f.starts_with("t.toml:")),
+            "every one placed: {found:#?}"
         );
     }
 
