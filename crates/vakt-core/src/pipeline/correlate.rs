@@ -44,7 +44,8 @@ impl Transition {
 }
 
 /// Computes the fingerprint: the sender's if given, else the fields of the last matching
-/// rule that chooses some, else the configured defaults. Returns it with its origin.
+/// rule that chooses some, else the configured defaults, plus the labels the channel made
+/// part of the event's identity (SNMP: the interface). Returns it with its origin.
 pub(super) fn fingerprint(
     rules: &RuleSet,
     matches: &Matches,
@@ -60,16 +61,29 @@ pub(super) fn fingerprint(
         .rev()
         .map(|&i| rules.rule(i))
         .find_map(|rule| rule.fingerprint.as_ref().map(|fields| (fields, rule)));
-    match chosen {
-        Some((fields, rule)) => (
-            Fingerprint::compute(fields, event),
-            Arc::clone(&rule.fingerprint_origin),
-        ),
-        None => (
-            Fingerprint::compute(&defaults.fields, event),
-            Arc::clone(&defaults.origin),
-        ),
+    let (fields, origin) = match chosen {
+        Some((fields, rule)) => (fields, &rule.fingerprint_origin),
+        None => (&defaults.fields, &defaults.origin),
+    };
+    let extra: Vec<FingerprintField> = event
+        .identity_labels
+        .iter()
+        .map(|name| FingerprintField::Label(name.clone()))
+        .filter(|field| !fields.contains(field))
+        .collect();
+    if extra.is_empty() {
+        return (Fingerprint::compute(fields, event), Arc::clone(origin));
     }
+    let names: Vec<String> = extra.iter().map(|f| f.name().into_owned()).collect();
+    let mut all = fields.to_vec();
+    all.extend(extra);
+    (
+        Fingerprint::compute(&all, event),
+        Arc::from(format!(
+            "{origin} and {}, which the channel makes part of the identity",
+            names.join(", ")
+        )),
+    )
 }
 
 /// The default fingerprint fields and the texts that explain fingerprints, made once.

@@ -345,6 +345,13 @@ impl Names {
             summary,
             labels,
             details,
+            // One alert per interface whatever the fingerprint fields: a linkUp on eth7
+            // must not clear eth8's linkDown.
+            identity_labels: if interface.is_some() {
+                vec!["interface".to_owned()]
+            } else {
+                Vec::new()
+            },
             ..EventInput::default()
         }
     }

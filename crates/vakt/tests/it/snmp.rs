@@ -180,3 +180,89 @@ async fn link_down_and_up_and_a_custom_trap_and_an_answered_inform() {
         "the wrong community's coldStart was not taken"
     );
 }
+
+/// A trap for one interface of a host, from `snmptrap` (`up` selects linkUp, else linkDown).
+async fn link_trap(target: &str, up: bool, index: &str, name: &str) {
+    let trap = if up {
+        "1.3.6.1.6.3.1.1.5.4"
+    } else {
+        "1.3.6.1.6.3.1.1.5.3"
+    };
+    let if_index = format!("1.3.6.1.2.1.2.2.1.1.{index}");
+    let if_descr = format!("1.3.6.1.2.1.2.2.1.2.{index}");
+    let out = net_snmp(
+        "snmptrap",
+        &[
+            "-v", "2c", "-c", "public", target, "", trap, &if_index, "i", index, &if_descr, "s",
+            name,
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Issue 13: with the default fingerprint and no rule about interfaces, a linkUp on eth7
+/// must not resolve the alert of eth8, which is still down: the built-in SNMP mapping makes
+/// the interface part of the alert's identity.
+#[tokio::test]
+async fn each_interface_is_its_own_alert_with_the_default_fingerprint() {
+    let server = TestServer::with_config(Some(
+        "[sources.snmp]\nlisten = [\"127.0.0.1:0\"]\ncommunities = [\"public\"]\n",
+    ))
+    .await;
+    let target = server.server.as_ref().expect("running").sources.snmp[0].to_string();
+    link_trap(&target, false, "7", "eth7").await;
+    link_trap(&target, false, "8", "eth8").await;
+    let mut open = Vec::new();
+    for _ in 0..100 {
+        let (_, alerts) = server
+            .get("/api/v1/alerts?check=link_state&status=open")
+            .await;
+        open = alerts["items"].as_array().cloned().unwrap_or_default();
+        if open.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open.len(), 2, "one alert per interface: {open:?}");
+    link_trap(&target, true, "7", "eth7").await;
+    let mut resolved = Vec::new();
+    for _ in 0..100 {
+        let (_, alerts) = server
+            .get("/api/v1/alerts?check=link_state&status=resolved")
+            .await;
+        resolved = alerts["items"].as_array().cloned().unwrap_or_default();
+        if !resolved.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(resolved.len(), 1, "{resolved:?}");
+    assert_eq!(resolved[0]["labels"]["interface"], "eth7");
+    let (_, still) = server
+        .get("/api/v1/alerts?check=link_state&status=open")
+        .await;
+    let still = still["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(still.len(), 1, "{still:?}");
+    assert_eq!(
+        still[0]["labels"]["interface"], "eth8",
+        "eth8 is still down"
+    );
+    // The trace says where the fingerprint came from.
+    let (_, detail) = server
+        .get(&format!(
+            "/api/v1/alerts/{}",
+            still[0]["id"].as_str().unwrap_or("?")
+        ))
+        .await;
+    assert!(
+        detail
+            .to_string()
+            .contains("labels.interface, which the channel makes part of the identity"),
+        "{detail}"
+    );
+}
