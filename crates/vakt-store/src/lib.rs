@@ -176,6 +176,9 @@ pub trait Store: Send + Sync + 'static {
     /// The alerts with these ids, each once, in the order of their first mention; ids with
     /// no alert are left out. One query per few thousand ids, not one per id.
     async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError>;
+    /// The events with these ids, each once, in the order of their first mention; ids with
+    /// no event are left out. One query per few thousand ids.
+    async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError>;
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError>;
     /// The alert's timeline, oldest first.
     async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError>;

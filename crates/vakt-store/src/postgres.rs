@@ -206,6 +206,10 @@ impl Store for PostgresStore {
         get_alerts(&mut *self.pool.acquire().await?, ids).await
     }
 
+    async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {
+        get_events(&mut *self.pool.acquire().await?, ids).await
+    }
+
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         list_alerts(&mut *self.pool.acquire().await?, query).await
     }

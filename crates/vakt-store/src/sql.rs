@@ -862,6 +862,29 @@ macro_rules! common_sql {
             Ok(done.alert)
         }
 
+        async fn get_events(conn: &mut Conn, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {
+            let mut found: std::collections::HashMap<String, EventRecord> = std::collections::HashMap::new();
+            for chunk in ids.chunks(BINDS_MAX) {
+                let mut query: QueryBuilder<$db> = QueryBuilder::new(format!("{EVENT_SELECT} WHERE id IN ("));
+                let mut list = query.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                query.push(")");
+                for row in query.build().fetch_all(&mut *conn).await? {
+                    let event = event_from_row(&row)?;
+                    found.insert(event.id.clone(), event);
+                }
+            }
+            let mut out = Vec::with_capacity(found.len());
+            for id in ids {
+                if let Some(event) = found.remove(*id) {
+                    out.push(event);
+                }
+            }
+            Ok(out)
+        }
+
         async fn get_event(conn: &mut Conn, id: &str) -> Result<Option<EventRecord>, StoreError> {
             let mut query: QueryBuilder<$db> =
                 QueryBuilder::new(format!("{EVENT_SELECT} WHERE id = "));

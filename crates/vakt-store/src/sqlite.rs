@@ -389,6 +389,10 @@ impl Store for SqliteStore {
         get_alerts(&mut *self.reader.acquire().await?, ids).await
     }
 
+    async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {
+        get_events(&mut *self.reader.acquire().await?, ids).await
+    }
+
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         list_alerts(&mut *self.reader.acquire().await?, query).await
     }

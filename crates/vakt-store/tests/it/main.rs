@@ -211,6 +211,14 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
         .expect("read")
         .expect("exists");
     assert_eq!(stored, events[3]);
+    // Several at once: each once, in the order asked, unknown ids left out.
+    let by_id = store
+        .events_by_id(&[&events[0].id, "no-such-event", &events[3].id, &events[0].id])
+        .await
+        .expect("events by id");
+    let ids: Vec<&str> = by_id.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, [events[0].id.as_str(), events[3].id.as_str()]);
+    assert_eq!(by_id[1], events[3]);
     store.close().await;
 }
 story!(story_an_alert_lives_and_is_kept, an_alert_lives_and_is_kept);

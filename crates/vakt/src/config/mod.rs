@@ -371,6 +371,9 @@ impl Config {
         if doc.all_ok(&["probes"]) {
             found.extend(crate::probes::validate(&file.probes));
         }
+        if doc.all_ok(&["sources"]) {
+            found.extend(file.sources.alertmanager.validate());
+        }
         // Errors that name their setting by path get its place in the file.
         for mut error in found {
             if error.span.is_none() {

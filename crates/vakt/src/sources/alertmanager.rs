@@ -50,6 +50,34 @@ pub struct AlertmanagerConfig {
     pub fields: FieldMap,
     /// Events of these channels queued at most; beyond it senders get 429.
     pub queue_events_max: Option<usize>,
+    /// The Alertmanager version `GET /api/v2/status` answers with (vakt's own version is
+    /// added as build metadata: `0.25.0+vakt.0.1.0`). amtool compares its own major.minor
+    /// with it and warns when they differ: set the version of the amtool your team runs.
+    pub api_version: String,
+}
+
+/// The Alertmanager release whose API vakt speaks and is tested against (amtool 0.25).
+pub const API_VERSION_DEFAULT: &str = "0.25.0";
+
+impl AlertmanagerConfig {
+    /// Checks what serde cannot: the version is `MAJOR.MINOR.PATCH`.
+    pub fn validate(&self) -> Vec<vakt_core::config::ConfigError> {
+        let parts: Vec<&str> = self.api_version.split('.').collect();
+        if parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        {
+            return Vec::new();
+        }
+        vec![vakt_core::config::ConfigError {
+            span: None,
+            message: format!(
+                "sources.alertmanager.api_version: {:?} is not a version like {API_VERSION_DEFAULT}",
+                self.api_version
+            ),
+        }]
+    }
 }
 
 impl Default for AlertmanagerConfig {
@@ -59,6 +87,7 @@ impl Default for AlertmanagerConfig {
             default_severity: Severity::Warning,
             fields: FieldMap::default(),
             queue_events_max: None,
+            api_version: API_VERSION_DEFAULT.to_owned(),
         }
     }
 }
@@ -486,10 +515,20 @@ fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// The annotations to show for an alert: those its last event was posted with (all of
+/// them, as Alertmanager keeps them), else its summary as `summary`.
+fn annotations(alert: &Alert, last_event: Option<&vakt_core::pipeline::EventRecord>) -> Value {
+    match last_event.and_then(|e| e.event.details.get("annotations")) {
+        Some(Value::Object(posted)) => Value::Object(posted.clone()),
+        _ => json!({"summary": alert.summary}),
+    }
+}
+
 /// Alertmanager's `gettableAlert`.
 fn gettable(
     alert: &Alert,
     labels: BTreeMap<String, String>,
+    annotations: Value,
     silenced_by: Vec<String>,
     inhibited_by: Vec<String>,
     resolve_timeout: Duration,
@@ -498,7 +537,7 @@ fn gettable(
         .expires_at
         .unwrap_or(alert.last_seen + resolve_timeout);
     json!({
-        "annotations": {"summary": alert.summary},
+        "annotations": annotations,
         "endsAt": rfc3339(ends_at),
         "fingerprint": alert.fingerprint.as_str(),
         "receivers": [{"name": RECEIVER}],
@@ -546,7 +585,7 @@ async fn listed(
     }
     // Inhibition as the dispatcher applies it: an active source alert mutes its targets.
     let handling = state.handling();
-    let mut out = Vec::new();
+    let mut shown = Vec::new();
     for alert in &active {
         let labels = label_view(alert);
         if !filter.matchers.iter().all(|m| m.matches(&labels)) {
@@ -559,23 +598,43 @@ async fn listed(
             .into_iter()
             .collect();
         // `unprocessed` never applies: every alert is processed before it is listed.
-        let shown = if !silenced_by.is_empty() {
+        let wanted = if !silenced_by.is_empty() {
             filter.silenced
         } else if !inhibited_by.is_empty() {
             filter.inhibited
         } else {
             filter.active
         };
-        if shown {
-            out.push(gettable(
+        if wanted {
+            shown.push((alert, labels, silenced_by, inhibited_by));
+        }
+    }
+    // The annotations came with the alerts' events: read the last event of each, at once.
+    let ids: Vec<&str> = shown
+        .iter()
+        .map(|(a, ..)| a.last_event_id.as_str())
+        .collect();
+    let events: BTreeMap<String, vakt_core::pipeline::EventRecord> = state
+        .store
+        .events_by_id(&ids)
+        .await?
+        .into_iter()
+        .map(|e| (e.id.clone(), e))
+        .collect();
+    let out = shown
+        .into_iter()
+        .map(|(alert, labels, silenced_by, inhibited_by)| {
+            let annotations = annotations(alert, events.get(&alert.last_event_id));
+            gettable(
                 alert,
                 labels,
+                annotations,
                 silenced_by,
                 inhibited_by,
                 resolve_timeout,
-            ));
-        }
-    }
+            )
+        })
+        .collect();
     let _ = filter.unprocessed;
     Ok(out)
 }
@@ -809,7 +868,12 @@ pub async fn get_status(State(state): State<Arc<AppState>>) -> Response {
     Json(json!({
         "cluster": {"name": "vakt", "status": "disabled", "peers": []},
         "versionInfo": {
-            "version": env!("CARGO_PKG_VERSION"),
+            // amtool warns unless the major.minor is its own; vakt's version rides along.
+            "version": format!(
+                "{}+vakt.{}",
+                state.alertmanager_config().api_version,
+                env!("CARGO_PKG_VERSION")
+            ),
             "revision": "vakt",
             "branch": "vakt",
             "buildUser": "vakt",

@@ -41,6 +41,12 @@ async fn amtool(server: &TestServer, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    // Issue 13: amtool checks the version /api/v2/status answers and warns on a mismatch.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Warning"),
+        "amtool {args:?} warned: {stderr}"
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -67,6 +73,8 @@ async fn amtool_adds_and_queries_alerts_and_manages_silences() {
             "instance=db01:9100",
             "severity=critical",
             "--annotation=summary=/var is full",
+            "--annotation=runbook_url=https://runbooks.example/disk",
+            "--annotation=description=db01 has less than 1% free on /var",
         ],
     )
     .await;
@@ -77,6 +85,15 @@ async fn amtool_adds_and_queries_alerts_and_manages_silences() {
     let alert = &alerts[0];
     assert_eq!(alert["labels"]["alertname"], "DiskFull");
     assert_eq!(alert["annotations"]["summary"], "/var is full");
+    // Issue 13: every annotation comes back, not only the summary.
+    assert_eq!(
+        alert["annotations"]["runbook_url"],
+        "https://runbooks.example/disk"
+    );
+    assert_eq!(
+        alert["annotations"]["description"],
+        "db01 has less than 1% free on /var"
+    );
     assert_eq!(alert["status"]["state"], "active");
 
     // vakt sees it as an alert with the mapped fields and Alertmanager's fingerprint.
