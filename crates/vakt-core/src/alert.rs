@@ -234,7 +234,13 @@ pub enum OperatorAction {
     Unack,
     Resolve,
     Comment,
-    Assign { assignee: Option<String> },
+    Assign {
+        assignee: Option<String>,
+    },
+    /// vakt itself: a flapping alert that has not changed state for a whole flap window
+    /// settles, although no event came to say so (an alert that ended resolved and stays
+    /// quiet). Not an operator's request: the HTTP API does not take it.
+    Settle,
 }
 
 impl OperatorAction {
@@ -245,6 +251,7 @@ impl OperatorAction {
             OperatorAction::Resolve => "resolve",
             OperatorAction::Comment => "comment",
             OperatorAction::Assign { .. } => "assign",
+            OperatorAction::Settle => "settle",
         }
     }
 }
@@ -344,6 +351,12 @@ pub fn apply_operator(
                 ));
             }
             (TimelineKind::Commented, format!("comment by {by}"))
+        }
+        OperatorAction::Settle => {
+            return Err(OperatorError::Invalid(
+                "settle: decided by the pipeline (Pipeline::operate), not applied as a request"
+                    .into(),
+            ));
         }
         OperatorAction::Assign { assignee } => {
             let assignee = assignee.as_deref().map(str::trim).filter(|a| !a.is_empty());

@@ -179,6 +179,8 @@ pub trait Store: Send + Sync + 'static {
     /// The events with these ids, each once, in the order of their first mention; ids with
     /// no event are left out. One query per few thousand ids.
     async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError>;
+    /// Alerts the decide stage marked flapping (oldest first), for the settle sweep.
+    async fn flapping_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError>;
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError>;
     /// The alert's timeline, oldest first.
     async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError>;

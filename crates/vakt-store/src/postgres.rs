@@ -210,6 +210,10 @@ impl Store for PostgresStore {
         get_events(&mut *self.pool.acquire().await?, ids).await
     }
 
+    async fn flapping_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
+        list_flapping(&mut *self.pool.acquire().await?, limit).await
+    }
+
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         list_alerts(&mut *self.pool.acquire().await?, query).await
     }

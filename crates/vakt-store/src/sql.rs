@@ -862,6 +862,18 @@ macro_rules! common_sql {
             Ok(done.alert)
         }
 
+        async fn list_flapping(conn: &mut Conn, limit: u32) -> Result<Vec<Alert>, StoreError> {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {ALERT_COLUMNS} FROM alerts WHERE flapping ORDER BY id LIMIT $1"
+            )))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(alert_from_row)
+            .collect()
+        }
+
         async fn get_events(conn: &mut Conn, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {
             let mut found: std::collections::HashMap<String, EventRecord> = std::collections::HashMap::new();
             for chunk in ids.chunks(BINDS_MAX) {

@@ -393,6 +393,10 @@ impl Store for SqliteStore {
         get_events(&mut *self.reader.acquire().await?, ids).await
     }
 
+    async fn flapping_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
+        list_flapping(&mut *self.reader.acquire().await?, limit).await
+    }
+
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
         list_alerts(&mut *self.reader.acquire().await?, query).await
     }

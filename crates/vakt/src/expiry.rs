@@ -1,8 +1,13 @@
-//! The expiry task: alerts whose `expires_at` passed without a new event are resolved by an `ok` event through the pipeline.
+//! The expiry task: what time alone does to alerts. Alerts whose `expires_at` passed without a new event are resolved by an `ok` event through the pipeline; flapping alerts quiet for a whole flap window settle.
 //!
 //! Alertmanager-style sources promise an end time (`endsAt`) and refresh it while the problem
 //! lasts. When a refresh does not come, this task sends the `ok` the source would have sent.
 //! The event is marked `expiry`, so a refresh that wins the race keeps the alert open.
+//!
+//! A flapping alert settles when an event finds it quiet; one that ended resolved and stays
+//! quiet gets no event, so this task settles it (`OperatorAction::Settle`, decided by the
+//! pipeline in the writer's transaction): the timeline says so and the `settled` notices go
+//! out.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +32,7 @@ pub fn spawn(state: Arc<AppState>, every: Duration) -> JoinHandle<()> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            settle_flapping(&state).await;
             let expired = match state.store.expired_alerts(Utc::now(), BATCH_MAX).await {
                 Ok(expired) => expired,
                 Err(error) => {
@@ -75,4 +81,52 @@ pub fn spawn(state: Arc<AppState>, every: Duration) -> JoinHandle<()> {
             }
         }
     })
+}
+
+/// Flapping alerts looked at per pass, at most.
+const SETTLE_BATCH_MAX: u32 = 1000;
+
+/// Settles flapping alerts that had no state change for a whole flap window.
+async fn settle_flapping(state: &AppState) {
+    let pipeline = state.pipeline();
+    let now = Utc::now();
+    let flapping = match state.store.flapping_alerts(SETTLE_BATCH_MAX).await {
+        Ok(alerts) => alerts,
+        Err(error) => {
+            tracing::warn!(%error, "cannot look for flapping alerts");
+            return;
+        }
+    };
+    let quiet: Vec<_> = flapping
+        .into_iter()
+        .filter(|alert| pipeline.settles(alert, now))
+        .collect();
+    if quiet.is_empty() {
+        return;
+    }
+    let silences = state.silences.get();
+    let request = vakt_core::alert::OperatorRequest {
+        action: vakt_core::alert::OperatorAction::Settle,
+        by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
+        comment: None,
+    };
+    let mut settled = 0;
+    for alert in quiet {
+        match state
+            .store
+            .operate(&pipeline, &silences, &alert.id, &request)
+            .await
+        {
+            Ok(_) => settled += 1,
+            // An event changed it meanwhile: it is not quiet, or it settled by itself.
+            Err(vakt_store::OperateError::Refused(_)) => {}
+            Err(error) => {
+                tracing::warn!(%error, alert = %alert.id, "cannot settle a flapping alert")
+            }
+        }
+    }
+    if settled > 0 {
+        tracing::info!(settled, "flapping alerts settled after a quiet window");
+        state.wake_dispatcher();
+    }
 }

@@ -520,6 +520,81 @@ pub(super) fn operator_resolved(
     settle_candidates(context, alert, candidates, &event_id, new_id, timeline)
 }
 
+/// Whether a flapping alert had no state change within the flap window before `now`.
+pub(super) fn quiet_since(alert: &Alert, flap: Flap, now: DateTime<Utc>) -> bool {
+    flap.threshold > 0
+        && alert.handling.flapping
+        && alert
+            .handling
+            .changes
+            .iter()
+            .all(|&at| now - at >= flap.window)
+}
+
+/// A flapping alert that stayed quiet for a whole window without an event to notice it
+/// (typically one that ended resolved): it settles now, with the timeline line and the
+/// `settled` notices an event would have brought. `None` when it is not flapping or not
+/// quiet.
+pub(super) fn settle_quiet(
+    context: &Context<'_>,
+    alert: &Alert,
+    new_id: &mut dyn FnMut() -> String,
+) -> Option<super::Operated> {
+    if !quiet_since(alert, context.flap, context.now) {
+        return None;
+    }
+    let mut next = alert.clone();
+    next.handling.changes.clear();
+    next.handling.flapping = false;
+    let window_secs = context.flap.window.num_seconds();
+    let mut timeline = vec![TimelineEntry {
+        id: new_id(),
+        alert_id: next.id.clone(),
+        at: context.now,
+        kind: TimelineKind::Settled,
+        by: PIPELINE_ACTOR.to_owned(),
+        message: format!(
+            "settled: no state change within {window_secs} s (no event since); it is {}",
+            next.status
+        ),
+        event_id: None,
+    }];
+    let candidates: Vec<Candidate> = next
+        .handling
+        .actions
+        .iter()
+        .filter(|name| {
+            context
+                .actions
+                .get(name.as_str())
+                .is_some_and(ActionConfig::notifies)
+        })
+        .map(|name| Candidate {
+            action: Arc::from(name.as_str()),
+            purpose: Purpose::Settled,
+            why: "the alert stopped flapping".to_owned(),
+        })
+        .collect();
+    let event_id = next.last_event_id.clone();
+    let actions = if candidates.is_empty() {
+        Vec::new()
+    } else {
+        settle_candidates(
+            context,
+            &mut next,
+            candidates,
+            &event_id,
+            new_id,
+            &mut timeline,
+        )
+    };
+    Some(super::Operated {
+        alert: next,
+        timeline,
+        actions,
+    })
+}
+
 fn why_of(trigger: &Option<String>, transition: Transition, flap: Option<FlapChange>) -> String {
     match (flap, trigger) {
         (Some(FlapChange::Started(_)), _) => "the alert started flapping".to_owned(),

@@ -264,6 +264,23 @@ impl Pipeline {
         silences: &ActiveSilences,
         new_id: &mut dyn FnMut() -> String,
     ) -> Result<Operated, crate::alert::OperatorError> {
+        if request.action == crate::alert::OperatorAction::Settle {
+            let noise = Noise {
+                silences,
+                windows: &self.windows,
+            };
+            let context = decide::Context {
+                actions: &self.actions,
+                flap: self.flap,
+                noise: &noise,
+                now,
+            };
+            return decide::settle_quiet(&context, alert, new_id).ok_or_else(|| {
+                crate::alert::OperatorError::Conflict(
+                    "the alert is not flapping, or it changed state within the flap window".into(),
+                )
+            });
+        }
         let (mut next, entry) = crate::alert::apply_operator(alert, request, now, new_id())?;
         let mut timeline = vec![entry];
         let actions = if request.action == crate::alert::OperatorAction::Resolve {
@@ -291,6 +308,12 @@ impl Pipeline {
             timeline,
             actions,
         })
+    }
+
+    /// Whether a flapping alert has been quiet for a whole flap window at `now`, so that
+    /// `operate` with `OperatorAction::Settle` would settle it.
+    pub fn settles(&self, alert: &Alert, now: DateTime<Utc>) -> bool {
+        decide::quiet_since(alert, self.flap, now)
     }
 
     /// The stateless stages: normalise, filter, categorise, and the fingerprint.

@@ -681,3 +681,57 @@ fn an_operator_resolve_announces_the_resolution_like_an_ok_event() {
         .expect("acks");
     assert!(acked.actions.is_empty());
 }
+
+/// Issue 13: a flapping alert that ends resolved gets no event to notice the quiet; the
+/// pipeline settles it when asked (the expiry task asks), once, and not before the window.
+#[test]
+fn a_quiet_flapping_alert_settles_without_an_event() {
+    let config = CONFIG.replace(
+        "reopen_window_secs = 300",
+        "reopen_window_secs = 1200\nflap_threshold = 2\nflap_window_secs = 600",
+    );
+    let mut h = harness_with(&config);
+    let problem = json!({"resource": "db01", "check": "smart", "summary": "disk sda failed", "severity": "warning"});
+    let ok = json!({"resource": "db01", "check": "smart", "summary": "fine", "severity": "ok"});
+    for event in [&problem, &ok, &problem, &ok] {
+        h.send(event.clone());
+    }
+    let alert = h.alerts.values().next().cloned().expect("the alert");
+    assert!(alert.handling.flapping);
+    assert_eq!(alert.status, AlertStatus::Resolved);
+    let settle = crate::alert::OperatorRequest {
+        action: crate::alert::OperatorAction::Settle,
+        by: "vakt".into(),
+        comment: None,
+    };
+    let mut n = 0;
+    let mut new_id = || {
+        n += 1;
+        format!("S{n}")
+    };
+    // Not yet quiet for a whole window.
+    let early = h.clock + Duration::seconds(100);
+    assert!(!h.pipeline.settles(&alert, early));
+    assert!(
+        h.pipeline
+            .operate(&alert, &settle, early, &h.silences, &mut new_id)
+            .is_err()
+    );
+    let later = h.clock + Duration::seconds(601);
+    assert!(h.pipeline.settles(&alert, later));
+    let done = h
+        .pipeline
+        .operate(&alert, &settle, later, &h.silences, &mut new_id)
+        .expect("settles");
+    assert!(!done.alert.handling.flapping);
+    assert_eq!(done.alert.status, AlertStatus::Resolved, "the state stays");
+    let purposes: Vec<(&str, Purpose)> = done
+        .actions
+        .iter()
+        .map(|a| (&*a.action, a.purpose))
+        .collect();
+    assert_eq!(purposes, [("page", Purpose::Settled)]);
+    assert_eq!(done.timeline[0].kind, TimelineKind::Settled);
+    // Settled once.
+    assert!(!h.pipeline.settles(&done.alert, later));
+}

@@ -9,7 +9,7 @@ CREATE UNIQUE INDEX events_idempotency_key ON events (idempotency_key) WHERE ide
 -- Mirrors handling.flapping, so the settle sweep reads only flapping alerts.
 ALTER TABLE alerts ADD COLUMN flapping INTEGER NOT NULL DEFAULT 0;
 UPDATE alerts SET flapping = 1 WHERE json_extract(handling, '$.flapping') = 1;
-CREATE INDEX alerts_flapping ON alerts (id) WHERE flapping = 1;
+CREATE INDEX alerts_flapping ON alerts (id) WHERE flapping;
 
 -- The dispatcher's throttle windows per channel and recipients: sent times and the lines
 -- held back for the summary (JSON).

@@ -847,6 +847,77 @@ url = "{}/chat"
     );
 }
 
+/// Issue 13: an alert that ends resolved and stays quiet gets its `settled` notice too,
+/// although no event comes to notice the quiet.
+#[tokio::test]
+async fn a_flapping_alert_that_ends_resolved_and_stays_quiet_settles() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[alerts]
+reopen_window_secs = 5
+flap_threshold = 3
+flap_window_secs = 3
+
+[[rules]]
+name = "page"
+when = 'check == "ping"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "webhook"
+url = "{}/chat"
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    for severity in ["critical", "ok", "critical", "ok", "critical", "ok"] {
+        server
+            .post(
+                "/api/v1/events",
+                &event("router2", "ping", severity, json!({})),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let settled = eventually(15, "the settled notice without another event", || async {
+        receiver
+            .all()
+            .iter()
+            .find(|r| r.body["purpose"] == "settled")
+            .cloned()
+    })
+    .await;
+    assert_eq!(
+        settled.body["alert"]["status"], "resolved",
+        "{:?}",
+        settled.body
+    );
+    let alert_id = server.only_alert_id().await;
+    let (_, alert) = server.get(&format!("/api/v1/alerts/{alert_id}")).await;
+    let timeline = alert["timeline"].as_array().cloned().unwrap_or_default();
+    assert!(
+        timeline.iter().any(|t| t["kind"] == "settled"
+            && t["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("it is resolved"))),
+        "{alert}"
+    );
+    assert_eq!(alert["handling"]["flapping"], false, "{alert}");
+    // Settled once: the sweep does not settle it again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let count = receiver
+        .all()
+        .iter()
+        .filter(|r| r.body["purpose"] == "settled")
+        .count();
+    assert_eq!(count, 1);
+}
+
 #[tokio::test]
 async fn kill_nine_between_decision_and_delivery_loses_nothing_and_repeats_nothing() {
     let work = tempfile::tempdir().expect("dir");
