@@ -266,6 +266,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Alert>, StoreError>;
     /// Creates or replaces a silence.
     async fn put_silence(&self, silence: &Silence) -> Result<(), StoreError>;
+    /// Stores the dispatcher's throttle window for `key` (its own JSON), or removes it when
+    /// `state` is `None`, so a restart does not start a fresh window in a storm.
+    async fn put_throttle(&self, key: &str, state: Option<&str>) -> Result<(), StoreError>;
+    /// Every stored throttle window: (key, state).
+    async fn throttles(&self) -> Result<Vec<(String, String)>, StoreError>;
     async fn silence(&self, id: &str) -> Result<Option<Silence>, StoreError>;
     /// Every silence, newest first (expired ones included: they are history).
     async fn silences(&self) -> Result<Vec<Silence>, StoreError>;

@@ -862,6 +862,40 @@ macro_rules! common_sql {
             Ok(done.alert)
         }
 
+        /// Stores a throttle window (`state` is the dispatcher's JSON), or forgets it when
+        /// `state` is `None`.
+        async fn write_throttle(conn: &mut Conn, key: &str, state: Option<&str>, now_ms: i64) -> Result<(), StoreError> {
+            match state {
+                Some(state) => {
+                    sqlx::query(
+                        "INSERT INTO throttle_windows (throttle_key, state, updated_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (throttle_key) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+                    )
+                    .bind(key.to_owned())
+                    .bind(state.to_owned())
+                    .bind(now_ms)
+                    .execute(&mut *conn)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM throttle_windows WHERE throttle_key = $1")
+                        .bind(key.to_owned())
+                        .execute(&mut *conn)
+                        .await?;
+                }
+            }
+            Ok(())
+        }
+
+        async fn read_throttles(conn: &mut Conn) -> Result<Vec<(String, String)>, StoreError> {
+            sqlx::query("SELECT throttle_key, state FROM throttle_windows ORDER BY throttle_key")
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| Ok((row.try_get("throttle_key")?, row.try_get("state")?)))
+                .collect()
+        }
+
         async fn list_flapping(conn: &mut Conn, limit: u32) -> Result<Vec<Alert>, StoreError> {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {ALERT_COLUMNS} FROM alerts WHERE flapping ORDER BY id LIMIT $1"

@@ -703,6 +703,15 @@ impl Store for SqliteStore {
         write_silence(&mut *self.writer.acquire().await?, silence).await
     }
 
+    async fn put_throttle(&self, key: &str, state: Option<&str>) -> Result<(), StoreError> {
+        let now = chrono::Utc::now().timestamp_millis();
+        write_throttle(&mut *self.writer.acquire().await?, key, state, now).await
+    }
+
+    async fn throttles(&self) -> Result<Vec<(String, String)>, StoreError> {
+        read_throttles(&mut *self.reader.acquire().await?).await
+    }
+
     async fn silence(&self, id: &str) -> Result<Option<vakt_core::silence::Silence>, StoreError> {
         Ok(read_silences(&mut *self.reader.acquire().await?, Some(id))
             .await?

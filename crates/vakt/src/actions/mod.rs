@@ -458,32 +458,73 @@ fn backoff(config: &vakt_core::config::RetryConfig, attempt: i64) -> Duration {
 }
 
 /// Messages sent per (channel, recipients), for throttling; held-back lines for the summary.
+/// Stored as they change (`Store::put_throttle`) and loaded at start, so a restart in the
+/// middle of a storm does not open a fresh window.
 #[derive(Default)]
 struct Throttles {
     windows: HashMap<ThrottleKey, Window>,
+    /// Windows changed since they were last stored.
+    dirty: std::collections::HashSet<ThrottleKey>,
 }
 
 /// A channel and the recipients a message goes to.
 type ThrottleKey = (String, Vec<String>);
 
-#[derive(Default)]
+/// Lines held back for one summary, at most.
+const THROTTLE_HELD_MAX: usize = 1000;
+
+#[derive(Default, serde::Serialize, Deserialize)]
 struct Window {
-    sent: VecDeque<Instant>,
+    sent: VecDeque<chrono::DateTime<Utc>>,
     held: Vec<String>,
 }
 
 impl Window {
     /// Forgets messages older than the window; whether another may go out now.
-    fn has_room(&mut self, throttle: ThrottleConfig, now: Instant) -> bool {
-        let window = Duration::from_secs(throttle.throttle_window_secs);
-        while self
-            .sent
-            .front()
-            .is_some_and(|&t| now.duration_since(t) >= window)
-        {
+    fn has_room(&mut self, throttle: ThrottleConfig, now: chrono::DateTime<Utc>) -> bool {
+        let window = chrono::Duration::seconds(
+            i64::try_from(throttle.throttle_window_secs).unwrap_or(i64::MAX / 1000),
+        );
+        while self.sent.front().is_some_and(|&t| now - t >= window) {
             self.sent.pop_front();
         }
         self.sent.len() < usize::try_from(throttle.throttle_max).unwrap_or(usize::MAX)
+    }
+}
+
+impl Throttles {
+    /// What to store for the changed windows: (key, state, or `None` once empty).
+    fn take_dirty(&mut self) -> Vec<(String, Option<String>)> {
+        let dirty: Vec<ThrottleKey> = self.dirty.drain().collect();
+        dirty
+            .into_iter()
+            .map(|key| {
+                let state = self
+                    .windows
+                    .get(&key)
+                    .filter(|w| !w.sent.is_empty() || !w.held.is_empty())
+                    .and_then(|w| serde_json::to_string(w).ok());
+                (serde_json::to_string(&key).unwrap_or_default(), state)
+            })
+            .collect()
+    }
+
+    /// Takes stored windows back (at start); entries that do not parse are skipped.
+    fn restore(&mut self, stored: Vec<(String, String)>) -> usize {
+        let mut restored = 0;
+        for (key, state) in stored {
+            match (
+                serde_json::from_str::<ThrottleKey>(&key),
+                serde_json::from_str::<Window>(&state),
+            ) {
+                (Ok(key), Ok(window)) => {
+                    self.windows.insert(key, window);
+                    restored += 1;
+                }
+                _ => tracing::warn!(%key, "a stored throttle window does not parse; skipped"),
+            }
+        }
+        restored
     }
 }
 
@@ -589,6 +630,20 @@ pub fn spawn(
                 Err(error) => tracing::error!(%error, "cannot take back interrupted actions"),
             }
         }
+        // Throttle windows outlive a restart: a storm stays throttled.
+        match dispatcher.state.store.throttles().await {
+            Ok(stored) => {
+                let restored = dispatcher
+                    .throttles
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .restore(stored);
+                if restored > 0 {
+                    tracing::info!(windows = restored, "throttle windows restored");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the stored throttle windows"),
+        }
         loop {
             if *stop.borrow() {
                 break;
@@ -677,6 +732,7 @@ impl Dispatcher {
         }
         self.send_groups(handling).await?;
         self.send_summaries(handling).await;
+        self.store_throttles().await;
         Ok(())
     }
 
@@ -685,7 +741,29 @@ impl Dispatcher {
         let result = self.attempt(handling, &record).await;
         let finished = Utc::now();
         let finish = self.finish_for(handling, &record, result, started, finished);
+        self.store_throttles().await;
         self.record(vec![(record, finish)]).await;
+    }
+
+    /// Stores the throttle windows that changed; a failed write is tried again later.
+    async fn store_throttles(&self) {
+        let changed = self
+            .throttles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take_dirty();
+        for (key, state) in changed {
+            if let Err(error) = self.state.store.put_throttle(&key, state.as_deref()).await {
+                tracing::warn!(%error, %key, "cannot store a throttle window; trying again later");
+                if let Ok(key) = serde_json::from_str::<ThrottleKey>(&key) {
+                    self.throttles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .dirty
+                        .insert(key);
+                }
+            }
+        }
     }
 
     /// Records attempts: counted in metrics, then committed by the finisher (several
@@ -1090,16 +1168,15 @@ impl Dispatcher {
             .throttles
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let state = throttles
-            .windows
-            .entry((channel.to_owned(), to.to_vec()))
-            .or_default();
-        let now = Instant::now();
+        let key = (channel.to_owned(), to.to_vec());
+        throttles.dirty.insert(key.clone());
+        let state = throttles.windows.entry(key).or_default();
+        let now = Utc::now();
         if state.has_room(throttle, now) {
             state.sent.push_back(now);
             None
         } else {
-            if state.held.len() < 1000 {
+            if state.held.len() < THROTTLE_HELD_MAX {
                 state.held.push(context.title());
             }
             Some(format!(
@@ -1117,7 +1194,7 @@ impl Dispatcher {
                 .throttles
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let now = Instant::now();
+            let now = Utc::now();
             let mut due = Vec::new();
             for (key, state) in throttles.windows.iter_mut() {
                 let Some(config) = handling.channels.get(&key.0) else {
@@ -1127,6 +1204,9 @@ impl Dispatcher {
                     state.sent.push_back(now);
                     due.push((key.clone(), std::mem::take(&mut state.held)));
                 }
+            }
+            for (key, _) in &due {
+                throttles.dirty.insert(key.clone());
             }
             due
         };

@@ -1503,3 +1503,68 @@ throttle_window_secs = 2
     );
     assert_eq!(text.matches("[CRITICAL] http on host").count(), 3, "{text}");
 }
+
+/// Issue 13: throttle windows survive a restart: after two messages in the window, a
+/// restarted vakt still holds the third back, and its summary still comes.
+#[tokio::test]
+async fn a_restart_keeps_the_throttle_window() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "mattermost"
+url = "{}/mm"
+throttle_max = 2
+throttle_window_secs = 4
+"#,
+        receiver.url
+    );
+    let mut server = TestServer::with_config(Some(&config)).await;
+    let events: Vec<Value> = (0..2)
+        .map(|i| event(&format!("host{i}"), "http", "critical", json!({})))
+        .collect();
+    server.post("/api/v1/events", &Value::Array(events)).await;
+    eventually(10, "two messages", || async {
+        (receiver.all().len() == 2).then_some(())
+    })
+    .await;
+    server.stop().await;
+    server.boot(true, None).await;
+    server
+        .post(
+            "/api/v1/events",
+            &event("host9", "http", "critical", json!({})),
+        )
+        .await;
+    let skipped = eventually(10, "the third throttled after the restart", || async {
+        let list = actions(&server, "status=skipped").await;
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert!(
+        skipped[0]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("throttled")),
+        "{skipped:?}"
+    );
+    assert_eq!(receiver.all().len(), 2, "nothing more went out at once");
+    let summary = eventually(15, "the summary after the window", || async {
+        receiver.all().get(2).map(|r| r.body.clone())
+    })
+    .await;
+    assert!(
+        summary["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("1 notification(s) held back by throttling")),
+        "{summary}"
+    );
+}
