@@ -284,6 +284,20 @@ pub struct Page {
     pub via: Via,
 }
 
+/// A person to mention in a chat page, by each service's own id: only these notify.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Mention {
+    /// Their name, for services that show one beside the mention (Teams).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mattermost: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teams_id: Option<String>,
+}
+
 /// How a page goes out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -295,8 +309,12 @@ pub enum Via {
         channel: String,
         #[serde(default)]
         to: Vec<String>,
+        /// The user's chat handle, as text.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mention: Option<String>,
+        /// Whom to mention, with each chat service's own id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        who: Option<Mention>,
     },
     /// A POST to the user's phone gateway webhook.
     Phone { url: String },

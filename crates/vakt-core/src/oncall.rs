@@ -37,9 +37,20 @@ pub struct UserConfig {
     pub name: String,
     #[serde(default)]
     pub email: Option<String>,
-    /// Chat handle, for mentions: `@alice`.
+    /// Chat handle, shown in chat pages: `@alice`. Shown as text only: a mention that
+    /// notifies needs the service's own id (`slack_id`, `mattermost`, `teams_id`).
     #[serde(default)]
     pub chat: Option<String>,
+    /// Slack member id (`U024BE7LH`): Slack pages mention `<@U024BE7LH>`.
+    #[serde(default)]
+    pub slack_id: Option<String>,
+    /// Mattermost username (`alice`): Mattermost pages mention `@alice`.
+    #[serde(default)]
+    pub mattermost: Option<String>,
+    /// Microsoft Teams user (Entra object id or UPN `alice@example.com`): Teams pages carry
+    /// a mention entity for it.
+    #[serde(default)]
+    pub teams_id: Option<String>,
     /// A URL that pages the phone (an SMS or voice gateway's webhook).
     #[serde(default)]
     pub phone_webhook: Option<String>,

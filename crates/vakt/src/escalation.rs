@@ -292,6 +292,7 @@ async fn plan(
                         channel: channel.clone(),
                         to: Vec::new(),
                         mention: None,
+                        who: None,
                     },
                 });
                 paged.push(format!("channel {channel}"));
@@ -403,13 +404,25 @@ fn user_pages(
             channel: channel.clone(),
             to: vec![email.clone()],
             mention: None,
+            who: None,
         }));
     }
-    if let (Some(chat), Some(channel)) = (&user.chat, &config.chat_channel) {
+    let chat_ids = user.slack_id.is_some() || user.mattermost.is_some() || user.teams_id.is_some();
+    if let (true, Some(channel)) = (user.chat.is_some() || chat_ids, &config.chat_channel) {
         pages.push(page(Via::Channel {
             channel: channel.clone(),
             to: Vec::new(),
-            mention: Some(chat.clone()),
+            mention: user.chat.clone(),
+            who: chat_ids.then(|| vakt_core::escalation::Mention {
+                name: if user.name.is_empty() {
+                    user.id.clone()
+                } else {
+                    user.name.clone()
+                },
+                slack_id: user.slack_id.clone(),
+                mattermost: user.mattermost.clone(),
+                teams_id: user.teams_id.clone(),
+            }),
         }));
     }
     if let Some(url) = &user.phone_webhook {

@@ -49,6 +49,36 @@ impl Directory {
                     ),
                 });
             }
+            if let Some(slack) = &user.slack_id
+                && !(slack.len() >= 3
+                    && slack.starts_with(['U', 'W'])
+                    && slack
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()))
+            {
+                errors.push(ConfigError {
+                    span: None,
+                    message: format!(
+                        "users.{}: slack_id {slack:?} is not a Slack member id like U024BE7LH (Slack: profile, ⋮, Copy member ID)",
+                        user.id
+                    ),
+                });
+            }
+            if let Some(name) = &user.mattermost
+                && (name.is_empty()
+                    || name.starts_with('@')
+                    || !name
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)))
+            {
+                errors.push(ConfigError {
+                    span: None,
+                    message: format!(
+                        "users.{}: mattermost {name:?} is not a Mattermost username (lowercase letters, digits, '.', '_', '-'; no '@')",
+                        user.id
+                    ),
+                });
+            }
             if ids.contains(&user.id.as_str()) {
                 errors.push(ConfigError {
                     span: None,

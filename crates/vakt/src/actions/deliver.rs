@@ -127,6 +127,9 @@ pub struct Mail<'a> {
     pub subject: String,
     pub body: String,
     pub idempotency_key: &'a str,
+    /// The local parts of this mail's Message-ID and of the mail it follows up (threading
+    /// mails about one alert); the domain is the sender's.
+    pub thread: Option<(String, Option<String>)>,
 }
 
 pub async fn email(channel: &EmailChannel, mail: Mail<'_>) -> Delivery {
@@ -190,6 +193,26 @@ fn build_message(channel: &EmailChannel, mail: &Mail<'_>) -> Result<Message, Str
     }
     for to in mail.to {
         builder = builder.to(to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?);
+    }
+    let domain = channel
+        .from
+        .rsplit_once('@')
+        .map(|(_, d)| d.trim_end_matches('>').trim())
+        .filter(|d| {
+            !d.is_empty()
+                && d.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-".contains(c))
+        })
+        .unwrap_or("vakt.invalid");
+    let id = |local: &str| format!("<{local}@{domain}>");
+    match &mail.thread {
+        Some((own, follows)) => {
+            builder = builder.message_id(Some(id(own)));
+            if let Some(first) = follows {
+                builder = builder.in_reply_to(id(first)).references(id(first));
+            }
+        }
+        None => builder = builder.message_id(Some(id(&format!("vakt.{}", mail.idempotency_key)))),
     }
     let mut message = builder
         .body(mail.body.clone())

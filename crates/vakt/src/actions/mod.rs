@@ -1251,7 +1251,7 @@ impl Dispatcher {
         let key = ulid::Ulid::new().to_string();
         match config {
             ChannelConfig::Email { .. } => {
-                self.send_mail(config, to, title.to_owned(), text.to_owned(), &key)
+                self.send_mail(config, to, title.to_owned(), text.to_owned(), &key, None)
                     .await
             }
             ChannelConfig::Slack(chat)
@@ -1305,7 +1305,8 @@ impl Dispatcher {
                     },
                     None => context.text(),
                 };
-                self.send_mail(config, to, subject, body, key).await
+                self.send_mail(config, to, subject, body, key, context.thread())
+                    .await
             }
             ChannelConfig::Slack(chat)
             | ChannelConfig::Mattermost(chat)
@@ -1343,6 +1344,7 @@ impl Dispatcher {
         subject: String,
         body: String,
         key: &str,
+        thread: Option<(String, Option<String>)>,
     ) -> Outcome {
         let (Some(email), ChannelConfig::Email { to: default_to, .. }) = (config.email(), config)
         else {
@@ -1357,6 +1359,7 @@ impl Dispatcher {
                     subject,
                     body,
                     idempotency_key: key,
+                    thread,
                 },
             )
             .await,

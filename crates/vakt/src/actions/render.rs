@@ -18,6 +18,15 @@ pub const TEMPLATE_FUEL: u64 = 500_000;
 /// Alerts listed one by one in a group message; the rest are counted.
 pub const GROUP_LISTED_MAX: usize = 20;
 
+/// The chat services whose mentions differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Service {
+    Slack,
+    Mattermost,
+    Teams,
+    Text,
+}
+
 /// What a template sees.
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
@@ -37,6 +46,10 @@ pub struct Context {
     pub action: String,
     /// For an escalation page: the policy, step and who is paged.
     pub page: Option<vakt_core::escalation::Page>,
+    /// This is the alert's first notification (its earliest decided `notify` action): mail
+    /// clients thread later mails about the alert under it.
+    #[serde(skip)]
+    pub thread_first: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,7 +107,29 @@ impl Context {
             action_id: record.decided.id.clone(),
             action: record.decided.action.to_string(),
             page: record.decided.target.clone(),
+            thread_first: record.decided.kind == "notify"
+                && earlier
+                    .iter()
+                    .filter(|e| e.decided.kind == "notify")
+                    .map(|e| e.decided.id.as_str())
+                    .chain([record.decided.id.as_str()])
+                    .min()
+                    == Some(record.decided.id.as_str()),
         }
+    }
+
+    /// The mail thread of this notification: its own Message-ID and, unless it is the
+    /// alert's first, the first's (`In-Reply-To`, `References`). `None` for a group.
+    pub fn thread(&self) -> Option<(String, Option<String>)> {
+        if self.group.is_some() {
+            return None;
+        }
+        let root = format!("alert.{}", self.alert.id);
+        Some(if self.thread_first {
+            (root, None)
+        } else {
+            (format!("{}.{}", self.action_id, self.alert.id), Some(root))
+        })
     }
 
     /// One line that names the alert: `[CRITICAL] disk_usage on db01: /var is 99% full`.
@@ -120,15 +155,9 @@ impl Context {
         }
         let tag = match self.purpose {
             "escalation" => {
-                let mention = match &self.page {
-                    Some(vakt_core::escalation::Page {
-                        via:
-                            vakt_core::escalation::Via::Channel {
-                                mention: Some(m), ..
-                            },
-                        ..
-                    }) => format!("{m} "),
-                    _ => String::new(),
+                let mention = match self.mention(Service::Text) {
+                    Some(m) => format!("{m} "),
+                    None => String::new(),
                 };
                 return format!(
                     "{mention}[PAGE {}] {} on {}: {}",
@@ -296,9 +325,42 @@ impl Context {
         facts
     }
 
+    /// Who a page is for, as `service` mentions them: Slack `<@U...>` and Mattermost
+    /// `@name` from the user's ids (the only forms that notify), else the chat handle as
+    /// plain text (`Service::Text`: email, generic webhooks, and services without an id).
+    fn mention(&self, service: Service) -> Option<String> {
+        let Some(vakt_core::escalation::Page {
+            via: vakt_core::escalation::Via::Channel { mention, who, .. },
+            ..
+        }) = &self.page
+        else {
+            return None;
+        };
+        let id = who.as_ref().and_then(|w| match service {
+            Service::Slack => w.slack_id.as_ref().map(|id| format!("<@{id}>")),
+            Service::Mattermost => w.mattermost.as_ref().map(|name| format!("@{name}")),
+            Service::Teams => w.teams_id.as_ref().map(|_| format!("<at>{}</at>", w.name)),
+            Service::Text => None,
+        });
+        id.or_else(|| mention.clone())
+    }
+
+    /// The title with the page's mention in `service`'s form (in place of the text one).
+    fn title_for(&self, service: Service) -> String {
+        let title = self.title();
+        match (self.mention(Service::Text), self.mention(service)) {
+            (Some(text), Some(mention)) => match title.strip_prefix(&format!("{text} ")) {
+                Some(rest) => format!("{mention} {rest}"),
+                None => title,
+            },
+            (None, Some(mention)) => format!("{mention} {title}"),
+            _ => title,
+        }
+    }
+
     /// Slack incoming webhook: `text` (the notification fallback) and Block Kit blocks.
     pub fn slack(&self) -> Value {
-        let title = self.title();
+        let title = self.title_for(Service::Slack);
         let mut blocks = vec![
             json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150), "emoji": false}}),
             json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&self.text(), 3000)}}),
@@ -314,7 +376,7 @@ impl Context {
 
     /// Mattermost incoming webhook: `text` plus a Slack-style attachment with fields.
     pub fn mattermost(&self) -> Value {
-        let title = self.title();
+        let title = self.title_for(Service::Mattermost);
         json!({
             "username": "vakt",
             "text": format!("#### {title}"),
@@ -333,7 +395,7 @@ impl Context {
 
     /// Microsoft Teams Workflows webhook: a message with one Adaptive Card attachment.
     pub fn teams(&self) -> Value {
-        let title = self.title();
+        let title = self.title_for(Service::Teams);
         let mut body = vec![
             json!({"type": "TextBlock", "size": "Large", "weight": "Bolder", "text": title, "wrap": true,
                    "color": if self.purpose == "resolved" { "Good" } else { "Attention" }}),
@@ -342,18 +404,35 @@ impl Context {
         if self.group.is_none() {
             body.push(json!({"type": "FactSet", "facts": self.facts().iter().map(|(k, v)| json!({"title": k, "value": v})).collect::<Vec<_>>()}));
         }
+        let mut content = json!({
+            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": body,
+            "actions": [{"type": "Action.OpenUrl", "title": "Open in vakt", "url": self.links.alert}]
+        });
+        // A Teams mention is `<at>Name</at>` in the text plus an entity naming the user.
+        if let (
+            Some(text),
+            Some(vakt_core::escalation::Page {
+                via: vakt_core::escalation::Via::Channel { who: Some(who), .. },
+                ..
+            }),
+        ) = (self.mention(Service::Teams), &self.page)
+            && let Some(id) = &who.teams_id
+        {
+            content["msteams"] = json!({"entities": [{
+                "type": "mention",
+                "text": text,
+                "mentioned": {"id": id, "name": who.name}
+            }]});
+        }
         json!({
             "type": "message",
             "attachments": [{
                 "contentType": "application/vnd.microsoft.card.adaptive",
                 "contentUrl": null,
-                "content": {
-                    "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-                    "type": "AdaptiveCard",
-                    "version": "1.4",
-                    "body": body,
-                    "actions": [{"type": "Action.OpenUrl", "title": "Open in vakt", "url": self.links.alert}]
-                }
+                "content": content
             }]
         })
     }

@@ -600,6 +600,22 @@ x = 1
     }
 
     #[test]
+    fn chat_ids_are_checked() {
+        let found =
+            errors("[[users]]\nid = \"alice\"\nslack_id = \"@alice\"\nmattermost = \"@alice\"\n");
+        assert!(
+            found
+                .iter()
+                .any(|f| f.starts_with("t.toml:1:1: users.alice: slack_id")),
+            "{found:#?}"
+        );
+        assert!(
+            found.iter().any(|f| f.contains("users.alice: mattermost")),
+            "{found:#?}"
+        );
+    }
+
+    #[test]
     fn overrides_win() {
         let overrides = Overrides {
             listen: Some("127.0.0.1:9999".into()),

@@ -402,6 +402,40 @@ from = "vakt <vakt@example.com>"
             .is_some_and(|o| o.contains("accepted")),
         "{done}"
     );
+    // Issue 13: mails about one alert thread: the first has a Message-ID, the resolution
+    // notice answers it (In-Reply-To, References).
+    let header = |message: &str, name: &str| {
+        message
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    let first_id = header(&message, "Message-ID").expect("a Message-ID");
+    assert!(first_id.ends_with("@example.com>"), "{first_id}");
+    assert_eq!(header(&message, "In-Reply-To"), None, "{message}");
+    server
+        .post(
+            "/api/v1/events",
+            &event("db01", "disk_usage", "ok", json!({"summary": "fine"})),
+        )
+        .await;
+    let second = eventually(20, "the resolution notice in the maildir", || async {
+        std::fs::read_dir(&inbox)
+            .ok()?
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|m| m.contains("Subject: [RESOLVED]"))
+    })
+    .await;
+    let second_id = header(&second, "Message-ID").expect("a Message-ID");
+    assert_ne!(second_id, first_id);
+    assert_eq!(
+        header(&second, "In-Reply-To"),
+        Some(first_id.clone()),
+        "{second}"
+    );
+    assert_eq!(header(&second, "References"), Some(first_id), "{second}");
     let _ = smtpd.kill().await;
 }
 

@@ -571,3 +571,86 @@ escalate = "two-steps"
     drop(b);
     db.drop_database().await;
 }
+
+/// Issue 13: a chat page mentions the paged person in the form that notifies them on that
+/// service: Slack `<@MEMBER_ID>`, Mattermost `@username`, Teams an `<at>` mention entity;
+/// a bare chat handle stays text.
+#[tokio::test]
+async fn chat_pages_mention_people_by_their_service_ids() {
+    for (kind, user, expect) in [
+        (
+            "slack",
+            "chat = \"@alice\"\nslack_id = \"U024BE7LH\"",
+            "<@U024BE7LH> [PAGE CRITICAL]",
+        ),
+        (
+            "mattermost",
+            "chat = \"@alice\"\nmattermost = \"alice.s\"",
+            "@alice.s [PAGE CRITICAL]",
+        ),
+        (
+            "teams",
+            "name = \"Alice Svensson\"\nteams_id = \"alice@example.com\"",
+            "<at>Alice Svensson</at> [PAGE CRITICAL]",
+        ),
+    ] {
+        let receiver = Receiver::start(Duration::ZERO).await;
+        let url = &receiver.url;
+        let config = format!(
+            r#"
+[dispatch]
+poll_interval_ms = 100
+[escalation]
+poll_interval_ms = 100
+chat_channel = "chat"
+
+[[users]]
+id = "alice"
+{user}
+
+[channels.chat]
+type = "{kind}"
+url = "{url}/chat"
+
+[[escalation_policies]]
+name = "p"
+[[escalation_policies.steps]]
+after_secs = 0
+notify = [{{ user = "alice" }}]
+
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+escalate = "p"
+"#
+        );
+        let server = TestServer::with_config(Some(&config)).await;
+        server
+            .post(
+                "/api/v1/events",
+                &json!({"resource": "web1", "check": "http", "severity": "critical", "summary": "down"}),
+            )
+            .await;
+        let page = eventually(20, "the chat page", || async {
+            receiver.all().first().map(|r| r.body.clone())
+        })
+        .await;
+        let text = page.to_string();
+        assert!(
+            text.contains(&expect.replace('"', "\\\"")),
+            "{kind}: {page}"
+        );
+        if kind == "teams" {
+            let entity = &page["attachments"][0]["content"]["msteams"]["entities"][0];
+            assert_eq!(entity["type"], "mention", "{page}");
+            assert_eq!(entity["mentioned"]["id"], "alice@example.com", "{page}");
+            assert_eq!(entity["text"], "<at>Alice Svensson</at>", "{page}");
+        }
+        if kind == "slack" {
+            assert!(
+                !text.contains("@alice [PAGE"),
+                "no text-only mention: {page}"
+            );
+        }
+    }
+}
