@@ -324,6 +324,7 @@ fn wire(agent: &str, input: &EventInput) -> Value {
         "environment": input.environment,
         "labels": labels,
         "metrics": input.metrics,
+        "details": input.details,
         "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "idempotency_key": format!("agent:{agent}:{}", ulid::Ulid::new()),
     })

@@ -207,6 +207,8 @@ struct Reading {
     severity: Severity,
     summary: String,
     metrics: BTreeMap<String, f64>,
+    /// The value graded against the thresholds, when one was.
+    value: Option<f64>,
 }
 
 /// A monitored item as the catalogue shows it.
@@ -223,8 +225,53 @@ pub struct Monitor {
     pub status: Option<Severity>,
     pub summary: Option<String>,
     pub metrics: BTreeMap<String, f64>,
+    /// The last value graded against the thresholds (a disk's used percent, a call's
+    /// milliseconds, ...), when the probe grades one.
+    pub value: Option<f64>,
+    /// The probe's thresholds, when it has any.
+    pub thresholds: Option<MonitorThresholds>,
     pub last_seen: Option<DateTime<Utc>>,
     pub last_sent: Option<DateTime<Utc>>,
+}
+
+/// `details.probe` of a probe's event: the graded value and the thresholds it was graded
+/// against, so rules, notifications and the server's catalogue (for an agent's probes) see
+/// them.
+fn probe_details(
+    value: Option<f64>,
+    thresholds: &Thresholds,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut probe = serde_json::Map::new();
+    if let Some(value) = value {
+        probe.insert("value".into(), serde_json::json!(value));
+    }
+    if let Some(shown) = MonitorThresholds::of(thresholds) {
+        probe.insert("thresholds".into(), serde_json::json!(shown));
+    }
+    let mut details = serde_json::Map::new();
+    if !probe.is_empty() {
+        details.insert("probe".into(), serde_json::Value::Object(probe));
+    }
+    details
+}
+
+/// A monitor's thresholds as the catalogue shows them.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct MonitorThresholds {
+    pub warning: Option<f64>,
+    pub critical: Option<f64>,
+    /// Low values are bad.
+    pub below: bool,
+}
+
+impl MonitorThresholds {
+    fn of(thresholds: &Thresholds) -> Option<MonitorThresholds> {
+        (thresholds.warning.is_some() || thresholds.critical.is_some()).then(|| MonitorThresholds {
+            warning: thresholds.warning,
+            critical: thresholds.critical,
+            below: thresholds.below,
+        })
+    }
 }
 
 /// The catalogue: every probe this server runs, with its last reading.
@@ -334,6 +381,8 @@ pub fn start(
                     status: None,
                     summary: None,
                     metrics: BTreeMap::new(),
+                    value: None,
+                    thresholds: MonitorThresholds::of(&probe.thresholds()),
                     last_seen: None,
                     last_sent: None,
                 });
@@ -379,6 +428,7 @@ async fn run(
                 m.status = Some(reading.severity);
                 m.summary = Some(reading.summary.clone());
                 m.metrics = reading.metrics.clone();
+                m.value = reading.value;
                 m.last_seen = Some(now);
             });
         }
@@ -404,6 +454,7 @@ async fn run(
             environment: probe.environment.clone(),
             labels,
             metrics: reading.metrics.clone(),
+            details: probe_details(reading.value, &probe.thresholds()),
             ..EventInput::default()
         };
         let (done, safe) = tokio::sync::oneshot::channel();
@@ -439,16 +490,19 @@ async fn measure(
         severity: thresholds.grade(value, previous),
         summary,
         metrics,
+        value: Some(value),
     };
     let failed = |summary: String| Reading {
         severity: Severity::Critical,
         summary,
         metrics: BTreeMap::new(),
+        value: None,
     };
     let failed_major = |summary: String| Reading {
         severity: Severity::Major,
         summary,
         metrics: BTreeMap::new(),
+        value: None,
     };
     let timeout = Duration::from_secs(probe.timeout_secs.max(1));
     match probe.kind {
@@ -590,6 +644,7 @@ async fn measure(
                 summary: "no kernel I/O error counters on this host (virtual disks have none)"
                     .into(),
                 metrics: BTreeMap::new(),
+                value: None,
             },
             Some((total, devices)) => {
                 let total = total as f64;
@@ -610,6 +665,7 @@ async fn measure(
                         ("new_io_errors".to_owned(), new),
                     ]
                     .into(),
+                    value: Some(new),
                 }
             }
         },
@@ -712,6 +768,7 @@ async fn measure(
                     severity: Severity::Major,
                     summary: format!("cannot run {:?}: {error}", probe.command),
                     metrics: BTreeMap::new(),
+                    value: None,
                 },
                 Ok(ran) if ran.timed_out => Reading {
                     severity: Severity::Major,
@@ -721,6 +778,7 @@ async fn measure(
                         timeout.as_secs()
                     ),
                     metrics: BTreeMap::new(),
+                    value: None,
                 },
                 Ok(ran) => {
                     let result = plugin_result(ran.status, &ran.stdout.text);
@@ -728,6 +786,7 @@ async fn measure(
                         severity: result.severity,
                         summary: result.summary,
                         metrics: result.metrics,
+                        value: None,
                     }
                 }
             }
@@ -873,6 +932,8 @@ pub async fn list_monitors(
                 "heartbeat on time".to_owned()
             }),
             metrics: BTreeMap::new(),
+            value: None,
+            thresholds: None,
             last_seen: Some(heartbeat.last_seen),
             last_sent: None,
         });
@@ -899,6 +960,16 @@ pub async fn list_monitors(
                 status: Some(event.severity),
                 summary: Some(event.summary.clone()),
                 metrics: event.metrics.clone(),
+                value: event
+                    .details
+                    .get("probe")
+                    .and_then(|p| p.get("value"))
+                    .and_then(serde_json::Value::as_f64),
+                thresholds: event
+                    .details
+                    .get("probe")
+                    .and_then(|p| p.get("thresholds"))
+                    .and_then(|t| serde_json::from_value(t.clone()).ok()),
                 last_seen: Some(event.occurred_at),
                 last_sent: Some(event.received_at),
             });

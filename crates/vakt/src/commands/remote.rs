@@ -67,7 +67,9 @@ fn call_text(
     })
 }
 
-fn print(value: &Value, json_out: bool, line: impl Fn(&Value) -> String) {
+/// Prints an answer: as JSON, or a line per item (`what` names the items when a list is
+/// empty: "no incidents", never nothing at all).
+fn print(value: &Value, json_out: bool, what: &str, line: impl Fn(&Value) -> String) {
     if json_out {
         println!(
             "{}",
@@ -76,6 +78,7 @@ fn print(value: &Value, json_out: bool, line: impl Fn(&Value) -> String) {
         return;
     }
     match value["items"].as_array() {
+        Some(items) if items.is_empty() => println!("no {what}"),
         Some(items) => {
             for item in items {
                 println!("{}", line(item));
@@ -83,6 +86,47 @@ fn print(value: &Value, json_out: bool, line: impl Fn(&Value) -> String) {
         }
         None => println!("{}", line(value)),
     }
+}
+
+/// Rows under a header, each column as wide as its widest cell (the last left ragged).
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    (*c).to_owned()
+                } else {
+                    format!("{c:<width$}", width = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_owned()
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// A number as people write it: `97.2`, `85`, `0.04`.
+fn number(value: f64) -> String {
+    let text = format!("{value:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn silence_line(s: &Value) -> String {
@@ -138,7 +182,7 @@ pub fn silence(command: SilenceCommand) -> Result<(), Failure> {
                     json!({"matchers": matchers, "duration_secs": secs, "created_by": by, "comment": comment}),
                 ),
             )?;
-            print(&created, json, silence_line);
+            print(&created, json, "silences", silence_line);
         }
         SilenceCommand::List {
             remote,
@@ -152,6 +196,7 @@ pub fn silence(command: SilenceCommand) -> Result<(), Failure> {
             print(
                 &call(&remote, reqwest::Method::GET, &path, None)?,
                 json,
+                "silences",
                 silence_line,
             );
         }
@@ -162,7 +207,7 @@ pub fn silence(command: SilenceCommand) -> Result<(), Failure> {
                 &format!("/api/v1/silences/{id}"),
                 None,
             )?;
-            print(&expired, json, silence_line);
+            print(&expired, json, "silences", silence_line);
         }
     }
     Ok(())
@@ -186,6 +231,7 @@ pub fn actions(command: ActionsCommand) -> Result<(), Failure> {
             print(
                 &call(&remote, reqwest::Method::GET, &path, None)?,
                 json,
+                "actions",
                 action_line,
             );
         }
@@ -244,6 +290,7 @@ pub fn incident(command: IncidentCommand) -> Result<(), Failure> {
             print(
                 &call(&remote, reqwest::Method::GET, &path, None)?,
                 json,
+                "incidents",
                 incident_line,
             );
         }
@@ -291,7 +338,7 @@ pub fn incident(command: IncidentCommand) -> Result<(), Failure> {
                             "urgency": urgency, "assignee": assignee, "alerts": alerts, "by": by}),
                 ),
             )?;
-            print(&created, json, incident_line);
+            print(&created, json, "incidents", incident_line);
         }
         IncidentCommand::Update {
             remote,
@@ -325,7 +372,7 @@ pub fn incident(command: IncidentCommand) -> Result<(), Failure> {
                 &format!("/api/v1/incidents/{}", encode(&id)),
                 Some(body),
             )?;
-            print(&updated, json, incident_line);
+            print(&updated, json, "incidents", incident_line);
         }
     }
     Ok(())
@@ -334,17 +381,58 @@ pub fn incident(command: IncidentCommand) -> Result<(), Failure> {
 /// `vakt monitors`: the server's catalogue of what it watches.
 pub fn monitors(args: MonitorsArgs) -> Result<(), Failure> {
     let page = call(&args.remote, reqwest::Method::GET, "/api/v1/monitors", None)?;
-    print(&page, args.json, |m| {
-        format!(
-            "{:<24} {:<8} {:<16} {:<9} {}  (last seen {})",
-            m["name"].as_str().unwrap_or("?"),
-            m["type"].as_str().unwrap_or("?"),
-            m["resource"].as_str().unwrap_or("?"),
-            m["status"].as_str().unwrap_or("pending"),
-            m["summary"].as_str().unwrap_or(""),
-            m["last_seen"].as_str().unwrap_or("never"),
+    if args.json {
+        print(&page, true, "monitors", |_| String::new());
+        return Ok(());
+    }
+    let items = page["items"].as_array().cloned().unwrap_or_default();
+    if items.is_empty() {
+        println!("no monitors: configure [[probes]], run `vakt agent`, or add [[heartbeats]]");
+        return Ok(());
+    }
+    let threshold = |m: &Value, which: &str| {
+        let t = &m["thresholds"];
+        match t[which].as_f64() {
+            Some(v) if t["below"] == true => format!("<{}", number(v)),
+            Some(v) => format!(">={}", number(v)),
+            None => "-".to_owned(),
+        }
+    };
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|m| {
+            vec![
+                m["name"].as_str().unwrap_or("?").to_owned(),
+                m["type"].as_str().unwrap_or("?").to_owned(),
+                m["by"].as_str().unwrap_or("?").to_owned(),
+                m["resource"].as_str().unwrap_or("?").to_owned(),
+                m["status"].as_str().unwrap_or("pending").to_owned(),
+                m["value"].as_f64().map_or_else(|| "-".to_owned(), number),
+                threshold(m, "warning"),
+                threshold(m, "critical"),
+                m["last_seen"].as_str().unwrap_or("never").to_owned(),
+                m["summary"].as_str().unwrap_or("").to_owned(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "NAME",
+                "TYPE",
+                "BY",
+                "RESOURCE",
+                "STATUS",
+                "VALUE",
+                "WARNING",
+                "CRITICAL",
+                "LAST SEEN",
+                "SUMMARY",
+            ],
+            &rows
         )
-    });
+    );
     Ok(())
 }
 
@@ -375,7 +463,7 @@ pub fn oncall(args: OncallArgs) -> Result<(), Failure> {
     match (&args.schedule, args.weeks) {
         (None, _) => {
             let list = call(remote, reqwest::Method::GET, "/api/v1/schedules", None)?;
-            print(&list, args.json, |s| {
+            print(&list, args.json, "schedules", |s| {
                 format!(
                     "{:<24} {}",
                     s["name"].as_str().unwrap_or("?"),
@@ -389,7 +477,7 @@ pub fn oncall(args: OncallArgs) -> Result<(), Failure> {
                 path.push_str(&format!("?at={}", encode(at)));
             }
             let now = call(remote, reqwest::Method::GET, &path, None)?;
-            print(&now, args.json, |v| {
+            print(&now, args.json, "answers", |v| {
                 format!(
                     "{} at {}: {}",
                     name,
@@ -418,7 +506,7 @@ pub fn oncall(args: OncallArgs) -> Result<(), Failure> {
                     &format!("/api/v1/schedules/{}/shifts?{query}", encode(name)),
                     None,
                 )?;
-                print(&shifts, args.json, |s| {
+                print(&shifts, args.json, "shifts in this period", |s| {
                     format!(
                         "{} .. {}  {}",
                         s["start"].as_str().unwrap_or("?"),

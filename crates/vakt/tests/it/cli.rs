@@ -341,3 +341,28 @@ async fn the_load_tool_sends_a_bounded_mix_and_reports_what_was_accepted() {
         text(&out.stdout)
     );
 }
+
+/// Issue 13: an empty list says so instead of printing nothing.
+#[tokio::test]
+async fn empty_lists_say_so() {
+    let server = crate::harness::TestServer::start().await;
+    for (args, expected) in [
+        (vec!["incident", "list"], "no incidents"),
+        (vec!["silence", "list"], "no silences"),
+        (vec!["actions", "list"], "no actions"),
+    ] {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(&args)
+            .args(["--url", &server.base])
+            .output()
+            .await
+            .expect("vakt runs");
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{args:?}: {stdout}{}",
+            text(&out.stderr)
+        );
+        assert_eq!(stdout.trim(), expected, "{args:?}");
+    }
+}

@@ -280,5 +280,44 @@ resource = "testhost"
             .any(|l| l.starts_with("scratch-disk") && l.contains(" disk ") && l.contains(" ok ")),
         "{text}"
     );
+    // Issue 13: values and thresholds, in aligned columns under a header.
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("NAME"), "{text}");
+    let column = |name: &str| {
+        lines[0]
+            .find(name)
+            .unwrap_or_else(|| panic!("{name}: {text}"))
+    };
+    let disk = lines
+        .iter()
+        .find(|l| l.starts_with("scratch-disk"))
+        .copied()
+        .unwrap_or_default();
+    assert_eq!(
+        disk.get(column("WARNING")..column("WARNING") + 3),
+        Some(">=5"),
+        "{text}"
+    );
+    assert_eq!(
+        disk.get(column("CRITICAL")..column("CRITICAL") + 4),
+        Some(">=80"),
+        "{text}"
+    );
+    let value = disk[column("VALUE")..column("WARNING")].trim();
+    assert!(
+        value.parse::<f64>().is_ok(),
+        "the used percent: {value:?} in {text}"
+    );
+    assert!(
+        scratch_value(&items).is_some(),
+        "the catalogue has the value: {monitors}"
+    );
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+fn scratch_value(items: &[serde_json::Value]) -> Option<f64> {
+    items
+        .iter()
+        .find(|m| m["name"] == "scratch-disk")
+        .and_then(|m| m["value"].as_f64())
 }
