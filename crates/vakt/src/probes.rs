@@ -266,11 +266,13 @@ pub struct MonitorThresholds {
 
 impl MonitorThresholds {
     fn of(thresholds: &Thresholds) -> Option<MonitorThresholds> {
-        (thresholds.warning.is_some() || thresholds.critical.is_some()).then(|| MonitorThresholds {
-            warning: thresholds.warning,
-            critical: thresholds.critical,
-            below: thresholds.below,
-        })
+        (thresholds.warning.is_some() || thresholds.critical.is_some()).then_some(
+            MonitorThresholds {
+                warning: thresholds.warning,
+                critical: thresholds.critical,
+                below: thresholds.below,
+            },
+        )
     }
 }
 
