@@ -41,3 +41,37 @@ fn every_rust_file_starts_with_a_role_line() {
         missing.join("\n")
     );
 }
+
+/// Issue 13: the README's test command is the one command CI runs, so a fresh machine
+/// needs nothing else.
+#[test]
+fn ci_runs_exactly_the_readmes_test_command() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
+    let block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README starts with a sh block");
+    let commands: Vec<&str> = block
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(commands.len(), 2, "start and test: {commands:?}");
+    let test = commands[1];
+    let ci = std::fs::read_to_string(repo_root().join(".ci/run")).expect(".ci/run");
+    assert!(
+        ci.lines().any(|l| l.trim() == test),
+        ".ci/run must run {test:?} as a command of its own:\n{ci}"
+    );
+    let script = repo_root().join(test.trim_start_matches("./"));
+    let text = std::fs::read_to_string(&script).expect("the test command is a script here");
+    for needed in [
+        "apt-get install",
+        "pip install",
+        "pg_ctlcluster",
+        "cargo test --workspace --all-targets",
+    ] {
+        assert!(text.contains(needed), "{test} does not {needed:?}");
+    }
+}
