@@ -255,26 +255,7 @@ pub(super) fn decide(
             .get(name)
             .is_some_and(ActionConfig::notifies)
     };
-    let remembered = |purpose: Purpose, why: &str| -> Vec<Candidate> {
-        alert
-            .handling
-            .actions
-            .iter()
-            .filter(|name| notifies(name))
-            .filter(|name| {
-                purpose != Purpose::Resolved
-                    || context
-                        .actions
-                        .get(name.as_str())
-                        .is_some_and(ActionConfig::send_resolved)
-            })
-            .map(|name| Candidate {
-                action: Arc::from(name.as_str()),
-                purpose,
-                why: why.to_owned(),
-            })
-            .collect()
-    };
+    let remembered = |purpose: Purpose, why: &str| remembered(context, alert, purpose, why);
     let mut candidates: Vec<Candidate> = match flap_change {
         Some(FlapChange::Started(_)) => {
             let mut list = remembered(Purpose::Flapping, "the alert started flapping");
@@ -497,27 +478,32 @@ pub(super) fn operator_resolved(
     timeline: &mut Vec<TimelineEntry>,
 ) -> Vec<DecidedAction> {
     let why = format!("{by} resolved the alert");
-    let candidates: Vec<Candidate> = alert
-        .handling
-        .actions
-        .iter()
-        .filter(|name| {
-            context
-                .actions
-                .get(name.as_str())
-                .is_some_and(|a| a.notifies() && a.send_resolved())
-        })
-        .map(|name| Candidate {
-            action: Arc::from(name.as_str()),
-            purpose: Purpose::Resolved,
-            why: why.clone(),
-        })
-        .collect();
+    let candidates = remembered(context, alert, Purpose::Resolved, &why);
     if candidates.is_empty() {
         return Vec::new();
     }
     let event_id = alert.last_event_id.clone();
     settle_candidates(context, alert, candidates, &event_id, new_id, timeline)
+}
+
+/// The notifications that ran for the alert, again with `purpose` (resolution notices only
+/// through actions that announce resolutions).
+fn remembered(context: &Context<'_>, alert: &Alert, purpose: Purpose, why: &str) -> Vec<Candidate> {
+    alert
+        .handling
+        .actions
+        .iter()
+        .filter(|name| {
+            context.actions.get(name.as_str()).is_some_and(|a| {
+                a.notifies() && (purpose != Purpose::Resolved || a.send_resolved())
+            })
+        })
+        .map(|name| Candidate {
+            action: Arc::from(name.as_str()),
+            purpose,
+            why: why.to_owned(),
+        })
+        .collect()
 }
 
 /// Whether a flapping alert had no state change within the flap window before `now`.
@@ -559,22 +545,12 @@ pub(super) fn settle_quiet(
         ),
         event_id: None,
     }];
-    let candidates: Vec<Candidate> = next
-        .handling
-        .actions
-        .iter()
-        .filter(|name| {
-            context
-                .actions
-                .get(name.as_str())
-                .is_some_and(ActionConfig::notifies)
-        })
-        .map(|name| Candidate {
-            action: Arc::from(name.as_str()),
-            purpose: Purpose::Settled,
-            why: "the alert stopped flapping".to_owned(),
-        })
-        .collect();
+    let candidates = remembered(
+        context,
+        &next,
+        Purpose::Settled,
+        "the alert stopped flapping",
+    );
     let event_id = next.last_event_id.clone();
     let actions = if candidates.is_empty() {
         Vec::new()
