@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 use vakt_core::{EventInput, Severity};
 
 use crate::ingest::WhenFull;
+use crate::ingest::deliver;
 use crate::server::AppState;
-use crate::sources::deliver;
 
 /// The channel the expiry task's events come through.
 pub const CHANNEL: &str = "expiry";
@@ -67,7 +67,7 @@ pub fn spawn(state: Arc<AppState>, every: Duration) -> JoinHandle<()> {
                 .collect();
             let count = inputs.len();
             let result = async {
-                deliver(&state, &channel, inputs, WhenFull::Wait)
+                deliver(&channel, state.pipeline(), inputs, WhenFull::Wait)
                     .await?
                     .committed()
                     .await

@@ -22,8 +22,8 @@ use vakt_core::{Correlated, EventInput, Severity};
 
 use crate::http::{ApiError, ErrorBody};
 use crate::ingest::WhenFull;
+use crate::ingest::deliver;
 use crate::server::AppState;
-use crate::sources::deliver;
 
 /// The channel heartbeat events come through.
 pub const CHANNEL: &str = "heartbeat";
@@ -141,10 +141,15 @@ async fn send(
         )),
         ..EventInput::default()
     };
-    deliver(state, &state.heartbeats, vec![input], WhenFull::Wait)
-        .await?
-        .committed()
-        .await?;
+    deliver(
+        &state.heartbeats,
+        state.pipeline(),
+        vec![input],
+        WhenFull::Wait,
+    )
+    .await?
+    .committed()
+    .await?;
     Ok(())
 }
 

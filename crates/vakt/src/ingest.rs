@@ -1,7 +1,9 @@
 //! The ingest queue and its writer: bounded in events, group-committed, answered only once durable.
 //!
-//! Senders (HTTP handlers today, syslog and SNMP listeners later) run the stateless stages
-//! themselves and `submit` the prepared batch. A semaphore counts queued events: when it has
+//! `deliver` is the one way into the pipeline: every channel (HTTP ingest, the peer
+//! protocols, syslog, SNMP, heartbeats, probes, expiry) turns what it received into
+//! `EventInput`s and calls it; it runs the stateless stages on the caller's task and queues
+//! the prepared batch in the channel's bounded queue. A semaphore counts queued events: when it has
 //! no room the submit fails at once (HTTP answers 429) instead of queueing without bound.
 //! One writer task takes whatever is queued, up to `batch_events_max` events, hands it to the
 //! store as one transaction, and answers every sender in it when the commit returns.
@@ -14,7 +16,33 @@ use tokio::task::JoinHandle;
 use vakt_core::{Correlated, Pipeline, Prepared};
 use vakt_store::{Store, StoreError};
 
-use crate::metrics::{CategoryLabels, Metrics, TransitionLabels};
+use crate::metrics::{CategoryLabels, ChannelLabels, Metrics, RejectLabels, TransitionLabels};
+
+/// Runs the stateless stages over `inputs` with `pipeline` (the channel's name as the
+/// default `source`) and queues the batch in `channel`. The one way into the pipeline.
+pub async fn deliver(
+    channel: &Channel,
+    pipeline: Arc<Pipeline>,
+    inputs: Vec<vakt_core::EventInput>,
+    when_full: WhenFull,
+) -> Result<Receipt, SubmitError> {
+    let count = inputs.len();
+    let received_at = chrono::Utc::now();
+    let started = Instant::now();
+    let batch: Vec<_> = inputs
+        .into_iter()
+        .map(|input| pipeline.prepare(input, channel.name(), received_at))
+        .collect();
+    if count > 0 {
+        let metrics = &channel.ingest.metrics;
+        let per_event = started.elapsed().as_secs_f64() / count as f64;
+        for prepared in &batch {
+            metrics.pipeline_seconds.observe(per_event);
+            metrics.rule_errors.inc_by(prepared.rule_errors as u64);
+        }
+    }
+    channel.enqueue(pipeline, batch, when_full).await
+}
 
 /// Told about every committed batch (heartbeats watch for their resources); must not block.
 pub type Observer = Box<dyn Fn(&[Correlated]) + Send + Sync>;
@@ -112,6 +140,51 @@ impl Channel {
         &self.name
     }
 
+    /// Counts what arrived on the channel.
+    pub fn count_received(&self, events: usize, bytes: usize) {
+        let labels = ChannelLabels {
+            channel: self.name.to_string(),
+        };
+        let metrics = &self.ingest.metrics;
+        metrics
+            .events_received
+            .get_or_create(&labels)
+            .inc_by(events as u64);
+        metrics
+            .bytes_received
+            .get_or_create(&labels)
+            .inc_by(bytes as u64);
+    }
+
+    /// Counts events the channel could not queue or store, by reason.
+    pub fn count_rejected(&self, count: usize, reason: &'static str) {
+        self.ingest
+            .metrics
+            .events_rejected
+            .get_or_create(&RejectLabels {
+                channel: self.name.to_string(),
+                reason,
+            })
+            .inc_by(count as u64);
+    }
+
+    /// Waits for a receipt in the background and counts a failed commit: for channels whose
+    /// senders cannot be told (syslog, SNMP traps).
+    pub fn count_failures(&self, count: usize, receipt: Receipt) {
+        let channel = self.clone();
+        tokio::spawn(async move {
+            if let Err(error) = receipt.committed().await {
+                tracing::warn!(channel = %channel.name(), %error, count, "events from a channel that cannot be told were not stored");
+                channel.count_rejected(count, "store_error");
+            }
+        });
+    }
+
+    /// The queue's and the ingest's metrics (for channels' own counters).
+    pub fn metrics(&self) -> &Metrics {
+        &self.ingest.metrics
+    }
+
     /// Queues a prepared batch; the receipt says when it is durable. Dropping the receipt
     /// does not cancel the batch.
     pub async fn enqueue(
@@ -136,18 +209,6 @@ impl Channel {
             })
             .map_err(|_| SubmitError::Closed)?;
         Ok(Receipt(answer))
-    }
-
-    /// Queues a batch, refusing when full, and waits until it is committed.
-    pub async fn submit(
-        &self,
-        pipeline: Arc<Pipeline>,
-        batch: Vec<Prepared>,
-    ) -> Result<Vec<Correlated>, SubmitError> {
-        self.enqueue(pipeline, batch, WhenFull::Refuse)
-            .await?
-            .committed()
-            .await
     }
 }
 

@@ -21,8 +21,8 @@ use vakt_core::probe::{Thresholds, plugin_result};
 use vakt_core::{EventInput, Severity};
 
 use crate::ingest::WhenFull;
+use crate::ingest::deliver;
 use crate::server::AppState;
-use crate::sources::deliver;
 
 /// The ingest channel probe events arrive on.
 pub const CHANNEL: &str = "probe";
@@ -336,15 +336,17 @@ pub fn spawn(
         tokio::spawn(async move {
             while let Some((input, done)) = events.recv().await {
                 let check = input.check.clone();
-                let stored = match deliver(&state, &state.probes, vec![input], WhenFull::Wait).await
-                {
-                    Ok(receipt) => receipt
-                        .committed()
+                let stored =
+                    match deliver(&state.probes, state.pipeline(), vec![input], WhenFull::Wait)
                         .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    Err(error) => Err(error.to_string()),
-                };
+                    {
+                        Ok(receipt) => receipt
+                            .committed()
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string()),
+                        Err(error) => Err(error.to_string()),
+                    };
                 if let Err(error) = &stored {
                     tracing::warn!(probe = %check, %error, "probe event not stored; sending again next time");
                 }

@@ -1,7 +1,6 @@
 //! `/api/v1/events`: ingest (object, array, NDJSON; atomic), list and read events.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,6 +15,7 @@ use vakt_store::{EventQuery, Page};
 
 use super::error::{ApiError, ErrorBody};
 use super::query::Params;
+use crate::ingest::WhenFull;
 use crate::metrics::{ChannelLabels, RejectLabels};
 use crate::server::AppState;
 
@@ -243,29 +243,16 @@ async fn ingest(
         return Err(ApiError::invalid_events(errors));
     }
     apply_request_key(headers, &mut inputs)?;
-    let pipeline = state.pipeline();
-    let received_at = chrono::Utc::now();
-    let started = Instant::now();
-    let count = inputs.len();
-    let batch: Vec<_> = inputs
-        .into_iter()
-        .map(|input| pipeline.prepare(input, CHANNEL, received_at))
-        .collect();
-    let per_event = started.elapsed().as_secs_f64() / count as f64;
-    for prepared in &batch {
-        state.metrics.pipeline_seconds.observe(per_event);
-        state
-            .metrics
-            .rule_errors
-            .inc_by(prepared.rule_errors as u64);
-    }
-    let outcomes = state.http.submit(pipeline, batch).await.map_err(|error| {
-        let mut error = ApiError::from(error);
-        if error.status == StatusCode::TOO_MANY_REQUESTS {
-            error.retry_after_secs = Some(limits.retry_after_secs.max(1));
-        }
-        error
-    })?;
+    let queued = crate::ingest::deliver(&state.http, state.pipeline(), inputs, WhenFull::Refuse);
+    let outcomes = async { queued.await?.committed().await }
+        .await
+        .map_err(|error| {
+            let mut error = ApiError::from(error);
+            if error.status == StatusCode::TOO_MANY_REQUESTS {
+                error.retry_after_secs = Some(limits.retry_after_secs.max(1));
+            }
+            error
+        })?;
     Ok(Accepted {
         accepted: outcomes.len(),
         duplicates: outcomes

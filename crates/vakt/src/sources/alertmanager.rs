@@ -25,7 +25,8 @@ use vakt_core::silence::{ActiveSilences, Silence, SilenceState};
 use vakt_core::{Alert, AlertStatus, EventInput, Severity};
 use vakt_store::AlertQuery;
 
-use super::{clean, count_received, count_rejected, deliver};
+use super::clean;
+use crate::ingest::deliver;
 use crate::ingest::{SubmitError, WhenFull};
 use crate::server::AppState;
 
@@ -298,11 +299,11 @@ pub async fn post_alerts(State(state): State<Arc<AppState>>, body: Bytes) -> Res
     let alerts: Vec<PostableAlert> = match serde_json::from_slice(&body) {
         Ok(alerts) => alerts,
         Err(error) => {
-            count_rejected(&state, channel, 1, "invalid");
+            channel.count_rejected(1, "invalid");
             return bad_request(format!("invalid alerts: {error}"));
         }
     };
-    count_received(&state, channel, alerts.len(), body.len());
+    channel.count_received(alerts.len(), body.len());
     let config = state.alertmanager_config();
     let now = Utc::now();
     let mut inputs = Vec::with_capacity(alerts.len());
@@ -310,7 +311,7 @@ pub async fn post_alerts(State(state): State<Arc<AppState>>, body: Bytes) -> Res
         match config.to_event(alert, now) {
             Ok(input) => inputs.push(input),
             Err(error) => {
-                count_rejected(&state, channel, alerts.len(), "invalid");
+                channel.count_rejected(alerts.len(), "invalid");
                 return bad_request(format!("alert {index}: {error}"));
             }
         }
@@ -325,7 +326,7 @@ async fn submit(
 ) -> Response {
     let count = inputs.len();
     let result = async {
-        deliver(state, channel, inputs, WhenFull::Refuse)
+        deliver(channel, state.pipeline(), inputs, WhenFull::Refuse)
             .await?
             .committed()
             .await
@@ -334,7 +335,7 @@ async fn submit(
     match result {
         Ok(_) => StatusCode::OK.into_response(),
         Err(SubmitError::QueueFull { .. }) => {
-            count_rejected(state, channel, count, "queue_full");
+            channel.count_rejected(count, "queue_full");
             (
                 StatusCode::TOO_MANY_REQUESTS,
                 [("retry-after", "1")],
@@ -345,7 +346,7 @@ async fn submit(
                 .into_response()
         }
         Err(error) => {
-            count_rejected(state, channel, count, "store_error");
+            channel.count_rejected(count, "store_error");
             unavailable(error)
         }
     }
@@ -385,13 +386,13 @@ pub async fn webhook(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
     let payload: WebhookPayload = match serde_json::from_slice(&body) {
         Ok(payload) => payload,
         Err(error) => {
-            count_rejected(&state, channel, 1, "invalid");
+            channel.count_rejected(1, "invalid");
             return bad_request(format!("invalid webhook payload: {error}"));
         }
     };
-    count_received(&state, channel, payload.alerts.len(), body.len());
+    channel.count_received(payload.alerts.len(), body.len());
     if payload.version != "4" {
-        count_rejected(&state, channel, payload.alerts.len(), "invalid");
+        channel.count_rejected(payload.alerts.len(), "invalid");
         return bad_request(format!(
             "webhook payload version {:?}; vakt understands version 4",
             payload.version
@@ -432,7 +433,7 @@ pub async fn webhook(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
                 inputs.push(input);
             }
             Err(error) => {
-                count_rejected(&state, channel, payload.alerts.len(), "invalid");
+                channel.count_rejected(payload.alerts.len(), "invalid");
                 return bad_request(format!("alert {index}: {error}"));
             }
         }

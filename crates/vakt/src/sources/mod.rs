@@ -1,8 +1,9 @@
-//! Ingest channels beyond `/api/v1/events`: their configuration, their start, and `deliver`, the one way into the pipeline.
+//! Ingest channels beyond `/api/v1/events`: their configuration and their start.
 //!
-//! Every channel turns what it receives into `EventInput`s and calls `deliver`, which runs
-//! the stateless stages with the channel's name as the default `source` and queues the batch
-//! in the channel's bounded queue. No channel writes to storage or skips a stage.
+//! Every channel turns what it receives into `EventInput`s and calls `ingest::deliver`,
+//! which runs the stateless stages with the channel's name as the default `source` and
+//! queues the batch in the channel's bounded queue. No channel writes to storage or skips a
+//! stage.
 
 pub mod alertmanager;
 pub mod framing;
@@ -13,14 +14,10 @@ pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use serde::Deserialize;
 use tokio::task::JoinHandle;
-use vakt_core::EventInput;
 
-use crate::ingest::{Channel, Receipt, SubmitError, WhenFull};
-use crate::metrics::{ChannelLabels, RejectLabels};
 use crate::server::AppState;
 
 /// `[sources]`: the listening channels. HTTP-based ones (`/api/v1/events`, the Alertmanager
@@ -85,76 +82,6 @@ pub async fn start(config: &SourcesConfig, state: &Arc<AppState>) -> anyhow::Res
             Err(error)
         }
     }
-}
-
-/// Runs the stateless stages over `inputs` and queues them in `channel`.
-pub async fn deliver(
-    state: &AppState,
-    channel: &Channel,
-    inputs: Vec<EventInput>,
-    when_full: WhenFull,
-) -> Result<Receipt, SubmitError> {
-    let count = inputs.len();
-    let pipeline = state.pipeline();
-    let received_at = chrono::Utc::now();
-    let started = Instant::now();
-    let batch: Vec<_> = inputs
-        .into_iter()
-        .map(|input| pipeline.prepare(input, channel.name(), received_at))
-        .collect();
-    if count > 0 {
-        let per_event = started.elapsed().as_secs_f64() / count as f64;
-        for prepared in &batch {
-            state.metrics.pipeline_seconds.observe(per_event);
-            state
-                .metrics
-                .rule_errors
-                .inc_by(prepared.rule_errors as u64);
-        }
-    }
-    channel.enqueue(pipeline, batch, when_full).await
-}
-
-/// Counts events a channel could not queue.
-pub fn count_rejected(state: &AppState, channel: &Channel, count: usize, reason: &'static str) {
-    state
-        .metrics
-        .events_rejected
-        .get_or_create(&RejectLabels {
-            channel: channel.name().to_owned(),
-            reason,
-        })
-        .inc_by(count as u64);
-}
-
-/// Waits for a receipt in the background and counts a failed commit: for channels whose
-/// senders cannot be told (syslog, SNMP traps).
-pub fn count_failures(state: &Arc<AppState>, channel: &Channel, count: usize, receipt: Receipt) {
-    let state = Arc::clone(state);
-    let channel = channel.clone();
-    tokio::spawn(async move {
-        if let Err(error) = receipt.committed().await {
-            tracing::warn!(channel = %channel.name(), %error, count, "events from a channel that cannot be told were not stored");
-            count_rejected(&state, &channel, count, "store_error");
-        }
-    });
-}
-
-/// Counts what arrived on a channel.
-pub fn count_received(state: &AppState, channel: &Channel, events: usize, bytes: usize) {
-    let labels = ChannelLabels {
-        channel: channel.name().to_owned(),
-    };
-    state
-        .metrics
-        .events_received
-        .get_or_create(&labels)
-        .inc_by(events as u64);
-    state
-        .metrics
-        .bytes_received
-        .get_or_create(&labels)
-        .inc_by(bytes as u64);
 }
 
 /// Receive buffer asked for on UDP listeners: bursts wait in the kernel instead of being

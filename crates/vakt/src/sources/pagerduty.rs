@@ -25,7 +25,8 @@ use vakt_core::event::{LABEL_VALUE_LEN_MAX, NAME_LEN_MAX, SUMMARY_LEN_MAX};
 use vakt_core::{AlertStatus, EventInput, Severity};
 use vakt_store::AlertQuery;
 
-use super::{clean, count_received, count_rejected, cut, deliver};
+use super::{clean, cut};
+use crate::ingest::deliver;
 use crate::ingest::{SubmitError, WhenFull};
 use crate::server::AppState;
 
@@ -136,7 +137,7 @@ pub async fn enqueue(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            count_rejected(&state, channel, 1, "too_large");
+            channel.count_rejected(1, "too_large");
             return reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 Answer {
@@ -151,11 +152,11 @@ pub async fn enqueue(
             return invalid(vec![format!("Cannot read the request body: {rejection}")]);
         }
     };
-    count_received(&state, channel, 1, body.len());
+    channel.count_received(1, body.len());
     let request: Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
-            count_rejected(&state, channel, 1, "invalid");
+            channel.count_rejected(1, "invalid");
             return invalid(vec![format!("Event is not valid JSON: {error}")]);
         }
     };
@@ -170,11 +171,11 @@ pub async fn enqueue(
             },
         ),
         Err(Refusal::Invalid(errors)) => {
-            count_rejected(&state, channel, 1, "invalid");
+            channel.count_rejected(1, "invalid");
             invalid(errors)
         }
         Err(Refusal::Submit(SubmitError::QueueFull { .. })) => {
-            count_rejected(&state, channel, 1, "queue_full");
+            channel.count_rejected(1, "queue_full");
             reply(
                 StatusCode::TOO_MANY_REQUESTS,
                 Answer {
@@ -187,7 +188,7 @@ pub async fn enqueue(
         }
         Err(Refusal::Submit(error)) => {
             tracing::warn!(%error, "PagerDuty event not stored");
-            count_rejected(&state, channel, 1, "store_error");
+            channel.count_rejected(1, "store_error");
             reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Answer {
@@ -264,10 +265,15 @@ async fn handle(state: &Arc<AppState>, request: Request) -> Result<String, Refus
     match (action, trigger) {
         ("trigger", Some(fields)) => {
             let input = trigger_event(&request, fields, &integration, &dedup_key, fingerprint);
-            deliver(state, &state.pagerduty, vec![input], WhenFull::Refuse)
-                .await?
-                .committed()
-                .await?;
+            deliver(
+                &state.pagerduty,
+                state.pipeline(),
+                vec![input],
+                WhenFull::Refuse,
+            )
+            .await?
+            .committed()
+            .await?;
         }
         ("acknowledge", _) => {
             let open = state
@@ -327,10 +333,15 @@ async fn handle(state: &Arc<AppState>, request: Request) -> Result<String, Refus
                 fingerprint: Some(fingerprint),
                 ..EventInput::default()
             };
-            deliver(state, &state.pagerduty, vec![input], WhenFull::Refuse)
-                .await?
-                .committed()
-                .await?;
+            deliver(
+                &state.pagerduty,
+                state.pipeline(),
+                vec![input],
+                WhenFull::Refuse,
+            )
+            .await?
+            .committed()
+            .await?;
         }
     }
     Ok(dedup_key)

@@ -21,7 +21,8 @@ use tokio::net::UdpSocket;
 use vakt_core::event::{LABEL_KEY_LEN_MAX, LABEL_VALUE_LEN_MAX, LABELS_MAX, NAME_LEN_MAX};
 use vakt_core::{EventInput, Severity};
 
-use super::{Running, clean, count_failures, count_received, count_rejected, deliver};
+use super::{Running, clean};
+use crate::ingest::deliver;
 use crate::ingest::{Channel, SubmitError, WhenFull};
 use crate::metrics::ChannelLabels;
 use crate::server::AppState;
@@ -399,7 +400,7 @@ async fn receive(socket: UdpSocket, listener: Arc<Listener>) {
                 continue;
             }
         };
-        count_received(&listener.state, &listener.channel, 1, n);
+        listener.channel.count_received(1, n);
         let (trap, response) = match decode(&buf[..n], &listener.communities) {
             Ok(decoded) => decoded,
             Err(refused) => {
@@ -409,8 +410,8 @@ async fn receive(socket: UdpSocket, listener: Arc<Listener>) {
         };
         let input = listener.names.event(&trap, peer.ip());
         match deliver(
-            &listener.state,
             &listener.channel,
+            listener.state.pipeline(),
             vec![input],
             WhenFull::Refuse,
         )
@@ -423,14 +424,12 @@ async fn receive(socket: UdpSocket, listener: Arc<Listener>) {
                 {
                     tracing::debug!(%peer, %error, "cannot answer an SNMP inform");
                 }
-                count_failures(&listener.state, &listener.channel, 1, receipt);
+                listener.channel.count_failures(1, receipt);
             }
-            Err(SubmitError::QueueFull { .. }) => {
-                count_rejected(&listener.state, &listener.channel, 1, "queue_full")
-            }
+            Err(SubmitError::QueueFull { .. }) => listener.channel.count_rejected(1, "queue_full"),
             Err(error) => {
                 tracing::warn!(%error, "SNMP trap not queued");
-                count_rejected(&listener.state, &listener.channel, 1, "store_error");
+                listener.channel.count_rejected(1, "store_error");
             }
         }
     }
@@ -456,7 +455,7 @@ impl Listener {
             }
             Refused::NotATrap => "not_a_trap",
         };
-        count_rejected(&self.state, &self.channel, 1, reason);
+        self.channel.count_rejected(1, reason);
     }
 }
 

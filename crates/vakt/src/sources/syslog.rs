@@ -26,7 +26,8 @@ use vakt_core::{EventInput, Severity};
 
 use super::framing::{Frame, Framer};
 use super::tls::{TlsListenerConfig, acceptor};
-use super::{Running, clean, count_failures, count_received, count_rejected, cut, deliver};
+use super::{Running, clean, cut};
+use crate::ingest::deliver;
 use crate::ingest::{Channel, SubmitError, WhenFull};
 use crate::metrics::ChannelLabels;
 use crate::server::AppState;
@@ -165,16 +166,23 @@ async fn udp_loop(socket: UdpSocket, listener: Arc<Listener>) {
             }
         }
         let inputs = listener.events(frames);
-        count_received(&listener.state, &listener.channel, inputs.len(), bytes);
+        listener.channel.count_received(inputs.len(), bytes);
         let count = inputs.len();
-        match deliver(&listener.state, &listener.channel, inputs, WhenFull::Refuse).await {
-            Ok(receipt) => count_failures(&listener.state, &listener.channel, count, receipt),
+        match deliver(
+            &listener.channel,
+            listener.state.pipeline(),
+            inputs,
+            WhenFull::Refuse,
+        )
+        .await
+        {
+            Ok(receipt) => listener.channel.count_failures(count, receipt),
             Err(SubmitError::QueueFull { .. }) => {
-                count_rejected(&listener.state, &listener.channel, count, "queue_full");
+                listener.channel.count_rejected(count, "queue_full");
             }
             Err(error) => {
                 tracing::warn!(%error, count, "syslog UDP events not queued");
-                count_rejected(&listener.state, &listener.channel, count, "store_error");
+                listener.channel.count_rejected(count, "store_error");
             }
         }
     }
@@ -240,17 +248,24 @@ async fn read_stream(mut stream: impl AsyncRead + Unpin, peer: SocketAddr, liste
                 .map(|f| (listener.counted(f), peer.ip()))
                 .collect();
             let inputs = listener.events(frames);
-            count_received(&listener.state, &listener.channel, inputs.len(), n);
+            listener.channel.count_received(inputs.len(), n);
             let count = inputs.len();
-            match deliver(&listener.state, &listener.channel, inputs, WhenFull::Wait).await {
-                Ok(receipt) => count_failures(&listener.state, &listener.channel, count, receipt),
+            match deliver(
+                &listener.channel,
+                listener.state.pipeline(),
+                inputs,
+                WhenFull::Wait,
+            )
+            .await
+            {
+                Ok(receipt) => listener.channel.count_failures(count, receipt),
                 Err(error) => {
                     tracing::warn!(%peer, %error, "syslog stream closed: events cannot be queued");
                     return;
                 }
             }
         } else if n > 0 {
-            count_received(&listener.state, &listener.channel, 0, n);
+            listener.channel.count_received(0, n);
         }
         if n == 0 {
             return;
