@@ -146,6 +146,15 @@ pub struct AlertQuery {
     pub limit: u32,
 }
 
+/// What a backend is, as callers need to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// One process writes (the embedded database): whatever a lease says, work claimed
+    /// before this process started belonged to a process that is gone, and can be taken
+    /// back at once.
+    pub single_process: bool,
+}
+
 /// Counts for `/metrics` and the readiness check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -157,8 +166,11 @@ pub struct Stats {
 /// Everything vakt keeps. Both implementations pass the same story suite (tests/it).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// `sqlite` or `postgres`.
+    /// `sqlite` or `postgres`, for messages.
     fn backend(&self) -> &'static str;
+
+    /// What the backend can and cannot do; callers branch on these, never on its name.
+    fn capabilities(&self) -> Capabilities;
 
     /// Runs the stateful pipeline stages for a batch and stores the outcome atomically.
     /// Events get ids in the order given; when this returns `Ok` the whole batch is durable.

@@ -144,6 +144,12 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            single_process: false,
+        }
+    }
+
     async fn ingest(
         &self,
         pipeline: &vakt_core::Pipeline,

@@ -296,6 +296,12 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            single_process: true,
+        }
+    }
+
     async fn ingest(
         &self,
         pipeline: &vakt_core::Pipeline,

@@ -22,7 +22,30 @@ use vakt_core::pipeline::{DecidedAction, Purpose};
 use vakt_core::{Alert, AlertStatus};
 use vakt_store::{Escalation, Fire, StoreError};
 
-use crate::server::AppState;
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::oncall::Directory;
+
+/// What the escalation loop needs from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub metrics: Arc<Metrics>,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    pub directory: Live<Directory>,
+    pub config: Live<EscalationConfig>,
+    /// Woken when a step put pages in the outbox.
+    pub dispatch: Arc<tokio::sync::Notify>,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+
+    fn directory(&self) -> Arc<Directory> {
+        self.directory.get()
+    }
+}
 
 /// `[escalation]`: how steps go out.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -105,13 +128,13 @@ pub fn validate(
 
 /// Starts the escalation loop; it stops when `stop` turns true.
 pub fn spawn(
-    state: Arc<AppState>,
+    state: Deps,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         // The embedded database has one process: a lease held when it started belonged to a
         // process that is gone, and its step is due now rather than when the lease ends.
-        if state.store.backend() == "sqlite" {
+        if state.store.capabilities().single_process {
             match state.store.release_escalation_leases().await {
                 Ok(0) => {}
                 Ok(n) => tracing::warn!(
@@ -125,10 +148,10 @@ pub fn spawn(
             if *stop.borrow() {
                 break;
             }
-            let config = state.current().file.escalation.clone();
+            let config = (*state.config.get()).clone();
             if config.enabled {
                 match round(&state, &config).await {
-                    Ok(fired) if fired > 0 => state.dispatch_wake.notify_one(),
+                    Ok(fired) if fired > 0 => state.dispatch.notify_one(),
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "escalation round failed; trying again"),
                 }
@@ -142,7 +165,7 @@ pub fn spawn(
 }
 
 /// Claims and fires due steps until none is due; returns how many fired.
-async fn round(state: &AppState, config: &EscalationConfig) -> Result<usize, StoreError> {
+async fn round(state: &Deps, config: &EscalationConfig) -> Result<usize, StoreError> {
     let mut fired = 0;
     loop {
         let now = Utc::now();
@@ -188,7 +211,7 @@ async fn round(state: &AppState, config: &EscalationConfig) -> Result<usize, Sto
 
 /// Works out what a due step does: pages, timeline lines, the next position.
 async fn plan(
-    state: &AppState,
+    state: &Deps,
     config: &EscalationConfig,
     claimed: Escalation,
 ) -> Result<Fire, StoreError> {
@@ -373,14 +396,16 @@ async fn plan(
 
 /// Who is on call for a schedule at `at`, with its stored overrides.
 async fn on_call(
-    state: &AppState,
+    state: &Deps,
     name: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<String>, StoreError> {
-    Ok(crate::oncall::with_stored_overrides(state, name, at)
-        .await?
-        .and_then(|schedule| schedule.on_call(at))
-        .map(|c| c.user))
+    Ok(
+        crate::oncall::with_stored_overrides(&*state.store, &state.directory(), name, at)
+            .await?
+            .and_then(|schedule| schedule.on_call(at))
+            .map(|c| c.user),
+    )
 }
 
 /// The pages a user gets: email and chat through the configured channels, the phone webhook.

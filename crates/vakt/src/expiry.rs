@@ -16,22 +16,49 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use vakt_core::{EventInput, Severity};
 
-use crate::ingest::WhenFull;
-use crate::ingest::deliver;
-use crate::server::AppState;
+use crate::ingest::{Channel, WhenFull, deliver};
+use crate::live::Live;
+use crate::silences::SilenceBoard;
+
+/// What the expiry task needs from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    /// The `expiry` channel (see `channel_capacity`).
+    pub channel: Channel,
+    pub silences: Arc<SilenceBoard>,
+    /// Woken when settling decided notices.
+    pub dispatch: Arc<tokio::sync::Notify>,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+}
+
+/// Room the `expiry` channel needs: one pass's events.
+pub const CHANNEL_CAPACITY: usize = BATCH_MAX as usize;
 
 /// The channel the expiry task's events come through.
 pub const CHANNEL: &str = "expiry";
 /// Expired alerts resolved per pass, at most.
 const BATCH_MAX: u32 = 1000;
 
-pub fn spawn(state: Arc<AppState>, every: Duration) -> JoinHandle<()> {
+/// How often the task looks.
+pub const INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts the task; it ends when `stop` turns true.
+pub fn spawn(state: Deps, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let channel = state.ingest.channel(CHANNEL, BATCH_MAX as usize);
-        let mut tick = tokio::time::interval(every);
+        let channel = state.channel.clone();
+        let mut tick = tokio::time::interval(INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
             settle_flapping(&state).await;
             let expired = match state.store.expired_alerts(Utc::now(), BATCH_MAX).await {
                 Ok(expired) => expired,
@@ -87,7 +114,7 @@ pub fn spawn(state: Arc<AppState>, every: Duration) -> JoinHandle<()> {
 const SETTLE_BATCH_MAX: u32 = 1000;
 
 /// Settles flapping alerts that had no state change for a whole flap window.
-async fn settle_flapping(state: &AppState) {
+async fn settle_flapping(state: &Deps) {
     let pipeline = state.pipeline();
     let now = Utc::now();
     let flapping = match state.store.flapping_alerts(SETTLE_BATCH_MAX).await {
@@ -127,6 +154,6 @@ async fn settle_flapping(state: &AppState) {
     }
     if settled > 0 {
         tracing::info!(settled, "flapping alerts settled after a quiet window");
-        state.wake_dispatcher();
+        state.dispatch.notify_one();
     }
 }

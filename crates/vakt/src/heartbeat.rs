@@ -21,9 +21,58 @@ use vakt_core::heartbeat::{HEARTBEAT_CHECK, Heartbeat};
 use vakt_core::{Correlated, EventInput, Severity};
 
 use crate::http::{ApiError, ErrorBody};
-use crate::ingest::WhenFull;
-use crate::ingest::deliver;
-use crate::server::AppState;
+use crate::ingest::{Channel, SubmitError, WhenFull, deliver};
+use crate::live::Live;
+
+/// What the heartbeat monitor and its endpoints need from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    /// The `heartbeat` channel.
+    pub channel: Channel,
+    /// `[[heartbeats]]` in force.
+    pub config: Live<Vec<HeartbeatConfig>>,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+
+    fn heartbeat_configs(&self) -> Arc<Vec<HeartbeatConfig>> {
+        self.config.get()
+    }
+}
+
+/// `/api/v1/heartbeats`.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    deps: Arc<Deps>,
+) -> utoipa_axum::router::OpenApiRouter<S> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(post_heartbeat, list_heartbeats))
+        .with_state(deps)
+}
+
+/// Why a beat or a check did not go through.
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error(transparent)]
+    Store(#[from] vakt_store::StoreError),
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+}
+
+impl From<HeartbeatError> for ApiError {
+    fn from(error: HeartbeatError) -> ApiError {
+        match error {
+            HeartbeatError::Store(e) => e.into(),
+            HeartbeatError::Submit(e) => e.into(),
+        }
+    }
+}
+
+/// Room the `heartbeat` channel needs.
+pub const CHANNEL_CAPACITY: usize = 1000;
 
 /// The channel heartbeat events come through.
 pub const CHANNEL: &str = "heartbeat";
@@ -111,7 +160,7 @@ fn from_config(config: &HeartbeatConfig, now: chrono::DateTime<Utc>) -> Heartbea
 }
 
 /// Records a beat; when the heartbeat was missing, sends the `ok` that clears its alert.
-async fn beat(state: &AppState, mut heartbeat: Heartbeat) -> Result<(), ApiError> {
+async fn beat(state: &Deps, mut heartbeat: Heartbeat) -> Result<(), HeartbeatError> {
     heartbeat.missing = false;
     let previous = state.store.beat(&heartbeat).await?;
     if previous.is_some_and(|p| p.missing) {
@@ -122,11 +171,11 @@ async fn beat(state: &AppState, mut heartbeat: Heartbeat) -> Result<(), ApiError
 }
 
 async fn send(
-    state: &AppState,
+    state: &Deps,
     heartbeat: &Heartbeat,
     severity: Severity,
     summary: String,
-) -> Result<(), ApiError> {
+) -> Result<(), HeartbeatError> {
     let input = EventInput {
         resource: heartbeat.resource.clone(),
         check: HEARTBEAT_CHECK.to_owned(),
@@ -142,7 +191,7 @@ async fn send(
         ..EventInput::default()
     };
     deliver(
-        &state.heartbeats,
+        &state.channel,
         state.pipeline(),
         vec![input],
         WhenFull::Wait,
@@ -155,7 +204,7 @@ async fn send(
 
 /// Runs the monitor: declared heartbeats registered, overdue ones raised, event beats recorded.
 pub fn spawn(
-    state: Arc<AppState>,
+    state: Arc<Deps>,
     watched: Watched,
     mut observed: mpsc::Receiver<Observed>,
 ) -> JoinHandle<()> {
@@ -167,7 +216,7 @@ pub fn spawn(
             tokio::select! {
                 _ = tick.tick() => {
                     if let Err(error) = check(&state, &watched).await {
-                        tracing::warn!(error = %error.error, "heartbeat check failed");
+                        tracing::warn!(%error, "heartbeat check failed");
                     }
                 }
                 Some((resource, check_name)) = observed.recv() => {
@@ -177,7 +226,7 @@ pub fn spawn(
                         if due {
                             last_write.insert(config.name.clone(), Instant::now());
                             if let Err(error) = beat(&state, from_config(config, Utc::now())).await {
-                                tracing::warn!(error = %error.error, heartbeat = %config.name, "heartbeat not recorded");
+                                tracing::warn!(%error, heartbeat = %config.name, "heartbeat not recorded");
                             }
                         }
                     }
@@ -188,7 +237,7 @@ pub fn spawn(
 }
 
 /// Registers declared heartbeats, refreshes what is watched, raises overdue heartbeats.
-async fn check(state: &AppState, watched: &Watched) -> Result<(), ApiError> {
+async fn check(state: &Deps, watched: &Watched) -> Result<(), HeartbeatError> {
     let now = Utc::now();
     let configs = state.heartbeat_configs();
     *watched
@@ -202,7 +251,7 @@ async fn check(state: &AppState, watched: &Watched) -> Result<(), ApiError> {
         })
         .collect();
     let stored = state.store.heartbeats().await?;
-    for config in &configs {
+    for config in configs.iter() {
         if !stored.iter().any(|h| h.name == config.name) {
             // A new promise starts counting now.
             state.store.beat(&from_config(config, now)).await?;
@@ -253,7 +302,7 @@ pub struct HeartbeatView {
 /// Beat: "I am alive, expect me again within `interval_secs`".
 #[utoipa::path(post, path = "/api/v1/heartbeats", tag = "events", request_body = BeatBody, responses((status = 200, body = HeartbeatView), (status = 400, body = ErrorBody)))]
 pub async fn post_heartbeat(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     body: Bytes,
 ) -> Result<Json<HeartbeatView>, ApiError> {
     let body: BeatBody = crate::http::parse_json(&body)?;
@@ -302,7 +351,7 @@ pub async fn post_heartbeat(
 /// Every heartbeat with its state.
 #[utoipa::path(get, path = "/api/v1/heartbeats", tag = "events", responses((status = 200, body = Vec<HeartbeatView>)))]
 pub async fn list_heartbeats(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
 ) -> Result<Json<Vec<HeartbeatView>>, ApiError> {
     let heartbeats = state.store.heartbeats().await?;
     Ok(Json(

@@ -47,38 +47,10 @@ pub async fn deliver(
 /// Told about every committed batch (heartbeats watch for their resources); must not block.
 pub type Observer = Box<dyn Fn(&[Correlated]) + Send + Sync>;
 
-/// The silences in force, as the decide stage sees them; replaced whole when one changes.
-#[derive(Default)]
-pub struct SilenceBoard {
-    current: std::sync::RwLock<Arc<vakt_core::silence::ActiveSilences>>,
-}
-
-impl SilenceBoard {
-    pub fn get(&self) -> Arc<vakt_core::silence::ActiveSilences> {
-        Arc::clone(
-            &self
-                .current
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
-    }
-
-    /// Reads every silence again from storage.
-    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let silences = store.silences().await?;
-        let active = vakt_core::silence::ActiveSilences::new(&silences, chrono::Utc::now());
-        *self
-            .current
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(active);
-        Ok(())
-    }
-}
-
 /// What the writer needs besides the queue: who to tell, what silences apply.
 pub struct WriterHooks {
     pub observer: Observer,
-    pub silences: Arc<SilenceBoard>,
+    pub silences: Arc<crate::silences::SilenceBoard>,
     /// Woken when a commit decided actions that are due.
     pub dispatch: Arc<tokio::sync::Notify>,
 }

@@ -25,7 +25,32 @@ use vakt_core::incident::{Incident, IncidentStatus};
 use vakt_store::{IncidentChange, SyncResult};
 
 use crate::http::{ApiError, ErrorBody};
-use crate::server::AppState;
+use crate::live::Live;
+
+/// What the ITSM sync loop and webhook need from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    /// `[itsm]` in force (`None`: no integration).
+    pub config: Live<Option<ItsmConfig>>,
+    /// Where links in tickets point (`dispatch.console_url`).
+    pub console_url: Live<String>,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+}
+
+/// `POST /api/v1/itsm/webhook`.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    deps: Arc<Deps>,
+) -> utoipa_axum::router::OpenApiRouter<S> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(webhook))
+        .with_state(deps)
+}
 
 /// Which tool's API the sync speaks.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Serialize)]
@@ -289,7 +314,7 @@ pub fn created(config: &ItsmConfig, answer: &Value) -> Result<(String, Option<St
 
 /// Starts the sync loop (when `[itsm]` is configured at the time of each round).
 pub fn spawn(
-    state: Arc<AppState>,
+    state: Arc<Deps>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -301,7 +326,7 @@ pub fn spawn(
             if *stop.borrow() {
                 break;
             }
-            let config = state.current().file.itsm.clone();
+            let config = (*state.config.get()).clone();
             let poll = config.as_ref().map_or(1000, |c| c.poll_interval_ms.max(10));
             if let Some(config) = config
                 && let Err(error) = sync_round(&state, &client, &config).await
@@ -317,7 +342,7 @@ pub fn spawn(
 }
 
 async fn sync_round(
-    state: &AppState,
+    state: &Deps,
     client: &reqwest::Client,
     config: &ItsmConfig,
 ) -> Result<(), vakt_store::StoreError> {
@@ -325,7 +350,7 @@ async fn sync_round(
     let lease =
         now + chrono::Duration::seconds(i64::try_from(config.timeout_secs).unwrap_or(10) + 60);
     let claimed = state.store.claim_incident_syncs(now, lease, 20).await?;
-    let console_url = state.handling().dispatch.console_url.clone();
+    let console_url = (*state.console_url.get()).clone();
     for (incident, version) in claimed {
         let call = call_for(config, &incident, &console_url);
         let result = match send(client, config, &call).await {
@@ -526,12 +551,12 @@ pub struct InboundResult {
     )
 )]
 pub async fn webhook(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<InboundResult>, ApiError> {
-    let config = state.current();
-    let Some(itsm) = &config.file.itsm else {
+    let config = state.config.get();
+    let Some(itsm) = config.as_ref() else {
         return Err(ApiError::not_found("no [itsm] integration is configured"));
     };
     let expected = itsm.webhook_token.as_deref().unwrap_or("");

@@ -15,7 +15,35 @@ use vakt_core::config::ConfigError;
 use vakt_core::oncall::{OverrideConfig, Schedule, ScheduleConfig, Shift, UserConfig};
 
 use crate::http::{ApiError, ErrorBody, Params, parse_json};
-use crate::server::AppState;
+use crate::live::Live;
+
+/// What the on-call endpoints need: the directory in force and the stored overrides.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub directory: Live<Directory>,
+}
+
+impl Deps {
+    fn directory(&self) -> Arc<Directory> {
+        self.directory.get()
+    }
+}
+
+/// `/api/v1/users` and `/api/v1/schedules/...`.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    deps: Arc<Deps>,
+) -> utoipa_axum::router::OpenApiRouter<S> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(list_schedules))
+        .routes(routes!(get_on_call))
+        .routes(routes!(get_shifts))
+        .routes(routes!(get_calendar))
+        .routes(routes!(list_overrides, create_override))
+        .routes(routes!(delete_override))
+        .with_state(deps)
+}
 
 /// Most weeks one calendar export covers.
 pub const CALENDAR_WEEKS_MAX: i64 = 52;
@@ -120,21 +148,21 @@ impl Directory {
 /// A configured schedule with its stored overrides that end after `from` applied; `None`
 /// when no schedule has that name.
 pub async fn with_stored_overrides(
-    state: &AppState,
+    store: &dyn vakt_store::Store,
+    directory: &Directory,
     name: &str,
     from: DateTime<Utc>,
 ) -> Result<Option<Schedule>, vakt_store::StoreError> {
-    let directory = state.directory();
     let Some(schedule) = directory.schedules.get(name) else {
         return Ok(None);
     };
-    let stored = state.store.overrides(name, from).await?;
+    let stored = store.overrides(name, from).await?;
     Ok(Some(schedule.with_overrides(&stored)))
 }
 
 /// A schedule with its stored overrides applied, or 404.
-async fn schedule(state: &AppState, name: &str, from: DateTime<Utc>) -> Result<Schedule, ApiError> {
-    with_stored_overrides(state, name, from)
+async fn schedule(state: &Deps, name: &str, from: DateTime<Utc>) -> Result<Schedule, ApiError> {
+    with_stored_overrides(&*state.store, &state.directory(), name, from)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no schedule named {name:?}")))
 }
@@ -147,7 +175,7 @@ pub struct UserPage {
 
 /// Every user, as configured.
 #[utoipa::path(get, path = "/api/v1/users", tag = "on-call", responses((status = 200, body = UserPage)))]
-pub async fn list_users(State(state): State<Arc<AppState>>) -> Json<UserPage> {
+pub async fn list_users(State(state): State<Arc<Deps>>) -> Json<UserPage> {
     Json(UserPage {
         items: state.directory().users.clone(),
         next_cursor: None,
@@ -165,11 +193,7 @@ pub struct OnCallNow {
     pub source: Option<String>,
 }
 
-async fn on_call_at(
-    state: &AppState,
-    name: &str,
-    at: DateTime<Utc>,
-) -> Result<OnCallNow, ApiError> {
+async fn on_call_at(state: &Deps, name: &str, at: DateTime<Utc>) -> Result<OnCallNow, ApiError> {
     let schedule = schedule(state, name, at).await?;
     let who = schedule.on_call(at);
     let directory = state.directory();
@@ -198,7 +222,7 @@ pub struct ScheduleView {
 /// Every schedule with who is on call now.
 #[utoipa::path(get, path = "/api/v1/schedules", tag = "on-call", responses((status = 200, body = SchedulePage)))]
 pub async fn list_schedules(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
 ) -> Result<Json<SchedulePage>, ApiError> {
     let now = Utc::now();
     let directory = state.directory();
@@ -226,7 +250,7 @@ pub async fn list_schedules(
     responses((status = 200, body = OnCallNow), (status = 404, body = ErrorBody))
 )]
 pub async fn get_on_call(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<OnCallNow>, ApiError> {
@@ -267,7 +291,7 @@ fn span(params: &Params) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
     responses((status = 200, body = ShiftPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn get_shifts(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<ShiftPage>, ApiError> {
@@ -292,7 +316,7 @@ pub async fn get_shifts(
     responses((status = 200, content_type = "text/calendar", body = String), (status = 404, body = ErrorBody))
 )]
 pub async fn get_calendar(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -352,7 +376,7 @@ pub struct OverridePage {
     responses((status = 200, body = OverridePage), (status = 404, body = ErrorBody))
 )]
 pub async fn list_overrides(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     Path(name): Path<String>,
 ) -> Result<Json<OverridePage>, ApiError> {
     let now = Utc::now();
@@ -378,7 +402,7 @@ pub async fn list_overrides(
     responses((status = 201, body = OverrideConfig), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody))
 )]
 pub async fn create_override(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<OverrideConfig>), ApiError> {
@@ -420,7 +444,7 @@ pub async fn create_override(
     responses((status = 204), (status = 404, body = ErrorBody))
 )]
 pub async fn delete_override(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     if state.store.delete_override(&name, &id).await? {

@@ -20,9 +20,40 @@ use vakt_core::config::ConfigError;
 use vakt_core::probe::{Thresholds, plugin_result};
 use vakt_core::{EventInput, Severity};
 
+use crate::ingest::Channel;
 use crate::ingest::WhenFull;
 use crate::ingest::deliver;
-use crate::server::AppState;
+use crate::live::Live;
+
+/// What the probes and the catalogue need from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    /// The `probe` channel.
+    pub channel: Channel,
+    /// `[[probes]]` as the server started with (probes start with the server).
+    pub probes: Vec<ProbeConfig>,
+    /// What the probes watch and their last readings.
+    pub catalogue: Arc<Catalogue>,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+}
+
+/// `GET /api/v1/monitors`.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    deps: Arc<Deps>,
+) -> utoipa_axum::router::OpenApiRouter<S> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(list_monitors))
+        .with_state(deps)
+}
+
+/// Room the `probe` channel needs.
+pub const CHANNEL_CAPACITY: usize = 1000;
 
 /// The ingest channel probe events arrive on.
 pub const CHANNEL: &str = "probe";
@@ -325,10 +356,10 @@ pub type Sink = tokio::sync::mpsc::Sender<(EventInput, tokio::sync::oneshot::Sen
 /// Starts one task per configured probe, sending through the ingest path; they stop with
 /// `stop`.
 pub fn spawn(
-    state: Arc<AppState>,
+    state: Arc<Deps>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let probes = state.current().file.probes.clone();
+    let probes = state.probes.clone();
     let (sink, mut events) =
         tokio::sync::mpsc::channel::<(EventInput, tokio::sync::oneshot::Sender<bool>)>(64);
     let deliverer = {
@@ -336,17 +367,21 @@ pub fn spawn(
         tokio::spawn(async move {
             while let Some((input, done)) = events.recv().await {
                 let check = input.check.clone();
-                let stored =
-                    match deliver(&state.probes, state.pipeline(), vec![input], WhenFull::Wait)
+                let stored = match deliver(
+                    &state.channel,
+                    state.pipeline(),
+                    vec![input],
+                    WhenFull::Wait,
+                )
+                .await
+                {
+                    Ok(receipt) => receipt
+                        .committed()
                         .await
-                    {
-                        Ok(receipt) => receipt
-                            .committed()
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string()),
-                        Err(error) => Err(error.to_string()),
-                    };
+                        .map(|_| ())
+                        .map_err(|e| e.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
                 if let Err(error) = &stored {
                     tracing::warn!(probe = %check, %error, "probe event not stored; sending again next time");
                 }
@@ -912,7 +947,7 @@ const AGENT_EVENTS_READ: u32 = 500;
     responses((status = 200, body = MonitorPage), (status = 503, body = crate::http::ErrorBody))
 )]
 pub async fn list_monitors(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
 ) -> Result<Json<MonitorPage>, crate::http::ApiError> {
     let mut items = state.catalogue.list();
     for heartbeat in state.store.heartbeats().await? {

@@ -1,4 +1,11 @@
-//! `vakt serve`: open storage, start the ingest writer, serve HTTP, reload on request, shut down cleanly.
+//! `vakt serve`: the one assembler. Opens storage, starts the ingest writer, builds every
+//! component from its part of the configuration with its own `Deps`, merges their routes,
+//! serves HTTP, republishes the compiled configuration on reload, and shuts everything down
+//! in one order.
+//!
+//! Components (`actions`, `escalation`, `itsm`, `expiry`, `heartbeat`, `probes`, `oncall`,
+//! `silences`, `sources`) never see `Config` or this module: each gets its `Deps` (store,
+//! metrics, its channel, `Live` views of what it compiled) from here.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -7,129 +14,75 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use vakt_core::Pipeline;
-use vakt_store::Store;
 
-use crate::config::{Config, ConfigErrors, IngestConfig, Overrides};
-use crate::http;
-use crate::http::Reloaded;
-use crate::ingest::{Channel, Ingest};
+use crate::config::{Config, ConfigErrors, Overrides};
+use crate::http::{self, AppState, Reloaded};
+use crate::ingest::Ingest;
+use crate::live::{Live, Publisher, live, live_shared};
 use crate::metrics::{Metrics, ResultLabels};
+use crate::{actions, escalation, expiry, heartbeat, itsm, oncall, probes, silences, sources};
 
-/// What every handler shares.
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub ingest: Ingest,
-    /// The `http` channel: events posted to `/api/v1/events`.
-    pub http: Channel,
-    /// The `pagerduty` channel: `/v2/enqueue`.
-    pub pagerduty: Channel,
-    /// `POST /api/v2/alerts` and the Alertmanager webhook receiver.
-    pub alertmanager: Channel,
-    pub alertmanager_webhook: Channel,
-    /// Raised and cleared missing heartbeats.
-    pub heartbeats: Channel,
-    /// Events of the built-in probes.
-    pub probes: Channel,
-    /// What the probes watch and their last readings.
-    pub catalogue: Arc<crate::probes::Catalogue>,
-    pub started_at: chrono::DateTime<chrono::Utc>,
-    /// UDP listeners by channel, for the kernel drop counter.
-    pub udp_listeners: std::sync::Mutex<Vec<(String, SocketAddr)>>,
-    pub metrics: Arc<Metrics>,
-    /// The OpenAPI document, serialised once.
-    pub openapi: String,
-    /// The silences in force, for the writer's decide stage.
-    pub silences: Arc<crate::ingest::SilenceBoard>,
-    /// Wakes the dispatcher (new due actions, a retry).
-    pub dispatch_wake: Arc<tokio::sync::Notify>,
-    /// The configuration the process started with: listen, storage and ingest come from here.
-    startup: Arc<Config>,
-    /// The configuration in force for the pipeline; swapped whole by a reload.
-    current: RwLock<Arc<Config>>,
-    overrides: Overrides,
+/// The compiled parts of the configuration components watch; a reload publishes them all.
+struct Views {
+    pipeline: Publisher<Pipeline>,
+    handling: Publisher<actions::Handling>,
+    directory: Publisher<oncall::Directory>,
+    escalation: Publisher<escalation::EscalationConfig>,
+    itsm: Publisher<Option<itsm::ItsmConfig>>,
+    console_url: Publisher<String>,
+    heartbeats: Publisher<Vec<heartbeat::HeartbeatConfig>>,
+    alertmanager: Publisher<sources::alertmanager::AlertmanagerConfig>,
+    pagerduty: Publisher<sources::pagerduty::PagerDutyConfig>,
+    config_name: Publisher<String>,
 }
 
-impl AppState {
-    /// The configuration in force (a reload swaps it whole).
-    pub fn current(&self) -> Arc<Config> {
-        Arc::clone(
-            &self
-                .current
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+impl Views {
+    fn new(config: &Config) -> Views {
+        Views {
+            pipeline: live_shared(Arc::clone(&config.pipeline)).0,
+            handling: live_shared(Arc::clone(&config.handling)).0,
+            directory: live_shared(Arc::clone(&config.directory)).0,
+            escalation: live(config.file.escalation.clone()).0,
+            itsm: live(config.file.itsm.clone()).0,
+            console_url: live(config.file.dispatch.console_url.clone()).0,
+            heartbeats: live(config.file.heartbeats.clone()).0,
+            alertmanager: live(config.file.sources.alertmanager.clone()).0,
+            pagerduty: live(config.file.sources.pagerduty.clone()).0,
+            config_name: live(config.name()).0,
+        }
     }
 
-    /// The pipeline new events go through.
-    pub fn pipeline(&self) -> Arc<Pipeline> {
-        Arc::clone(&self.current().pipeline)
+    fn publish(&self, config: &Config) {
+        self.pipeline.publish_shared(Arc::clone(&config.pipeline));
+        self.handling.publish_shared(Arc::clone(&config.handling));
+        self.directory.publish_shared(Arc::clone(&config.directory));
+        self.escalation.publish(config.file.escalation.clone());
+        self.itsm.publish(config.file.itsm.clone());
+        self.console_url
+            .publish(config.file.dispatch.console_url.clone());
+        self.heartbeats.publish(config.file.heartbeats.clone());
+        self.alertmanager
+            .publish(config.file.sources.alertmanager.clone());
+        self.pagerduty
+            .publish(config.file.sources.pagerduty.clone());
+        self.config_name.publish(config.name());
     }
+}
 
-    /// The handling stage's configuration in force.
-    pub fn handling(&self) -> Arc<crate::actions::Handling> {
-        Arc::clone(&self.current().handling)
-    }
+/// Reload: build the new configuration, fallibly and without side effects, then publish it
+/// in one step (Alertmanager's build-then-swap). SIGHUP and `POST /-/reload` share it.
+struct Reloader {
+    startup: Arc<Config>,
+    current: RwLock<Arc<Config>>,
+    overrides: Overrides,
+    views: Views,
+    metrics: Arc<Metrics>,
+}
 
-    /// Users and schedules in force.
-    pub fn directory(&self) -> Arc<crate::oncall::Directory> {
-        Arc::clone(&self.current().directory)
-    }
-
-    /// Stores a silence and puts it in force for the next commit.
-    pub async fn put_silence(
-        &self,
-        silence: &vakt_core::silence::Silence,
-    ) -> Result<(), vakt_store::StoreError> {
-        self.store.put_silence(silence).await?;
-        self.silences.refresh(&*self.store).await
-    }
-
-    pub fn wake_dispatcher(&self) {
-        self.dispatch_wake.notify_one();
-    }
-
-    /// The PagerDuty integration a routing key belongs to, in the current configuration.
-    pub fn pagerduty_integration(
-        &self,
-        routing_key: &str,
-    ) -> Option<crate::sources::pagerduty::Integration> {
-        self.current()
-            .file
-            .sources
-            .pagerduty
-            .integrations
-            .iter()
-            .find(|i| i.routing_key == routing_key)
-            .cloned()
-    }
-
-    /// `[sources.alertmanager]` as currently configured.
-    pub fn alertmanager_config(&self) -> crate::sources::alertmanager::AlertmanagerConfig {
-        self.current().file.sources.alertmanager.clone()
-    }
-
-    /// `[[heartbeats]]` as currently configured.
-    pub fn heartbeat_configs(&self) -> Vec<crate::heartbeat::HeartbeatConfig> {
-        self.current().file.heartbeats.clone()
-    }
-
-    /// The name of the configuration in force, for messages.
-    pub fn config_name(&self) -> String {
-        self.current().name()
-    }
-
-    pub fn ingest_limits(&self) -> &IngestConfig {
-        &self.startup.file.ingest
-    }
-
-    pub fn ingest_running(&self) -> bool {
-        self.ingest.is_running()
-    }
-
-    /// Build-then-swap: load and compile the configuration again; swap only if all of it is good.
-    pub fn reload(&self) -> Result<Reloaded, ConfigErrors> {
+impl Reloader {
+    fn reload(&self) -> Result<Reloaded, ConfigErrors> {
         let outcome = |result: &'static str| {
             self.metrics
                 .reloads
@@ -143,6 +96,7 @@ impl AppState {
         let rules = next.file.rules.len();
         let name = next.name();
         self.metrics.rules_loaded.set(rules as i64);
+        self.views.publish(&next);
         *self
             .current
             .write()
@@ -161,7 +115,7 @@ impl AppState {
 pub struct Server {
     pub addr: SocketAddr,
     /// What the other channels listen on.
-    pub sources: crate::sources::Bound,
+    pub sources: sources::Bound,
     pub state: Arc<AppState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
@@ -201,17 +155,23 @@ pub async fn launch_with_listener(
     let metrics = Arc::new(Metrics::new());
     metrics.rules_loaded.set(config.file.rules.len() as i64);
     let limits = config.file.ingest.clone();
-    let watched = crate::heartbeat::Watched::default();
+    let config = Arc::new(config);
+    let views = Views::new(&config);
+    let pipeline: Live<Pipeline> = views.pipeline.subscribe();
+
+    // The writer, and what it tells: heartbeats watch stored events, the silence board
+    // hands decide the silences in force, the dispatcher wakes on new due actions.
+    let watched = heartbeat::Watched::default();
     let (observed_tx, observed_rx) = tokio::sync::mpsc::channel(1024);
     let observer: crate::ingest::Observer = {
         let watched = watched.clone();
         Box::new(move |outcomes| watched.observe(outcomes, &observed_tx))
     };
-    let silences = Arc::new(crate::ingest::SilenceBoard::default());
-    silences
-        .refresh(&*store)
-        .await
-        .context("reading the silences")?;
+    let silence_board = Arc::new(
+        silences::SilenceBoard::build(Arc::clone(&store))
+            .await
+            .context("reading the silences")?,
+    );
     let dispatch_wake = Arc::new(tokio::sync::Notify::new());
     let (ingest, writer) = Ingest::start(
         Arc::clone(&store),
@@ -220,15 +180,104 @@ pub async fn launch_with_listener(
         limits.batch_events_max,
         crate::ingest::WriterHooks {
             observer,
-            silences: Arc::clone(&silences),
+            silences: Arc::clone(&silence_board),
             dispatch: Arc::clone(&dispatch_wake),
         },
     );
-    let (router, doc) = http::router(limits.body_bytes_max);
+    let (stop, stopped) = watch::channel(false);
+    let started_at = chrono::Utc::now();
+    let udp: sources::UdpListeners = Arc::default();
+
+    // Components with endpoints: their deps, their routes.
+    let oncall = Arc::new(oncall::Deps {
+        store: Arc::clone(&store),
+        directory: views.directory.subscribe(),
+    });
+    let heartbeats = Arc::new(heartbeat::Deps {
+        store: Arc::clone(&store),
+        pipeline: pipeline.clone(),
+        channel: ingest.channel(heartbeat::CHANNEL, heartbeat::CHANNEL_CAPACITY),
+        config: views.heartbeats.subscribe(),
+    });
+    let probes = Arc::new(probes::Deps {
+        store: Arc::clone(&store),
+        pipeline: pipeline.clone(),
+        channel: ingest.channel(probes::CHANNEL, probes::CHANNEL_CAPACITY),
+        probes: config.file.probes.clone(),
+        catalogue: Arc::default(),
+    });
+    let itsm = Arc::new(itsm::Deps {
+        store: Arc::clone(&store),
+        pipeline: pipeline.clone(),
+        config: views.itsm.subscribe(),
+        console_url: views.console_url.subscribe(),
+    });
+    let am_queue = config
+        .file
+        .sources
+        .alertmanager
+        .queue_events_max
+        .unwrap_or(limits.queue_events_max);
+    let alertmanager = Arc::new(sources::alertmanager::Deps {
+        store: Arc::clone(&store),
+        pipeline: pipeline.clone(),
+        handling: views.handling.subscribe(),
+        config: views.alertmanager.subscribe(),
+        config_name: views.config_name.subscribe(),
+        channel: ingest.channel(sources::alertmanager::CHANNEL, am_queue),
+        webhook_channel: ingest.channel(sources::alertmanager::WEBHOOK_CHANNEL, am_queue),
+        silences: Arc::clone(&silence_board),
+        started_at,
+    });
+    let pagerduty = Arc::new(sources::pagerduty::Deps {
+        store: Arc::clone(&store),
+        pipeline: pipeline.clone(),
+        config: views.pagerduty.subscribe(),
+        channel: ingest.channel(
+            sources::pagerduty::CHANNEL,
+            config
+                .file
+                .sources
+                .pagerduty
+                .queue_events_max
+                .unwrap_or(limits.queue_events_max),
+        ),
+        silences: Arc::clone(&silence_board),
+    });
+    let extra = oncall::routes(Arc::clone(&oncall))
+        .merge(heartbeat::routes(Arc::clone(&heartbeats)))
+        .merge(probes::routes(Arc::clone(&probes)))
+        .merge(itsm::routes(Arc::clone(&itsm)))
+        .merge(sources::alertmanager::routes(alertmanager))
+        .merge(sources::pagerduty::routes(pagerduty));
+    let (router, doc) = http::router(limits.body_bytes_max, extra);
     let openapi = doc
         .to_pretty_json()
         .context("serialising the OpenAPI document")?;
-    let config = Arc::new(config);
+
+    let reloader = Arc::new(Reloader {
+        startup: Arc::clone(&config),
+        current: RwLock::new(Arc::clone(&config)),
+        overrides,
+        views,
+        metrics: Arc::clone(&metrics),
+    });
+    let state = Arc::new(AppState {
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        ingest: ingest.clone(),
+        http: ingest.channel(http::HTTP_CHANNEL, limits.queue_events_max),
+        pipeline: pipeline.clone(),
+        silences: Arc::clone(&silence_board),
+        dispatch_wake: Arc::clone(&dispatch_wake),
+        ingest_limits: limits.clone(),
+        udp: Arc::clone(&udp),
+        openapi,
+        reload: {
+            let reloader = Arc::clone(&reloader);
+            Arc::new(move || reloader.reload())
+        },
+    });
     let grace = Duration::from_secs(config.file.server.shutdown_grace_secs);
     tracing::info!(
         %addr,
@@ -237,74 +286,61 @@ pub async fn launch_with_listener(
         rules = config.file.rules.len(),
         "vakt is serving"
     );
-    let http = ingest.channel(http::HTTP_CHANNEL, limits.queue_events_max);
-    let heartbeats = ingest.channel(crate::heartbeat::CHANNEL, 1000);
-    let probes = ingest.channel(crate::probes::CHANNEL, 1000);
-    let pagerduty = ingest.channel(
-        crate::sources::pagerduty::CHANNEL,
-        config
-            .file
-            .sources
-            .pagerduty
-            .queue_events_max
-            .unwrap_or(limits.queue_events_max),
-    );
-    let am_queue = config
-        .file
-        .sources
-        .alertmanager
-        .queue_events_max
-        .unwrap_or(limits.queue_events_max);
-    let alertmanager = ingest.channel(crate::sources::alertmanager::CHANNEL, am_queue);
-    let alertmanager_webhook =
-        ingest.channel(crate::sources::alertmanager::WEBHOOK_CHANNEL, am_queue);
-    let state = Arc::new(AppState {
-        store: Arc::clone(&store),
-        ingest,
-        http,
-        pagerduty,
-        alertmanager,
-        alertmanager_webhook,
+
+    // Listening sources, then the background components, each with its deps.
+    let listening = sources::start(
+        &config.file.sources,
+        &Arc::new(sources::Deps {
+            ingest: ingest.clone(),
+            pipeline: pipeline.clone(),
+            udp,
+        }),
+    )
+    .await?;
+    let bound = listening.bound.clone();
+    let mut background = JoinSet::new();
+    background.spawn(reload_on_sighup(Arc::clone(&state)));
+    background.spawn(await_task(silence_board.spawn(stopped.clone())));
+    background.spawn(await_task(expiry::spawn(
+        expiry::Deps {
+            store: Arc::clone(&store),
+            pipeline: pipeline.clone(),
+            channel: ingest.channel(expiry::CHANNEL, expiry::CHANNEL_CAPACITY),
+            silences: Arc::clone(&silence_board),
+            dispatch: Arc::clone(&dispatch_wake),
+        },
+        stopped.clone(),
+    )));
+    background.spawn(await_task(heartbeat::spawn(
         heartbeats,
-        probes,
-        catalogue: Arc::default(),
-        started_at: chrono::Utc::now(),
-        udp_listeners: std::sync::Mutex::new(Vec::new()),
-        metrics,
-        openapi,
-        silences,
-        dispatch_wake,
-        startup: Arc::clone(&config),
-        current: RwLock::new(config),
-        overrides,
-    });
-    let sources = crate::sources::start(&state.startup.file.sources, &state).await?;
-    let bound = sources.bound.clone();
-    let (stop, stopped) = watch::channel(false);
-    let reloader = spawn_reload_on_sighup(Arc::clone(&state));
-    let expiry = crate::expiry::spawn(Arc::clone(&state), Duration::from_secs(1));
-    let heartbeat_monitor = crate::heartbeat::spawn(Arc::clone(&state), watched, observed_rx);
-    // Silences written by other nodes (PostgreSQL) come into force within seconds.
-    let silence_refresher = {
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                if let Err(error) = state.silences.refresh(&*state.store).await {
-                    tracing::warn!(%error, "cannot read the silences; the last known ones stay in force");
-                }
-            }
-        })
-    };
-    let dispatcher = crate::actions::spawn(
-        Arc::clone(&state),
-        Arc::clone(&state.dispatch_wake),
-        stop.subscribe(),
+        watched,
+        observed_rx,
+    )));
+    background.spawn(await_task(escalation::spawn(
+        escalation::Deps {
+            store: Arc::clone(&store),
+            metrics: Arc::clone(&metrics),
+            pipeline: pipeline.clone(),
+            directory: oncall.directory.clone(),
+            config: reloader.views.escalation.subscribe(),
+            dispatch: Arc::clone(&dispatch_wake),
+        },
+        stopped.clone(),
+    )));
+    background.spawn(await_task(itsm::spawn(itsm, stopped.clone())));
+    for task in probes::spawn(probes, stopped.clone()) {
+        background.spawn(await_task(task));
+    }
+    drop(ingest);
+    let dispatcher = actions::spawn(
+        actions::Deps {
+            store: Arc::clone(&store),
+            metrics: Arc::clone(&metrics),
+            handling: reloader.views.handling.subscribe(),
+            wake: Arc::clone(&dispatch_wake),
+        },
+        stopped.clone(),
     );
-    let escalator = crate::escalation::spawn(Arc::clone(&state), stop.subscribe());
-    let itsm_sync = crate::itsm::spawn(Arc::clone(&state), stop.subscribe());
-    let probe_tasks = crate::probes::spawn(Arc::clone(&state), stop.subscribe());
     let app = router.with_state(Arc::clone(&state));
     let server_state = Arc::clone(&state);
     let task = tokio::spawn(async move {
@@ -330,27 +366,22 @@ pub async fn launch_with_listener(
                 }
             }
         };
-        reloader.abort();
-        expiry.abort();
-        heartbeat_monitor.abort();
-        silence_refresher.abort();
-        escalator.abort();
-        itsm_sync.abort();
-        for task in &probe_tasks {
-            task.abort();
-        }
-        sources.stop();
-        // The dispatcher saw the stop too; it lets running attempts end (bounded by their
-        // timeouts); what it has not started stays pending for the next start.
+        // The shutdown order: listeners and background components first (they feed the
+        // queue), then the dispatcher (it lets running attempts end, bounded by their
+        // timeouts; what it has not started stays pending for the next start), then the
+        // writer drains the queue, then storage closes.
+        background.shutdown().await;
+        listening.stop();
         if tokio::time::timeout(grace, dispatcher).await.is_err() {
             tracing::warn!(
                 "actions still running after the grace period; their leases will run out and they will be taken back"
             );
         }
-        // The router holds the state too: drop it with the server future.
+        // The router holds the state (and its channel) too: drop it with the server future.
         drop(serve);
         // Dropping the last sender lets the writer drain what was queued and stop.
         drop(state);
+        drop(reloader);
         if tokio::time::timeout(grace, writer).await.is_err() {
             tracing::warn!("ingest writer did not drain within the grace period");
         }
@@ -367,28 +398,38 @@ pub async fn launch_with_listener(
     })
 }
 
+/// A spawned task as a future the `JoinSet` owns: aborting the set aborts the task.
+async fn await_task(task: JoinHandle<()>) {
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let mut guard = AbortOnDrop(task);
+    let _ = (&mut guard.0).await;
+}
+
 /// `kill -HUP` reloads the configuration, as with `POST /-/reload`.
-fn spawn_reload_on_sighup(state: Arc<AppState>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-                tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
-                return;
-            };
-            while hangups.recv().await.is_some() {
-                let state = Arc::clone(&state);
-                match tokio::task::spawn_blocking(move || state.reload()).await {
-                    Ok(Err(errors)) => {
-                        tracing::error!(errors = %errors, "SIGHUP reload refused; the running configuration stays")
-                    }
-                    Err(error) => tracing::error!(%error, "SIGHUP reload task failed"),
-                    Ok(Ok(_)) => {}
+async fn reload_on_sighup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /-/reload");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            let state = Arc::clone(&state);
+            match tokio::task::spawn_blocking(move || state.reload()).await {
+                Ok(Err(errors)) => {
+                    tracing::error!(errors = %errors, "SIGHUP reload refused; the running configuration stays")
                 }
+                Err(error) => tracing::error!(%error, "SIGHUP reload task failed"),
+                Ok(Ok(_)) => {}
             }
         }
-        #[cfg(not(unix))]
-        drop(state);
-    })
+    }
+    #[cfg(not(unix))]
+    drop(state);
 }

@@ -31,7 +31,8 @@ use vakt_core::matcher::Matcher;
 use vakt_core::{Alert, AlertStatus};
 use vakt_store::{ActionRecord, ActionStatus, Attempt, Finish, Next, Store, StoreError};
 
-use crate::server::AppState;
+use crate::live::Live;
+use crate::metrics::Metrics;
 use deliver::Delivery;
 use render::Context;
 
@@ -530,7 +531,7 @@ impl Throttles {
 
 /// The dispatcher's shared parts.
 pub struct Dispatcher {
-    state: Arc<AppState>,
+    deps: Deps,
     wake: Arc<Notify>,
     client: reqwest::Client,
     running: Arc<Semaphore>,
@@ -589,21 +590,39 @@ async fn finisher(store: Arc<dyn Store>, mut queue: tokio::sync::mpsc::Receiver<
 }
 
 /// Starts the dispatcher; it stops when `stop` turns true.
+/// What the dispatcher needs from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// The handling stage's configuration in force (reload publishes a new one).
+    pub handling: Live<Handling>,
+    /// Woken when there is due work (a commit decided actions, an operator retried one).
+    pub wake: Arc<Notify>,
+}
+
+impl Deps {
+    fn handling(&self) -> Arc<Handling> {
+        self.handling.get()
+    }
+}
+
+/// Starts the dispatcher; it stops taking work when `stop` turns true and ends once the
+/// attempts it started have finished.
 pub fn spawn(
-    state: Arc<AppState>,
-    wake: Arc<Notify>,
+    deps: Deps,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let handling = state.handling();
+    let handling = deps.handling();
+    let wake = Arc::clone(&deps.wake);
     let concurrency = handling.dispatch.concurrency.max(1);
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()
         .unwrap_or_default();
     let (finished, queue) = tokio::sync::mpsc::channel(FINISH_BATCH_MAX * 2);
-    tokio::spawn(finisher(Arc::clone(&state.store), queue));
+    tokio::spawn(finisher(Arc::clone(&deps.store), queue));
     let dispatcher = Arc::new(Dispatcher {
-        state,
+        deps,
         wake,
         client,
         running: Arc::new(Semaphore::new(concurrency)),
@@ -615,9 +634,9 @@ pub fn spawn(
     tokio::spawn(async move {
         // The embedded database has one writer process: whatever was running when this
         // process started belonged to a process that is gone, whatever its lease says.
-        if dispatcher.state.store.backend() == "sqlite" {
+        if dispatcher.deps.store.capabilities().single_process {
             match dispatcher
-                .state
+                .deps
                 .store
                 .recover_actions(chrono::DateTime::<Utc>::MAX_UTC, Utc::now())
                 .await
@@ -631,7 +650,7 @@ pub fn spawn(
             }
         }
         // Throttle windows outlive a restart: a storm stays throttled.
-        match dispatcher.state.store.throttles().await {
+        match dispatcher.deps.store.throttles().await {
             Ok(stored) => {
                 let restored = dispatcher
                     .throttles
@@ -648,7 +667,7 @@ pub fn spawn(
             if *stop.borrow() {
                 break;
             }
-            let handling = dispatcher.state.handling();
+            let handling = dispatcher.deps.handling();
             let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(10));
             if handling.dispatch.enabled
                 && let Err(error) = dispatcher.round(&handling).await
@@ -672,7 +691,7 @@ pub fn spawn(
 impl Dispatcher {
     /// One pass: take back abandoned actions, start due ones, send due groups, summaries.
     async fn round(self: &Arc<Self>, handling: &Arc<Handling>) -> Result<(), StoreError> {
-        let store = Arc::clone(&self.state.store);
+        let store = Arc::clone(&self.deps.store);
         // Leases run for many seconds, so looking for abandoned ones once a poll interval is
         // soon enough; rounds woken by new work (many a second under load) skip it, and the
         // claim behind it does not queue for the writer twice.
@@ -753,7 +772,7 @@ impl Dispatcher {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take_dirty();
         for (key, state) in changed {
-            if let Err(error) = self.state.store.put_throttle(&key, state.as_deref()).await {
+            if let Err(error) = self.deps.store.put_throttle(&key, state.as_deref()).await {
                 tracing::warn!(%error, %key, "cannot store a throttle window; trying again later");
                 if let Ok(key) = serde_json::from_str::<ThrottleKey>(&key) {
                     self.throttles
@@ -769,7 +788,7 @@ impl Dispatcher {
     /// Records attempts: counted in metrics, then committed by the finisher (several
     /// dispatch tasks' attempts share one transaction); returns once they are stored.
     async fn record(&self, items: Vec<(ActionRecord, Finish)>) {
-        let metrics = &self.state.metrics;
+        let metrics = &self.deps.metrics;
         let mut waits = Vec::with_capacity(items.len());
         for (record, finish) in items {
             metrics
@@ -883,7 +902,7 @@ impl Dispatcher {
 
     /// Runs one action once.
     async fn attempt(&self, handling: &Handling, record: &ActionRecord) -> Outcome {
-        let store = &self.state.store;
+        let store = &self.deps.store;
         if let Some(page) = &record.decided.target {
             return self.page(handling, record, page).await;
         }
@@ -1102,7 +1121,7 @@ impl Dispatcher {
         record: &ActionRecord,
         page: &vakt_core::escalation::Page,
     ) -> Outcome {
-        let store = &self.state.store;
+        let store = &self.deps.store;
         let alert = match store.alert(&record.decided.alert_id).await {
             Ok(Some(alert)) => alert,
             Ok(None) => return Outcome::permanent("its alert no longer exists".into()),
@@ -1406,7 +1425,7 @@ impl Dispatcher {
     /// Sends every group whose wait (first member) and interval (last message) have passed:
     /// one message for all its pending members.
     async fn send_groups(&self, handling: &Handling) -> Result<(), StoreError> {
-        let store = &self.state.store;
+        let store = &self.deps.store;
         let heads = store.group_heads(1000).await?;
         let now = Utc::now();
         for head in heads {

@@ -8,9 +8,9 @@ use axum::extract::{Path, RawQuery, State};
 use serde::{Deserialize, Serialize};
 use vakt_store::{ActionQuery, ActionRecord, ActionStatus, Attempt};
 
+use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
-use crate::server::AppState;
 
 /// A page of actions.
 #[derive(Serialize, utoipa::ToSchema)]

@@ -11,9 +11,9 @@ use vakt_core::alert::{OperatorAction, OperatorRequest};
 use vakt_core::{Alert, AlertStatus, Category, Severity, TimelineEntry, TraceEntry};
 use vakt_store::{AlertQuery, Page};
 
+use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
-use crate::server::AppState;
 
 /// Events whose traces the alert detail shows, newest first.
 pub const TRACE_EVENTS_MAX: u32 = 50;

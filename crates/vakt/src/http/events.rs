@@ -13,11 +13,11 @@ use vakt_core::pipeline::EventRecord;
 use vakt_core::{Category, EventInput, FieldError, Severity};
 use vakt_store::{EventQuery, Page};
 
+use super::AppState;
 use super::error::{ApiError, ErrorBody};
 use super::query::Params;
 use crate::ingest::WhenFull;
 use crate::metrics::{ChannelLabels, RejectLabels};
-use crate::server::AppState;
 
 /// The channel name events posted here get as their default `source`.
 pub const CHANNEL: &str = "http";

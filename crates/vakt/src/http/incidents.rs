@@ -14,9 +14,9 @@ use vakt_store::{
     Escalation, EscalationStatus, IncidentChange, IncidentError, IncidentQuery, NewIncident,
 };
 
+use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
-use crate::server::AppState;
 
 /// Maps the store's refusal to HTTP: a missing incident 404, a field problem (`field: ...`)
 /// 400, a change the status rules forbid 409.

@@ -8,6 +8,7 @@ pub mod incidents;
 mod ops;
 mod query;
 mod silences;
+mod state;
 
 use std::sync::Arc;
 
@@ -23,9 +24,7 @@ pub use error::{ApiError, Detail, ErrorBody, parse_json};
 pub use events::CHANNEL as HTTP_CHANNEL;
 pub use ops::Reloaded;
 pub use query::Params;
-
-use crate::server::AppState;
-use crate::sources::alertmanager as am;
+pub use state::{AppState, Reload};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,8 +46,12 @@ use crate::sources::alertmanager as am;
 )]
 struct ApiDoc;
 
-/// Builds the router and the OpenAPI document describing it.
-pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+/// Builds the router of the core API merged with the components' `extra` routes, and the
+/// OpenAPI document describing all of it.
+pub fn router(
+    body_bytes_max: usize,
+    extra: OpenApiRouter<Arc<AppState>>,
+) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(events::post_events, events::list_events))
         .routes(routes!(events::get_event))
@@ -64,16 +67,6 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(actions::retry_action))
         .routes(routes!(silences::list_silences, silences::create_silence))
         .routes(routes!(silences::get_silence, silences::expire_silence))
-        .routes(routes!(crate::oncall::list_users))
-        .routes(routes!(crate::oncall::list_schedules))
-        .routes(routes!(crate::oncall::get_on_call))
-        .routes(routes!(crate::oncall::get_shifts))
-        .routes(routes!(crate::oncall::get_calendar))
-        .routes(routes!(
-            crate::oncall::list_overrides,
-            crate::oncall::create_override
-        ))
-        .routes(routes!(crate::oncall::delete_override))
         .routes(routes!(
             incidents::list_incidents,
             incidents::create_incident
@@ -82,30 +75,11 @@ pub fn router(body_bytes_max: usize) -> (Router<Arc<AppState>>, utoipa::openapi:
         .routes(routes!(incidents::list_policies))
         .routes(routes!(incidents::list_escalations))
         .routes(routes!(incidents::get_escalation))
-        .routes(routes!(crate::itsm::webhook))
-        .routes(routes!(crate::probes::list_monitors))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
         .routes(routes!(ops::reload))
-        .routes(routes!(
-            crate::heartbeat::post_heartbeat,
-            crate::heartbeat::list_heartbeats
-        ))
-        .routes(routes!(am::post_alerts, am::get_alerts))
-        .routes(routes!(am::get_groups))
-        .routes(routes!(am::post_silences, am::get_silences))
-        .routes(routes!(am::get_silence, am::delete_silence))
-        .routes(routes!(am::get_status))
-        .routes(routes!(am::get_receivers))
-        .routes(routes!(am::webhook))
-        .merge(
-            OpenApiRouter::new()
-                .routes(routes!(crate::sources::pagerduty::enqueue))
-                .layer(DefaultBodyLimit::max(
-                    crate::sources::pagerduty::BODY_BYTES_MAX,
-                )),
-        )
+        .merge(extra)
         .split_for_parts();
     let router = api
         .route("/openapi.json", get(ops::openapi))

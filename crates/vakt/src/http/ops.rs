@@ -8,9 +8,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::AppState;
 use super::error::{ApiError, Detail, ErrorBody};
 use crate::metrics::StatusLabels;
-use crate::server::AppState;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -88,7 +88,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         Err(error) => tracing::warn!(%error, "cannot count alerts for /metrics"),
     }
     let listeners = state
-        .udp_listeners
+        .udp
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();

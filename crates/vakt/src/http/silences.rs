@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 use vakt_core::matcher::Matcher;
 use vakt_core::silence::{Silence, SilenceState};
 
+use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
-use crate::server::AppState;
 
 /// A silence as vakt shows it: matchers in Prometheus' text form.
 #[derive(Serialize, utoipa::ToSchema)]

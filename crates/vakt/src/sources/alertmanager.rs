@@ -26,9 +26,66 @@ use vakt_core::{Alert, AlertStatus, EventInput, Severity};
 use vakt_store::AlertQuery;
 
 use super::clean;
+use crate::ingest::Channel;
 use crate::ingest::deliver;
 use crate::ingest::{SubmitError, WhenFull};
-use crate::server::AppState;
+use crate::live::Live;
+use crate::silences::SilenceBoard;
+
+/// What the Alertmanager API and webhook receiver need from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    /// The handling stage in force (inhibition shows in listings as it is applied).
+    pub handling: Live<crate::actions::Handling>,
+    /// `[sources.alertmanager]` in force.
+    pub config: Live<AlertmanagerConfig>,
+    /// The configuration's name, shown by `/api/v2/status`.
+    pub config_name: Live<String>,
+    /// `POST /api/v2/alerts` and the webhook receiver.
+    pub channel: Channel,
+    pub webhook_channel: Channel,
+    pub silences: Arc<SilenceBoard>,
+    pub started_at: DateTime<Utc>,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+
+    fn handling(&self) -> Arc<crate::actions::Handling> {
+        self.handling.get()
+    }
+
+    fn alertmanager_config(&self) -> Arc<AlertmanagerConfig> {
+        self.config.get()
+    }
+
+    fn config_name(&self) -> Arc<String> {
+        self.config_name.get()
+    }
+
+    async fn put_silence(&self, silence: &Silence) -> Result<(), vakt_store::StoreError> {
+        self.silences.put(silence).await
+    }
+}
+
+/// Alertmanager's API v2 and its webhook receiver.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    deps: Arc<Deps>,
+) -> utoipa_axum::router::OpenApiRouter<S> {
+    use utoipa_axum::routes;
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(routes!(post_alerts, get_alerts))
+        .routes(routes!(get_groups))
+        .routes(routes!(post_silences, get_silences))
+        .routes(routes!(get_silence, delete_silence))
+        .routes(routes!(get_status))
+        .routes(routes!(get_receivers))
+        .routes(routes!(webhook))
+        .with_state(deps)
+}
 
 /// Channel of `POST /api/v2/alerts`.
 pub const CHANNEL: &str = "alertmanager";
@@ -294,8 +351,8 @@ fn severity(text: &str) -> Option<Severity> {
 
 /// Create alerts (Prometheus posts here).
 #[utoipa::path(post, path = "/api/v2/alerts", tag = "peer protocols", request_body(content = Object, description = "postableAlerts"), responses((status = 200), (status = 400, body = String)))]
-pub async fn post_alerts(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let channel = &state.alertmanager;
+pub async fn post_alerts(State(state): State<Arc<Deps>>, body: Bytes) -> Response {
+    let channel = &state.channel;
     let alerts: Vec<PostableAlert> = match serde_json::from_slice(&body) {
         Ok(alerts) => alerts,
         Err(error) => {
@@ -320,7 +377,7 @@ pub async fn post_alerts(State(state): State<Arc<AppState>>, body: Bytes) -> Res
 }
 
 async fn submit(
-    state: &AppState,
+    state: &Deps,
     channel: &crate::ingest::Channel,
     inputs: Vec<EventInput>,
 ) -> Response {
@@ -381,8 +438,8 @@ struct WebhookAlert {
 
 /// Receive notifications from an existing Alertmanager (webhook payload version 4).
 #[utoipa::path(post, path = "/api/v1/integrations/alertmanager", tag = "peer protocols", request_body(content = Object, description = "Alertmanager webhook payload, version 4"), responses((status = 200), (status = 400, body = String)))]
-pub async fn webhook(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let channel = &state.alertmanager_webhook;
+pub async fn webhook(State(state): State<Arc<Deps>>, body: Bytes) -> Response {
+    let channel = &state.webhook_channel;
     let payload: WebhookPayload = match serde_json::from_slice(&body) {
         Ok(payload) => payload,
         Err(error) => {
@@ -554,10 +611,7 @@ fn gettable(
 }
 
 /// The open and acknowledged alerts that pass `filter`, in Alertmanager's shape.
-async fn listed(
-    state: &AppState,
-    filter: &AlertFilter,
-) -> Result<Vec<Value>, vakt_store::StoreError> {
+async fn listed(state: &Deps, filter: &AlertFilter) -> Result<Vec<Value>, vakt_store::StoreError> {
     if filter
         .receiver
         .as_ref()
@@ -642,7 +696,7 @@ async fn listed(
 
 /// List alerts (amtool alert query).
 #[utoipa::path(get, path = "/api/v2/alerts", tag = "peer protocols", responses((status = 200, body = Object), (status = 400, body = String)))]
-pub async fn get_alerts(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+pub async fn get_alerts(State(state): State<Arc<Deps>>, RawQuery(raw): RawQuery) -> Response {
     let filter = match alert_filter(raw.as_deref()) {
         Ok(filter) => filter,
         Err(error) => return bad_request(error),
@@ -655,7 +709,7 @@ pub async fn get_alerts(State(state): State<Arc<AppState>>, RawQuery(raw): RawQu
 
 /// List alert groups: one group per `alertname`, all for the `vakt` receiver.
 #[utoipa::path(get, path = "/api/v2/alerts/groups", tag = "peer protocols", responses((status = 200, body = Object), (status = 400, body = String)))]
-pub async fn get_groups(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+pub async fn get_groups(State(state): State<Arc<Deps>>, RawQuery(raw): RawQuery) -> Response {
     let filter = match alert_filter(raw.as_deref()) {
         Ok(filter) => filter,
         Err(error) => return bad_request(error),
@@ -695,7 +749,7 @@ fn gettable_silence(silence: &Silence, now: DateTime<Utc>) -> Value {
 
 /// List silences (amtool silence query). `filter` keeps silences with an equal matcher.
 #[utoipa::path(get, path = "/api/v2/silences", tag = "peer protocols", responses((status = 200, body = Object), (status = 400, body = String)))]
-pub async fn get_silences(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+pub async fn get_silences(State(state): State<Arc<Deps>>, RawQuery(raw): RawQuery) -> Response {
     let pairs: Vec<(String, String)> =
         match serde_urlencoded::from_str(raw.as_deref().unwrap_or("")) {
             Ok(pairs) => pairs,
@@ -758,7 +812,7 @@ struct SilenceCreated {
 
 /// Create or update a silence (amtool silence add).
 #[utoipa::path(post, path = "/api/v2/silences", tag = "peer protocols", request_body(content = Object, description = "postableSilence"), responses((status = 200, body = Object), (status = 400, body = String), (status = 404, body = String)))]
-pub async fn post_silences(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+pub async fn post_silences(State(state): State<Arc<Deps>>, body: Bytes) -> Response {
     let posted: PostableSilence = match serde_json::from_slice(&body) {
         Ok(posted) => posted,
         Err(error) => return bad_request(format!("invalid silence: {error}")),
@@ -827,7 +881,7 @@ pub fn new_silence_id() -> String {
 
 /// Get one silence.
 #[utoipa::path(get, path = "/api/v2/silence/{id}", tag = "peer protocols", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 404)))]
-pub async fn get_silence(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+pub async fn get_silence(State(state): State<Arc<Deps>>, Path(id): Path<String>) -> Response {
     match state.store.silence(&id).await {
         Ok(Some(silence)) => Json(gettable_silence(&silence, Utc::now())).into_response(),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
@@ -837,10 +891,7 @@ pub async fn get_silence(State(state): State<Arc<AppState>>, Path(id): Path<Stri
 
 /// Expire a silence (amtool silence expire).
 #[utoipa::path(delete, path = "/api/v2/silence/{id}", tag = "peer protocols", params(("id" = String, Path)), responses((status = 200), (status = 404)))]
-pub async fn delete_silence(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Response {
+pub async fn delete_silence(State(state): State<Arc<Deps>>, Path(id): Path<String>) -> Response {
     let mut silence = match state.store.silence(&id).await {
         Ok(Some(silence)) => silence,
         Ok(None) => {
@@ -865,7 +916,7 @@ pub async fn delete_silence(
 
 /// Status of this "Alertmanager": vakt, no cluster.
 #[utoipa::path(get, path = "/api/v2/status", tag = "peer protocols", responses((status = 200, body = Object)))]
-pub async fn get_status(State(state): State<Arc<AppState>>) -> Response {
+pub async fn get_status(State(state): State<Arc<Deps>>) -> Response {
     Json(json!({
         "cluster": {"name": "vakt", "status": "disabled", "peers": []},
         "versionInfo": {

@@ -18,7 +18,26 @@ use std::sync::Arc;
 use serde::Deserialize;
 use tokio::task::JoinHandle;
 
-use crate::server::AppState;
+use crate::ingest::Ingest;
+use crate::live::Live;
+
+/// What the listening sources need from the rest of vakt.
+pub struct Deps {
+    /// Each source makes its own channel in it.
+    pub ingest: Ingest,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    /// UDP listeners by channel, for the kernel drop counter of `/metrics`.
+    pub udp: UdpListeners,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+}
+
+/// UDP listeners by channel (`syslog`, `snmp`) and the address each is bound to.
+pub type UdpListeners = Arc<std::sync::Mutex<Vec<(String, SocketAddr)>>>;
 
 /// `[sources]`: the listening channels. HTTP-based ones (`/api/v1/events`, the Alertmanager
 /// and PagerDuty APIs) are always served by the HTTP listener.
@@ -59,7 +78,7 @@ impl Running {
 }
 
 /// Binds every configured listener (an address in use is an error here, before serving).
-pub async fn start(config: &SourcesConfig, state: &Arc<AppState>) -> anyhow::Result<Running> {
+pub async fn start(config: &SourcesConfig, state: &Arc<Deps>) -> anyhow::Result<Running> {
     let mut running = Running {
         bound: Bound::default(),
         tasks: Vec::new(),
@@ -90,7 +109,7 @@ pub const UDP_RECV_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 
 /// Binds a UDP socket with a large receive buffer, and records it for the drop counter.
 pub async fn bind_udp(
-    state: &AppState,
+    state: &Deps,
     channel: &str,
     address: &str,
 ) -> std::io::Result<tokio::net::UdpSocket> {
@@ -116,7 +135,7 @@ pub async fn bind_udp(
     let socket = tokio::net::UdpSocket::from_std(socket.into())?;
     let local = socket.local_addr()?;
     state
-        .udp_listeners
+        .udp
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push((channel.to_owned(), local));

@@ -26,9 +26,48 @@ use vakt_core::{AlertStatus, EventInput, Severity};
 use vakt_store::AlertQuery;
 
 use super::{clean, cut};
+use crate::ingest::Channel;
 use crate::ingest::deliver;
 use crate::ingest::{SubmitError, WhenFull};
-use crate::server::AppState;
+use crate::live::Live;
+use crate::silences::SilenceBoard;
+
+/// What the PagerDuty Events API needs from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn vakt_store::Store>,
+    pub pipeline: Live<vakt_core::Pipeline>,
+    /// `[sources.pagerduty]` in force (its integrations and their routing keys).
+    pub config: Live<PagerDutyConfig>,
+    /// The `pagerduty` channel.
+    pub channel: Channel,
+    pub silences: Arc<SilenceBoard>,
+}
+
+impl Deps {
+    fn pipeline(&self) -> Arc<vakt_core::Pipeline> {
+        self.pipeline.get()
+    }
+
+    /// The integration a routing key belongs to.
+    fn pagerduty_integration(&self, routing_key: &str) -> Option<Integration> {
+        self.config
+            .get()
+            .integrations
+            .iter()
+            .find(|i| i.routing_key == routing_key)
+            .cloned()
+    }
+}
+
+/// `POST /v2/enqueue`, with PagerDuty's own body limit.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    deps: Arc<Deps>,
+) -> utoipa_axum::router::OpenApiRouter<S> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(enqueue))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(deps)
+}
 
 /// The channel name: default `source` of the events and `channel` label of the metrics.
 pub const CHANNEL: &str = "pagerduty";
@@ -130,10 +169,10 @@ struct Payload {
     )
 )]
 pub async fn enqueue(
-    State(state): State<Arc<AppState>>,
+    State(state): State<Arc<Deps>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let channel = &state.pagerduty;
+    let channel = &state.channel;
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
@@ -219,7 +258,7 @@ impl From<vakt_store::StoreError> for Refusal {
     }
 }
 
-async fn handle(state: &Arc<AppState>, request: Request) -> Result<String, Refusal> {
+async fn handle(state: &Arc<Deps>, request: Request) -> Result<String, Refusal> {
     let mut errors = Vec::new();
     let integration = match request.routing_key.as_deref().map(str::trim) {
         None | Some("") => {
@@ -266,7 +305,7 @@ async fn handle(state: &Arc<AppState>, request: Request) -> Result<String, Refus
         ("trigger", Some(fields)) => {
             let input = trigger_event(&request, fields, &integration, &dedup_key, fingerprint);
             deliver(
-                &state.pagerduty,
+                &state.channel,
                 state.pipeline(),
                 vec![input],
                 WhenFull::Refuse,
@@ -334,7 +373,7 @@ async fn handle(state: &Arc<AppState>, request: Request) -> Result<String, Refus
                 ..EventInput::default()
             };
             deliver(
-                &state.pagerduty,
+                &state.channel,
                 state.pipeline(),
                 vec![input],
                 WhenFull::Refuse,

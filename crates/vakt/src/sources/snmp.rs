@@ -21,11 +21,11 @@ use tokio::net::UdpSocket;
 use vakt_core::event::{LABEL_KEY_LEN_MAX, LABEL_VALUE_LEN_MAX, LABELS_MAX, NAME_LEN_MAX};
 use vakt_core::{EventInput, Severity};
 
+use super::Deps;
 use super::{Running, clean};
 use crate::ingest::deliver;
 use crate::ingest::{Channel, SubmitError, WhenFull};
 use crate::metrics::ChannelLabels;
-use crate::server::AppState;
 
 const SNMP_TRAP_OID: &str = "1.3.6.1.6.3.1.1.4.1.0";
 const SYS_UPTIME: &str = "1.3.6.1.2.1.1.3.0";
@@ -359,7 +359,7 @@ impl Names {
 }
 
 struct Listener {
-    state: Arc<AppState>,
+    state: Arc<Deps>,
     channel: Channel,
     communities: Vec<String>,
     names: Names,
@@ -367,7 +367,7 @@ struct Listener {
 
 pub async fn start(
     config: &SnmpConfig,
-    state: &Arc<AppState>,
+    state: &Arc<Deps>,
     running: &mut Running,
 ) -> anyhow::Result<()> {
     let listener = Arc::new(Listener {
@@ -440,8 +440,8 @@ impl Listener {
         let reason = match &refused {
             Refused::Malformed(why) => {
                 tracing::debug!(%peer, why, "not an SNMP message");
-                self.state
-                    .metrics
+                self.channel
+                    .metrics()
                     .parse_errors
                     .get_or_create(&ChannelLabels {
                         channel: self.channel.name().to_owned(),

@@ -24,13 +24,13 @@ use vakt_core::event::{
 };
 use vakt_core::{EventInput, Severity};
 
+use super::Deps;
 use super::framing::{Frame, Framer};
 use super::tls::{TlsListenerConfig, acceptor};
 use super::{Running, clean, cut};
 use crate::ingest::deliver;
 use crate::ingest::{Channel, SubmitError, WhenFull};
 use crate::metrics::ChannelLabels;
-use crate::server::AppState;
 
 /// The check of events made from frames that are not syslog.
 pub const PARSE_ERROR_CHECK: &str = "syslog_parse_error";
@@ -80,14 +80,14 @@ fn default_connections_max() -> usize {
 
 /// What one listener needs.
 struct Listener {
-    state: Arc<AppState>,
+    state: Arc<Deps>,
     channel: Channel,
     frame_bytes_max: usize,
 }
 
 pub async fn start(
     config: &SyslogConfig,
-    state: &Arc<AppState>,
+    state: &Arc<Deps>,
     running: &mut Running,
 ) -> anyhow::Result<()> {
     let channel = state.ingest.channel(&config.name, config.queue_events_max);
@@ -286,8 +286,8 @@ impl Listener {
 
     fn counted(&self, frame: Frame) -> Frame {
         if frame.truncated {
-            self.state
-                .metrics
+            self.channel
+                .metrics()
                 .frames_truncated
                 .get_or_create(&ChannelLabels {
                     channel: self.channel.name().to_owned(),
@@ -304,8 +304,8 @@ impl Listener {
             .map(|(frame, peer)| {
                 let (input, malformed) = to_event(&frame, peer, now);
                 if malformed {
-                    self.state
-                        .metrics
+                    self.channel
+                        .metrics()
                         .parse_errors
                         .get_or_create(&ChannelLabels {
                             channel: self.channel.name().to_owned(),

@@ -75,3 +75,54 @@ fn ci_runs_exactly_the_readmes_test_command() {
         assert!(text.contains(needed), "{test} does not {needed:?}");
     }
 }
+
+/// Issue 14: dependencies run one way (cli -> commands -> server -> components -> ingest ->
+/// store -> core). Only the assembler (`server.rs`) and the command that starts it import
+/// `server`; no component imports `server`, the top-level `config` or the core API's
+/// `AppState`: each gets its own `Deps`.
+#[test]
+fn components_import_neither_the_assembler_nor_the_configuration() {
+    let src = repo_root().join("crates/vakt/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let components = [
+        "actions/",
+        "escalation.rs",
+        "expiry.rs",
+        "heartbeat.rs",
+        "itsm.rs",
+        "oncall.rs",
+        "probes.rs",
+        "silences.rs",
+        "sources/",
+        "ingest.rs",
+        "live.rs",
+        "metrics.rs",
+    ];
+    let mut wrong = Vec::new();
+    for file in &files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap_or(file)
+            .to_string_lossy()
+            .into_owned();
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let code: String = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let assembler = ["server.rs", "commands/serve.rs", "lib.rs", "main.rs"];
+        if code.contains("crate::server") && !assembler.contains(&relative.as_str()) {
+            wrong.push(format!("{relative} imports the assembler (crate::server)"));
+        }
+        if components.iter().any(|c| relative.starts_with(c)) {
+            for forbidden in ["crate::config", "AppState", "crate::http::state"] {
+                if code.contains(forbidden) {
+                    wrong.push(format!("{relative} (a component) uses {forbidden}"));
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
