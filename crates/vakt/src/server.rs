@@ -27,7 +27,7 @@ use crate::{actions, escalation, expiry, heartbeat, itsm, oncall, probes, silenc
 /// The compiled parts of the configuration components watch; a reload publishes them all.
 struct Views {
     pipeline: Publisher<Pipeline>,
-    handling: Publisher<actions::Handling>,
+    handling: Publisher<actions::HandlingConfig>,
     directory: Publisher<oncall::Directory>,
     escalation: Publisher<escalation::EscalationConfig>,
     itsm: Publisher<Option<itsm::ItsmConfig>>,

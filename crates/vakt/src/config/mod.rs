@@ -207,7 +207,7 @@ pub struct Config {
     pub location: Location,
     pub pipeline: Arc<Pipeline>,
     /// The handling stage's compiled configuration (channels, templates, inhibition).
-    pub handling: Arc<crate::actions::Handling>,
+    pub handling: Arc<crate::actions::HandlingConfig>,
     /// Users and compiled on-call schedules.
     pub directory: Arc<crate::oncall::Directory>,
 }
@@ -329,7 +329,7 @@ impl Config {
         let handling = doc
             .all_ok(&["dispatch", "actions", "channels", "inhibit_rules"])
             .then(|| {
-                crate::actions::Handling::build(
+                crate::actions::HandlingConfig::build(
                     &file.dispatch,
                     &file.actions,
                     &file.channels,

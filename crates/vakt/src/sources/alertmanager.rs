@@ -37,7 +37,7 @@ pub struct Deps {
     pub store: Arc<dyn vakt_store::Store>,
     pub pipeline: Live<vakt_core::Pipeline>,
     /// The handling stage in force (inhibition shows in listings as it is applied).
-    pub handling: Live<crate::actions::Handling>,
+    pub handling: Live<crate::actions::HandlingConfig>,
     /// `[sources.alertmanager]` in force.
     pub config: Live<AlertmanagerConfig>,
     /// The configuration's name, shown by `/api/v2/status`.
@@ -54,7 +54,7 @@ impl Deps {
         self.pipeline.get()
     }
 
-    fn handling(&self) -> Arc<crate::actions::Handling> {
+    fn handling(&self) -> Arc<crate::actions::HandlingConfig> {
         self.handling.get()
     }
 

@@ -272,7 +272,7 @@ url = "{url}/generic"
     assert_eq!(hook.headers["x-team"], "ops");
     assert_eq!(
         hook.headers["x-vakt-signature"],
-        vakt::actions::deliver::signature("s3cret", &hook.raw)
+        vakt::actions::transport::signature("s3cret", &hook.raw)
     );
 
     // Every action succeeded and says so on the alert's timeline.

@@ -1,0 +1,301 @@
+//! The dispatcher: claims due actions with a lease, runs them within the concurrency limits,
+//! and hands every attempt to the finisher, which records them in batches.
+
+use super::*;
+
+/// The dispatcher's shared parts.
+pub struct Dispatcher {
+    pub(super) deps: Deps,
+    pub(super) wake: Arc<Notify>,
+    pub(super) client: reqwest::Client,
+    pub(super) running: Arc<Semaphore>,
+    pub(super) per_action: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub(super) throttles: Mutex<Throttles>,
+    pub(super) finisher: tokio::sync::mpsc::Sender<Finished>,
+    /// When abandoned leases were last looked for (a write transaction: not every round).
+    pub(super) recovered_at: Mutex<Option<Instant>>,
+}
+
+/// An attempt to store, and who waits for it.
+pub(super) type Finished = (ActionRecord, Finish, tokio::sync::oneshot::Sender<()>);
+
+/// Most attempts one finishing transaction stores.
+pub(super) const FINISH_BATCH_MAX: usize = 512;
+
+/// Commits finished attempts in batches: one transaction (one fsync on SQLite) for all the
+/// attempts that ended while the previous one committed.
+pub(super) async fn finisher(
+    store: Arc<dyn Store>,
+    mut queue: tokio::sync::mpsc::Receiver<Finished>,
+) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < FINISH_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let items: Vec<(ActionRecord, Finish)> = batch
+            .iter()
+            .map(|(record, finish, _)| (record.clone(), finish.clone()))
+            .collect();
+        // The store is the record: retry the write a few times before giving up on it.
+        let mut stored = false;
+        for attempt in 1..=5u64 {
+            match store.finish_actions(&items).await {
+                Ok(()) => {
+                    stored = true;
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, attempt, attempts = items.len(), "cannot record action attempts");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
+        if !stored {
+            tracing::error!(
+                attempts = items.len(),
+                "gave up recording attempts; their leases will run out and they will be taken back"
+            );
+        }
+        for (_, _, done) in batch {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Starts the dispatcher; it stops when `stop` turns true.
+/// What the dispatcher needs from the rest of vakt.
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    /// The handling stage's configuration in force (reload publishes a new one).
+    pub handling: Live<HandlingConfig>,
+    /// Woken when there is due work (a commit decided actions, an operator retried one).
+    pub wake: Arc<Notify>,
+}
+
+impl Deps {
+    pub(super) fn handling(&self) -> Arc<HandlingConfig> {
+        self.handling.get()
+    }
+}
+
+/// Starts the dispatcher; it stops taking work when `stop` turns true and ends once the
+/// attempts it started have finished.
+pub fn spawn(
+    deps: Deps,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let handling = deps.handling();
+    let wake = Arc::clone(&deps.wake);
+    let concurrency = handling.dispatch.concurrency.max(1);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .build()
+        .unwrap_or_default();
+    let (finished, queue) = tokio::sync::mpsc::channel(FINISH_BATCH_MAX * 2);
+    tokio::spawn(finisher(Arc::clone(&deps.store), queue));
+    let dispatcher = Arc::new(Dispatcher {
+        deps,
+        wake,
+        client,
+        running: Arc::new(Semaphore::new(concurrency)),
+        per_action: Mutex::new(HashMap::new()),
+        throttles: Mutex::new(Throttles::default()),
+        finisher: finished,
+        recovered_at: Mutex::new(None),
+    });
+    tokio::spawn(async move {
+        // The embedded database has one writer process: whatever was running when this
+        // process started belonged to a process that is gone, whatever its lease says.
+        if dispatcher.deps.store.capabilities().single_process {
+            match dispatcher
+                .deps
+                .store
+                .recover_actions(chrono::DateTime::<Utc>::MAX_UTC, Utc::now())
+                .await
+            {
+                Ok(recovered) if !recovered.is_empty() => tracing::warn!(
+                    actions = recovered.len(),
+                    "took back actions that were running when vakt stopped"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::error!(%error, "cannot take back interrupted actions"),
+            }
+        }
+        // Throttle windows outlive a restart: a storm stays throttled.
+        match dispatcher.deps.store.throttles().await {
+            Ok(stored) => {
+                let restored = dispatcher
+                    .throttles
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .restore(stored);
+                if restored > 0 {
+                    tracing::info!(windows = restored, "throttle windows restored");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the stored throttle windows"),
+        }
+        loop {
+            if *stop.borrow() {
+                break;
+            }
+            let handling = dispatcher.deps.handling();
+            let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(10));
+            if handling.dispatch.enabled
+                && let Err(error) = dispatcher.round(&handling).await
+            {
+                tracing::warn!(%error, "dispatch round failed; trying again");
+            }
+            tokio::select! {
+                _ = dispatcher.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
+            }
+        }
+        // Let running attempts finish (bounded by their timeouts): they hold permits.
+        let _ = dispatcher
+            .running
+            .acquire_many(u32::try_from(concurrency).unwrap_or(u32::MAX))
+            .await;
+    })
+}
+
+impl Dispatcher {
+    /// One pass: take back abandoned actions, start due ones, send due groups, summaries.
+    pub(super) async fn round(
+        self: &Arc<Self>,
+        handling: &Arc<HandlingConfig>,
+    ) -> Result<(), StoreError> {
+        let store = Arc::clone(&self.deps.store);
+        // Leases run for many seconds, so looking for abandoned ones once a poll interval is
+        // soon enough; rounds woken by new work (many a second under load) skip it, and the
+        // claim behind it does not queue for the writer twice.
+        let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(10));
+        let recover = {
+            let mut at = self
+                .recovered_at
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let due = at.is_none_or(|at| at.elapsed() >= poll);
+            if due {
+                *at = Some(Instant::now());
+            }
+            due
+        };
+        if recover {
+            let now = Utc::now();
+            let recovered = store.recover_actions(now, now).await?;
+            if !recovered.is_empty() {
+                tracing::warn!(
+                    actions = recovered.len(),
+                    "took back actions whose dispatcher stopped mid-attempt"
+                );
+            }
+        }
+        // Claim in batches: a claim is a write transaction, so claiming one action each time
+        // one finishes would spend a commit per action. Wait for a quarter of the slots.
+        let concurrency = handling.dispatch.concurrency.max(1);
+        loop {
+            let free = self.running.available_permits();
+            if !worth_claiming(free, concurrency) {
+                break;
+            }
+            let now = Utc::now();
+            // The lease outlasts the longest attempt: the action's timeout plus a margin.
+            let lease_until = now + chrono::Duration::seconds(lease_secs(handling));
+            let claimed = store
+                .claim_actions(now, lease_until, u32::try_from(free).unwrap_or(u32::MAX))
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            for record in claimed {
+                let Ok(permit) = Arc::clone(&self.running).acquire_owned().await else {
+                    return Ok(());
+                };
+                let this = Arc::clone(self);
+                let handling = Arc::clone(handling);
+                tokio::spawn(async move {
+                    this.run_one(&handling, record).await;
+                    drop(permit);
+                    // Room for another: look for due work now, not at the next poll.
+                    this.wake.notify_one();
+                });
+            }
+        }
+        self.send_groups(handling).await?;
+        self.send_summaries(handling).await;
+        self.store_throttles().await;
+        Ok(())
+    }
+
+    pub(super) async fn run_one(&self, handling: &HandlingConfig, record: ActionRecord) {
+        let started = Utc::now();
+        let result = self.attempt(handling, &record).await;
+        let finished = Utc::now();
+        let finish = retry::finish(handling, &record, result, started, finished);
+        self.store_throttles().await;
+        self.record(vec![(record, finish)]).await;
+    }
+
+    /// Records attempts: counted in metrics, then committed by the finisher (several
+    /// dispatch tasks' attempts share one transaction); returns once they are stored.
+    pub(super) async fn record(&self, items: Vec<(ActionRecord, Finish)>) {
+        let metrics = &self.deps.metrics;
+        let mut waits = Vec::with_capacity(items.len());
+        for (record, finish) in items {
+            metrics
+                .action_attempts
+                .get_or_create(&crate::metrics::AttemptLabels {
+                    kind: record.decided.kind,
+                    outcome: match &finish.next {
+                        Next::Done(ActionStatus::Succeeded) => "succeeded",
+                        Next::Done(ActionStatus::Skipped) => "skipped",
+                        Next::Retry(_) => "retry",
+                        Next::Done(_) => "failed",
+                    },
+                })
+                .inc();
+            if let Next::Done(ActionStatus::Succeeded) = finish.next {
+                let latency = (finish.attempt.finished_at - record.decided.decided_at)
+                    .num_milliseconds()
+                    .max(0) as f64
+                    / 1000.0;
+                metrics.action_latency_seconds.observe(latency);
+            }
+            let (done, wait) = tokio::sync::oneshot::channel();
+            if self.finisher.send((record, finish, done)).await.is_ok() {
+                waits.push(wait);
+            }
+        }
+        for wait in waits {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Whether `free` of `concurrency` slots are worth a claim: a claim is a write transaction,
+/// so the dispatcher waits for a quarter of its slots (or all of a small pool) to be free.
+fn worth_claiming(free: usize, concurrency: usize) -> bool {
+    let batch_min = (concurrency / 4).max(1);
+    free > 0 && (free >= batch_min || free >= concurrency)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_wait_for_a_quarter_of_the_slots() {
+        assert!(!worth_claiming(0, 32));
+        assert!(!worth_claiming(7, 32), "fewer than 8 of 32 free");
+        assert!(worth_claiming(8, 32));
+        assert!(worth_claiming(1, 1), "a pool of one claims one");
+        assert!(worth_claiming(1, 3), "a small pool claims what it can");
+    }
+}

@@ -1,0 +1,151 @@
+//! Grouping: one message per group (the values of a notify action's `group_by` labels),
+//! after `group_wait_secs` and then at most every `group_interval_secs`.
+
+use super::*;
+
+impl Dispatcher {
+    /// Sends every group whose wait (first member) and interval (last message) have passed:
+    /// one message for all its pending members.
+    pub(super) async fn send_groups(&self, handling: &HandlingConfig) -> Result<(), StoreError> {
+        let store = &self.deps.store;
+        let heads = store.group_heads(1000).await?;
+        let now = Utc::now();
+        for head in heads {
+            let Some(ActionConfig::Notify {
+                channel,
+                to,
+                group_by,
+                group_wait_secs,
+                group_interval_secs,
+                ..
+            }) = handling.actions.get(&head.action)
+            else {
+                continue;
+            };
+            if !due(
+                head.first_decided_at,
+                head.last_sent_at,
+                *group_wait_secs,
+                *group_interval_secs,
+                now,
+            ) {
+                continue;
+            }
+            let lease_until = now + chrono::Duration::seconds(lease_secs(handling));
+            let members = store
+                .claim_group(&head.group_key, now, lease_until, 10_000)
+                .await?;
+            let Some(first) = members.first() else {
+                continue;
+            };
+            let started = Utc::now();
+            // The members' alerts, each once, in one query (not one per member).
+            let ids: Vec<&str> = members
+                .iter()
+                .map(|m| m.decided.alert_id.as_str())
+                .collect();
+            // A failed read ends the round: the members stay leased and are taken back
+            // when the lease runs out, then sent again; nothing is marked as sent.
+            let mut alerts = store.alerts_by_id(&ids).await?;
+            // Inhibited members are left out of the message and recorded as skipped.
+            let targets: Vec<&Alert> = alerts.iter().collect();
+            let skipped = inhibitions(&**store, handling, &targets).await?;
+            alerts.retain(|a| !skipped.contains_key(&a.id));
+            let result = match alerts.first() {
+                None => Outcome::Skipped("every alert of the group is inhibited".into()),
+                Some(lead) => {
+                    let labels = lead.match_labels();
+                    let mut context = Context::new(
+                        first,
+                        lead.clone(),
+                        None,
+                        &[],
+                        &handling.dispatch.console_url,
+                    );
+                    context.group = Some(render::Group {
+                        key: head.group_key.clone(),
+                        labels: group_by
+                            .iter()
+                            .map(|k| (k.clone(), labels.get(k).cloned().unwrap_or_default()))
+                            .collect(),
+                        count: alerts.len(),
+                        alerts: alerts
+                            .iter()
+                            .take(render::GROUP_LISTED_MAX * 5)
+                            .cloned()
+                            .collect(),
+                    });
+                    match handling.channels.get(channel) {
+                        None => Outcome::permanent(format!(
+                            "channel {channel:?} is no longer configured"
+                        )),
+                        Some(config) => match self.throttled(channel, to, config, &context) {
+                            Some(held) => Outcome::Skipped(held),
+                            None => {
+                                self.notify(
+                                    handling,
+                                    channel,
+                                    config,
+                                    to,
+                                    &context,
+                                    &first.decided.id,
+                                )
+                                .await
+                            }
+                        },
+                    }
+                }
+            };
+            let finished = Utc::now();
+            let message_id = first.decided.id.clone();
+            let count = members.len();
+            let mut finished_members = Vec::with_capacity(members.len());
+            for member in members {
+                let member_result = match skipped.get(&member.decided.alert_id) {
+                    Some(why) => Outcome::Skipped(why.clone()),
+                    None => result.for_member(&message_id, count),
+                };
+                let finish = retry::finish(handling, &member, member_result, started, finished);
+                finished_members.push((member, finish));
+            }
+            self.record(finished_members).await;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a group goes out now: its first member waited `wait_secs` (more may join
+/// meanwhile) and its last message is `interval_secs` old (or there was none).
+fn due(
+    first_decided_at: chrono::DateTime<Utc>,
+    last_sent_at: Option<chrono::DateTime<Utc>>,
+    wait_secs: u64,
+    interval_secs: u64,
+    now: chrono::DateTime<Utc>,
+) -> bool {
+    let secs = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let wait_over = (now - first_decided_at).num_seconds() >= secs(wait_secs);
+    let interval_over =
+        last_sent_at.is_none_or(|last| (now - last).num_seconds() >= secs(interval_secs));
+    wait_over && interval_over
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_waits_for_its_members_then_for_its_interval() {
+        let t0 = chrono::DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(20_000);
+        let at = |s: i64| t0 + chrono::Duration::seconds(s);
+        // First member at t0; wait 30 s, interval 300 s.
+        assert!(!due(t0, None, 30, 300, at(29)), "still collecting members");
+        assert!(due(t0, None, 30, 300, at(30)), "the first message");
+        assert!(
+            !due(t0, Some(at(30)), 30, 300, at(200)),
+            "within the interval"
+        );
+        assert!(due(t0, Some(at(30)), 30, 300, at(330)), "the next message");
+        assert!(due(t0, None, 0, 0, t0), "no wait at all");
+    }
+}
