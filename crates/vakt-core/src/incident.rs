@@ -144,15 +144,11 @@ impl IncidentStatus {
         }
     }
 
-    pub fn parse(text: &str) -> Result<IncidentStatus, String> {
+    pub fn parse(text: &str) -> Result<IncidentStatus, IncidentStatusError> {
         IncidentStatus::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| {
-                format!(
-                    "unknown incident status {text:?}, expected one of new, in_progress, on_hold, resolved, closed"
-                )
-            })
+            .ok_or_else(|| IncidentStatusError::Unknown(text.to_owned()))
     }
 
     /// Still being worked on: alerts may join it.
@@ -166,7 +162,7 @@ impl IncidentStatus {
     /// Whether a person (or the ITSM tool) may move an incident from `self` to `to`:
     /// new -> in progress -> on hold -> resolved -> closed, with on hold and in progress
     /// back and forth, and a resolved incident reopened to in progress. Closed is final.
-    pub fn can_move_to(self, to: IncidentStatus) -> Result<(), String> {
+    pub fn can_move_to(self, to: IncidentStatus) -> Result<(), IncidentStatusError> {
         use IncidentStatus::*;
         let allowed = match self {
             New => matches!(to, InProgress | OnHold | Resolved),
@@ -178,18 +174,23 @@ impl IncidentStatus {
         if allowed {
             Ok(())
         } else {
-            Err(format!(
-                "an incident cannot go from {} to {}{}",
-                self.as_str(),
-                to.as_str(),
-                if self == Closed {
-                    " (closed is final)"
-                } else {
-                    ""
-                }
-            ))
+            Err(IncidentStatusError::Move { from: self, to })
         }
     }
+}
+
+/// A status that is not one, or a move the lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IncidentStatusError {
+    #[error(
+        "unknown incident status {0:?}, expected one of new, in_progress, on_hold, resolved, closed"
+    )]
+    Unknown(String),
+    #[error("an incident cannot go from {from} to {to}{}", if *from == IncidentStatus::Closed { " (closed is final)" } else { "" })]
+    Move {
+        from: IncidentStatus,
+        to: IncidentStatus,
+    },
 }
 
 impl std::fmt::Display for IncidentStatus {

@@ -43,16 +43,33 @@ pub struct Matcher {
     regex: Option<Regex>,
 }
 
+/// Why a matcher is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    #[error("{0:?} is not a valid label name")]
+    LabelName(String),
+    #[error("invalid regular expression {value:?}: {reason}")]
+    Regex { value: String, reason: String },
+    #[error("{0:?} is not a matcher like name=\"value\"")]
+    NotAMatcher(String),
+    #[error("{0:?}: expected =, !=, =~ or !~ after the label name")]
+    Operator(String),
+    #[error("{0:?}: unterminated or badly escaped value")]
+    Value(String),
+}
+
 impl Matcher {
     /// Checks a spec: a valid label name and, for regex matchers, a valid expression.
-    pub fn new(spec: MatcherSpec) -> Result<Matcher, String> {
+    pub fn new(spec: MatcherSpec) -> Result<Matcher, MatcherError> {
         if !valid_label_name(&spec.name) {
-            return Err(format!("{:?} is not a valid label name", spec.name));
+            return Err(MatcherError::LabelName(spec.name));
         }
         let regex = if spec.is_regex {
             Some(
-                Regex::new(&format!("^(?:{})$", spec.value))
-                    .map_err(|e| format!("invalid regular expression {:?}: {e}", spec.value))?,
+                Regex::new(&format!("^(?:{})$", spec.value)).map_err(|e| MatcherError::Regex {
+                    value: spec.value.clone(),
+                    reason: e.to_string(),
+                })?,
             )
         } else {
             None
@@ -61,11 +78,11 @@ impl Matcher {
     }
 
     /// Parses one matcher in Prometheus' syntax; the value may be quoted or bare.
-    pub fn parse(text: &str) -> Result<Matcher, String> {
+    pub fn parse(text: &str) -> Result<Matcher, MatcherError> {
         let text = text.trim();
         let at = text
             .find(['=', '!'])
-            .ok_or_else(|| format!("{text:?} is not a matcher like name=\"value\""))?;
+            .ok_or_else(|| MatcherError::NotAMatcher(text.to_owned()))?;
         let name = text[..at].trim();
         let rest = &text[at..];
         let (is_equal, is_regex, value) = if let Some(v) = rest.strip_prefix("=~") {
@@ -77,12 +94,9 @@ impl Matcher {
         } else if let Some(v) = rest.strip_prefix('=') {
             (true, false, v)
         } else {
-            return Err(format!(
-                "{text:?}: expected =, !=, =~ or !~ after the label name"
-            ));
+            return Err(MatcherError::Operator(text.to_owned()));
         };
-        let value = unquote(value.trim())
-            .ok_or_else(|| format!("{text:?}: unterminated or badly escaped value"))?;
+        let value = unquote(value.trim()).ok_or_else(|| MatcherError::Value(text.to_owned()))?;
         Matcher::new(MatcherSpec {
             name: name.to_owned(),
             value,
@@ -92,7 +106,7 @@ impl Matcher {
     }
 
     /// Parses `{a="b", c=~"d"}` or `a="b",c=~"d"` into matchers.
-    pub fn parse_list(text: &str) -> Result<Vec<Matcher>, String> {
+    pub fn parse_list(text: &str) -> Result<Vec<Matcher>, MatcherError> {
         let inner = text.trim();
         let inner = inner
             .strip_prefix('{')

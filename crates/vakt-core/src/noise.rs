@@ -112,7 +112,7 @@ impl MaintenanceWindow {
         let matchers = config
             .matchers
             .iter()
-            .map(|m| Matcher::parse(m.get_ref()).map_err(|e| at(m.span(), e)))
+            .map(|m| Matcher::parse(m.get_ref()).map_err(|e| at(m.span(), e.to_string())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(MaintenanceWindow {
             name: name.clone(),

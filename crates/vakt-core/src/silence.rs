@@ -54,7 +54,7 @@ impl Silence {
                 "a silence may have at most {SILENCE_MATCHERS_MAX} matchers"
             ));
         }
-        let compiled = self.compiled()?;
+        let compiled = self.compiled().map_err(|e| e.to_string())?;
         if compiled.iter().all(Matcher::matches_empty) {
             return Err("at least one matcher must not match the empty string, or the silence would match every alert".into());
         }
@@ -72,7 +72,7 @@ impl Silence {
         Ok(())
     }
 
-    pub fn compiled(&self) -> Result<Vec<Matcher>, String> {
+    pub fn compiled(&self) -> Result<Vec<Matcher>, crate::matcher::MatcherError> {
         self.matchers.iter().cloned().map(Matcher::new).collect()
     }
 

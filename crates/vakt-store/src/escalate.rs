@@ -164,6 +164,18 @@ pub enum SyncResult {
     },
 }
 
+/// What storing a fired step did.
+#[derive(Debug)]
+pub(crate) enum Fired {
+    /// The escalation was no longer where it was claimed: nothing was written.
+    Moved,
+    /// The step is stored; the alert, when the step linked it to an incident (for the
+    /// SQLite writer's cache).
+    Stored {
+        incident_linked: Option<Box<vakt_core::Alert>>,
+    },
+}
+
 /// Defines the escalation and incident queries for one backend; `$skip_locked` is what a
 /// claim's sub-select appends, `$lock` what a read that is about to change a row appends,
 /// `$key_lock` a statement taking a text key that serialises transactions on it until they
@@ -328,13 +340,13 @@ macro_rules! escalate_sql {
             Ok(claimed)
         }
 
-        /// Stores a fired step; `None` when the escalation is no longer where it was claimed
-        /// (another node fired it, or it was paused or ended meanwhile): nothing is written.
+        /// Stores a fired step, or nothing when the escalation is no longer where it was
+        /// claimed (another node fired it, or it was paused or ended meanwhile).
         async fn fire_in(
             conn: &mut Conn,
             incidents: &vakt_core::incident::IncidentsConfig,
             fire: &Fire,
-        ) -> Result<Option<Option<Alert>>, StoreError> {
+        ) -> Result<$crate::escalate::Fired, StoreError> {
             let now_ms = ms(fire.now);
             let claimed = &fire.claimed;
             let moved = match &fire.next {
@@ -365,7 +377,7 @@ macro_rules! escalate_sql {
                 .await?,
             };
             if moved.rows_affected() != 1 {
-                return Ok(None);
+                return Ok($crate::escalate::Fired::Moved);
             }
             insert_actions(conn, &fire.pages.iter().collect::<Vec<_>>(), now_ms).await?;
             insert_timeline(conn, &fire.timeline.iter().collect::<Vec<_>>()).await?;
@@ -387,7 +399,7 @@ macro_rules! escalate_sql {
                     insert_timeline(conn, &[&entry]).await?;
                 }
             }
-            Ok(Some(changed))
+            Ok($crate::escalate::Fired::Stored { incident_linked: changed.map(Box::new) })
         }
 
         async fn get_escalation(conn: &mut Conn, alert_id: &str) -> Result<Option<Escalation>, StoreError> {
@@ -880,7 +892,7 @@ macro_rules! escalate_sql {
             if let Some(to) = change.status
                 && to != incident.status
             {
-                incident.status.can_move_to(to).map_err(IncidentError::Refused)?;
+                incident.status.can_move_to(to).map_err(|e| IncidentError::Refused(e.to_string()))?;
                 if to == IncidentStatus::Resolved {
                     let resolution = change.resolution.as_deref().map(str::trim).unwrap_or_default();
                     if resolution.is_empty() {

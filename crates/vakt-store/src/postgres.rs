@@ -380,10 +380,10 @@ impl Store for PostgresStore {
         fire: &Fire,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let Some(_) = fire_in(&mut tx, pipeline.incidents(), fire).await? else {
+        if let crate::escalate::Fired::Moved = fire_in(&mut tx, pipeline.incidents(), fire).await? {
             tx.rollback().await?;
             return Ok(false);
-        };
+        }
         tx.commit().await?;
         Ok(true)
     }

@@ -71,7 +71,10 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
         .map_err(|error| StoreError::Corrupt(format!("column {column}: {error}")))
 }
 
-pub(crate) fn parsed<T>(column: &str, result: Result<T, String>) -> Result<T, StoreError> {
+pub(crate) fn parsed<T, E: std::fmt::Display>(
+    column: &str,
+    result: Result<T, E>,
+) -> Result<T, StoreError> {
     result.map_err(|error| StoreError::Corrupt(format!("column {column}: {error}")))
 }
 

@@ -572,9 +572,12 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut state = self.state.lock().await;
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let Some(changed) = fire_in(&mut tx, pipeline.incidents(), fire).await? else {
-            tx.rollback().await?;
-            return Ok(false);
+        let changed = match fire_in(&mut tx, pipeline.incidents(), fire).await? {
+            crate::escalate::Fired::Moved => {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            crate::escalate::Fired::Stored { incident_linked } => incident_linked,
         };
         commit(&self.writer, tx).await?;
         if let (Some(alert), Some(cache)) = (changed, &mut state.alerts) {

@@ -24,6 +24,10 @@ use crate::live::{Live, Publisher, live, live_shared};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::{actions, escalation, expiry, heartbeat, itsm, oncall, probes, silences, sources};
 
+/// Stored events the heartbeat monitor has not looked at yet, at most (more are dropped:
+/// the next event of the resource beats again).
+const OBSERVED_QUEUE_MAX: usize = 1024;
+
 /// The compiled parts of the configuration components watch; a reload publishes them all.
 struct Views {
     pipeline: Publisher<Pipeline>,
@@ -162,7 +166,7 @@ pub async fn launch_with_listener(
     // The writer, and what it tells: heartbeats watch stored events, the silence board
     // hands decide the silences in force, the dispatcher wakes on new due actions.
     let watched = heartbeat::Watched::default();
-    let (observed_tx, observed_rx) = tokio::sync::mpsc::channel(1024);
+    let (observed_tx, observed_rx) = tokio::sync::mpsc::channel(OBSERVED_QUEUE_MAX);
     let observer: crate::ingest::Observer = {
         let watched = watched.clone();
         Box::new(move |outcomes| watched.observe(outcomes, &observed_tx))

@@ -3,6 +3,9 @@
 
 use super::*;
 
+/// How long a phone gateway may take to answer a page.
+const PHONE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How one attempt ended.
 #[derive(Debug)]
 pub(super) enum Outcome {
@@ -333,7 +336,7 @@ impl Dispatcher {
                     url,
                     &[],
                     context.document().to_string(),
-                    Duration::from_secs(10),
+                    PHONE_TIMEOUT,
                     &record.decided.id,
                 )
                 .await

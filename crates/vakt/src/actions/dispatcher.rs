@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// Tries to record a batch of attempts before giving up (their leases then run out and the
+/// actions are taken back), and the wait that grows between tries.
+const FINISH_ATTEMPTS: u64 = 5;
+const FINISH_BACKOFF: Duration = Duration::from_millis(200);
+/// The shortest poll interval, whatever `dispatch.poll_interval_ms` says.
+const POLL_MIN_MS: u64 = 10;
+
 /// The dispatcher's shared parts.
 pub struct Dispatcher {
     pub(super) deps: Deps,
@@ -42,7 +49,7 @@ pub(super) async fn finisher(
             .collect();
         // The store is the record: retry the write a few times before giving up on it.
         let mut stored = false;
-        for attempt in 1..=5u64 {
+        for attempt in 1..=FINISH_ATTEMPTS {
             match store.finish_actions(&items).await {
                 Ok(()) => {
                     stored = true;
@@ -50,7 +57,7 @@ pub(super) async fn finisher(
                 }
                 Err(error) => {
                     tracing::warn!(%error, attempt, attempts = items.len(), "cannot record action attempts");
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    tokio::time::sleep(FINISH_BACKOFF * u32::try_from(attempt).unwrap_or(1)).await;
                 }
             }
         }
@@ -145,7 +152,7 @@ pub fn spawn(
                 break;
             }
             let handling = dispatcher.deps.handling();
-            let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(10));
+            let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(POLL_MIN_MS));
             if handling.dispatch.enabled
                 && let Err(error) = dispatcher.round(&handling).await
             {
@@ -175,7 +182,7 @@ impl Dispatcher {
         // Leases run for many seconds, so looking for abandoned ones once a poll interval is
         // soon enough; rounds woken by new work (many a second under load) skip it, and the
         // claim behind it does not queue for the writer twice.
-        let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(10));
+        let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(POLL_MIN_MS));
         let recover = {
             let mut at = self
                 .recovered_at

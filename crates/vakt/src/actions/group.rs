@@ -3,12 +3,17 @@
 
 use super::*;
 
+/// Groups looked at per round, at most.
+const GROUPS_PER_ROUND: u32 = 1000;
+/// Members one group message covers, at most (the rest go in the next message).
+const GROUP_MEMBERS_MAX: u32 = 10_000;
+
 impl Dispatcher {
     /// Sends every group whose wait (first member) and interval (last message) have passed:
     /// one message for all its pending members.
     pub(super) async fn send_groups(&self, handling: &HandlingConfig) -> Result<(), StoreError> {
         let store = &self.deps.store;
-        let heads = store.group_heads(1000).await?;
+        let heads = store.group_heads(GROUPS_PER_ROUND).await?;
         let now = Utc::now();
         for head in heads {
             let Some(ActionConfig::Notify {
@@ -33,7 +38,7 @@ impl Dispatcher {
             }
             let lease_until = now + chrono::Duration::seconds(lease_secs(handling));
             let members = store
-                .claim_group(&head.group_key, now, lease_until, 10_000)
+                .claim_group(&head.group_key, now, lease_until, GROUP_MEMBERS_MAX)
                 .await?;
             let Some(first) = members.first() else {
                 continue;

@@ -3,11 +3,18 @@
 
 use super::*;
 
+/// The longest a notification's delivery takes (channels time out sooner).
+const NOTIFY_TIMEOUT_SECS: u64 = 30;
+/// What a lease adds to the longest attempt.
+const LEASE_MARGIN_SECS: u64 = 60;
+/// Backoff doubles at most this many times.
+const BACKOFF_DOUBLINGS_MAX: u32 = 30;
+
 /// Backoff before retry number `attempt` (1-based): base * 2^(attempt-1), capped.
 pub(super) fn backoff(config: &vakt_core::config::RetryConfig, attempt: i64) -> Duration {
     let exponent = u32::try_from(attempt.saturating_sub(1))
         .unwrap_or(0)
-        .min(30);
+        .min(BACKOFF_DOUBLINGS_MAX);
     Duration::from_secs(
         config
             .backoff_secs
@@ -24,11 +31,11 @@ pub(super) fn lease_secs(handling: &HandlingConfig) -> i64 {
         .map(|a| match a {
             ActionConfig::Exec { timeout_secs, .. }
             | ActionConfig::Webhook { timeout_secs, .. } => *timeout_secs,
-            ActionConfig::Notify { .. } => 30,
+            ActionConfig::Notify { .. } => NOTIFY_TIMEOUT_SECS,
         })
         .max()
-        .unwrap_or(30);
-    i64::try_from(longest.saturating_add(60)).unwrap_or(i64::MAX)
+        .unwrap_or(NOTIFY_TIMEOUT_SECS);
+    i64::try_from(longest.saturating_add(LEASE_MARGIN_SECS)).unwrap_or(i64::MAX)
 }
 
 /// The attempt's record, the action's next state and its timeline line.

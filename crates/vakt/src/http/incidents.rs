@@ -221,7 +221,7 @@ pub async fn update_incident(
         .as_deref()
         .map(IncidentStatus::parse)
         .transpose()
-        .map_err(|e| ApiError::field("status", e))?;
+        .map_err(|e| ApiError::field("status", e.to_string()))?;
     let change = IncidentChange {
         status,
         assignee: body

@@ -41,16 +41,16 @@ impl Params {
         self.values.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
-    pub fn parsed<T>(
+    pub fn parsed<T, E: std::fmt::Display>(
         &self,
         name: &str,
-        parse: impl Fn(&str) -> Result<T, String>,
+        parse: impl Fn(&str) -> Result<T, E>,
     ) -> Result<Option<T>, ApiError> {
         match self.values.get(name).filter(|v| !v.is_empty()) {
             None => Ok(None),
             Some(value) => parse(value)
                 .map(Some)
-                .map_err(|message| ApiError::field(name, message)),
+                .map_err(|message| ApiError::field(name, message.to_string())),
         }
     }
 

@@ -117,8 +117,8 @@ pub async fn create_silence(
     let now = Utc::now();
     let mut matchers = Vec::with_capacity(new.matchers.len());
     for (i, text) in new.matchers.iter().enumerate() {
-        let matcher =
-            Matcher::parse(text).map_err(|e| ApiError::field(&format!("matchers[{i}]"), e))?;
+        let matcher = Matcher::parse(text)
+            .map_err(|e| ApiError::field(&format!("matchers[{i}]"), e.to_string()))?;
         matchers.push(matcher.spec);
     }
     let starts_at = new.starts_at.unwrap_or(now).max(now);
