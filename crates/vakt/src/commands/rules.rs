@@ -29,28 +29,13 @@ pub fn test(args: ConfigArg, event: &Path, as_json: bool) -> Result<(), Failure>
     let config =
         Config::load(args.config.as_deref(), &Overrides::default()).map_err(Failure::user)?;
     let text = read(event).map_err(Failure::user)?;
-    let value: Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: invalid JSON", event.display()))
-        .map_err(Failure::user)?;
-    let values = match value {
-        Value::Array(items) => items,
-        other => vec![other],
-    };
-    let mut inputs = Vec::new();
-    let mut problems = Vec::new();
-    for (index, value) in values.into_iter().enumerate() {
-        match EventInput::from_json(index, value) {
-            Ok(input) => inputs.push(input),
-            Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
-        }
-    }
-    if !problems.is_empty() {
-        return Err(Failure::user(anyhow!(
+    let inputs = events(&text).map_err(|problems| {
+        Failure::user(anyhow!(
             "{}: invalid event:\n  {}",
             event.display(),
             problems.join("\n  ")
-        )));
-    }
+        ))
+    })?;
     let pipeline = &config.pipeline;
     let now = chrono::Utc::now();
     let mut reports = Vec::new();
@@ -117,5 +102,58 @@ fn read(path: &Path) -> anyhow::Result<String> {
         Ok(text)
     } else {
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    }
+}
+
+/// **Boundary:** an event file: one event object or an array of them. Every problem is
+/// listed (`index`, field, message), or the JSON error with its line and column.
+fn events(text: &str) -> Result<Vec<EventInput>, Vec<String>> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| vec![format!("invalid JSON: {e}")])?;
+    let values = match value {
+        Value::Array(items) => items,
+        other => vec![other],
+    };
+    let mut inputs = Vec::new();
+    let mut problems = Vec::new();
+    for (index, value) in values.into_iter().enumerate() {
+        match EventInput::from_json(index, value) {
+            Ok(input) => inputs.push(input),
+            Err(errors) => problems.extend(errors.iter().map(ToString::to_string)),
+        }
+    }
+    if problems.is_empty() {
+        Ok(inputs)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever the file holds, the answer is events or a list of problems, never a
+        /// panic, and an invalid file always says what is wrong.
+        #[test]
+        fn any_event_file_is_read_or_refused_with_reasons(text in ".{0,300}") {
+            if let Err(problems) = events(&text) {
+                proptest::prop_assert!(!problems.is_empty());
+                proptest::prop_assert!(problems.iter().all(|p| !p.is_empty()));
+            }
+        }
+
+        #[test]
+        fn json_shaped_files_name_the_index_of_each_bad_event(
+            resource in "[a-z]{0,5}", severity in "(critical|nope|)",
+        ) {
+            let text = format!("[{{\"resource\": \"{resource}\", \"check\": \"c\", \"summary\": \"s\", \"severity\": \"{severity}\"}}]");
+            match events(&text) {
+                Ok(found) => proptest::prop_assert_eq!(found.len(), 1),
+                Err(problems) => proptest::prop_assert!(problems[0].contains('0'), "{:?}", problems),
+            }
+        }
     }
 }

@@ -599,6 +599,22 @@ x = 1
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// **Boundary:** any text is a configuration or a list of `file:line:column`
+        /// problems (or `file: ...` for what has no place); nothing panics.
+        #[test]
+        fn any_text_is_a_configuration_or_placed_errors(text in "(\\[[a-z_.]{0,12}\\]\n|[a-z_]{1,10} = (\"[^\"\n]{0,10}\"|[0-9]{1,4}|true)\n|\\[\\[rules\\]\\]\n|.{0,20}\n){0,12}") {
+            match Config::parse("t.toml", &text, None, &Overrides::default()) {
+                Ok(_) => {}
+                Err(errors) => {
+                    proptest::prop_assert!(!errors.lines.is_empty());
+                    proptest::prop_assert!(errors.lines.iter().all(|l| l.starts_with("t.toml")), "{:?}", errors.lines);
+                }
+            }
+        }
+    }
+
     #[test]
     fn chat_ids_are_checked() {
         let found =

@@ -98,3 +98,31 @@ impl Params {
             .unwrap_or(PAGE_LIMIT_DEFAULT))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// **Boundary:** any query string is taken or refused with a 400 that names what is
+        /// wrong; nothing panics.
+        #[test]
+        fn any_query_string_is_taken_or_refused_by_name(raw in ".{0,120}") {
+            match Params::parse(Some(&raw), &["limit", "since", "cursor", "status"]) {
+                Ok(params) => {
+                    if let Err(error) = params.limit() {
+                        proptest::prop_assert_eq!(error.status.as_u16(), 400);
+                    }
+                    if let Err(error) = params.time("since") {
+                        proptest::prop_assert_eq!(error.status.as_u16(), 400);
+                    }
+                }
+                Err(error) => {
+                    proptest::prop_assert_eq!(error.status.as_u16(), 400);
+                    proptest::prop_assert!(!error.error.is_empty());
+                }
+            }
+        }
+    }
+}
