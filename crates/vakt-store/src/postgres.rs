@@ -20,7 +20,8 @@ crate::sql::common_sql!(
     sqlx::Postgres,
     sqlx::postgres::PgRow,
     " FOR UPDATE",
-    "id DESC"
+    "id DESC",
+    write_rows = write_rows
 );
 crate::dispatch::dispatch_sql!(
     sqlx::Postgres,

@@ -441,9 +441,11 @@ pub(crate) fn chunk_rows(columns: usize) -> usize {
 
 /// Defines the query functions for one backend. `$db` is the sqlx database type, `$row` its
 /// row type, `$lock` the suffix that locks selected rows (`FOR UPDATE` or nothing),
-/// `$newest_first` the ORDER BY that lists an alert's events newest first along its index.
+/// `$newest_first` the ORDER BY that lists an alert's events newest first along its index,
+/// and `write_rows` the backend's function that writes a batch's rows (named at the
+/// instantiation, so it can be followed from there).
 macro_rules! common_sql {
-    ($db:ty, $row:ty, $lock:expr, $newest_first:expr) => {
+    ($db:ty, $row:ty, $lock:expr, $newest_first:expr, write_rows = $write_rows:path) => {
         use sqlx::{QueryBuilder, Row};
         use vakt_core::alert::TimelineKind;
         use vakt_core::pipeline::{DecidedAction, EventRecord};
@@ -802,7 +804,7 @@ macro_rules! common_sql {
                 writes: $crate::sql::writes(&outcomes),
                 decided_at_ms: decided_at,
             };
-            write_rows(conn, &rows).await?;
+            $write_rows(conn, &rows).await?;
             let stored = rows.traces.iter().map(|t| t.id.clone()).collect();
             drop(rows);
             after_batch(conn, pipeline, &outcomes, chrono::Utc::now()).await?;

@@ -25,7 +25,8 @@ crate::sql::common_sql!(
     sqlx::Sqlite,
     sqlx::sqlite::SqliteRow,
     "",
-    "events.rowid DESC"
+    "events.rowid DESC",
+    write_rows = write_rows
 );
 crate::dispatch::dispatch_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
 crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "", "");
