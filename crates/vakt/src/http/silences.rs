@@ -130,13 +130,16 @@ pub async fn create_silence(
             ));
         }
         (Some(end), None) => end,
-        (None, Some(secs)) => {
-            starts_at
-                + chrono::Duration::seconds(
-                    i64::try_from(secs)
-                        .map_err(|_| ApiError::field("duration_secs", "is too large"))?,
+        (None, Some(secs)) => i64::try_from(secs)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .and_then(|length| starts_at.checked_add_signed(length))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "duration_secs",
+                    format!("{secs} s is too large: the silence would end after the last representable time"),
                 )
-        }
+            })?,
         (None, None) => {
             return Err(ApiError::field(
                 "ends_at",

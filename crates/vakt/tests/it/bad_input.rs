@@ -283,3 +283,24 @@ async fn queries_paths_and_operator_bodies_are_checked() {
     let (status, answer) = server.post_raw(&ack, "application/json", Vec::new()).await;
     assert_eq!(status, 400, "{answer}");
 }
+
+/// A silence whose duration runs past the last representable time is refused naming the
+/// field (it panicked in date arithmetic and dropped the connection), and the server
+/// answers on.
+#[tokio::test]
+async fn an_enormous_silence_duration_is_refused_not_a_panic() {
+    let server = TestServer::start().await;
+    for secs in [10_000_000_000_000_u64, u64::MAX, 9_223_372_036_854_775_807] {
+        let (status, body) = server
+            .post(
+                "/api/v1/silences",
+                &serde_json::json!({"matchers": ["resource=\"db1\""], "duration_secs": secs,
+                                    "created_by": "alice", "comment": "too long"}),
+            )
+            .await;
+        assert_eq!(status, 400, "{secs}: {body}");
+        assert_eq!(body["details"][0]["field"], "duration_secs", "{body}");
+    }
+    let (status, _) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+}
