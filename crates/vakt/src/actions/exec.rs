@@ -107,8 +107,12 @@ impl Ran {
     }
 }
 
-/// Runs `argv` (program first) with `env` added, waits at most `timeout`, keeps up to
-/// `keep` bytes of each stream.
+/// The search path a command gets unless its `env` names one: vakt's own environment (its
+/// credentials, say) is never passed on.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Runs `argv` (program first) in a cleared environment holding only `env` (and a default
+/// `PATH`), waits at most `timeout`, keeps up to `keep` bytes of each stream.
 pub async fn run(
     argv: &[String],
     env: &BTreeMap<String, String>,
@@ -122,6 +126,8 @@ pub async fn run(
     let mut command = Command::new(program);
     command
         .args(args)
+        .env_clear()
+        .env("PATH", DEFAULT_PATH)
         .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -1602,3 +1602,81 @@ throttle_window_secs = 4
         "{summary}"
     );
 }
+
+/// An exec action's command sees only what the action gives it: vakt's own environment (a
+/// cloud credential, say) is not passed on (issue 17's attack list).
+#[tokio::test]
+async fn commands_do_not_inherit_vakts_environment() {
+    let work = tempfile::tempdir().expect("dir");
+    let port = crate::harness::free_port();
+    let config = work.path().join("vakt.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[storage]
+data_dir = "{}"
+[dispatch]
+poll_interval_ms = 100
+
+[[rules]]
+name = "env"
+when = 'check == "env"'
+actions = ["show-env"]
+
+[actions.show-env]
+type = "exec"
+command = ["env"]
+env = {{ TARGET = "{{{{ alert.resource }}}}" }}
+"#,
+            work.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let node = crate::harness::spawn_node_with_env(
+        &config,
+        None,
+        port,
+        &[("AWS_SECRET_ACCESS_KEY", "hunter2-secret")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let status = client
+        .post(format!("{}/api/v1/events", node.base))
+        .json(&event("db7", "env", "critical", json!({})))
+        .send()
+        .await
+        .expect("POST")
+        .status();
+    assert_eq!(status, 202);
+    let output = eventually(20, "the env action ran", || async {
+        let page: Value = client
+            .get(format!("{}/api/v1/actions?status=succeeded", node.base))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let id = page["items"][0]["id"].as_str()?.to_owned();
+        let detail: Value = client
+            .get(format!("{}/api/v1/actions/{id}", node.base))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        detail["attempts"][0]["output"]["stdout"]
+            .as_str()
+            .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        !output.contains("hunter2"),
+        "vakt's environment leaked: {output}"
+    );
+    assert!(output.contains("TARGET=db7"), "{output}");
+    assert!(output.contains("VAKT_ACTION_ID="), "{output}");
+    assert!(output.contains("PATH=/usr/local/sbin"), "{output}");
+}

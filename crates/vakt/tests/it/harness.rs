@@ -156,12 +156,23 @@ pub async fn spawn_node_on(
     database_url: Option<&str>,
     port: u16,
 ) -> Node {
+    spawn_node_with_env(config, database_url, port, &[]).await
+}
+
+/// `spawn_node_on` with extra environment variables for the server process.
+pub async fn spawn_node_with_env(
+    config: &std::path::Path,
+    database_url: Option<&str>,
+    port: u16,
+    envs: &[(&str, &str)],
+) -> Node {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"));
     command
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("VAKT_LOG", "warn")
+        .envs(envs.iter().copied())
         .kill_on_drop(true);
     if let Some(url) = database_url {
         command.env("VAKT_DATABASE_URL", url);
