@@ -44,7 +44,7 @@ pub async fn list_actions(
         status: p.parsed("status", ActionStatus::parse)?,
         action: p.string("action"),
         alert_id: p.string("alert_id"),
-        cursor: p.string("cursor"),
+        cursor: p.cursor()?,
         limit: p.limit()?,
     };
     let page = state.store.actions(&query).await?;

@@ -79,7 +79,7 @@ pub async fn list_alerts(
         service: p.string("service"),
         environment: p.string("environment"),
         fingerprint: p.string("fingerprint"),
-        cursor: p.string("cursor"),
+        cursor: p.cursor()?,
         limit: p.limit()?,
     };
     Ok(Json(state.store.alerts(&query).await?.into()))

@@ -329,7 +329,7 @@ pub async fn list_events(
         dropped: p.bool("dropped")?,
         since: p.time("since")?,
         until: p.time("until")?,
-        cursor: p.string("cursor"),
+        cursor: p.cursor()?,
         limit: p.limit()?,
     };
     Ok(Json(state.store.events(&query).await?.into()))

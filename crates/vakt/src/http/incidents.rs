@@ -67,7 +67,7 @@ pub async fn list_incidents(
         .incidents(&IncidentQuery {
             status: p.parsed("status", IncidentStatus::parse)?,
             correlation_key: p.string("correlation_key"),
-            cursor: p.string("cursor"),
+            cursor: p.cursor()?,
             limit: p.limit()?,
         })
         .await?;

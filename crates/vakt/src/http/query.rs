@@ -41,6 +41,26 @@ impl Params {
         self.values.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
+    /// `cursor`: a `next_cursor` this API gave out (an id: 26 characters of Crockford's
+    /// base32), or none; anything else is a 400, not an arbitrary page.
+    pub fn cursor(&self) -> Result<Option<String>, ApiError> {
+        let Some(cursor) = self.string("cursor") else {
+            return Ok(None);
+        };
+        let valid = cursor.len() == 26
+            && cursor
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b.is_ascii_uppercase() && !b"ILOU".contains(&b)));
+        if valid {
+            Ok(Some(cursor))
+        } else {
+            Err(ApiError::field(
+                "cursor",
+                "not a cursor this API gave out: pass the next_cursor of the previous page",
+            ))
+        }
+    }
+
     pub fn parsed<T, E: std::fmt::Display>(
         &self,
         name: &str,

@@ -304,3 +304,35 @@ async fn an_enormous_silence_duration_is_refused_not_a_panic() {
     let (status, _) = server.get("/healthz").await;
     assert_eq!(status, 200);
 }
+
+/// A cursor the API did not give out is refused, naming the parameter (it was taken and
+/// answered an arbitrary page); the one it gave out continues the list.
+#[tokio::test]
+async fn a_garbage_cursor_is_refused() {
+    let server = TestServer::start().await;
+    for path in [
+        "/api/v1/events",
+        "/api/v1/alerts",
+        "/api/v1/actions",
+        "/api/v1/incidents",
+    ] {
+        let (status, body) = server.get(&format!("{path}?cursor=garbage")).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["details"][0]["field"], "cursor", "{path}: {body}");
+    }
+    for n in 0..3 {
+        server
+            .post(
+                "/api/v1/events",
+                &serde_json::json!({"resource": format!("h{n}"), "check": "c", "summary": "s"}),
+            )
+            .await;
+    }
+    let (_, first) = server.get("/api/v1/events?limit=2").await;
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (status, second) = server
+        .get(&format!("/api/v1/events?limit=2&cursor={cursor}"))
+        .await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+}
