@@ -368,6 +368,17 @@ impl Validator {
             );
             return None;
         }
+        // Text that reaches terminals, mail headers and chat: no NUL, escape sequences or
+        // line breaks (a summary is one line; put more in `details`).
+        if let Some(position) = text.find(|c: char| c.is_control() && c != '\t') {
+            self.error(
+                "summary",
+                format!(
+                    "contains a control character at byte {position}; a summary is one line (put more in details)"
+                ),
+            );
+            return None;
+        }
         Some(text)
     }
 
@@ -556,6 +567,27 @@ mod tests {
             Ok(input) => panic!("expected errors, got {input:?}"),
             Err(errors) => errors.into_iter().map(|e| (e.field, e.message)).collect(),
         }
+    }
+
+    #[test]
+    fn a_summary_with_control_characters_is_refused_with_its_byte() {
+        for (summary, byte) in [
+            ("disk\u{0}full", 4),
+            ("a\u{1b}[31mred", 1),
+            ("two\r\nlines", 3),
+        ] {
+            let found = errors(json!({"resource": "r", "check": "c", "summary": summary}));
+            assert_eq!(found.len(), 1, "{summary:?}: {found:?}");
+            assert_eq!(found[0].0, "summary");
+            assert!(found[0].1.contains(&format!("at byte {byte}")), "{found:?}");
+        }
+        assert!(
+            EventInput::from_json(
+                0,
+                json!({"resource": "r", "check": "c", "summary": "tab\tok"})
+            )
+            .is_ok()
+        );
     }
 
     #[test]

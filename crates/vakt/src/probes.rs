@@ -488,7 +488,7 @@ async fn run(
             resource: resource.clone(),
             check: probe.name.clone(),
             severity: Some(reading.severity),
-            summary: crate::sources::cut(&reading.summary, 1024),
+            summary: crate::sources::one_line(&reading.summary, 1024),
             service: probe.service.clone(),
             environment: probe.environment.clone(),
             labels,

@@ -293,7 +293,7 @@ impl AlertmanagerConfig {
                     .map(|v| v.trim())
                     .filter(|v| !v.is_empty())
             })
-            .map_or_else(|| check.clone(), |s| super::cut(s, SUMMARY_LEN_MAX));
+            .map_or_else(|| check.clone(), |s| super::one_line(s, SUMMARY_LEN_MAX));
         let mut details = Map::new();
         if !alert.annotations.is_empty() {
             details.insert("annotations".into(), json!(alert.annotations));

@@ -168,6 +168,26 @@ pub fn udp_kernel_drops(port: u16) -> Option<u64> {
     found
 }
 
+/// `text` made one line for a summary, at most `max` bytes: line breaks and other white
+/// space controls become spaces, other control characters (NUL, ESC, ...) are written out
+/// as `\xNN` escapes, so nothing a peer sends reaches a terminal, a mail header or a chat
+/// message as a control character.
+pub fn one_line(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max));
+    for c in text.trim().chars() {
+        match c {
+            '\t' => out.push('\t'),
+            '\n' | '\r' | '\u{0b}' | '\u{0c}' => out.push(' '),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push(c),
+        }
+        if out.len() > max {
+            break;
+        }
+    }
+    cut(&out, max)
+}
+
 /// Cuts `text` to at most `max` bytes, on a character boundary.
 pub fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -184,4 +204,17 @@ pub fn cut(text: &str, max: usize) -> String {
 pub fn clean(text: &str, max: usize) -> String {
     let cleaned: String = text.chars().filter(|c| !c.is_control()).collect();
     cut(cleaned.trim(), max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_turns_breaks_into_spaces_and_escapes_the_rest() {
+        assert_eq!(one_line("disk\nfull\r\n", 100), "disk full");
+        assert_eq!(one_line("a\u{1b}[31mred\u{0}", 100), "a\\x1b[31mred\\x00");
+        assert_eq!(one_line("tab\tkept", 100), "tab\tkept");
+        assert_eq!(one_line(&"x".repeat(50), 10).len(), 10);
+    }
 }

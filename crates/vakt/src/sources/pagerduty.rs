@@ -504,7 +504,7 @@ fn trigger_event(
         resource: clean(&fields.source, NAME_LEN_MAX),
         check,
         severity: Some(fields.severity),
-        summary: cut(&fields.summary, SUMMARY_LEN_MAX),
+        summary: super::one_line(&fields.summary, SUMMARY_LEN_MAX),
         service: integration.service.clone(),
         environment: integration.environment.clone(),
         labels,

@@ -332,10 +332,13 @@ impl Names {
             forwarded_for.as_deref().unwrap_or(&peer.to_string()),
             NAME_LEN_MAX,
         );
-        let summary = match &interface {
-            Some(interface) => format!("{name} on interface {interface} of {resource}"),
-            None => format!("{name} from {resource}"),
-        };
+        let summary = super::one_line(
+            &match &interface {
+                Some(interface) => format!("{name} on interface {interface} of {resource}"),
+                None => format!("{name} from {resource}"),
+            },
+            vakt_core::event::SUMMARY_LEN_MAX,
+        );
         let mut details = Map::new();
         details.insert("trap_oid".into(), json!(trap.oid));
         details.insert("inform".into(), json!(trap.inform));

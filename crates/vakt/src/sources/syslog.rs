@@ -27,7 +27,7 @@ use vakt_core::{EventInput, Severity};
 use super::Deps;
 use super::framing::{Frame, Framer};
 use super::tls::{TlsListenerConfig, acceptor};
-use super::{Running, clean, cut};
+use super::{Running, clean, cut, one_line};
 use crate::ingest::deliver;
 use crate::ingest::{Channel, SubmitError, WhenFull};
 use crate::metrics::ChannelLabels;
@@ -390,7 +390,7 @@ fn from_message(message: &Message<&str>, frame: &Frame, peer: IpAddr) -> EventIn
         summary: if summary.is_empty() {
             "(empty syslog message)".to_owned()
         } else {
-            cut(summary, SUMMARY_LEN_MAX)
+            one_line(summary, SUMMARY_LEN_MAX)
         },
         labels,
         occurred_at: message.timestamp.map(|t| t.with_timezone(&Utc)),
@@ -410,7 +410,7 @@ fn parse_error(text: &str, frame: &Frame, peer: IpAddr) -> EventInput {
         resource: peer.to_string(),
         check: PARSE_ERROR_CHECK.to_owned(),
         severity: Some(Severity::Warning),
-        summary: cut(
+        summary: one_line(
             &format!("not a syslog message: {}", text.trim()),
             SUMMARY_LEN_MAX,
         ),
