@@ -48,6 +48,20 @@ impl Deps {
         self.pipeline.get()
     }
 
+    /// Queues one event and waits until it is stored (PagerDuty answers only then).
+    async fn store_one(&self, input: EventInput) -> Result<(), SubmitError> {
+        deliver(
+            &self.channel,
+            self.pipeline(),
+            vec![input],
+            WhenFull::Refuse,
+        )
+        .await?
+        .committed()
+        .await?;
+        Ok(())
+    }
+
     /// The integration a routing key belongs to.
     fn pagerduty_integration(&self, routing_key: &str) -> Option<Integration> {
         self.config
@@ -304,15 +318,7 @@ async fn handle(state: &Arc<Deps>, request: Request) -> Result<String, Refusal> 
     match (action, trigger) {
         ("trigger", Some(fields)) => {
             let input = trigger_event(&request, fields, &integration, &dedup_key, fingerprint);
-            deliver(
-                &state.channel,
-                state.pipeline(),
-                vec![input],
-                WhenFull::Refuse,
-            )
-            .await?
-            .committed()
-            .await?;
+            state.store_one(input).await?;
         }
         ("acknowledge", _) => {
             let open = state
@@ -372,15 +378,7 @@ async fn handle(state: &Arc<Deps>, request: Request) -> Result<String, Refusal> 
                 fingerprint: Some(fingerprint),
                 ..EventInput::default()
             };
-            deliver(
-                &state.channel,
-                state.pipeline(),
-                vec![input],
-                WhenFull::Refuse,
-            )
-            .await?
-            .committed()
-            .await?;
+            state.store_one(input).await?;
         }
     }
     Ok(dedup_key)
