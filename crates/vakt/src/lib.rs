@@ -17,6 +17,7 @@ pub mod live;
 pub mod metrics;
 pub mod oncall;
 pub mod probes;
+pub mod redact;
 pub mod server;
 pub mod silences;
 pub mod sources;

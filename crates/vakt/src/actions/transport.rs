@@ -69,10 +69,14 @@ pub async fn http(client: &reqwest::Client, call: HttpCall<'_>) -> Delivery {
     }
     let started = std::time::Instant::now();
     match request.body(call.body).send().await {
-        Err(error) => Delivery::Transient {
-            detail: format!("{} {}: {error}", call.method, call.url),
-            output: json!({"error": error.to_string()}),
-        },
+        Err(error) => {
+            // reqwest's message names the URL: the credential, for a chat webhook.
+            let error = error.without_url();
+            Delivery::Transient {
+                detail: format!("{} {}: {error}", call.method, crate::redact::url(call.url)),
+                output: json!({"error": error.to_string()}),
+            }
+        }
         Ok(mut response) => {
             let status = response.status();
             // Keep the start of the body; never read more than that from the receiver.
@@ -90,7 +94,11 @@ pub async fn http(client: &reqwest::Client, call: HttpCall<'_>) -> Delivery {
                 "body": kept,
                 "elapsed_ms": u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             });
-            let detail = format!("{} {} answered {status}", call.method, call.url);
+            let detail = format!(
+                "{} {} answered {status}",
+                call.method,
+                crate::redact::url(call.url)
+            );
             if status.is_success() {
                 Delivery::Delivered { detail, output }
             } else if status.is_server_error()

@@ -1680,3 +1680,64 @@ env = {{ TARGET = "{{{{ alert.resource }}}}" }}
     assert!(output.contains("VAKT_ACTION_ID="), "{output}");
     assert!(output.contains("PATH=/usr/local/sbin"), "{output}");
 }
+
+/// A webhook URL carries its credential (Slack's path, a gateway's query): attempts,
+/// outcomes and the alert's timeline show only where it points, and `/api/v1/users` hides a
+/// phone gateway's key (issue 17's attack list).
+#[tokio::test]
+async fn webhook_credentials_stay_out_of_answers() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+
+[channels.chat]
+type = "slack"
+url = "{url}/services/T000/B000/SECRET-TOKEN-123"
+
+[[users]]
+id = "alice"
+phone_webhook = "https://sms.example.com/send?key=PHONE-KEY-456"
+"#,
+        url = receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    server
+        .post(
+            "/api/v1/events",
+            &event("web1", "http", "critical", json!({})),
+        )
+        .await;
+    let done = eventually(10, "the notification sent", || async {
+        actions(&server, "status=succeeded")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let id = done["id"].as_str().expect("id");
+    let (_, detail) = server.get(&format!("/api/v1/actions/{id}")).await;
+    let (_, alert) = server
+        .get(&format!(
+            "/api/v1/alerts/{}",
+            done["alert_id"].as_str().expect("alert")
+        ))
+        .await;
+    let (_, users) = server.get("/api/v1/users").await;
+    for shown in [detail.to_string(), alert.to_string(), done.to_string()] {
+        assert!(!shown.contains("SECRET-TOKEN-123"), "{shown}");
+        assert!(shown.contains("answered 200"), "{shown}");
+    }
+    assert!(!users.to_string().contains("PHONE-KEY-456"), "{users}");
+    assert!(
+        users.to_string().contains("https://sms.example.com/"),
+        "{users}"
+    );
+}
