@@ -49,7 +49,7 @@ pub async fn list_actions(
     };
     let page = state.store.actions(&query).await?;
     Ok(Json(ActionPage {
-        items: page.items,
+        items: page.items.into_iter().map(shown).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -79,7 +79,10 @@ pub async fn get_action(
         .action(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no action with id {id}")))?;
-    Ok(Json(ActionDetail { action, attempts }))
+    Ok(Json(ActionDetail {
+        action: shown(action),
+        attempts,
+    }))
 }
 
 /// Who asks for the retry.
@@ -115,7 +118,7 @@ pub async fn retry_action(
         Some(record) => {
             state.wake_dispatcher();
             tracing::info!(action = %id, by = %body.by, "action retry requested");
-            Ok(Json(record))
+            Ok(Json(shown(record)))
         }
         None => match state.store.action(&id).await? {
             None => Err(ApiError::not_found(format!("no action with id {id}"))),
@@ -128,4 +131,17 @@ pub async fn retry_action(
             )),
         },
     }
+}
+
+/// A record as answers show it: a page's phone gateway URL (its credential) shows only
+/// where it points.
+pub(super) fn shown(mut record: ActionRecord) -> ActionRecord {
+    if let Some(vakt_core::escalation::Page {
+        via: vakt_core::escalation::Via::Phone { url },
+        ..
+    }) = &mut record.decided.target
+    {
+        *url = crate::redact::url(url);
+    }
+    record
 }

@@ -146,7 +146,7 @@ pub async fn get_alert(
         alert,
         timeline,
         trace,
-        actions,
+        actions: actions.into_iter().map(super::actions::shown).collect(),
     }))
 }
 

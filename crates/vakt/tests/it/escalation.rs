@@ -275,6 +275,14 @@ escalate = "exceptions"
         (1500..3500).contains(&after),
         "boss paged {after} ms after the un-ack"
     );
+    // A phone gateway's URL is its credential: the pages show only where it points.
+    let (_, pages) = server.get("/api/v1/actions?limit=1000").await;
+    let shown = pages.to_string();
+    assert!(shown.contains("phone"), "{shown}");
+    assert!(
+        !shown.contains(&format!("{}/boss", receiver.url)),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
