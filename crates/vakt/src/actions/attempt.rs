@@ -167,7 +167,7 @@ impl Dispatcher {
                 for i in 0..command.len() {
                     match render::render(
                         &handling.templates,
-                        &format!("actions.{name}.command[{i}]"),
+                        &render::command_template(name, i, *shell),
                         &context,
                     ) {
                         Ok(arg) => argv.push(arg),

@@ -162,7 +162,12 @@ impl HandlingConfig {
         for (name, action) in actions {
             let span = action.span();
             match action.get_ref() {
-                ActionConfig::Exec { command, env, .. } => {
+                ActionConfig::Exec {
+                    command,
+                    env,
+                    shell,
+                    ..
+                } => {
                     if command.is_empty() {
                         errors.push(ConfigError::at(
                             span.clone(),
@@ -173,7 +178,7 @@ impl HandlingConfig {
                         add_template(
                             &mut templates,
                             &mut errors,
-                            format!("actions.{name}.command[{i}]"),
+                            render::command_template(name, i, *shell),
                             arg,
                             span.clone(),
                         );

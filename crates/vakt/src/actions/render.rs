@@ -477,7 +477,62 @@ pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(TEMPLATE_FUEL));
+    // The parts of a `shell = true` command are templates whose every `{{ ... }}` is
+    // shell-quoted: event text cannot become shell code. `| safe` opts out, explicitly.
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with(SHELL_TEMPLATE_SUFFIX) {
+            minijinja::AutoEscape::Custom(SHELL_ESCAPE.into())
+        } else {
+            minijinja::AutoEscape::None
+        }
+    });
+    env.set_formatter(|out, state, value| {
+        if matches!(state.auto_escape(), minijinja::AutoEscape::Custom(name) if name == SHELL_ESCAPE)
+        {
+            let text = if value.is_undefined() || value.is_none() {
+                String::new()
+            } else {
+                value.to_string()
+            };
+            let shown = if value.is_safe() {
+                text
+            } else {
+                shell_quote(&text)
+            };
+            out.write_str(&shown)
+                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+        } else {
+            minijinja::escape_formatter(out, state, value)
+        }
+    });
+    env.add_filter("shellquote", |text: String| {
+        minijinja::Value::from_safe_string(shell_quote(&text))
+    });
     env
+}
+
+/// What the names of a `shell = true` command's templates end with.
+const SHELL_TEMPLATE_SUFFIX: &str = ".sh";
+const SHELL_ESCAPE: &str = "shell";
+
+/// The template name of part `i` of an exec action's command.
+pub fn command_template(action: &str, i: usize, shell: bool) -> String {
+    let suffix = if shell { SHELL_TEMPLATE_SUFFIX } else { "" };
+    format!("actions.{action}.command[{i}]{suffix}")
+}
+
+/// `text` as one word for `/bin/sh`: kept as it is when it holds only characters no shell
+/// treats specially, else in single quotes (a quote inside written `'\''`).
+pub fn shell_quote(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./:=@%+,".contains(c));
+    if plain {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }
 
 /// Renders a compiled template of `env` with the context.
@@ -490,6 +545,40 @@ pub fn render(env: &Environment<'_>, name: &str, context: &Context) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shell_commands_quote_every_interpolated_value() {
+        let mut env = environment();
+        let name = command_template("fix", 0, true);
+        let script = "restart {{ r }} && echo {{ r | safe }} {{ r | shellquote }}";
+        if let Err(e) = env.add_template_owned(name.clone(), script.to_owned()) {
+            panic!("compiles: {e}");
+        }
+        let evil = "$(touch /tmp/x); it's";
+        let out = env
+            .get_template(&name)
+            .and_then(|t| t.render(minijinja::context! { r => evil }))
+            .unwrap_or_else(|e| panic!("renders: {e}"));
+        assert_eq!(
+            out,
+            "restart '$(touch /tmp/x); it'\\''s' && echo $(touch /tmp/x); it's '$(touch /tmp/x); it'\\''s'"
+        );
+        assert_eq!(
+            shell_quote("db01.example.com:5432"),
+            "db01.example.com:5432"
+        );
+        assert_eq!(shell_quote(""), "''");
+        // Without a shell, arguments stay as they are (argv cannot be injected).
+        let plain = command_template("fix", 0, false);
+        if let Err(e) = env.add_template_owned(plain.clone(), "{{ r }}".to_owned()) {
+            panic!("compiles: {e}");
+        }
+        let out = env
+            .get_template(&plain)
+            .and_then(|t| t.render(minijinja::context! { r => evil }))
+            .unwrap_or_else(|e| panic!("renders: {e}"));
+        assert_eq!(out, evil);
+    }
 
     #[test]
     fn a_template_that_would_run_for_ever_runs_out_of_fuel() {

@@ -1741,3 +1741,57 @@ phone_webhook = "https://sms.example.com/send?key=PHONE-KEY-456"
         "{users}"
     );
 }
+
+/// `shell = true`: every value interpolated into the script is quoted, so an event whose
+/// resource is `$(touch FILE)` prints that text and creates nothing (issue 17's attack
+/// list: it ran the command).
+#[tokio::test]
+async fn event_text_cannot_become_shell_code() {
+    let work = tempfile::tempdir().expect("dir");
+    let marker = work.path().join("pwned");
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "shell"
+when = 'check == "shell"'
+actions = ["echo"]
+
+[actions.echo]
+type = "exec"
+shell = true
+command = ["echo", "resource:", "{{{{ alert.resource }}}}"]
+"#
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let resource = format!(
+        "$(touch {}); `touch {}`",
+        marker.display(),
+        marker.display()
+    );
+    let (status, body) = server
+        .post(
+            "/api/v1/events",
+            &json!({"resource": resource, "check": "shell", "summary": "s", "severity": "critical"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let done = eventually(15, "the echo ran", || async {
+        actions(&server, "status=succeeded")
+            .await
+            .into_iter()
+            .next()
+    })
+    .await;
+    let (_, detail) = server
+        .get(&format!(
+            "/api/v1/actions/{}",
+            done["id"].as_str().expect("id")
+        ))
+        .await;
+    let stdout = detail["attempts"][0]["output"]["stdout"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!marker.exists(), "event text ran as shell code: {stdout}");
+    assert_eq!(stdout.trim(), format!("resource: {resource}"), "{detail}");
+}
