@@ -27,6 +27,37 @@ enum Service {
     Text,
 }
 
+/// Text for a chat service's markup, so nothing an event says becomes markup there: Slack's
+/// `&`, `<` and `>` as entities (no `<!channel>`, `<url|label>`, `<@U...>`); Mattermost's
+/// markdown specials backslash-escaped and `@` words broken (no `@all`, `@channel`,
+/// `@someone`); Teams' markdown links broken and `<` escaped (no `<at>`).
+fn escape(service: Service, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (service, c) {
+            (Service::Slack, '&') => out.push_str("&amp;"),
+            (Service::Slack, '<') => out.push_str("&lt;"),
+            (Service::Slack, '>') => out.push_str("&gt;"),
+            (Service::Mattermost, '@') => {
+                out.push('@');
+                // A zero-width space: the word shows, but is no mention.
+                if chars.peek().is_some_and(|n| n.is_alphanumeric()) {
+                    out.push('\u{200B}');
+                }
+            }
+            (Service::Mattermost, c) if "\\`*_{}[]()#!|<>~".contains(c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            (Service::Teams, ']') if chars.peek() == Some(&'(') => out.push_str("]\u{200B}"),
+            (Service::Teams, '<') => out.push_str("&lt;"),
+            (_, c) => out.push(c),
+        }
+    }
+    out
+}
+
 /// What a template sees.
 #[derive(Debug, Clone, Serialize)]
 pub struct Context {
@@ -345,16 +376,29 @@ impl Context {
         id.or_else(|| mention.clone())
     }
 
-    /// The title with the page's mention in `service`'s form (in place of the text one).
+    /// The title for `service`: event text escaped for its markup, and the page's mention
+    /// (only ever from vakt's directory) in the form that notifies there.
     fn title_for(&self, service: Service) -> String {
+        self.title_in(service, service)
+    }
+
+    /// `title_for` with the mention of `mention_in` and the escaping of `escape_for` (plain
+    /// fields that no markup reads take `Service::Text`).
+    fn title_in(&self, mention_in: Service, escape_for: Service) -> String {
         let title = self.title();
-        match (self.mention(Service::Text), self.mention(service)) {
-            (Some(text), Some(mention)) => match title.strip_prefix(&format!("{text} ")) {
-                Some(rest) => format!("{mention} {rest}"),
-                None => title,
-            },
-            (None, Some(mention)) => format!("{mention} {title}"),
-            _ => title,
+        let text_mention = self.mention(Service::Text);
+        let rest = match &text_mention {
+            Some(text) => title
+                .strip_prefix(&format!("{text} "))
+                .unwrap_or(&title)
+                .to_owned(),
+            None => title.clone(),
+        };
+        let rest = escape(escape_for, &rest);
+        match self.mention(mention_in) {
+            Some(mention) if mention.starts_with(['<', '@']) => format!("{mention} {rest}"),
+            Some(mention) => format!("{} {rest}", escape(escape_for, &mention)),
+            None => rest,
         }
     }
 
@@ -363,10 +407,10 @@ impl Context {
         let title = self.title_for(Service::Slack);
         let mut blocks = vec![
             json!({"type": "header", "text": {"type": "plain_text", "text": truncate(&title, 150), "emoji": false}}),
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&self.text(), 3000)}}),
+            json!({"type": "section", "text": {"type": "mrkdwn", "text": truncate(&escape(Service::Slack, &self.text()), 3000)}}),
         ];
         if self.group.is_none() {
-            blocks.push(json!({"type": "section", "fields": self.facts().iter().take(10).map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{v}")})).collect::<Vec<_>>()}));
+            blocks.push(json!({"type": "section", "fields": self.facts().iter().take(10).map(|(k, v)| json!({"type": "mrkdwn", "text": format!("*{k}*\n{}", escape(Service::Slack, v))})).collect::<Vec<_>>()}));
         }
         blocks.push(json!({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Open in vakt"}, "url": self.links.alert}
@@ -377,17 +421,19 @@ impl Context {
     /// Mattermost incoming webhook: `text` plus a Slack-style attachment with fields.
     pub fn mattermost(&self) -> Value {
         let title = self.title_for(Service::Mattermost);
+        // The attachment's fallback and title are plain text: no markup to escape.
+        let plain = self.title_in(Service::Mattermost, Service::Text);
         json!({
             "username": "vakt",
             "text": format!("#### {title}"),
             "attachments": [{
-                "fallback": title,
+                "fallback": plain,
                 "color": self.color(),
-                "title": title,
+                "title": plain,
                 "title_link": self.links.alert,
-                "text": self.text(),
+                "text": escape(Service::Mattermost, &self.text()),
                 "fields": if self.group.is_none() {
-                    self.facts().iter().map(|(k, v)| json!({"short": true, "title": k, "value": v})).collect::<Vec<_>>()
+                    self.facts().iter().map(|(k, v)| json!({"short": true, "title": k, "value": escape(Service::Mattermost, v)})).collect::<Vec<_>>()
                 } else { Vec::new() },
             }]
         })
@@ -399,10 +445,10 @@ impl Context {
         let mut body = vec![
             json!({"type": "TextBlock", "size": "Large", "weight": "Bolder", "text": title, "wrap": true,
                    "color": if self.purpose == "resolved" { "Good" } else { "Attention" }}),
-            json!({"type": "TextBlock", "text": self.text(), "wrap": true}),
+            json!({"type": "TextBlock", "text": escape(Service::Teams, &self.text()), "wrap": true}),
         ];
         if self.group.is_none() {
-            body.push(json!({"type": "FactSet", "facts": self.facts().iter().map(|(k, v)| json!({"title": k, "value": v})).collect::<Vec<_>>()}));
+            body.push(json!({"type": "FactSet", "facts": self.facts().iter().map(|(k, v)| json!({"title": k, "value": escape(Service::Teams, v)})).collect::<Vec<_>>()}));
         }
         let mut content = json!({
             "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
@@ -545,6 +591,24 @@ pub fn render(env: &Environment<'_>, name: &str, context: &Context) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_text_is_no_markup_in_chat() {
+        let text = "<!channel> see <https://evil.example|your bank> & @all [click](https://evil.example) <at>boss</at>";
+        let slack = escape(Service::Slack, text);
+        assert!(!slack.contains('<') && !slack.contains('>'), "{slack}");
+        assert!(
+            slack.contains("&lt;!channel&gt;") && slack.contains("&amp;"),
+            "{slack}"
+        );
+        let mm = escape(Service::Mattermost, text);
+        assert!(mm.contains("@\u{200B}all"), "{mm}");
+        assert!(mm.contains("\\[click\\]\\(https://evil.example\\)"), "{mm}");
+        let teams = escape(Service::Teams, text);
+        assert!(teams.contains("]\u{200B}("), "{teams}");
+        assert!(!teams.contains("<at>"), "{teams}");
+        assert_eq!(escape(Service::Text, text), text);
+    }
 
     #[test]
     fn shell_commands_quote_every_interpolated_value() {

@@ -1795,3 +1795,57 @@ command = ["echo", "resource:", "{{{{ alert.resource }}}}"]
     assert!(!marker.exists(), "event text ran as shell code: {stdout}");
     assert_eq!(stdout.trim(), format!("resource: {resource}"), "{detail}");
 }
+
+/// Event text is no markup in chat: `<!channel>`, `@all` and links in a summary reach
+/// Slack and Mattermost escaped (issue 17's attack list: they went out verbatim).
+#[tokio::test]
+async fn event_text_cannot_mention_everyone_in_chat() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["slack", "mattermost"]
+
+[actions.slack]
+type = "notify"
+channel = "slack"
+[actions.mattermost]
+type = "notify"
+channel = "mattermost"
+
+[channels.slack]
+type = "slack"
+url = "{url}/slack"
+[channels.mattermost]
+type = "mattermost"
+url = "{url}/mattermost"
+"#,
+        url = receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let summary =
+        "<!channel> @all see <https://evil.example|your bank> [click](https://evil.example)";
+    server
+        .post(
+            "/api/v1/events",
+            &json!({"resource": "web1", "check": "http", "severity": "critical", "summary": summary}),
+        )
+        .await;
+    eventually(10, "both messages", || async {
+        (receiver.all().len() >= 2).then_some(())
+    })
+    .await;
+    let slack = receiver.on_path("/slack")[0].body.to_string();
+    assert!(!slack.contains("<!channel>"), "{slack}");
+    assert!(!slack.contains("<https://evil.example|"), "{slack}");
+    assert!(slack.contains("&lt;!channel&gt;"), "{slack}");
+    let mattermost = &receiver.on_path("/mattermost")[0].body;
+    let text = format!(
+        "{}{}",
+        mattermost["text"], mattermost["attachments"][0]["text"]
+    );
+    assert!(!text.contains("@all"), "{text}");
+    assert!(!text.contains("[click](https"), "{text}");
+}
