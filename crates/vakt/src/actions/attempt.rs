@@ -246,7 +246,7 @@ impl Dispatcher {
                 let body = match body {
                     Some(_) => match render::render(
                         &handling.templates,
-                        &format!("actions.{}.body", record.decided.action),
+                        &render::json_template(&format!("actions.{}.body", record.decided.action)),
                         &context,
                     )
                     .and_then(|text| valid_json(&text))
@@ -399,7 +399,7 @@ impl Dispatcher {
                 let body = match &chat.template {
                     Some(_) => match render::render(
                         &handling.templates,
-                        &format!("channels.{channel}.template"),
+                        &render::json_template(&format!("channels.{channel}.template")),
                         context,
                     )
                     .and_then(|t| valid_json(&t))

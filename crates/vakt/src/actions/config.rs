@@ -206,7 +206,7 @@ impl HandlingConfig {
                         add_template(
                             &mut templates,
                             &mut errors,
-                            format!("actions.{name}.body"),
+                            render::json_template(&format!("actions.{name}.body")),
                             body,
                             span.clone(),
                         );
@@ -281,7 +281,7 @@ impl HandlingConfig {
                         add_template(
                             &mut templates,
                             &mut errors,
-                            format!("channels.{name}.template"),
+                            render::json_template(&format!("channels.{name}.template")),
                             body,
                             span.clone(),
                         );

@@ -525,9 +525,13 @@ pub fn environment() -> Environment<'static> {
     env.set_fuel(Some(TEMPLATE_FUEL));
     // The parts of a `shell = true` command are templates whose every `{{ ... }}` is
     // shell-quoted: event text cannot become shell code. `| safe` opts out, explicitly.
+    // JSON bodies (webhooks, chat templates): every `{{ ... }}` string is escaped as the
+    // inside of a JSON string, so event text cannot close the string and add keys.
     env.set_auto_escape_callback(|name| {
         if name.ends_with(SHELL_TEMPLATE_SUFFIX) {
             minijinja::AutoEscape::Custom(SHELL_ESCAPE.into())
+        } else if name.ends_with(JSON_TEMPLATE_SUFFIX) {
+            minijinja::AutoEscape::Custom(JSON_STRING_ESCAPE.into())
         } else {
             minijinja::AutoEscape::None
         }
@@ -547,6 +551,20 @@ pub fn environment() -> Environment<'static> {
             };
             out.write_str(&shown)
                 .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
+        } else if matches!(state.auto_escape(), minijinja::AutoEscape::Custom(name) if name == JSON_STRING_ESCAPE)
+        {
+            let shown = if value.is_safe()
+                || value.is_number()
+                || matches!(value.kind(), minijinja::value::ValueKind::Bool)
+            {
+                value.to_string()
+            } else if value.is_undefined() || value.is_none() {
+                String::new()
+            } else {
+                json_string_inside(&value.to_string())
+            };
+            out.write_str(&shown)
+                .map_err(|_| minijinja::Error::new(minijinja::ErrorKind::WriteFailure, "write"))
         } else {
             minijinja::escape_formatter(out, state, value)
         }
@@ -555,6 +573,21 @@ pub fn environment() -> Environment<'static> {
         minijinja::Value::from_safe_string(shell_quote(&text))
     });
     env
+}
+
+/// What the names of JSON body templates end with.
+const JSON_TEMPLATE_SUFFIX: &str = ".json";
+const JSON_STRING_ESCAPE: &str = "json-string";
+
+/// The name a JSON body template is registered under (its escaping follows from it).
+pub fn json_template(name: &str) -> String {
+    format!("{name}{JSON_TEMPLATE_SUFFIX}")
+}
+
+/// `text` escaped as the inside of a JSON string (without the quotes).
+fn json_string_inside(text: &str) -> String {
+    let quoted = serde_json::Value::String(text.to_owned()).to_string();
+    quoted[1..quoted.len() - 1].to_owned()
 }
 
 /// What the names of a `shell = true` command's templates end with.
@@ -591,6 +624,27 @@ pub fn render(env: &Environment<'_>, name: &str, context: &Context) -> Result<St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_body_template_cannot_gain_keys_from_event_text() {
+        let mut env = environment();
+        let name = json_template("actions.hook.body");
+        let body = r#"{"resource": "{{ r }}", "count": {{ n }}, "raw": {{ r | tojson }}}"#;
+        if let Err(e) = env.add_template_owned(name.clone(), body.to_owned()) {
+            panic!("compiles: {e}");
+        }
+        let evil = "x\", \"admin\": true, \"y\": \"";
+        let out = env
+            .get_template(&name)
+            .and_then(|t| t.render(minijinja::context! { r => evil, n => 3 }))
+            .unwrap_or_else(|e| panic!("renders: {e}"));
+        let parsed: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{out}: {e}"));
+        assert_eq!(parsed["resource"], evil);
+        assert_eq!(parsed["raw"], evil);
+        assert_eq!(parsed["count"], 3);
+        assert!(parsed.get("admin").is_none(), "{out}");
+    }
 
     #[test]
     fn event_text_is_no_markup_in_chat() {

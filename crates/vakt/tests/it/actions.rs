@@ -1849,3 +1849,38 @@ url = "{url}/mattermost"
     assert!(!text.contains("@all"), "{text}");
     assert!(!text.contains("[click](https"), "{text}");
 }
+
+/// A webhook body template that puts event text in a JSON string without `tojson` cannot be
+/// made to carry extra keys: the text is escaped as a JSON string (issue 17's attack list).
+#[tokio::test]
+async fn event_text_cannot_add_keys_to_a_webhook_body() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "hook"
+when = 'severity == "critical"'
+actions = ["hook"]
+
+[actions.hook]
+type = "webhook"
+url = "{url}/hook"
+body = '{{"resource": "{{{{ alert.resource }}}}", "admin": false}}'
+"#,
+        url = receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let resource = "x\", \"admin\": true, \"y\": \"";
+    server
+        .post(
+            "/api/v1/events",
+            &json!({"resource": resource, "check": "http", "severity": "critical", "summary": "s"}),
+        )
+        .await;
+    let hook = eventually(10, "the webhook", || async {
+        receiver.on_path("/hook").first().map(|r| r.body.clone())
+    })
+    .await;
+    assert_eq!(hook["resource"], resource, "{hook}");
+    assert_eq!(hook["admin"], false, "{hook}");
+}
