@@ -254,7 +254,11 @@ pub async fn launch_with_listener(
         .merge(itsm::routes(Arc::clone(&itsm)))
         .merge(sources::alertmanager::routes(alertmanager))
         .merge(sources::pagerduty::routes(pagerduty));
-    let (router, doc) = http::router(limits.body_bytes_max, extra);
+    let (router, doc) = http::router(
+        limits.body_bytes_max,
+        Duration::from_secs(config.file.server.body_read_timeout_secs.max(1)),
+        extra,
+    );
     let openapi = doc
         .to_pretty_json()
         .context("serialising the OpenAPI document")?;
@@ -347,29 +351,15 @@ pub async fn launch_with_listener(
     );
     let app = router.with_state(Arc::clone(&state));
     let server_state = Arc::clone(&state);
+    let limits = http::serve::Limits {
+        connections_max: config.file.server.connections_max,
+        header_read_timeout: Duration::from_secs(
+            config.file.server.header_read_timeout_secs.max(1),
+        ),
+    };
     let task = tokio::spawn(async move {
-        let mut until = stopped.clone();
-        let mut serve = Box::pin(
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = until.wait_for(|stop| *stop).await;
-                })
-                .into_future(),
-        );
-        let mut stopped = stopped;
-        let served = tokio::select! {
-            result = &mut serve => result,
-            () = async { let _ = stopped.wait_for(|stop| *stop).await; } => {
-                // Graceful shutdown started: give in-flight requests the grace period.
-                match tokio::time::timeout(grace, &mut serve).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        tracing::warn!(?grace, "requests still running after the grace period; stopping anyway");
-                        Ok(())
-                    }
-                }
-            }
-        };
+        // Serves until the stop, then gives requests in flight the grace period.
+        http::serve::serve(listener, app, limits, stopped, grace).await;
         // The shutdown order: listeners and background components first (they feed the
         // queue), then the dispatcher (it lets running attempts end, bounded by their
         // timeouts; what it has not started stays pending for the next start), then the
@@ -381,8 +371,6 @@ pub async fn launch_with_listener(
                 "actions still running after the grace period; their leases will run out and they will be taken back"
             );
         }
-        // The router holds the state (and its channel) too: drop it with the server future.
-        drop(serve);
         // Dropping the last sender lets the writer drain what was queued and stop.
         drop(state);
         drop(reloader);
@@ -391,7 +379,7 @@ pub async fn launch_with_listener(
         }
         store.close().await;
         tracing::info!("vakt stopped");
-        served.context("HTTP server failed")
+        Ok(())
     });
     Ok(Server {
         addr,

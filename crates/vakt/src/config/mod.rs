@@ -130,6 +130,13 @@ pub struct ServerConfig {
     pub listen: Spanned<String>,
     /// Seconds a graceful shutdown waits for in-flight requests and queued events.
     pub shutdown_grace_secs: u64,
+    /// Open HTTP connections at most; beyond it new ones are closed at once (logged).
+    pub connections_max: usize,
+    /// Seconds a client has to send a request's headers; an idle keep-alive connection is
+    /// closed after as long (slow or silent clients cannot hold connections).
+    pub header_read_timeout_secs: u64,
+    /// Seconds a client has to send a request's body.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +144,9 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: Spanned::new(0..0, "127.0.0.1:8470".to_owned()),
             shutdown_grace_secs: 30,
+            connections_max: 512,
+            header_read_timeout_secs: 10,
+            body_read_timeout_secs: 30,
         }
     }
 }

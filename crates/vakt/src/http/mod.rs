@@ -7,6 +7,7 @@ mod events;
 pub mod incidents;
 mod ops;
 mod query;
+pub mod serve;
 mod silences;
 mod state;
 
@@ -50,6 +51,7 @@ struct ApiDoc;
 /// OpenAPI document describing all of it.
 pub fn router(
     body_bytes_max: usize,
+    body_read_timeout: std::time::Duration,
     extra: OpenApiRouter<Arc<AppState>>,
 ) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -85,6 +87,7 @@ pub fn router(
         .route("/openapi.json", get(ops::openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(DefaultBodyLimit::max(body_bytes_max))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_read_timeout))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
             tracing::debug_span!("http", method = %request.method(), path = %request.uri().path())
         }));

@@ -16,6 +16,7 @@ mod lifecycle;
 mod oncall;
 mod pagerduty;
 mod probes;
+mod slow_clients;
 mod snmp;
 mod source_files;
 mod syslog;

@@ -1,0 +1,106 @@
+//! Serving HTTP with bounds: at most `connections_max` open connections (more are closed at
+//! once, and the first of them is logged), a deadline for a request's headers (which also
+//! closes idle keep-alive connections) and, in the router, one for its body. Slow or silent
+//! clients cannot hold the server. Graceful shutdown lets requests in flight finish.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// How often a full connection table is logged, at most.
+const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What bounds the listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connections_max: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until `stop` turns true, then waits up to `grace` for the
+/// connections' requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    // HTTP/1.1 on plain TCP: the header deadline then runs from the first byte the
+    // connection could send (detecting HTTP/2 first would wait for bytes without one).
+    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(limits.header_read_timeout));
+    let open = Arc::new(Semaphore::new(limits.connections_max.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut last_full_log: Option<Instant> = None;
+    let mut refused: u64 = 0;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors, say: wait a moment instead of spinning.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            refused += 1;
+            if last_full_log.is_none_or(|at| at.elapsed() >= FULL_LOG_EVERY) {
+                last_full_log = Some(Instant::now());
+                tracing::warn!(
+                    connections_max = limits.connections_max,
+                    refused,
+                    %peer,
+                    "the connection limit is reached (server.connections_max): closing new connections until some end"
+                );
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let watched = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = watched.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "requests still running after the grace period; stopping anyway"
+        );
+    }
+}
