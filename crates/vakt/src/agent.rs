@@ -334,13 +334,7 @@ fn wire(agent: &str, input: &EventInput) -> Value {
 fn load(name: &str, text: &str) -> Result<AgentFile, Vec<String>> {
     use crate::config::document::Document;
     use vakt_core::config::ConfigError;
-    let render = |mut errors: Vec<ConfigError>| {
-        errors.sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
-        errors
-            .iter()
-            .map(|e| e.render(name, text))
-            .collect::<Vec<_>>()
-    };
+    let render = |errors: Vec<ConfigError>| crate::config::document::render(errors, name, text);
     let mut doc = Document::parse(text).map_err(render)?;
     let mut errors = doc.unknown_sections(&["agent", "probes"]);
     let agent: Option<AgentConfig> = doc.optional("agent", &mut errors);
@@ -367,12 +361,7 @@ fn load(name: &str, text: &str) -> Result<AgentFile, Vec<String>> {
     if doc.all_ok(&["probes"]) {
         found.extend(crate::probes::validate(&probes));
     }
-    for mut error in found {
-        if error.span.is_none() {
-            error.span = doc.locate(&error.message);
-        }
-        errors.push(error);
-    }
+    doc.place(found, &mut errors);
     match agent {
         Some(agent) if errors.is_empty() => Ok(AgentFile { agent, probes }),
         _ => Err(render(errors)),

@@ -185,6 +185,17 @@ impl<'i> Document<'i> {
         out
     }
 
+    /// Moves `found` (errors of the checks after reading) into `errors`, giving each that
+    /// has no place the place its leading path names.
+    pub fn place(&self, found: Vec<ConfigError>, errors: &mut Vec<ConfigError>) {
+        for mut error in found {
+            if error.span.is_none() {
+                error.span = self.locate(&error.message);
+            }
+            errors.push(error);
+        }
+    }
+
     /// Where the setting a message's leading path names is: `ingest.queue_events_max`,
     /// `probes.root-disk` (an array item by its `name` or `id`), `escalation_policies.p.
     /// steps[0]`. The deepest part found wins; `None` when not even the section is there.
@@ -222,6 +233,13 @@ impl<'i> Document<'i> {
         }
         found
     }
+}
+
+/// Every error as `file:line:column: message`, in the order of the file (what has no
+/// place last).
+pub fn render(mut errors: Vec<ConfigError>, file: &str, source: &str) -> Vec<String> {
+    errors.sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
+    errors.iter().map(|e| e.render(file, source)).collect()
 }
 
 /// `a.b[2].c` as `[("a", None), ("b", Some(2)), ("c", None)]`; quotes around a name go.

@@ -262,12 +262,8 @@ impl Config {
         path: Option<&Path>,
         overrides: &Overrides,
     ) -> Result<Config, ConfigErrors> {
-        let render = |mut errors: Vec<ConfigError>| {
-            // In the order of the file; what has no place last.
-            errors.sort_by_key(|e| e.span.as_ref().map_or(usize::MAX, |s| s.start));
-            ConfigErrors {
-                lines: errors.iter().map(|e| e.render(name, source)).collect(),
-            }
+        let render = |errors: Vec<ConfigError>| ConfigErrors {
+            lines: document::render(errors, name, source),
         };
         let mut doc = document::Document::parse(source).map_err(render)?;
         let mut errors = doc.unknown_sections(SECTIONS);
@@ -385,12 +381,7 @@ impl Config {
             found.extend(file.sources.alertmanager.validate());
         }
         // Errors that name their setting by path get its place in the file.
-        for mut error in found {
-            if error.span.is_none() {
-                error.span = doc.locate(&error.message);
-            }
-            errors.push(error);
-        }
+        doc.place(found, &mut errors);
         match (listen, location, pipeline, handling, directory) {
             (Some(listen), Some(location), Some(pipeline), Some(handling), Some(directory))
                 if errors.is_empty() =>
