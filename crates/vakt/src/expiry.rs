@@ -116,6 +116,9 @@ const SETTLE_BATCH_MAX: u32 = 1000;
 /// Settles flapping alerts that had no state change for a whole flap window.
 async fn settle_flapping(state: &Deps) {
     let pipeline = state.pipeline();
+    if !pipeline.detects_flapping() {
+        return;
+    }
     let now = Utc::now();
     let flapping = match state.store.flapping_alerts(SETTLE_BATCH_MAX).await {
         Ok(alerts) => alerts,

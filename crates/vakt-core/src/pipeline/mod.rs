@@ -310,6 +310,12 @@ impl Pipeline {
         })
     }
 
+    /// Whether flap detection is on (`alerts.flap_threshold` above 0): else no alert is ever
+    /// flapping and nothing need look for one.
+    pub fn detects_flapping(&self) -> bool {
+        self.flap.threshold > 0
+    }
+
     /// Whether a flapping alert has been quiet for a whole flap window at `now`, so that
     /// `operate` with `OperatorAction::Settle` would settle it.
     pub fn settles(&self, alert: &Alert, now: DateTime<Utc>) -> bool {
