@@ -23,12 +23,6 @@ impl<T> Live<T> {
     pub fn get(&self) -> Arc<T> {
         Arc::clone(&self.0.borrow())
     }
-
-    /// A view that never changes (tests, one-shot commands).
-    pub fn fixed(value: T) -> Live<T> {
-        let (_, live) = live(value);
-        live
-    }
 }
 
 /// Publishes new values to every `Live` made from it.
@@ -71,7 +65,8 @@ mod tests {
         let second = publisher.subscribe();
         publisher.publish(2);
         assert_eq!((*first.get(), *second.get()), (2, 2));
-        let fixed = Live::fixed(7);
-        assert_eq!(*fixed.get(), 7);
+        // A view outlives its publisher with the last value.
+        drop(publisher);
+        assert_eq!(*first.get(), 2);
     }
 }
