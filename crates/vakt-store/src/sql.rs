@@ -811,26 +811,38 @@ macro_rules! common_sql {
             Ok((outcomes, stored))
         }
 
-        async fn get_alerts(conn: &mut Conn, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
+        /// The rows `select` (`SELECT ... FROM t`) finds for these ids, each once, in the
+        /// order of their first mention; ids with no row are left out. One query per chunk.
+        async fn by_ids<T>(
+            conn: &mut Conn,
+            select: &str,
+            ids: &[&str],
+            from_row: fn(&$row) -> Result<T, StoreError>,
+            id_of: fn(&T) -> &str,
+        ) -> Result<Vec<T>, StoreError> {
             let mut unique: Vec<&str> = Vec::with_capacity(ids.len());
             let mut seen = std::collections::HashSet::with_capacity(ids.len());
             unique.extend(ids.iter().copied().filter(|id| seen.insert(*id)));
-            let mut found: std::collections::HashMap<String, Alert> =
+            let mut found: std::collections::HashMap<String, T> =
                 std::collections::HashMap::with_capacity(unique.len());
             for chunk in unique.chunks(BINDS_MAX) {
-                let mut query: QueryBuilder<$db> =
-                    QueryBuilder::new(format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id IN ("));
+                let mut query: QueryBuilder<$db> = QueryBuilder::new(format!("{select} WHERE id IN ("));
                 let mut list = query.separated(", ");
                 for id in chunk {
                     list.push_bind(*id);
                 }
                 query.push(")");
                 for row in query.build().fetch_all(&mut *conn).await? {
-                    let alert = alert_from_row(&row)?;
-                    found.insert(alert.id.clone(), alert);
+                    let item = from_row(&row)?;
+                    found.insert(id_of(&item).to_owned(), item);
                 }
             }
             Ok(unique.into_iter().filter_map(|id| found.remove(id)).collect())
+        }
+
+        async fn get_alerts(conn: &mut Conn, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
+            let select = format!("SELECT {ALERT_COLUMNS} FROM alerts");
+            by_ids(conn, &select, ids, alert_from_row, |a| &a.id).await
         }
 
         async fn get_alert(conn: &mut Conn, id: &str, lock: bool) -> Result<Option<Alert>, StoreError> {
@@ -914,26 +926,7 @@ macro_rules! common_sql {
         }
 
         async fn get_events(conn: &mut Conn, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {
-            let mut found: std::collections::HashMap<String, EventRecord> = std::collections::HashMap::new();
-            for chunk in ids.chunks(BINDS_MAX) {
-                let mut query: QueryBuilder<$db> = QueryBuilder::new(format!("{EVENT_SELECT} WHERE id IN ("));
-                let mut list = query.separated(", ");
-                for id in chunk {
-                    list.push_bind(*id);
-                }
-                query.push(")");
-                for row in query.build().fetch_all(&mut *conn).await? {
-                    let event = event_from_row(&row)?;
-                    found.insert(event.id.clone(), event);
-                }
-            }
-            let mut out = Vec::with_capacity(found.len());
-            for id in ids {
-                if let Some(event) = found.remove(*id) {
-                    out.push(event);
-                }
-            }
-            Ok(out)
+            by_ids(conn, EVENT_SELECT, ids, event_from_row, |e| &e.id).await
         }
 
         async fn get_event(conn: &mut Conn, id: &str) -> Result<Option<EventRecord>, StoreError> {
