@@ -130,327 +130,415 @@ pub struct GroupHead {
     pub last_sent_at: Option<DateTime<Utc>>,
 }
 
-/// Defines the dispatch queries for one backend; `$skip_locked` is what a claim's
-/// sub-select appends (`FOR UPDATE SKIP LOCKED` on PostgreSQL, nothing on SQLite).
-macro_rules! dispatch_sql {
-    ($db:ty, $row:ty, $skip_locked:expr) => {
-        use $crate::dispatch::{
-            ActionQuery, ActionRecord, ActionStatus, Attempt, Finish, GroupHead, Next,
-        };
+// The dispatch queries: claims, attempts, groups, retries.
 
-        const ACTION_SELECT: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, attempts, lease_until, finished_at, outcome, target";
+use crate::db::{Conn, Query, Row, query};
+use crate::queries::{fetch_page, filter_eq, insert_timeline};
+use crate::sql::{from_json, json, ms, opt_time, parsed, time};
+use crate::{Page, StoreError};
+use vakt_core::TimelineEntry;
+use vakt_core::alert::TimelineKind;
 
-        fn record_from_row(row: &$row) -> Result<ActionRecord, StoreError> {
-            let kind: String = row.try_get("kind")?;
-            let action: String = row.try_get("action")?;
-            let purpose: String = row.try_get("purpose")?;
-            let status: String = row.try_get("status")?;
-            let decided_at = time(row.try_get("decided_at")?)?;
-            let target: Option<String> = row.try_get("target")?;
-            Ok(ActionRecord {
-                decided: DecidedAction {
-                    id: row.try_get("id")?,
-                    action: std::sync::Arc::from(action.as_str()),
-                    kind: match kind.as_str() {
-                        "exec" => "exec",
-                        "webhook" => "webhook",
-                        "notify" => "notify",
-                        _ => "unknown",
-                    },
-                    alert_id: row.try_get("alert_id")?,
-                    event_id: row.try_get("event_id")?,
-                    purpose: vakt_core::pipeline::Purpose::parse(&purpose).ok_or_else(|| {
-                        StoreError::Corrupt(format!("unknown action purpose {purpose:?}"))
-                    })?,
-                    reason: row.try_get("reason")?,
-                    suppressed_by: row.try_get("suppressed_by")?,
-                    group_key: row.try_get("group_key")?,
-                    decided_at,
-                    target: target.map(|t| from_json("target", &t)).transpose()?,
-                },
-                status: parsed("status", ActionStatus::parse(&status))?,
-                attempts: row.try_get("attempts")?,
-                next_at: opt_time(row.try_get("next_at")?)?,
-                lease_until: opt_time(row.try_get("lease_until")?)?,
-                finished_at: opt_time(row.try_get("finished_at")?)?,
-                outcome: row.try_get("outcome")?,
-            })
-        }
+const ACTION_SELECT: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, attempts, lease_until, finished_at, outcome, target";
 
-        fn attempt_from_row(row: &$row) -> Result<Attempt, StoreError> {
-            let output: Option<String> = row.try_get("output")?;
-            Ok(Attempt {
-                id: row.try_get("id")?,
-                action_id: row.try_get("action_id")?,
-                attempt: row.try_get("attempt")?,
-                started_at: time(row.try_get("started_at")?)?,
-                finished_at: time(row.try_get("finished_at")?)?,
-                outcome: row.try_get("outcome")?,
-                detail: row.try_get("detail")?,
-                output: output.map(|o| from_json("output", &o)).transpose()?,
-            })
-        }
-
-        /// Takes up to `limit` due, ungrouped pending actions, oldest due first.
-        async fn claim_due(
-            conn: &mut Conn,
-            now_ms: i64,
-            lease_until_ms: i64,
-            limit: u32,
-        ) -> Result<Vec<ActionRecord>, StoreError> {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE decided_actions SET status = 'running', lease_until = $1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM decided_actions WHERE status = 'pending' AND group_key IS NULL AND next_at <= $2 \
-                 ORDER BY next_at LIMIT $3{}) RETURNING {ACTION_SELECT}",
-                $skip_locked
-            )))
-            .bind(lease_until_ms)
-            .bind(now_ms)
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut claimed = rows.iter().map(record_from_row).collect::<Result<Vec<_>, _>>()?;
-            claimed.sort_by(|a, b| a.decided.id.cmp(&b.decided.id));
-            Ok(claimed)
-        }
-
-        /// Takes up to `limit` pending members of one group.
-        async fn claim_group_members(
-            conn: &mut Conn,
-            group_key: &str,
-            lease_until_ms: i64,
-            limit: u32,
-        ) -> Result<Vec<ActionRecord>, StoreError> {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE decided_actions SET status = 'running', lease_until = $1, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM decided_actions WHERE status = 'pending' AND group_key = $2 \
-                 ORDER BY id LIMIT $3{}) RETURNING {ACTION_SELECT}",
-                $skip_locked
-            )))
-            .bind(lease_until_ms)
-            .bind(group_key.to_owned())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut claimed = rows.iter().map(record_from_row).collect::<Result<Vec<_>, _>>()?;
-            claimed.sort_by(|a, b| a.decided.id.cmp(&b.decided.id));
-            Ok(claimed)
-        }
-
-        /// Groups with pending members, with when each last sent.
-        async fn list_group_heads(conn: &mut Conn, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
-            let rows = sqlx::query(
-                "SELECT d.group_key AS group_key, MIN(d.action) AS action, MIN(d.decided_at) AS first_decided_at, \
-                 COUNT(*) AS pending, MAX(g.last_sent_at) AS last_sent_at \
-                 FROM decided_actions d LEFT JOIN notification_groups g ON g.group_key = d.group_key \
-                 WHERE d.status = 'pending' AND d.group_key IS NOT NULL GROUP BY d.group_key LIMIT $1",
-            )
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(GroupHead {
-                        group_key: row.try_get("group_key")?,
-                        action: row.try_get("action")?,
-                        first_decided_at: time(row.try_get("first_decided_at")?)?,
-                        pending: row.try_get("pending")?,
-                        last_sent_at: opt_time(row.try_get("last_sent_at")?)?,
-                    })
-                })
-                .collect()
-        }
-
-        async fn write_group_sent(conn: &mut Conn, group_key: &str, at_ms: i64) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO notification_groups (group_key, last_sent_at) VALUES ($1, $2) \
-                 ON CONFLICT (group_key) DO UPDATE SET last_sent_at = excluded.last_sent_at",
-            )
-            .bind(group_key.to_owned())
-            .bind(at_ms)
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
-        /// Running actions whose lease ended: their dispatcher died mid-attempt. Deliveries
-        /// go back to pending (sent again with the same idempotency key); commands are not
-        /// run twice: they end failed. Each gets an `interrupted` attempt on record.
-        async fn recover_expired(conn: &mut Conn, leases_before_ms: i64, now_ms: i64) -> Result<Vec<ActionRecord>, StoreError> {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE decided_actions SET \
-                 status = CASE WHEN kind = 'exec' THEN 'failed' ELSE 'pending' END, \
-                 next_at = $1, lease_until = NULL, \
-                 finished_at = CASE WHEN kind = 'exec' THEN $1 ELSE NULL END, \
-                 outcome = CASE WHEN kind = 'exec' THEN 'interrupted: vakt stopped while the command ran; not run again' \
-                 ELSE 'interrupted: vakt stopped during delivery; delivering again with the same idempotency key' END \
-                 WHERE status = 'running' AND lease_until < $2 RETURNING {ACTION_SELECT}"
-            )))
-            .bind(now_ms)
-            .bind(leases_before_ms)
-            .fetch_all(&mut *conn)
-            .await?;
-            let recovered = rows.iter().map(record_from_row).collect::<Result<Vec<_>, _>>()?;
-            for record in &recovered {
-                let at = time(now_ms)?;
-                insert_attempt(conn, &Attempt {
-                    id: $crate::sql::new_id(),
-                    action_id: record.decided.id.clone(),
-                    attempt: record.attempts,
-                    started_at: at,
-                    finished_at: at,
-                    outcome: "interrupted".into(),
-                    detail: record.outcome.clone().unwrap_or_default(),
-                    output: None,
-                }).await?;
-                insert_timeline(conn, &[&TimelineEntry {
-                    id: $crate::sql::new_id(),
-                    alert_id: record.decided.alert_id.clone(),
-                    at,
-                    kind: TimelineKind::ActionRun,
-                    by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
-                    message: format!(
-                        "action {} attempt {} {}",
-                        record.decided.action,
-                        record.attempts,
-                        record.outcome.as_deref().unwrap_or("interrupted")
-                    ),
-                    event_id: None,
-                }]).await?;
-            }
-            Ok(recovered)
-        }
-
-        async fn insert_attempt(conn: &mut Conn, attempt: &Attempt) -> Result<(), StoreError> {
-            sqlx::query(
-                "INSERT INTO action_attempts (id, action_id, attempt, started_at, finished_at, outcome, detail, output) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(attempt.id.clone())
-            .bind(attempt.action_id.clone())
-            .bind(attempt.attempt)
-            .bind(ms(attempt.started_at))
-            .bind(ms(attempt.finished_at))
-            .bind(attempt.outcome.clone())
-            .bind(attempt.detail.clone())
-            .bind(attempt.output.as_ref().map(json))
-            .execute(&mut *conn)
-            .await?;
-            Ok(())
-        }
-
-        /// Records an attempt and moves its action on; only an action still `running` moves.
-        async fn finish_in(conn: &mut Conn, record: &ActionRecord, finish: &Finish) -> Result<(), StoreError> {
-            insert_attempt(conn, &finish.attempt).await?;
-            let (status, next_at, finished_at) = match finish.next {
-                Next::Done(status) => (status, None, Some(ms(finish.attempt.finished_at))),
-                Next::Retry(at) => (ActionStatus::Pending, Some(ms(at)), None),
-            };
-            sqlx::query(
-                "UPDATE decided_actions SET status = $1, next_at = COALESCE($2, next_at), lease_until = NULL, \
-                 finished_at = $3, outcome = $4 WHERE id = $5 AND status = 'running'",
-            )
-            .bind(status.as_str())
-            .bind(next_at)
-            .bind(finished_at)
-            .bind(finish.attempt.detail.clone())
-            .bind(record.decided.id.clone())
-            .execute(&mut *conn)
-            .await?;
-            insert_timeline(conn, &[&TimelineEntry {
-                id: $crate::sql::new_id(),
-                alert_id: record.decided.alert_id.clone(),
-                at: finish.attempt.finished_at,
-                kind: if status == ActionStatus::Skipped {
-                    TimelineKind::ActionSuppressed
-                } else {
-                    TimelineKind::ActionRun
-                },
-                by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
-                message: finish.timeline.clone(),
-                event_id: None,
-            }]).await?;
-            Ok(())
-        }
-
-        async fn list_action_records(conn: &mut Conn, q: &ActionQuery) -> Result<Page<ActionRecord>, StoreError> {
-            let mut query: QueryBuilder<$db> =
-                QueryBuilder::new(format!("SELECT {ACTION_SELECT} FROM decided_actions WHERE 1 = 1"));
-            filter_eq(&mut query, "status", q.status.map(|s| s.as_str().to_owned()));
-            filter_eq(&mut query, "action", q.action.clone());
-            filter_eq(&mut query, "alert_id", q.alert_id.clone());
-            fetch_page(conn, query, q.cursor.as_deref(), q.limit, record_from_row, |a| &a.decided.id).await
-        }
-
-        async fn get_action_record(conn: &mut Conn, id: &str) -> Result<Option<(ActionRecord, Vec<Attempt>)>, StoreError> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {ACTION_SELECT} FROM decided_actions WHERE id = $1"
-            )))
-            .bind(id.to_owned())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            let record = record_from_row(&row)?;
-            let attempts = sqlx::query(
-                "SELECT id, action_id, attempt, started_at, finished_at, outcome, detail, output FROM action_attempts WHERE action_id = $1 ORDER BY attempt, id",
-            )
-            .bind(id.to_owned())
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(attempt_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some((record, attempts)))
-        }
-
-        async fn list_alert_action_records(conn: &mut Conn, alert_id: &str) -> Result<Vec<ActionRecord>, StoreError> {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "SELECT {ACTION_SELECT} FROM decided_actions WHERE alert_id = $1 ORDER BY id"
-            )))
-            .bind(alert_id.to_owned())
-            .fetch_all(&mut *conn)
-            .await?
-            .iter()
-            .map(record_from_row)
-            .collect()
-        }
-
-        /// Puts a failed or skipped action back to pending, due now.
-        async fn retry_in(conn: &mut Conn, id: &str, by: &str, now_ms: i64) -> Result<Option<ActionRecord>, StoreError> {
-            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE decided_actions SET status = 'pending', next_at = $1, finished_at = NULL, \
-                 outcome = $2 WHERE id = $3 AND status IN ('failed', 'skipped') RETURNING {ACTION_SELECT}"
-            )))
-            .bind(now_ms)
-            .bind(format!("retry requested by {by}"))
-            .bind(id.to_owned())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            let record = record_from_row(&row)?;
-            insert_timeline(conn, &[&TimelineEntry {
-                id: $crate::sql::new_id(),
-                alert_id: record.decided.alert_id.clone(),
-                at: time(now_ms)?,
-                kind: TimelineKind::ActionRun,
-                by: by.to_owned(),
-                message: format!("action {} retried by {by}", record.decided.action),
-                event_id: None,
-            }]).await?;
-            Ok(Some(record))
-        }
-
-        /// When this action last succeeded for this alert.
-        async fn last_success(conn: &mut Conn, action: &str, alert_id: &str) -> Result<Option<i64>, StoreError> {
-            let row = sqlx::query(
-                "SELECT MAX(finished_at) AS at FROM decided_actions WHERE action = $1 AND alert_id = $2 AND status = 'succeeded'",
-            )
-            .bind(action.to_owned())
-            .bind(alert_id.to_owned())
-            .fetch_one(&mut *conn)
-            .await?;
-            Ok(row.try_get("at")?)
-        }
-    };
+pub(crate) fn record_from_row(row: &Row) -> Result<ActionRecord, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    let action: String = row.try_get("action")?;
+    let purpose: String = row.try_get("purpose")?;
+    let status: String = row.try_get("status")?;
+    let decided_at = time(row.try_get("decided_at")?)?;
+    let target: Option<String> = row.try_get("target")?;
+    Ok(ActionRecord {
+        decided: DecidedAction {
+            id: row.try_get("id")?,
+            action: std::sync::Arc::from(action.as_str()),
+            kind: match kind.as_str() {
+                "exec" => "exec",
+                "webhook" => "webhook",
+                "notify" => "notify",
+                _ => "unknown",
+            },
+            alert_id: row.try_get("alert_id")?,
+            event_id: row.try_get("event_id")?,
+            purpose: vakt_core::pipeline::Purpose::parse(&purpose).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown action purpose {purpose:?}"))
+            })?,
+            reason: row.try_get("reason")?,
+            suppressed_by: row.try_get("suppressed_by")?,
+            group_key: row.try_get("group_key")?,
+            decided_at,
+            target: target.map(|t| from_json("target", &t)).transpose()?,
+        },
+        status: parsed("status", ActionStatus::parse(&status))?,
+        attempts: row.try_get("attempts")?,
+        next_at: opt_time(row.try_get("next_at")?)?,
+        lease_until: opt_time(row.try_get("lease_until")?)?,
+        finished_at: opt_time(row.try_get("finished_at")?)?,
+        outcome: row.try_get("outcome")?,
+    })
 }
-pub(crate) use dispatch_sql;
+
+pub(crate) fn attempt_from_row(row: &Row) -> Result<Attempt, StoreError> {
+    let output: Option<String> = row.try_get("output")?;
+    Ok(Attempt {
+        id: row.try_get("id")?,
+        action_id: row.try_get("action_id")?,
+        attempt: row.try_get("attempt")?,
+        started_at: time(row.try_get("started_at")?)?,
+        finished_at: time(row.try_get("finished_at")?)?,
+        outcome: row.try_get("outcome")?,
+        detail: row.try_get("detail")?,
+        output: output.map(|o| from_json("output", &o)).transpose()?,
+    })
+}
+
+/// Takes up to `limit` due, ungrouped pending actions, oldest due first.
+pub(crate) async fn claim_due(
+    conn: &mut Conn<'_>,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: u32,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    let rows = query(format!(
+        "UPDATE decided_actions SET status = 'running', lease_until = $1, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM decided_actions WHERE status = 'pending' AND group_key IS NULL AND next_at <= $2 \
+         ORDER BY next_at LIMIT $3{}) RETURNING {ACTION_SELECT}",
+        conn.skip_locked()
+    ))
+    .bind(lease_until_ms)
+    .bind(now_ms)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut claimed = rows
+        .iter()
+        .map(record_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by(|a, b| a.decided.id.cmp(&b.decided.id));
+    Ok(claimed)
+}
+
+/// Takes up to `limit` pending members of one group.
+pub(crate) async fn claim_group_members(
+    conn: &mut Conn<'_>,
+    group_key: &str,
+    lease_until_ms: i64,
+    limit: u32,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    let rows = query(format!(
+        "UPDATE decided_actions SET status = 'running', lease_until = $1, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM decided_actions WHERE status = 'pending' AND group_key = $2 \
+         ORDER BY id LIMIT $3{}) RETURNING {ACTION_SELECT}",
+        conn.skip_locked()
+    ))
+    .bind(lease_until_ms)
+    .bind(group_key.to_owned())
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut claimed = rows
+        .iter()
+        .map(record_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    claimed.sort_by(|a, b| a.decided.id.cmp(&b.decided.id));
+    Ok(claimed)
+}
+
+/// Groups with pending members, with when each last sent.
+pub(crate) async fn list_group_heads(
+    conn: &mut Conn<'_>,
+    limit: u32,
+) -> Result<Vec<GroupHead>, StoreError> {
+    let rows = query(
+        "SELECT d.group_key AS group_key, MIN(d.action) AS action, MIN(d.decided_at) AS first_decided_at, \
+         COUNT(*) AS pending, MAX(g.last_sent_at) AS last_sent_at \
+         FROM decided_actions d LEFT JOIN notification_groups g ON g.group_key = d.group_key \
+         WHERE d.status = 'pending' AND d.group_key IS NOT NULL GROUP BY d.group_key LIMIT $1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(GroupHead {
+                group_key: row.try_get("group_key")?,
+                action: row.try_get("action")?,
+                first_decided_at: time(row.try_get("first_decided_at")?)?,
+                pending: row.try_get("pending")?,
+                last_sent_at: opt_time(row.try_get("last_sent_at")?)?,
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn write_group_sent(
+    conn: &mut Conn<'_>,
+    group_key: &str,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO notification_groups (group_key, last_sent_at) VALUES ($1, $2) \
+         ON CONFLICT (group_key) DO UPDATE SET last_sent_at = excluded.last_sent_at",
+    )
+    .bind(group_key.to_owned())
+    .bind(at_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Running actions whose lease ended: their dispatcher died mid-attempt. Deliveries
+/// go back to pending (sent again with the same idempotency key); commands are not
+/// run twice: they end failed. Each gets an `interrupted` attempt on record.
+pub(crate) async fn recover_expired(
+    conn: &mut Conn<'_>,
+    leases_before_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    let rows = query(format!(
+        "UPDATE decided_actions SET \
+         status = CASE WHEN kind = 'exec' THEN 'failed' ELSE 'pending' END, \
+         next_at = $1, lease_until = NULL, \
+         finished_at = CASE WHEN kind = 'exec' THEN $1 ELSE NULL END, \
+         outcome = CASE WHEN kind = 'exec' THEN 'interrupted: vakt stopped while the command ran; not run again' \
+         ELSE 'interrupted: vakt stopped during delivery; delivering again with the same idempotency key' END \
+         WHERE status = 'running' AND lease_until < $2 RETURNING {ACTION_SELECT}"
+    ))
+    .bind(now_ms)
+    .bind(leases_before_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    let recovered = rows
+        .iter()
+        .map(record_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    for record in &recovered {
+        let at = time(now_ms)?;
+        insert_attempt(
+            conn,
+            &Attempt {
+                id: crate::sql::new_id(),
+                action_id: record.decided.id.clone(),
+                attempt: record.attempts,
+                started_at: at,
+                finished_at: at,
+                outcome: "interrupted".into(),
+                detail: record.outcome.clone().unwrap_or_default(),
+                output: None,
+            },
+        )
+        .await?;
+        insert_timeline(
+            conn,
+            &[&TimelineEntry {
+                id: crate::sql::new_id(),
+                alert_id: record.decided.alert_id.clone(),
+                at,
+                kind: TimelineKind::ActionRun,
+                by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
+                message: format!(
+                    "action {} attempt {} {}",
+                    record.decided.action,
+                    record.attempts,
+                    record.outcome.as_deref().unwrap_or("interrupted")
+                ),
+                event_id: None,
+            }],
+        )
+        .await?;
+    }
+    Ok(recovered)
+}
+
+pub(crate) async fn insert_attempt(
+    conn: &mut Conn<'_>,
+    attempt: &Attempt,
+) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO action_attempts (id, action_id, attempt, started_at, finished_at, outcome, detail, output) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(attempt.id.clone())
+    .bind(attempt.action_id.clone())
+    .bind(attempt.attempt)
+    .bind(ms(attempt.started_at))
+    .bind(ms(attempt.finished_at))
+    .bind(attempt.outcome.clone())
+    .bind(attempt.detail.clone())
+    .bind(attempt.output.as_ref().map(json))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records an attempt and moves its action on; only an action still `running` moves.
+pub(crate) async fn finish_in(
+    conn: &mut Conn<'_>,
+    record: &ActionRecord,
+    finish: &Finish,
+) -> Result<(), StoreError> {
+    insert_attempt(conn, &finish.attempt).await?;
+    let (status, next_at, finished_at) = match finish.next {
+        Next::Done(status) => (status, None, Some(ms(finish.attempt.finished_at))),
+        Next::Retry(at) => (ActionStatus::Pending, Some(ms(at)), None),
+    };
+    query(
+        "UPDATE decided_actions SET status = $1, next_at = COALESCE($2, next_at), lease_until = NULL, \
+         finished_at = $3, outcome = $4 WHERE id = $5 AND status = 'running'",
+    )
+    .bind(status.as_str())
+    .bind(next_at)
+    .bind(finished_at)
+    .bind(finish.attempt.detail.clone())
+    .bind(record.decided.id.clone())
+    .execute(&mut *conn)
+    .await?;
+    insert_timeline(
+        conn,
+        &[&TimelineEntry {
+            id: crate::sql::new_id(),
+            alert_id: record.decided.alert_id.clone(),
+            at: finish.attempt.finished_at,
+            kind: if status == ActionStatus::Skipped {
+                TimelineKind::ActionSuppressed
+            } else {
+                TimelineKind::ActionRun
+            },
+            by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
+            message: finish.timeline.clone(),
+            event_id: None,
+        }],
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn list_action_records(
+    conn: &mut Conn<'_>,
+    q: &ActionQuery,
+) -> Result<Page<ActionRecord>, StoreError> {
+    let mut query: Query<'_> = Query::new(format!(
+        "SELECT {ACTION_SELECT} FROM decided_actions WHERE 1 = 1"
+    ));
+    filter_eq(
+        &mut query,
+        "status",
+        q.status.map(|s| s.as_str().to_owned()),
+    );
+    filter_eq(&mut query, "action", q.action.clone());
+    filter_eq(&mut query, "alert_id", q.alert_id.clone());
+    fetch_page(
+        conn,
+        query,
+        q.cursor.as_deref(),
+        q.limit,
+        record_from_row,
+        |a| &a.decided.id,
+    )
+    .await
+}
+
+pub(crate) async fn get_action_record(
+    conn: &mut Conn<'_>,
+    id: &str,
+) -> Result<Option<(ActionRecord, Vec<Attempt>)>, StoreError> {
+    let row = query(format!(
+        "SELECT {ACTION_SELECT} FROM decided_actions WHERE id = $1"
+    ))
+    .bind(id.to_owned())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let record = record_from_row(&row)?;
+    let attempts = query(
+        "SELECT id, action_id, attempt, started_at, finished_at, outcome, detail, output FROM action_attempts WHERE action_id = $1 ORDER BY attempt, id",
+    )
+    .bind(id.to_owned())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(attempt_from_row)
+    .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((record, attempts)))
+}
+
+pub(crate) async fn list_alert_action_records(
+    conn: &mut Conn<'_>,
+    alert_id: &str,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    query(format!(
+        "SELECT {ACTION_SELECT} FROM decided_actions WHERE alert_id = $1 ORDER BY id"
+    ))
+    .bind(alert_id.to_owned())
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(record_from_row)
+    .collect()
+}
+
+/// Puts a failed or skipped action back to pending, due now.
+pub(crate) async fn retry_in(
+    conn: &mut Conn<'_>,
+    id: &str,
+    by: &str,
+    now_ms: i64,
+) -> Result<Option<ActionRecord>, StoreError> {
+    let row = query(format!(
+        "UPDATE decided_actions SET status = 'pending', next_at = $1, finished_at = NULL, \
+         outcome = $2 WHERE id = $3 AND status IN ('failed', 'skipped') RETURNING {ACTION_SELECT}"
+    ))
+    .bind(now_ms)
+    .bind(format!("retry requested by {by}"))
+    .bind(id.to_owned())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let record = record_from_row(&row)?;
+    insert_timeline(
+        conn,
+        &[&TimelineEntry {
+            id: crate::sql::new_id(),
+            alert_id: record.decided.alert_id.clone(),
+            at: time(now_ms)?,
+            kind: TimelineKind::ActionRun,
+            by: by.to_owned(),
+            message: format!("action {} retried by {by}", record.decided.action),
+            event_id: None,
+        }],
+    )
+    .await?;
+    Ok(Some(record))
+}
+
+/// When this action last succeeded for this alert.
+pub(crate) async fn last_success(
+    conn: &mut Conn<'_>,
+    action: &str,
+    alert_id: &str,
+) -> Result<Option<i64>, StoreError> {
+    let row = query(
+        "SELECT MAX(finished_at) AS at FROM decided_actions WHERE action = $1 AND alert_id = $2 AND status = 'succeeded'",
+    )
+    .bind(action.to_owned())
+    .bind(alert_id.to_owned())
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get("at")?)
+}
+
+/// Takes up to `limit` pending members of one group and, when it took any, records that the
+/// group sent at `now_ms`.
+pub(crate) async fn claim_group(
+    conn: &mut Conn<'_>,
+    group_key: &str,
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: u32,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    let claimed = claim_group_members(conn, group_key, lease_until_ms, limit).await?;
+    if !claimed.is_empty() {
+        write_group_sent(conn, group_key, now_ms).await?;
+    }
+    Ok(claimed)
+}

@@ -5,10 +5,13 @@
 //! order, write events, alerts, timeline entries and decided actions, commit. Nothing is
 //! acknowledged to a sender before that commit returns.
 
+pub mod access;
 mod cache;
+mod db;
 pub mod dispatch;
 pub mod escalate;
 mod postgres;
+mod queries;
 mod sql;
 mod sqlite;
 mod sqlite_bulk;
@@ -33,6 +36,7 @@ use vakt_core::{
     Alert, AlertStatus, Category, Correlated, Pipeline, Prepared, Severity, TimelineEntry,
 };
 
+pub use access::{AuditEntry, AuditQuery, TokenRecord};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -304,6 +308,26 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError>;
     /// Removes a stored override; `false` when there was none.
     async fn delete_override(&self, schedule: &str, id: &str) -> Result<bool, StoreError>;
+    /// Stores a new API token (its hash; the token itself is never stored).
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// The token with this SHA-256 hash, revoked or expired ones included.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes the live token with this id or name; `None` when there is none.
+    async fn revoke_token(
+        &self,
+        id_or_name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+    /// Notes when a token was last used.
+    async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// How many tokens can still be used at `now`.
+    async fn live_tokens(&self, now: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// Appends to the audit log.
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
+    /// A page of the audit log, newest first.
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError>;
     /// Claims up to `limit` escalations whose step is due, until `lease_until` (exactly one
     /// node, of however many, gets each).
     async fn claim_escalations(

@@ -14,32 +14,19 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 
 use chrono::{DateTime, Utc};
 
-use crate::{OperateError, Stats, Store};
+use vakt_core::incident::{Incident, IncidentEntry};
+use vakt_core::pipeline::EventRecord;
+use vakt_core::{Alert, Fingerprint, TimelineEntry};
 
-crate::sql::common_sql!(
-    sqlx::Postgres,
-    sqlx::postgres::PgRow,
-    " FOR UPDATE",
-    "id DESC",
-    write_rows = write_rows
-);
-crate::dispatch::dispatch_sql!(
-    sqlx::Postgres,
-    sqlx::postgres::PgRow,
-    " FOR UPDATE SKIP LOCKED"
-);
-crate::escalate::escalate_sql!(
-    sqlx::Postgres,
-    sqlx::postgres::PgRow,
-    " FOR UPDATE SKIP LOCKED",
-    " FOR UPDATE",
-    "SELECT pg_advisory_xact_lock(hashtext($1))"
-);
-
-/// A batch's rows go in as multi-row statements.
-async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result<(), StoreError> {
-    write_rows_generic(conn, rows).await
-}
+use crate::access::{self, AuditEntry, AuditQuery, TokenRecord};
+use crate::db::Conn;
+use crate::dispatch::{ActionQuery, ActionRecord, Attempt, Finish, GroupHead};
+use crate::escalate::{
+    Escalation, EscalationStatus, Fire, IncidentChange, IncidentError, IncidentQuery, NewIncident,
+    SyncResult,
+};
+use crate::{AlertQuery, EventQuery, Page, StoreError};
+use crate::{OperateError, Stats, Store, dispatch, escalate, queries};
 
 /// Connections in the pool.
 const CONNECTIONS: u32 = 16;
@@ -110,10 +97,37 @@ fn migrator() -> Migrator {
                 .into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            "tokens and audit".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0009_tokens_audit.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
 impl PostgresStore {
+    /// Runs `f` on a pooled connection.
+    async fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        f(&mut Conn::Postgres(&mut conn)).await
+    }
+
+    /// Runs `f` in a transaction and commits it.
+    async fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let done = f(&mut Conn::Postgres(&mut tx)).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(done)
+    }
+
     /// Connects and brings the schema up to date (migrations take an advisory lock, so nodes
     /// starting together do not race).
     pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
@@ -162,27 +176,23 @@ impl Store for PostgresStore {
         loop {
             let result = async {
                 let mut known = self.traces.lock().await;
-                let mut tx = self.pool.begin().await?;
-                // Other nodes write too: read the alert state inside the transaction, locked.
                 let since =
-                    crate::sql::reopen_cutoff(&batch, pipeline.reopen_window(), chrono::Utc::now());
+                    crate::sql::reopen_cutoff(&batch, pipeline.reopen_window(), chrono::Utc::now())
+                        .timestamp_millis();
                 let mut fingerprints: Vec<&Fingerprint> =
                     batch.iter().map(|p| &p.fingerprint).collect();
                 fingerprints.sort_unstable();
                 fingerprints.dedup();
-                let current =
-                    load_current(&mut tx, &fingerprints, since.timestamp_millis()).await?;
-                let (outcomes, traces) = write_batch(
-                    &mut tx,
-                    pipeline,
-                    silences,
-                    batch.clone(),
-                    &ids,
-                    current,
-                    &known,
-                )
-                .await?;
-                tx.commit().await?;
+                let known_now = &*known;
+                // Other nodes write too: read the alert state inside the transaction, locked.
+                let (outcomes, traces) = self
+                    .write(async |c| {
+                        let current = queries::load_current(c, &fingerprints, since).await?;
+                        let batch = batch.clone();
+                        queries::write_batch(c, pipeline, silences, batch, &ids, current, known_now)
+                            .await
+                    })
+                    .await?;
                 known.extend(traces);
                 Ok::<_, StoreError>(outcomes)
             }
@@ -198,35 +208,40 @@ impl Store for PostgresStore {
     }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        get_event(&mut *self.pool.acquire().await?, id).await
+        self.read(async |c| queries::get_event(c, id).await).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
-        list_events(&mut *self.pool.acquire().await?, query).await
+        self.read(async |c| queries::list_events(c, query).await)
+            .await
     }
 
     async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
-        get_alert(&mut *self.pool.acquire().await?, id, false).await
+        self.read(async |c| queries::get_alert(c, id, false).await)
+            .await
     }
 
     async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
-        get_alerts(&mut *self.pool.acquire().await?, ids).await
+        self.read(async |c| queries::get_alerts(c, ids).await).await
     }
 
     async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {
-        get_events(&mut *self.pool.acquire().await?, ids).await
+        self.read(async |c| queries::get_events(c, ids).await).await
     }
 
     async fn flapping_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
-        list_flapping(&mut *self.pool.acquire().await?, limit).await
+        self.read(async |c| queries::list_flapping(c, limit).await)
+            .await
     }
 
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
-        list_alerts(&mut *self.pool.acquire().await?, query).await
+        self.read(async |c| queries::list_alerts(c, query).await)
+            .await
     }
 
     async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
-        list_timeline(&mut *self.pool.acquire().await?, alert_id).await
+        self.read(async |c| queries::list_timeline(c, alert_id).await)
+            .await
     }
 
     async fn alert_events(
@@ -234,19 +249,23 @@ impl Store for PostgresStore {
         alert_id: &str,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        list_alert_events(&mut *self.pool.acquire().await?, alert_id, limit).await
+        self.read(async |c| queries::list_alert_events(c, alert_id, limit).await)
+            .await
     }
 
     async fn alert_actions(&self, alert_id: &str) -> Result<Vec<ActionRecord>, StoreError> {
-        list_alert_action_records(&mut *self.pool.acquire().await?, alert_id).await
+        self.read(async |c| dispatch::list_alert_action_records(c, alert_id).await)
+            .await
     }
 
     async fn actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>, StoreError> {
-        list_action_records(&mut *self.pool.acquire().await?, query).await
+        self.read(async |c| dispatch::list_action_records(c, query).await)
+            .await
     }
 
     async fn action(&self, id: &str) -> Result<Option<(ActionRecord, Vec<Attempt>)>, StoreError> {
-        get_action_record(&mut *self.pool.acquire().await?, id).await
+        self.read(async |c| dispatch::get_action_record(c, id).await)
+            .await
     }
 
     async fn claim_actions(
@@ -255,16 +274,16 @@ impl Store for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = claim_due(
-            &mut tx,
-            now.timestamp_millis(),
-            lease_until.timestamp_millis(),
-            limit,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(claimed)
+        self.write(async |c| {
+            dispatch::claim_due(
+                c,
+                now.timestamp_millis(),
+                lease_until.timestamp_millis(),
+                limit,
+            )
+            .await
+        })
+        .await
     }
 
     async fn recover_actions(
@@ -272,28 +291,26 @@ impl Store for PostgresStore {
         leases_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let recovered = recover_expired(
-            &mut tx,
-            leases_before.timestamp_millis(),
-            now.timestamp_millis(),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(recovered)
+        self.write(async |c| {
+            dispatch::recover_expired(c, leases_before.timestamp_millis(), now.timestamp_millis())
+                .await
+        })
+        .await
     }
 
     async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for (record, finish) in items {
-            finish_in(&mut tx, record, finish).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.write(async |c| {
+            for (record, finish) in items {
+                dispatch::finish_in(c, record, finish).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
-        list_group_heads(&mut *self.pool.acquire().await?, limit).await
+        self.read(async |c| dispatch::list_group_heads(c, limit).await)
+            .await
     }
 
     async fn claim_group(
@@ -303,14 +320,11 @@ impl Store for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let claimed =
-            claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
-        if !claimed.is_empty() {
-            write_group_sent(&mut tx, group_key, now.timestamp_millis()).await?;
-        }
-        tx.commit().await?;
-        Ok(claimed)
+        let lease_until = lease_until.timestamp_millis();
+        self.write(async |c| {
+            dispatch::claim_group(c, group_key, now.timestamp_millis(), lease_until, limit).await
+        })
+        .await
     }
 
     async fn retry_action(
@@ -319,10 +333,8 @@ impl Store for PostgresStore {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let record = retry_in(&mut tx, id, by, now.timestamp_millis()).await?;
-        tx.commit().await?;
-        Ok(record)
+        self.write(async |c| dispatch::retry_in(c, id, by, now.timestamp_millis()).await)
+            .await
     }
 
     async fn last_success(
@@ -330,7 +342,7 @@ impl Store for PostgresStore {
         action: &str,
         alert_id: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        last_success(&mut *self.pool.acquire().await?, action, alert_id)
+        self.read(async |c| dispatch::last_success(c, action, alert_id).await)
             .await?
             .map(crate::sql::time)
             .transpose()
@@ -343,10 +355,8 @@ impl Store for PostgresStore {
         alert_id: &str,
         request: &vakt_core::alert::OperatorRequest,
     ) -> Result<Alert, OperateError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let alert = operate_in(&mut tx, pipeline, silences, alert_id, request).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(alert)
+        self.write(async |c| queries::operate_in(c, pipeline, silences, alert_id, request).await)
+            .await
     }
 
     async fn claim_escalations(
@@ -355,24 +365,21 @@ impl Store for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Escalation>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = claim_due_escalations(
-            &mut tx,
-            now.timestamp_millis(),
-            lease_until.timestamp_millis(),
-            limit,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(claimed)
+        self.write(async |c| {
+            escalate::claim_due_escalations(
+                c,
+                now.timestamp_millis(),
+                lease_until.timestamp_millis(),
+                limit,
+            )
+            .await
+        })
+        .await
     }
 
     async fn release_escalation_leases(&self) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("UPDATE escalations SET lease_until = NULL WHERE lease_until IS NOT NULL")
-                .execute(&self.pool)
-                .await?;
-        Ok(done.rows_affected())
+        self.write(async |c| escalate::release_leases(c).await)
+            .await
     }
 
     async fn fire_escalation(
@@ -380,17 +387,16 @@ impl Store for PostgresStore {
         pipeline: &vakt_core::Pipeline,
         fire: &Fire,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let crate::escalate::Fired::Moved = fire_in(&mut tx, pipeline.incidents(), fire).await? {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        tx.commit().await?;
-        Ok(true)
+        // A step that moved wrote nothing: committing the empty transaction is a rollback.
+        let fired = self
+            .write(async |c| escalate::fire_in(c, pipeline.incidents(), fire).await)
+            .await?;
+        Ok(matches!(fired, crate::escalate::Fired::Stored { .. }))
     }
 
     async fn escalation(&self, alert_id: &str) -> Result<Option<Escalation>, StoreError> {
-        get_escalation(&mut *self.pool.acquire().await?, alert_id).await
+        self.read(async |c| escalate::get_escalation(c, alert_id).await)
+            .await
     }
 
     async fn escalations(
@@ -398,7 +404,8 @@ impl Store for PostgresStore {
         status: Option<EscalationStatus>,
         limit: u32,
     ) -> Result<Vec<Escalation>, StoreError> {
-        list_escalations(&mut *self.pool.acquire().await?, status, limit).await
+        self.read(async |c| escalate::list_escalations(c, status, limit).await)
+            .await
     }
 
     async fn create_incident(
@@ -406,11 +413,10 @@ impl Store for PostgresStore {
         pipeline: &vakt_core::Pipeline,
         new: &NewIncident,
     ) -> Result<Incident, IncidentError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let incident =
-            create_incident_in(&mut tx, pipeline.incidents(), new, chrono::Utc::now()).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(incident)
+        self.write(async |c| {
+            escalate::create_incident_in(c, pipeline.incidents(), new, chrono::Utc::now()).await
+        })
+        .await
     }
 
     async fn update_incident(
@@ -419,32 +425,29 @@ impl Store for PostgresStore {
         id: &str,
         change: &IncidentChange,
     ) -> Result<Incident, IncidentError> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let incident = update_incident_in(
-            &mut tx,
-            pipeline.incidents(),
-            id,
-            change,
-            chrono::Utc::now(),
-        )
-        .await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        Ok(incident)
+        self.write(async |c| {
+            escalate::update_incident_in(c, pipeline.incidents(), id, change, chrono::Utc::now())
+                .await
+        })
+        .await
     }
 
     async fn incident(
         &self,
         id: &str,
     ) -> Result<Option<(Incident, Vec<IncidentEntry>)>, StoreError> {
-        incident_detail(&mut *self.pool.acquire().await?, id).await
+        self.read(async |c| escalate::incident_detail(c, id).await)
+            .await
     }
 
     async fn incidents(&self, query: &IncidentQuery) -> Result<Page<Incident>, StoreError> {
-        list_incidents(&mut *self.pool.acquire().await?, query).await
+        self.read(async |c| escalate::list_incidents(c, query).await)
+            .await
     }
 
     async fn incident_by_external(&self, external_id: &str) -> Result<Option<String>, StoreError> {
-        incident_id_by_external(&mut *self.pool.acquire().await?, external_id).await
+        self.read(async |c| escalate::incident_id_by_external(c, external_id).await)
+            .await
     }
 
     async fn claim_incident_syncs(
@@ -453,16 +456,16 @@ impl Store for PostgresStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(Incident, i64)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let claimed = claim_syncs(
-            &mut tx,
-            now.timestamp_millis(),
-            lease_until.timestamp_millis(),
-            limit,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(claimed)
+        self.write(async |c| {
+            escalate::claim_syncs(
+                c,
+                now.timestamp_millis(),
+                lease_until.timestamp_millis(),
+                limit,
+            )
+            .await
+        })
+        .await
     }
 
     async fn finish_incident_sync(
@@ -471,19 +474,17 @@ impl Store for PostgresStore {
         version: i64,
         result: &SyncResult,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        finish_sync_in(&mut tx, id, version, result, chrono::Utc::now()).await?;
-        tx.commit().await?;
-        Ok(())
+        let now = chrono::Utc::now();
+        self.write(async |c| escalate::finish_sync_in(c, id, version, result, now).await)
+            .await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
-        count_alerts(&mut *self.pool.acquire().await?).await
+        self.read(async |c| queries::count_alerts(c).await).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.read(async |c| queries::ping(c).await).await
     }
 
     async fn expired_alerts(
@@ -491,51 +492,48 @@ impl Store for PostgresStore {
         now: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<Alert>, StoreError> {
-        list_expired(
-            &mut *self.pool.acquire().await?,
-            now.timestamp_millis(),
-            limit,
-        )
-        .await
+        self.read(async |c| queries::list_expired(c, now.timestamp_millis(), limit).await)
+            .await
     }
 
     async fn put_silence(&self, silence: &vakt_core::silence::Silence) -> Result<(), StoreError> {
-        write_silence(&mut *self.pool.acquire().await?, silence).await
+        self.write(async |c| queries::write_silence(c, silence).await)
+            .await
     }
 
     async fn put_throttle(&self, key: &str, state: Option<&str>) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp_millis();
-        write_throttle(&mut *self.pool.acquire().await?, key, state, now).await
+        self.write(async |c| queries::write_throttle(c, key, state, now).await)
+            .await
     }
 
     async fn throttles(&self) -> Result<Vec<(String, String)>, StoreError> {
-        read_throttles(&mut *self.pool.acquire().await?).await
+        self.read(async |c| queries::read_throttles(c).await).await
     }
 
     async fn silence(&self, id: &str) -> Result<Option<vakt_core::silence::Silence>, StoreError> {
-        Ok(read_silences(&mut *self.pool.acquire().await?, Some(id))
+        Ok(self
+            .read(async |c| queries::read_silences(c, Some(id)).await)
             .await?
             .pop())
     }
 
     async fn silences(&self) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
-        read_silences(&mut *self.pool.acquire().await?, None).await
+        self.read(async |c| queries::read_silences(c, None).await)
+            .await
     }
 
     async fn beat(
         &self,
         heartbeat: &vakt_core::heartbeat::Heartbeat,
     ) -> Result<Option<vakt_core::heartbeat::Heartbeat>, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let previous = read_heartbeats(&mut conn, Some(&heartbeat.name))
-            .await?
-            .pop();
-        write_heartbeat(&mut conn, heartbeat).await?;
-        Ok(previous)
+        self.write(async |c| queries::beat(c, heartbeat).await)
+            .await
     }
 
     async fn heartbeats(&self) -> Result<Vec<vakt_core::heartbeat::Heartbeat>, StoreError> {
-        read_heartbeats(&mut *self.pool.acquire().await?, None).await
+        self.read(async |c| queries::read_heartbeats(c, None).await)
+            .await
     }
 
     async fn put_override(
@@ -543,7 +541,8 @@ impl Store for PostgresStore {
         schedule: &str,
         item: &vakt_core::oncall::OverrideConfig,
     ) -> Result<(), StoreError> {
-        write_override(&mut *self.pool.acquire().await?, schedule, item).await
+        self.write(async |c| queries::write_override(c, schedule, item).await)
+            .await
     }
 
     async fn overrides(
@@ -551,16 +550,60 @@ impl Store for PostgresStore {
         schedule: &str,
         ending_after: DateTime<Utc>,
     ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError> {
-        read_overrides(
-            &mut *self.pool.acquire().await?,
-            schedule,
-            ending_after.timestamp_millis(),
-        )
+        self.read(async |c| {
+            queries::read_overrides(c, schedule, ending_after.timestamp_millis()).await
+        })
         .await
     }
 
     async fn delete_override(&self, schedule: &str, id: &str) -> Result<bool, StoreError> {
-        remove_override(&mut *self.pool.acquire().await?, schedule, id).await
+        self.write(async |c| queries::remove_override(c, schedule, id).await)
+            .await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.write(async |c| access::insert_token(c, token).await)
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.read(async |c| access::token_by_hash(c, hash).await)
+            .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(async |c| access::list_tokens(c).await).await
+    }
+
+    async fn revoke_token(
+        &self,
+        id_or_name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let at = at.timestamp_millis();
+        self.write(async |c| access::revoke_token(c, id_or_name, at).await)
+            .await
+    }
+
+    async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let at = at.timestamp_millis();
+        self.write(async |c| access::touch_token(c, id, at).await)
+            .await
+    }
+
+    async fn live_tokens(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let now = now.timestamp_millis();
+        self.read(async |c| access::live_tokens(c, now).await).await
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.write(async |c| access::insert_audit(c, entry).await)
+            .await
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
+        self.read(async |c| access::list_audit(c, query).await)
+            .await
     }
 
     async fn close(&self) {

@@ -18,24 +18,30 @@ use sqlx::sqlite::{
 use crate::cache::AlertCache;
 use chrono::{DateTime, Utc};
 
-use crate::{OperateError, Stats, Store};
+use vakt_core::incident::{Incident, IncidentEntry};
+use vakt_core::pipeline::EventRecord;
+use vakt_core::{Alert, TimelineEntry};
+
+use crate::access::{self, AuditEntry, AuditQuery, TokenRecord};
+use crate::db::Conn;
+use crate::dispatch::{ActionQuery, ActionRecord, Attempt, Finish, GroupHead};
+use crate::escalate::{
+    Escalation, EscalationStatus, Fire, IncidentChange, IncidentError, IncidentQuery, NewIncident,
+    SyncResult,
+};
+use crate::{AlertQuery, EventQuery, Page, StoreError};
+use crate::{OperateError, Stats, Store, dispatch, escalate, queries};
 
 // One writer inserts in id order, so rowid order is id order.
-crate::sql::common_sql!(
-    sqlx::Sqlite,
-    sqlx::sqlite::SqliteRow,
-    "",
-    "events.rowid DESC",
-    write_rows = write_rows
-);
-crate::dispatch::dispatch_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "");
-crate::escalate::escalate_sql!(sqlx::Sqlite, sqlx::sqlite::SqliteRow, "", "", "");
 
 /// How far before a batch's reopen cutoff the writer's cache keeps resolved alerts.
 const CACHE_HISTORY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
 /// A batch's rows go in through SQLite's C API on the writer connection (`sqlite_bulk`).
-async fn write_rows(conn: &mut Conn, rows: &crate::sql::BatchRows<'_>) -> Result<(), StoreError> {
+pub(crate) async fn write_rows(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &crate::sql::BatchRows<'_>,
+) -> Result<(), StoreError> {
     use crate::sql::{
         ACTION_COLUMNS, ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, EVENT_COLUMNS,
         TIMELINE_COLUMNS, TRACE_COLUMNS, TRACE_CONFLICT, action_row, alert_conflict, alert_row,
@@ -185,6 +191,13 @@ fn migrator() -> Migrator {
                 .into_sql_str(),
             false,
         ),
+        Migration::new(
+            9,
+            "tokens and audit".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0009_tokens_audit.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -241,6 +254,30 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Runs `f` on a reader connection (the last committed state).
+    async fn read<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        f(&mut Conn::Sqlite(&mut conn)).await
+    }
+
+    /// Runs `f` in a transaction of the one writer connection and commits it.
+    async fn write<T, E: From<StoreError>>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut tx = self
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
+        let done = f(&mut Conn::Sqlite(&mut tx)).await?;
+        commit(&self.writer, tx).await?;
+        Ok(done)
+    }
+
     /// Puts alerts a transaction changed outside ingest (an incident link) into the writer's
     /// cache, so the next batch does not write their old state back.
     async fn recache(
@@ -256,7 +293,7 @@ impl SqliteStore {
         };
         let mut conn = self.writer.acquire().await?;
         let ids: Vec<&str> = alert_ids.iter().map(String::as_str).collect();
-        for alert in get_alerts(&mut conn, &ids).await? {
+        for alert in queries::get_alerts(&mut Conn::Sqlite(&mut conn), &ids).await? {
             cache.put(&alert);
         }
         // This process's own commit: the cache is right, not stale.
@@ -329,7 +366,13 @@ impl Store for SqliteStore {
         let cache = match &mut state.alerts {
             Some(cache) if fresh && cache.window == window => cache,
             slot => {
-                let cache = match load_all_current(&mut tx, since_ms, self.cache_max).await? {
+                let cache = match queries::load_all_current(
+                    &mut Conn::Sqlite(&mut tx),
+                    since_ms,
+                    self.cache_max,
+                )
+                .await?
+                {
                     Some(alerts) => {
                         tracing::info!(
                             alerts = alerts.len(),
@@ -357,13 +400,15 @@ impl Store for SqliteStore {
         cache.prune(history_before);
         let (mut current, missing) = cache.current(batch.iter().map(|p| &p.fingerprint));
         if !missing.is_empty() {
-            for (fingerprint, alert) in load_current(&mut tx, &missing, since_ms).await? {
+            for (fingerprint, alert) in
+                queries::load_current(&mut Conn::Sqlite(&mut tx), &missing, since_ms).await?
+            {
                 cache.put(&alert);
                 current.insert(fingerprint, alert);
             }
         }
-        let (outcomes, traces) = write_batch(
-            &mut tx,
+        let (outcomes, traces) = queries::write_batch(
+            &mut Conn::Sqlite(&mut tx),
             pipeline,
             silences,
             batch,
@@ -381,35 +426,40 @@ impl Store for SqliteStore {
     }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
-        get_event(&mut *self.reader.acquire().await?, id).await
+        self.read(async |c| queries::get_event(c, id).await).await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
-        list_events(&mut *self.reader.acquire().await?, query).await
+        self.read(async |c| queries::list_events(c, query).await)
+            .await
     }
 
     async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError> {
-        get_alert(&mut *self.reader.acquire().await?, id, false).await
+        self.read(async |c| queries::get_alert(c, id, false).await)
+            .await
     }
 
     async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
-        get_alerts(&mut *self.reader.acquire().await?, ids).await
+        self.read(async |c| queries::get_alerts(c, ids).await).await
     }
 
     async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {
-        get_events(&mut *self.reader.acquire().await?, ids).await
+        self.read(async |c| queries::get_events(c, ids).await).await
     }
 
     async fn flapping_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
-        list_flapping(&mut *self.reader.acquire().await?, limit).await
+        self.read(async |c| queries::list_flapping(c, limit).await)
+            .await
     }
 
     async fn alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
-        list_alerts(&mut *self.reader.acquire().await?, query).await
+        self.read(async |c| queries::list_alerts(c, query).await)
+            .await
     }
 
     async fn timeline(&self, alert_id: &str) -> Result<Vec<TimelineEntry>, StoreError> {
-        list_timeline(&mut *self.reader.acquire().await?, alert_id).await
+        self.read(async |c| queries::list_timeline(c, alert_id).await)
+            .await
     }
 
     async fn alert_events(
@@ -417,19 +467,23 @@ impl Store for SqliteStore {
         alert_id: &str,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        list_alert_events(&mut *self.reader.acquire().await?, alert_id, limit).await
+        self.read(async |c| queries::list_alert_events(c, alert_id, limit).await)
+            .await
     }
 
     async fn alert_actions(&self, alert_id: &str) -> Result<Vec<ActionRecord>, StoreError> {
-        list_alert_action_records(&mut *self.reader.acquire().await?, alert_id).await
+        self.read(async |c| dispatch::list_alert_action_records(c, alert_id).await)
+            .await
     }
 
     async fn actions(&self, query: &ActionQuery) -> Result<Page<ActionRecord>, StoreError> {
-        list_action_records(&mut *self.reader.acquire().await?, query).await
+        self.read(async |c| dispatch::list_action_records(c, query).await)
+            .await
     }
 
     async fn action(&self, id: &str) -> Result<Option<(ActionRecord, Vec<Attempt>)>, StoreError> {
-        get_action_record(&mut *self.reader.acquire().await?, id).await
+        self.read(async |c| dispatch::get_action_record(c, id).await)
+            .await
     }
 
     async fn claim_actions(
@@ -438,16 +492,16 @@ impl Store for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = claim_due(
-            &mut tx,
-            now.timestamp_millis(),
-            lease_until.timestamp_millis(),
-            limit,
-        )
-        .await?;
-        commit(&self.writer, tx).await?;
-        Ok(claimed)
+        self.write(async |c| {
+            dispatch::claim_due(
+                c,
+                now.timestamp_millis(),
+                lease_until.timestamp_millis(),
+                limit,
+            )
+            .await
+        })
+        .await
     }
 
     async fn recover_actions(
@@ -455,28 +509,26 @@ impl Store for SqliteStore {
         leases_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let recovered = recover_expired(
-            &mut tx,
-            leases_before.timestamp_millis(),
-            now.timestamp_millis(),
-        )
-        .await?;
-        commit(&self.writer, tx).await?;
-        Ok(recovered)
+        self.write(async |c| {
+            dispatch::recover_expired(c, leases_before.timestamp_millis(), now.timestamp_millis())
+                .await
+        })
+        .await
     }
 
     async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        for (record, finish) in items {
-            finish_in(&mut tx, record, finish).await?;
-        }
-        commit(&self.writer, tx).await?;
-        Ok(())
+        self.write(async |c| {
+            for (record, finish) in items {
+                dispatch::finish_in(c, record, finish).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
-        list_group_heads(&mut *self.reader.acquire().await?, limit).await
+        self.read(async |c| dispatch::list_group_heads(c, limit).await)
+            .await
     }
 
     async fn claim_group(
@@ -486,14 +538,11 @@ impl Store for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed =
-            claim_group_members(&mut tx, group_key, lease_until.timestamp_millis(), limit).await?;
-        if !claimed.is_empty() {
-            write_group_sent(&mut tx, group_key, now.timestamp_millis()).await?;
-        }
-        commit(&self.writer, tx).await?;
-        Ok(claimed)
+        let lease_until = lease_until.timestamp_millis();
+        self.write(async |c| {
+            dispatch::claim_group(c, group_key, now.timestamp_millis(), lease_until, limit).await
+        })
+        .await
     }
 
     async fn retry_action(
@@ -502,10 +551,8 @@ impl Store for SqliteStore {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<ActionRecord>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let record = retry_in(&mut tx, id, by, now.timestamp_millis()).await?;
-        commit(&self.writer, tx).await?;
-        Ok(record)
+        self.write(async |c| dispatch::retry_in(c, id, by, now.timestamp_millis()).await)
+            .await
     }
 
     async fn last_success(
@@ -513,7 +560,7 @@ impl Store for SqliteStore {
         action: &str,
         alert_id: &str,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
-        last_success(&mut *self.reader.acquire().await?, action, alert_id)
+        self.read(async |c| dispatch::last_success(c, action, alert_id).await)
             .await?
             .map(crate::sql::time)
             .transpose()
@@ -527,13 +574,9 @@ impl Store for SqliteStore {
         request: &vakt_core::alert::OperatorRequest,
     ) -> Result<Alert, OperateError> {
         let mut state = self.state.lock().await;
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(StoreError::from)?;
-        let alert = operate_in(&mut tx, pipeline, silences, alert_id, request).await?;
-        commit(&self.writer, tx).await?;
+        let alert = self
+            .write(async |c| queries::operate_in(c, pipeline, silences, alert_id, request).await)
+            .await?;
         if let Some(cache) = &mut state.alerts {
             cache.put(&alert);
         }
@@ -546,24 +589,21 @@ impl Store for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Escalation>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = claim_due_escalations(
-            &mut tx,
-            now.timestamp_millis(),
-            lease_until.timestamp_millis(),
-            limit,
-        )
-        .await?;
-        commit(&self.writer, tx).await?;
-        Ok(claimed)
+        self.write(async |c| {
+            escalate::claim_due_escalations(
+                c,
+                now.timestamp_millis(),
+                lease_until.timestamp_millis(),
+                limit,
+            )
+            .await
+        })
+        .await
     }
 
     async fn release_escalation_leases(&self) -> Result<u64, StoreError> {
-        let done =
-            sqlx::query("UPDATE escalations SET lease_until = NULL WHERE lease_until IS NOT NULL")
-                .execute(&self.writer)
-                .await?;
-        Ok(done.rows_affected())
+        self.write(async |c| escalate::release_leases(c).await)
+            .await
     }
 
     async fn fire_escalation(
@@ -572,15 +612,14 @@ impl Store for SqliteStore {
         fire: &Fire,
     ) -> Result<bool, StoreError> {
         let mut state = self.state.lock().await;
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let changed = match fire_in(&mut tx, pipeline.incidents(), fire).await? {
-            crate::escalate::Fired::Moved => {
-                tx.rollback().await?;
-                return Ok(false);
-            }
+        // A step that moved wrote nothing: committing the empty transaction is a rollback.
+        let fired = self
+            .write(async |c| escalate::fire_in(c, pipeline.incidents(), fire).await)
+            .await?;
+        let changed = match fired {
+            crate::escalate::Fired::Moved => return Ok(false),
             crate::escalate::Fired::Stored { incident_linked } => incident_linked,
         };
-        commit(&self.writer, tx).await?;
         if let (Some(alert), Some(cache)) = (changed, &mut state.alerts) {
             cache.put(&alert);
         }
@@ -588,7 +627,8 @@ impl Store for SqliteStore {
     }
 
     async fn escalation(&self, alert_id: &str) -> Result<Option<Escalation>, StoreError> {
-        get_escalation(&mut *self.reader.acquire().await?, alert_id).await
+        self.read(async |c| escalate::get_escalation(c, alert_id).await)
+            .await
     }
 
     async fn escalations(
@@ -596,7 +636,8 @@ impl Store for SqliteStore {
         status: Option<EscalationStatus>,
         limit: u32,
     ) -> Result<Vec<Escalation>, StoreError> {
-        list_escalations(&mut *self.reader.acquire().await?, status, limit).await
+        self.read(async |c| escalate::list_escalations(c, status, limit).await)
+            .await
     }
 
     async fn create_incident(
@@ -605,14 +646,10 @@ impl Store for SqliteStore {
         new: &NewIncident,
     ) -> Result<Incident, IncidentError> {
         let mut state = self.state.lock().await;
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(StoreError::from)?;
-        let incident =
-            create_incident_in(&mut tx, pipeline.incidents(), new, chrono::Utc::now()).await?;
-        commit(&self.writer, tx).await?;
+        let now = chrono::Utc::now();
+        let incident = self
+            .write(async |c| escalate::create_incident_in(c, pipeline.incidents(), new, now).await)
+            .await?;
         self.recache(&mut state, &new.alerts).await?;
         Ok(incident)
     }
@@ -624,20 +661,12 @@ impl Store for SqliteStore {
         change: &IncidentChange,
     ) -> Result<Incident, IncidentError> {
         let mut state = self.state.lock().await;
-        let mut tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(StoreError::from)?;
-        let incident = update_incident_in(
-            &mut tx,
-            pipeline.incidents(),
-            id,
-            change,
-            chrono::Utc::now(),
-        )
-        .await?;
-        commit(&self.writer, tx).await?;
+        let now = chrono::Utc::now();
+        let incident = self
+            .write(async |c| {
+                escalate::update_incident_in(c, pipeline.incidents(), id, change, now).await
+            })
+            .await?;
         self.recache(&mut state, &change.link).await?;
         Ok(incident)
     }
@@ -646,15 +675,18 @@ impl Store for SqliteStore {
         &self,
         id: &str,
     ) -> Result<Option<(Incident, Vec<IncidentEntry>)>, StoreError> {
-        incident_detail(&mut *self.reader.acquire().await?, id).await
+        self.read(async |c| escalate::incident_detail(c, id).await)
+            .await
     }
 
     async fn incidents(&self, query: &IncidentQuery) -> Result<Page<Incident>, StoreError> {
-        list_incidents(&mut *self.reader.acquire().await?, query).await
+        self.read(async |c| escalate::list_incidents(c, query).await)
+            .await
     }
 
     async fn incident_by_external(&self, external_id: &str) -> Result<Option<String>, StoreError> {
-        incident_id_by_external(&mut *self.reader.acquire().await?, external_id).await
+        self.read(async |c| escalate::incident_id_by_external(c, external_id).await)
+            .await
     }
 
     async fn claim_incident_syncs(
@@ -663,16 +695,16 @@ impl Store for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<(Incident, i64)>, StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let claimed = claim_syncs(
-            &mut tx,
-            now.timestamp_millis(),
-            lease_until.timestamp_millis(),
-            limit,
-        )
-        .await?;
-        commit(&self.writer, tx).await?;
-        Ok(claimed)
+        self.write(async |c| {
+            escalate::claim_syncs(
+                c,
+                now.timestamp_millis(),
+                lease_until.timestamp_millis(),
+                limit,
+            )
+            .await
+        })
+        .await
     }
 
     async fn finish_incident_sync(
@@ -681,19 +713,17 @@ impl Store for SqliteStore {
         version: i64,
         result: &SyncResult,
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        finish_sync_in(&mut tx, id, version, result, chrono::Utc::now()).await?;
-        commit(&self.writer, tx).await?;
-        Ok(())
+        let now = chrono::Utc::now();
+        self.write(async |c| escalate::finish_sync_in(c, id, version, result, now).await)
+            .await
     }
 
     async fn stats(&self) -> Result<Stats, StoreError> {
-        count_alerts(&mut *self.reader.acquire().await?).await
+        self.read(async |c| queries::count_alerts(c).await).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        self.read(async |c| queries::ping(c).await).await
     }
 
     async fn expired_alerts(
@@ -701,51 +731,48 @@ impl Store for SqliteStore {
         now: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<Alert>, StoreError> {
-        list_expired(
-            &mut *self.reader.acquire().await?,
-            now.timestamp_millis(),
-            limit,
-        )
-        .await
+        self.read(async |c| queries::list_expired(c, now.timestamp_millis(), limit).await)
+            .await
     }
 
     async fn put_silence(&self, silence: &vakt_core::silence::Silence) -> Result<(), StoreError> {
-        write_silence(&mut *self.writer.acquire().await?, silence).await
+        self.write(async |c| queries::write_silence(c, silence).await)
+            .await
     }
 
     async fn put_throttle(&self, key: &str, state: Option<&str>) -> Result<(), StoreError> {
         let now = chrono::Utc::now().timestamp_millis();
-        write_throttle(&mut *self.writer.acquire().await?, key, state, now).await
+        self.write(async |c| queries::write_throttle(c, key, state, now).await)
+            .await
     }
 
     async fn throttles(&self) -> Result<Vec<(String, String)>, StoreError> {
-        read_throttles(&mut *self.reader.acquire().await?).await
+        self.read(async |c| queries::read_throttles(c).await).await
     }
 
     async fn silence(&self, id: &str) -> Result<Option<vakt_core::silence::Silence>, StoreError> {
-        Ok(read_silences(&mut *self.reader.acquire().await?, Some(id))
+        Ok(self
+            .read(async |c| queries::read_silences(c, Some(id)).await)
             .await?
             .pop())
     }
 
     async fn silences(&self) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
-        read_silences(&mut *self.reader.acquire().await?, None).await
+        self.read(async |c| queries::read_silences(c, None).await)
+            .await
     }
 
     async fn beat(
         &self,
         heartbeat: &vakt_core::heartbeat::Heartbeat,
     ) -> Result<Option<vakt_core::heartbeat::Heartbeat>, StoreError> {
-        let mut conn = self.writer.acquire().await?;
-        let previous = read_heartbeats(&mut conn, Some(&heartbeat.name))
-            .await?
-            .pop();
-        write_heartbeat(&mut conn, heartbeat).await?;
-        Ok(previous)
+        self.write(async |c| queries::beat(c, heartbeat).await)
+            .await
     }
 
     async fn heartbeats(&self) -> Result<Vec<vakt_core::heartbeat::Heartbeat>, StoreError> {
-        read_heartbeats(&mut *self.reader.acquire().await?, None).await
+        self.read(async |c| queries::read_heartbeats(c, None).await)
+            .await
     }
 
     async fn put_override(
@@ -753,7 +780,8 @@ impl Store for SqliteStore {
         schedule: &str,
         item: &vakt_core::oncall::OverrideConfig,
     ) -> Result<(), StoreError> {
-        write_override(&mut *self.writer.acquire().await?, schedule, item).await
+        self.write(async |c| queries::write_override(c, schedule, item).await)
+            .await
     }
 
     async fn overrides(
@@ -761,16 +789,60 @@ impl Store for SqliteStore {
         schedule: &str,
         ending_after: DateTime<Utc>,
     ) -> Result<Vec<vakt_core::oncall::OverrideConfig>, StoreError> {
-        read_overrides(
-            &mut *self.reader.acquire().await?,
-            schedule,
-            ending_after.timestamp_millis(),
-        )
+        self.read(async |c| {
+            queries::read_overrides(c, schedule, ending_after.timestamp_millis()).await
+        })
         .await
     }
 
     async fn delete_override(&self, schedule: &str, id: &str) -> Result<bool, StoreError> {
-        remove_override(&mut *self.writer.acquire().await?, schedule, id).await
+        self.write(async |c| queries::remove_override(c, schedule, id).await)
+            .await
+    }
+
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        self.write(async |c| access::insert_token(c, token).await)
+            .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.read(async |c| access::token_by_hash(c, hash).await)
+            .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        self.read(async |c| access::list_tokens(c).await).await
+    }
+
+    async fn revoke_token(
+        &self,
+        id_or_name: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let at = at.timestamp_millis();
+        self.write(async |c| access::revoke_token(c, id_or_name, at).await)
+            .await
+    }
+
+    async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let at = at.timestamp_millis();
+        self.write(async |c| access::touch_token(c, id, at).await)
+            .await
+    }
+
+    async fn live_tokens(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
+        let now = now.timestamp_millis();
+        self.read(async |c| access::live_tokens(c, now).await).await
+    }
+
+    async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        self.write(async |c| access::insert_audit(c, entry).await)
+            .await
+    }
+
+    async fn audit_log(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
+        self.read(async |c| access::list_audit(c, query).await)
+            .await
     }
 
     async fn close(&self) {
@@ -883,7 +955,7 @@ mod tests {
             for fp in fingerprints.values() {
                 let (mut held, missing) = cache.current([fp]);
                 prop_assert!(missing.is_empty(), "the cache is complete here");
-                let from_db = load_current(&mut conn, &[fp], since_ms)
+                let from_db = queries::load_current(&mut Conn::Sqlite(&mut conn), &[fp], since_ms)
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?
                     .remove(fp);

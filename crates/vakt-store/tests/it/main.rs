@@ -114,6 +114,7 @@ macro_rules! story {
 }
 
 // The stories, a file each (declared after `story!`, which they use).
+mod access;
 mod cache;
 mod dispatch;
 mod escalation;
