@@ -4,6 +4,7 @@
 //! the clock and id source handed in), so the server, `vakt rules test` and replay all run the
 //! same code. This crate knows nothing about HTTP, SQL, sockets or files.
 
+pub mod access;
 pub mod alert;
 pub mod config;
 pub mod escalation;

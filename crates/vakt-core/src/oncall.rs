@@ -56,6 +56,14 @@ pub struct UserConfig {
     pub phone_webhook: Option<String>,
     #[serde(default)]
     pub teams: Vec<String>,
+    /// The user's role when signing in to the API: `viewer`, `responder` (the default),
+    /// `engineer` or `admin` (`vakt_core::access::ROLES`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The argon2id hash of the user's password (`vakt user hash` prints one); without it
+    /// the user cannot sign in with a password. Never shown by the API.
+    #[serde(default, skip_serializing)]
+    pub password_hash: Option<String>,
 }
 
 /// `[[schedules]]` as written.

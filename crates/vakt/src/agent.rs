@@ -566,6 +566,10 @@ async fn send_loop(
                     Answer::TooLarge => {
                         tracing::warn!(%status, events = body.len(), "the server finds the batch too large; sending fewer at a time");
                     }
+                    Answer::Retry if status.as_u16() == 401 || status.as_u16() == 403 => {
+                        let text = response.text().await.unwrap_or_default();
+                        tracing::warn!(%status, answer = %text, "the server wants a valid token with the ingest role ([agent] token; vakt token create --role ingest); keeping the events and retrying");
+                    }
                     Answer::Retry => {
                         tracing::warn!(%status, "the server did not take the events; keeping them and retrying");
                     }

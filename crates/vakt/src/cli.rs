@@ -90,6 +90,25 @@ vakt oncall ops-primary --at 2026-12-24T20:00:00+01:00\n  \
 vakt oncall ops-primary --weeks 2            # the shifts of the next two weeks\n  \
 vakt oncall ops-primary --weeks 8 --ics > oncall.ics   # for a calendar app")]
     Oncall(OncallArgs),
+    /// API tokens: create (shown once), list, revoke; works on the database directly
+    #[command(
+        subcommand,
+        long_about = "API tokens, managed on the machine vakt runs on (the database directly, \
+so the first admin token can be made before anyone can sign in).\n\n  \
+vakt token create --name admin --role admin\n  \
+vakt token create --name prometheus --role ingest --expires 365d\n  \
+vakt token create --name grafana --scope read:alerts --scope read:silences\n  \
+vakt token list\n  \
+vakt token revoke prometheus\n\n\
+The token is printed once; vakt keeps only its SHA-256. Send it as Authorization: Bearer \
+TOKEN, as the password of HTTP basic auth (amtool, Prometheus), or with --token / \
+VAKT_TOKEN to vakt's own commands. Exit 1 on a bad request, 2 when the database cannot be \
+opened."
+    )]
+    Token(TokenCommand),
+    /// Users: print an argon2id password hash for [[users]] password_hash
+    #[command(subcommand)]
+    User(UserCommand),
     /// Send a bounded load of events and measure: events/s, latency percentiles, errors
     #[command(
         long_about = "Send a fixed number of events to a vakt (loopback unless --target \
@@ -191,6 +210,44 @@ pub struct Remote {
     /// Seconds to wait for the server
     #[arg(long, default_value_t = 10)]
     pub timeout_secs: u64,
+    #[command(flatten)]
+    pub credential: Credential,
+}
+
+/// How a command signs in to a server that requires it.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Credential {
+    /// API token (vakt token create); sent as Authorization: Bearer
+    #[arg(
+        long,
+        env = "VAKT_TOKEN",
+        hide_env_values = true,
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// File holding the API token (its first line), instead of --token
+    #[arg(long, env = "VAKT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Credential {
+    /// The token to send, if any; a token file that cannot be read is an error.
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        use anyhow::Context as _;
+        if let Some(token) = &self.token {
+            return Ok(Some(token.trim().to_owned()));
+        }
+        let Some(path) = &self.token_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?;
+        Ok(text
+            .lines()
+            .next()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty()))
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -399,11 +456,83 @@ impl ServeArgs {
     }
 }
 
+/// Where the database is, for commands that open it directly.
+#[derive(Args, Debug)]
+pub struct StorageArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Directory of the embedded SQLite database [default: ./vakt-data, or storage.data_dir]
+    #[arg(long, env = "VAKT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (postgres://...) instead of the embedded database
+    #[arg(
+        long,
+        env = "VAKT_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Make a token and print it (once)
+    Create {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// A name to tell it by: prometheus, deploy-bot, alice-laptop
+        #[arg(long)]
+        name: String,
+        /// A role: viewer, responder, engineer, admin, ingest (repeatable)
+        #[arg(long)]
+        role: Vec<String>,
+        /// A scope such as read:alerts or write:silences (repeatable)
+        #[arg(long)]
+        scope: Vec<String>,
+        /// Whom it acts as (what `by` records) [default: the token's name]
+        #[arg(long)]
+        owner: Option<String>,
+        /// It stops working after this long: 90d, 12h, 30m
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Every token: name, owner, scopes, expiry, last use; never the token itself
+    List {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id or name: it stops working at once
+    Revoke {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The token's id or name
+        token: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Read a password from standard input and print its argon2id hash, for a [[users]]
+    /// entry's password_hash
+    #[command(
+        long_about = "Read a password from standard input (its first line) and print \
+its argon2id hash for the configuration file:\n\n  \
+vakt user hash < password.txt\n\n\
+[[users]]\nid = \"alice\"\nrole = \"responder\"\npassword_hash = \"$argon2id$v=19$...\"\n\n\
+Exit 1 when standard input holds no password."
+    )]
+    Hash,
+}
+
 #[derive(Args, Debug)]
 pub struct SendArgs {
     /// Server base URL
     #[arg(long, env = "VAKT_URL", default_value = "http://127.0.0.1:8470")]
     pub url: String,
+    #[command(flatten)]
+    pub credential: Credential,
     /// What the event is about: a host, a device, a service instance
     #[arg(long)]
     pub resource: String,
@@ -498,6 +627,8 @@ pub fn main() -> ExitCode {
             crate::agent::run(args)
         }
         Command::Oncall(args) => commands::remote::oncall(args),
+        Command::Token(command) => commands::access::token(command),
+        Command::User(command) => commands::access::user(command),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod agent;
+pub mod auth;
 pub mod cli;
 pub mod commands;
 pub mod config;

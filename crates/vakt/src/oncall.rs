@@ -107,6 +107,30 @@ impl Directory {
                     ),
                 });
             }
+            if let Some(role) = &user.role
+                && vakt_core::access::role_scopes(role).is_none()
+            {
+                let roles: Vec<&str> = vakt_core::access::ROLES.iter().map(|(r, _)| *r).collect();
+                errors.push(ConfigError {
+                    span: None,
+                    message: format!(
+                        "users.{}: role {role:?} is not one of {}",
+                        user.id,
+                        roles.join(", ")
+                    ),
+                });
+            }
+            if let Some(hash) = &user.password_hash
+                && !crate::auth::is_password_hash(hash)
+            {
+                errors.push(ConfigError {
+                    span: None,
+                    message: format!(
+                        "users.{}: password_hash is not an argon2id hash ($argon2id$v=19$...); make one with `vakt user hash`",
+                        user.id
+                    ),
+                });
+            }
             if ids.contains(&user.id.as_str()) {
                 errors.push(ConfigError {
                     span: None,
@@ -364,7 +388,8 @@ pub struct NewOverride {
     pub user: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// Who makes it.
+    /// Who makes it, where auth is off; otherwise the signed-in identity.
+    #[serde(default)]
     pub by: String,
 }
 
@@ -411,9 +436,11 @@ pub async fn list_overrides(
 pub async fn create_override(
     State(state): State<Arc<Deps>>,
     Path(name): Path<String>,
+    caller: crate::auth::Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<OverrideConfig>), ApiError> {
-    let new: NewOverride = parse_json(&body)?;
+    let mut new: NewOverride = parse_json(&body)?;
+    new.by = caller.by(&new.by);
     let directory = state.directory();
     if !directory.schedules.contains_key(&name) {
         return Err(ApiError::not_found(format!("no schedule named {name:?}")));

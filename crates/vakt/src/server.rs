@@ -22,7 +22,9 @@ use crate::http::{self, AppState, Reloaded};
 use crate::ingest::Ingest;
 use crate::live::{Live, Publisher, live, live_shared};
 use crate::metrics::{Metrics, ResultLabels};
-use crate::{actions, escalation, expiry, heartbeat, itsm, oncall, probes, silences, sources};
+use crate::{
+    actions, auth, escalation, expiry, heartbeat, itsm, oncall, probes, silences, sources,
+};
 
 /// Stored events the heartbeat monitor has not looked at yet, at most (more are dropped:
 /// the next event of the resource beats again).
@@ -248,17 +250,38 @@ pub async fn launch_with_listener(
         ),
         silences: Arc::clone(&silence_board),
     });
-    let extra = oncall::routes(Arc::clone(&oncall))
+    let auth = Arc::new(auth::Auth::new(
+        Arc::clone(&store),
+        views.directory.subscribe(),
+        auth::Settings {
+            setting: config.file.server.auth,
+            listen: Some(addr),
+            public_url: config.file.server.public_url.clone(),
+            allowed_hosts: config.file.server.allowed_hosts.clone(),
+        },
+    ));
+    match auth.check_start().await {
+        Ok(line) if config.file.server.auth == auth::Setting::None => tracing::warn!("{line}"),
+        Ok(line) => tracing::info!("{line}"),
+        Err(refusal) => anyhow::bail!("{refusal}"),
+    }
+    let extra = auth::routes(Arc::clone(&auth))
+        .merge(oncall::routes(Arc::clone(&oncall)))
         .merge(heartbeat::routes(Arc::clone(&heartbeats)))
         .merge(probes::routes(Arc::clone(&probes)))
         .merge(itsm::routes(Arc::clone(&itsm)))
         .merge(sources::alertmanager::routes(alertmanager))
         .merge(sources::pagerduty::routes(pagerduty));
-    let (router, doc) = http::router(
+    let (router, mut doc) = http::router(
         limits.body_bytes_max,
         Duration::from_secs(config.file.server.body_read_timeout_secs.max(1)),
         extra,
     );
+    auth::document(&mut doc);
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        Arc::clone(&auth),
+        auth::guard,
+    ));
     let openapi = doc
         .to_pretty_json()
         .context("serialising the OpenAPI document")?;
@@ -308,6 +331,9 @@ pub async fn launch_with_listener(
     let bound = listening.bound.clone();
     let mut background = JoinSet::new();
     background.spawn(reload_on_sighup(Arc::clone(&state)));
+    if config.file.server.auth == auth::Setting::None {
+        background.spawn(warn_auth_off(addr, stopped.clone()));
+    }
     background.spawn(await_task(silence_board.spawn(stopped.clone())));
     background.spawn(await_task(expiry::spawn(
         expiry::Deps {
@@ -424,4 +450,18 @@ async fn reload_on_sighup(state: Arc<AppState>) {
     }
     #[cfg(not(unix))]
     drop(state);
+}
+
+/// With `server.auth = "none"`, says so every hour: nobody should forget it is on.
+async fn warn_auth_off(addr: SocketAddr, mut stopped: watch::Receiver<bool>) {
+    const EVERY: Duration = Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => tracing::warn!(
+                %addr,
+                "AUTH IS OFF (server.auth = \"none\"): anyone who reaches vakt can read and change everything"
+            ),
+            _ = stopped.changed() => return,
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand; each returns `Result<(), Failure>` and leaves exit codes to `cli`.
 
+pub mod access;
 pub mod bench;
 pub mod remote;
 pub mod rules;

@@ -28,6 +28,7 @@ fn call_text(
     body: Option<Value>,
 ) -> Result<String, Failure> {
     let url = format!("{}{path}", remote.url.trim_end_matches('/'));
+    let token = remote.credential.token().map_err(Failure::user)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -40,6 +41,9 @@ fn call_text(
             .context("cannot build an HTTP client")
             .map_err(Failure::internal)?;
         let mut request = client.request(method, &url);
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }

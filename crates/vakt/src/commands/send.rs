@@ -23,6 +23,7 @@ pub fn run(args: SendArgs) -> Result<(), Failure> {
         )));
     }
     let url = format!("{}/api/v1/events", args.url.trim_end_matches('/'));
+    let token = args.credential.token().map_err(Failure::user)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -34,9 +35,11 @@ pub fn run(args: SendArgs) -> Result<(), Failure> {
             .build()
             .context("cannot build an HTTP client")
             .map_err(Failure::internal)?;
-        let response = client
-            .post(&url)
-            .json(&event)
+        let mut request = client.post(&url).json(&event);
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
+        }
+        let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))

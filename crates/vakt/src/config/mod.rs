@@ -137,6 +137,16 @@ pub struct ServerConfig {
     pub header_read_timeout_secs: u64,
     /// Seconds a client has to send a request's body.
     pub body_read_timeout_secs: u64,
+    /// Whether requests must carry a credential: `auto` (on, except on a loopback address
+    /// while no token and no user password exists), `required`, or `none` (anyone who
+    /// reaches the port can do everything; warned about).
+    pub auth: crate::auth::Setting,
+    /// The URL people and browsers reach vakt at (`https://vakt.example.com`): its host is
+    /// one vakt answers to, its origin the one browser writes may come from.
+    pub public_url: Option<String>,
+    /// More host names vakt answers to (besides IP addresses, `localhost` and the host of
+    /// `public_url`).
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -147,6 +157,9 @@ impl Default for ServerConfig {
             connections_max: 512,
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
+            auth: crate::auth::Setting::Auto,
+            public_url: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -268,6 +281,18 @@ impl Config {
         let mut doc = document::Document::parse(source).map_err(render)?;
         let mut errors = doc.unknown_sections(SECTIONS);
         let file = ConfigFile::read(&mut doc, &mut errors);
+        if let Some(url) = &file.server.public_url
+            && reqwest::Url::parse(url).map_or(true, |u| {
+                !matches!(u.scheme(), "http" | "https") || u.host().is_none()
+            })
+        {
+            errors.push(ConfigError {
+                span: None,
+                message: format!(
+                    "server.public_url: {url:?} is not an http(s) URL like https://vakt.example.com"
+                ),
+            });
+        }
         let listen_text = overrides
             .listen
             .clone()
@@ -432,6 +457,12 @@ impl Config {
         }
         if self.file.dispatch.concurrency != next.file.dispatch.concurrency {
             changed.push("dispatch.concurrency".to_owned());
+        }
+        if self.file.server.auth != next.file.server.auth
+            || self.file.server.public_url != next.file.server.public_url
+            || self.file.server.allowed_hosts != next.file.server.allowed_hosts
+        {
+            changed.push("server.auth, public_url, allowed_hosts".to_owned());
         }
         if self.file.server.shutdown_grace_secs != next.file.server.shutdown_grace_secs {
             changed.push("server.shutdown_grace_secs".to_owned());

@@ -11,6 +11,7 @@ use vakt_store::{ActionQuery, ActionRecord, ActionStatus, Attempt};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
+use crate::auth::Caller;
 
 /// A page of actions.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -89,6 +90,8 @@ pub async fn get_action(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetryBody {
+    /// Who asks, where auth is off; otherwise the signed-in identity.
+    #[serde(default)]
     pub by: String,
 }
 
@@ -104,9 +107,11 @@ pub struct RetryBody {
 pub async fn retry_action(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Json<ActionRecord>, ApiError> {
-    let body: RetryBody = parse_json(&body)?;
+    let mut body: RetryBody = parse_json(&body)?;
+    body.by = caller.by(&body.by);
     if body.by.trim().is_empty() {
         return Err(ApiError::field("by", "must name who asks"));
     }

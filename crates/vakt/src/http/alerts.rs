@@ -14,6 +14,7 @@ use vakt_store::{AlertQuery, Page};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
+use crate::auth::Caller;
 
 /// Events whose traces the alert detail shows, newest first.
 pub const TRACE_EVENTS_MAX: u32 = 50;
@@ -150,10 +151,12 @@ pub async fn get_alert(
     }))
 }
 
-/// Who acts, and why. Until authentication names the caller, `by` does.
+/// Who acts, and why. `by` is the signed-in identity; only where auth is off does the
+/// body's `by` name who acts.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OperatorBody {
+    #[serde(default)]
     pub by: String,
     #[serde(default)]
     pub comment: Option<String>,
@@ -163,6 +166,7 @@ pub struct OperatorBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
+    #[serde(default)]
     pub by: String,
     #[serde(default)]
     pub assignee: Option<String>,
@@ -211,10 +215,11 @@ macro_rules! operator_endpoint {
         pub async fn $name(
             State(state): State<Arc<AppState>>,
             Path(id): Path<String>,
+            caller: Caller,
             body: Bytes,
         ) -> Result<Json<Alert>, ApiError> {
             let body: OperatorBody = parse_json(&body)?;
-            operate(&state, &id, $action, body.by, body.comment).await
+            operate(&state, &id, $action, caller.by(&body.by), body.comment).await
         }
     };
 }
@@ -260,16 +265,18 @@ operator_endpoint!(
 pub async fn assign(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Json<Alert>, ApiError> {
     let body: AssignBody = parse_json(&body)?;
+    let by = caller.by(&body.by);
     operate(
         &state,
         &id,
         OperatorAction::Assign {
             assignee: body.assignee,
         },
-        body.by,
+        by,
         body.comment,
     )
     .await

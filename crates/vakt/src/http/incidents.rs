@@ -17,6 +17,7 @@ use vakt_store::{
 use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
+use crate::auth::Caller;
 
 /// Maps the store's refusal to HTTP: a missing incident 404, a field problem (`field: ...`)
 /// 400, a change the status rules forbid 409.
@@ -95,6 +96,8 @@ pub struct NewIncidentBody {
     /// Alert ids to link.
     #[serde(default)]
     pub alerts: Vec<String>,
+    /// Who, where auth is off; otherwise the signed-in identity.
+    #[serde(default)]
     pub by: String,
 }
 
@@ -108,9 +111,11 @@ pub struct NewIncidentBody {
 )]
 pub async fn create_incident(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Incident>), ApiError> {
-    let body: NewIncidentBody = parse_json(&body)?;
+    let mut body: NewIncidentBody = parse_json(&body)?;
+    body.by = caller.by(&body.by);
     if body.title.trim().is_empty() {
         return Err(ApiError::field("title", "must not be empty"));
     }
@@ -190,6 +195,8 @@ pub struct IncidentChangeBody {
     /// Alert ids to link.
     #[serde(default)]
     pub link: Vec<String>,
+    /// Who, where auth is off; otherwise the signed-in identity.
+    #[serde(default)]
     pub by: String,
 }
 
@@ -210,9 +217,11 @@ pub struct IncidentChangeBody {
 pub async fn update_incident(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    caller: Caller,
     body: Bytes,
 ) -> Result<Json<Incident>, ApiError> {
-    let body: IncidentChangeBody = parse_json(&body)?;
+    let mut body: IncidentChangeBody = parse_json(&body)?;
+    body.by = caller.by(&body.by);
     if body.by.trim().is_empty() {
         return Err(ApiError::field("by", "say who changes the incident"));
     }

@@ -42,6 +42,7 @@ pub use state::{AppState, Reload};
         (name = "incidents", description = "Incidents (ITIL), escalation policies and the escalations alerts climb, ITSM sync"),
         (name = "silences", description = "Time spans in which matching alerts are recorded but not acted on"),
         (name = "operations", description = "Health, readiness, metrics, reload"),
+        (name = "access", description = "Who am I, API tokens, the audit log (docs/security.md)"),
         (name = "peer protocols", description = "Other tools' APIs, spoken as they speak them")
     )
 )]

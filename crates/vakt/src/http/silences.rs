@@ -13,6 +13,7 @@ use vakt_core::silence::{Silence, SilenceState};
 use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
+use crate::auth::Caller;
 
 /// A silence as vakt shows it: matchers in Prometheus' text form.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -96,6 +97,8 @@ pub struct NewSilence {
     /// Seconds from the start, instead of `ends_at`.
     #[serde(default)]
     pub duration_secs: Option<u64>,
+    /// Who makes it, where auth is off; otherwise the signed-in identity.
+    #[serde(default)]
     pub created_by: String,
     #[serde(default)]
     pub comment: String,
@@ -111,9 +114,11 @@ pub struct NewSilence {
 )]
 pub async fn create_silence(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     body: Bytes,
 ) -> Result<(axum::http::StatusCode, Json<SilenceView>), ApiError> {
-    let new: NewSilence = parse_json(&body)?;
+    let mut new: NewSilence = parse_json(&body)?;
+    new.created_by = caller.by(&new.created_by);
     let now = Utc::now();
     let mut matchers = Vec::with_capacity(new.matchers.len());
     for (i, text) in new.matchers.iter().enumerate() {

@@ -798,6 +798,7 @@ struct PostableSilence {
     matchers: Vec<MatcherSpec>,
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
+    #[serde(default)]
     created_by: String,
     #[serde(default)]
     comment: String,
@@ -812,11 +813,16 @@ struct SilenceCreated {
 
 /// Create or update a silence (amtool silence add).
 #[utoipa::path(post, path = "/api/v2/silences", tag = "peer protocols", request_body(content = Object, description = "postableSilence"), responses((status = 200, body = Object), (status = 400, body = String), (status = 404, body = String)))]
-pub async fn post_silences(State(state): State<Arc<Deps>>, body: Bytes) -> Response {
-    let posted: PostableSilence = match serde_json::from_slice(&body) {
+pub async fn post_silences(
+    State(state): State<Arc<Deps>>,
+    caller: crate::auth::Caller,
+    body: Bytes,
+) -> Response {
+    let mut posted: PostableSilence = match serde_json::from_slice(&body) {
         Ok(posted) => posted,
         Err(error) => return bad_request(format!("invalid silence: {error}")),
     };
+    posted.created_by = caller.by(&posted.created_by);
     let now = Utc::now();
     let existing = match posted.id.as_deref().filter(|id| !id.is_empty()) {
         None => None,

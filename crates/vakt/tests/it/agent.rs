@@ -307,3 +307,115 @@ interval_secs = 1
     let expected: Vec<i64> = (1..=got.len() as i64).collect();
     assert_eq!(got, expected, "every run once, in order");
 }
+
+/// Against a server that requires auth, an agent without its token is refused (401) and
+/// keeps every event in its buffer; given the token, it delivers them all, in order.
+#[tokio::test]
+async fn an_agent_without_its_token_keeps_its_events_until_it_has_one() {
+    let work = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let data = work.path().join("data");
+    let server_config = work.path().join("server.toml");
+    std::fs::write(
+        &server_config,
+        format!(
+            "[server]\nauth = \"required\"\n\n[storage]\ndata_dir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .expect("config");
+    let make_token = |name: &str, role: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args([
+                "token", "create", "--name", name, "--role", role, "--config",
+            ])
+            .arg(&server_config)
+            .output()
+            .expect("vakt token create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let ingest = make_token("web1-agent", "ingest");
+    let reader = make_token("reader", "viewer");
+    let (script, counter) = counter_plugin(work.path());
+    let agent_config = work.path().join("agent.toml");
+    let write_agent = |token: Option<&str>| {
+        let token = token
+            .map(|t| format!("token = \"{t}\"\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &agent_config,
+            format!(
+                "[agent]\nname = \"web1\"\nserver = \"http://127.0.0.1:{port}\"\nbuffer_dir = \"{buffer}\"\n{token}\n[[probes]]\nname = \"counter\"\ntype = \"command\"\ncommand = [\"{script}\"]\ninterval_secs = 1\n",
+                buffer = work.path().join("buffer").display(),
+                script = script.display()
+            ),
+        )
+        .expect("agent config");
+    };
+    let _server = spawn_node_on(&server_config, None, port).await;
+    let stored = async || -> Vec<i64> {
+        let page: Value = reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{port}/api/v1/events?check=counter&limit=1000"
+            ))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        let mut items = page["items"].as_array().cloned().unwrap_or_default();
+        items.reverse();
+        items
+            .iter()
+            .filter_map(|e| {
+                e["event"]["metrics"]["seq"]
+                    .as_f64()
+                    .or_else(|| e["metrics"]["seq"].as_f64())
+            })
+            .map(|v| v as i64)
+            .collect()
+    };
+
+    write_agent(None);
+    let spawn_agent = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["agent", "--config"])
+            .arg(&agent_config)
+            .env("VAKT_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("agent starts")
+    };
+    let mut agent = spawn_agent();
+    eventually(20, "events wait in the buffer", || async {
+        (buffered_lines(&work.path().join("buffer")) >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        stored().await.is_empty(),
+        "nothing got in without the token"
+    );
+    let _ = agent.kill().await;
+    let runs = std::fs::read_to_string(&counter)
+        .unwrap_or_default()
+        .trim()
+        .parse::<i64>()
+        .unwrap_or(0);
+
+    write_agent(Some(&ingest));
+    let _agent = spawn_agent();
+    let got = eventually(30, "the buffered events delivered", || async {
+        let got = stored().await;
+        (got.last().copied().unwrap_or(0) >= runs).then_some(got)
+    })
+    .await;
+    let expected: Vec<i64> = (1..=got.len() as i64).collect();
+    assert_eq!(got, expected, "every event once, in order");
+}

@@ -1,5 +1,6 @@
 //! Integration tests of the server binary and library over real sockets, SQLite and PostgreSQL.
 
+mod access;
 mod actions;
 mod agent;
 mod alertmanager;

@@ -87,6 +87,7 @@ fn components_import_neither_the_assembler_nor_the_configuration() {
     rust_files(&src, &mut files);
     let components = [
         "actions/",
+        "auth.rs",
         "escalation.rs",
         "expiry.rs",
         "heartbeat.rs",

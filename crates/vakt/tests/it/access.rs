@@ -1,0 +1,549 @@
+//! Access control as clients meet it: the role x route matrix over the whole API, tokens
+//! that expire and are revoked, `by` taken from the identity, the audit log, the browser
+//! checks (cross-origin writes, `text/plain`, DNS rebinding), basic auth for amtool, the
+//! CLI's tokens, and the refusal to start open on a public address.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::harness::{TestServer, builtin_on_free_ports, decode};
+
+const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+/// The built-in configuration with auth required and an admin user `root` who signs in
+/// with [`ADMIN_PASSWORD`].
+fn locked_config() -> String {
+    let hash = vakt::auth::hash_password(ADMIN_PASSWORD).expect("hash");
+    builtin_on_free_ports().replace("[server]\n", "[server]\nauth = \"required\"\n")
+        + &format!(
+            "\n[[users]]\nid = \"root\"\nname = \"Root\"\nrole = \"admin\"\npassword_hash = \"{hash}\"\n"
+        )
+}
+
+impl TestServer {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.expect("request");
+        let headers = response.headers().clone();
+        let (status, value) = decode(response).await;
+        (status, value, headers)
+    }
+
+    /// A token for `scopes`, made through the API by `root` with basic auth.
+    async fn token(&self, name: &str, scopes: &[&str], owner: Option<&str>) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/v1/tokens"))
+            .basic_auth("root", Some(ADMIN_PASSWORD))
+            .json(&json!({"name": name, "scopes": scopes, "owner": owner}))
+            .send()
+            .await
+            .expect("create token");
+        let (status, body) = decode(response).await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+}
+
+#[tokio::test]
+async fn every_route_answers_each_role_as_the_table_says() {
+    let server = TestServer::with_config(Some(&locked_config())).await;
+    let roles = ["viewer", "responder", "engineer", "admin", "ingest"];
+    let mut tokens = BTreeMap::new();
+    for role in roles {
+        tokens.insert(
+            role,
+            server.token(&format!("{role}-token"), &[role], None).await,
+        );
+    }
+    let (_, doc) = server.get("/openapi.json").await;
+    let paths = doc["paths"].as_object().expect("paths");
+    let mut cells = 0;
+    for (path, item) in paths {
+        for (method, _) in item.as_object().expect("path item") {
+            let method: reqwest::Method = method.to_uppercase().parse().expect("method");
+            let need = vakt::auth::need(&method, path)
+                .unwrap_or_else(|| panic!("{method} {path} is missing from auth::ROUTES"));
+            let concrete = path
+                .replace("{id}", "01J0000000000000000000000X")
+                .replace("{name}", "nobody");
+            let body = (method != reqwest::Method::GET && method != reqwest::Method::DELETE)
+                .then(|| json!({}));
+            // Without a credential.
+            let (status, answer, _) = server
+                .send(method.clone(), &concrete, None, body.as_ref())
+                .await;
+            match need {
+                vakt::auth::Need::Scope(_) | vakt::auth::Need::SignedIn => {
+                    assert_eq!(
+                        status, 401,
+                        "{method} {path} without a credential: {answer}"
+                    );
+                }
+                _ => assert_ne!(status, 403, "{method} {path} is public: {answer}"),
+            }
+            for role in roles {
+                let (status, answer, _) = server
+                    .send(
+                        method.clone(),
+                        &concrete,
+                        Some(&tokens[role]),
+                        body.as_ref(),
+                    )
+                    .await;
+                cells += 1;
+                let scopes = vakt_core::access::role_scopes(role).expect("role");
+                match need {
+                    vakt::auth::Need::Scope(scope) if !scopes.contains(&scope) => assert_eq!(
+                        status, 403,
+                        "{method} {path} as {role} (lacks {scope}): {answer}"
+                    ),
+                    vakt::auth::Need::Own => {}
+                    _ => assert!(
+                        status != 401 && status != 403,
+                        "{method} {path} as {role}: {status} {answer}"
+                    ),
+                }
+            }
+        }
+    }
+    assert!(cells > 250, "the matrix walked {cells} cells");
+    // The document says what each route needs.
+    let ack = &doc["paths"]["/api/v1/alerts/{id}/ack"]["post"]["security"];
+    assert_eq!(ack[0]["bearer"], json!(["write:alerts"]), "{ack}");
+}
+
+#[tokio::test]
+async fn tokens_expire_and_revoked_ones_stop_at_once() {
+    let server = TestServer::with_config(Some(&locked_config())).await;
+    let viewer = server.token("reader", &["viewer"], None).await;
+    let (status, _, _) = server
+        .send(reqwest::Method::GET, "/api/v1/alerts", Some(&viewer), None)
+        .await;
+    assert_eq!(status, 200);
+
+    // Revoked through the API: the next request is refused.
+    let response = server
+        .client
+        .delete(server.url("/api/v1/tokens/reader"))
+        .basic_auth("root", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(response.status(), 200);
+    let (status, answer, headers) = server
+        .send(reqwest::Method::GET, "/api/v1/alerts", Some(&viewer), None)
+        .await;
+    assert_eq!(status, 401, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("revoked"),
+        "{answer}"
+    );
+    assert!(headers.contains_key("www-authenticate"));
+
+    // One that expires in a second works, then does not.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let response = server
+        .client
+        .post(server.url("/api/v1/tokens"))
+        .basic_auth("root", Some(ADMIN_PASSWORD))
+        .json(&json!({"name": "brief", "scopes": ["viewer"], "expires_at": soon}))
+        .send()
+        .await
+        .expect("create");
+    let (status, created) = decode(response).await;
+    assert_eq!(status, 201, "{created}");
+    let brief = created["token"].as_str().expect("token").to_owned();
+    assert!(
+        created.get("hash").is_none(),
+        "the hash is never shown: {created}"
+    );
+    let (status, _, _) = server
+        .send(reqwest::Method::GET, "/api/v1/alerts", Some(&brief), None)
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    let (status, answer, _) = server
+        .send(reqwest::Method::GET, "/api/v1/alerts", Some(&brief), None)
+        .await;
+    assert_eq!(status, 401);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("expired"),
+        "{answer}"
+    );
+
+    // A wrong password and an unknown token are refused; a responder cannot mint an admin.
+    let response = server
+        .client
+        .get(server.url("/api/v1/alerts"))
+        .basic_auth("root", Some("guess"))
+        .send()
+        .await
+        .expect("guess");
+    assert_eq!(response.status(), 401);
+    let (status, _, _) = server
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/alerts",
+            Some("vakt_0000"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+    let responder = server.token("ops", &["responder"], Some("alice")).await;
+    let (status, answer, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/tokens",
+            Some(&responder),
+            Some(&json!({"name": "escalate", "scopes": ["admin"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("more rights than its creator"),
+        "{answer}"
+    );
+}
+
+#[tokio::test]
+async fn who_acted_comes_from_the_identity_and_the_audit_log_keeps_it() {
+    let server = TestServer::with_config(Some(&locked_config())).await;
+    let agent = server.token("agent", &["ingest"], Some("db-agent")).await;
+    let alice = server
+        .token("alice-laptop", &["responder"], Some("alice"))
+        .await;
+    let (status, answer, _) = server
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/events",
+            Some(&agent),
+            Some(&json!({"resource": "db01", "check": "disk", "severity": "major", "summary": "full"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let mut alert_id = None;
+    for _ in 0..100 {
+        let (_, alerts, _) = server
+            .send(reqwest::Method::GET, "/api/v1/alerts", Some(&alice), None)
+            .await;
+        if let Some(id) = alerts["items"][0]["id"].as_str() {
+            alert_id = Some(id.to_owned());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let alert_id = alert_id.expect("the alert opened");
+    // The body claims someone else: the identity wins.
+    let (status, alert, _) = server
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/alerts/{alert_id}/ack"),
+            Some(&alice),
+            Some(&json!({"by": "mallory", "comment": "on it"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{alert}");
+    assert_eq!(alert["acknowledged_by"], "alice", "{alert}");
+    // The ingest token cannot ack.
+    let (status, _, _) = server
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/alerts/{alert_id}/resolve"),
+            Some(&agent),
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let response = server
+        .client
+        .get(server.url("/api/v1/audit"))
+        .basic_auth("root", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("audit");
+    let (status, audit) = decode(response).await;
+    assert_eq!(status, 200, "{audit}");
+    let items = audit["items"].as_array().expect("items");
+    let ack = items
+        .iter()
+        .find(|e| e["path"] == "/api/v1/alerts/{id}/ack")
+        .unwrap_or_else(|| panic!("the ack is in the audit log: {audit}"));
+    assert_eq!(ack["actor"], "alice (token alice-laptop)");
+    assert_eq!(ack["status"], 200);
+    assert_eq!(ack["remote"], "127.0.0.1");
+    let refused = items
+        .iter()
+        .find(|e| e["path"] == "/api/v1/alerts/{id}/resolve")
+        .unwrap_or_else(|| panic!("the refused resolve is in the audit log: {audit}"));
+    assert_eq!(refused["status"], 403);
+    assert!(
+        items.iter().all(|e| e["path"] != "/api/v1/events"),
+        "ingest is not audited: {audit}"
+    );
+    // A viewer may not read the audit log.
+    let viewer = server.token("viewer", &["viewer"], None).await;
+    let (status, _, _) = server
+        .send(reqwest::Method::GET, "/api/v1/audit", Some(&viewer), None)
+        .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn browsers_cannot_write_across_origins_or_rebind_names() {
+    // Even the open first-run server checks these.
+    let server = TestServer::start().await;
+    let (status, _, headers) = server
+        .send(reqwest::Method::GET, "/api/v1/alerts", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers.get("x-vakt-auth").map(|v| v.as_bytes()),
+        Some(&b"off"[..])
+    );
+
+    let silence =
+        json!({"matchers": ["service=\"billing\""], "duration_secs": 3600, "created_by": "x"});
+    // A cross-site form or fetch: text/plain is refused before anything runs.
+    let (status, answer) = server
+        .post_raw(
+            "/api/v1/silences",
+            "text/plain",
+            silence.to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(status, 415, "{answer}");
+    let response = server
+        .client
+        .post(server.url("/api/v1/silences"))
+        .header("origin", "http://evil.example")
+        .json(&silence)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 403);
+    let response = server
+        .client
+        .post(server.url("/-/reload"))
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 403);
+    // DNS rebinding: a name vakt does not know.
+    let response = server
+        .client
+        .get(server.url("/api/v1/alerts"))
+        .header("host", "evil.example:8470")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 421);
+    // None of it made a silence; a same-origin JSON write does.
+    let (_, silences) = server.get("/api/v1/silences").await;
+    assert_eq!(
+        silences["items"].as_array().map(Vec::len),
+        Some(0),
+        "{silences}"
+    );
+    let origin = server.base.clone();
+    let response = server
+        .client
+        .post(server.url("/api/v1/silences"))
+        .header("origin", origin)
+        .json(&silence)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 201);
+    // A wrong credential is refused even where auth is off.
+    let (status, _, _) = server
+        .send(
+            reqwest::Method::GET,
+            "/api/v1/alerts",
+            Some("vakt_nope"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn a_public_address_without_credentials_does_not_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let overrides = vakt::config::Overrides {
+        listen: None,
+        data_dir: Some(dir.path().join("data")),
+        database_url: None,
+    };
+    let path = dir.path().join("vakt.toml");
+    std::fs::write(&path, builtin_on_free_ports()).expect("write");
+    let config = vakt::config::Config::load(Some(&path), &overrides).expect("config");
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
+    let refused = vakt::server::launch_with_listener(listener, config, overrides.clone())
+        .await
+        .err()
+        .expect("refused");
+    let message = format!("{refused:#}");
+    assert!(message.contains("nobody can sign in"), "{message}");
+    assert!(message.contains("vakt token create"), "{message}");
+
+    // With auth = "none" written, it starts (and warns).
+    std::fs::write(
+        &path,
+        builtin_on_free_ports().replace("[server]\n", "[server]\nauth = \"none\"\n"),
+    )
+    .expect("write");
+    let config = vakt::config::Config::load(Some(&path), &overrides).expect("config");
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0")
+        .await
+        .expect("bind");
+    let server = vakt::server::launch_with_listener(listener, config, overrides)
+        .await
+        .expect("starts with auth none");
+    server.shutdown();
+    server.wait().await.expect("stops");
+}
+
+/// amtool with an http config file (basic auth, a token as the password) queries and
+/// silences an authenticated vakt; without it, it is refused. The CLI's own token works.
+#[tokio::test]
+async fn amtool_and_the_cli_sign_in() {
+    let server = TestServer::with_config(Some(&locked_config())).await;
+    let dir = tempfile::tempdir().expect("dir");
+    // The token is made with the real binary, on the database, as an operator would.
+    let bin = env!("CARGO_BIN_EXE_vakt");
+    let made = std::process::Command::new(bin)
+        .args([
+            "token",
+            "create",
+            "--name",
+            "amtool",
+            "--role",
+            "responder",
+            "--owner",
+            "carol",
+        ])
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .arg("--config")
+        .arg(server.config_path())
+        .output()
+        .expect("vakt token create");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let token = String::from_utf8_lossy(&made.stdout).trim().to_owned();
+    assert!(token.starts_with("vakt_"), "{token}");
+
+    let http_config = dir.path().join("http.yml");
+    std::fs::write(
+        &http_config,
+        format!("basic_auth:\n  username: carol\n  password: {token}\n"),
+    )
+    .expect("write");
+    // The server runs in this test's runtime: clients run as child processes awaited
+    // without blocking it.
+    let amtool = async |with_auth: bool, args: &[&str]| {
+        let mut command = tokio::process::Command::new("amtool");
+        command.arg(format!("--alertmanager.url={}", server.base));
+        if with_auth {
+            command.arg(format!("--http.config.file={}", http_config.display()));
+        }
+        command.args(args).output().await.expect("amtool runs")
+    };
+    let refused = amtool(false, &["silence", "query"]).await;
+    assert!(
+        !refused.status.success(),
+        "amtool without credentials is refused"
+    );
+    let added = amtool(
+        true,
+        &[
+            "silence",
+            "add",
+            "service=billing",
+            "--duration=1h",
+            "--comment=maintenance",
+            "--author=someone-else",
+        ],
+    )
+    .await;
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let listed = amtool(true, &["silence", "query", "-o", "extended"]).await;
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains("carol"),
+        "the silence's author is the token's owner: {text}"
+    );
+
+    // vakt's own commands take --token.
+    let out = tokio::process::Command::new(bin)
+        .args(["silence", "list", "--url", &server.base, "--token", &token])
+        .output()
+        .await
+        .expect("vakt silence list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = tokio::process::Command::new(bin)
+        .args(["silence", "list", "--url", &server.base])
+        .env_remove("VAKT_TOKEN")
+        .output()
+        .await
+        .expect("vakt silence list");
+    assert_eq!(out.status.code(), Some(1), "refused without a token");
+
+    // Revoked with the CLI: amtool stops at once.
+    let revoked = std::process::Command::new(bin)
+        .args(["token", "revoke", "amtool", "--data-dir"])
+        .arg(server.data_dir())
+        .arg("--config")
+        .arg(server.config_path())
+        .output()
+        .expect("vakt token revoke");
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert!(!amtool(true, &["silence", "query"]).await.status.success());
+}
