@@ -222,3 +222,93 @@ pub(crate) async fn list_audit(
     )
     .await
 }
+
+/// A console session as stored: known by the SHA-256 of its cookie value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    pub hash: String,
+    pub user: String,
+    /// What the session's pages send with every write (`X-CSRF-Token`).
+    pub csrf: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    /// The absolute end, whatever the activity.
+    pub expires_at: DateTime<Utc>,
+    pub remote: Option<String>,
+}
+
+fn session_from_row(row: &Row) -> Result<SessionRecord, StoreError> {
+    Ok(SessionRecord {
+        hash: row.try_get("hash")?,
+        user: row.try_get("user_id")?,
+        csrf: row.try_get("csrf")?,
+        created_at: time(row.try_get("created_at")?)?,
+        last_seen_at: time(row.try_get("last_seen_at")?)?,
+        expires_at: time(row.try_get("expires_at")?)?,
+        remote: row.try_get("remote")?,
+    })
+}
+
+/// Stores a new session, dropping sessions that ended before `now_ms` on the way.
+pub(crate) async fn insert_session(
+    conn: &mut Conn<'_>,
+    session: &SessionRecord,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    query("DELETE FROM sessions WHERE expires_at <= $1")
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    query(
+        "INSERT INTO sessions (hash, user_id, csrf, created_at, last_seen_at, expires_at, remote) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(session.hash.as_str())
+    .bind(session.user.as_str())
+    .bind(session.csrf.as_str())
+    .bind(ms(session.created_at))
+    .bind(ms(session.last_seen_at))
+    .bind(ms(session.expires_at))
+    .bind(session.remote.as_deref())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn session_by_hash(
+    conn: &mut Conn<'_>,
+    hash: &str,
+) -> Result<Option<SessionRecord>, StoreError> {
+    query(
+        "SELECT hash, user_id, csrf, created_at, last_seen_at, expires_at, remote \
+         FROM sessions WHERE hash = $1",
+    )
+    .bind(hash)
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(session_from_row)
+    .transpose()
+}
+
+pub(crate) async fn touch_session(
+    conn: &mut Conn<'_>,
+    hash: &str,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    query("UPDATE sessions SET last_seen_at = $1 WHERE hash = $2")
+        .bind(at_ms)
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Ends a session; `false` when there was none.
+pub(crate) async fn delete_session(conn: &mut Conn<'_>, hash: &str) -> Result<bool, StoreError> {
+    let done = query("DELETE FROM sessions WHERE hash = $1")
+        .bind(hash)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}

@@ -36,7 +36,7 @@ use vakt_core::{
     Alert, AlertStatus, Category, Correlated, Pipeline, Prepared, Severity, TimelineEntry,
 };
 
-pub use access::{AuditEntry, AuditQuery, TokenRecord};
+pub use access::{AuditEntry, AuditQuery, SessionRecord, TokenRecord};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -328,6 +328,18 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// A page of the audit log, newest first.
     async fn audit_log(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError>;
+    /// Stores a new console session (and forgets sessions that ended before `now`).
+    async fn put_session(
+        &self,
+        session: &SessionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The session with this SHA-256 hash.
+    async fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// Notes a session's activity.
+    async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Ends a session; `false` when there was none.
+    async fn end_session(&self, hash: &str) -> Result<bool, StoreError>;
     /// Claims up to `limit` escalations whose step is due, until `lease_until` (exactly one
     /// node, of however many, gets each).
     async fn claim_escalations(

@@ -18,7 +18,7 @@ use vakt_core::incident::{Incident, IncidentEntry};
 use vakt_core::pipeline::EventRecord;
 use vakt_core::{Alert, Fingerprint, TimelineEntry};
 
-use crate::access::{self, AuditEntry, AuditQuery, TokenRecord};
+use crate::access::{self, AuditEntry, AuditQuery, SessionRecord, TokenRecord};
 use crate::db::Conn;
 use crate::dispatch::{ActionQuery, ActionRecord, Attempt, Finish, GroupHead};
 use crate::escalate::{
@@ -102,6 +102,13 @@ fn migrator() -> Migrator {
             "tokens and audit".into(),
             MigrationType::Simple,
             include_str!("../migrations/postgres/0009_tokens_audit.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            10,
+            "sessions".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0010_sessions.sql").into_sql_str(),
             false,
         ),
     ])
@@ -603,6 +610,32 @@ impl Store for PostgresStore {
 
     async fn audit_log(&self, query: &AuditQuery) -> Result<Page<AuditEntry>, StoreError> {
         self.read(async |c| access::list_audit(c, query).await)
+            .await
+    }
+
+    async fn put_session(
+        &self,
+        session: &SessionRecord,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = now.timestamp_millis();
+        self.write(async |c| access::insert_session(c, session, now).await)
+            .await
+    }
+
+    async fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
+        self.read(async |c| access::session_by_hash(c, hash).await)
+            .await
+    }
+
+    async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let at = at.timestamp_millis();
+        self.write(async |c| access::touch_session(c, hash, at).await)
+            .await
+    }
+
+    async fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
+        self.write(async |c| access::delete_session(c, hash).await)
             .await
     }
 

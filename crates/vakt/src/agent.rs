@@ -39,6 +39,13 @@ pub struct AgentConfig {
     /// Sent as `Authorization: Bearer ...`.
     #[serde(default)]
     pub token: Option<String>,
+    /// A file holding the token (its first line), instead of `token`; without either, the
+    /// environment's `VAKT_TOKEN`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA certificate to trust for an https:// server (besides the system's).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(default = "default_buffer_dir")]
     pub buffer_dir: PathBuf,
     #[serde(default = "default_buffer_max")]
@@ -372,8 +379,21 @@ pub fn run(args: AgentArgs) -> Result<(), Failure> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))
         .map_err(Failure::user)?;
-    let file = load(&args.config.display().to_string(), &text)
+    let mut file = load(&args.config.display().to_string(), &text)
         .map_err(|lines| Failure::user(anyhow!("{}", lines.join("\n"))))?;
+    if file.agent.token.is_none() {
+        file.agent.token = match &file.agent.token_file {
+            Some(path) => crate::cli::Credential {
+                token_file: Some(path.clone()),
+                ..Default::default()
+            }
+            .token()
+            .map_err(Failure::user)?,
+            None => std::env::var("VAKT_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty()),
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -432,7 +452,7 @@ async fn agent(file: AgentFile) -> anyhow::Result<()> {
             }
         })
     };
-    let client = reqwest::Client::builder()
+    let client = crate::cli::trusting(reqwest::Client::builder(), config.ca_file.as_deref())?
         .timeout(Duration::from_secs(config.request_timeout_secs.max(1)))
         .build()
         .context("building an HTTP client")?;

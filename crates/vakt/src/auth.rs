@@ -168,6 +168,11 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/api/v1/tokens", SignedIn),
     ("DELETE", "/api/v1/tokens/{id}", SignedIn),
     ("GET", "/api/v1/audit", Scope("read:audit")),
+    ("GET", "/api/v1/session", SignedIn),
+    ("POST", "/api/v1/session", Public),
+    ("DELETE", "/api/v1/session", Public),
+    ("GET", "/login", Public),
+    ("GET", "/login.js", Public),
 ];
 
 /// What `method path` needs (`path` as routed: `/api/v1/alerts/{id}`); `None` for a route
@@ -190,7 +195,15 @@ pub fn need(method: &Method, path: &str) -> Option<Need> {
 pub enum Via {
     Password,
     Token,
+    /// A TLS client certificate signed by `server.tls_client_ca`.
+    Certificate,
+    /// A console session (a cookie from signing in with a password).
+    Session,
 }
+
+/// The common name of the verified TLS client certificate the connection showed.
+#[derive(Debug, Clone)]
+pub struct ClientCertificate(pub String);
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -202,6 +215,9 @@ pub struct Identity {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
     pub scopes: Vec<String>,
+    /// The CSRF token a session's writes must carry (`X-CSRF-Token`).
+    #[serde(skip)]
+    pub csrf: Option<String>,
 }
 
 impl Identity {
@@ -243,7 +259,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 /// `[server]` settings access control reads.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     pub setting: Setting,
     /// The address vakt listens on.
@@ -252,6 +268,12 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// `server.allowed_hosts`: more names vakt answers to.
     pub allowed_hosts: Vec<String>,
+    /// A console session ends after this long without a request...
+    pub session_idle: Duration,
+    /// ...and after this long in any case.
+    pub session_max: Duration,
+    /// Whether the session cookie is `Secure` (vakt serves HTTPS).
+    pub secure_cookies: bool,
 }
 
 /// How long a live-token count is trusted while auth is automatic (a first token created
@@ -494,6 +516,65 @@ impl Auth {
             via: Via::Token,
             token: Some(record.name),
             scopes: record.scopes,
+            csrf: None,
+        })
+    }
+
+    /// How often a session's last use is written at most: a minute, or a quarter of the
+    /// idle limit when that is shorter (an active session must not look idle).
+    fn session_touch_every(&self) -> Duration {
+        (self.settings.session_idle / 4).min(Duration::from_secs(60))
+    }
+
+    /// The identity of a console session (its cookie's value), or why it cannot be used.
+    async fn session(&self, cookie: &str) -> Result<Identity, ApiError> {
+        let hash = token_hash(cookie);
+        let record = self
+            .store
+            .session(&hash)
+            .await
+            .map_err(|e| ApiError::internal("reading a session", e))?
+            .ok_or_else(|| ApiError::unauthorized("the session ended; sign in again"))?;
+        let now = chrono::Utc::now();
+        let idle =
+            chrono::Duration::from_std(self.settings.session_idle).unwrap_or(chrono::Duration::MAX);
+        if record.expires_at <= now || now - record.last_seen_at > idle {
+            let _ = self.store.end_session(&hash).await;
+            return Err(ApiError::unauthorized("the session ended; sign in again"));
+        }
+        let directory = self.directory.get();
+        let Some(user) = directory
+            .users
+            .iter()
+            .find(|u| u.id == record.user && u.password_hash.is_some())
+        else {
+            return Err(ApiError::unauthorized(
+                "the session's user can no longer sign in",
+            ));
+        };
+        let touch = {
+            let mut touched = locked(&self.touched);
+            if touched.len() >= CACHE_ENTRIES_MAX {
+                touched.clear();
+            }
+            let key = format!("session {hash}");
+            let due = touched
+                .get(&key)
+                .is_none_or(|at| at.elapsed() >= self.session_touch_every());
+            if due {
+                touched.insert(key, Instant::now());
+            }
+            due
+        };
+        if touch && let Err(error) = self.store.touch_session(&hash, now).await {
+            tracing::warn!(%error, "cannot note the session's use");
+        }
+        Ok(Identity {
+            name: user.id.clone(),
+            via: Via::Session,
+            token: None,
+            scopes: role_of(user),
+            csrf: Some(record.csrf),
         })
     }
 
@@ -506,17 +587,13 @@ impl Auth {
                 "wrong user name or password (or the user has no password_hash)",
             ));
         };
-        let role = found.role.clone().unwrap_or_else(|| "responder".to_owned());
-        let scopes: Vec<String> = vakt_core::access::role_scopes(&role)
-            .unwrap_or_default()
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
+        let scopes = role_of(found);
         let identity = Identity {
             name: user.to_owned(),
             via: Via::Password,
             token: None,
             scopes,
+            csrf: None,
         };
         let key: [u8; 32] =
             Sha256::digest(format!("{user}\u{0}{password}\u{0}{hash}").as_bytes()).into();
@@ -543,14 +620,25 @@ impl Auth {
         Ok(identity)
     }
 
-    /// The identity the request's `Authorization` header names; `Ok(None)` without one.
+    /// The identity the request's `Authorization` header names, or else its connection's
+    /// client certificate (an ingest identity); `Ok(None)` without either.
     async fn identify(
         &self,
         headers: &HeaderMap,
         remote: &str,
+        certificate: Option<&ClientCertificate>,
     ) -> Result<Option<Identity>, ApiError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Ok(None);
+            if let Some(session) = session_cookie(headers) {
+                return self.session(session).await.map(Some);
+            }
+            return Ok(certificate.map(|c| Identity {
+                name: c.0.clone(),
+                via: Via::Certificate,
+                token: None,
+                scopes: vec!["ingest:events".to_owned()],
+                csrf: None,
+            }));
         };
         let value = value
             .to_str()
@@ -622,6 +710,32 @@ impl Auth {
             tracing::error!(%error, path, "cannot write the audit log");
         }
     }
+}
+
+/// The scopes of a user's role (`responder` when none is configured).
+fn role_of(user: &vakt_core::oncall::UserConfig) -> Vec<String> {
+    let role = user.role.as_deref().unwrap_or("responder");
+    vakt_core::access::role_scopes(role)
+        .unwrap_or_default()
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+
+/// The console session cookie.
+pub const SESSION_COOKIE: &str = "vakt_session";
+
+/// The value of the session cookie, if the request carries one.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|value| !value.is_empty())
 }
 
 /// The name part of a Host header (`[::1]:8470` -> `::1`, `Vakt.example:80` -> `vakt.example`).
@@ -782,13 +896,27 @@ async fn admit(
     let identity = if need == Some(Own) {
         None
     } else {
-        match auth.identify(request.headers(), remote).await {
+        let certificate = request.extensions().get::<ClientCertificate>();
+        match auth.identify(request.headers(), remote, certificate).await {
             Ok(identity) => identity,
             Err(error) => return refuse(error),
         }
     };
     if let Some(identity) = &identity {
         *actor = identity.actor();
+        if is_write(&method)
+            && let Some(csrf) = &identity.csrf
+            && request
+                .headers()
+                .get("x-csrf-token")
+                .is_none_or(|sent| sent.as_bytes() != csrf.as_bytes())
+            && path != Some("/api/v1/session")
+        {
+            return refuse(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "a write signed in with the session cookie needs its X-CSRF-Token header (GET /api/v1/session gives it)",
+            ));
+        }
     }
     let Some(need) = need else {
         return refuse(ApiError::internal(
@@ -835,8 +963,228 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(revoke_token))
         .routes(routes!(audit_log))
+        .routes(routes!(current_session, sign_in, sign_out))
+        .route("/login", axum::routing::get(login_page))
+        .route("/login.js", axum::routing::get(login_script))
         .with_state(auth)
 }
+
+/// Signing in to the console.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    pub user: String,
+    pub password: String,
+}
+
+/// A console session, as its pages see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionView {
+    pub user: String,
+    pub scopes: Vec<String>,
+    /// Send it as `X-CSRF-Token` with every write.
+    pub csrf_token: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+fn random_hex() -> Result<String, ApiError> {
+    new_token()
+        .map(|t| t.trim_start_matches(TOKEN_PREFIX).to_owned())
+        .map_err(|e| ApiError::internal("making a session", e))
+}
+
+/// Sign in with a user's password: a new session (any session the browser held ends),
+/// its cookie (`HttpOnly`, `SameSite=Lax`, `Secure` over HTTPS) and its CSRF token.
+#[utoipa::path(post, path = "/api/v1/session", tag = "access", request_body = SignIn,
+    responses((status = 201, body = SessionView), (status = 401, body = crate::http::ErrorBody), (status = 429, body = crate::http::ErrorBody)))]
+pub async fn sign_in(
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let asked: SignIn = crate::http::parse_json(&body)?;
+    let remote = connect.map_or_else(|| "unknown".to_owned(), |c| c.0.0.ip().to_string());
+    let (address_key, user_key) = (format!("address {remote}"), format!("user {}", asked.user));
+    if auth.throttled(&address_key) || auth.throttled(&user_key) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed sign-ins; wait a minute",
+        ));
+    }
+    let identity = match auth.password(&asked.user, &asked.password).await {
+        Ok(identity) => identity,
+        Err(error) => {
+            auth.failed(&address_key);
+            auth.failed(&user_key);
+            tracing::info!(user = %asked.user, remote, "failed sign-in");
+            return Err(error);
+        }
+    };
+    // Rotation: the session the browser came with (if any) ends; a new one begins.
+    if let Some(old) = session_cookie(&headers) {
+        let _ = auth.store.end_session(&token_hash(old)).await;
+    }
+    let now = chrono::Utc::now();
+    let cookie = random_hex()?;
+    let csrf = random_hex()?;
+    let max =
+        chrono::Duration::from_std(auth.settings.session_max).unwrap_or(chrono::Duration::days(7));
+    let record = vakt_store::SessionRecord {
+        hash: token_hash(&cookie),
+        user: identity.name.clone(),
+        csrf: csrf.clone(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + max,
+        remote: Some(remote.clone()),
+    };
+    auth.store
+        .put_session(&record, now)
+        .await
+        .map_err(|e| ApiError::internal("storing a session", e))?;
+    tracing::info!(user = %identity.name, remote, "signed in");
+    let set_cookie = format!(
+        "{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        auth.settings.session_max.as_secs(),
+        if auth.settings.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        }
+    );
+    let view = SessionView {
+        user: identity.name,
+        scopes: identity.scopes,
+        csrf_token: csrf,
+        expires_at: record.expires_at,
+    };
+    let mut response = (StatusCode::CREATED, axum::Json(view)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&set_cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The session this request signed in with (its CSRF token for the page's writes).
+#[utoipa::path(get, path = "/api/v1/session", tag = "access",
+    responses((status = 200, body = SessionView), (status = 404, body = crate::http::ErrorBody)))]
+pub async fn current_session(
+    State(auth): State<Arc<Auth>>,
+    headers: HeaderMap,
+    caller: Caller,
+) -> Result<axum::Json<SessionView>, ApiError> {
+    let (Some(identity), Some(cookie)) = (caller.0, session_cookie(&headers)) else {
+        return Err(ApiError::not_found(
+            "this request is not signed in with a session",
+        ));
+    };
+    let record = auth
+        .store
+        .session(&token_hash(cookie))
+        .await
+        .map_err(|e| ApiError::internal("reading a session", e))?
+        .ok_or_else(|| ApiError::not_found("the session ended"))?;
+    Ok(axum::Json(SessionView {
+        user: identity.name,
+        scopes: identity.scopes,
+        csrf_token: record.csrf,
+        expires_at: record.expires_at,
+    }))
+}
+
+/// Sign out: the session ends and its cookie is cleared.
+#[utoipa::path(delete, path = "/api/v1/session", tag = "access", responses((status = 204)))]
+pub async fn sign_out(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
+    if let Some(cookie) = session_cookie(&headers) {
+        let _ = auth.store.end_session(&token_hash(cookie)).await;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("vakt_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+    );
+    response
+}
+
+/// The sign-in page: a form whose script posts JSON to `/api/v1/session`.
+async fn login_page() -> Response {
+    let mut response = axum::response::Html(LOGIN_PAGE).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+async fn login_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        LOGIN_SCRIPT,
+    )
+        .into_response()
+}
+
+const LOGIN_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in - vakt</title>
+<style>
+body { font: 16px system-ui, sans-serif; background: #f4f5f7; display: grid; place-items: center; min-height: 100vh; margin: 0; }
+form { background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px #0002; width: min(22rem, 90vw); }
+h1 { font-size: 1.4rem; margin: 0 0 1rem; }
+label { display: block; margin: .8rem 0 .2rem; }
+input { width: 100%; box-sizing: border-box; padding: .5rem; font: inherit; }
+button { margin-top: 1.2rem; width: 100%; padding: .6rem; font: inherit; }
+#message { min-height: 1.4em; color: #b00020; margin-top: .8rem; }
+</style>
+</head>
+<body>
+<form id="login">
+<h1>vakt</h1>
+<label for="user">User</label>
+<input id="user" name="user" autocomplete="username" required autofocus>
+<label for="password">Password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit">Sign in</button>
+<div id="message" role="alert"></div>
+</form>
+<script src="/login.js"></script>
+</body>
+</html>
+"#;
+
+const LOGIN_SCRIPT: &str = r#"document.getElementById("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const message = document.getElementById("message");
+  message.textContent = "";
+  const response = await fetch("/api/v1/session", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      user: document.getElementById("user").value,
+      password: document.getElementById("password").value,
+    }),
+  });
+  if (response.ok) {
+    const session = await response.json();
+    const next = new URLSearchParams(location.search).get("next");
+    message.style.color = "inherit";
+    message.textContent = "Signed in as " + session.user + ".";
+    if (next && next.startsWith("/") && !next.startsWith("//")) location.assign(next);
+  } else {
+    const problem = await response.json().catch(() => ({}));
+    message.textContent = problem.error || ("Sign-in failed (" + response.status + ")");
+  }
+});
+"#;
 
 /// Who the request signed in as.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -228,6 +228,9 @@ pub struct Credential {
     /// File holding the API token (its first line), instead of --token
     #[arg(long, env = "VAKT_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM CA certificate to trust for an https:// server (besides the system's)
+    #[arg(long, env = "VAKT_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Credential {
@@ -248,6 +251,29 @@ impl Credential {
             .map(|l| l.trim().to_owned())
             .filter(|l| !l.is_empty()))
     }
+
+    /// An HTTP client builder that trusts `--ca-file` too.
+    pub fn client(&self) -> anyhow::Result<reqwest::ClientBuilder> {
+        trusting(reqwest::Client::builder(), self.ca_file.as_deref())
+    }
+}
+
+/// `builder`, trusting the PEM CA certificates in `ca_file` as well.
+pub fn trusting(
+    mut builder: reqwest::ClientBuilder,
+    ca_file: Option<&std::path::Path>,
+) -> anyhow::Result<reqwest::ClientBuilder> {
+    use anyhow::Context as _;
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .with_context(|| format!("{} holds no PEM certificate", path.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder)
 }
 
 #[derive(Subcommand, Debug)]

@@ -155,6 +155,18 @@ pub async fn launch_with_listener(
     overrides: Overrides,
 ) -> anyhow::Result<Server> {
     let addr = listener.local_addr().context("listener has no address")?;
+    // TLS files first: a broken certificate stops the start before anything runs.
+    let tls = match (&config.file.server.tls_cert, &config.file.server.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(
+            http::tls::HttpTls::load(http::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.file.server.tls_client_ca.clone(),
+            })
+            .context("server.tls_cert / tls_key / tls_client_ca")?,
+        )),
+        _ => None,
+    };
     let store = vakt_store::open(&config.location)
         .await
         .with_context(|| format!("cannot open storage ({})", config.location.describe()))?;
@@ -258,6 +270,9 @@ pub async fn launch_with_listener(
             listen: Some(addr),
             public_url: config.file.server.public_url.clone(),
             allowed_hosts: config.file.server.allowed_hosts.clone(),
+            session_idle: Duration::from_secs(config.file.server.session_idle_secs.max(1)),
+            session_max: Duration::from_secs(config.file.server.session_max_secs.max(1)),
+            secure_cookies: tls.is_some(),
         },
     ));
     match auth.check_start().await {
@@ -312,6 +327,7 @@ pub async fn launch_with_listener(
     let grace = Duration::from_secs(config.file.server.shutdown_grace_secs);
     tracing::info!(
         %addr,
+        scheme = if tls.is_some() { "https" } else { "http" },
         storage = %config.location.describe(),
         config = %config.name(),
         rules = config.file.rules.len(),
@@ -385,7 +401,7 @@ pub async fn launch_with_listener(
     };
     let task = tokio::spawn(async move {
         // Serves until the stop, then gives requests in flight the grace period.
-        http::serve::serve(listener, app, limits, stopped, grace).await;
+        http::serve::serve(listener, app, limits, stopped, grace, tls).await;
         // The shutdown order: listeners and background components first (they feed the
         // queue), then the dispatcher (it lets running attempts end, bounded by their
         // timeouts; what it has not started stays pending for the next start), then the

@@ -137,3 +137,50 @@ story!(
     story_the_audit_log_pages_newest_first,
     the_audit_log_pages_newest_first
 );
+
+async fn sessions_are_found_touched_ended_and_expire(backend: &Backend) {
+    use vakt_store::SessionRecord;
+    let store = backend.open().await;
+    let now = Utc::now();
+    let session = |hash: &str, ends: Duration| SessionRecord {
+        hash: hash.into(),
+        user: "alice".into(),
+        csrf: "c".into(),
+        created_at: now,
+        last_seen_at: now,
+        expires_at: now + ends,
+        remote: Some("127.0.0.1".into()),
+    };
+    store
+        .put_session(
+            &session("old", Duration::seconds(-1)),
+            now - Duration::hours(1),
+        )
+        .await
+        .expect("put");
+    store
+        .put_session(&session("s1", Duration::hours(8)), now)
+        .await
+        .expect("put");
+    assert!(
+        store.session("old").await.expect("read").is_none(),
+        "an ended session is dropped"
+    );
+    let found = store.session("s1").await.expect("read").expect("found");
+    assert_eq!(found.user, "alice");
+    let later = now + Duration::minutes(5);
+    store.touch_session("s1", later).await.expect("touch");
+    let touched = store.session("s1").await.expect("read").expect("found");
+    assert_eq!(
+        touched.last_seen_at.timestamp_millis(),
+        later.timestamp_millis()
+    );
+    assert!(store.end_session("s1").await.expect("end"));
+    assert!(!store.end_session("s1").await.expect("again"));
+    assert!(store.session("s1").await.expect("read").is_none());
+    store.close().await;
+}
+story!(
+    story_sessions_are_found_touched_ended_and_expire,
+    sessions_are_found_touched_ended_and_expire
+);

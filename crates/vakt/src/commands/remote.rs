@@ -35,7 +35,10 @@ fn call_text(
         .context("cannot start the async runtime")
         .map_err(Failure::internal)?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
+        let client = remote
+            .credential
+            .client()
+            .map_err(Failure::user)?
             .timeout(Duration::from_secs(remote.timeout_secs))
             .build()
             .context("cannot build an HTTP client")

@@ -30,7 +30,10 @@ pub fn run(args: SendArgs) -> Result<(), Failure> {
         .context("cannot start the async runtime")
         .map_err(Failure::internal)?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder()
+        let client = args
+            .credential
+            .client()
+            .map_err(Failure::user)?
             .timeout(Duration::from_secs(args.timeout_secs))
             .build()
             .context("cannot build an HTTP client")

@@ -147,6 +147,18 @@ pub struct ServerConfig {
     /// More host names vakt answers to (besides IP addresses, `localhost` and the host of
     /// `public_url`).
     pub allowed_hosts: Vec<String>,
+    /// PEM certificate chain (leaf first) for TLS on the HTTP listener; with `tls_key`.
+    /// Reloaded when the file changes.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificates: a client showing a certificate they signed signs in as the
+    /// certificate's common name with the `ingest` role.
+    pub tls_client_ca: Option<PathBuf>,
+    /// A console session ends after this many seconds without a request.
+    pub session_idle_secs: u64,
+    /// A console session ends this many seconds after sign-in in any case.
+    pub session_max_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -160,6 +172,11 @@ impl Default for ServerConfig {
             auth: crate::auth::Setting::Auto,
             public_url: None,
             allowed_hosts: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            session_idle_secs: 12 * 3600,
+            session_max_secs: 7 * 86_400,
         }
     }
 }
@@ -292,6 +309,18 @@ impl Config {
                     "server.public_url: {url:?} is not an http(s) URL like https://vakt.example.com"
                 ),
             });
+        }
+        match (&file.server.tls_cert, &file.server.tls_key) {
+            (Some(_), None) | (None, Some(_)) => errors.push(ConfigError {
+                span: None,
+                message: "server.tls_cert and server.tls_key go together: give both or neither"
+                    .to_owned(),
+            }),
+            (None, None) if file.server.tls_client_ca.is_some() => errors.push(ConfigError {
+                span: None,
+                message: "server.tls_client_ca needs server.tls_cert and server.tls_key".to_owned(),
+            }),
+            _ => {}
         }
         let listen_text = overrides
             .listen
@@ -464,6 +493,12 @@ impl Config {
         {
             changed.push("server.auth, public_url, allowed_hosts".to_owned());
         }
+        if self.file.server.tls_cert != next.file.server.tls_cert
+            || self.file.server.tls_key != next.file.server.tls_key
+            || self.file.server.tls_client_ca != next.file.server.tls_client_ca
+        {
+            changed.push("server.tls_cert, tls_key, tls_client_ca (the files themselves reload when they change)".to_owned());
+        }
         if self.file.server.shutdown_grace_secs != next.file.server.shutdown_grace_secs {
             changed.push("server.shutdown_grace_secs".to_owned());
         }
@@ -566,6 +601,39 @@ mod tests {
         assert!(
             severity[0].starts_with("t.toml:3:12: unknown variant `bad`"),
             "{severity:?}"
+        );
+    }
+
+    #[test]
+    fn access_settings_are_checked() {
+        let auth = errors("[server]\nauth = \"off\"\n");
+        assert!(
+            auth[0].starts_with(
+                "t.toml:2:8: unknown variant `off`, expected one of `auto`, `required`, `none`"
+            ),
+            "{auth:?}"
+        );
+        let url = errors("[server]\npublic_url = \"vakt.example.com\"\n");
+        assert!(
+            url[0].contains("server.public_url: \"vakt.example.com\" is not an http(s) URL"),
+            "{url:?}"
+        );
+        let tls = errors("[server]\ntls_cert = \"c.pem\"\n");
+        assert!(
+            tls[0].contains("tls_cert and server.tls_key go together"),
+            "{tls:?}"
+        );
+        let ca = errors("[server]\ntls_client_ca = \"ca.pem\"\n");
+        assert!(ca[0].contains("tls_client_ca needs"), "{ca:?}");
+        let role = errors("[[users]]\nid = \"a\"\nrole = \"root\"\n");
+        assert!(
+            role[0].contains("role \"root\" is not one of viewer, responder"),
+            "{role:?}"
+        );
+        let hash = errors("[[users]]\nid = \"a\"\npassword_hash = \"hunter2\"\n");
+        assert!(
+            hash[0].contains("password_hash is not an argon2id hash"),
+            "{hash:?}"
         );
     }
 

@@ -10,6 +10,7 @@ mod query;
 pub mod serve;
 mod silences;
 mod state;
+pub mod tls;
 
 use std::sync::Arc;
 

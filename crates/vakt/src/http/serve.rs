@@ -34,21 +34,34 @@ pub struct Limits {
 }
 
 /// Serves `app` on `listener` until `stop` turns true, then waits up to `grace` for the
-/// connections' requests to finish.
+/// connections' requests to finish. With `tls`, every connection is a TLS one (HTTP/1.1 or
+/// HTTP/2 by ALPN), its handshake bounded by the header deadline.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    tls: Option<Arc<super::tls::HttpTls>>,
 ) {
     // HTTP/1.1 on plain TCP: the header deadline then runs from the first byte the
     // connection could send (detecting HTTP/2 first would wait for bytes without one).
-    let mut builder = Builder::new(TokioExecutor::new()).http1_only();
-    builder
+    let mut plain = Builder::new(TokioExecutor::new()).http1_only();
+    plain
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Some(limits.header_read_timeout));
+    // Over TLS, ALPN has said which protocol comes.
+    let mut secure = Builder::new(TokioExecutor::new());
+    secure
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Some(limits.header_read_timeout));
+    secure
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout));
+    let (plain, secure) = (Arc::new(plain), Arc::new(secure));
     let open = Arc::new(Semaphore::new(limits.connections_max.max(1)));
     let graceful = GracefulShutdown::new();
     let mut last_full_log: Option<Instant> = None;
@@ -81,22 +94,48 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // Handlers and the auth guard see the client's address.
-        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
-            app.clone(),
-            move |mut request: axum::http::Request<hyper::body::Incoming>| {
-                request
-                    .extensions_mut()
-                    .insert(axum::extract::ConnectInfo(peer));
-                request
-            },
-        ));
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let watched = graceful.watch(connection);
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        let (plain, secure) = (Arc::clone(&plain), Arc::clone(&secure));
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(async move {
-            if let Err(error) = watched.await {
+            let result = match acceptor {
+                None => {
+                    let service = with_client(app, peer, None);
+                    let connection = plain
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(connection).await
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream))
+                            .await;
+                    let stream = match handshake {
+                        Ok(Ok(stream)) => stream,
+                        Ok(Err(error)) => {
+                            tracing::debug!(%peer, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake too slow");
+                            return;
+                        }
+                    };
+                    let client = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|certs| certs.first())
+                        .and_then(super::tls::client_name);
+                    let service = with_client(app, peer, client);
+                    let connection = secure
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(connection).await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
             drop(permit);
@@ -112,4 +151,35 @@ pub async fn serve(
             "requests still running after the grace period; stopping anyway"
         );
     }
+}
+
+/// The router with the client's address (and the name of its verified certificate) on
+/// every request, for the auth guard and handlers.
+fn with_client(
+    app: Router,
+    peer: std::net::SocketAddr,
+    certificate: Option<String>,
+) -> TowerToHyperService<
+    tower::util::MapRequest<
+        Router,
+        impl Fn(
+            axum::http::Request<hyper::body::Incoming>,
+        ) -> axum::http::Request<hyper::body::Incoming>
+        + Clone,
+    >,
+> {
+    // A closure of its own: passed inline, its kind would be taken from `map_request`'s
+    // `FnMut` bound, and the service must be `Fn` to be shared by the connection.
+    let add = move |mut request: axum::http::Request<hyper::body::Incoming>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        if let Some(name) = &certificate {
+            request
+                .extensions_mut()
+                .insert(crate::auth::ClientCertificate(name.clone()));
+        }
+        request
+    };
+    TowerToHyperService::new(tower::ServiceExt::map_request(app, add))
 }

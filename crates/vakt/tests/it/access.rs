@@ -13,7 +13,7 @@ const ADMIN_PASSWORD: &str = "correct horse battery staple";
 
 /// The built-in configuration with auth required and an admin user `root` who signs in
 /// with [`ADMIN_PASSWORD`].
-fn locked_config() -> String {
+pub fn locked_config() -> String {
     let hash = vakt::auth::hash_password(ADMIN_PASSWORD).expect("hash");
     builtin_on_free_ports().replace("[server]\n", "[server]\nauth = \"required\"\n")
         + &format!(
@@ -22,7 +22,7 @@ fn locked_config() -> String {
 }
 
 impl TestServer {
-    async fn send(
+    pub async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -43,7 +43,7 @@ impl TestServer {
     }
 
     /// A token for `scopes`, made through the API by `root` with basic auth.
-    async fn token(&self, name: &str, scopes: &[&str], owner: Option<&str>) -> String {
+    pub async fn token(&self, name: &str, scopes: &[&str], owner: Option<&str>) -> String {
         let response = self
             .client
             .post(self.url("/api/v1/tokens"))
@@ -546,4 +546,413 @@ async fn amtool_and_the_cli_sign_in() {
         String::from_utf8_lossy(&revoked.stderr)
     );
     assert!(!amtool(true, &["silence", "query"]).await.status.success());
+}
+
+/// Runs a command to completion without blocking the server in this test's runtime.
+async fn run(program: &str, args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"))
+}
+
+/// A CA, a server certificate for 127.0.0.1 with common name `cn`, and a client
+/// certificate for `edge-router`, made with openssl in `dir`.
+async fn certificates(dir: &std::path::Path, cn: &str) {
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    if !dir.join("ca.pem").exists() {
+        ok(run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=vakt-test-ca",
+            ],
+            dir,
+        )
+        .await);
+        std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+        ok(run(
+            "openssl",
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=edge-router",
+            ],
+            dir,
+        )
+        .await);
+        ok(run(
+            "openssl",
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "client.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "client.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "client.ext",
+            ],
+            dir,
+        )
+        .await);
+    }
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    ok(run(
+        "openssl",
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key.new",
+            "-out",
+            "server.csr",
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+        dir,
+    )
+    .await);
+    ok(run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem.new",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+        dir,
+    )
+    .await);
+    // Key first, then the certificate, each replaced in one step.
+    std::fs::rename(dir.join("server.key.new"), dir.join("server.key")).expect("key");
+    std::fs::rename(dir.join("server.pem.new"), dir.join("server.pem")).expect("cert");
+}
+
+/// HTTPS with HTTP/2, a client certificate that signs in as its common name with the
+/// ingest role, a client without one refused, and a rotated certificate served without a
+/// restart.
+#[tokio::test]
+async fn https_with_client_certificates_and_rotation() {
+    let certs = tempfile::tempdir().expect("dir");
+    let dir = certs.path();
+    certificates(dir, "first").await;
+    let config = locked_config().replace(
+        "[server]\n",
+        &format!(
+            "[server]\ntls_cert = \"{}\"\ntls_key = \"{}\"\ntls_client_ca = \"{}\"\n",
+            dir.join("server.pem").display(),
+            dir.join("server.key").display(),
+            dir.join("ca.pem").display()
+        ),
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let addr = server.server.as_ref().expect("running").addr;
+    let base = format!("https://127.0.0.1:{}", addr.port());
+    let event =
+        r#"{"resource": "edge1", "check": "bgp", "severity": "major", "summary": "peer down"}"#;
+
+    // A certificate: ingest as edge-router, over HTTP/2.
+    let whoami = format!("{base}/api/v1/whoami");
+    let out = run(
+        "curl",
+        &[
+            "-sS",
+            "--http2",
+            "--cacert",
+            "ca.pem",
+            "--cert",
+            "client.pem",
+            "--key",
+            "client.key",
+            "-w",
+            "\n%{http_version}",
+            &whoami,
+        ],
+        dir,
+    )
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (body, version) = text.rsplit_once('\n').expect("two lines");
+    assert_eq!(version, "2", "HTTP/2 by ALPN");
+    let who: Value = serde_json::from_str(body).expect("json");
+    assert_eq!(who["identity"]["name"], "edge-router", "{who}");
+    assert_eq!(who["identity"]["via"], "certificate", "{who}");
+    assert_eq!(who["identity"]["scopes"], json!(["ingest:events"]), "{who}");
+
+    let events = format!("{base}/api/v1/events");
+    let post = |cert: bool| {
+        let mut args = vec![
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "ca.pem",
+        ];
+        if cert {
+            args.extend(["--cert", "client.pem", "--key", "client.key"]);
+        }
+        args.extend([
+            "-H",
+            "content-type: application/json",
+            "-d",
+            event,
+            events.as_str(),
+        ]);
+        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let status = |out: std::process::Output| String::from_utf8_lossy(&out.stdout).into_owned();
+    let with: Vec<String> = post(true);
+    let with: Vec<&str> = with.iter().map(String::as_str).collect();
+    assert_eq!(status(run("curl", &with, dir).await), "202");
+    let without: Vec<String> = post(false);
+    let without: Vec<&str> = without.iter().map(String::as_str).collect();
+    assert_eq!(status(run("curl", &without, dir).await), "401");
+    // The certificate gives ingest only.
+    let alerts = format!("{base}/api/v1/alerts");
+    let out = run(
+        "curl",
+        &[
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "ca.pem",
+            "--cert",
+            "client.pem",
+            "--key",
+            "client.key",
+            &alerts,
+        ],
+        dir,
+    )
+    .await;
+    assert_eq!(status(out), "403");
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = format!("http://127.0.0.1:{}/healthz", addr.port());
+    assert!(
+        !run("curl", &["-sS", "-m", "5", "-f", &plain], dir)
+            .await
+            .status
+            .success()
+    );
+
+    // Rotation: new files, no restart; the next connections get the new certificate.
+    certificates(dir, "rotated").await;
+    tokio::time::sleep(vakt::http::tls::RELOAD_CHECK_EVERY + std::time::Duration::from_millis(500))
+        .await;
+    let healthz = format!("{base}/healthz");
+    let mut subject = String::new();
+    for _ in 0..2 {
+        // The first connection after the interval notices the change.
+        let out = run("curl", &["-sS", "-v", "--cacert", "ca.pem", &healthz], dir).await;
+        subject = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .find(|l| l.contains("subject:"))
+            .unwrap_or_default()
+            .to_owned();
+    }
+    assert!(subject.contains("CN=rotated"), "{subject}");
+}
+
+/// Signs in through `/api/v1/session`; returns the status, the cookie pair
+/// (`vakt_session=...`), the whole Set-Cookie line and the answer.
+async fn sign_in(
+    server: &TestServer,
+    password: &str,
+    cookie: Option<&str>,
+) -> (u16, String, String, Value) {
+    let mut request = server
+        .client
+        .post(server.url("/api/v1/session"))
+        .json(&json!({"user": "root", "password": password}));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.expect("sign in");
+    let set = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let pair = set.split(';').next().unwrap_or_default().to_owned();
+    let (status, body) = decode(response).await;
+    (status, pair, set, body)
+}
+
+/// The console's sessions: a password gives a cookie (HttpOnly, SameSite=Lax), writes with
+/// it need the CSRF token, signing in again rotates it, sign-out and idleness end it, and
+/// guessing is rate limited. The sign-in page is served.
+#[tokio::test]
+async fn console_sessions_sign_in_rotate_expire_and_refuse_forged_writes() {
+    let config = locked_config().replace("[server]\n", "[server]\nsession_idle_secs = 2\n");
+    let server = TestServer::with_config(Some(&config)).await;
+    let (status, cookie, set, session) = sign_in(&server, ADMIN_PASSWORD, None).await;
+    assert_eq!(status, 201, "{session}");
+    assert!(cookie.starts_with("vakt_session="), "{set}");
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set.contains(attribute), "{attribute} in {set}");
+    }
+    assert!(!set.contains("Secure"), "not over plain HTTP: {set}");
+    let csrf = session["csrf_token"].as_str().expect("csrf").to_owned();
+
+    let with_cookie = |method: reqwest::Method, path: &str, csrf: Option<&str>| {
+        let mut request = server
+            .client
+            .request(method, server.url(path))
+            .header("cookie", cookie.clone());
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        request
+    };
+    let response = with_cookie(reqwest::Method::GET, "/api/v1/whoami", None)
+        .send()
+        .await
+        .expect("whoami");
+    let (_, who) = decode(response).await;
+    assert_eq!(who["identity"]["name"], "root");
+    assert_eq!(who["identity"]["via"], "session");
+    // A write without the CSRF token is refused; with it, it runs.
+    let silence = json!({"matchers": ["service=\"billing\""], "duration_secs": 600});
+    let response = with_cookie(reqwest::Method::POST, "/api/v1/silences", None)
+        .json(&silence)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 403);
+    let response = with_cookie(reqwest::Method::POST, "/api/v1/silences", Some(&csrf))
+        .json(&silence)
+        .send()
+        .await
+        .expect("post");
+    let (status, made) = decode(response).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["created_by"], "root");
+
+    // Signing in again with the old cookie rotates: the old one no longer works.
+    let (status, rotated, _, _) = sign_in(&server, ADMIN_PASSWORD, Some(&cookie)).await;
+    assert_eq!(status, 201);
+    assert_ne!(rotated, cookie);
+    let response = with_cookie(reqwest::Method::GET, "/api/v1/alerts", None)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 401);
+    // Sign-out ends the new one.
+    let response = server
+        .client
+        .delete(server.url("/api/v1/session"))
+        .header("cookie", rotated.clone())
+        .send()
+        .await
+        .expect("sign out");
+    assert_eq!(response.status(), 204);
+    let response = server
+        .client
+        .get(server.url("/api/v1/alerts"))
+        .header("cookie", rotated)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.status(), 401);
+
+    // Idle for longer than session_idle_secs: over.
+    let (_, idle, _, _) = sign_in(&server, ADMIN_PASSWORD, None).await;
+    let get = |cookie: String| {
+        server
+            .client
+            .get(server.url("/api/v1/alerts"))
+            .header("cookie", cookie)
+            .send()
+    };
+    assert_eq!(get(idle.clone()).await.expect("get").status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2_600)).await;
+    assert_eq!(get(idle).await.expect("get").status(), 401);
+
+    // Guessing: after 10 wrong passwords the next attempt waits, even the right one.
+    for _ in 0..10 {
+        let (status, _, _, _) = sign_in(&server, "wrong", None).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _, _, answer) = sign_in(&server, ADMIN_PASSWORD, None).await;
+    assert_eq!(status, 429, "{answer}");
+
+    // The page people sign in on.
+    let response = server
+        .client
+        .get(server.url("/login"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), 200);
+    let csp = response
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let page = response.text().await.expect("page");
+    assert!(page.contains("autocomplete=\"current-password\"") && page.contains("/login.js"));
 }

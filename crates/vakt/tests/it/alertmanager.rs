@@ -162,7 +162,11 @@ async fn amtool_adds_and_queries_alerts_and_manages_silences() {
 
 #[tokio::test]
 async fn prometheus_delivers_a_firing_alert() {
-    let server = TestServer::start().await;
+    // Against a vakt that requires auth: Prometheus signs in with basic_auth, the password
+    // an ingest token.
+    let server = TestServer::with_config(Some(&crate::access::locked_config())).await;
+    let ingest = server.token("prometheus", &["ingest"], None).await;
+    let reader = server.token("reader", &["viewer"], None).await;
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(
         dir.path().join("rules.yml"),
@@ -172,7 +176,7 @@ async fn prometheus_delivers_a_firing_alert() {
     let vakt = server.base.trim_start_matches("http://").to_owned();
     std::fs::write(
         dir.path().join("prometheus.yml"),
-        format!("global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n  - api_version: v2\n    static_configs:\n    - targets: ['{vakt}']\n"),
+        format!("global:\n  evaluation_interval: 1s\nrule_files: [rules.yml]\nalerting:\n  alertmanagers:\n  - api_version: v2\n    basic_auth:\n      username: prometheus\n      password: {ingest}\n    static_configs:\n    - targets: ['{vakt}']\n"),
     )
     .expect("config");
     let _prometheus = Peer(
@@ -192,7 +196,14 @@ async fn prometheus_delivers_a_firing_alert() {
             .expect("prometheus is installed"),
     );
     let alert = eventually(60, async || {
-        let (_, alerts) = server.get("/api/v1/alerts?check=AlwaysFiring").await;
+        let (_, alerts, _) = server
+            .send(
+                reqwest::Method::GET,
+                "/api/v1/alerts?check=AlwaysFiring",
+                Some(&reader),
+                None,
+            )
+            .await;
         alerts["items"].as_array().and_then(|a| a.first()).cloned()
     })
     .await
