@@ -195,6 +195,11 @@ pub struct EventInput {
     /// Not part of the JSON event.
     #[serde(skip)]
     pub identity_labels: Vec<String>,
+    /// Who sent it, as the server authenticated the request (`db-agent (token web1)`, a
+    /// client certificate's name); recorded in the normalise stage's trace. Set by the
+    /// server, never read from the JSON event.
+    #[serde(skip)]
+    pub sender: Option<String>,
     /// Set by channels whose alerts end by themselves (Alertmanager's `endsAt`): the alert
     /// resolves at this time unless a later event moves it. Not part of the JSON event.
     #[serde(skip)]

@@ -312,3 +312,44 @@ pub(crate) async fn delete_session(conn: &mut Conn<'_>, hash: &str) -> Result<bo
         .await?;
     Ok(done.rows_affected() > 0)
 }
+
+/// Sets (or replaces) a user's stored password hash.
+pub(crate) async fn upsert_password(
+    conn: &mut Conn<'_>,
+    user: &str,
+    hash: &str,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    query(
+        "INSERT INTO user_passwords (user_id, hash, updated_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, updated_at = excluded.updated_at",
+    )
+    .bind(user)
+    .bind(hash)
+    .bind(at_ms)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn password_of(
+    conn: &mut Conn<'_>,
+    user: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(query("SELECT hash FROM user_passwords WHERE user_id = $1")
+        .bind(user)
+        .fetch_optional(conn)
+        .await?
+        .map(|row| row.try_get("hash"))
+        .transpose()?)
+}
+
+/// The users with a stored password.
+pub(crate) async fn password_users(conn: &mut Conn<'_>) -> Result<Vec<String>, StoreError> {
+    query("SELECT user_id FROM user_passwords ORDER BY user_id")
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|row| Ok(row.try_get("user_id")?))
+        .collect()
+}

@@ -340,6 +340,17 @@ pub trait Store: Send + Sync + 'static {
     async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Ends a session; `false` when there was none.
     async fn end_session(&self, hash: &str) -> Result<bool, StoreError>;
+    /// Sets a user's password hash (argon2id; `vakt user passwd`).
+    async fn put_password(
+        &self,
+        user: &str,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// A user's stored password hash.
+    async fn password(&self, user: &str) -> Result<Option<String>, StoreError>;
+    /// The users with a stored password.
+    async fn password_users(&self) -> Result<Vec<String>, StoreError>;
     /// Claims up to `limit` escalations whose step is due, until `lease_until` (exactly one
     /// node, of however many, gets each).
     async fn claim_escalations(

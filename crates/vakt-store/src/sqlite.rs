@@ -205,6 +205,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0010_sessions.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            11,
+            "user passwords".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0011_user_passwords.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -876,6 +883,26 @@ impl Store for SqliteStore {
     async fn end_session(&self, hash: &str) -> Result<bool, StoreError> {
         self.write(async |c| access::delete_session(c, hash).await)
             .await
+    }
+
+    async fn put_password(
+        &self,
+        user: &str,
+        hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let at = at.timestamp_millis();
+        self.write(async |c| access::upsert_password(c, user, hash, at).await)
+            .await
+    }
+
+    async fn password(&self, user: &str) -> Result<Option<String>, StoreError> {
+        self.read(async |c| access::password_of(c, user).await)
+            .await
+    }
+
+    async fn password_users(&self) -> Result<Vec<String>, StoreError> {
+        self.read(async |c| access::password_users(c).await).await
     }
 
     async fn close(&self) {

@@ -240,6 +240,16 @@ impl Identity {
 pub struct Caller(pub Option<Identity>);
 
 impl Caller {
+    /// Records the identity as the sender of each event (the normalise stage's trace).
+    pub fn sign(&self, inputs: &mut [vakt_core::EventInput]) {
+        if let Some(identity) = &self.0 {
+            let sender = identity.actor();
+            for input in inputs {
+                input.sender = Some(sender.clone());
+            }
+        }
+    }
+
     /// Who did it: the signed-in identity; where auth is off, what the request says
     /// (`claimed`, trimmed).
     pub fn by(&self, claimed: &str) -> String {
@@ -362,11 +372,10 @@ impl Auth {
                     return open;
                 }
                 // A store that cannot answer keeps vakt closed.
-                let open = self
-                    .store
-                    .live_tokens(chrono::Utc::now())
-                    .await
-                    .is_ok_and(|n| n == 0);
+                let tokens = self.store.live_tokens(chrono::Utc::now()).await;
+                let passwords = self.store.password_users().await;
+                let open =
+                    tokens.is_ok_and(|n| n == 0) && passwords.is_ok_and(|users| users.is_empty());
                 *locked(&self.open_checked) = Some((Instant::now(), open));
                 open
             }
@@ -390,16 +399,26 @@ impl Auth {
                     .live_tokens(chrono::Utc::now())
                     .await
                     .map_err(|e| format!("cannot count the API tokens: {e}"))?;
-                let passwords = self.anyone_can_sign_in_with_a_password();
-                if tokens > 0 || passwords {
+                let mut with_password: Vec<String> = self
+                    .directory
+                    .get()
+                    .users
+                    .iter()
+                    .filter(|u| u.password_hash.is_some())
+                    .map(|u| u.id.clone())
+                    .collect();
+                with_password.extend(
+                    self.store
+                        .password_users()
+                        .await
+                        .map_err(|e| format!("cannot read the stored passwords: {e}"))?,
+                );
+                with_password.sort();
+                with_password.dedup();
+                if tokens > 0 || !with_password.is_empty() {
                     Ok(format!(
                         "auth is on: {tokens} API token(s), {} user(s) with a password",
-                        self.directory
-                            .get()
-                            .users
-                            .iter()
-                            .filter(|u| u.password_hash.is_some())
-                            .count()
+                        with_password.len()
                     ))
                 } else if setting == Setting::Auto && self.loopback() {
                     Ok(format!(
@@ -543,11 +562,7 @@ impl Auth {
             return Err(ApiError::unauthorized("the session ended; sign in again"));
         }
         let directory = self.directory.get();
-        let Some(user) = directory
-            .users
-            .iter()
-            .find(|u| u.id == record.user && u.password_hash.is_some())
-        else {
+        let Some(user) = directory.users.iter().find(|u| u.id == record.user) else {
             return Err(ApiError::unauthorized(
                 "the session's user can no longer sign in",
             ));
@@ -582,7 +597,17 @@ impl Auth {
     async fn password(&self, user: &str, password: &str) -> Result<Identity, ApiError> {
         let directory = self.directory.get();
         let found = directory.users.iter().find(|u| u.id == user);
-        let (Some(found), Some(hash)) = (found, found.and_then(|u| u.password_hash.clone())) else {
+        // A password set with `vakt user passwd` wins over the configuration's.
+        let stored = match found {
+            Some(_) => self
+                .store
+                .password(user)
+                .await
+                .map_err(|e| ApiError::internal("reading a password", e))?,
+            None => None,
+        };
+        let hash = stored.or_else(|| found.and_then(|u| u.password_hash.clone()));
+        let (Some(found), Some(hash)) = (found, hash) else {
             return Err(ApiError::unauthorized(
                 "wrong user name or password (or the user has no password_hash)",
             ));

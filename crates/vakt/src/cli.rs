@@ -550,6 +550,21 @@ vakt user hash < password.txt\n\n\
 Exit 1 when standard input holds no password."
     )]
     Hash,
+    /// Set a user's password in the database (it wins over the configuration's
+    /// password_hash); the password is read from standard input
+    #[command(
+        long_about = "Set the password of a [[users]] entry in vakt's database (only its \
+argon2id hash is kept; it takes precedence over the entry's password_hash). The password is \
+the first line of standard input:\n\n  vakt user passwd alice < password.txt\n\n\
+Exit 1 when the user is not in the configuration or no password is given, 2 when the \
+database cannot be opened."
+    )]
+    Passwd {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// The user's id, as in [[users]]
+        user: String,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -34,6 +34,10 @@ pub(super) fn normalise(
             "defaulted source to the channel name, severity to info, occurred_at to the receive time"
         }
     };
+    let reason: std::borrow::Cow<'static, str> = match &input.sender {
+        None => reason.into(),
+        Some(sender) => format!("{reason}; sent by {sender}").into(),
+    };
     trace.push(TraceEntry::new(Stage::Normalise, "accepted", reason));
     Event {
         source,
@@ -62,5 +66,39 @@ fn trim_owned(text: String) -> String {
         text
     } else {
         text.trim().to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trace_says_who_sent_the_event_when_the_server_knows() {
+        let input = EventInput {
+            resource: "db01".into(),
+            check: "disk".into(),
+            summary: "s".into(),
+            ..EventInput::default()
+        };
+        let mut trace = Vec::new();
+        normalise(input.clone(), "http", Utc::now(), &mut trace);
+        assert!(!trace[0].reason.contains("sent by"), "{:?}", trace[0]);
+        let signed = EventInput {
+            sender: Some("db-agent (token web1)".into()),
+            ..input
+        };
+        let mut trace = Vec::new();
+        normalise(signed, "http", Utc::now(), &mut trace);
+        assert!(
+            trace[0].reason.ends_with("; sent by db-agent (token web1)"),
+            "{:?}",
+            trace[0]
+        );
+        let from_json: EventInput = serde_json::from_value(serde_json::json!({
+            "resource": "r", "check": "c", "summary": "s", "sender": "forged"
+        }))
+        .unwrap_or_default();
+        assert_eq!(from_json.sender, None, "a body cannot claim a sender");
     }
 }

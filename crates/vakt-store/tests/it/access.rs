@@ -184,3 +184,26 @@ story!(
     story_sessions_are_found_touched_ended_and_expire,
     sessions_are_found_touched_ended_and_expire
 );
+
+async fn passwords_are_set_replaced_and_listed(backend: &Backend) {
+    let store = backend.open().await;
+    assert!(store.password("alice").await.expect("read").is_none());
+    store
+        .put_password("alice", "$argon2id$one", Utc::now())
+        .await
+        .expect("set");
+    store
+        .put_password("alice", "$argon2id$two", Utc::now())
+        .await
+        .expect("replace");
+    assert_eq!(
+        store.password("alice").await.expect("read").as_deref(),
+        Some("$argon2id$two")
+    );
+    assert_eq!(store.password_users().await.expect("list"), ["alice"]);
+    store.close().await;
+}
+story!(
+    story_passwords_are_set_replaced_and_listed,
+    passwords_are_set_replaced_and_listed
+);

@@ -154,24 +154,55 @@ pub fn token(command: TokenCommand) -> Result<(), Failure> {
     })
 }
 
+/// The first line of standard input, hashed.
+fn read_password_hash(example: &str) -> Result<String, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")
+        .map_err(Failure::internal)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(Failure::user(anyhow!(
+            "no password on standard input ({example})"
+        )));
+    }
+    hash_password(password).map_err(|e| Failure::internal(anyhow!(e)))
+}
+
 pub fn user(command: UserCommand) -> Result<(), Failure> {
     match command {
         UserCommand::Hash => {
-            let mut line = String::new();
-            std::io::stdin()
-                .lock()
-                .read_line(&mut line)
-                .context("reading the password from standard input")
-                .map_err(Failure::internal)?;
-            let password = line.trim_end_matches(['\r', '\n']);
-            if password.is_empty() {
+            println!("{}", read_password_hash("vakt user hash < password.txt")?);
+            Ok(())
+        }
+        UserCommand::Passwd { storage, user } => {
+            let overrides = Overrides {
+                listen: None,
+                data_dir: storage.data_dir.clone(),
+                database_url: storage.database_url.clone(),
+            };
+            let config = Config::load(storage.config.config.as_deref(), &overrides)
+                .map_err(Failure::user)?;
+            if config.directory.user(&user).is_none() {
                 return Err(Failure::user(anyhow!(
-                    "no password on standard input (vakt user hash < password.txt)"
+                    "no [[users]] entry with id {user:?} in {}",
+                    config.name()
                 )));
             }
-            let hash = hash_password(password).map_err(|e| Failure::internal(anyhow!(e)))?;
-            println!("{hash}");
-            Ok(())
+            let hash = read_password_hash("vakt user passwd NAME < password.txt")?;
+            runtime()?.block_on(async {
+                let store = open(&storage).await?;
+                store
+                    .put_password(&user, &hash, chrono::Utc::now())
+                    .await
+                    .context("storing the password")
+                    .map_err(Failure::internal)?;
+                store.close().await;
+                eprintln!("the password of {user} is set; it signs in from now on");
+                Ok(())
+            })
         }
     }
 }

@@ -166,10 +166,11 @@ fn items(encoding: Encoding, body: &[u8]) -> Result<Vec<Value>, ApiError> {
 )]
 pub async fn post_events(
     State(state): State<Arc<AppState>>,
+    caller: crate::auth::Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let result = ingest(&state, &headers, body).await;
+    let result = ingest(&state, &caller, &headers, body).await;
     if let Err(error) = &result {
         let reason = match error.status {
             StatusCode::TOO_MANY_REQUESTS => "queue_full",
@@ -191,6 +192,7 @@ pub async fn post_events(
 
 async fn ingest(
     state: &AppState,
+    caller: &crate::auth::Caller,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
@@ -243,6 +245,7 @@ async fn ingest(
         return Err(ApiError::invalid_events(errors));
     }
     apply_request_key(headers, &mut inputs)?;
+    caller.sign(&mut inputs);
     let queued = crate::ingest::deliver(&state.http, state.pipeline(), inputs, WhenFull::Refuse);
     let outcomes = async { queued.await?.committed().await }
         .await

@@ -351,7 +351,11 @@ fn severity(text: &str) -> Option<Severity> {
 
 /// Create alerts (Prometheus posts here).
 #[utoipa::path(post, path = "/api/v2/alerts", tag = "peer protocols", request_body(content = Object, description = "postableAlerts"), responses((status = 200), (status = 400, body = String)))]
-pub async fn post_alerts(State(state): State<Arc<Deps>>, body: Bytes) -> Response {
+pub async fn post_alerts(
+    State(state): State<Arc<Deps>>,
+    caller: crate::auth::Caller,
+    body: Bytes,
+) -> Response {
     let channel = &state.channel;
     let alerts: Vec<PostableAlert> = match serde_json::from_slice(&body) {
         Ok(alerts) => alerts,
@@ -373,6 +377,7 @@ pub async fn post_alerts(State(state): State<Arc<Deps>>, body: Bytes) -> Respons
             }
         }
     }
+    caller.sign(&mut inputs);
     submit(&state, channel, inputs).await
 }
 
@@ -438,7 +443,11 @@ struct WebhookAlert {
 
 /// Receive notifications from an existing Alertmanager (webhook payload version 4).
 #[utoipa::path(post, path = "/api/v1/integrations/alertmanager", tag = "peer protocols", request_body(content = Object, description = "Alertmanager webhook payload, version 4"), responses((status = 200), (status = 400, body = String)))]
-pub async fn webhook(State(state): State<Arc<Deps>>, body: Bytes) -> Response {
+pub async fn webhook(
+    State(state): State<Arc<Deps>>,
+    caller: crate::auth::Caller,
+    body: Bytes,
+) -> Response {
     let channel = &state.webhook_channel;
     let payload: WebhookPayload = match serde_json::from_slice(&body) {
         Ok(payload) => payload,
@@ -495,6 +504,7 @@ pub async fn webhook(State(state): State<Arc<Deps>>, body: Bytes) -> Response {
             }
         }
     }
+    caller.sign(&mut inputs);
     submit(&state, channel, inputs).await
 }
 

@@ -244,6 +244,21 @@ async fn who_acted_comes_from_the_identity_and_the_audit_log_keeps_it() {
         )
         .await;
     assert_eq!(status, 202, "{answer}");
+    // The event records who sent it, in its trace.
+    let event_id = answer["ids"][0].as_str().expect("id").to_owned();
+    let (status, event, _) = server
+        .send(
+            reqwest::Method::GET,
+            &format!("/api/v1/events/{event_id}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{event}");
+    assert!(
+        event.to_string().contains("sent by db-agent (token agent)"),
+        "{event}"
+    );
     let mut alert_id = None;
     for _ in 0..100 {
         let (_, alerts, _) = server
@@ -955,4 +970,67 @@ async fn console_sessions_sign_in_rotate_expire_and_refuse_forged_writes() {
     assert!(csp.contains("script-src 'self'"), "{csp}");
     let page = response.text().await.expect("page");
     assert!(page.contains("autocomplete=\"current-password\"") && page.contains("/login.js"));
+}
+
+/// `vakt user passwd` sets a password in the database: the first one turns auth on for an
+/// open first-run server, and the user signs in with it.
+#[tokio::test]
+async fn a_password_set_with_the_cli_turns_auth_on_and_signs_in() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start().await;
+    let (status, _, headers) = server
+        .send(reqwest::Method::GET, "/api/v1/alerts", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(headers.contains_key("x-vakt-auth"));
+    let passwd = async |user: &str| {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["user", "passwd", user, "--data-dir"])
+            .arg(server.data_dir())
+            .arg("--config")
+            .arg(server.config_path())
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("vakt user passwd");
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(b"s3cret-pass\n").await.expect("write");
+        drop(stdin);
+        child.wait_with_output().await.expect("waits")
+    };
+    let unknown = passwd("nobody").await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no [[users]] entry"));
+    let set = passwd("ops1").await;
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    let (status, _, headers) = server
+        .send(reqwest::Method::GET, "/api/v1/alerts", None, None)
+        .await;
+    assert_eq!(status, 401, "the first password turns auth on");
+    assert!(!headers.contains_key("x-vakt-auth"));
+    let basic = async |password: &str| {
+        server
+            .client
+            .get(server.url("/api/v1/whoami"))
+            .basic_auth("ops1", Some(password))
+            .send()
+            .await
+            .expect("get")
+    };
+    let (status, who) = decode(basic("s3cret-pass").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(who["identity"]["name"], "ops1");
+    assert!(
+        who["identity"]["scopes"].as_array().is_some_and(
+            |s| s.contains(&json!("write:alerts")) && !s.contains(&json!("admin:tokens"))
+        ),
+        "a responder by default: {who}"
+    );
+    assert_eq!(basic("wrong").await.status(), 401);
 }
