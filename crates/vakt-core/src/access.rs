@@ -31,52 +31,39 @@ const VIEWER: &[&str] = &[
     "read:oncall",
     "read:metrics",
 ];
-const RESPONDER: &[&str] = &[
-    "read:events",
-    "read:alerts",
-    "read:actions",
-    "read:silences",
-    "read:incidents",
-    "read:oncall",
-    "read:metrics",
+/// What a responder may do beyond a viewer: act on alerts, actions, silences, incidents.
+const RESPONDER_ADDS: &[&str] = &[
     "write:alerts",
     "write:actions",
     "write:silences",
     "write:incidents",
 ];
-const ENGINEER: &[&str] = &[
-    "read:events",
-    "read:alerts",
-    "read:actions",
-    "read:silences",
-    "read:incidents",
-    "read:oncall",
-    "read:metrics",
-    "write:alerts",
-    "write:actions",
-    "write:silences",
-    "write:incidents",
-    "write:schedules",
-    "admin:config",
-];
+/// What an engineer may do beyond a responder: on-call overrides, reload.
+const ENGINEER_ADDS: &[&str] = &["write:schedules", "admin:config"];
+/// What an admin may do beyond an engineer.
+const ADMIN_ADDS: &[&str] = &["admin:tokens", "admin:users", "read:audit"];
 const INGEST: &[&str] = &["ingest:events"];
 
-/// The roles and their scopes: each of `viewer`, `responder`, `engineer`, `admin` has the
-/// scopes of the one before and more; `ingest` only sends events.
-pub const ROLES: &[(&str, &[&str])] = &[
-    ("viewer", VIEWER),
-    ("responder", RESPONDER),
-    ("engineer", ENGINEER),
-    ("admin", SCOPES),
-    ("ingest", INGEST),
+/// The roles and their scopes, as the sets they are made of: each of `viewer`,
+/// `responder`, `engineer`, `admin` has the scopes of the one before and more (`admin`
+/// all of them); `ingest` only sends events.
+pub const ROLES: &[(&str, &[&[&str]])] = &[
+    ("viewer", &[VIEWER]),
+    ("responder", &[VIEWER, RESPONDER_ADDS]),
+    ("engineer", &[VIEWER, RESPONDER_ADDS, ENGINEER_ADDS]),
+    (
+        "admin",
+        &[VIEWER, RESPONDER_ADDS, ENGINEER_ADDS, ADMIN_ADDS, INGEST],
+    ),
+    ("ingest", &[INGEST]),
 ];
 
 /// The scopes of a role; `None` for an unknown role.
-pub fn role_scopes(role: &str) -> Option<&'static [&'static str]> {
+pub fn role_scopes(role: &str) -> Option<Vec<&'static str>> {
     ROLES
         .iter()
         .find(|(name, _)| *name == role)
-        .map(|(_, scopes)| *scopes)
+        .map(|(_, sets)| sets.iter().flat_map(|set| set.iter().copied()).collect())
 }
 
 /// Whether `scope` is a known scope.
@@ -123,11 +110,17 @@ mod tests {
             assert!(lower.iter().all(|s| higher.contains(s)), "{pair:?}");
             assert!(higher.len() > lower.len(), "{pair:?}");
         }
-        for (_, scopes) in ROLES {
-            assert!(scopes.iter().all(|s| is_scope(s)));
+        for (role, _) in ROLES {
+            let scopes = role_scopes(role).unwrap_or_default();
+            assert!(scopes.iter().all(|s| is_scope(s)), "{role}");
         }
-        assert_eq!(role_scopes("ingest"), Some(&["ingest:events"][..]));
+        assert_eq!(role_scopes("ingest"), Some(vec!["ingest:events"]));
         assert!(!role_scopes("viewer").is_some_and(|s| s.contains(&"ingest:events")));
+        let mut admin = role_scopes("admin").unwrap_or_default();
+        admin.sort_unstable();
+        let mut all = SCOPES.to_vec();
+        all.sort_unstable();
+        assert_eq!(admin, all, "an admin holds every scope");
     }
 
     #[test]
