@@ -99,17 +99,19 @@ impl Done {
 /// placeholders written into the SQL (`$1`, `$2`, ...); [`Query::push_bind`] appends the next
 /// placeholder itself, for statements built piece by piece.
 pub(crate) struct Query<'a> {
-    sql: String,
+    /// Static SQL stays borrowed, so sqlx sees the same `&'static str` it would be given
+    /// directly; pieces pushed onto it make it owned.
+    sql: Cow<'static, str>,
     args: Vec<Value<'a>>,
 }
 
 /// A statement with placeholders written in (`query("... WHERE id = $1").bind(id)`).
-pub(crate) fn query<'a>(sql: impl Into<String>) -> Query<'a> {
+pub(crate) fn query<'a>(sql: impl Into<Cow<'static, str>>) -> Query<'a> {
     Query::new(sql)
 }
 
 impl<'a> Query<'a> {
-    pub(crate) fn new(sql: impl Into<String>) -> Self {
+    pub(crate) fn new(sql: impl Into<Cow<'static, str>>) -> Self {
         Query {
             sql: sql.into(),
             args: Vec::new(),
@@ -124,7 +126,7 @@ impl<'a> Query<'a> {
 
     /// Appends SQL text.
     pub(crate) fn push(&mut self, sql: impl AsRef<str>) -> &mut Self {
-        self.sql.push_str(sql.as_ref());
+        self.sql.to_mut().push_str(sql.as_ref());
         self
     }
 
@@ -132,7 +134,7 @@ impl<'a> Query<'a> {
     pub(crate) fn push_bind(&mut self, value: impl Into<Value<'a>>) -> &mut Self {
         self.args.push(value.into());
         // Writing to a String cannot fail.
-        let _ = write!(self.sql, "${}", self.args.len());
+        let _ = write!(self.sql.to_mut(), "${}", self.args.len());
         self
     }
 
@@ -165,7 +167,10 @@ impl<'a> Query<'a> {
     }
 
     fn sqlite(self) -> sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
-        let mut query = sqlx::query(AssertSqlSafe(self.sql));
+        let mut query = match self.sql {
+            Cow::Borrowed(sql) => sqlx::query(sql),
+            Cow::Owned(sql) => sqlx::query(AssertSqlSafe(sql)),
+        };
         for value in self.args {
             query = match value {
                 Value::Text(None) => query.bind(None::<&str>),
@@ -179,7 +184,10 @@ impl<'a> Query<'a> {
     }
 
     fn postgres(self) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-        let mut query = sqlx::query(AssertSqlSafe(self.sql));
+        let mut query = match self.sql {
+            Cow::Borrowed(sql) => sqlx::query(sql),
+            Cow::Owned(sql) => sqlx::query(AssertSqlSafe(sql)),
+        };
         for value in self.args {
             query = match value {
                 Value::Text(None) => query.bind(None::<&str>),

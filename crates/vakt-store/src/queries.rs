@@ -127,7 +127,7 @@ pub(crate) async fn insert_rows<T, const N: usize>(
     to_row: impl for<'a> Fn(&'a T) -> [crate::sql::Value<'a>; N],
 ) -> Result<(), StoreError> {
     for chunk in items.chunks(chunk_rows(N)) {
-        let mut query: Query<'_> = Query::new(head);
+        let mut query: Query<'_> = Query::new(head.to_owned());
         query.push_values(chunk, &to_row);
         query.push(tail);
         query.execute(&mut *conn).await?;

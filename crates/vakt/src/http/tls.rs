@@ -47,7 +47,8 @@ fn stamps(files: &TlsFiles) -> Vec<Option<SystemTime>> {
     .collect()
 }
 
-fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// The PEM certificates in `path`; none is an error.
+pub fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .with_context(|| format!("cannot read certificates from {}", path.display()))?
         .collect::<Result<_, _>>()
@@ -67,20 +68,8 @@ fn build(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     let builder = rustls::ServerConfig::builder();
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certificates(ca)? {
-                roots
-                    .add(cert)
-                    .with_context(|| format!("a certificate in {} is not a CA", ca.display()))?;
-            }
-            // A client without a certificate may still sign in with a token.
-            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
-                .allow_unauthenticated()
-                .build()
-                .with_context(|| format!("cannot use {} as client CA", ca.display()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+        // A client without a certificate may still sign in with a token.
+        Some(ca) => builder.with_client_cert_verifier(client_verifier(ca, true)?),
     };
     let mut server = builder.with_single_cert(certs, key).with_context(|| {
         format!(
@@ -134,6 +123,29 @@ impl HttpTls {
         }
         loaded.acceptor.clone()
     }
+}
+
+/// Checks client certificates against the CAs in `ca`; with `optional`, a client may
+/// also come without one.
+pub fn client_verifier(
+    ca: &Path,
+    optional: bool,
+) -> anyhow::Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(ca)? {
+        roots
+            .add(cert)
+            .with_context(|| format!("a certificate in {} is not a CA", ca.display()))?;
+    }
+    let builder = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
+        .build()
+        .with_context(|| format!("cannot use {} as client CA", ca.display()))
 }
 
 /// The common name of a client certificate's subject (its first DNS name when it has no

@@ -272,6 +272,12 @@ impl From<vakt_store::StoreError> for Refusal {
     }
 }
 
+/// The integration whose routing key came with the event is its sender (the trace says so).
+fn signed(mut input: EventInput, integration: &Integration) -> EventInput {
+    input.sender = Some(format!("PagerDuty integration {}", integration.name));
+    input
+}
+
 async fn handle(state: &Arc<Deps>, request: Request) -> Result<String, Refusal> {
     let mut errors = Vec::new();
     let integration = match request.routing_key.as_deref().map(str::trim) {
@@ -318,7 +324,7 @@ async fn handle(state: &Arc<Deps>, request: Request) -> Result<String, Refusal> 
     match (action, trigger) {
         ("trigger", Some(fields)) => {
             let input = trigger_event(&request, fields, &integration, &dedup_key, fingerprint);
-            state.store_one(input).await?;
+            state.store_one(signed(input, &integration)).await?;
         }
         ("acknowledge", _) => {
             let open = state
@@ -378,7 +384,7 @@ async fn handle(state: &Arc<Deps>, request: Request) -> Result<String, Refusal> 
                 fingerprint: Some(fingerprint),
                 ..EventInput::default()
             };
-            state.store_one(input).await?;
+            state.store_one(signed(input, &integration)).await?;
         }
     }
     Ok(dedup_key)

@@ -210,9 +210,18 @@ async fn accept_loop(
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => read_stream(stream, peer, &listener).await,
+                None => read_stream(stream, peer, None, &listener).await,
                 Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => read_stream(stream, peer, &listener).await,
+                    Ok(stream) => {
+                        // A verified client certificate names the sender.
+                        let sender = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|certs| certs.first())
+                            .and_then(crate::http::tls::client_name);
+                        read_stream(stream, peer, sender, &listener).await;
+                    }
                     Err(error) => tracing::debug!(%peer, %error, "syslog TLS handshake failed"),
                 },
             }
@@ -222,7 +231,12 @@ async fn accept_loop(
 
 /// Reads frames from one connection until it closes. Waiting for queue room stops the reads,
 /// so a sender faster than storage is slowed by TCP itself.
-async fn read_stream(mut stream: impl AsyncRead + Unpin, peer: SocketAddr, listener: &Listener) {
+async fn read_stream(
+    mut stream: impl AsyncRead + Unpin,
+    peer: SocketAddr,
+    sender: Option<String>,
+    listener: &Listener,
+) {
     let mut framer = Framer::new(listener.frame_bytes_max);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -247,7 +261,12 @@ async fn read_stream(mut stream: impl AsyncRead + Unpin, peer: SocketAddr, liste
                 .into_iter()
                 .map(|f| (listener.counted(f), peer.ip()))
                 .collect();
-            let inputs = listener.events(frames);
+            let mut inputs = listener.events(frames);
+            if let Some(sender) = &sender {
+                for input in &mut inputs {
+                    input.sender = Some(sender.clone());
+                }
+            }
             listener.channel.count_received(inputs.len(), n);
             let count = inputs.len();
             match deliver(

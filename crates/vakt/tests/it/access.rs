@@ -575,7 +575,7 @@ async fn run(program: &str, args: &[&str], dir: &std::path::Path) -> std::proces
 
 /// A CA, a server certificate for 127.0.0.1 with common name `cn`, and a client
 /// certificate for `edge-router`, made with openssl in `dir`.
-async fn certificates(dir: &std::path::Path, cn: &str) {
+pub async fn certificates(dir: &std::path::Path, cn: &str) {
     let ok = |out: std::process::Output| {
         assert!(
             out.status.success(),

@@ -101,6 +101,13 @@ async fn trigger_acknowledge_resolve_round_trip() {
         event["items"][0]["details"]["custom_details"]["ping time"],
         "1500ms"
     );
+    // The integration whose routing key came with it is its sender.
+    assert!(
+        event["items"][0]["trace"]
+            .to_string()
+            .contains("sent by PagerDuty integration"),
+        "{event}"
+    );
 
     // A repeat with the same key is the same alert.
     let again = tokio::task::spawn_blocking({
