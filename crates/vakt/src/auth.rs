@@ -299,6 +299,10 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const CACHE_ENTRIES_MAX: usize = 10_000;
 /// How often a token's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// How much of a refused request's body is read before the answer, at most, and for how
+/// long.
+const REFUSED_BODY_BYTES_MAX: usize = 1 << 20;
+const REFUSED_BODY_WAIT: Duration = Duration::from_secs(2);
 /// The prefix every vakt token starts with (so it is recognised as a password, in logs
 /// and by secret scanners).
 pub const TOKEN_PREFIX: &str = "vakt_";
@@ -832,7 +836,19 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Ne
     .await;
     let (mut response, need) = match admitted {
         Ok(need) => (next.run(request).await, Some(need)),
-        Err(refused) => *refused,
+        Err(refused) => {
+            // Read what the client is still sending (bounded) before answering: an HTTP/2
+            // stream answered mid-body is reset, and clients then miss the answer.
+            if has_body(request.headers()) {
+                let body = request.into_body();
+                let _ = tokio::time::timeout(
+                    REFUSED_BODY_WAIT,
+                    axum::body::to_bytes(body, REFUSED_BODY_BYTES_MAX),
+                )
+                .await;
+            }
+            *refused
+        }
     };
     if open {
         response
@@ -868,10 +884,12 @@ async fn admit(
     };
     let refuse = |error: ApiError| Err(Box::new((with_challenge(error.into_response()), need)));
     let headers = request.headers();
+    // HTTP/2 carries the host in the request's authority, not in a Host header.
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
     if let Some(host) = &host
         && !auth.host_allowed(host)
     {
