@@ -612,6 +612,13 @@ impl Auth {
         };
         let hash = stored.or_else(|| found.and_then(|u| u.password_hash.clone()));
         let (Some(found), Some(hash)) = (found, hash) else {
+            // As slow as a wrong password, so that the answer's timing does not tell which
+            // user names exist.
+            let password = password.to_owned();
+            let _ = tokio::task::spawn_blocking(move || {
+                verify_password(&password, dummy_hash());
+            })
+            .await;
             return Err(ApiError::unauthorized(
                 "wrong user name or password (or the user has no password_hash)",
             ));
@@ -1532,6 +1539,12 @@ pub fn hash_password(password: &str) -> Result<String, String> {
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
         .map_err(|e| format!("cannot hash the password: {e}"))
+}
+
+/// A hash to verify against when the user has none (made once).
+fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("vakt: no such user").unwrap_or_default())
 }
 
 /// Whether `password` matches the PHC `hash`.

@@ -200,6 +200,14 @@ async fn tokens_expire_and_revoked_ones_stop_at_once() {
         .await
         .expect("guess");
     assert_eq!(response.status(), 401);
+    let response = server
+        .client
+        .get(server.url("/api/v1/alerts"))
+        .basic_auth("nobody", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .expect("unknown user");
+    assert_eq!(response.status(), 401);
     let (status, _, _) = server
         .send(
             reqwest::Method::GET,
