@@ -224,7 +224,12 @@ impl SqliteStore {
 
     /// Opens (creating if needed) the database in `dir` and brings its schema up to date.
     pub async fn open(dir: &Path) -> Result<SqliteStore, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|error| {
+        // Only vakt's user may read what it stores (events, tokens' hashes, sessions).
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|error| {
             StoreError::Unavailable(format!(
                 "cannot create data directory {}: {error}",
                 dir.display()
@@ -253,6 +258,7 @@ impl SqliteStore {
             .run(&writer)
             .await
             .map_err(|error| StoreError::Other(format!("migrating {}: {error}", path.display())))?;
+        private_files(&path);
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(options.read_only(true))
@@ -336,6 +342,28 @@ async fn commit(
             Err(error.into())
         }
     }
+}
+
+/// Makes the database file and its WAL and shared-memory files readable by their owner
+/// only (SQLite creates them as the umask allows, often world-readable). A file that
+/// cannot be changed is logged, not fatal: the operator may manage permissions.
+fn private_files(database: &Path) {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::path::PathBuf::from(format!("{}{suffix}", database.display()));
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o077 != 0
+            && let Err(error) =
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot make the database file private");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = database;
 }
 
 fn unavailable(path: &Path, error: sqlx::Error) -> StoreError {
@@ -1025,6 +1053,34 @@ mod tests {
         }
         store.close().await;
         Ok(())
+    }
+
+    /// The data directory and the database files are private to vakt's user.
+    #[cfg(unix)]
+    #[test]
+    fn the_database_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("dir");
+        let data = dir.path().join("data");
+        runtime.block_on(async {
+            let store = SqliteStore::open(&data).await.expect("opens");
+            let mode = |p: &Path| {
+                std::fs::metadata(p)
+                    .map(|m| m.permissions().mode() & 0o777)
+                    .ok()
+            };
+            assert_eq!(mode(&data), Some(0o700));
+            assert_eq!(mode(&data.join(DATABASE_FILE)), Some(0o600));
+            assert_eq!(
+                mode(&data.join(format!("{DATABASE_FILE}-wal"))),
+                Some(0o600)
+            );
+            store.close().await;
+        });
     }
 
     proptest! {
