@@ -299,6 +299,8 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const CACHE_ENTRIES_MAX: usize = 10_000;
 /// How often a token's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// The audit log's actor for requests without a credential (where auth is off).
+const ANONYMOUS: &str = "anonymous";
 /// How much of a refused request's body is read before the answer, at most, and for how
 /// long.
 const REFUSED_BODY_BYTES_MAX: usize = 1 << 20;
@@ -831,7 +833,7 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Ne
         .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
     let detail = request.uri().query().map(str::to_owned);
     let open = auth.is_open().await;
-    let mut actor = "anonymous".to_owned();
+    let mut actor = ANONYMOUS.to_owned();
     let admitted = admit(
         &auth,
         &mut request,
@@ -841,6 +843,7 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Ne
         &mut actor,
     )
     .await;
+    let refused = admitted.is_err();
     let (mut response, need) = match admitted {
         Ok(need) => (next.run(request).await, Some(need)),
         Err(refused) => {
@@ -862,12 +865,19 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Ne
             .headers_mut()
             .insert("x-vakt-auth", HeaderValue::from_static("off"));
     }
-    // Every write to a known route, admitted or refused; ingest is recorded as events.
+    // Every write to a known route, admitted or refused, by whoever signed in; ingest is
+    // recorded as events. Requests refused before anyone signed in are logged, not stored:
+    // anyone who reaches the port could otherwise make the database write at their rate.
     let audited =
         is_write(&method) && need.is_some_and(|need| !matches!(need, Own | Scope("ingest:events")));
     if let (true, Some(path)) = (audited, path) {
-        auth.audit(actor, &method, &path, response.status(), remote, detail)
-            .await;
+        let status = response.status();
+        if refused && actor == ANONYMOUS {
+            tracing::info!(%method, path, %status, remote, "refused a write without a credential");
+        } else {
+            auth.audit(actor, &method, &path, status, remote, detail)
+                .await;
+        }
     }
     response
 }
@@ -1268,7 +1278,7 @@ fn token_rights(caller: &Caller) -> (String, Option<Vec<String>>, bool) {
             Some(identity.scopes.clone()),
             identity.has("admin:tokens"),
         ),
-        None => ("anonymous".to_owned(), None, true),
+        None => (ANONYMOUS.to_owned(), None, true),
     }
 }
 

@@ -290,6 +290,17 @@ async fn who_acted_comes_from_the_identity_and_the_audit_log_keeps_it() {
         .await;
     assert_eq!(status, 200, "{alert}");
     assert_eq!(alert["acknowledged_by"], "alice", "{alert}");
+    // Without a credential: refused, logged, not stored (anyone could make the database
+    // write at their rate).
+    let (status, _, _) = server
+        .send(
+            reqwest::Method::POST,
+            &format!("/api/v1/alerts/{alert_id}/unack"),
+            None,
+            Some(&json!({})),
+        )
+        .await;
+    assert_eq!(status, 401);
     // The ingest token cannot ack.
     let (status, _, _) = server
         .send(
@@ -326,6 +337,10 @@ async fn who_acted_comes_from_the_identity_and_the_audit_log_keeps_it() {
     assert!(
         items.iter().all(|e| e["path"] != "/api/v1/events"),
         "ingest is not audited: {audit}"
+    );
+    assert!(
+        items.iter().all(|e| e["actor"] != "anonymous"),
+        "refusals without a credential are not stored: {audit}"
     );
     // A viewer may not read the audit log.
     let viewer = server.token("viewer", &["viewer"], None).await;
