@@ -331,6 +331,12 @@ pub async fn post_heartbeat(
             format!("must be at most {NAME_LEN_MAX} bytes without control characters"),
         ));
     }
+    if body.grace_secs.is_some_and(|g| g > 7 * 86_400) {
+        return Err(ApiError::field(
+            "grace_secs",
+            "must be at most 604800 (a week)",
+        ));
+    }
     let config = HeartbeatConfig {
         name: name.to_owned(),
         resource: resource.to_owned(),

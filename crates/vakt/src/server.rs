@@ -246,6 +246,7 @@ pub async fn launch_with_listener(
         webhook_channel: ingest.channel(sources::alertmanager::WEBHOOK_CHANNEL, am_queue),
         silences: Arc::clone(&silence_board),
         started_at,
+        request_events_max: limits.request_events_max,
     });
     let pagerduty = Arc::new(sources::pagerduty::Deps {
         store: Arc::clone(&store),

@@ -19,6 +19,11 @@ use super::error::{ApiError, ErrorBody, parse_json};
 use super::query::Params;
 use crate::auth::Caller;
 
+/// An incident's title: one line, at most this many characters.
+const TITLE_CHARS_MAX: usize = 200;
+/// An incident's description, at most.
+const DESCRIPTION_BYTES_MAX: usize = 65_536;
+
 /// Maps the store's refusal to HTTP: a missing incident 404, a field problem (`field: ...`)
 /// 400, a change the status rules forbid 409.
 pub fn incident_error(error: IncidentError) -> ApiError {
@@ -118,6 +123,20 @@ pub async fn create_incident(
     body.by = caller.by(&body.by);
     if body.title.trim().is_empty() {
         return Err(ApiError::field("title", "must not be empty"));
+    }
+    if body.title.trim().chars().count() > TITLE_CHARS_MAX
+        || body.title.chars().any(char::is_control)
+    {
+        return Err(ApiError::field(
+            "title",
+            format!("one line of at most {TITLE_CHARS_MAX} characters"),
+        ));
+    }
+    if body.description.len() > DESCRIPTION_BYTES_MAX {
+        return Err(ApiError::field(
+            "description",
+            format!("at most {DESCRIPTION_BYTES_MAX} bytes"),
+        ));
     }
     if body.by.trim().is_empty() {
         return Err(ApiError::field("by", "say who opens the incident"));

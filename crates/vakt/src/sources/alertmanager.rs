@@ -47,6 +47,8 @@ pub struct Deps {
     pub webhook_channel: Channel,
     pub silences: Arc<SilenceBoard>,
     pub started_at: DateTime<Utc>,
+    /// Alerts one request may carry (`ingest.request_events_max`), as for every channel.
+    pub request_events_max: usize,
 }
 
 impl Deps {
@@ -214,6 +216,18 @@ pub struct PostableAlert {
 }
 
 /// Alertmanager answers 400s with a JSON string.
+/// 413 for a batch larger than `ingest.request_events_max`, counted as rejected.
+fn too_many(channel: &Channel, count: usize, max: usize) -> Response {
+    channel.count_rejected(count, "too_large");
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        Json(Value::String(format!(
+            "{count} alerts in one request; the limit is {max} (ingest.request_events_max)"
+        ))),
+    )
+        .into_response()
+}
+
 fn bad_request(message: impl Into<String>) -> Response {
     (StatusCode::BAD_REQUEST, Json(Value::String(message.into()))).into_response()
 }
@@ -365,6 +379,9 @@ pub async fn post_alerts(
         }
     };
     channel.count_received(alerts.len(), body.len());
+    if alerts.len() > state.request_events_max {
+        return too_many(channel, alerts.len(), state.request_events_max);
+    }
     let config = state.alertmanager_config();
     let now = Utc::now();
     let mut inputs = Vec::with_capacity(alerts.len());
@@ -462,6 +479,21 @@ pub async fn webhook(
         return bad_request(format!(
             "webhook payload version {:?}; vakt understands version 4",
             payload.version
+        ));
+    }
+    if payload.alerts.len() > state.request_events_max {
+        return too_many(channel, payload.alerts.len(), state.request_events_max);
+    }
+    if let Some((index, alert)) = payload
+        .alerts
+        .iter()
+        .enumerate()
+        .find(|(_, a)| a.status != "firing" && a.status != "resolved")
+    {
+        channel.count_rejected(payload.alerts.len(), "invalid");
+        return bad_request(format!(
+            "alerts[{index}].status: {:?} is neither \"firing\" nor \"resolved\"",
+            alert.status
         ));
     }
     let config = state.alertmanager_config();

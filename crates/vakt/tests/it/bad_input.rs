@@ -338,3 +338,79 @@ async fn a_garbage_cursor_is_refused() {
     assert_eq!(status, 200, "{second}");
     assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
 }
+
+/// Contract limits hold on every channel: an Alertmanager batch over
+/// `ingest.request_events_max` is 413, a webhook alert whose status is neither firing nor
+/// resolved is 400 naming it, a heartbeat's grace is bounded, an incident's title is one
+/// short line. Nothing of them is stored.
+#[tokio::test]
+async fn limits_hold_on_every_channel() {
+    let config = crate::harness::builtin_on_free_ports() + "\n[ingest]\nrequest_events_max = 10\n";
+    let server = TestServer::with_config(Some(&config)).await;
+    let alerts: Vec<Value> = (0..11)
+        .map(|i| json!({"labels": {"alertname": format!("A{i}"), "instance": "h"}}))
+        .collect();
+    let (status, answer) = server.post("/api/v2/alerts", &json!(alerts)).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(
+        answer.to_string().contains("request_events_max"),
+        "{answer}"
+    );
+
+    let alert = |status: &str| {
+        json!({"status": status, "labels": {"alertname": "W", "instance": "h"}, "annotations": {},
+               "startsAt": "2026-12-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+               "generatorURL": "", "fingerprint": "f"})
+    };
+    let webhook = |alerts: Vec<Value>| {
+        json!({"version": "4", "groupKey": "g", "status": "firing", "receiver": "vakt",
+               "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+               "externalURL": "http://am", "alerts": alerts})
+    };
+    let (status, answer) = server
+        .post(
+            "/api/v1/integrations/alertmanager",
+            &webhook(vec![alert("firing"), alert("bogus")]),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("alerts[1].status"), "{answer}");
+
+    let (status, answer) = server
+        .post(
+            "/api/v1/heartbeats",
+            &json!({"name": "cron", "interval_secs": 60, "grace_secs": 9_200_000_000_000_000_000_u64}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("grace_secs"), "{answer}");
+
+    let (status, answer) = server
+        .post(
+            "/api/v1/incidents",
+            &json!({"title": "x".repeat(1_000_000), "by": "a"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.to_string().contains("title"), "{answer}");
+    let (status, answer) = server
+        .post(
+            "/api/v1/incidents",
+            &json!({"title": "two\nlines", "by": "a"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{answer}");
+
+    let (_, events) = server.get("/api/v1/events").await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(0),
+        "{events}"
+    );
+    let (_, incidents) = server.get("/api/v1/incidents").await;
+    assert_eq!(
+        incidents["items"].as_array().map(Vec::len),
+        Some(0),
+        "{incidents}"
+    );
+}
