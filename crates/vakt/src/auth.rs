@@ -520,20 +520,9 @@ impl Auth {
                 record.name
             )));
         }
-        let touch = {
-            let mut touched = locked(&self.touched);
-            if touched.len() >= CACHE_ENTRIES_MAX {
-                touched.clear();
-            }
-            let due = touched
-                .get(&record.id)
-                .is_none_or(|at| at.elapsed() >= TOUCH_EVERY);
-            if due {
-                touched.insert(record.id.clone(), Instant::now());
-            }
-            due
-        };
-        if touch && let Err(error) = self.store.touch_token(&record.id, now).await {
+        if self.use_due(format!("token {}", record.id), TOUCH_EVERY)
+            && let Err(error) = self.store.touch_token(&record.id, now).await
+        {
             tracing::warn!(%error, token = %record.name, "cannot note the token's use");
         }
         Ok(Identity {
@@ -543,6 +532,20 @@ impl Auth {
             scopes: record.scopes,
             csrf: None,
         })
+    }
+
+    /// Whether the use of `key` (a token, a session) is due to be written: the first time,
+    /// and then once `every` has passed since the last write.
+    fn use_due(&self, key: String, every: Duration) -> bool {
+        let mut touched = locked(&self.touched);
+        if touched.len() >= CACHE_ENTRIES_MAX {
+            touched.clear();
+        }
+        let due = touched.get(&key).is_none_or(|at| at.elapsed() >= every);
+        if due {
+            touched.insert(key, Instant::now());
+        }
+        due
     }
 
     /// How often a session's last use is written at most: a minute, or a quarter of the
@@ -573,21 +576,9 @@ impl Auth {
                 "the session's user can no longer sign in",
             ));
         };
-        let touch = {
-            let mut touched = locked(&self.touched);
-            if touched.len() >= CACHE_ENTRIES_MAX {
-                touched.clear();
-            }
-            let key = format!("session {hash}");
-            let due = touched
-                .get(&key)
-                .is_none_or(|at| at.elapsed() >= self.session_touch_every());
-            if due {
-                touched.insert(key, Instant::now());
-            }
-            due
-        };
-        if touch && let Err(error) = self.store.touch_session(&hash, now).await {
+        if self.use_due(format!("session {hash}"), self.session_touch_every())
+            && let Err(error) = self.store.touch_session(&hash, now).await
+        {
             tracing::warn!(%error, "cannot note the session's use");
         }
         Ok(Identity {
@@ -705,6 +696,18 @@ impl Auth {
         if password.starts_with(TOKEN_PREFIX) {
             return self.token(password).await.map(Some);
         }
+        self.sign_in(user, password, remote).await.map(Some)
+    }
+
+    /// A user's password checked under the sign-in limits (basic auth and the console's
+    /// sign-in alike): 429 while the address or the user failed too often of late; a failure
+    /// counts against both.
+    async fn sign_in(
+        &self,
+        user: &str,
+        password: &str,
+        remote: &str,
+    ) -> Result<Identity, ApiError> {
         let address_key = format!("address {remote}");
         let user_key = format!("user {user}");
         if self.throttled(&address_key) || self.throttled(&user_key) {
@@ -713,15 +716,13 @@ impl Auth {
                 "too many failed sign-ins; wait a minute",
             ));
         }
-        match self.password(user, password).await {
-            Ok(identity) => Ok(Some(identity)),
-            Err(error) => {
-                self.failed(&address_key);
-                self.failed(&user_key);
-                tracing::info!(user, remote, "failed sign-in");
-                Err(error)
-            }
+        let checked = self.password(user, password).await;
+        if checked.is_err() {
+            self.failed(&address_key);
+            self.failed(&user_key);
+            tracing::info!(user, remote, "failed sign-in");
         }
+        checked
     }
 
     /// Records a write in the audit log (failing to is logged, not fatal to the request).
@@ -1047,10 +1048,11 @@ pub struct SessionView {
     pub expires_at: chrono::DateTime<chrono::Utc>,
 }
 
-fn random_hex() -> Result<String, ApiError> {
-    new_token()
-        .map(|t| t.trim_start_matches(TOKEN_PREFIX).to_owned())
-        .map_err(|e| ApiError::internal("making a session", e))
+/// 256 random bits in hex.
+fn random_hex() -> Result<String, String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no random numbers: {e}"))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Sign in with a user's password: a new session (any session the browser held ends),
@@ -1065,29 +1067,15 @@ pub async fn sign_in(
 ) -> Result<Response, ApiError> {
     let asked: SignIn = crate::http::parse_json(&body)?;
     let remote = connect.map_or_else(|| "unknown".to_owned(), |c| c.0.0.ip().to_string());
-    let (address_key, user_key) = (format!("address {remote}"), format!("user {}", asked.user));
-    if auth.throttled(&address_key) || auth.throttled(&user_key) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed sign-ins; wait a minute",
-        ));
-    }
-    let identity = match auth.password(&asked.user, &asked.password).await {
-        Ok(identity) => identity,
-        Err(error) => {
-            auth.failed(&address_key);
-            auth.failed(&user_key);
-            tracing::info!(user = %asked.user, remote, "failed sign-in");
-            return Err(error);
-        }
-    };
+    let identity = auth.sign_in(&asked.user, &asked.password, &remote).await?;
     // Rotation: the session the browser came with (if any) ends; a new one begins.
     if let Some(old) = session_cookie(&headers) {
         let _ = auth.store.end_session(&token_hash(old)).await;
     }
     let now = chrono::Utc::now();
-    let cookie = random_hex()?;
-    let csrf = random_hex()?;
+    let random = || random_hex().map_err(|e| ApiError::internal("making a session", e));
+    let cookie = random()?;
+    let csrf = random()?;
     let max =
         chrono::Duration::from_std(auth.settings.session_max).unwrap_or(chrono::Duration::days(7));
     let record = vakt_store::SessionRecord {
@@ -1465,10 +1453,7 @@ pub fn token_hash(token: &str) -> String {
 
 /// A new token: `vakt_` and 256 random bits in hex.
 pub fn new_token() -> Result<String, String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| format!("no random numbers: {e}"))?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{TOKEN_PREFIX}{hex}"))
+    Ok(format!("{TOKEN_PREFIX}{}", random_hex()?))
 }
 
 /// What creating a token asks for.

@@ -8,15 +8,22 @@ use crate::auth::{NewToken, hash_password, mint};
 use crate::cli::{Failure, StorageArgs, TokenCommand, UserCommand};
 use crate::config::{Config, Overrides};
 
-/// Opens the database the configuration (and flags) name.
-async fn open(storage: &StorageArgs) -> Result<std::sync::Arc<dyn vakt_store::Store>, Failure> {
+/// The configuration (with the storage flags applied).
+fn config(storage: &StorageArgs) -> Result<Config, Failure> {
     let overrides = Overrides {
         listen: None,
         data_dir: storage.data_dir.clone(),
         database_url: storage.database_url.clone(),
     };
-    let config =
-        Config::load(storage.config.config.as_deref(), &overrides).map_err(Failure::user)?;
+    Config::load(storage.config.config.as_deref(), &overrides).map_err(Failure::user)
+}
+
+/// Opens the database the configuration (and flags) name.
+async fn open(storage: &StorageArgs) -> Result<std::sync::Arc<dyn vakt_store::Store>, Failure> {
+    open_for(&config(storage)?).await
+}
+
+async fn open_for(config: &Config) -> Result<std::sync::Arc<dyn vakt_store::Store>, Failure> {
     vakt_store::open(&config.location)
         .await
         .with_context(|| format!("cannot open storage ({})", config.location.describe()))
@@ -178,13 +185,7 @@ pub fn user(command: UserCommand) -> Result<(), Failure> {
             Ok(())
         }
         UserCommand::Passwd { storage, user } => {
-            let overrides = Overrides {
-                listen: None,
-                data_dir: storage.data_dir.clone(),
-                database_url: storage.database_url.clone(),
-            };
-            let config = Config::load(storage.config.config.as_deref(), &overrides)
-                .map_err(Failure::user)?;
+            let config = config(&storage)?;
             if config.directory.user(&user).is_none() {
                 return Err(Failure::user(anyhow!(
                     "no [[users]] entry with id {user:?} in {}",
@@ -193,7 +194,7 @@ pub fn user(command: UserCommand) -> Result<(), Failure> {
             }
             let hash = read_password_hash("vakt user passwd NAME < password.txt")?;
             runtime()?.block_on(async {
-                let store = open(&storage).await?;
+                let store = open_for(&config).await?;
                 store
                     .put_password(&user, &hash, chrono::Utc::now())
                     .await
