@@ -1,6 +1,7 @@
 //! Silences: a time span in which alerts whose labels match are recorded but not acted on.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -99,10 +100,11 @@ impl Silence {
 }
 
 /// The silences that are active or will be (not expired), compiled once, for matching many
-/// alerts at a given time.
+/// alerts at a given time. A change makes a new set that shares every unchanged silence
+/// (`updated`), so a write compiles one silence, not all of them.
 #[derive(Default)]
 pub struct ActiveSilences {
-    silences: Vec<CompiledSilence>,
+    silences: Vec<Arc<CompiledSilence>>,
     built_at: Option<DateTime<Utc>>,
 }
 
@@ -113,6 +115,21 @@ struct CompiledSilence {
     matchers: Vec<Matcher>,
 }
 
+impl CompiledSilence {
+    fn of(silence: &Silence, now: DateTime<Utc>) -> Option<Arc<CompiledSilence>> {
+        if silence.state(now) == SilenceState::Expired {
+            return None;
+        }
+        let matchers = silence.compiled().ok()?;
+        Some(Arc::new(CompiledSilence {
+            id: silence.id.clone(),
+            starts_at: silence.starts_at,
+            ends_at: silence.ends_at,
+            matchers,
+        }))
+    }
+}
+
 impl ActiveSilences {
     /// Keeps the silences not yet expired at `now`; a stored silence that no longer compiles
     /// is skipped.
@@ -120,18 +137,33 @@ impl ActiveSilences {
         ActiveSilences {
             silences: silences
                 .iter()
-                .filter(|s| s.state(now) != SilenceState::Expired)
-                .filter_map(|s| {
-                    s.compiled().ok().map(|matchers| CompiledSilence {
-                        id: s.id.clone(),
-                        starts_at: s.starts_at,
-                        ends_at: s.ends_at,
-                        matchers,
-                    })
-                })
+                .filter_map(|s| CompiledSilence::of(s, now))
                 .collect(),
             built_at: Some(now),
         }
+    }
+
+    /// This set at `now`, with `changed` put in place of the silences of the same ids (an
+    /// expired one removes its id) and the silences that have ended since left out. Only
+    /// `changed` is compiled.
+    pub fn updated(&self, changed: &[Silence], now: DateTime<Utc>) -> ActiveSilences {
+        let ids: std::collections::HashSet<&str> = changed.iter().map(|s| s.id.as_str()).collect();
+        let mut silences: Vec<Arc<CompiledSilence>> = self
+            .silences
+            .iter()
+            .filter(|s| s.ends_at > now && !ids.contains(s.id.as_str()))
+            .cloned()
+            .collect();
+        silences.extend(changed.iter().filter_map(|s| CompiledSilence::of(s, now)));
+        ActiveSilences {
+            silences,
+            built_at: Some(now),
+        }
+    }
+
+    /// How many silences are in force or pending.
+    pub fn len(&self) -> usize {
+        self.silences.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -224,6 +256,39 @@ mod tests {
                 .validate()
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_update_replaces_adds_and_expires_without_touching_the_rest() {
+        let now = Utc::now();
+        let disk = silence(&[("alertname", "Disk.*", true)], -1, 10);
+        let db = Silence {
+            id: "s2".into(),
+            ..silence(&[("team", "db", false)], -1, 10)
+        };
+        let board = ActiveSilences::new(&[disk.clone(), db.clone()], now);
+        let labels: BTreeMap<String, String> = [
+            ("alertname".to_string(), "DiskFull".to_string()),
+            ("team".to_string(), "db".to_string()),
+        ]
+        .into();
+        let mut expired = disk.clone();
+        expired.expire(now);
+        let web = Silence {
+            id: "s3".into(),
+            ..silence(&[("team", "db", false)], -1, 10)
+        };
+        let next = board.updated(&[expired, web], now);
+        let mut ids = next.silencing(&labels);
+        ids.sort();
+        assert_eq!(ids, ["s2", "s3"], "s1 expired, s3 added, s2 kept");
+        assert_eq!(
+            board.silencing(&labels).len(),
+            2,
+            "the old set is unchanged"
+        );
+        let later = now + Duration::minutes(11);
+        assert!(next.updated(&[], later).is_empty(), "all ended by then");
     }
 
     #[test]

@@ -32,11 +32,38 @@ async fn silences_and_expiring_alerts_are_kept(backend: &Backend) {
     );
     silence.expire(now);
     store.put_silence(&silence).await.expect("update");
-    let all = store.silences().await.expect("list");
+    let list = |set, changed_since| vakt_store::SilenceQuery {
+        set,
+        now: now + Duration::seconds(1),
+        changed_since,
+    };
+    let all = store
+        .silences(&list(vakt_store::SilenceSet::All, None))
+        .await
+        .expect("list");
     assert_eq!(all.len(), 1);
     assert_eq!(
         all[0].state(now + Duration::seconds(1)),
         SilenceState::Expired
+    );
+    let in_force = store
+        .silences(&list(vakt_store::SilenceSet::InForce, None))
+        .await
+        .expect("list");
+    assert!(in_force.is_empty(), "an expired silence is not in force");
+    let expired = store
+        .silences(&list(vakt_store::SilenceSet::Expired, None))
+        .await
+        .expect("list");
+    assert_eq!(expired.len(), 1);
+    let changed = async |since| {
+        let query = list(vakt_store::SilenceSet::All, Some(since));
+        store.silences(&query).await.expect("list")
+    };
+    assert_eq!(changed(now).await.len(), 1, "written at now");
+    assert!(
+        changed(now + Duration::milliseconds(1)).await.is_empty(),
+        "nothing written since"
     );
     assert_eq!(store.silence("nope").await.expect("read"), None);
 

@@ -50,12 +50,13 @@ pub struct SilencePage {
     pub next_cursor: Option<String>,
 }
 
-/// List silences, newest first; `state` keeps one state.
+/// List silences, newest first: those in force or pending; `state` keeps one state, and
+/// `expired` or `all` lists the ended ones too (kept for `[retention] silences_days`).
 #[utoipa::path(
     get,
     path = "/api/v1/silences",
     tag = "silences",
-    params(("state" = Option<String>, Query, description = "pending, active or expired")),
+    params(("state" = Option<String>, Query, description = "pending, active, expired or all (default: pending and active)")),
     responses((status = 200, body = SilencePage), (status = 400, body = ErrorBody))
 )]
 pub async fn list_silences(
@@ -64,19 +65,33 @@ pub async fn list_silences(
 ) -> Result<Json<SilencePage>, ApiError> {
     let p = Params::parse(raw.as_deref(), &["state"])?;
     let wanted = p.parsed("state", |s| match s {
-        "pending" | "active" | "expired" => Ok(s.to_owned()),
+        "pending" | "active" | "expired" | "all" => Ok(s.to_owned()),
         other => Err(format!(
-            "unknown state {other:?}, expected pending, active or expired"
+            "unknown state {other:?}, expected pending, active, expired or all"
         )),
     })?;
     let now = Utc::now();
+    // Expired silences are history: read only when asked for.
+    let set = match wanted.as_deref() {
+        Some("expired") => vakt_store::SilenceSet::Expired,
+        Some("all") => vakt_store::SilenceSet::All,
+        _ => vakt_store::SilenceSet::InForce,
+    };
+    let query = vakt_store::SilenceQuery {
+        set,
+        now,
+        changed_since: None,
+    };
     let items = state
         .store
-        .silences()
+        .silences(&query)
         .await?
         .iter()
         .map(|s| SilenceView::of(s, now))
-        .filter(|s| wanted.as_ref().is_none_or(|w| *w == s.state))
+        .filter(|s| match wanted.as_deref() {
+            Some(w @ ("pending" | "active" | "expired")) => s.state == w,
+            _ => true,
+        })
         .collect();
     Ok(Json(SilencePage {
         items,

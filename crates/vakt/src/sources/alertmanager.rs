@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use vakt_core::event::{LABEL_VALUE_LEN_MAX, LABELS_MAX, NAME_LEN_MAX, SUMMARY_LEN_MAX};
 use vakt_core::matcher::{Matcher, MatcherSpec, valid_label_name};
-use vakt_core::silence::{ActiveSilences, Silence, SilenceState};
+use vakt_core::silence::{Silence, SilenceState};
 use vakt_core::{Alert, AlertStatus, EventInput, Severity};
 use vakt_store::AlertQuery;
 
@@ -662,7 +662,7 @@ async fn listed(state: &Deps, filter: &AlertFilter) -> Result<Vec<Value>, vakt_s
         return Ok(Vec::new());
     }
     let now = Utc::now();
-    let silences = ActiveSilences::new(&state.store.silences().await?, now);
+    let silences = state.silences.get();
     let resolve_timeout = Duration::seconds(
         i64::try_from(state.alertmanager_config().resolve_timeout_secs).unwrap_or(300),
     );
@@ -688,7 +688,7 @@ async fn listed(state: &Deps, filter: &AlertFilter) -> Result<Vec<Value>, vakt_s
         if !filter.matchers.iter().all(|m| m.matches(&labels)) {
             continue;
         }
-        let silenced_by = silences.silencing(&labels);
+        let silenced_by = silences.silencing_at(&labels, now);
         let inhibited_by: Vec<String> = handling
             .inhibitor(alert, &active)
             .map(|(_, source)| source.fingerprint.as_str().to_owned())
@@ -809,7 +809,12 @@ pub async fn get_silences(State(state): State<Arc<Deps>>, RawQuery(raw): RawQuer
             other => return bad_request(format!("unknown query parameter {other:?}")),
         }
     }
-    let silences = match state.store.silences().await {
+    let every = vakt_store::SilenceQuery {
+        set: vakt_store::SilenceSet::All,
+        now: Utc::now(),
+        changed_since: None,
+    };
+    let silences = match state.store.silences(&every).await {
         Ok(silences) => silences,
         Err(error) => return unavailable(error),
     };
