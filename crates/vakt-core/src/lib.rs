@@ -18,6 +18,7 @@ pub mod oncall;
 pub mod pipeline;
 pub mod probe;
 pub mod rules;
+pub mod secret;
 pub mod silence;
 pub mod trace;
 

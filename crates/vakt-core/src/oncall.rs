@@ -51,9 +51,10 @@ pub struct UserConfig {
     /// a mention entity for it.
     #[serde(default)]
     pub teams_id: Option<String>,
-    /// A URL that pages the phone (an SMS or voice gateway's webhook).
+    /// A URL that pages the phone (an SMS or voice gateway's webhook); a secret.
     #[serde(default)]
-    pub phone_webhook: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub phone_webhook: Option<crate::secret::Secret>,
     #[serde(default)]
     pub teams: Vec<String>,
     /// The user's role when signing in to the API: `viewer`, `responder` (the default),

@@ -451,7 +451,9 @@ fn user_pages(
         }));
     }
     if let Some(url) = &user.phone_webhook {
-        pages.push(page(Via::Phone { url: url.clone() }));
+        pages.push(page(Via::Phone {
+            url: url.expose().to_owned(),
+        }));
     }
     pages
 }

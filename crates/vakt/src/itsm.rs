@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use vakt_core::config::ConfigError;
 use vakt_core::incident::{Incident, IncidentStatus};
+use vakt_core::secret::Secret;
 use vakt_store::{IncidentChange, SyncResult};
 
 use crate::http::{ApiError, ErrorBody};
@@ -74,13 +75,14 @@ pub struct ItsmConfig {
     pub url: String,
     #[serde(default)]
     pub username: Option<String>,
+    /// A string, `${ENV}`, `{ env = "NAME" }` or `{ file = "/path" }`.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     /// Sent as `Authorization: Bearer ...` (instead of username and password).
     #[serde(default)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     /// Jira: the project key issues are created in.
     #[serde(default)]
     pub project: Option<String>,
@@ -96,7 +98,7 @@ pub struct ItsmConfig {
     /// The token the tool must send on the inbound webhook (`Authorization: Bearer ...`).
     /// Without it the webhook refuses every update.
     #[serde(default)]
-    pub webhook_token: Option<String>,
+    pub webhook_token: Option<Secret>,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
     /// Seconds before a failed sync is tried again.
@@ -398,12 +400,12 @@ async fn send(client: &reqwest::Client, config: &ItsmConfig, call: &Call) -> Res
         .header("accept", "application/json")
         .json(&call.body);
     if let Some(token) = &config.token {
-        request = request.bearer_auth(token);
+        request = request.bearer_auth(token.expose());
     } else if let Some(user) = &config.username {
-        request = request.basic_auth(user, config.password.as_deref());
+        request = request.basic_auth(user, config.password.as_ref().map(Secret::expose));
     }
     for (k, v) in &config.headers {
-        request = request.header(k, v);
+        request = request.header(k, v.expose());
     }
     let response = request
         .send()
@@ -559,7 +561,7 @@ pub async fn webhook(
     let Some(itsm) = config.as_ref() else {
         return Err(ApiError::not_found("no [itsm] integration is configured"));
     };
-    let expected = itsm.webhook_token.as_deref().unwrap_or("");
+    let expected = itsm.webhook_token.as_ref().map_or("", Secret::expose);
     let given = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())

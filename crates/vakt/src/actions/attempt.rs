@@ -455,10 +455,11 @@ impl Dispatcher {
         let headers: Vec<(String, String)> = chat
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.clone(), v.expose().to_owned()))
             .collect();
         let timeout = Duration::from_secs(chat.timeout_secs);
-        self.post(&chat.url, &headers, body, timeout, key).await
+        self.post(chat.url.expose(), &headers, body, timeout, key)
+            .await
     }
 
     /// POSTs a document (a chat message, a phone page) with its idempotency key.

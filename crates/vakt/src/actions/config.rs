@@ -3,6 +3,7 @@
 //! rules parsed) and swapped whole on reload.
 
 use super::*;
+use vakt_core::secret::Secret;
 
 /// `[dispatch]`: how the handling stage runs.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -41,8 +42,9 @@ pub enum ChannelConfig {
         tls: SmtpTls,
         #[serde(default)]
         username: Option<String>,
+        /// A string, `${ENV}`, `{ env = "NAME" }` or `{ file = "/path" }`.
         #[serde(default)]
-        password: Option<String>,
+        password: Option<Secret>,
         from: String,
         /// Default recipients when the action names none.
         #[serde(default)]
@@ -67,9 +69,12 @@ pub enum ChannelConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ChatConfig {
-    pub url: String,
+    /// The webhook URL: the credential itself (a string, `${ENV}`, `{ env = "NAME" }` or
+    /// `{ file = "/path" }`).
+    pub url: Secret,
+    /// Extra headers; their values are secrets too (`Authorization`).
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, Secret>,
     /// A template producing the JSON body, replacing the service's built-in format.
     #[serde(default)]
     pub template: Option<String>,
@@ -135,7 +140,7 @@ pub struct EmailChannel {
     pub port: u16,
     pub tls: SmtpTls,
     pub username: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub from: String,
     pub timeout_secs: u64,
 }
@@ -268,12 +273,13 @@ impl HandlingConfig {
                 | ChannelConfig::Mattermost(chat)
                 | ChannelConfig::Teams(chat)
                 | ChannelConfig::Webhook(chat) => {
-                    if !(chat.url.starts_with("http://") || chat.url.starts_with("https://")) {
+                    let url = chat.url.expose();
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
                         errors.push(ConfigError::at(
                             span.clone(),
                             format!(
-                                "channels.{name}: url {:?} must start with http:// or https://",
-                                chat.url
+                                "channels.{name}: url must start with http:// or https:// (it starts {:?})",
+                                url.chars().take(8).collect::<String>()
                             ),
                         ));
                     }

@@ -250,7 +250,7 @@ fn transport(channel: &EmailChannel) -> Result<AsyncSmtpTransport<Tokio1Executor
     .port(channel.port)
     .timeout(Some(Duration::from_secs(channel.timeout_secs)));
     if let (Some(user), Some(password)) = (&channel.username, &channel.password) {
-        builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
+        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
     }
     Ok(builder.build())
 }

@@ -68,7 +68,7 @@ impl Deps {
             .get()
             .integrations
             .iter()
-            .find(|i| i.routing_key == routing_key)
+            .find(|i| i.routing_key.expose() == routing_key)
             .cloned()
     }
 }
@@ -106,8 +106,9 @@ pub struct PagerDutyConfig {
 pub struct Integration {
     /// Scopes dedup keys and labels events (`integration`).
     pub name: String,
-    /// The integration (routing) key senders put in `routing_key`.
-    pub routing_key: String,
+    /// The integration (routing) key senders put in `routing_key` (a secret: `${ENV}`,
+    /// `{ env = "NAME" }` and `{ file = "/path" }` work).
+    pub routing_key: vakt_core::secret::Secret,
     /// `service` given to this integration's events.
     #[serde(default)]
     pub service: Option<String>,
@@ -526,7 +527,7 @@ mod tests {
     fn integration() -> Integration {
         Integration {
             name: "i".into(),
-            routing_key: "k".into(),
+            routing_key: vakt_core::secret::Secret::new("k"),
             service: Some("s".into()),
             environment: None,
         }
