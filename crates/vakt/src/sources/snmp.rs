@@ -311,7 +311,9 @@ impl Names {
                 forwarded_for = Some(value.clone());
             }
             let key = super::cut(&self.varbind(oid), LABEL_KEY_LEN_MAX);
-            if labels.len() < LABELS_MAX && !value.is_empty() {
+            // A varbind with an empty name (a zero-length OID, found by the property test
+            // below) has no label name to go under: it is left out, as empty values are.
+            if labels.len() < LABELS_MAX && !value.is_empty() && !key.is_empty() {
                 labels.insert(key, super::cut(value, LABEL_VALUE_LEN_MAX));
             }
         }
