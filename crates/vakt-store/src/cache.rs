@@ -89,6 +89,16 @@ impl AlertCache {
         }
     }
 
+    /// Forgets the alerts of these ids (retention removed them).
+    pub fn forget(&mut self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+        self.alerts
+            .retain(|_, alert| !ids.contains(alert.id.as_str()));
+    }
+
     /// The alerts of these fingerprints, as the batch needs them, and the fingerprints the
     /// cache cannot answer for (none while it is complete), each once.
     pub fn current<'a>(

@@ -12,6 +12,7 @@ pub mod dispatch;
 pub mod escalate;
 mod postgres;
 mod queries;
+mod retention;
 mod sql;
 mod sqlite;
 mod sqlite_bulk;
@@ -38,7 +39,7 @@ use vakt_core::{
 
 pub use access::{AuditEntry, AuditQuery, SessionRecord, TokenRecord};
 pub use postgres::PostgresStore;
-pub use sqlite::SqliteStore;
+pub use sqlite::{DATABASE_FILE, SqliteStore};
 
 /// A new id: a ULID, strictly increasing within this process (timeline entries made in one
 /// millisecond keep the order they were made in).
@@ -167,6 +168,76 @@ pub struct Stats {
     pub alerts_resolved: i64,
 }
 
+/// What the retention task removes, one kind per call of [`Store::prune`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneKind {
+    /// Events received before the cutoff, and the traces no remaining event uses.
+    Events,
+    /// Alerts resolved before the cutoff with nothing left to send, with their timeline,
+    /// actions and attempts, escalation and incident links.
+    Alerts,
+    /// Silences that ended before the cutoff.
+    Silences,
+    /// Incidents closed before the cutoff, with their timeline and alert links.
+    Incidents,
+    /// Audit entries written before the cutoff.
+    Audit,
+    /// Console sessions that expired before the cutoff.
+    Sessions,
+}
+
+impl PruneKind {
+    pub const ALL: [PruneKind; 6] = [
+        PruneKind::Events,
+        PruneKind::Alerts,
+        PruneKind::Silences,
+        PruneKind::Incidents,
+        PruneKind::Audit,
+        PruneKind::Sessions,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PruneKind::Events => "events",
+            PruneKind::Alerts => "alerts",
+            PruneKind::Silences => "silences",
+            PruneKind::Incidents => "incidents",
+            PruneKind::Audit => "audit",
+            PruneKind::Sessions => "sessions",
+        }
+    }
+}
+
+/// One table's size, for `vakt db stats`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableStats {
+    pub table: String,
+    pub rows: i64,
+    /// Bytes on disk with the table's indexes, where the backend can tell.
+    pub bytes: Option<i64>,
+}
+
+/// Which silences to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SilenceSet {
+    /// Pending and active ones (not ended at `now`).
+    #[default]
+    InForce,
+    /// Only those that ended.
+    Expired,
+    /// Every stored silence.
+    All,
+}
+
+/// Filters for listing silences, newest first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SilenceQuery {
+    pub set: SilenceSet,
+    pub now: DateTime<Utc>,
+    /// Only silences written at or after this (what changed since the board last looked).
+    pub changed_since: Option<DateTime<Utc>>,
+}
+
 /// Everything vakt keeps. Both implementations pass the same story suite (tests/it).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -288,8 +359,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every stored throttle window: (key, state).
     async fn throttles(&self) -> Result<Vec<(String, String)>, StoreError>;
     async fn silence(&self, id: &str) -> Result<Option<Silence>, StoreError>;
-    /// Every silence, newest first (expired ones included: they are history).
-    async fn silences(&self) -> Result<Vec<Silence>, StoreError>;
+    /// The silences `query` asks for, newest first.
+    async fn silences(&self, query: &SilenceQuery) -> Result<Vec<Silence>, StoreError>;
     /// Records a heartbeat's state (created when new); returns what was stored before.
     async fn beat(&self, heartbeat: &Heartbeat) -> Result<Option<Heartbeat>, StoreError>;
     /// Every heartbeat, by name.
@@ -409,6 +480,24 @@ pub trait Store: Send + Sync + 'static {
         result: &SyncResult,
     ) -> Result<(), StoreError>;
     /// Cheap round trip to the database, for readiness.
+    /// Removes at most `limit` items of `kind` from before `before` (and what belongs to
+    /// them) in one short transaction; returns how many items went.
+    async fn prune(
+        &self,
+        kind: PruneKind,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
+    /// Rows (and bytes, where known) of every table.
+    async fn table_stats(&self) -> Result<Vec<TableStats>, StoreError>;
+    /// Bytes the database uses (freed pages not counted), where the backend can tell
+    /// cheaply: the embedded database; `None` on PostgreSQL.
+    async fn size_bytes(&self) -> Result<Option<u64>, StoreError>;
+    /// Gives the space of removed rows back (SQLite `VACUUM`, PostgreSQL `VACUUM ANALYZE`).
+    async fn vacuum(&self) -> Result<(), StoreError>;
+    /// Writes a consistent copy of the whole database to the new file `to` while writes go
+    /// on (SQLite `VACUUM INTO`); a backend that cannot says how to back it up instead.
+    async fn backup(&self, to: &std::path::Path) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn close(&self);
 }

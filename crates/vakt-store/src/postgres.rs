@@ -118,6 +118,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0011_user_passwords.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            12,
+            "retention".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0012_retention.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -501,6 +508,54 @@ impl Store for PostgresStore {
         self.read(async |c| queries::ping(c).await).await
     }
 
+    async fn prune(
+        &self,
+        kind: crate::PruneKind,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        let mut known = self.traces.lock().await;
+        let pruned = self
+            .write(async |c| crate::retention::prune(c, kind, before, limit).await)
+            .await?;
+        known.forget(&pruned.traces);
+        Ok(pruned.rows)
+    }
+
+    async fn table_stats(&self) -> Result<Vec<crate::TableStats>, StoreError> {
+        self.read(async |c| {
+            let mut stats = crate::retention::row_counts(c).await?;
+            for table in &mut stats {
+                let row =
+                    crate::db::query("SELECT pg_total_relation_size(to_regclass($1)) AS bytes")
+                        .bind(table.table.as_str())
+                        .fetch_one(&mut *c)
+                        .await?;
+                table.bytes = row.try_get("bytes")?;
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn size_bytes(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
+    async fn vacuum(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::query("VACUUM (ANALYZE)").execute(&mut *conn).await?;
+        Ok(())
+    }
+
+    async fn backup(&self, _to: &std::path::Path) -> Result<(), StoreError> {
+        Err(StoreError::Other(
+            "vakt backup copies the embedded SQLite database; back PostgreSQL up with its own \
+             tools (pg_dump, or continuous archiving)"
+                .into(),
+        ))
+    }
+
     async fn expired_alerts(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -527,13 +582,16 @@ impl Store for PostgresStore {
 
     async fn silence(&self, id: &str) -> Result<Option<vakt_core::silence::Silence>, StoreError> {
         Ok(self
-            .read(async |c| queries::read_silences(c, Some(id)).await)
+            .read(async |c| queries::read_silences(c, Some(id), None).await)
             .await?
             .pop())
     }
 
-    async fn silences(&self) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
-        self.read(async |c| queries::read_silences(c, None).await)
+    async fn silences(
+        &self,
+        query: &crate::SilenceQuery,
+    ) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
+        self.read(async |c| queries::read_silences(c, None, Some(query)).await)
             .await
     }
 

@@ -770,17 +770,35 @@ pub(crate) async fn write_silence(
     Ok(())
 }
 
-/// Silences, newest first; with `id`, only that one.
+/// Silences, newest first; with `id`, only that one, else those `set` asks for.
 pub(crate) async fn read_silences(
     conn: &mut Conn<'_>,
     id: Option<&str>,
+    set: Option<&crate::SilenceQuery>,
 ) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
     let mut query: Query<'_> = Query::new(
-        "SELECT id, matchers, starts_at, ends_at, created_by, comment, updated_at FROM silences",
+        "SELECT id, matchers, starts_at, ends_at, created_by, comment, updated_at FROM silences WHERE 1 = 1",
     );
     if let Some(id) = id {
-        query.push(" WHERE id = ");
+        query.push(" AND id = ");
         query.push_bind(id.to_owned());
+    }
+    if let Some(set) = set {
+        match set.set {
+            crate::SilenceSet::InForce => {
+                query.push(" AND ends_at > ");
+                query.push_bind(ms(set.now));
+            }
+            crate::SilenceSet::Expired => {
+                query.push(" AND ends_at <= ");
+                query.push_bind(ms(set.now));
+            }
+            crate::SilenceSet::All => {}
+        }
+        if let Some(since) = set.changed_since {
+            query.push(" AND updated_at >= ");
+            query.push_bind(ms(since));
+        }
     }
     query.push(" ORDER BY updated_at DESC");
     let rows = query.fetch_all(&mut *conn).await?;

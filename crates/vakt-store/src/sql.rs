@@ -220,24 +220,40 @@ pub(crate) fn intern(trace: &[vakt_core::TraceEntry]) -> InternedTrace {
 
 /// Trace ids known to be stored, so repeats skip the insert. Bounded: forgotten ids are only
 /// inserted again (`ON CONFLICT DO NOTHING`), never lost.
+///
+/// Retention removes traces no event uses any more. On this node that happens under the same
+/// lock as the batches, which `forget` them; another node cannot tell this one, so the whole
+/// set is also forgotten after [`KnownTraces::MAX_AGE`], far less than the shortest event
+/// retention: a trace this node stored within that age is used by an event younger than
+/// that, which retention keeps.
 #[derive(Default)]
 pub(crate) struct KnownTraces {
     ids: std::collections::HashSet<String>,
+    since: Option<std::time::Instant>,
 }
 
 impl KnownTraces {
     const MAX: usize = 100_000;
+    pub(crate) const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
     pub fn contains(&self, id: &str) -> bool {
-        self.ids.contains(id)
+        self.since.is_some_and(|t| t.elapsed() < Self::MAX_AGE) && self.ids.contains(id)
     }
 
     /// Remembers ids once their transaction committed.
     pub fn extend(&mut self, ids: impl IntoIterator<Item = String>) {
-        if self.ids.len() > Self::MAX {
+        if self.ids.len() > Self::MAX || self.since.is_none_or(|t| t.elapsed() >= Self::MAX_AGE) {
             self.ids.clear();
+            self.since = Some(std::time::Instant::now());
         }
         self.ids.extend(ids);
+    }
+
+    /// Forgets ids whose rows were removed.
+    pub fn forget(&mut self, ids: &[String]) {
+        for id in ids {
+            self.ids.remove(id);
+        }
     }
 }
 

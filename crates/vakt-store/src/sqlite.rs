@@ -212,6 +212,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0011_user_passwords.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            12,
+            "retention".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0012_retention.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -768,6 +775,100 @@ impl Store for SqliteStore {
         self.read(async |c| queries::ping(c).await).await
     }
 
+    async fn prune(
+        &self,
+        kind: crate::PruneKind,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        // Under the batches' lock: the writer's list of stored traces loses what goes.
+        let mut state = self.state.lock().await;
+        let pruned = self
+            .write(async |c| crate::retention::prune(c, kind, before, limit).await)
+            .await?;
+        state.traces.forget(&pruned.traces);
+        if let Some(cache) = &mut state.alerts {
+            cache.forget(&pruned.alerts);
+        }
+        Ok(pruned.rows)
+    }
+
+    async fn table_stats(&self) -> Result<Vec<crate::TableStats>, StoreError> {
+        self.read(async |c| {
+            let mut stats = crate::retention::row_counts(c).await?;
+            let Conn::Sqlite(conn) = c else {
+                return Ok(stats);
+            };
+            // Every table's pages with its indexes' (dbstat is compiled into the bundled SQLite).
+            let bytes: Vec<(String, i64)> = sqlx::query_as(
+                "SELECT s.tbl_name, SUM(d.pgsize) FROM dbstat AS d \
+                 JOIN sqlite_schema AS s ON s.name = d.name GROUP BY s.tbl_name",
+            )
+            .fetch_all(&mut **conn)
+            .await?;
+            for table in &mut stats {
+                table.bytes = bytes
+                    .iter()
+                    .find(|(name, _)| *name == table.table)
+                    .map(|(_, b)| *b);
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn size_bytes(&self) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        let mut pragma = async |name: &'static str| -> Result<i64, StoreError> {
+            Ok(sqlx::query_scalar::<_, i64>(name)
+                .fetch_one(&mut *conn)
+                .await?)
+        };
+        let pages = pragma("PRAGMA page_count").await? - pragma("PRAGMA freelist_count").await?;
+        let size = pragma("PRAGMA page_size").await?;
+        Ok(u64::try_from(pages.saturating_mul(size)).ok())
+    }
+
+    async fn vacuum(&self) -> Result<(), StoreError> {
+        let _state = self.state.lock().await;
+        let mut conn = self.writer.acquire().await?;
+        sqlx::query("VACUUM").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn backup(&self, to: &Path) -> Result<(), StoreError> {
+        if to.exists() {
+            return Err(StoreError::Other(format!(
+                "{} exists; a backup goes to a new file",
+                to.display()
+            )));
+        }
+        let target = to
+            .to_str()
+            .ok_or_else(|| StoreError::Other(format!("{} is not a UTF-8 path", to.display())))?;
+        let mut conn = self.reader.acquire().await?;
+        // One read transaction: the copy is the database as of one commit.
+        sqlx::query("VACUUM INTO $1")
+            .bind(target)
+            .execute(&mut *conn)
+            .await?;
+        let file = std::fs::File::open(to).map_err(|error| {
+            StoreError::Other(format!("cannot open the backup {}: {error}", to.display()))
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+        file.sync_all().map_err(|error| {
+            StoreError::Other(format!("cannot sync the backup {}: {error}", to.display()))
+        })?;
+        Ok(())
+    }
+
     async fn expired_alerts(
         &self,
         now: chrono::DateTime<chrono::Utc>,
@@ -794,13 +895,16 @@ impl Store for SqliteStore {
 
     async fn silence(&self, id: &str) -> Result<Option<vakt_core::silence::Silence>, StoreError> {
         Ok(self
-            .read(async |c| queries::read_silences(c, Some(id)).await)
+            .read(async |c| queries::read_silences(c, Some(id), None).await)
             .await?
             .pop())
     }
 
-    async fn silences(&self) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
-        self.read(async |c| queries::read_silences(c, None).await)
+    async fn silences(
+        &self,
+        query: &crate::SilenceQuery,
+    ) -> Result<Vec<vakt_core::silence::Silence>, StoreError> {
+        self.read(async |c| queries::read_silences(c, None, Some(query)).await)
             .await
     }
 

@@ -109,6 +109,29 @@ opened."
     /// Users: print an argon2id password hash for [[users]] password_hash
     #[command(subcommand)]
     User(UserCommand),
+    /// The database: rows and bytes per table, retention now, vacuum
+    #[command(
+        subcommand,
+        long_about = "The database vakt stores into, worked on directly (beside a running \
+server: SQLite's WAL lets both write).\n\n  \
+vakt db stats                # rows and bytes per table\n  \
+vakt db stats --json\n  \
+vakt db prune                # apply [retention] now, with a progress bar\n  \
+vakt db vacuum               # give the space of removed rows back to the disk\n\n\
+Exit 1 on a bad request or configuration, 2 when the database cannot be opened or fails."
+    )]
+    Db(DbCommand),
+    /// Copy the embedded database, consistent, while vakt runs (restore: docs/operations.md)
+    #[command(
+        long_about = "Write a consistent copy of the embedded SQLite database to FILE \
+(a new file) while the server keeps ingesting: SQLite's VACUUM INTO copies the database as of \
+one commit, so every event acknowledged before the backup began is in it.\n\n  \
+vakt backup /backups/vakt-$(date +%F).db\n\n\
+Restore: stop vakt, put the file in the data directory as vakt.db (remove vakt.db-wal and \
+vakt.db-shm), start vakt. PostgreSQL is backed up with its own tools (pg_dump). Exit 1 when \
+FILE exists or the storage is PostgreSQL, 2 when the copy fails."
+    )]
+    Backup(BackupArgs),
     /// Send a bounded load of events and measure: events/s, latency percentiles, errors
     #[command(
         long_about = "Send a fixed number of events to a vakt (loopback unless --target \
@@ -501,6 +524,36 @@ pub struct StorageArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum DbCommand {
+    /// Rows and bytes (with indexes) per table
+    Stats {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove what [retention] says has been kept long enough, now
+    Prune {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Give the space of removed rows back (SQLite VACUUM, PostgreSQL VACUUM ANALYZE)
+    Vacuum {
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Where the copy goes: a new file
+    pub file: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
 pub enum TokenCommand {
     /// Make a token and print it (once)
     Create {
@@ -670,6 +723,8 @@ pub fn main() -> ExitCode {
         Command::Oncall(args) => commands::remote::oncall(args),
         Command::Token(command) => commands::access::token(command),
         Command::User(command) => commands::access::user(command),
+        Command::Db(command) => commands::db::db(command),
+        Command::Backup(args) => commands::db::backup(args),
         Command::Bench(args) => commands::bench::run(args),
     };
     match result {

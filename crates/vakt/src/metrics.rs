@@ -49,6 +49,11 @@ pub struct PolicyLabels {
     pub policy: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
 /// Every metric vakt exports.
 pub struct Metrics {
     registry: Registry,
@@ -75,6 +80,7 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub rules_loaded: Gauge,
     pub escalation_steps: Family<PolicyLabels, Counter>,
+    pub retention_pruned: Family<KindLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -112,6 +118,7 @@ impl Metrics {
             reloads: Family::default(),
             rules_loaded: Gauge::default(),
             escalation_steps: Family::default(),
+            retention_pruned: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -215,6 +222,11 @@ impl Metrics {
             m.queue_events_max.clone(),
         );
         registry.register("alerts", "Alerts per status", m.alerts.clone());
+        registry.register(
+            "retention_pruned",
+            "Records removed by retention, per kind (events, alerts, silences, incidents, audit, sessions)",
+            m.retention_pruned.clone(),
+        );
         registry.register(
             "config_reloads",
             "Configuration reloads per result (success, failure)",

@@ -23,7 +23,8 @@ use crate::ingest::Ingest;
 use crate::live::{Live, Publisher, live, live_shared};
 use crate::metrics::{Metrics, ResultLabels};
 use crate::{
-    actions, auth, escalation, expiry, heartbeat, itsm, oncall, probes, silences, sources,
+    actions, auth, escalation, expiry, heartbeat, itsm, oncall, probes, retention, silences,
+    sources,
 };
 
 /// Stored events the heartbeat monitor has not looked at yet, at most (more are dropped:
@@ -41,6 +42,7 @@ struct Views {
     heartbeats: Publisher<Vec<heartbeat::HeartbeatConfig>>,
     alertmanager: Publisher<sources::alertmanager::AlertmanagerConfig>,
     pagerduty: Publisher<sources::pagerduty::PagerDutyConfig>,
+    retention: Publisher<retention::RetentionConfig>,
     config_name: Publisher<String>,
 }
 
@@ -56,6 +58,7 @@ impl Views {
             heartbeats: live(config.file.heartbeats.clone()).0,
             alertmanager: live(config.file.sources.alertmanager.clone()).0,
             pagerduty: live(config.file.sources.pagerduty.clone()).0,
+            retention: live(config.file.retention.clone()).0,
             config_name: live(config.name()).0,
         }
     }
@@ -73,6 +76,7 @@ impl Views {
             .publish(config.file.sources.alertmanager.clone());
         self.pagerduty
             .publish(config.file.sources.pagerduty.clone());
+        self.retention.publish(config.file.retention.clone());
         self.config_name.publish(config.name());
     }
 }
@@ -298,6 +302,18 @@ pub async fn launch_with_listener(
         Arc::clone(&auth),
         auth::guard,
     ));
+    // Outside the guard: a client over its write allowance is refused before any
+    // credential is checked or body read.
+    let router = match http::limit::WriteLimit::new(
+        config.file.server.write_rate_per_client,
+        config.file.server.write_burst_per_client,
+    ) {
+        Some(limit) => router.layer(axum::middleware::from_fn_with_state(
+            limit,
+            http::limit::writes,
+        )),
+        None => router,
+    };
     let openapi = doc
         .to_pretty_json()
         .context("serialising the OpenAPI document")?;
@@ -318,6 +334,7 @@ pub async fn launch_with_listener(
         silences: Arc::clone(&silence_board),
         dispatch_wake: Arc::clone(&dispatch_wake),
         ingest_limits: limits.clone(),
+        list_bytes_max: config.file.server.list_bytes_max.max(1024),
         udp: Arc::clone(&udp),
         openapi,
         reload: {
@@ -379,6 +396,14 @@ pub async fn launch_with_listener(
         stopped.clone(),
     )));
     background.spawn(await_task(itsm::spawn(itsm, stopped.clone())));
+    background.spawn(await_task(retention::spawn(
+        retention::Deps {
+            store: Arc::clone(&store),
+            config: reloader.views.retention.subscribe(),
+            metrics: Arc::clone(&metrics),
+        },
+        stopped.clone(),
+    )));
     for task in probes::spawn(probes, stopped.clone()) {
         background.spawn(await_task(task));
     }

@@ -121,6 +121,7 @@ mod escalation;
 mod lifecycle;
 mod lists;
 mod reopen;
+mod retention;
 mod silences;
 mod throttles;
 mod writers;

@@ -9,7 +9,7 @@ use crate::cli::{Failure, StorageArgs, TokenCommand, UserCommand};
 use crate::config::{Config, Overrides};
 
 /// The configuration (with the storage flags applied).
-fn config(storage: &StorageArgs) -> Result<Config, Failure> {
+pub(crate) fn config(storage: &StorageArgs) -> Result<Config, Failure> {
     let overrides = Overrides {
         listen: None,
         data_dir: storage.data_dir.clone(),
@@ -23,14 +23,16 @@ async fn open(storage: &StorageArgs) -> Result<std::sync::Arc<dyn vakt_store::St
     open_for(&config(storage)?).await
 }
 
-async fn open_for(config: &Config) -> Result<std::sync::Arc<dyn vakt_store::Store>, Failure> {
+pub(crate) async fn open_for(
+    config: &Config,
+) -> Result<std::sync::Arc<dyn vakt_store::Store>, Failure> {
     vakt_store::open(&config.location)
         .await
         .with_context(|| format!("cannot open storage ({})", config.location.describe()))
         .map_err(Failure::internal)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

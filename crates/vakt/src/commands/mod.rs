@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod bench;
+pub mod db;
 pub mod remote;
 pub mod rules;
 pub mod send;

@@ -65,6 +65,8 @@ pub struct ConfigFile {
     pub itsm: Option<crate::itsm::ItsmConfig>,
     #[serde(default)]
     pub probes: Vec<crate::probes::ProbeConfig>,
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The sections a configuration file may have.
@@ -88,6 +90,7 @@ const SECTIONS: &[&str] = &[
     "incidents",
     "itsm",
     "probes",
+    "retention",
 ];
 
 impl ConfigFile {
@@ -118,6 +121,7 @@ impl ConfigFile {
             incidents: doc.section("incidents", errors),
             itsm: doc.optional("itsm", errors),
             probes: doc.values("probes", errors),
+            retention: doc.section("retention", errors),
         }
     }
 }
@@ -159,6 +163,14 @@ pub struct ServerConfig {
     pub session_idle_secs: u64,
     /// A console session ends this many seconds after sign-in in any case.
     pub session_max_secs: u64,
+    /// Bytes of JSON one list answer carries at most: a page of large items is cut short
+    /// and its `next_cursor` continues where it stopped.
+    pub list_bytes_max: usize,
+    /// Write requests per second one client (an address, or a signed-in identity) may make
+    /// on average; more are answered 429 with `Retry-After`. 0 turns the limit off.
+    pub write_rate_per_client: u32,
+    /// Write requests one client may make at once above its rate.
+    pub write_burst_per_client: u32,
 }
 
 impl Default for ServerConfig {
@@ -177,6 +189,9 @@ impl Default for ServerConfig {
             tls_client_ca: None,
             session_idle_secs: 12 * 3600,
             session_max_secs: 7 * 86_400,
+            list_bytes_max: 4 << 20,
+            write_rate_per_client: 2000,
+            write_burst_per_client: 4000,
         }
     }
 }
@@ -434,6 +449,12 @@ impl Config {
         if doc.all_ok(&["sources"]) {
             found.extend(file.sources.alertmanager.validate());
         }
+        if doc.all_ok(&["retention", "alerts"]) {
+            found.extend(file.retention.validate(
+                file.alerts.reopen_window_secs,
+                matches!(location, Some(Location::SqliteDir(_))),
+            ));
+        }
         // Errors that name their setting by path get its place in the file.
         doc.place(found, &mut errors);
         match (listen, location, pipeline, handling, directory) {
@@ -575,6 +596,24 @@ mod tests {
         let config = Config::load(None, &Overrides::default()).expect("built-in config loads");
         assert_eq!(config.listen.to_string(), "127.0.0.1:8470");
         assert!(config.pipeline.rules().rules().len() >= 5);
+    }
+
+    #[test]
+    fn retention_is_checked_against_the_reopen_window() {
+        let found = errors(
+            "[alerts]\nreopen_window_secs = 864000\n\n[retention]\nalerts_days = 5\nbatch = 0\n",
+        );
+        assert!(
+            found.iter().any(|e| e.starts_with("t.toml:5:")
+                && e.contains("retention.alerts_days (5 days) must be longer")),
+            "{found:?}"
+        );
+        assert!(
+            found
+                .iter()
+                .any(|e| e.contains("retention.batch must be between 1 and 10000")),
+            "{found:?}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use vakt_store::{AlertQuery, Page};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody, parse_json};
-use super::query::Params;
+use super::query::{Params, capped_page};
 use crate::auth::Caller;
 
 /// Events whose traces the alert detail shows, newest first.
@@ -69,7 +69,7 @@ impl From<Page<Alert>> for AlertPage {
 pub async fn list_alerts(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<AlertPage>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let p = Params::parse(raw.as_deref(), ALERT_FILTERS)?;
     let query = AlertQuery {
         status: p.list("status", AlertStatus::parse)?,
@@ -83,7 +83,22 @@ pub async fn list_alerts(
         cursor: p.cursor()?,
         limit: p.limit()?,
     };
-    Ok(Json(state.store.alerts(&query).await?.into()))
+    capped_page(
+        query.limit,
+        query.cursor.clone(),
+        state.list_bytes_max,
+        |cursor, limit| {
+            let chunk = AlertQuery {
+                cursor,
+                limit,
+                ..query.clone()
+            };
+            let store = Arc::clone(&state.store);
+            async move { store.alerts(&chunk).await }
+        },
+        |a: &Alert| &a.id,
+    )
+    .await
 }
 
 /// The decisions the pipeline made about one of the alert's events.

@@ -15,7 +15,7 @@ use vakt_store::{EventQuery, Page};
 
 use super::AppState;
 use super::error::{ApiError, ErrorBody};
-use super::query::Params;
+use super::query::{Params, capped_page};
 use crate::ingest::WhenFull;
 use crate::metrics::{ChannelLabels, RejectLabels};
 
@@ -319,7 +319,7 @@ impl From<Page<EventRecord>> for EventPage {
 pub async fn list_events(
     State(state): State<Arc<AppState>>,
     RawQuery(raw): RawQuery,
-) -> Result<Json<EventPage>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let p = Params::parse(raw.as_deref(), EVENT_FILTERS)?;
     let query = EventQuery {
         source: p.string("source"),
@@ -335,7 +335,22 @@ pub async fn list_events(
         cursor: p.cursor()?,
         limit: p.limit()?,
     };
-    Ok(Json(state.store.events(&query).await?.into()))
+    capped_page(
+        query.limit,
+        query.cursor.clone(),
+        state.list_bytes_max,
+        |cursor, limit| {
+            let chunk = EventQuery {
+                cursor,
+                limit,
+                ..query.clone()
+            };
+            let store = Arc::clone(&state.store);
+            async move { store.events(&chunk).await }
+        },
+        |e: &EventRecord| &e.id,
+    )
+    .await
 }
 
 /// One event with its trace.

@@ -5,6 +5,7 @@ mod alerts;
 mod error;
 mod events;
 pub mod incidents;
+pub mod limit;
 mod ops;
 mod query;
 pub mod serve;

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use vakt_store::{PAGE_LIMIT_DEFAULT, PAGE_LIMIT_MAX};
 
+use axum::response::IntoResponse as _;
+
 use super::error::ApiError;
 
 pub struct Params {
@@ -117,6 +119,70 @@ impl Params {
             })?
             .unwrap_or(PAGE_LIMIT_DEFAULT))
     }
+}
+
+/// Rows read from storage at a time for a list: a page of large items is built in pieces,
+/// never held in memory whole.
+const LIST_CHUNK: u32 = 100;
+
+/// A list answer built piece by piece: up to `limit` items read `LIST_CHUNK` at a time from
+/// `cursor` on, cut once its JSON passes `max_bytes` (one item at least), so a request's
+/// memory stays bounded whatever its items weigh. `next_cursor` continues after the last
+/// item sent, as the store's own pages do.
+pub async fn capped_page<T, F>(
+    limit: u32,
+    cursor: Option<String>,
+    max_bytes: usize,
+    mut fetch: impl FnMut(Option<String>, u32) -> F,
+    id: impl Fn(&T) -> &str,
+) -> Result<axum::response::Response, ApiError>
+where
+    T: serde::Serialize,
+    F: std::future::Future<Output = Result<vakt_store::Page<T>, vakt_store::StoreError>>,
+{
+    let mut body = Vec::with_capacity(4096);
+    body.extend_from_slice(b"{\"items\":[");
+    let mut sent: u32 = 0;
+    let mut cursor = cursor;
+    let next = loop {
+        let want = (limit - sent).min(LIST_CHUNK);
+        let page = fetch(cursor.clone(), want).await?;
+        let more = page.next_cursor.is_some();
+        let mut last = None;
+        let mut full = false;
+        for item in &page.items {
+            if sent > 0 && body.len() >= max_bytes {
+                full = true;
+                break;
+            }
+            if sent > 0 {
+                body.push(b',');
+            }
+            serde_json::to_writer(&mut body, item)
+                .map_err(|error| ApiError::internal("cannot write the list", error))?;
+            sent += 1;
+            last = Some(id(item).to_owned());
+        }
+        if full {
+            break last.or(cursor);
+        }
+        if !more {
+            break None;
+        }
+        if sent >= limit {
+            break last;
+        }
+        cursor = last.or(page.next_cursor);
+    };
+    body.extend_from_slice(b"],\"next_cursor\":");
+    serde_json::to_writer(&mut body, &next)
+        .map_err(|error| ApiError::internal("cannot write the list", error))?;
+    body.push(b'}');
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 #[cfg(test)]

@@ -33,6 +33,8 @@ pub struct AppState {
     pub ingest_limits: IngestConfig,
     /// UDP listeners, for the kernel drop counter.
     pub udp: UdpListeners,
+    /// Bytes of JSON one list answer carries at most (`server.list_bytes_max`).
+    pub list_bytes_max: usize,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
     pub reload: Reload,

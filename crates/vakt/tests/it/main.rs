@@ -17,6 +17,7 @@ mod lifecycle;
 mod oncall;
 mod pagerduty;
 mod probes;
+mod retention;
 mod slow_clients;
 mod snmp;
 mod source_files;

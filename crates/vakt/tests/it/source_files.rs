@@ -94,6 +94,7 @@ fn components_import_neither_the_assembler_nor_the_configuration() {
         "itsm.rs",
         "oncall.rs",
         "probes.rs",
+        "retention.rs",
         "silences.rs",
         "sources/",
         "ingest.rs",
