@@ -156,9 +156,13 @@ async fn db_stats_prune_and_vacuum_work_from_the_command_line() {
 /// `/metrics` counts them.
 #[tokio::test]
 async fn the_server_prunes_by_itself_when_the_database_is_over_its_size() {
-    let config = format!(
-        "{}\n[retention]\nmax_bytes = 1\ninterval_secs = 1\nbatch = 5\npause_ms = 0\n",
-        builtin_on_free_ports()
+    let config = builtin_on_free_ports().replace(
+        "[retention]\n",
+        "[retention]\nmax_bytes = 1\ninterval_secs = 1\nbatch = 5\npause_ms = 0\n",
+    );
+    assert!(
+        config.contains("max_bytes = 1"),
+        "the built-in file has [retention]"
     );
     let server = TestServer::with_config(Some(&config)).await;
     for n in 0..12 {
