@@ -7,6 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::db::{Conn, query};
+use crate::sql::Value;
 use crate::sql::ms;
 use crate::{PruneKind, StoreError, TableStats};
 
@@ -36,53 +37,73 @@ pub(crate) async fn prune(
     match kind {
         PruneKind::Events => prune_events(conn, before, limit).await,
         PruneKind::Alerts => prune_alerts(conn, before, limit).await,
+        PruneKind::Incidents => prune_incidents(conn, before, limit).await,
         PruneKind::Silences => {
-            let rows = query(
+            oldest(
+                conn,
                 "DELETE FROM silences WHERE id IN \
                  (SELECT id FROM silences WHERE ends_at < $1 ORDER BY ends_at LIMIT $2)",
+                ms(before).into(),
+                limit,
             )
-            .bind(ms(before))
-            .bind(limit)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            Ok(Pruned {
-                rows,
-                ..Pruned::default()
-            })
+            .await
         }
-        PruneKind::Incidents => prune_incidents(conn, before, limit).await,
         PruneKind::Audit => {
-            let rows = query(
+            oldest(
+                conn,
                 "DELETE FROM audit_log WHERE id IN \
                  (SELECT id FROM audit_log WHERE id < $1 ORDER BY id LIMIT $2)",
+                id_before(before).into(),
+                limit,
             )
-            .bind(id_before(before))
-            .bind(limit)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            Ok(Pruned {
-                rows,
-                ..Pruned::default()
-            })
+            .await
         }
         PruneKind::Sessions => {
-            let rows = query(
+            oldest(
+                conn,
                 "DELETE FROM sessions WHERE hash IN \
                  (SELECT hash FROM sessions WHERE expires_at < $1 ORDER BY expires_at LIMIT $2)",
+                ms(before).into(),
+                limit,
             )
-            .bind(ms(before))
-            .bind(limit)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-            Ok(Pruned {
-                rows,
-                ..Pruned::default()
-            })
+            .await
         }
     }
+}
+
+/// Runs a `DELETE` of the oldest rows (`$1` the cutoff, `$2` the limit).
+async fn oldest(
+    conn: &mut Conn<'_>,
+    sql: &'static str,
+    cutoff: Value<'_>,
+    limit: i64,
+) -> Result<Pruned, StoreError> {
+    let rows = query(sql)
+        .bind(cutoff)
+        .bind(limit)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(Pruned {
+        rows,
+        ..Pruned::default()
+    })
+}
+
+/// Runs `head` + the ids as a placeholder list + `tail`; returns the rows it changed.
+async fn with_ids(
+    conn: &mut Conn<'_>,
+    head: String,
+    tail: &str,
+    ids: &[String],
+) -> Result<u64, StoreError> {
+    let mut statement = query(head);
+    let mut list = statement.separated(", ");
+    for id in ids {
+        list.push_bind(id.as_str());
+    }
+    statement.push(tail);
+    Ok(statement.execute(&mut *conn).await?.rows_affected())
 }
 
 /// Events received before `before`, then the traces no remaining event uses.
@@ -153,23 +174,20 @@ async fn prune_alerts(
         return Ok(Pruned::default());
     }
     let statements = [
-        "DELETE FROM action_attempts WHERE action_id IN \
-         (SELECT id FROM decided_actions WHERE alert_id IN (",
-        "DELETE FROM decided_actions WHERE alert_id IN (",
-        "DELETE FROM alert_timeline WHERE alert_id IN (",
-        "DELETE FROM escalations WHERE alert_id IN (",
-        "DELETE FROM incident_alerts WHERE alert_id IN (",
-        "DELETE FROM alerts WHERE id IN (",
+        (
+            "DELETE FROM action_attempts WHERE action_id IN \
+             (SELECT id FROM decided_actions WHERE alert_id IN (",
+            "))",
+        ),
+        ("DELETE FROM decided_actions WHERE alert_id IN (", ")"),
+        ("DELETE FROM alert_timeline WHERE alert_id IN (", ")"),
+        ("DELETE FROM escalations WHERE alert_id IN (", ")"),
+        ("DELETE FROM incident_alerts WHERE alert_id IN (", ")"),
+        ("DELETE FROM alerts WHERE id IN (", ")"),
     ];
     let mut removed = 0;
-    for (n, head) in statements.iter().enumerate() {
-        let mut delete = query(*head);
-        let mut list = delete.separated(", ");
-        for id in &ids {
-            list.push_bind(id.as_str());
-        }
-        delete.push(if n == 0 { "))" } else { ")" });
-        removed = delete.execute(&mut *conn).await?.rows_affected();
+    for (head, tail) in statements {
+        removed = with_ids(conn, head.to_owned(), tail, &ids).await?;
     }
     Ok(Pruned {
         rows: removed,
@@ -206,13 +224,8 @@ async fn prune_incidents(
         } else {
             "incident_id"
         };
-        let mut delete = query(format!("DELETE FROM {table} WHERE {column} IN ("));
-        let mut list = delete.separated(", ");
-        for id in &ids {
-            list.push_bind(id.as_str());
-        }
-        delete.push(")");
-        removed = delete.execute(&mut *conn).await?.rows_affected();
+        let head = format!("DELETE FROM {table} WHERE {column} IN (");
+        removed = with_ids(conn, head, ")", &ids).await?;
     }
     Ok(Pruned {
         rows: removed,
