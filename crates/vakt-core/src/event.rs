@@ -437,16 +437,22 @@ impl Validator {
                 continue;
             }
             match value {
-                Value::String(text) if text.len() <= LABEL_VALUE_LEN_MAX => {
-                    labels.insert(key, text);
-                }
-                Value::String(text) => self.error(
+                Value::String(text) if text.len() > LABEL_VALUE_LEN_MAX => self.error(
                     &field,
                     format!(
                         "is {} bytes long, the limit is {LABEL_VALUE_LEN_MAX}",
                         text.len()
                     ),
                 ),
+                Value::String(text) => match text.find(|c: char| c.is_control() && c != '\t') {
+                    Some(position) => self.error(
+                        &field,
+                        format!("contains a control character at byte {position}"),
+                    ),
+                    None => {
+                        labels.insert(key, text);
+                    }
+                },
                 other => self.error(
                     &field,
                     format!("label values must be strings, got {}", json_type(&other)),
@@ -496,6 +502,13 @@ impl Validator {
     fn timestamp(&mut self, field: &str, value: Value) -> Option<DateTime<Utc>> {
         let text = self.string(field, value, true)?;
         match DateTime::parse_from_rfc3339(&text) {
+            Ok(time) if time.timestamp() < 0 => {
+                self.error(
+                    field,
+                    format!("{text:?} is before 1970-01-01T00:00:00Z; send the time the event occurred, or leave it out for the receive time"),
+                );
+                None
+            }
             Ok(time) => Some(time.with_timezone(&Utc)),
             Err(error) => {
                 self.error(
@@ -593,6 +606,17 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_time_before_1970_is_refused_naming_the_field() {
+        for time in ["0000-01-01T00:00:00Z", "1969-12-31T23:59:59Z"] {
+            let found =
+                errors(json!({"resource": "r", "check": "c", "summary": "s", "occurred_at": time}));
+            assert_eq!(found.len(), 1, "{time}: {found:?}");
+            assert_eq!(found[0].0, "occurred_at");
+            assert!(found[0].1.contains("before 1970"), "{found:?}");
+        }
     }
 
     #[test]

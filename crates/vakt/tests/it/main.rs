@@ -5,6 +5,7 @@ mod actions;
 mod agent;
 mod alertmanager;
 mod api;
+mod attacks;
 mod bad_input;
 mod cli;
 mod durability;
