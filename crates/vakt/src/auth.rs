@@ -68,9 +68,15 @@ pub enum Need {
     SignedIn,
     /// An identity holding this scope.
     Scope(&'static str),
+    /// A console page or form needing this scope: without a credential the browser is sent
+    /// to `/login`; forms may be `application/x-www-form-urlencoded` and carry the session's
+    /// CSRF token as a field (`console::Form` checks it) instead of a header.
+    Page(&'static str),
+    /// A console page or form anyone may use (signing in, static files, the language).
+    PagePublic,
 }
 
-use Need::{Own, Public, Scope, SignedIn};
+use Need::{Own, Page, PagePublic, Public, Scope, SignedIn};
 
 /// Every route and what it needs. A route missing here is refused (500 "the route has no
 /// scope"), and a test walks the OpenAPI document to check that none is missing.
@@ -171,8 +177,22 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/api/v1/session", SignedIn),
     ("POST", "/api/v1/session", Public),
     ("DELETE", "/api/v1/session", Public),
-    ("GET", "/login", Public),
-    ("GET", "/login.js", Public),
+    // The console (docs/console.md).
+    ("GET", "/", Page("read:alerts")),
+    ("GET", "/alerts/{id}", Page("read:alerts")),
+    ("POST", "/alerts/{id}/{op}", Page("write:alerts")),
+    ("POST", "/bulk", Page("write:alerts")),
+    ("GET", "/silences", Page("read:silences")),
+    ("POST", "/silences", Page("write:silences")),
+    ("GET", "/silences/new", Page("read:silences")),
+    ("GET", "/silences/preview", Page("read:alerts")),
+    ("POST", "/silences/{id}/expire", Page("write:silences")),
+    ("GET", "/console/stream", Page("read:alerts")),
+    ("GET", "/lang", PagePublic),
+    ("GET", "/login", PagePublic),
+    ("POST", "/login", PagePublic),
+    ("POST", "/logout", PagePublic),
+    ("GET", "/static/{file}", PagePublic),
 ];
 
 /// What `method path` needs (`path` as routed: `/api/v1/alerts/{id}`); `None` for a route
@@ -795,6 +815,18 @@ fn is_write(method: &Method) -> bool {
 }
 
 /// Whether a write's content type is one vakt reads: JSON, or NDJSON for event streams.
+/// Whether the body is an HTML form's (console routes only).
+fn form_content_type(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
 fn json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -940,7 +972,9 @@ async fn admit(
                 "a cross-site write from a browser is refused (CSRF protection)",
             ));
         }
-        if has_body(headers) && !json_content_type(headers) {
+        let page = matches!(need, Some(Page(_) | PagePublic));
+        if has_body(headers) && !json_content_type(headers) && !(page && form_content_type(headers))
+        {
             let got = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
@@ -972,6 +1006,7 @@ async fn admit(
                 .get("x-csrf-token")
                 .is_none_or(|sent| sent.as_bytes() != csrf.as_bytes())
             && path != Some("/api/v1/session")
+            && !matches!(need, Some(Page(_) | PagePublic))
         {
             return refuse(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -989,7 +1024,35 @@ async fn admit(
         ));
     };
     match (need, &identity) {
-        (Public | Own, _) => {}
+        (Public | Own | PagePublic, _) => {}
+        (Page(_), None) if !open => {
+            // A person at a browser: to the sign-in page, and back here afterwards.
+            let here = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_owned();
+            let target = format!(
+                "/login?next={}",
+                serde_urlencoded::to_string([("", here.as_str())])
+                    .unwrap_or_default()
+                    .trim_start_matches('=')
+            );
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(value) = HeaderValue::from_str(&target) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            return Err(Box::new((response, Some(need))));
+        }
+        (Page(scope), Some(identity)) if !identity.has(scope) => {
+            return refuse(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{} may not do this: it needs the scope {scope}",
+                    identity.actor()
+                ),
+            ));
+        }
         (SignedIn | Scope(_), None) if !open => {
             return refuse(ApiError::unauthorized(
                 "sign in: send Authorization: Bearer TOKEN (vakt token create), or basic auth with a user's password",
@@ -1025,8 +1088,6 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .routes(routes!(revoke_token))
         .routes(routes!(audit_log))
         .routes(routes!(current_session, sign_in, sign_out))
-        .route("/login", axum::routing::get(login_page))
-        .route("/login.js", axum::routing::get(login_script))
         .with_state(auth)
 }
 
@@ -1055,6 +1116,71 @@ fn random_hex() -> Result<String, String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+impl Auth {
+    /// Signs a user in with a password: a new session (any session the browser held
+    /// ends: rotation), its view, and the `Set-Cookie` value (`HttpOnly`, `SameSite=Lax`,
+    /// `Secure` over HTTPS). Used by the API and the console's sign-in form.
+    pub async fn open_session(
+        &self,
+        headers: &HeaderMap,
+        user: &str,
+        password: &str,
+        remote: &str,
+    ) -> Result<(SessionView, String), ApiError> {
+        let identity = self.sign_in(user, password, remote).await?;
+        // Rotation: the session the browser came with (if any) ends; a new one begins.
+        if let Some(old) = session_cookie(headers) {
+            let _ = self.store.end_session(&token_hash(old)).await;
+        }
+        let now = chrono::Utc::now();
+        let random = || random_hex().map_err(|e| ApiError::internal("making a session", e));
+        let cookie = random()?;
+        let csrf = random()?;
+        let max = chrono::Duration::from_std(self.settings.session_max)
+            .unwrap_or(chrono::Duration::days(7));
+        let record = vakt_store::SessionRecord {
+            hash: token_hash(&cookie),
+            user: identity.name.clone(),
+            csrf: csrf.clone(),
+            created_at: now,
+            last_seen_at: now,
+            expires_at: now + max,
+            remote: Some(remote.to_owned()),
+        };
+        self.store
+            .put_session(&record, now)
+            .await
+            .map_err(|e| ApiError::internal("storing a session", e))?;
+        tracing::info!(user = %identity.name, remote, "signed in");
+        let set_cookie = format!(
+            "{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+            self.settings.session_max.as_secs(),
+            if self.settings.secure_cookies {
+                "; Secure"
+            } else {
+                ""
+            }
+        );
+        let view = SessionView {
+            user: identity.name,
+            scopes: identity.scopes,
+            csrf_token: csrf,
+            expires_at: record.expires_at,
+        };
+        Ok((view, set_cookie))
+    }
+
+    /// Ends the session the request carries, if any.
+    pub async fn close_session(&self, headers: &HeaderMap) {
+        if let Some(cookie) = session_cookie(headers) {
+            let _ = self.store.end_session(&token_hash(cookie)).await;
+        }
+    }
+}
+
+/// The `Set-Cookie` value that clears the session cookie.
+pub const CLEAR_SESSION_COOKIE: &str = "vakt_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0";
+
 /// Sign in with a user's password: a new session (any session the browser held ends),
 /// its cookie (`HttpOnly`, `SameSite=Lax`, `Secure` over HTTPS) and its CSRF token.
 #[utoipa::path(post, path = "/api/v1/session", tag = "access", request_body = SignIn,
@@ -1067,46 +1193,9 @@ pub async fn sign_in(
 ) -> Result<Response, ApiError> {
     let asked: SignIn = crate::http::parse_json(&body)?;
     let remote = connect.map_or_else(|| "unknown".to_owned(), |c| c.0.0.ip().to_string());
-    let identity = auth.sign_in(&asked.user, &asked.password, &remote).await?;
-    // Rotation: the session the browser came with (if any) ends; a new one begins.
-    if let Some(old) = session_cookie(&headers) {
-        let _ = auth.store.end_session(&token_hash(old)).await;
-    }
-    let now = chrono::Utc::now();
-    let random = || random_hex().map_err(|e| ApiError::internal("making a session", e));
-    let cookie = random()?;
-    let csrf = random()?;
-    let max =
-        chrono::Duration::from_std(auth.settings.session_max).unwrap_or(chrono::Duration::days(7));
-    let record = vakt_store::SessionRecord {
-        hash: token_hash(&cookie),
-        user: identity.name.clone(),
-        csrf: csrf.clone(),
-        created_at: now,
-        last_seen_at: now,
-        expires_at: now + max,
-        remote: Some(remote.clone()),
-    };
-    auth.store
-        .put_session(&record, now)
-        .await
-        .map_err(|e| ApiError::internal("storing a session", e))?;
-    tracing::info!(user = %identity.name, remote, "signed in");
-    let set_cookie = format!(
-        "{SESSION_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        auth.settings.session_max.as_secs(),
-        if auth.settings.secure_cookies {
-            "; Secure"
-        } else {
-            ""
-        }
-    );
-    let view = SessionView {
-        user: identity.name,
-        scopes: identity.scopes,
-        csrf_token: csrf,
-        expires_at: record.expires_at,
-    };
+    let (view, set_cookie) = auth
+        .open_session(&headers, &asked.user, &asked.password, &remote)
+        .await?;
     let mut response = (StatusCode::CREATED, axum::Json(view)).into_response();
     if let Ok(value) = HeaderValue::from_str(&set_cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -1147,92 +1236,14 @@ pub async fn current_session(
 /// Sign out: the session ends and its cookie is cleared.
 #[utoipa::path(delete, path = "/api/v1/session", tag = "access", responses((status = 204)))]
 pub async fn sign_out(State(auth): State<Arc<Auth>>, headers: HeaderMap) -> Response {
-    if let Some(cookie) = session_cookie(&headers) {
-        let _ = auth.store.end_session(&token_hash(cookie)).await;
-    }
+    auth.close_session(&headers).await;
     let mut response = StatusCode::NO_CONTENT.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("vakt_session=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"),
+        HeaderValue::from_static(CLEAR_SESSION_COOKIE),
     );
     response
 }
-
-/// The sign-in page: a form whose script posts JSON to `/api/v1/session`.
-async fn login_page() -> Response {
-    let mut response = axum::response::Html(LOGIN_PAGE).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'unsafe-inline'; form-action 'none'; frame-ancestors 'none'"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
-}
-
-async fn login_script() -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        LOGIN_SCRIPT,
-    )
-        .into_response()
-}
-
-const LOGIN_PAGE: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Sign in - vakt</title>
-<style>
-body { font: 16px system-ui, sans-serif; background: #f4f5f7; display: grid; place-items: center; min-height: 100vh; margin: 0; }
-form { background: #fff; padding: 2rem; border-radius: 8px; box-shadow: 0 1px 4px #0002; width: min(22rem, 90vw); }
-h1 { font-size: 1.4rem; margin: 0 0 1rem; }
-label { display: block; margin: .8rem 0 .2rem; }
-input { width: 100%; box-sizing: border-box; padding: .5rem; font: inherit; }
-button { margin-top: 1.2rem; width: 100%; padding: .6rem; font: inherit; }
-#message { min-height: 1.4em; color: #b00020; margin-top: .8rem; }
-</style>
-</head>
-<body>
-<form id="login">
-<h1>vakt</h1>
-<label for="user">User</label>
-<input id="user" name="user" autocomplete="username" required autofocus>
-<label for="password">Password</label>
-<input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Sign in</button>
-<div id="message" role="alert"></div>
-</form>
-<script src="/login.js"></script>
-</body>
-</html>
-"#;
-
-const LOGIN_SCRIPT: &str = r#"document.getElementById("login").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const message = document.getElementById("message");
-  message.textContent = "";
-  const response = await fetch("/api/v1/session", {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      user: document.getElementById("user").value,
-      password: document.getElementById("password").value,
-    }),
-  });
-  if (response.ok) {
-    const session = await response.json();
-    const next = new URLSearchParams(location.search).get("next");
-    message.style.color = "inherit";
-    message.textContent = "Signed in as " + session.user + ".";
-    if (next && next.startsWith("/") && !next.startsWith("//")) location.assign(next);
-  } else {
-    const problem = await response.json().catch(() => ({}));
-    message.textContent = problem.error || ("Sign-in failed (" + response.status + ")");
-  }
-});
-"#;
 
 /// Who the request signed in as.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -1420,9 +1431,9 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
         for (method, operation) in operations {
             let Some(operation) = operation else { continue };
             let scopes: Vec<&str> = match need(&method, path) {
-                Some(Scope(scope)) => vec![scope],
+                Some(Scope(scope) | Page(scope)) => vec![scope],
                 Some(SignedIn) => Vec::new(),
-                Some(Public | Own) | None => continue,
+                Some(Public | Own | PagePublic) | None => continue,
             };
             operation.security = Some(vec![
                 SecurityRequirement::new("bearer", scopes.clone()),

@@ -185,9 +185,15 @@ pub async fn launch_with_listener(
     // hands decide the silences in force, the dispatcher wakes on new due actions.
     let watched = heartbeat::Watched::default();
     let (observed_tx, observed_rx) = tokio::sync::mpsc::channel(OBSERVED_QUEUE_MAX);
+    // Live console pages follow every commit.
+    let changes = Arc::new(http::console::Changes::default());
     let observer: crate::ingest::Observer = {
         let watched = watched.clone();
-        Box::new(move |outcomes| watched.observe(outcomes, &observed_tx))
+        let changes = Arc::clone(&changes);
+        Box::new(move |outcomes| {
+            watched.observe(outcomes, &observed_tx);
+            changes.bump();
+        })
     };
     let silence_board = Arc::new(
         silences::SilenceBoard::build(Arc::clone(&store))
@@ -285,6 +291,16 @@ pub async fn launch_with_listener(
         Ok(line) => tracing::info!("{line}"),
         Err(refusal) => anyhow::bail!("{refusal}"),
     }
+    let console = Arc::new(
+        http::console::Console::new(
+            views.directory.subscribe(),
+            stopped.clone(),
+            Arc::clone(&auth),
+            changes,
+        )
+        .map_err(anyhow::Error::msg)
+        .context("building the console")?,
+    );
     let extra = auth::routes(Arc::clone(&auth))
         .merge(oncall::routes(Arc::clone(&oncall)))
         .merge(heartbeat::routes(Arc::clone(&heartbeats)))
@@ -336,6 +352,7 @@ pub async fn launch_with_listener(
         ingest_limits: limits.clone(),
         list_bytes_max: config.file.server.list_bytes_max.max(1024),
         udp: Arc::clone(&udp),
+        console,
         openapi,
         reload: {
             let reloader = Arc::clone(&reloader);

@@ -189,7 +189,9 @@ pub struct AssignBody {
     pub comment: Option<String>,
 }
 
-async fn operate(
+/// Applies an operator's request (the API's and the console's), wakes the dispatcher for
+/// a resolve's notices and tells live pages.
+pub(in crate::http) async fn operate(
     state: &AppState,
     id: &str,
     action: OperatorAction,
@@ -207,6 +209,7 @@ async fn operate(
         .await?;
     // A resolve may have decided resolution notices.
     state.wake_dispatcher();
+    state.console.changes.bump();
     tracing::info!(alert = %id, action = request.action.name(), by = %request.by, "operator action");
     Ok(Json(alert))
 }

@@ -2,6 +2,7 @@
 
 mod actions;
 mod alerts;
+pub mod console;
 mod error;
 mod events;
 pub mod incidents;
@@ -88,6 +89,7 @@ pub fn router(
         .split_for_parts();
     let router = api
         .route("/openapi.json", get(ops::openapi))
+        .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(DefaultBodyLimit::max(body_bytes_max))
         .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_read_timeout))

@@ -135,6 +135,19 @@ pub async fn create_silence(
     let mut new: NewSilence = parse_json(&body)?;
     new.created_by = caller.by(&new.created_by);
     let now = Utc::now();
+    let silence = build(new, now)?;
+    put(&state, &silence).await?;
+    tracing::info!(silence = %silence.id, by = %silence.created_by, "silence created");
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(SilenceView::of(&silence, now)),
+    ))
+}
+
+/// One silence.
+/// A silence from what a client asked for, validated as Alertmanager validates; the error
+/// names the field. Starts no earlier than `now`.
+pub(in crate::http) fn build(new: NewSilence, now: DateTime<Utc>) -> Result<Silence, ApiError> {
     let mut matchers = Vec::with_capacity(new.matchers.len());
     for (i, text) in new.matchers.iter().enumerate() {
         let matcher = Matcher::parse(text)
@@ -179,15 +192,16 @@ pub async fn create_silence(
     silence
         .validate()
         .map_err(|e| ApiError::bad_request(format!("invalid silence: {e}")))?;
-    state.put_silence(&silence).await?;
-    tracing::info!(silence = %silence.id, by = %silence.created_by, "silence created");
-    Ok((
-        axum::http::StatusCode::CREATED,
-        Json(SilenceView::of(&silence, now)),
-    ))
+    Ok(silence)
 }
 
-/// One silence.
+/// Stores a silence the console or the API made, puts it in force and tells live pages.
+pub(in crate::http) async fn put(state: &AppState, silence: &Silence) -> Result<(), ApiError> {
+    state.put_silence(silence).await?;
+    state.console.changes.bump();
+    Ok(())
+}
+
 #[utoipa::path(
     get,
     path = "/api/v1/silences/{id}",
@@ -227,7 +241,7 @@ pub async fn expire_silence(
     let now = Utc::now();
     if silence.state(now) != SilenceState::Expired {
         silence.expire(now);
-        state.put_silence(&silence).await?;
+        put(&state, &silence).await?;
         tracing::info!(silence = %id, "silence expired");
     }
     Ok(Json(SilenceView::of(&silence, now)))

@@ -35,6 +35,8 @@ pub struct AppState {
     pub udp: UdpListeners,
     /// Bytes of JSON one list answer carries at most (`server.list_bytes_max`).
     pub list_bytes_max: usize,
+    /// The operator console: templates, texts, the change counter live pages follow.
+    pub console: Arc<super::console::Console>,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
     pub reload: Reload,

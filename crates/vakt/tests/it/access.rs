@@ -1030,7 +1030,10 @@ async fn console_sessions_sign_in_rotate_expire_and_refuse_forged_writes() {
         .to_owned();
     assert!(csp.contains("script-src 'self'"), "{csp}");
     let page = response.text().await.expect("page");
-    assert!(page.contains("autocomplete=\"current-password\"") && page.contains("/login.js"));
+    assert!(
+        page.contains("autocomplete=\"current-password\"") && page.contains("action=\"/login\""),
+        "{page}"
+    );
 }
 
 /// `vakt user passwd` sets a password in the database: the first one turns auth on for an

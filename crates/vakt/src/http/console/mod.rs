@@ -1,0 +1,539 @@
+//! The operator console: pages vakt serves itself at `/` (server-rendered minijinja
+//! templates compiled into the binary, English and Swedish), plain forms that work without
+//! JavaScript, and htmx plus a small script that make them live (server-sent events) and
+//! fast. Reads and writes go through the same store calls as the REST API; every route's
+//! scope is in `auth::ROUTES`, and a form's CSRF token is checked by [`Form`].
+
+mod board;
+mod i18n;
+mod pages;
+mod stream;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use minijinja::Value;
+use vakt_core::{Alert, AlertStatus};
+use vakt_store::{AlertQuery, Store};
+
+pub use i18n::Catalogues;
+pub use stream::Changes;
+
+use crate::auth::{Caller, Identity, Via};
+use crate::http::AppState;
+use crate::live::Live;
+use crate::oncall::Directory;
+
+/// Open alerts the board reads at most (`alerts.open_max` bounds them long before).
+const BOARD_ALERTS_MAX: usize = 100_000;
+/// A board snapshot is read again after this long even without a change seen here
+/// (another node's commits).
+const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(5);
+/// Resolved alerts the board shows at most, newest first, when asked for them.
+const RESOLVED_MAX: u32 = 1_000;
+
+/// What the console keeps: its templates, texts, the change counter, and the open alerts
+/// as of the last change.
+pub struct Console {
+    env: minijinja::Environment<'static>,
+    pub changes: Arc<Changes>,
+    directory: Live<Directory>,
+    snapshot: tokio::sync::Mutex<Option<Snapshot>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    /// Signing in and out.
+    auth: Arc<crate::auth::Auth>,
+}
+
+struct Snapshot {
+    version: u64,
+    read_at: Instant,
+    alerts: Arc<Vec<Alert>>,
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "base.html",
+        include_str!("../../../console/templates/base.html"),
+    ),
+    (
+        "board.html",
+        include_str!("../../../console/templates/board.html"),
+    ),
+    (
+        "board_inner.html",
+        include_str!("../../../console/templates/board_inner.html"),
+    ),
+    (
+        "rows.html",
+        include_str!("../../../console/templates/rows.html"),
+    ),
+    (
+        "alert.html",
+        include_str!("../../../console/templates/alert.html"),
+    ),
+    (
+        "silences.html",
+        include_str!("../../../console/templates/silences.html"),
+    ),
+    (
+        "silence_new.html",
+        include_str!("../../../console/templates/silence_new.html"),
+    ),
+    (
+        "silence_preview.html",
+        include_str!("../../../console/templates/silence_preview.html"),
+    ),
+    (
+        "login.html",
+        include_str!("../../../console/templates/login.html"),
+    ),
+    (
+        "error.html",
+        include_str!("../../../console/templates/error.html"),
+    ),
+];
+
+/// Static files: (name, content type, bytes).
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../../../console/static/console.css"),
+    ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../console/static/console.js"),
+    ),
+    (
+        "htmx.min.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../../console/static/htmx.min.js"),
+    ),
+    (
+        "htmx.LICENSE",
+        "text/plain; charset=utf-8",
+        include_bytes!("../../../console/static/htmx.LICENSE"),
+    ),
+];
+
+/// Changes when the binary does: static files are cached for a year under it.
+const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl Console {
+    pub fn new(
+        directory: Live<Directory>,
+        stop: tokio::sync::watch::Receiver<bool>,
+        auth: Arc<crate::auth::Auth>,
+        changes: Arc<Changes>,
+    ) -> Result<Console, String> {
+        let env = environment()?;
+        Ok(Console {
+            env,
+            changes,
+            directory,
+            snapshot: tokio::sync::Mutex::new(None),
+            stop,
+            auth,
+        })
+    }
+
+    /// The open and acknowledged alerts, read again only after a change (or
+    /// [`SNAPSHOT_MAX_AGE`]); every board shares one copy.
+    async fn open_alerts(&self, store: &dyn Store) -> Result<Arc<Vec<Alert>>, String> {
+        let mut snapshot = self.snapshot.lock().await;
+        let version = self.changes.version();
+        if let Some(current) = snapshot.as_ref()
+            && current.version == version
+            && current.read_at.elapsed() < SNAPSHOT_MAX_AGE
+        {
+            return Ok(Arc::clone(&current.alerts));
+        }
+        let mut alerts = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .alerts(&AlertQuery {
+                    status: vec![AlertStatus::Open, AlertStatus::Acknowledged],
+                    cursor,
+                    limit: 1000,
+                    ..AlertQuery::default()
+                })
+                .await
+                .map_err(|e| format!("reading the open alerts: {e}"))?;
+            alerts.extend(page.items);
+            cursor = page.next_cursor;
+            if cursor.is_none() || alerts.len() >= BOARD_ALERTS_MAX {
+                break;
+            }
+        }
+        let alerts = Arc::new(alerts);
+        *snapshot = Some(Snapshot {
+            version,
+            read_at: Instant::now(),
+            alerts: Arc::clone(&alerts),
+        });
+        Ok(alerts)
+    }
+
+    /// The most recently changed resolved alerts.
+    async fn resolved_alerts(store: &dyn Store) -> Result<Vec<Alert>, String> {
+        store
+            .alerts(&AlertQuery {
+                status: vec![AlertStatus::Resolved],
+                limit: RESOLVED_MAX,
+                ..AlertQuery::default()
+            })
+            .await
+            .map(|page| page.items)
+            .map_err(|e| format!("reading resolved alerts: {e}"))
+    }
+
+    /// Renders a page with the values every page has (language, user, CSRF token, where
+    /// it is) and the page's own.
+    fn render(&self, name: &str, view: &View, page: BTreeMap<&'static str, Value>) -> Response {
+        let mut context = view.context();
+        context.extend(page);
+        let rendered = self
+            .env
+            .get_template(name)
+            .and_then(|template| template.render(Value::from(minijinja::value::Serde(&context))));
+        match rendered {
+            Ok(html) => with_page_headers(Html(html).into_response()),
+            Err(error) => {
+                tracing::error!(template = name, error = %format!("{error:#}"), "a console page failed to render");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page failed to render; the server log says why",
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    /// An error page in the viewer's language, with `status`.
+    fn error(&self, view: &View, status: StatusCode, message: impl Into<String>) -> Response {
+        let mut page = BTreeMap::new();
+        page.insert("message", Value::from(message.into()));
+        let mut response = self.render("error.html", view, page);
+        *response.status_mut() = status;
+        response
+    }
+
+    /// The text for `key` in the view's language (the key itself if there is none, which a
+    /// test rules out).
+    fn text(&self, view: &View, key: &str) -> String {
+        self.env
+            .render_str(
+                "{{ t(key) }}",
+                minijinja::context! { lang => view.lang, key => key },
+            )
+            .unwrap_or_else(|_| key.to_owned())
+    }
+}
+
+/// The templates with the `t` function over the catalogues.
+fn environment() -> Result<minijinja::Environment<'static>, String> {
+    let catalogues = Arc::new(Catalogues::load()?);
+    let mut env = minijinja::Environment::new();
+    for (name, source) in TEMPLATES {
+        env.add_template(name, source)
+            .map_err(|e| format!("console template {name}: {e}"))?;
+    }
+    env.add_function(
+        "t",
+        move |state: &minijinja::State, key: &str| -> Result<String, minijinja::Error> {
+            let lang = state
+                .lookup("lang")
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| i18n::LANGUAGES[0].to_owned());
+            catalogues
+                .text(&lang, key)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("no text {key:?} in the {lang} catalogue"),
+                    )
+                })
+        },
+    );
+    Ok(env)
+}
+
+/// Who is looking, in which language, from where: what every page needs.
+pub struct View {
+    pub lang: &'static str,
+    pub identity: Option<Identity>,
+    /// This page's path and query, for links back and the language switch.
+    pub here: String,
+    pub page: &'static str,
+    pub flash: Option<(String, &'static str)>,
+    /// Wall-screen mode: large type, no controls (`wall=1`).
+    pub wall: bool,
+}
+
+impl View {
+    pub fn new(headers: &HeaderMap, caller: Caller, here: String, page: &'static str) -> View {
+        View {
+            lang: i18n::negotiate(headers),
+            identity: caller.0,
+            here,
+            page,
+            flash: None,
+            wall: false,
+        }
+    }
+
+    /// Whether the viewer may use what needs `scope` (everyone may where auth is off).
+    pub fn can(&self, scope: &str) -> bool {
+        self.identity.as_ref().is_none_or(|i| i.has(scope))
+    }
+
+    pub fn user(&self) -> Option<&str> {
+        self.identity.as_ref().map(|i| i.name.as_str())
+    }
+
+    fn context(&self) -> BTreeMap<&'static str, Value> {
+        let mut context = BTreeMap::new();
+        context.insert("lang", Value::from(self.lang));
+        context.insert("here", Value::from(self.here.clone()));
+        context.insert("page", Value::from(self.page));
+        context.insert("asset_version", Value::from(ASSET_VERSION));
+        context.insert("wall", Value::from(self.wall));
+        context.insert(
+            "user",
+            Value::from(self.user().map(str::to_owned).unwrap_or_default()),
+        );
+        context.insert(
+            "csrf",
+            Value::from(
+                self.identity
+                    .as_ref()
+                    .and_then(|i| i.csrf.clone())
+                    .unwrap_or_default(),
+            ),
+        );
+        if let Some((text, kind)) = &self.flash {
+            context.insert("flash", Value::from(text.clone()));
+            context.insert("flash_kind", Value::from(*kind));
+        }
+        context
+    }
+}
+
+/// A form's fields, read only after its CSRF token was checked.
+pub struct Form(Vec<(String, String)>);
+
+impl Form {
+    /// Parses an `application/x-www-form-urlencoded` body. A session's form must carry the
+    /// session's CSRF token as `csrf` (a page of vakt's own put it there); a token or
+    /// password identity has no ambient credential and needs none.
+    pub fn read(identity: Option<&Identity>, body: &Bytes) -> Result<Form, String> {
+        let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| format!("the form could not be read: {e}"))?;
+        if let Some(identity) = identity
+            && identity.via == Via::Session
+        {
+            let expected = identity.csrf.as_deref().unwrap_or_default();
+            let sent = fields
+                .iter()
+                .find(|(k, _)| k == "csrf")
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default();
+            if expected.is_empty() || !constant_time_eq(sent.as_bytes(), expected.as_bytes()) {
+                return Err(
+                    "the form's CSRF token does not match this session: reload the page and try again"
+                        .into(),
+                );
+            }
+        }
+        Ok(Form(fields))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A path on this server to go back to: starts with one `/`, else the board.
+pub fn local_path(next: Option<&str>) -> String {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.contains('\\')
+                && !path.chars().any(char::is_control) =>
+        {
+            path.to_owned()
+        }
+        _ => "/".to_owned(),
+    }
+}
+
+/// A `303 See Other` to a local path.
+pub fn see_other(path: &str) -> Response {
+    let mut response = StatusCode::SEE_OTHER.into_response();
+    if let Ok(value) = HeaderValue::from_str(path) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+/// Pages are private and never framed; scripts and styles only from vakt itself.
+fn with_page_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// `GET /static/{file}`: the console's CSS and scripts, cached for a year (their URLs
+/// carry the version).
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    match ASSETS.iter().find(|(name, _, _)| *name == file) {
+        Some((_, content_type, bytes)) => (
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            ],
+            *bytes,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "no such file").into_response(),
+    }
+}
+
+/// The console's routes (their scopes are in `auth::ROUTES`).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(pages::board))
+        .route("/alerts/{id}", get(pages::alert))
+        .route("/alerts/{id}/{op}", post(pages::operate))
+        .route("/bulk", post(pages::bulk))
+        .route(
+            "/silences",
+            get(pages::silences).post(pages::create_silence),
+        )
+        .route("/silences/new", get(pages::new_silence))
+        .route("/silences/preview", get(pages::silence_preview))
+        .route("/silences/{id}/expire", post(pages::expire_silence))
+        .route("/console/stream", get(stream::stream))
+        .route("/lang", get(pages::switch_language))
+        .route("/login", get(pages::login_page).post(pages::login))
+        .route("/logout", post(pages::logout))
+        .route("/static/{file}", get(asset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed() {
+        assert_eq!(local_path(Some("/alerts/1?x=2")), "/alerts/1?x=2");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "",
+            "/a\r\nb",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+
+    #[test]
+    fn every_template_compiles_and_every_asset_is_there() {
+        let env = environment().unwrap_or_else(|e| panic!("{e}"));
+        for (name, _) in TEMPLATES {
+            assert!(env.get_template(name).is_ok(), "{name}");
+        }
+        assert!(ASSETS.iter().all(|(_, _, bytes)| !bytes.is_empty()));
+    }
+
+    #[test]
+    fn every_text_a_template_asks_for_is_in_the_catalogue() {
+        let catalogues = Catalogues::load().unwrap_or_else(|e| panic!("{e}"));
+        let literal = regex::Regex::new(r#"t\(["']([a-z_]+\.[a-z_]+)["']\)"#).expect("regex");
+        let mut checked = 0;
+        for (name, source) in TEMPLATES {
+            for found in literal.captures_iter(source) {
+                for lang in i18n::LANGUAGES {
+                    assert!(
+                        catalogues.text(lang, &found[1]).is_some(),
+                        "{name} asks for {:?}, missing in {lang}",
+                        &found[1]
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 100, "{checked}");
+        // Texts made from a prefix and a value: every value the server can produce.
+        let families: &[(&str, &[&str])] = &[
+            (
+                "severity",
+                &["critical", "major", "minor", "warning", "info", "ok"],
+            ),
+            ("category", &["informational", "warning", "exception"]),
+            ("status", &["open", "acknowledged", "resolved"]),
+            ("silence_state", &["pending", "active", "expired"]),
+            (
+                "sort",
+                &["severity", "last_seen", "first_seen", "count", "resource"],
+            ),
+            ("done", pages::DONE),
+        ];
+        for (prefix, values) in families {
+            for value in *values {
+                for lang in i18n::LANGUAGES {
+                    let key = format!("{prefix}.{value}");
+                    assert!(catalogues.text(lang, &key).is_some(), "{key} in {lang}");
+                }
+            }
+        }
+        for (name, _) in board::FACETS {
+            for lang in i18n::LANGUAGES {
+                assert!(catalogues.text(lang, &format!("field.{name}")).is_some());
+            }
+        }
+    }
+}
