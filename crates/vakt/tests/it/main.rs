@@ -8,6 +8,7 @@ mod api;
 mod attacks;
 mod bad_input;
 mod cli;
+mod console;
 mod durability;
 mod escalation;
 mod harness;
