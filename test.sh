@@ -24,10 +24,11 @@ as_root() {
 
 step "tools: the real clients the tests drive"
 # logger (bsdutils), snmptrap/snmpinform (snmp), Prometheus, Alertmanager and amtool, and
-# the Nagios plugins (monitoring-plugins-basic) the command probe runs.
-packages="bsdutils snmp prometheus prometheus-alertmanager curl openssl python3 python3-pip monitoring-plugins-basic"
+# the Nagios plugins (monitoring-plugins-basic) the command probe runs, and Chromium with
+# chromedriver for the console's browser test.
+packages="bsdutils snmp prometheus prometheus-alertmanager curl openssl python3 python3-pip monitoring-plugins-basic chromium chromium-driver"
 missing=""
-for tool in logger snmptrap prometheus prometheus-alertmanager amtool curl openssl python3; do
+for tool in logger snmptrap prometheus prometheus-alertmanager amtool curl openssl python3 chromium chromedriver; do
     command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 [ -x /usr/lib/nagios/plugins/check_tcp ] || missing="$missing check_tcp"
@@ -37,9 +38,14 @@ if [ -n "$missing" ]; then
     as_root apt-get update -qq
     as_root apt-get install -y -qq --no-install-recommends $packages >/dev/null
 fi
-for tool in logger snmptrap prometheus prometheus-alertmanager amtool curl openssl python3; do
+for tool in logger snmptrap prometheus prometheus-alertmanager amtool curl openssl python3 chromium chromedriver; do
     command -v "$tool" >/dev/null || { echo "missing $tool"; exit 1; }
 done
+# axe-core, the accessibility checker the browser test runs in the console's pages.
+if [ ! -f target/npm/node_modules/axe-core/axe.min.js ]; then
+    npm install --prefix target/npm --no-audit --no-fund --silent axe-core@4
+fi
+node -e 'console.log("axe-core", require("./target/npm/node_modules/axe-core/package.json").version)'
 [ -x /usr/lib/nagios/plugins/check_tcp ] || { echo "missing check_tcp"; exit 1; }
 # A real SMTP server for the email tests (python3 -m aiosmtpd), a real iCalendar reader for
 # the on-call calendar export.

@@ -118,8 +118,10 @@ impl Context {
         Context {
             purpose: record.decided.purpose.as_str(),
             links: Links {
-                alert: format!("{base}/api/v1/alerts/{}", alert.id),
-                ack: format!("{base}/api/v1/alerts/{}/ack", alert.id),
+                // The console's pages: the alert, and the same page asking for the ack
+                // (a link cannot act by itself; the page's button does, after sign-in).
+                alert: format!("{base}/alerts/{}", alert.id),
+                ack: format!("{base}/alerts/{}?do=ack", alert.id),
             },
             done: earlier
                 .iter()
@@ -316,13 +318,7 @@ impl Context {
         }
         line(&mut out, String::new());
         line(&mut out, format!("Alert: {}", self.links.alert));
-        line(
-            &mut out,
-            format!(
-                "Acknowledge: curl -X POST -H 'content-type: application/json' -d '{{\"by\":\"you\"}}' {}",
-                self.links.ack
-            ),
-        );
+        line(&mut out, format!("Acknowledge: {}", self.links.ack));
         out
     }
 

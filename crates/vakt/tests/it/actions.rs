@@ -216,7 +216,7 @@ url = "{url}/generic"
     assert!(
         slack
             .to_string()
-            .contains(&format!("http://vakt.example/api/v1/alerts/{alert_id}"))
+            .contains(&format!("http://vakt.example/alerts/{alert_id}"))
     );
 
     // Mattermost: text plus an attachment with fallback, color, title, fields.
@@ -390,7 +390,10 @@ from = "vakt <vakt@example.com>"
         "{message}"
     );
     assert!(message.contains("X-Vakt-Action-Id:"), "{message}");
-    assert!(message.contains("Acknowledge: curl -X POST"), "{message}");
+    assert!(
+        message.contains("Acknowledge: http://vakt.example/alerts/") && message.contains("?do=ack"),
+        "{message}"
+    );
     let done = eventually(10, "the action recorded as succeeded", || async {
         let list = actions(&server, "status=succeeded").await;
         list.into_iter().next()

@@ -143,15 +143,21 @@ impl Sort {
                     .cmp(&a.severity)
                     .then(b.last_seen.cmp(&a.last_seen))
             }),
-            Sort::LastSeen => alerts.sort_by(|a, b| b.last_seen.cmp(&a.last_seen)),
-            Sort::FirstSeen => alerts.sort_by(|a, b| b.first_seen.cmp(&a.first_seen)),
-            Sort::Count => alerts.sort_by(|a, b| b.count.cmp(&a.count)),
+            Sort::LastSeen => alerts.sort_by_key(|a| std::cmp::Reverse(a.last_seen)),
+            Sort::FirstSeen => alerts.sort_by_key(|a| std::cmp::Reverse(a.first_seen)),
+            Sort::Count => alerts.sort_by_key(|a| std::cmp::Reverse(a.count)),
             Sort::Resource => {
                 alerts.sort_by(|a, b| a.resource.cmp(&b.resource).then(a.check.cmp(&b.check)))
             }
         }
     }
 }
+
+/// An alert with the names it is filtered and grouped on ([`labels_of`]).
+pub type Labelled<'a> = (&'a Alert, BTreeMap<String, String>);
+
+/// A facet: its field, whether its values are translated, and (value, count) pairs.
+pub type FacetCounts = (&'static str, bool, Vec<(String, usize)>);
 
 /// One group of the board, and its subgroups or (at the last level) its alerts.
 #[derive(Debug, Serialize)]
@@ -173,14 +179,11 @@ pub struct Group<'a> {
 
 /// Groups already sorted alerts by `keys`, one level per key; groups with the worst
 /// severity come first, then the larger ones.
-pub fn group<'a>(
-    alerts: &[(&'a Alert, BTreeMap<String, String>)],
-    keys: &[String],
-) -> Vec<Group<'a>> {
+pub fn group<'a>(alerts: &[Labelled<'a>], keys: &[String]) -> Vec<Group<'a>> {
     let Some((key, rest)) = keys.split_first() else {
         return Vec::new();
     };
-    let mut buckets: BTreeMap<String, Vec<(&'a Alert, BTreeMap<String, String>)>> = BTreeMap::new();
+    let mut buckets: BTreeMap<String, Vec<Labelled<'a>>> = BTreeMap::new();
     for (alert, labels) in alerts {
         let value = labels.get(key).cloned().unwrap_or_else(|| "—".to_owned());
         buckets
@@ -255,9 +258,7 @@ pub const FACETS: &[(&str, bool)] = &[
 ];
 
 /// Counts per value of each facet field over the alerts shown, most frequent first.
-pub fn facets(
-    labels: &[&BTreeMap<String, String>],
-) -> Vec<(&'static str, bool, Vec<(String, usize)>)> {
+pub fn facets(labels: &[&BTreeMap<String, String>]) -> Vec<FacetCounts> {
     FACETS
         .iter()
         .map(|(name, translate)| {

@@ -477,6 +477,11 @@ pub async fn alert(
     page.insert("users", Value::from(minijinja::value::Serde(&users)));
     page.insert("can_write", Value::from(view.can("write:alerts")));
     page.insert("can_silence", Value::from(view.can("write:silences")));
+    // A notification's "acknowledge" link: the page opens with its button focused.
+    page.insert(
+        "confirm_ack",
+        Value::from(first(&query_pairs(&uri), "do") == Some("ack")),
+    );
     state.console.render("alert.html", &view, page)
 }
 
@@ -486,9 +491,9 @@ fn actor(view: &View) -> String {
 }
 
 /// Reads a form or answers why it could not be read.
-fn form_or_refusal(state: &AppState, view: &View, body: &Bytes) -> Result<Form, Response> {
+fn form_or_refusal(state: &AppState, view: &View, body: &Bytes) -> Result<Form, Box<Response>> {
     Form::read(view.identity.as_ref(), body)
-        .map_err(|message| state.console.error(view, StatusCode::FORBIDDEN, message))
+        .map_err(|message| Box::new(state.console.error(view, StatusCode::FORBIDDEN, message)))
 }
 
 /// `POST /alerts/{id}/{op}`: ack, unack, resolve, comment, assign, from a plain form.
@@ -503,7 +508,7 @@ pub async fn operate(
     let view = view(&state, &headers, caller, &uri, "board");
     let form = match form_or_refusal(&state, &view, &body) {
         Ok(form) => form,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let comment = form
         .get("comment")
@@ -566,7 +571,7 @@ pub async fn bulk(
     let view = view(&state, &headers, caller, &uri, "board");
     let form = match form_or_refusal(&state, &view, &body) {
         Ok(form) => form,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let back = local_path(form.get("back"));
     let ids: Vec<String> = if form.get("all") == Some("1") {
@@ -915,7 +920,7 @@ pub async fn create_silence(
     let view = view(&state, &headers, caller, &uri, "silences");
     let form = match form_or_refusal(&state, &view, &body) {
         Ok(form) => form,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let Some(secs) = form.get("duration").and_then(duration_secs) else {
         return state.console.error(
@@ -968,7 +973,7 @@ pub async fn expire_silence(
 ) -> Response {
     let view = view(&state, &headers, caller, &uri, "silences");
     if let Err(refusal) = form_or_refusal(&state, &view, &body) {
-        return refusal;
+        return *refusal;
     }
     let found = match state.store.silence(&id).await {
         Ok(found) => found,
@@ -1085,7 +1090,7 @@ pub async fn logout(
 ) -> Response {
     let view = View::new(&headers, caller, here(&uri), "login");
     if let Err(refusal) = form_or_refusal(&state, &view, &body) {
-        return refusal;
+        return *refusal;
     }
     state.console.auth.close_session(&headers).await;
     let mut response = see_other("/login");
