@@ -436,8 +436,18 @@ pub async fn create_override(
 ) -> Result<(StatusCode, Json<OverrideConfig>), ApiError> {
     let mut new: NewOverride = parse_json(&body)?;
     new.by = caller.by(&new.by);
-    let directory = state.directory();
-    if !directory.schedules.contains_key(&name) {
+    let item = add_override(&*state.store, &state.directory(), &name, new).await?;
+    Ok((StatusCode::CREATED, Json(item)))
+}
+
+/// Checks and stores an override someone asked for (the API's and the console's).
+pub async fn add_override(
+    store: &dyn vakt_store::Store,
+    directory: &Directory,
+    name: &str,
+    new: NewOverride,
+) -> Result<OverrideConfig, ApiError> {
+    if !directory.schedules.contains_key(name) {
         return Err(ApiError::not_found(format!("no schedule named {name:?}")));
     }
     if directory.user(&new.user).is_none() {
@@ -459,9 +469,9 @@ pub async fn create_override(
         end: new.end,
         created_by: Some(new.by),
     };
-    state.store.put_override(&name, &item).await?;
+    store.put_override(name, &item).await?;
     tracing::info!(schedule = %name, user = %item.user, "on-call override created");
-    Ok((StatusCode::CREATED, Json(item)))
+    Ok(item)
 }
 
 /// Remove an override made through the API.

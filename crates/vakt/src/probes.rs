@@ -949,6 +949,13 @@ const AGENT_EVENTS_READ: u32 = 500;
 pub async fn list_monitors(
     State(state): State<Arc<Deps>>,
 ) -> Result<Json<MonitorPage>, crate::http::ApiError> {
+    Ok(Json(MonitorPage {
+        items: monitors(&state).await?,
+    }))
+}
+
+/// The probes, agents and agents' probes, as `GET /api/v1/monitors` and the console list them.
+pub async fn monitors(state: &Deps) -> Result<Vec<Monitor>, vakt_store::StoreError> {
     let mut items = state.catalogue.list();
     for heartbeat in state.store.heartbeats().await? {
         let Some(agent) = heartbeat.name.strip_prefix("agent-") else {
@@ -1014,7 +1021,7 @@ pub async fn list_monitors(
             });
         }
     }
-    Ok(Json(MonitorPage { items }))
+    Ok(items)
 }
 
 #[cfg(test)]

@@ -297,6 +297,7 @@ pub async fn launch_with_listener(
             stopped.clone(),
             Arc::clone(&auth),
             changes,
+            Arc::clone(&probes),
         )
         .map_err(anyhow::Error::msg)
         .context("building the console")?,

@@ -291,7 +291,6 @@ async fn an_operator_works_the_console_in_chromium() {
     );
     let rows = a.find_all(Locator::Css("tr.alert")).await.expect("rows");
     assert_eq!(rows.len(), 1);
-    screenshot(&a, "board-light").await;
 
     // A second session watches the board while the first acknowledges on the alert page.
     let b = driver.browser(1280, 900, &[]).await;
@@ -431,7 +430,6 @@ async fn an_operator_works_the_console_in_chromium() {
             "the Swedish board shows the English {key} = {english_text:?}"
         );
     }
-    screenshot(&a, "board-swedish").await;
     let problems = accessibility_problems(&a, &axe).await;
     assert!(problems.is_empty(), "Swedish board: {problems:#?}");
 
@@ -454,7 +452,6 @@ async fn an_operator_works_the_console_in_chromium() {
         .await
         .expect("style");
     assert_eq!(background, json!("rgb(17, 19, 24)"), "the console is dark");
-    screenshot(&dark, "board-dark").await;
 
     // A phone: the alert's page fits 360 px and its buttons work.
     let phone = driver.browser(360, 800, &[]).await;
@@ -463,7 +460,6 @@ async fn an_operator_works_the_console_in_chromium() {
         .goto(&format!("{base}/?q=pay01&view=table"))
         .await
         .expect("goto");
-    screenshot(&phone, "board-phone").await;
     css(&phone, "tr.alert td.wide a")
         .await
         .click()
@@ -487,6 +483,93 @@ async fn an_operator_works_the_console_in_chromium() {
         .expect("resolve");
     until_text(&phone, "Resolved.", 5).await;
     assert_eq!(alert_status(&api, &base, "pay01").await, "resolved");
+
+    // The pictures for the documentation: a board with a realistic mix.
+    let mix: Vec<Value> = [
+        (
+            "db01",
+            "disk_usage",
+            "critical",
+            "/var is 97% full",
+            "billing",
+        ),
+        (
+            "db02",
+            "replication_lag",
+            "major",
+            "replica 42 s behind",
+            "billing",
+        ),
+        (
+            "api03",
+            "http_5xx",
+            "critical",
+            "5xx rate 12% over 5 min",
+            "checkout",
+        ),
+        ("api04", "latency_p99", "warning", "p99 1.8 s", "checkout"),
+        (
+            "mq01",
+            "queue_depth",
+            "minor",
+            "orders queue at 18,400",
+            "checkout",
+        ),
+        (
+            "web07",
+            "tls_expiry",
+            "warning",
+            "certificate expires in 9 days",
+            "web",
+        ),
+        (
+            "web08",
+            "http_check",
+            "major",
+            "login page answers 502",
+            "web",
+        ),
+        (
+            "nas02",
+            "raid_degraded",
+            "major",
+            "disk 3 of 6 failed",
+            "storage",
+        ),
+        (
+            "sw-core1",
+            "if_errors",
+            "minor",
+            "CRC errors on xe-0/0/12",
+            "network",
+        ),
+        (
+            "backup01",
+            "job_late",
+            "info",
+            "nightly backup 40 min late",
+            "storage",
+        ),
+    ]
+    .iter()
+    .map(|(resource, check, severity, summary, service)| {
+        json!({"resource": resource, "check": check, "severity": severity,
+               "summary": summary, "service": service, "environment": "production"})
+    })
+    .collect();
+    post_events(&api, &base, json!(mix)).await;
+    for (client, name) in [
+        (&b, "board-light"),
+        (&a, "board-swedish"),
+        (&dark, "board-dark"),
+    ] {
+        client.goto(&format!("{base}/")).await.expect("goto");
+        until_text(client, "db02", 5).await;
+        screenshot(client, name).await;
+    }
+    phone.goto(&format!("{base}/")).await.expect("goto");
+    until_text(&phone, "db02", 5).await;
+    screenshot(&phone, "board-phone").await;
 
     for client in [a, b, dark, phone] {
         let _ = client.close().await;

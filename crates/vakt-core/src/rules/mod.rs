@@ -24,6 +24,8 @@ pub struct Rule {
     pub name: Arc<str>,
     pub enabled: bool,
     condition: Option<Condition>,
+    /// The condition as written (`when`), for people to read; `None` matches every event.
+    pub when: Option<Arc<str>>,
     pub category: Option<Category>,
     pub severity: Option<Severity>,
     pub labels: BTreeMap<String, String>,
@@ -166,6 +168,10 @@ impl RuleSet {
                 name: Arc::from(name),
                 enabled: config.enabled,
                 condition,
+                when: config
+                    .when
+                    .as_ref()
+                    .map(|w| Arc::from(w.get_ref().as_str())),
                 category: config.category,
                 severity: config.severity,
                 labels: config.labels.clone(),

@@ -20,7 +20,7 @@ use super::query::Params;
 use crate::auth::Caller;
 
 /// An incident's title: one line, at most this many characters.
-const TITLE_CHARS_MAX: usize = 200;
+pub(in crate::http) const TITLE_CHARS_MAX: usize = 200;
 /// An incident's description, at most.
 const DESCRIPTION_BYTES_MAX: usize = 65_536;
 
@@ -121,6 +121,15 @@ pub async fn create_incident(
 ) -> Result<(StatusCode, Json<Incident>), ApiError> {
     let mut body: NewIncidentBody = parse_json(&body)?;
     body.by = caller.by(&body.by);
+    let incident = create(&state, body).await?;
+    Ok((StatusCode::CREATED, Json(incident)))
+}
+
+/// Opens an incident from a checked request (the API's and the console's).
+pub(in crate::http) async fn create(
+    state: &AppState,
+    body: NewIncidentBody,
+) -> Result<Incident, ApiError> {
     if body.title.trim().is_empty() {
         return Err(ApiError::field("title", "must not be empty"));
     }
@@ -163,7 +172,8 @@ pub async fn create_incident(
         .create_incident(&state.pipeline(), &new)
         .await
         .map_err(incident_error)?;
-    Ok((StatusCode::CREATED, Json(incident)))
+    state.console.changes.bump();
+    Ok(incident)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -241,6 +251,16 @@ pub async fn update_incident(
 ) -> Result<Json<Incident>, ApiError> {
     let mut body: IncidentChangeBody = parse_json(&body)?;
     body.by = caller.by(&body.by);
+    let incident = update(&state, &id, body).await?;
+    Ok(Json(incident))
+}
+
+/// Applies a checked change to an incident (the API's and the console's).
+pub(in crate::http) async fn update(
+    state: &AppState,
+    id: &str,
+    body: IncidentChangeBody,
+) -> Result<Incident, ApiError> {
     if body.by.trim().is_empty() {
         return Err(ApiError::field("by", "say who changes the incident"));
     }
@@ -265,10 +285,11 @@ pub async fn update_incident(
     };
     let incident = state
         .store
-        .update_incident(&state.pipeline(), &id, &change)
+        .update_incident(&state.pipeline(), id, &change)
         .await
         .map_err(incident_error)?;
-    Ok(Json(incident))
+    state.console.changes.bump();
+    Ok(incident)
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

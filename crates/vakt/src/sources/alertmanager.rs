@@ -336,7 +336,7 @@ impl AlertmanagerConfig {
             summary,
             service: label(&self.fields.service),
             environment: label(&self.fields.environment),
-            labels: alert.labels.clone(),
+            labels: super::printable_labels(&alert.labels),
             occurred_at: Some(if firing {
                 starts_at
             } else {

@@ -188,6 +188,43 @@ pub fn one_line(text: &str, max: usize) -> String {
     cut(&out, max)
 }
 
+/// A label value from a peer, at most `max` bytes, with every control character but tab
+/// written out as a `\xNN` escape (label values are refused with control characters on the
+/// events API; peers cannot be refused, so theirs are made printable). Spaces are kept.
+pub fn printable(text: &str, max: usize) -> String {
+    if !text.chars().any(|c| c.is_control() && c != '\t') {
+        return cut(text, max);
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            c if c.is_control() && c != '\t' => {
+                out.push_str(&format!("\\x{:02x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+        if out.len() > max {
+            break;
+        }
+    }
+    cut(&out, max)
+}
+
+/// [`printable`] for every value of a peer's label set.
+pub fn printable_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> std::collections::BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                printable(v, vakt_core::event::LABEL_VALUE_LEN_MAX),
+            )
+        })
+        .collect()
+}
+
 /// Cuts `text` to at most `max` bytes, on a character boundary.
 pub fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -215,6 +252,8 @@ mod tests {
         assert_eq!(one_line("disk\nfull\r\n", 100), "disk full");
         assert_eq!(one_line("a\u{1b}[31mred\u{0}", 100), "a\\x1b[31mred\\x00");
         assert_eq!(one_line("tab\tkept", 100), "tab\tkept");
+        assert_eq!(printable(" a\nb\u{0}\tc ", 100), " a\\x0ab\\x00\tc ");
+        assert_eq!(printable("plain", 3), "pla");
         assert_eq!(one_line(&"x".repeat(50), 10).len(), 10);
     }
 }

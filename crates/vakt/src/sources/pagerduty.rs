@@ -379,7 +379,10 @@ async fn handle(state: &Arc<Deps>, request: Request) -> Result<String, Refusal> 
                 service: integration.service.clone(),
                 environment: integration.environment.clone(),
                 labels: BTreeMap::from([
-                    ("dedup_key".to_owned(), cut(&dedup_key, LABEL_VALUE_LEN_MAX)),
+                    (
+                        "dedup_key".to_owned(),
+                        super::printable(&dedup_key, LABEL_VALUE_LEN_MAX),
+                    ),
                     ("integration".to_owned(), integration.name.clone()),
                 ]),
                 fingerprint: Some(fingerprint),
@@ -464,7 +467,10 @@ fn trigger_event(
 ) -> EventInput {
     let payload = request.payload.as_ref();
     let mut labels = BTreeMap::from([
-        ("dedup_key".to_owned(), cut(dedup_key, LABEL_VALUE_LEN_MAX)),
+        (
+            "dedup_key".to_owned(),
+            super::printable(dedup_key, LABEL_VALUE_LEN_MAX),
+        ),
         ("integration".to_owned(), integration.name.clone()),
     ]);
     for (key, value) in [

@@ -314,11 +314,14 @@ impl Names {
             // A varbind with an empty name (a zero-length OID, found by the property test
             // below) has no label name to go under: it is left out, as empty values are.
             if labels.len() < LABELS_MAX && !value.is_empty() && !key.is_empty() {
-                labels.insert(key, super::cut(value, LABEL_VALUE_LEN_MAX));
+                labels.insert(key, super::printable(value, LABEL_VALUE_LEN_MAX));
             }
         }
-        labels.insert("trap".into(), name.clone());
-        labels.insert("trap_oid".into(), trap.oid.clone());
+        labels.insert("trap".into(), super::printable(&name, LABEL_VALUE_LEN_MAX));
+        labels.insert(
+            "trap_oid".into(),
+            super::printable(&trap.oid, LABEL_VALUE_LEN_MAX),
+        );
         // An interface label, so that one linkDown is one alert per interface.
         let interface = labels
             .iter()

@@ -370,7 +370,7 @@ fn from_message(message: &Message<&str>, frame: &Frame, peer: IpAddr) -> EventIn
             && key.len() <= LABEL_KEY_LEN_MAX
             && !key.chars().any(char::is_control)
         {
-            labels.insert(key, cut(value, LABEL_VALUE_LEN_MAX));
+            labels.insert(key, super::printable(value, LABEL_VALUE_LEN_MAX));
         }
     };
     if let Some(facility) = message.facility {

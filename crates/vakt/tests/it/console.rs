@@ -325,7 +325,16 @@ async fn the_board_filters_groups_changes_in_bulk_and_speaks_swedish() {
     };
     let (english, swedish) = (catalogue("en"), catalogue("sv"));
     browser.lang = Some("sv-SE,sv;q=0.9,en;q=0.5");
-    for path in ["/", "/?view=table", "/silences", "/silences/new"] {
+    for path in [
+        "/",
+        "/?view=table",
+        "/silences",
+        "/silences/new",
+        "/incidents",
+        "/oncall",
+        "/monitors",
+        "/rules",
+    ] {
         let (_, _, page) = browser.get(path).await;
         assert!(page.contains("<html lang=\"sv\">"), "{path}");
         let visible = page.replace("&#x27;", "'").replace("&quot;", "\"");
@@ -463,4 +472,109 @@ async fn a_silence_from_an_alert_with_its_preview() {
         .await;
     assert_eq!(status, 400);
     assert!(page.contains("every alert"), "{page}");
+}
+
+/// The other pages: an incident opened from an alert and moved through its statuses by
+/// its buttons, an on-call override made with the form, a heartbeat among the monitors,
+/// the rules in order and an event tried against them without anything stored.
+#[tokio::test]
+async fn incidents_on_call_monitors_and_rules_pages() {
+    let server = TestServer::start().await;
+    server
+        .post(
+            "/api/v1/events",
+            &json!({"resource": "db01", "check": "disk_usage", "severity": "critical",
+                    "summary": "disk full", "metrics": {"used_pct": 97}}),
+        )
+        .await;
+    let id = server.only_alert_id().await;
+    let mut browser = Browser::new(&server);
+
+    let (status, location, body) = browser.post(&format!("/alerts/{id}/incident"), &[]).await;
+    assert_eq!(status, 303, "{body}");
+    let incident = location
+        .strip_prefix("/incidents/")
+        .and_then(|rest| rest.split('?').next())
+        .expect("incident page")
+        .to_owned();
+    let (_, _, page) = browser.get(&location).await;
+    assert!(page.contains("disk full") && page.contains(&id), "{page}");
+    assert!(page.contains("id=\"move-resolved\"") && !page.contains("id=\"move-closed\""));
+    let (status, _, page) = browser
+        .post(&format!("/incidents/{incident}"), &[("status", "resolved")])
+        .await;
+    assert_eq!(status, 400, "resolving needs a resolution");
+    assert!(page.contains("resolution"), "{page}");
+    let (status, _, _) = browser
+        .post(
+            &format!("/incidents/{incident}"),
+            &[("status", "resolved"), ("resolution", "disk replaced")],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, _, page) = browser.get(&format!("/incidents/{incident}")).await;
+    assert!(page.contains("id=\"incident-status\">Resolved"), "{page}");
+    assert!(
+        page.contains("id=\"move-closed\""),
+        "closing is allowed now"
+    );
+    let (_, _, list) = browser.get("/incidents?status=resolved").await;
+    assert!(list.contains("INC-"), "{list}");
+
+    // An override from the form shows among the shifts.
+    let start = (chrono::Utc::now() + chrono::Duration::hours(2))
+        .format("%Y-%m-%dT%H:00")
+        .to_string();
+    let (status, location, body) = browser
+        .post(
+            "/oncall/ops-primary/overrides",
+            &[("user", "ops2"), ("start", &start), ("hours", "3")],
+        )
+        .await;
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/oncall?done=override"),
+        "{body}"
+    );
+    let (_, _, page) = browser.get("/oncall").await;
+    assert!(page.contains("<td>override</td>"), "{page}");
+    let (status, _, _) = browser
+        .post(
+            "/oncall/ops-primary/overrides",
+            &[("user", "nobody-here"), ("start", &start), ("hours", "3")],
+        )
+        .await;
+    assert_eq!(status, 400, "an unknown user is refused");
+
+    // Monitors: a heartbeat is listed with its state.
+    let (status, _) = server
+        .post(
+            "/api/v1/heartbeats",
+            &json!({"name": "nightly-backup", "resource": "backup01", "interval_secs": 3600}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, _, page) = browser.get("/monitors").await;
+    assert!(
+        page.contains("nightly-backup") && page.contains("heartbeat"),
+        "{page}"
+    );
+
+    // Rules: in order, and an event tried against them.
+    let (_, _, page) = browser.get("/rules").await;
+    assert!(page.contains("disk-nearly-full"), "{page}");
+    let tried = serde_urlencoded::to_string([(
+        "event",
+        r#"{"resource": "db02", "check": "disk_usage", "summary": "s", "metrics": {"used_pct": 99}}"#,
+    )])
+    .expect("query");
+    let (_, _, page) = browser.get(&format!("/rules?{tried}")).await;
+    assert!(
+        page.contains("id=\"outcome\">kept: category exception, severity critical, new_alert"),
+        "{page}"
+    );
+    let (_, events) = server.get("/api/v1/events?resource=db02").await;
+    assert_eq!(events["items"], json!([]), "trying stores nothing");
+    let (_, _, page) = browser.get("/rules?event=%7B%22check%22%3A1%7D").await;
+    assert!(page.contains("check: expected a string"), "{page}");
 }

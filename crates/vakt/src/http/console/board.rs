@@ -94,10 +94,11 @@ fn tokens(text: &str) -> Result<Vec<String>, String> {
 }
 
 /// The names the board filters and groups on: the alert's match labels (its labels, its
-/// fields, `alertname` and `instance`), and `status` and `assignee`.
+/// fields, `alertname` and `instance`), and `status`, `summary` and `assignee`.
 pub fn labels_of(alert: &Alert) -> BTreeMap<String, String> {
     let mut labels = alert.match_labels();
     labels.insert("status".into(), alert.status.as_str().into());
+    labels.insert("summary".into(), alert.summary.clone());
     if let Some(assignee) = &alert.assignee {
         labels.insert("assignee".into(), assignee.clone());
     }

@@ -7,6 +7,7 @@
 mod board;
 mod i18n;
 mod pages;
+mod records;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -48,6 +49,8 @@ pub struct Console {
     stop: tokio::sync::watch::Receiver<bool>,
     /// Signing in and out.
     auth: Arc<crate::auth::Auth>,
+    /// The monitors page lists what the probes component watches.
+    probes: Arc<crate::probes::Deps>,
 }
 
 struct Snapshot {
@@ -97,6 +100,26 @@ const TEMPLATES: &[(&str, &str)] = &[
         "error.html",
         include_str!("../../../console/templates/error.html"),
     ),
+    (
+        "incidents.html",
+        include_str!("../../../console/templates/incidents.html"),
+    ),
+    (
+        "incident.html",
+        include_str!("../../../console/templates/incident.html"),
+    ),
+    (
+        "oncall.html",
+        include_str!("../../../console/templates/oncall.html"),
+    ),
+    (
+        "monitors.html",
+        include_str!("../../../console/templates/monitors.html"),
+    ),
+    (
+        "rules.html",
+        include_str!("../../../console/templates/rules.html"),
+    ),
 ];
 
 /// Static files: (name, content type, bytes).
@@ -132,6 +155,7 @@ impl Console {
         stop: tokio::sync::watch::Receiver<bool>,
         auth: Arc<crate::auth::Auth>,
         changes: Arc<Changes>,
+        probes: Arc<crate::probes::Deps>,
     ) -> Result<Console, String> {
         let env = environment()?;
         Ok(Console {
@@ -141,6 +165,7 @@ impl Console {
             snapshot: tokio::sync::Mutex::new(None),
             stop,
             auth,
+            probes,
         })
     }
 
@@ -454,6 +479,15 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/silences/new", get(pages::new_silence))
         .route("/silences/preview", get(pages::silence_preview))
         .route("/silences/{id}/expire", post(pages::expire_silence))
+        .route("/incidents", get(records::incidents))
+        .route(
+            "/incidents/{id}",
+            get(records::incident).post(records::change_incident),
+        )
+        .route("/oncall", get(records::oncall))
+        .route("/oncall/{name}/overrides", post(records::add_override))
+        .route("/monitors", get(records::monitors))
+        .route("/rules", get(records::rules))
         .route("/console/stream", get(stream::stream))
         .route("/lang", get(pages::switch_language))
         .route("/login", get(pages::login_page).post(pages::login))
@@ -521,6 +555,14 @@ mod tests {
                 &["severity", "last_seen", "first_seen", "count", "resource"],
             ),
             ("done", pages::DONE),
+            (
+                "incident_status",
+                &["new", "in_progress", "on_hold", "resolved", "closed"],
+            ),
+            (
+                "incident_move",
+                &["in_progress", "on_hold", "resolved", "closed"],
+            ),
         ];
         for (prefix, values) in families {
             for value in *values {

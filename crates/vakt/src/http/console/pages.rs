@@ -24,7 +24,7 @@ use crate::http::AppState;
 
 /// What a finished action reports back (`?done=ack` shows `done.ack`).
 pub const DONE: &[&str] = &[
-    "ack", "unack", "resolve", "comment", "assign", "silence", "expire",
+    "ack", "unack", "resolve", "comment", "assign", "silence", "expire", "incident", "override",
 ];
 /// Alerts one bulk request changes at most.
 const BULK_MAX: usize = 10_000;
@@ -32,11 +32,11 @@ const BULK_MAX: usize = 10_000;
 const PREVIEW_ROWS_MAX: usize = 20;
 
 /// The query of a page's URL, as pairs.
-fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+pub(super) fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
     serde_urlencoded::from_str(uri.query().unwrap_or_default()).unwrap_or_default()
 }
 
-fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn first<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(k, _)| k == name)
@@ -49,7 +49,7 @@ fn here(uri: &Uri) -> String {
 }
 
 /// The view of a page, with the flash a redirect asked for (`done=...`).
-fn view(
+pub(super) fn view(
     state: &AppState,
     headers: &HeaderMap,
     caller: Caller,
@@ -477,6 +477,7 @@ pub async fn alert(
     page.insert("users", Value::from(minijinja::value::Serde(&users)));
     page.insert("can_write", Value::from(view.can("write:alerts")));
     page.insert("can_silence", Value::from(view.can("write:silences")));
+    page.insert("can_incident", Value::from(view.can("write:incidents")));
     // A notification's "acknowledge" link: the page opens with its button focused.
     page.insert(
         "confirm_ack",
@@ -486,12 +487,16 @@ pub async fn alert(
 }
 
 /// Who acts: the signed-in identity, or `console` where auth is off.
-fn actor(view: &View) -> String {
+pub(super) fn actor(view: &View) -> String {
     view.user().unwrap_or("console").to_owned()
 }
 
 /// Reads a form or answers why it could not be read.
-fn form_or_refusal(state: &AppState, view: &View, body: &Bytes) -> Result<Form, Box<Response>> {
+pub(super) fn form_or_refusal(
+    state: &AppState,
+    view: &View,
+    body: &Bytes,
+) -> Result<Form, Box<Response>> {
     Form::read(view.identity.as_ref(), body)
         .map_err(|message| Box::new(state.console.error(view, StatusCode::FORBIDDEN, message)))
 }
@@ -520,6 +525,7 @@ pub async fn operate(
         "unack" => OperatorAction::Unack,
         "resolve" => OperatorAction::Resolve,
         "comment" => OperatorAction::Comment,
+        "incident" => return super::records::open_incident(&state, &view, &id).await,
         "assign" => OperatorAction::Assign {
             assignee: form
                 .get("assignee")
@@ -531,7 +537,9 @@ pub async fn operate(
             return state.console.error(
                 &view,
                 StatusCode::NOT_FOUND,
-                format!("no alert action {other:?}: ack, unack, resolve, comment or assign"),
+                format!(
+                    "no alert action {other:?}: ack, unack, resolve, comment, assign or incident"
+                ),
             );
         }
     };
@@ -545,7 +553,7 @@ pub async fn operate(
 }
 
 /// `path` with `done=WHAT` (and `n=N`) added to its query.
-fn with_done(path: &str, done: &str, count: Option<usize>) -> String {
+pub(super) fn with_done(path: &str, done: &str, count: Option<usize>) -> String {
     let (base, query) = path.split_once('?').unwrap_or((path, ""));
     let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     pairs.retain(|(k, _)| k != "done" && k != "n");
