@@ -101,13 +101,11 @@ async fn css(client: &Client, selector: &str) -> fantoccini::elements::Element {
 async fn until_text(client: &Client, text: &str, secs: u64) -> Duration {
     let started = Instant::now();
     loop {
-        let body = client
-            .find(Locator::Css("body"))
-            .await
-            .expect("body")
-            .text()
-            .await
-            .unwrap_or_default();
+        // Between two pages there may be no body for a moment: look again.
+        let body = match client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
         if body.contains(text) {
             return started.elapsed();
         }
@@ -291,6 +289,25 @@ async fn an_operator_works_the_console_in_chromium() {
     );
     let rows = a.find_all(Locator::Css("tr.alert")).await.expect("rows");
     assert_eq!(rows.len(), 1);
+    // Saved under a name, the view comes back from its chip.
+    a.find(Locator::XPath("//nav[@id='saved-views']/button[last()]"))
+        .await
+        .expect("save button")
+        .click()
+        .await
+        .expect("save");
+    a.send_alert_text("payments only").await.expect("name");
+    a.accept_alert().await.expect("accept");
+    a.goto(&format!("{base}/")).await.expect("goto");
+    a.find(Locator::LinkText("payments only"))
+        .await
+        .expect("saved view")
+        .click()
+        .await
+        .expect("open saved view");
+    css(&a, "#board").await;
+    let url = a.current_url().await.expect("url");
+    assert!(url.as_str().contains("payments"), "{url}");
 
     // A second session watches the board while the first acknowledges on the alert page.
     let b = driver.browser(1280, 900, &[]).await;

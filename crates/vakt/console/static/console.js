@@ -84,6 +84,39 @@
     events.addEventListener("tick", () => refresh(false));
   }
 
+  // Saved views: the board's URL under a name, per user, kept in this browser.
+  const views = document.getElementById("saved-views");
+  if (views) {
+    const key = "vakt-views:" + (views.dataset.user || "");
+    const load = () => { try { return JSON.parse(localStorage.getItem(key)) || []; } catch { return []; } };
+    const store = (list) => localStorage.setItem(key, JSON.stringify(list));
+    const draw = () => {
+      views.replaceChildren();
+      for (const [index, view] of load().entries()) {
+        const link = document.createElement("a");
+        link.href = view.url; link.textContent = view.name; link.className = "chip";
+        const remove = document.createElement("button");
+        remove.type = "button"; remove.className = "link"; remove.textContent = "×";
+        remove.setAttribute("aria-label", views.dataset.tRemove + " " + view.name);
+        remove.addEventListener("click", () => { const list = load(); list.splice(index, 1); store(list); draw(); });
+        views.append(link, remove);
+      }
+      const save = document.createElement("button");
+      save.type = "button"; save.textContent = views.dataset.tSave;
+      save.addEventListener("click", () => {
+        const name = prompt(views.dataset.tName);
+        if (!name) return;
+        const url = new URL(location.href);
+        url.searchParams.delete("done"); url.searchParams.delete("n");
+        store([...load().filter((v) => v.name !== name), { name, url: url.pathname + url.search }]);
+        draw();
+      });
+      views.append(save);
+      views.hidden = false;
+    };
+    draw();
+  }
+
   // Keyboard: j/k move, x select, Enter open, a ack, r resolve, s silence, / filter, ? help.
   let cursor = -1;
   const rows = () => Array.from(document.querySelectorAll("tr.alert"));
