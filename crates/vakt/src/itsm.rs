@@ -185,7 +185,7 @@ fn jira_priority(priority: u8) -> &'static str {
 pub fn call_for(config: &ItsmConfig, incident: &Incident, console_url: &str) -> Call {
     let base = config.url.trim_end_matches('/');
     let link = format!(
-        "{}/api/v1/incidents/{}",
+        "{}/incidents/{}",
         console_url.trim_end_matches('/'),
         incident.number
     );

@@ -187,11 +187,14 @@ pub async fn launch_with_listener(
     let (observed_tx, observed_rx) = tokio::sync::mpsc::channel(OBSERVED_QUEUE_MAX);
     // Live console pages follow every commit.
     let changes = Arc::new(http::console::Changes::default());
+    let rule_hits = Arc::new(http::console::RuleHits::default());
     let observer: crate::ingest::Observer = {
         let watched = watched.clone();
         let changes = Arc::clone(&changes);
+        let rule_hits = Arc::clone(&rule_hits);
         Box::new(move |outcomes| {
             watched.observe(outcomes, &observed_tx);
+            rule_hits.observe(outcomes, chrono::Utc::now());
             changes.bump();
         })
     };
@@ -292,13 +295,14 @@ pub async fn launch_with_listener(
         Err(refusal) => anyhow::bail!("{refusal}"),
     }
     let console = Arc::new(
-        http::console::Console::new(
-            views.directory.subscribe(),
-            stopped.clone(),
-            Arc::clone(&auth),
+        http::console::Console::new(http::console::Parts {
+            directory: views.directory.subscribe(),
+            stop: stopped.clone(),
+            auth: Arc::clone(&auth),
             changes,
-            Arc::clone(&probes),
-        )
+            probes: Arc::clone(&probes),
+            hits: rule_hits,
+        })
         .map_err(anyhow::Error::msg)
         .context("building the console")?,
     );

@@ -74,6 +74,7 @@
     board.replaceWith(fresh);
     board = fresh;
     formatTimes(board);
+    if (collapsed) applyCollapse();
     pending = 0;
     if (banner) { banner.remove(); banner = null; }
     if (cursorId) select(rows().findIndex((r) => r.dataset.id === cursorId));
@@ -82,6 +83,18 @@
     const events = new EventSource("/console/stream");
     events.addEventListener("change", () => refresh(false));
     events.addEventListener("tick", () => refresh(false));
+  }
+
+  // Collapse or expand every group at once; the choice holds across live refreshes.
+  const collapse = document.getElementById("collapse");
+  let collapsed = false;
+  function applyCollapse() {
+    for (const group of document.querySelectorAll("#board details.group")) group.open = !collapsed;
+    if (collapse) collapse.textContent = collapsed ? collapse.dataset.tExpand : collapse.dataset.tCollapse;
+  }
+  if (collapse && document.querySelector("#board details.group")) {
+    collapse.hidden = false;
+    collapse.addEventListener("click", () => { collapsed = !collapsed; applyCollapse(); });
   }
 
   // Saved views: the board's URL under a name, per user, kept in this browser.

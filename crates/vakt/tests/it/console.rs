@@ -562,7 +562,14 @@ async fn incidents_on_call_monitors_and_rules_pages() {
 
     // Rules: in order, and an event tried against them.
     let (_, _, page) = browser.get("/rules").await;
-    assert!(page.contains("disk-nearly-full"), "{page}");
+    let row = page
+        .split("<tr")
+        .find(|row| row.contains("<td>disk-nearly-full"))
+        .expect("the rule's row");
+    assert!(
+        row.contains("<td class=\"num\">1</td><td class=\"num\">1</td>"),
+        "matched once in the last hour and day: {row}"
+    );
     let tried = serde_urlencoded::to_string([(
         "event",
         r#"{"resource": "db02", "check": "disk_usage", "summary": "s", "metrics": {"used_pct": 99}}"#,

@@ -5,6 +5,7 @@
 //! scope is in `auth::ROUTES`, and a form's CSRF token is checked by [`Form`].
 
 mod board;
+mod hits;
 mod i18n;
 mod pages;
 mod records;
@@ -23,6 +24,7 @@ use minijinja::Value;
 use vakt_core::{Alert, AlertStatus};
 use vakt_store::{AlertQuery, Store};
 
+pub use hits::RuleHits;
 pub use i18n::Catalogues;
 pub use stream::Changes;
 
@@ -51,6 +53,21 @@ pub struct Console {
     auth: Arc<crate::auth::Auth>,
     /// The monitors page lists what the probes component watches.
     probes: Arc<crate::probes::Deps>,
+    /// How many events each rule matched lately (the rules page).
+    hits: Arc<RuleHits>,
+}
+
+/// What the console is made of: the parts other components own.
+pub struct Parts {
+    pub directory: Live<Directory>,
+    /// Turns true when the server stops (live streams end).
+    pub stop: tokio::sync::watch::Receiver<bool>,
+    pub auth: Arc<crate::auth::Auth>,
+    /// Bumped by the ingest writer after every commit.
+    pub changes: Arc<Changes>,
+    pub probes: Arc<crate::probes::Deps>,
+    /// Fed by the ingest writer after every commit.
+    pub hits: Arc<RuleHits>,
 }
 
 struct Snapshot {
@@ -150,22 +167,17 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 const ASSET_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 impl Console {
-    pub fn new(
-        directory: Live<Directory>,
-        stop: tokio::sync::watch::Receiver<bool>,
-        auth: Arc<crate::auth::Auth>,
-        changes: Arc<Changes>,
-        probes: Arc<crate::probes::Deps>,
-    ) -> Result<Console, String> {
+    pub fn new(parts: Parts) -> Result<Console, String> {
         let env = environment()?;
         Ok(Console {
             env,
-            changes,
-            directory,
+            changes: parts.changes,
+            directory: parts.directory,
             snapshot: tokio::sync::Mutex::new(None),
-            stop,
-            auth,
-            probes,
+            stop: parts.stop,
+            auth: parts.auth,
+            probes: parts.probes,
+            hits: parts.hits,
         })
     }
 

@@ -28,6 +28,8 @@ pub const DONE: &[&str] = &[
 ];
 /// Alerts one bulk request changes at most.
 const BULK_MAX: usize = 10_000;
+/// Actions of an alert whose attempts its page lists (the most recent ones).
+const ACTIONS_WITH_ATTEMPTS: usize = 20;
 /// Alerts a silence preview lists (it counts them all).
 const PREVIEW_ROWS_MAX: usize = 20;
 
@@ -449,10 +451,30 @@ pub async fn alert(
             }
         })
         .collect();
-    let actions: Vec<vakt_store::ActionRecord> = actions
-        .into_iter()
-        .map(crate::http::actions::shown)
-        .collect();
+    // Every attempt of the alert's most recent actions, with its outcome.
+    let mut shown = Vec::with_capacity(actions.len());
+    let recent = actions.len().saturating_sub(ACTIONS_WITH_ATTEMPTS);
+    for (index, record) in actions.into_iter().enumerate() {
+        let attempts = if index >= recent {
+            match state.store.action(&record.decided.id).await {
+                Ok(Some((_, attempts))) => attempts,
+                _ => Vec::new(),
+            }
+        } else {
+            Vec::new()
+        };
+        let mut value =
+            serde_json::to_value(crate::http::actions::shown(record)).unwrap_or_default();
+        value["tries"] = attempts
+            .iter()
+            .map(|a| {
+                serde_json::json!({"attempt": a.attempt, "at": rfc3339(a.started_at),
+                                   "outcome": a.outcome, "detail": a.detail})
+            })
+            .collect();
+        shown.push(value);
+    }
+    let actions = shown;
     let users: Vec<String> = state
         .console
         .directory

@@ -350,6 +350,9 @@ struct RuleRow {
     enabled: bool,
     when: Option<String>,
     does: String,
+    /// Events it matched in the last hour and day on this node.
+    hour: u64,
+    day: u64,
 }
 
 /// What a rule does, in a line.
@@ -393,15 +396,21 @@ pub async fn rules(
 ) -> Response {
     let view = view(&state, &headers, caller, &uri, "rules");
     let pipeline = state.pipeline();
+    let now = Utc::now();
     let rows: Vec<RuleRow> = pipeline
         .rules()
         .rules()
         .iter()
-        .map(|r| RuleRow {
-            name: r.name.to_string(),
-            enabled: r.enabled,
-            when: r.when.as_deref().map(str::to_owned),
-            does: does(r),
+        .map(|r| {
+            let (hour, day) = state.console.hits.counts(&r.name, now);
+            RuleRow {
+                name: r.name.to_string(),
+                enabled: r.enabled,
+                when: r.when.as_deref().map(str::to_owned),
+                does: does(r),
+                hour,
+                day,
+            }
         })
         .collect();
     let pairs = query_pairs(&uri);
