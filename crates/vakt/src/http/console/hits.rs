@@ -12,9 +12,12 @@ const MINUTES_KEPT: usize = 24 * 60;
 /// Rule names remembered at most (names of rules removed by a reload linger until then).
 const RULES_MAX: usize = 10_000;
 
-/// Per rule, (minute since the epoch, events) for the minutes it matched.
+/// (minute since the epoch, events) for the minutes a rule matched, oldest first.
+type Minutes = VecDeque<(i64, u64)>;
+
+/// Per rule, the minutes it matched.
 #[derive(Default)]
-pub struct RuleHits(Mutex<HashMap<Arc<str>, VecDeque<(i64, u64)>>>);
+pub struct RuleHits(Mutex<HashMap<Arc<str>, Minutes>>);
 
 impl RuleHits {
     /// Counts each event once for every rule its trace names.
