@@ -137,25 +137,27 @@ impl Sort {
         }
     }
 
-    pub fn apply(self, alerts: &mut [&Alert]) {
+    pub fn apply(self, alerts: &mut [Labelled<'_>]) {
         match self {
-            Sort::Severity => alerts.sort_by(|a, b| {
+            Sort::Severity => alerts.sort_by(|(a, _), (b, _)| {
                 b.severity
                     .cmp(&a.severity)
                     .then(b.last_seen.cmp(&a.last_seen))
             }),
-            Sort::LastSeen => alerts.sort_by_key(|a| std::cmp::Reverse(a.last_seen)),
-            Sort::FirstSeen => alerts.sort_by_key(|a| std::cmp::Reverse(a.first_seen)),
-            Sort::Count => alerts.sort_by_key(|a| std::cmp::Reverse(a.count)),
-            Sort::Resource => {
-                alerts.sort_by(|a, b| a.resource.cmp(&b.resource).then(a.check.cmp(&b.check)))
-            }
+            Sort::LastSeen => alerts.sort_by_key(|(a, _)| std::cmp::Reverse(a.last_seen)),
+            Sort::FirstSeen => alerts.sort_by_key(|(a, _)| std::cmp::Reverse(a.first_seen)),
+            Sort::Count => alerts.sort_by_key(|(a, _)| std::cmp::Reverse(a.count)),
+            Sort::Resource => alerts
+                .sort_by(|(a, _), (b, _)| a.resource.cmp(&b.resource).then(a.check.cmp(&b.check))),
         }
     }
 }
 
 /// An alert with the names it is filtered and grouped on ([`labels_of`]).
-pub type Labelled<'a> = (&'a Alert, BTreeMap<String, String>);
+pub type Labelled<'a> = (&'a Alert, &'a BTreeMap<String, String>);
+
+/// An alert with its names, as the console's snapshot keeps them (computed once per read).
+pub type Entry = (Alert, BTreeMap<String, String>);
 
 /// A facet: its field, whether its values are translated, and (value, count) pairs.
 pub type FacetCounts = (&'static str, bool, Vec<(String, usize)>);
@@ -187,10 +189,7 @@ pub fn group<'a>(alerts: &[Labelled<'a>], keys: &[String]) -> Vec<Group<'a>> {
     let mut buckets: BTreeMap<String, Vec<Labelled<'a>>> = BTreeMap::new();
     for (alert, labels) in alerts {
         let value = labels.get(key).cloned().unwrap_or_else(|| "—".to_owned());
-        buckets
-            .entry(value)
-            .or_default()
-            .push((*alert, labels.clone()));
+        buckets.entry(value).or_default().push((*alert, *labels));
     }
     let mut groups: Vec<Group<'a>> = buckets
         .into_iter()
@@ -351,7 +350,8 @@ mod tests {
             alert("c", "web", Severity::Minor),
             alert("d", "web", Severity::Minor),
         ];
-        let with: Vec<_> = alerts.iter().map(|a| (a, labels_of(a))).collect();
+        let labels: Vec<_> = alerts.iter().map(labels_of).collect();
+        let with: Vec<_> = alerts.iter().zip(&labels).collect();
         let groups = group(&with, &["service".into(), "severity".into()]);
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].value, "billing");

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use minijinja::Value;
-use vakt_core::{Alert, AlertStatus};
+use vakt_core::AlertStatus;
 use vakt_store::{AlertQuery, Store};
 
 pub use hits::RuleHits;
@@ -38,6 +38,9 @@ const BOARD_ALERTS_MAX: usize = 100_000;
 /// A board snapshot is read again after this long even without a change seen here
 /// (another node's commits).
 const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(5);
+/// Open alerts read per query for the snapshot (fewer, larger reads: each sorts its
+/// range once).
+const SNAPSHOT_PAGE: u32 = 5_000;
 /// Resolved alerts the board shows at most, newest first, when asked for them.
 const RESOLVED_MAX: u32 = 1_000;
 
@@ -73,7 +76,7 @@ pub struct Parts {
 struct Snapshot {
     version: u64,
     read_at: Instant,
-    alerts: Arc<Vec<Alert>>,
+    alerts: Arc<Vec<board::Entry>>,
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -183,7 +186,7 @@ impl Console {
 
     /// The open and acknowledged alerts, read again only after a change (or
     /// [`SNAPSHOT_MAX_AGE`]); every board shares one copy.
-    async fn open_alerts(&self, store: &dyn Store) -> Result<Arc<Vec<Alert>>, String> {
+    async fn open_alerts(&self, store: &dyn Store) -> Result<Arc<Vec<board::Entry>>, String> {
         let mut snapshot = self.snapshot.lock().await;
         let version = self.changes.version();
         if let Some(current) = snapshot.as_ref()
@@ -199,7 +202,7 @@ impl Console {
                 .alerts(&AlertQuery {
                     status: vec![AlertStatus::Open, AlertStatus::Acknowledged],
                     cursor,
-                    limit: 1000,
+                    limit: SNAPSHOT_PAGE,
                     ..AlertQuery::default()
                 })
                 .await
@@ -210,7 +213,15 @@ impl Console {
                 break;
             }
         }
-        let alerts = Arc::new(alerts);
+        let alerts: Arc<Vec<board::Entry>> = Arc::new(
+            alerts
+                .into_iter()
+                .map(|a| {
+                    let labels = board::labels_of(&a);
+                    (a, labels)
+                })
+                .collect(),
+        );
         *snapshot = Some(Snapshot {
             version,
             read_at: Instant::now(),
@@ -220,7 +231,7 @@ impl Console {
     }
 
     /// The most recently changed resolved alerts.
-    async fn resolved_alerts(store: &dyn Store) -> Result<Vec<Alert>, String> {
+    async fn resolved_alerts(store: &dyn Store) -> Result<Vec<board::Entry>, String> {
         store
             .alerts(&AlertQuery {
                 status: vec![AlertStatus::Resolved],
@@ -228,7 +239,15 @@ impl Console {
                 ..AlertQuery::default()
             })
             .await
-            .map(|page| page.items)
+            .map(|page| {
+                page.items
+                    .into_iter()
+                    .map(|a| {
+                        let labels = board::labels_of(&a);
+                        (a, labels)
+                    })
+                    .collect()
+            })
             .map_err(|e| format!("reading resolved alerts: {e}"))
     }
 

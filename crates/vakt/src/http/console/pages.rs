@@ -202,33 +202,41 @@ fn toggled(q: &str, token: &str) -> (String, bool) {
     }
 }
 
-/// The alerts a filter selects, sorted: the open and acknowledged ones from the shared
+/// The alerts a board chooses from: the open and acknowledged ones from the shared
 /// snapshot, plus recent resolved ones when asked for.
-async fn selected(
-    state: &AppState,
-    params: &BoardParams,
-    filter: &Filter,
-) -> Result<(Vec<(Alert, BTreeMap<String, String>)>, usize), String> {
-    let open = state.console.open_alerts(&*state.store).await?;
-    let mut pool: Vec<&Alert> = open.iter().collect();
-    let resolved;
-    if params.statuses.contains(&"resolved") {
-        resolved = super::Console::resolved_alerts(&*state.store).await?;
-        pool.extend(resolved.iter());
+struct Pool {
+    open: Arc<Vec<board::Entry>>,
+    resolved: Vec<board::Entry>,
+}
+
+impl Pool {
+    async fn read(state: &AppState, params: &BoardParams) -> Result<Pool, String> {
+        let open = state.console.open_alerts(&*state.store).await?;
+        let resolved = if params.statuses.contains(&"resolved") {
+            super::Console::resolved_alerts(&*state.store).await?
+        } else {
+            Vec::new()
+        };
+        Ok(Pool { open, resolved })
     }
-    let loaded = pool.len();
-    let mut chosen: Vec<&Alert> = pool
-        .into_iter()
-        .filter(|a| params.statuses.contains(&a.status.as_str()))
-        .collect();
-    params.sort.apply(&mut chosen);
-    let with_labels = chosen
-        .into_iter()
-        .map(|a| (a, board::labels_of(a)))
-        .filter(|(a, labels)| filter.matches(a, labels))
-        .map(|(a, labels)| (a.clone(), labels))
-        .collect();
-    Ok((with_labels, loaded))
+
+    fn len(&self) -> usize {
+        self.open.len() + self.resolved.len()
+    }
+
+    /// The alerts the status chips and the filter select, sorted.
+    fn chosen(&self, params: &BoardParams, filter: &Filter) -> Vec<board::Labelled<'_>> {
+        let mut chosen: Vec<board::Labelled<'_>> = self
+            .open
+            .iter()
+            .chain(&self.resolved)
+            .filter(|(a, _)| params.statuses.contains(&a.status.as_str()))
+            .filter(|(a, labels)| filter.matches(a, labels))
+            .map(|(a, labels)| (a, labels))
+            .collect();
+        params.sort.apply(&mut chosen);
+        chosen
+    }
 }
 
 /// `GET /`: the alert board. `fragment=board` answers only the board (live refresh).
@@ -245,8 +253,8 @@ pub async fn board(
         Ok(filter) => (filter, None),
         Err(error) => (Filter::default(), Some(error)),
     };
-    let (alerts, loaded) = match selected(&state, &params, &filter).await {
-        Ok(found) => found,
+    let pool = match Pool::read(&state, &params).await {
+        Ok(pool) => pool,
         Err(error) => {
             tracing::error!(%error, "the board could not read alerts");
             return state.console.error(
@@ -256,8 +264,10 @@ pub async fn board(
             );
         }
     };
+    let loaded = pool.len();
+    let alerts = pool.chosen(&params, &filter);
     let mut page = BTreeMap::new();
-    let label_refs: Vec<&BTreeMap<String, String>> = alerts.iter().map(|(_, l)| l).collect();
+    let label_refs: Vec<&BTreeMap<String, String>> = alerts.iter().map(|(_, l)| *l).collect();
     let facets: Vec<Value> = board::facets(&label_refs)
         .into_iter()
         .map(|(name, translate, values)| {
@@ -283,8 +293,6 @@ pub async fn board(
         .map(str::to_owned)
         .collect();
     let table = params.view == "table" || keys.is_empty();
-    let refs: Vec<(&Alert, BTreeMap<String, String>)> =
-        alerts.iter().map(|(a, l)| (a, l.clone())).collect();
     if table {
         let start = params.page.saturating_mul(board::TABLE_ROWS_MAX);
         let rows: Vec<Row> = alerts
@@ -303,7 +311,7 @@ pub async fn board(
             Value::from(params.href(&params.q, "table", params.page + 1)),
         );
     } else {
-        let mut groups = board::group(&refs, &keys);
+        let mut groups = board::group(&alerts, &keys);
         fill_hrefs(&mut groups, &params, &params.q);
         let mut budget = board::TABLE_ROWS_MAX;
         page.insert("groups", groups_value(&groups, &mut budget));
@@ -616,8 +624,12 @@ pub async fn bulk(
             Ok(filter) => filter,
             Err(error) => return state.console.error(&view, StatusCode::BAD_REQUEST, error),
         };
-        match selected(&state, &params, &filter).await {
-            Ok((alerts, _)) => alerts.into_iter().map(|(a, _)| a.id).collect(),
+        match Pool::read(&state, &params).await {
+            Ok(pool) => pool
+                .chosen(&params, &filter)
+                .into_iter()
+                .map(|(a, _)| a.id.clone())
+                .collect(),
             Err(error) => {
                 return state
                     .console
@@ -782,7 +794,8 @@ pub async fn silences(
                 .error(&view, StatusCode::SERVICE_UNAVAILABLE, error);
         }
     };
-    let labels: Vec<BTreeMap<String, String>> = open.iter().map(Alert::match_labels).collect();
+    let labels: Vec<BTreeMap<String, String>> =
+        open.iter().map(|(a, _)| a.match_labels()).collect();
     let mut rows: Vec<SilenceRow> = stored
         .iter()
         .map(|silence| {
@@ -849,7 +862,9 @@ async fn preview(state: &AppState, text: &str, page: &mut BTreeMap<&'static str,
     let covered: Vec<&Alert> = if matchers.is_empty() {
         Vec::new()
     } else {
+        // Silences match what decide matches: the alert's match labels.
         open.iter()
+            .map(|(a, _)| a)
             .filter(|a| {
                 let labels = a.match_labels();
                 matchers.iter().all(|m| m.matches(&labels))
