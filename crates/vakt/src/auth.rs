@@ -74,9 +74,11 @@ pub enum Need {
     Page(&'static str),
     /// A console page or form anyone may use (signing in, static files, the language).
     PagePublic,
+    /// A console page or form for any signed-in identity (its own tokens).
+    PageSignedIn,
 }
 
-use Need::{Own, Page, PagePublic, Public, Scope, SignedIn};
+use Need::{Own, Page, PagePublic, PageSignedIn, Public, Scope, SignedIn};
 
 /// Every route and what it needs. A route missing here is refused (500 "the route has no
 /// scope"), and a test walks the OpenAPI document to check that none is missing.
@@ -194,6 +196,9 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("POST", "/oncall/{name}/overrides", Page("write:schedules")),
     ("GET", "/monitors", Page("read:events")),
     ("GET", "/rules", Page("read:alerts")),
+    ("GET", "/tokens", PageSignedIn),
+    ("POST", "/tokens", PageSignedIn),
+    ("POST", "/tokens/{id}/revoke", PageSignedIn),
     ("GET", "/console/stream", Page("read:alerts")),
     ("GET", "/lang", PagePublic),
     ("GET", "/login", PagePublic),
@@ -979,7 +984,7 @@ async fn admit(
                 "a cross-site write from a browser is refused (CSRF protection)",
             ));
         }
-        let page = matches!(need, Some(Page(_) | PagePublic));
+        let page = matches!(need, Some(Page(_) | PagePublic | PageSignedIn));
         if has_body(headers) && !json_content_type(headers) && !(page && form_content_type(headers))
         {
             let got = headers
@@ -1013,7 +1018,7 @@ async fn admit(
                 .get("x-csrf-token")
                 .is_none_or(|sent| sent.as_bytes() != csrf.as_bytes())
             && path != Some("/api/v1/session")
-            && !matches!(need, Some(Page(_) | PagePublic))
+            && !matches!(need, Some(Page(_) | PagePublic | PageSignedIn))
         {
             return refuse(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -1032,7 +1037,7 @@ async fn admit(
     };
     match (need, &identity) {
         (Public | Own | PagePublic, _) => {}
-        (Page(_), None) if !open => {
+        (Page(_) | PageSignedIn, None) if !open => {
             // A person at a browser: to the sign-in page, and back here afterwards.
             let here = request
                 .uri()
@@ -1439,7 +1444,7 @@ pub fn document(doc: &mut utoipa::openapi::OpenApi) {
             let Some(operation) = operation else { continue };
             let scopes: Vec<&str> = match need(&method, path) {
                 Some(Scope(scope) | Page(scope)) => vec![scope],
-                Some(SignedIn) => Vec::new(),
+                Some(SignedIn | PageSignedIn) => Vec::new(),
                 Some(Public | Own | PagePublic) | None => continue,
             };
             operation.security = Some(vec![

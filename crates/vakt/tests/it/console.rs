@@ -241,6 +241,57 @@ async fn the_console_signs_in_with_a_form_and_refuses_forged_and_unscoped_forms(
         "the server refuses what the page does not show"
     );
 
+    // The signed-in user's tokens: made with the form, shown once, revoked with a button.
+    let (status, _, page) = browser
+        .post(
+            "/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "wallboard"),
+                ("scopes", "viewer"),
+                ("days", "30"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let token = page
+        .split("<code id=\"new-token\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .expect("the new token is shown")
+        .to_owned();
+    assert!(token.starts_with("vakt_"), "{token}");
+    let use_token = |token: String| {
+        let client = server.client.clone();
+        let url = server.url("/api/v1/alerts");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    assert_eq!(use_token(token.clone()).await, 200);
+    let (_, _, page) = browser.get("/tokens").await;
+    assert!(
+        page.contains("wallboard") && !page.contains(&token),
+        "shown only once"
+    );
+    let token_id = page
+        .split("action=\"/tokens/")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a revoke button")
+        .to_owned();
+    let (status, location, _) = browser
+        .post(&format!("/tokens/{token_id}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/tokens?done=revoke"));
+    assert_eq!(use_token(token).await, 401, "revoked at once");
+
     // Sign-out needs the token too, then the pages send to sign-in again.
     let (status, location, _) = browser.post("/logout", &[("csrf", &csrf)]).await;
     assert_eq!((status, location.as_str()), (303, "/login"));

@@ -140,6 +140,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "rules.html",
         include_str!("../../../console/templates/rules.html"),
     ),
+    (
+        "tokens.html",
+        include_str!("../../../console/templates/tokens.html"),
+    ),
 ];
 
 /// Static files: (name, content type, bytes).
@@ -519,6 +523,8 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/oncall/{name}/overrides", post(records::add_override))
         .route("/monitors", get(records::monitors))
         .route("/rules", get(records::rules))
+        .route("/tokens", get(records::tokens).post(records::create_token))
+        .route("/tokens/{id}/revoke", post(records::revoke_token))
         .route("/console/stream", get(stream::stream))
         .route("/lang", get(pages::switch_language))
         .route("/login", get(pages::login_page).post(pages::login))

@@ -25,6 +25,7 @@ use crate::http::AppState;
 /// What a finished action reports back (`?done=ack` shows `done.ack`).
 pub const DONE: &[&str] = &[
     "ack", "unack", "resolve", "comment", "assign", "silence", "expire", "incident", "override",
+    "revoke",
 ];
 /// Alerts one bulk request changes at most.
 const BULK_MAX: usize = 10_000;

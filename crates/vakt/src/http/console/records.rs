@@ -488,3 +488,88 @@ fn try_event(pipeline: &vakt_core::Pipeline, text: &str) -> Result<Value, String
         trace => Value::from(Serde(&record.trace)),
     })
 }
+
+/// The tokens page: the signed-in user's tokens (every token for `admin:tokens`), a form
+/// for a new one, which is shown once. Uses the API's own token handlers.
+async fn tokens_page(
+    state: &AppState,
+    view: &View,
+    caller: Caller,
+    created: Option<String>,
+) -> Response {
+    let auth = Arc::clone(&state.console.auth);
+    let list = match crate::auth::list_tokens(State(auth), caller).await {
+        Ok(list) => list.0.items,
+        Err(error) => return state.console.error(view, error.status, error.error),
+    };
+    let mut values = BTreeMap::new();
+    values.insert("tokens", Value::from(Serde(&list)));
+    values.insert("created", Value::from(created));
+    state.console.render("tokens.html", view, values)
+}
+
+/// `GET /tokens`.
+pub async fn tokens(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let view = view(&state, &headers, caller.clone(), &uri, "tokens");
+    tokens_page(&state, &view, caller, None).await
+}
+
+/// `POST /tokens`: a new token, shown on the answer page once.
+pub async fn create_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Bytes,
+) -> Response {
+    let view = view(&state, &headers, caller.clone(), &uri, "tokens");
+    let form = match form_or_refusal(&state, &view, &body) {
+        Ok(form) => form,
+        Err(refusal) => return *refusal,
+    };
+    let days = form
+        .get("days")
+        .and_then(|d| d.parse::<i64>().ok())
+        .filter(|d| (1..=3650).contains(d));
+    let request = serde_json::json!({
+        "name": form.get("name").unwrap_or_default().trim(),
+        "scopes": form.get("scopes").unwrap_or_default().split_whitespace().collect::<Vec<_>>(),
+        "expires_at": days.map(|d| rfc3339(Utc::now() + Duration::days(d))),
+    });
+    let auth = Arc::clone(&state.console.auth);
+    let created = crate::auth::create_token(
+        State(auth),
+        caller.clone(),
+        Bytes::from(request.to_string()),
+    )
+    .await;
+    match created {
+        Ok((_, created)) => tokens_page(&state, &view, caller, Some(created.0.token)).await,
+        Err(error) => state.console.error(&view, error.status, error.error),
+    }
+}
+
+/// `POST /tokens/{id}/revoke`.
+pub async fn revoke_token(
+    State(state): State<Arc<AppState>>,
+    caller: Caller,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let view = view(&state, &headers, caller.clone(), &uri, "tokens");
+    if let Err(refusal) = form_or_refusal(&state, &view, &body) {
+        return *refusal;
+    }
+    let auth = Arc::clone(&state.console.auth);
+    match crate::auth::revoke_token(State(auth), caller, Path(id)).await {
+        Ok(_) => see_other(&with_done("/tokens", "revoke", None)),
+        Err(error) => state.console.error(&view, error.status, error.error),
+    }
+}
