@@ -188,12 +188,15 @@ pub async fn launch_with_listener(
     // Live console pages follow every commit.
     let changes = Arc::new(http::console::Changes::default());
     let rule_hits = Arc::new(http::console::RuleHits::default());
+    let open_alerts = Arc::new(http::console::OpenAlerts::default());
     let observer: crate::ingest::Observer = {
         let watched = watched.clone();
         let changes = Arc::clone(&changes);
         let rule_hits = Arc::clone(&rule_hits);
+        let open_alerts = Arc::clone(&open_alerts);
         Box::new(move |outcomes| {
             watched.observe(outcomes, &observed_tx);
+            open_alerts.apply_outcomes(outcomes);
             rule_hits.observe(outcomes, chrono::Utc::now());
             changes.bump();
         })
@@ -302,6 +305,7 @@ pub async fn launch_with_listener(
             changes,
             probes: Arc::clone(&probes),
             hits: rule_hits,
+            open: open_alerts,
         })
         .map_err(anyhow::Error::msg)
         .context("building the console")?,

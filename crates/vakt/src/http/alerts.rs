@@ -209,6 +209,7 @@ pub(in crate::http) async fn operate(
         .await?;
     // A resolve may have decided resolution notices.
     state.wake_dispatcher();
+    state.console.open.apply(&alert);
     state.console.changes.bump();
     tracing::info!(alert = %id, action = request.action.name(), by = %request.by, "operator action");
     Ok(Json(alert))

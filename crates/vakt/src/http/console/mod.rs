@@ -7,13 +7,13 @@
 mod board;
 mod hits;
 mod i18n;
+mod open;
 mod pages;
 mod records;
 mod stream;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -26,6 +26,7 @@ use vakt_store::{AlertQuery, Store};
 
 pub use hits::RuleHits;
 pub use i18n::Catalogues;
+pub use open::OpenAlerts;
 pub use stream::Changes;
 
 use crate::auth::{Caller, Identity, Via};
@@ -33,14 +34,6 @@ use crate::http::AppState;
 use crate::live::Live;
 use crate::oncall::Directory;
 
-/// Open alerts the board reads at most (`alerts.open_max` bounds them long before).
-const BOARD_ALERTS_MAX: usize = 100_000;
-/// A board snapshot is read again after this long even without a change seen here
-/// (another node's commits).
-const SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(5);
-/// Open alerts read per query for the snapshot (fewer, larger reads: each sorts its
-/// range once).
-const SNAPSHOT_PAGE: u32 = 5_000;
 /// Resolved alerts the board shows at most, newest first, when asked for them.
 const RESOLVED_MAX: u32 = 1_000;
 
@@ -50,7 +43,8 @@ pub struct Console {
     env: minijinja::Environment<'static>,
     pub changes: Arc<Changes>,
     directory: Live<Directory>,
-    snapshot: tokio::sync::Mutex<Option<Snapshot>>,
+    /// The open alerts every board reads.
+    pub open: Arc<OpenAlerts>,
     stop: tokio::sync::watch::Receiver<bool>,
     /// Signing in and out.
     auth: Arc<crate::auth::Auth>,
@@ -71,12 +65,8 @@ pub struct Parts {
     pub probes: Arc<crate::probes::Deps>,
     /// Fed by the ingest writer after every commit.
     pub hits: Arc<RuleHits>,
-}
-
-struct Snapshot {
-    version: u64,
-    read_at: Instant,
-    alerts: Arc<Vec<board::Entry>>,
+    /// Fed by the ingest writer after every commit.
+    pub open: Arc<OpenAlerts>,
 }
 
 const TEMPLATES: &[(&str, &str)] = &[
@@ -180,7 +170,7 @@ impl Console {
             env,
             changes: parts.changes,
             directory: parts.directory,
-            snapshot: tokio::sync::Mutex::new(None),
+            open: parts.open,
             stop: parts.stop,
             auth: parts.auth,
             probes: parts.probes,
@@ -188,50 +178,9 @@ impl Console {
         })
     }
 
-    /// The open and acknowledged alerts, read again only after a change (or
-    /// [`SNAPSHOT_MAX_AGE`]); every board shares one copy.
-    async fn open_alerts(&self, store: &dyn Store) -> Result<Arc<Vec<board::Entry>>, String> {
-        let mut snapshot = self.snapshot.lock().await;
-        let version = self.changes.version();
-        if let Some(current) = snapshot.as_ref()
-            && current.version == version
-            && current.read_at.elapsed() < SNAPSHOT_MAX_AGE
-        {
-            return Ok(Arc::clone(&current.alerts));
-        }
-        let mut alerts = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = store
-                .alerts(&AlertQuery {
-                    status: vec![AlertStatus::Open, AlertStatus::Acknowledged],
-                    cursor,
-                    limit: SNAPSHOT_PAGE,
-                    ..AlertQuery::default()
-                })
-                .await
-                .map_err(|e| format!("reading the open alerts: {e}"))?;
-            alerts.extend(page.items);
-            cursor = page.next_cursor;
-            if cursor.is_none() || alerts.len() >= BOARD_ALERTS_MAX {
-                break;
-            }
-        }
-        let alerts: Arc<Vec<board::Entry>> = Arc::new(
-            alerts
-                .into_iter()
-                .map(|a| {
-                    let labels = board::labels_of(&a);
-                    (a, labels)
-                })
-                .collect(),
-        );
-        *snapshot = Some(Snapshot {
-            version,
-            read_at: Instant::now(),
-            alerts: Arc::clone(&alerts),
-        });
-        Ok(alerts)
+    /// The open and acknowledged alerts (see [`OpenAlerts`]).
+    async fn open_alerts(&self, store: &dyn Store) -> Result<Vec<Arc<board::Entry>>, String> {
+        self.open.get(store).await
     }
 
     /// The most recently changed resolved alerts.

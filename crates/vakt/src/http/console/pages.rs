@@ -206,7 +206,7 @@ fn toggled(q: &str, token: &str) -> (String, bool) {
 /// The alerts a board chooses from: the open and acknowledged ones from the shared
 /// snapshot, plus recent resolved ones when asked for.
 struct Pool {
-    open: Arc<Vec<board::Entry>>,
+    open: Vec<Arc<board::Entry>>,
     resolved: Vec<board::Entry>,
 }
 
@@ -230,6 +230,7 @@ impl Pool {
         let mut chosen: Vec<board::Labelled<'_>> = self
             .open
             .iter()
+            .map(|entry| &**entry)
             .chain(&self.resolved)
             .filter(|(a, _)| params.statuses.contains(&a.status.as_str()))
             .filter(|(a, labels)| filter.matches(a, labels))
@@ -796,7 +797,7 @@ pub async fn silences(
         }
     };
     let labels: Vec<BTreeMap<String, String>> =
-        open.iter().map(|(a, _)| a.match_labels()).collect();
+        open.iter().map(|entry| entry.0.match_labels()).collect();
     let mut rows: Vec<SilenceRow> = stored
         .iter()
         .map(|silence| {
@@ -865,7 +866,7 @@ async fn preview(state: &AppState, text: &str, page: &mut BTreeMap<&'static str,
     } else {
         // Silences match what decide matches: the alert's match labels.
         open.iter()
-            .map(|(a, _)| a)
+            .map(|entry| &entry.0)
             .filter(|a| {
                 let labels = a.match_labels();
                 matchers.iter().all(|m| m.matches(&labels))

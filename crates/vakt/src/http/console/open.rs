@@ -1,0 +1,207 @@
+//! The open and acknowledged alerts as every board sees them: read whole from the store now
+//! and then, and kept current in between from every committed batch's outcomes and every
+//! operator's change, so a board costs no database read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use vakt_core::{Alert, AlertStatus, Correlated};
+use vakt_store::{AlertQuery, Store};
+
+use super::board::{self, Entry};
+
+/// The alerts are read whole again after this long: changes no commit on this node showed
+/// (another PostgreSQL node's, a flapping alert settled by the expiry task) appear by then.
+const FULL_READ_EVERY: Duration = Duration::from_secs(30);
+/// Open alerts read per query (fewer, larger reads: each sorts its range once).
+const READ_PAGE: u32 = 5_000;
+/// Open alerts kept at most.
+const ALERTS_MAX: usize = 100_000;
+
+#[derive(Default)]
+struct State {
+    /// By id; `None` until the first read.
+    alerts: Option<HashMap<String, Arc<Entry>>>,
+    read_at: Option<Instant>,
+    /// While a full read runs: the changes seen meanwhile, applied on top of it.
+    during_read: Option<Vec<Alert>>,
+}
+
+/// See the module documentation.
+#[derive(Default)]
+pub struct OpenAlerts {
+    state: Mutex<State>,
+    /// One full read at a time.
+    reading: tokio::sync::Mutex<()>,
+}
+
+fn put(alerts: &mut HashMap<String, Arc<Entry>>, alert: &Alert) {
+    if matches!(alert.status, AlertStatus::Open | AlertStatus::Acknowledged) {
+        if alerts.len() < ALERTS_MAX || alerts.contains_key(&alert.id) {
+            let labels = board::labels_of(alert);
+            alerts.insert(alert.id.clone(), Arc::new((alert.clone(), labels)));
+        }
+    } else {
+        alerts.remove(&alert.id);
+    }
+}
+
+impl OpenAlerts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// An alert as it is now (after a commit or an operator's change).
+    pub fn apply(&self, alert: &Alert) {
+        let mut state = self.lock();
+        if let Some(during) = state.during_read.as_mut() {
+            during.push(alert.clone());
+        }
+        if let Some(alerts) = state.alerts.as_mut() {
+            put(alerts, alert);
+        }
+    }
+
+    /// Every alert a committed batch changed. Called by the ingest writer: cheap, no I/O.
+    pub fn apply_outcomes(&self, outcomes: &[Correlated]) {
+        if self.lock().alerts.is_none() {
+            return;
+        }
+        for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
+            self.apply(alert);
+        }
+    }
+
+    /// The open and acknowledged alerts, in no order.
+    pub async fn get(&self, store: &dyn Store) -> Result<Vec<Arc<Entry>>, String> {
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let _one_reader = self.reading.lock().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        self.lock().during_read = Some(Vec::new());
+        let read = Self::read(store).await;
+        let mut state = self.lock();
+        let during = state.during_read.take().unwrap_or_default();
+        let read = read?;
+        let mut alerts: HashMap<String, Arc<Entry>> = read
+            .into_iter()
+            .map(|alert| {
+                let labels = board::labels_of(&alert);
+                (alert.id.clone(), Arc::new((alert, labels)))
+            })
+            .collect();
+        for alert in &during {
+            put(&mut alerts, alert);
+        }
+        let list = alerts.values().cloned().collect();
+        state.alerts = Some(alerts);
+        state.read_at = Some(Instant::now());
+        Ok(list)
+    }
+
+    fn current(&self) -> Option<Vec<Arc<Entry>>> {
+        let state = self.lock();
+        let fresh = state
+            .read_at
+            .is_some_and(|at| at.elapsed() < FULL_READ_EVERY);
+        match (&state.alerts, fresh) {
+            (Some(alerts), true) => Some(alerts.values().cloned().collect()),
+            _ => None,
+        }
+    }
+
+    async fn read(store: &dyn Store) -> Result<Vec<Alert>, String> {
+        let mut alerts = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .alerts(&AlertQuery {
+                    status: vec![AlertStatus::Open, AlertStatus::Acknowledged],
+                    cursor,
+                    limit: READ_PAGE,
+                    ..AlertQuery::default()
+                })
+                .await
+                .map_err(|e| format!("reading the open alerts: {e}"))?;
+            alerts.extend(page.items);
+            cursor = page.next_cursor;
+            if cursor.is_none() || alerts.len() >= ALERTS_MAX {
+                return Ok(alerts);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(id: &str, status: AlertStatus) -> Alert {
+        let now = chrono::Utc::now();
+        Alert {
+            id: id.into(),
+            fingerprint: vakt_core::Fingerprint::sent(id),
+            status,
+            category: vakt_core::Category::Warning,
+            severity: vakt_core::Severity::Warning,
+            severity_max: vakt_core::Severity::Warning,
+            source: "s".into(),
+            resource: "r".into(),
+            check: "c".into(),
+            service: None,
+            environment: None,
+            summary: "s".into(),
+            labels: Default::default(),
+            count: 1,
+            first_seen: now,
+            last_seen: now,
+            last_event_id: "e".into(),
+            acknowledged_by: None,
+            acknowledged_at: None,
+            assignee: None,
+            resolved_by: None,
+            resolved_at: None,
+            incident_id: None,
+            expires_at: None,
+            handling: Default::default(),
+        }
+    }
+
+    #[test]
+    fn changes_keep_the_open_alerts_current_and_reach_a_read_in_progress() {
+        let open = OpenAlerts::default();
+        open.apply(&alert("a", AlertStatus::Open));
+        assert!(
+            open.lock().alerts.is_none(),
+            "nothing kept before the first read"
+        );
+        {
+            let mut state = open.lock();
+            state.alerts = Some(HashMap::new());
+            state.read_at = Some(Instant::now());
+            state.during_read = Some(Vec::new());
+        }
+        open.apply(&alert("a", AlertStatus::Open));
+        open.apply(&alert("b", AlertStatus::Acknowledged));
+        open.apply(&alert("a", AlertStatus::Resolved));
+        let ids: Vec<String> = open
+            .current()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.0.id.clone())
+            .collect();
+        assert_eq!(ids, ["b"]);
+        let during = open.lock().during_read.take().unwrap_or_default();
+        assert_eq!(
+            during.len(),
+            3,
+            "a read in progress gets every change after it"
+        );
+    }
+}
