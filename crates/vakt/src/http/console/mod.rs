@@ -179,7 +179,7 @@ impl Console {
     }
 
     /// The open and acknowledged alerts (see [`OpenAlerts`]).
-    async fn open_alerts(&self, store: &dyn Store) -> Result<Vec<Arc<board::Entry>>, String> {
+    async fn open_alerts(&self, store: &Arc<dyn Store>) -> Result<Vec<Arc<board::Entry>>, String> {
         self.open.get(store).await
     }
 

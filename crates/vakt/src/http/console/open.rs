@@ -75,13 +75,34 @@ impl OpenAlerts {
         }
     }
 
-    /// The open and acknowledged alerts, in no order.
-    pub async fn get(&self, store: &dyn Store) -> Result<Vec<Arc<Entry>>, String> {
-        if let Some(current) = self.current() {
-            return Ok(current);
+    /// The open and acknowledged alerts, in no order. The first call reads them; later
+    /// ones answer from memory, and when the last read is older than [`FULL_READ_EVERY`]
+    /// they answer from memory too while a background task reads them again.
+    pub async fn get(self: &Arc<Self>, store: &Arc<dyn Store>) -> Result<Vec<Arc<Entry>>, String> {
+        match self.current() {
+            Some((list, true)) => Ok(list),
+            Some((list, false)) => {
+                let this = Arc::clone(self);
+                let store = Arc::clone(store);
+                tokio::spawn(async move {
+                    if let Err(error) = this.refresh(&*store, true).await {
+                        tracing::warn!(%error, "the console could not read the open alerts again");
+                    }
+                });
+                Ok(list)
+            }
+            None => self.refresh(&**store, false).await,
         }
-        let _one_reader = self.reading.lock().await;
-        if let Some(current) = self.current() {
+    }
+
+    /// Reads the alerts whole; `stale_ok`: another reader may have just done it.
+    async fn refresh(&self, store: &dyn Store, stale_ok: bool) -> Result<Vec<Arc<Entry>>, String> {
+        let _one_reader = match self.reading.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if stale_ok => return Ok(Vec::new()),
+            Err(_) => self.reading.lock().await,
+        };
+        if let Some((current, true)) = self.current() {
             return Ok(current);
         }
         self.lock().during_read = Some(Vec::new());
@@ -105,15 +126,16 @@ impl OpenAlerts {
         Ok(list)
     }
 
-    fn current(&self) -> Option<Vec<Arc<Entry>>> {
+    /// What is kept, and whether it is fresh.
+    fn current(&self) -> Option<(Vec<Arc<Entry>>, bool)> {
         let state = self.lock();
         let fresh = state
             .read_at
             .is_some_and(|at| at.elapsed() < FULL_READ_EVERY);
-        match (&state.alerts, fresh) {
-            (Some(alerts), true) => Some(alerts.values().cloned().collect()),
-            _ => None,
-        }
+        state
+            .alerts
+            .as_ref()
+            .map(|alerts| (alerts.values().cloned().collect(), fresh))
     }
 
     async fn read(store: &dyn Store) -> Result<Vec<Alert>, String> {
@@ -192,6 +214,7 @@ mod tests {
         open.apply(&alert("a", AlertStatus::Resolved));
         let ids: Vec<String> = open
             .current()
+            .map(|(list, _)| list)
             .unwrap_or_default()
             .iter()
             .map(|e| e.0.id.clone())

@@ -212,7 +212,7 @@ struct Pool {
 
 impl Pool {
     async fn read(state: &AppState, params: &BoardParams) -> Result<Pool, String> {
-        let open = state.console.open_alerts(&*state.store).await?;
+        let open = state.console.open_alerts(&state.store).await?;
         let resolved = if params.statuses.contains(&"resolved") {
             super::Console::resolved_alerts(&*state.store).await?
         } else {
@@ -787,7 +787,7 @@ pub async fn silences(
                 .await
                 .map_err(|e| e.to_string())
         },
-        state.console.open_alerts(&*state.store)
+        state.console.open_alerts(&state.store)
     ) {
         Ok(found) => found,
         Err(error) => {
@@ -854,7 +854,7 @@ async fn preview(state: &AppState, text: &str, page: &mut BTreeMap<&'static str,
             }
         }
     }
-    let open = match state.console.open_alerts(&*state.store).await {
+    let open = match state.console.open_alerts(&state.store).await {
         Ok(open) => open,
         Err(error) => {
             page.insert("preview_error", Value::from(error));
