@@ -279,12 +279,17 @@ pub fn facets(labels: &[&BTreeMap<String, String>]) -> Vec<FacetCounts> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::Utc;
     use vakt_core::{AlertStatus, Severity};
 
-    fn alert(resource: &str, service: &str, severity: Severity) -> Alert {
+    /// An open alert of `resource`'s disk in `service` (its id is `id-RESOURCE`).
+    pub(in crate::http::console) fn alert(
+        resource: &str,
+        service: &str,
+        severity: Severity,
+    ) -> Alert {
         let now = Utc::now();
         let mut labels = BTreeMap::new();
         labels.insert("team".to_owned(), "core".to_owned());

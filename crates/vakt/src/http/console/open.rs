@@ -165,34 +165,10 @@ mod tests {
     use super::*;
 
     fn alert(id: &str, status: AlertStatus) -> Alert {
-        let now = chrono::Utc::now();
-        Alert {
-            id: id.into(),
-            fingerprint: vakt_core::Fingerprint::sent(id),
-            status,
-            category: vakt_core::Category::Warning,
-            severity: vakt_core::Severity::Warning,
-            severity_max: vakt_core::Severity::Warning,
-            source: "s".into(),
-            resource: "r".into(),
-            check: "c".into(),
-            service: None,
-            environment: None,
-            summary: "s".into(),
-            labels: Default::default(),
-            count: 1,
-            first_seen: now,
-            last_seen: now,
-            last_event_id: "e".into(),
-            acknowledged_by: None,
-            acknowledged_at: None,
-            assignee: None,
-            resolved_by: None,
-            resolved_at: None,
-            incident_id: None,
-            expires_at: None,
-            handling: Default::default(),
-        }
+        let mut alert = super::super::board::tests::alert(id, "svc", vakt_core::Severity::Warning);
+        alert.id = id.into();
+        alert.status = status;
+        alert
     }
 
     #[test]
