@@ -26,10 +26,25 @@ const PASSWORD: &str = "a browser's password";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// chromedriver on a free port, killed with the test.
+/// chromedriver on a free port in a process group of its own: the group (chromedriver and
+/// every Chromium it started) is killed when the test ends, passed or failed, so no
+/// headless browser outlives a test that panicked before closing its sessions.
 struct Driver {
     _child: tokio::process::Child,
+    group: i32,
     url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if self.group > 0 {
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory
+            // is touched.
+            unsafe {
+                libc::kill(-self.group, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 impl Driver {
@@ -43,16 +58,25 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .ok()?;
+        let group = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .unwrap_or(0);
         let url = format!("http://127.0.0.1:{port}");
         for _ in 0..100 {
             if reqwest::get(format!("{url}/status"))
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return Some(Driver { _child: child, url });
+                return Some(Driver {
+                    _child: child,
+                    group,
+                    url,
+                });
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
