@@ -17,6 +17,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::request::Parts as RequestParts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -334,6 +336,65 @@ impl View {
             context.insert("flash_kind", Value::from(*kind));
         }
         context
+    }
+}
+
+impl View {
+    /// The page URL's query, as pairs.
+    pub fn query(&self) -> Vec<(String, String)> {
+        let query = self.here.split_once('?').map_or("", |(_, q)| q);
+        serde_urlencoded::from_str(query).unwrap_or_default()
+    }
+
+    /// The identity as the API's handlers take it.
+    pub fn caller(&self) -> Caller {
+        Caller(self.identity.clone())
+    }
+}
+
+/// Every page handler's view of the request: who, in which language, where.
+impl FromRequestParts<Arc<AppState>> for View {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut RequestParts,
+        state: &Arc<AppState>,
+    ) -> Result<View, Self::Rejection> {
+        let caller = Caller(parts.extensions.get::<Identity>().cloned());
+        Ok(pages::view(state, &parts.headers, caller, &parts.uri))
+    }
+}
+
+/// A form post to a console route: the page's view and the form, its CSRF field checked
+/// (the one way a form body is read, [`Form::read`]). A refused form is answered with the
+/// error page.
+pub struct Posted {
+    pub view: View,
+    pub form: Form,
+}
+
+impl FromRequest<Arc<AppState>> for Posted {
+    type Rejection = Response;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &Arc<AppState>,
+    ) -> Result<Posted, Response> {
+        let (mut parts, body) = request.into_parts();
+        let Ok(view) = View::from_request_parts(&mut parts, state).await;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let body = match Bytes::from_request(request, state).await {
+            Ok(body) => body,
+            Err(rejection) => {
+                return Err(state
+                    .console
+                    .error(&view, rejection.status(), rejection.body_text()));
+            }
+        };
+        match Form::read(view.identity.as_ref(), &body) {
+            Ok(form) => Ok(Posted { view, form }),
+            Err(message) => Err(state.console.error(&view, StatusCode::FORBIDDEN, message)),
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use vakt_core::matcher::Matcher;
 use vakt_core::silence::SilenceState;
 
 use super::board::{self, Filter, Sort};
-use super::{Form, View, i18n, local_path, see_other};
+use super::{Form, Posted, View, i18n, local_path, see_other};
 use crate::auth::Caller;
 use crate::http::AppState;
 
@@ -52,14 +52,8 @@ fn here(uri: &Uri) -> String {
 }
 
 /// The view of a page, with the flash a redirect asked for (`done=...`).
-pub(super) fn view(
-    state: &AppState,
-    headers: &HeaderMap,
-    caller: Caller,
-    uri: &Uri,
-    page: &'static str,
-) -> View {
-    let mut view = View::new(headers, caller, here(uri), page);
+pub(super) fn view(state: &AppState, headers: &HeaderMap, caller: Caller, uri: &Uri) -> View {
+    let mut view = View::new(headers, caller, here(uri), page_of(uri.path()));
     let pairs = query_pairs(uri);
     view.wall = first(&pairs, "wall") == Some("1");
     if let Some(done) = first(&pairs, "done").filter(|d| DONE.contains(d)) {
@@ -78,6 +72,25 @@ pub(super) fn view(
         view.flash = Some((text, "ok"));
     }
     view
+}
+
+/// Which page of the navigation a path belongs to (for its highlight).
+fn page_of(path: &str) -> &'static str {
+    match path
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or_default()
+    {
+        "silences" => "silences",
+        "incidents" => "incidents",
+        "oncall" => "oncall",
+        "monitors" => "monitors",
+        "rules" => "rules",
+        "tokens" => "tokens",
+        "login" | "logout" => "login",
+        _ => "board",
+    }
 }
 
 fn time_text(time: DateTime<Utc>) -> String {
@@ -242,14 +255,8 @@ impl Pool {
 }
 
 /// `GET /`: the alert board. `fragment=board` answers only the board (live refresh).
-pub async fn board(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "board");
-    let pairs = query_pairs(&uri);
+pub async fn board(State(state): State<Arc<AppState>>, view: View) -> Response {
+    let pairs = view.query();
     let params = BoardParams::read(&pairs);
     let (filter, error) = match Filter::parse(&params.q) {
         Ok(filter) => (filter, None),
@@ -407,12 +414,9 @@ fn groups_value(groups: &[board::Group<'_>], budget: &mut usize) -> Value {
 /// `GET /alerts/{id}`: everything about one alert, and what can be done with it.
 pub async fn alert(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
+    view: View,
     Path(id): Path<String>,
 ) -> Response {
-    let view = view(&state, &headers, caller, &uri, "board");
     let store = &state.store;
     let found = match store.alert(&id).await {
         Ok(found) => found,
@@ -513,7 +517,7 @@ pub async fn alert(
     // A notification's "acknowledge" link: the page opens with its button focused.
     page.insert(
         "confirm_ack",
-        Value::from(first(&query_pairs(&uri), "do") == Some("ack")),
+        Value::from(first(&view.query(), "do") == Some("ack")),
     );
     state.console.render("alert.html", &view, page)
 }
@@ -523,30 +527,12 @@ pub(super) fn actor(view: &View) -> String {
     view.user().unwrap_or("console").to_owned()
 }
 
-/// Reads a form or answers why it could not be read.
-pub(super) fn form_or_refusal(
-    state: &AppState,
-    view: &View,
-    body: &Bytes,
-) -> Result<Form, Box<Response>> {
-    Form::read(view.identity.as_ref(), body)
-        .map_err(|message| Box::new(state.console.error(view, StatusCode::FORBIDDEN, message)))
-}
-
 /// `POST /alerts/{id}/{op}`: ack, unack, resolve, comment, assign, from a plain form.
 pub async fn operate(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
     Path((id, op)): Path<(String, String)>,
-    body: Bytes,
+    Posted { view, form }: Posted,
 ) -> Response {
-    let view = view(&state, &headers, caller, &uri, "board");
-    let form = match form_or_refusal(&state, &view, &body) {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
     let comment = form
         .get("comment")
         .map(str::trim)
@@ -601,18 +587,7 @@ pub(super) fn with_done(path: &str, done: &str, count: Option<usize>) -> String 
 
 /// `POST /bulk`: one action on the selected alerts, or on everything matching the filter,
 /// with a reason (recorded as each alert's comment).
-pub async fn bulk(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "board");
-    let form = match form_or_refusal(&state, &view, &body) {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
+pub async fn bulk(State(state): State<Arc<AppState>>, Posted { view, form }: Posted) -> Response {
     let back = local_path(form.get("back"));
     let ids: Vec<String> = if form.get("all") == Some("1") {
         let pairs: Vec<(String, String)> = form
@@ -760,14 +735,8 @@ struct SilenceRow {
 }
 
 /// `GET /silences`: in force (active and pending), or `state=expired`.
-pub async fn silences(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "silences");
-    let pairs = query_pairs(&uri);
+pub async fn silences(State(state): State<Arc<AppState>>, view: View) -> Response {
+    let pairs = view.query();
     let expired = first(&pairs, "state") == Some("expired");
     let now = Utc::now();
     let query = vakt_store::SilenceQuery {
@@ -888,14 +857,8 @@ async fn preview(state: &AppState, text: &str, page: &mut BTreeMap<&'static str,
 
 /// `GET /silences/new`: the form, filled in from `alert=ID` (its resource and check) or
 /// from `matchers` and `comment`, with the preview.
-pub async fn new_silence(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "silences");
-    let pairs = query_pairs(&uri);
+pub async fn new_silence(State(state): State<Arc<AppState>>, view: View) -> Response {
+    let pairs = view.query();
     let mut matchers = first(&pairs, "matchers").unwrap_or_default().to_owned();
     let mut back = "/silences".to_owned();
     if let Some(id) = first(&pairs, "alert")
@@ -921,14 +884,8 @@ pub async fn new_silence(
 }
 
 /// `GET /silences/preview?matchers=...`: the preview alone (htmx swaps it in as one types).
-pub async fn silence_preview(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "silences");
-    let pairs = query_pairs(&uri);
+pub async fn silence_preview(State(state): State<Arc<AppState>>, view: View) -> Response {
+    let pairs = view.query();
     let mut page = BTreeMap::new();
     preview(
         &state,
@@ -959,16 +916,8 @@ fn duration_secs(text: &str) -> Option<u64> {
 /// `POST /silences`: create from the form.
 pub async fn create_silence(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { view, form }: Posted,
 ) -> Response {
-    let view = view(&state, &headers, caller, &uri, "silences");
-    let form = match form_or_refusal(&state, &view, &body) {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
     let Some(secs) = form.get("duration").and_then(duration_secs) else {
         return state.console.error(
             &view,
@@ -1012,16 +961,9 @@ pub async fn create_silence(
 /// `POST /silences/{id}/expire`.
 pub async fn expire_silence(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<String>,
-    body: Bytes,
+    Posted { view, .. }: Posted,
 ) -> Response {
-    let view = view(&state, &headers, caller, &uri, "silences");
-    if let Err(refusal) = form_or_refusal(&state, &view, &body) {
-        return *refusal;
-    }
     let found = match state.store.silence(&id).await {
         Ok(found) => found,
         Err(error) => {
@@ -1128,17 +1070,7 @@ pub async fn login(
 }
 
 /// `POST /logout`: ends the session (its CSRF token required) and clears the cookie.
-pub async fn logout(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
-    let view = View::new(&headers, caller, here(&uri), "login");
-    if let Err(refusal) = form_or_refusal(&state, &view, &body) {
-        return *refusal;
-    }
+pub async fn logout(State(state): State<Arc<AppState>>, headers: HeaderMap, _: Posted) -> Response {
     state.console.auth.close_session(&headers).await;
     let mut response = see_other("/login");
     response.headers_mut().insert(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{Duration, NaiveDateTime, SecondsFormat, Utc};
 use minijinja::Value;
@@ -15,8 +15,8 @@ use serde::Serialize;
 use vakt_core::EventInput;
 use vakt_core::incident::IncidentStatus;
 
-use super::pages::{first, form_or_refusal, query_pairs, view, with_done};
-use super::{View, see_other};
+use super::pages::{first, with_done};
+use super::{Posted, View, see_other};
 use crate::auth::Caller;
 use crate::http::AppState;
 
@@ -41,14 +41,8 @@ fn unavailable(state: &AppState, view: &View, error: impl std::fmt::Display) -> 
 }
 
 /// `GET /incidents` (`?status=`, `?cursor=`).
-pub async fn incidents(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "incidents");
-    let pairs = query_pairs(&uri);
+pub async fn incidents(State(state): State<Arc<AppState>>, view: View) -> Response {
+    let pairs = view.query();
     let status = first(&pairs, "status").and_then(|s| IncidentStatus::parse(s).ok());
     let query = vakt_store::IncidentQuery {
         status,
@@ -80,12 +74,9 @@ pub async fn incidents(
 /// `GET /incidents/{id}`: the incident, its alerts and timeline, the allowed moves.
 pub async fn incident(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
+    view: View,
     Path(id): Path<String>,
 ) -> Response {
-    let view = view(&state, &headers, caller, &uri, "incidents");
     let found = match state.store.incident(&id).await {
         Ok(found) => found,
         Err(error) => return unavailable(&state, &view, error),
@@ -111,17 +102,9 @@ pub async fn incident(
 /// `POST /incidents/{id}`: a status move (with its resolution) or a note.
 pub async fn change_incident(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<String>,
-    body: Bytes,
+    Posted { view, form }: Posted,
 ) -> Response {
-    let view = view(&state, &headers, caller, &uri, "incidents");
-    let form = match form_or_refusal(&state, &view, &body) {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
     let text = |name: &str| {
         form.get(name)
             .map(str::trim)
@@ -214,13 +197,7 @@ struct ScheduleRow {
 }
 
 /// `GET /oncall`: every schedule, who is on call now, the next shifts, an override form.
-pub async fn oncall(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "oncall");
+pub async fn oncall(State(state): State<Arc<AppState>>, view: View) -> Response {
     let directory = state.console.directory.get();
     let now = Utc::now();
     let mut schedules = Vec::new();
@@ -270,17 +247,9 @@ pub async fn oncall(
 /// `POST /oncall/{name}/overrides`: someone takes over from `start` (UTC) for `hours`.
 pub async fn add_override(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
     Path(name): Path<String>,
-    body: Bytes,
+    Posted { view, form }: Posted,
 ) -> Response {
-    let view = view(&state, &headers, caller, &uri, "oncall");
-    let form = match form_or_refusal(&state, &view, &body) {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
     let start = form
         .get("start")
         .and_then(|s| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").ok())
@@ -310,13 +279,7 @@ pub async fn add_override(
 }
 
 /// `GET /monitors`: probes, agents and their probes, heartbeats.
-pub async fn monitors(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "monitors");
+pub async fn monitors(State(state): State<Arc<AppState>>, view: View) -> Response {
     let (monitors, heartbeats) = match tokio::try_join!(
         crate::probes::monitors(&state.console.probes),
         state.store.heartbeats()
@@ -388,13 +351,7 @@ fn does(rule: &vakt_core::rules::Rule) -> String {
 
 /// `GET /rules` (`?event=JSON` tries an event): the rules in order and what every stage
 /// would decide for the event, with nothing stored or sent (`vakt rules test`).
-pub async fn rules(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller, &uri, "rules");
+pub async fn rules(State(state): State<Arc<AppState>>, view: View) -> Response {
     let pipeline = state.pipeline();
     let now = Utc::now();
     let rows: Vec<RuleRow> = pipeline
@@ -413,7 +370,7 @@ pub async fn rules(
             }
         })
         .collect();
-    let pairs = query_pairs(&uri);
+    let pairs = view.query();
     let event = first(&pairs, "event").unwrap_or_default();
     let mut values = BTreeMap::new();
     if !event.trim().is_empty() {
@@ -509,29 +466,17 @@ async fn tokens_page(
 }
 
 /// `GET /tokens`.
-pub async fn tokens(
-    State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
-    let view = view(&state, &headers, caller.clone(), &uri, "tokens");
+pub async fn tokens(State(state): State<Arc<AppState>>, view: View) -> Response {
+    let caller = view.caller();
     tokens_page(&state, &view, caller, None).await
 }
 
 /// `POST /tokens`: a new token, shown on the answer page once.
 pub async fn create_token(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
-    body: Bytes,
+    Posted { view, form }: Posted,
 ) -> Response {
-    let view = view(&state, &headers, caller.clone(), &uri, "tokens");
-    let form = match form_or_refusal(&state, &view, &body) {
-        Ok(form) => form,
-        Err(refusal) => return *refusal,
-    };
+    let caller = view.caller();
     let days = form
         .get("days")
         .and_then(|d| d.parse::<i64>().ok())
@@ -557,18 +502,11 @@ pub async fn create_token(
 /// `POST /tokens/{id}/revoke`.
 pub async fn revoke_token(
     State(state): State<Arc<AppState>>,
-    caller: Caller,
-    headers: HeaderMap,
-    uri: Uri,
     Path(id): Path<String>,
-    body: Bytes,
+    Posted { view, .. }: Posted,
 ) -> Response {
-    let view = view(&state, &headers, caller.clone(), &uri, "tokens");
-    if let Err(refusal) = form_or_refusal(&state, &view, &body) {
-        return *refusal;
-    }
     let auth = Arc::clone(&state.console.auth);
-    match crate::auth::revoke_token(State(auth), caller, Path(id)).await {
+    match crate::auth::revoke_token(State(auth), view.caller(), Path(id)).await {
         Ok(_) => see_other(&with_done("/tokens", "revoke", None)),
         Err(error) => state.console.error(&view, error.status, error.error),
     }
