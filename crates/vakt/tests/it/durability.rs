@@ -227,20 +227,8 @@ async fn a_flooded_queue_answers_429_and_memory_stays_bounded() {
         peak < idle + 200 * 1024,
         "RSS grew from {idle} KiB to {peak} KiB"
     );
-    let client = reqwest::Client::new();
-    let metrics = client
-        .get(format!("{}/metrics", node.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let queued_max: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("vakt_ingest_queue_events_max "))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let (queued_max, _) = crate::harness::metric(&node.base, "vakt_ingest_queue_events_max").await;
+    let queued_max = queued_max.unwrap_or(0.0);
     assert_eq!(queued_max, 2000.0);
     drop(node);
     let stored: BTreeSet<String> = stored_resources(&work.path().join("data"))

@@ -249,3 +249,19 @@ impl PgDatabase {
         .expect("drop db");
     }
 }
+
+/// The value of one series on a server's `/metrics` (`name` or `name{labels}` as printed),
+/// and the whole text for a failure message.
+pub async fn metric(base: &str, series: &str) -> (Option<f64>, String) {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok());
+    (value, text)
+}

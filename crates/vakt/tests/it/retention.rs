@@ -182,21 +182,9 @@ async fn the_server_prunes_by_itself_when_the_database_is_over_its_size() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let pruned: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("vakt_retention_pruned_total{kind=\"events\"}"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no retention metric in {metrics}"));
+    let (pruned, metrics) =
+        crate::harness::metric(&server.base, "vakt_retention_pruned_total{kind=\"events\"}").await;
+    let pruned = pruned.unwrap_or_else(|| panic!("no retention metric in {metrics}"));
     assert!(pruned >= 12.0, "{pruned}");
 }
 
