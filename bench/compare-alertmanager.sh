@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# Sends the same Alertmanager API v2 stream to Prometheus' Alertmanager and to vakt, on
-# loopback, one after the other, and prints both systems' figures in one table: accepted
-# alerts/s, request latency p99, peak RSS, CPU seconds, notifications delivered to a local
-# webhook sink, and the ratio vakt / Alertmanager.
+# Sends the same Alertmanager API v2 streams to Prometheus' Alertmanager and to vakt, on
+# loopback, scenario by scenario, each server fresh per scenario, and prints one table:
+# accepted alerts/s and request p99 of both, and the ratio vakt / Alertmanager.
 #
-#   bench/compare-alertmanager.sh                  # 100,000 alerts, 1,000 per request, 4 connections
-#   EVENTS=500000 CONCURRENCY=8 bench/compare-alertmanager.sh
+#   bench/compare-alertmanager.sh               # the whole matrix (about 10 minutes)
+#   SCALE=0.2 bench/compare-alertmanager.sh     # the same matrix with a fifth of the alerts
+#   ONLY=vakt bench/compare-alertmanager.sh     # vakt only (e.g. while changing it)
+#   ROWS="1 4" bench/compare-alertmanager.sh    # only rows 1 and 4 of the matrix
 #
-# Both get an equivalent configuration: group by alert name, wait 1 s, notify a webhook.
-# vakt stores every alert durably (SQLite, synchronous = FULL) before it answers;
-# Alertmanager keeps alerts in memory (snapshots to disk every 15 minutes).
+# The matrix: 1 alert per request over 1/16/64 connections and 100 alerts per request over
+# 1/8/32, each with unique alerts; then 1,000 repeating alerts over 1/16/64 (1 per request)
+# and 8 (100 per request). Both servers notify a local webhook sink, grouped by service
+# (wait 1 s, interval 5 s). vakt stores every alert durably before it answers (SQLite,
+# synchronous = FULL: fsync'd); Alertmanager keeps alerts in memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EVENTS=${EVENTS:-100000}
-BATCH=${BATCH:-1000}
-CONCURRENCY=${CONCURRENCY:-4}
-FINGERPRINTS=${FINGERPRINTS:-10000}
+SCALE=${SCALE:-1}
+ONLY=${ONLY:-both}
+ROWS=${ROWS:-"1 2 3 4 5 6 7 8 9 10"}
 AM_PORT=${AM_PORT:-19093}
 VAKT_PORT=${VAKT_PORT:-19470}
 SINK_PORT=${SINK_PORT:-19500}
+VAKT_EXTRA=${VAKT_EXTRA:-}
 
-if ! command -v prometheus-alertmanager >/dev/null; then
+if [ "$ONLY" != vakt ] && ! command -v prometheus-alertmanager >/dev/null; then
     echo "installing prometheus-alertmanager (Debian)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
@@ -35,16 +38,17 @@ trap cleanup EXIT
 
 # The webhook sink: counts notifications per path.
 cat > "$work/sink.py" <<PY
-import http.server, json, sys
+import http.server, json
 counts = {}
 class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         counts[self.path] = counts.get(self.path, 0) + 1
-        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+        self.send_response(200); self.send_header("content-length", "2"); self.end_headers(); self.wfile.write(b"ok")
     def do_GET(self):
         body = json.dumps(counts).encode()
-        self.send_response(200); self.end_headers(); self.wfile.write(body)
+        self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
     def log_message(self, *args):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", $SINK_PORT), Sink).serve_forever()
@@ -54,7 +58,7 @@ python3 "$work/sink.py" & pids+=($!)
 cat > "$work/alertmanager.yml" <<YML
 route:
   receiver: sink
-  group_by: [alertname]
+  group_by: [service]
   group_wait: 1s
   group_interval: 5s
   repeat_interval: 1h
@@ -65,8 +69,9 @@ receivers:
         send_resolved: false
 YML
 cat > "$work/vakt.toml" <<TOML
-[dispatch]
-poll_interval_ms = 200
+[server]
+# One client address sends everything here: the per-client write limit is for production.
+write_rate_per_client = 0
 [[rules]]
 name = "notify-every-alert"
 actions = ["sink"]
@@ -74,75 +79,88 @@ actions = ["sink"]
 type = "notify"
 channel = "sink"
 send_resolved = false
-group_by = ["alertname"]
+group_by = ["service"]
 group_wait_secs = 1
 group_interval_secs = 5
 [channels.sink]
 type = "webhook"
 url = "http://127.0.0.1:$SINK_PORT/vakt"
+$VAKT_EXTRA
 TOML
 
-wait_ready() { for _ in $(seq 1 100); do curl -sf "$1" >/dev/null && return; sleep 0.1; done; echo "not ready: $1"; exit 1; }
-# CPU seconds (user + system) and peak RSS (MiB) of a process, from /proc.
-usage() {
-    python3 - "$1" <<'PY'
-import os, sys
-pid = sys.argv[1]
-fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-ticks = os.sysconf("SC_CLK_TCK")
-cpu = (int(fields[11]) + int(fields[12])) / ticks
-hwm = next(l for l in open(f"/proc/{pid}/status") if l.startswith("VmHWM")).split()[1]
-print(f"{cpu:.2f} {int(hwm) / 1024:.1f}")
-PY
-}
+wait_ready() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return; sleep 0.05; done; echo "not ready: $1"; exit 1; }
+peak_rss() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
-run() { # name url-for-readiness target pid
-    local name=$1 ready=$2 target=$3 pid=$4
+# name per-request connections fingerprints(0 = unique) events
+scenarios=(
+    "1 alert/request, 1 connection, unique|1|1|0|6000"
+    "1 alert/request, 16 conns, unique|1|16|0|30000"
+    "1 alert/request, 64 conns, unique|1|64|0|30000"
+    "100 alerts/request, 1 conn, unique|100|1|0|100000"
+    "100 alerts/request, 8 conns, unique|100|8|0|200000"
+    "100 alerts/request, 32 conns, unique|100|32|0|200000"
+    "1 alert/request, 1 conn, 1,000 repeating|1|1|1000|6000"
+    "1 alert/request, 16 conns, 1,000 repeating|1|16|1000|30000"
+    "1 alert/request, 64 conns, 1,000 repeating|1|64|1000|30000"
+    "100 alerts/request, 8 conns, 1,000 repeating|100|8|1000|200000"
+)
+
+# One scenario against one server: start it fresh, send, record the report and peak RSS.
+one() { # system row per conns fingerprints events
+    local system=$1 row=$2 per=$3 conns=$4 fps=$5 events=$6 pid ready target
+    rm -rf "$work/am-data" "$work/vakt-data"
+    if [ "$system" = alertmanager ]; then
+        prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
+            --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$work/am.log" 2>&1 &
+        pid=$!; ready="http://127.0.0.1:$AM_PORT/-/ready"; target="http://127.0.0.1:$AM_PORT"
+    else
+        "$vakt" serve --config "$work/vakt.toml" --listen "127.0.0.1:$VAKT_PORT" \
+            --data-dir "$work/vakt-data" >"$work/vakt.log" 2>&1 &
+        pid=$!; ready="http://127.0.0.1:$VAKT_PORT/readyz"; target="http://127.0.0.1:$VAKT_PORT"
+    fi
+    pids+=($pid)
     wait_ready "$ready"
-    "$vakt" bench --format alertmanager --target "$target" --events "$EVENTS" --batch "$BATCH" \
-        --concurrency "$CONCURRENCY" --fingerprints "$FINGERPRINTS" --ok-share 0 --json > "$work/$name.json" \
-        || { echo "$name refused part of the stream:"; cat "$work/$name.json"; }
-    sleep 8 # group_wait + group_interval: let the notifications go out
-    usage "$pid" > "$work/$name.usage"
+    "$vakt" bench --format alertmanager --target "$target" --events "$events" --batch "$per" \
+        --concurrency "$conns" --fingerprints "$fps" --ok-share 0 --json \
+        > "$work/$system.$row.json" 2>/dev/null \
+        || { echo "$system refused part of scenario $row:"; cat "$work/$system.$row.json"; }
+    peak_rss "$pid" > "$work/$system.$row.rss"
+    kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
-prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
-    --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$work/am.log" 2>&1 &
-am=$!; pids+=($am)
-run alertmanager "http://127.0.0.1:$AM_PORT/-/ready" "http://127.0.0.1:$AM_PORT" "$am"
-kill "$am"
+systems=(alertmanager vakt)
+[ "$ONLY" = vakt ] && systems=(vakt)
+[ "$ONLY" = alertmanager ] && systems=(alertmanager)
+for row in $ROWS; do
+    IFS='|' read -r name per conns fps events <<<"${scenarios[$((row - 1))]}"
+    events=$(python3 -c "print(max(int($events * $SCALE) // $per * $per, $per * $conns))")
+    [ "$fps" = 0 ] && fps=$events
+    for system in "${systems[@]}"; do
+        one "$system" "$row" "$per" "$conns" "$fps" "$events"
+    done
+    echo "$name|$events" > "$work/name.$row"
+done
+echo "notifications received by the sink: $(curl -sf "http://127.0.0.1:$SINK_PORT/")"
 
-"$vakt" serve --config "$work/vakt.toml" --listen "127.0.0.1:$VAKT_PORT" --data-dir "$work/vakt-data" \
-    >"$work/vakt.log" 2>&1 &
-vk=$!; pids+=($vk)
-run vakt "http://127.0.0.1:$VAKT_PORT/readyz" "http://127.0.0.1:$VAKT_PORT" "$vk"
-
-curl -sf "http://127.0.0.1:$SINK_PORT/" > "$work/sink.json"
-python3 - "$work" "$EVENTS" "$BATCH" "$CONCURRENCY" "$FINGERPRINTS" <<'PY'
-import json, sys
-work, events, batch, conc, fps = sys.argv[1:]
-sink = json.load(open(f"{work}/sink.json"))
-rows = {}
-for name, path in (("alertmanager", "/alertmanager"), ("vakt", "/vakt")):
-    r = json.load(open(f"{work}/{name}.json"))
-    cpu, rss = open(f"{work}/{name}.usage").read().split()
-    rows[name] = {
-        "accepted": r["accepted"], "rate": r["events_per_second"], "p99": r["latency_ms"]["p99"],
-        "rss": float(rss), "cpu": float(cpu), "notes": sink.get(path, 0),
-    }
-a, v = rows["alertmanager"], rows["vakt"]
-print(f"\n{events} Alertmanager v2 alerts, {batch} per request, {conc} connections, {fps} distinct alerts\n")
-print(f"| {'':28} | {'Alertmanager':>14} | {'vakt':>14} | {'vakt / AM':>9} |")
-print(f"|{'-'*30}|{'-'*16}|{'-'*16}|{'-'*11}|")
-def row(label, key, fmt, ratio=True):
-    r = f"{v[key] / a[key]:.2f}x" if ratio and a[key] else ""
-    print(f"| {label:28} | {format(a[key], fmt):>14} | {format(v[key], fmt):>14} | {r:>9} |")
-row("alerts accepted", "accepted", "d", False)
-row("accepted alerts/s", "rate", ",.0f")
-row("request latency p99 (ms)", "p99", ".1f")
-row("peak RSS (MiB)", "rss", ".1f")
-row("CPU seconds", "cpu", ".2f")
-row("notifications delivered", "notes", "d", False)
-print("\nvakt fsyncs every accepted alert (SQLite, synchronous = FULL) before answering;")
-print("Alertmanager keeps them in memory.")
+python3 - "$work" "$ROWS" <<'PY'
+import json, os, sys
+work, rows = sys.argv[1], sys.argv[2].split()
+def read(system, row):
+    path = f"{work}/{system}.{row}.json"
+    if not os.path.exists(path):
+        return None
+    r = json.load(open(path))
+    return r["events_per_second"], r["latency_ms"]["p99"], r["accepted"], open(f"{work}/{system}.{row}.rss").read().strip()
+print(f"\n| scenario | alerts | Alertmanager 0.25 alerts/s (p99) | vakt alerts/s (p99) | ratio |")
+print("|---|---|---|---|---|")
+for row in rows:
+    name, events = open(f"{work}/name.{row}").read().strip().split("|")
+    am, vk = read("alertmanager", row), read("vakt", row)
+    cell = lambda x: f"{x[0]:,.0f} ({x[1]:,.1f} ms)" if x else "-"
+    ratio = f"{vk[0] / am[0]:.2f}" if am and vk and am[0] else "-"
+    print(f"| {name} | {int(events):,} | {cell(am)} | {cell(vk)} | {ratio} |")
+print("\npeak RSS (MiB) per scenario, Alertmanager / vakt: " + ", ".join(
+    f"{row}: {(read('alertmanager', row) or [0,0,0,'-'])[3]} / {(read('vakt', row) or [0,0,0,'-'])[3]}" for row in rows))
+print("accepted: " + ", ".join(
+    f"{row}: {(read('alertmanager', row) or [0,0,'-'])[2]} / {(read('vakt', row) or [0,0,'-'])[2]}" for row in rows))
 PY

@@ -125,8 +125,8 @@ pub struct ActionQuery {
 pub struct GroupHead {
     pub group_key: String,
     pub action: String,
+    /// Since when the group has had a pending member.
     pub first_decided_at: DateTime<Utc>,
-    pub pending: i64,
     pub last_sent_at: Option<DateTime<Utc>>,
 }
 
@@ -218,6 +218,18 @@ pub(crate) async fn claim_due(
     Ok(claimed)
 }
 
+/// Whether an ungrouped pending action is due (a read, before a claim that would write).
+pub(crate) async fn any_due(conn: &mut Conn<'_>, now_ms: i64) -> Result<bool, StoreError> {
+    let row = query(
+        "SELECT EXISTS (SELECT 1 FROM decided_actions WHERE status = 'pending' \
+         AND group_key IS NULL AND next_at <= $1) AS due",
+    )
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get::<bool>("due")?)
+}
+
 /// Takes up to `limit` pending members of one group.
 pub(crate) async fn claim_group_members(
     conn: &mut Conn<'_>,
@@ -244,16 +256,16 @@ pub(crate) async fn claim_group_members(
     Ok(claimed)
 }
 
-/// Groups with pending members, with when each last sent.
+/// Groups with pending members, oldest first, with when each last sent: one read of the
+/// small `notification_groups` table, kept as members come and go (`note_groups`,
+/// `claim_group`), not a scan of the pending actions.
 pub(crate) async fn list_group_heads(
     conn: &mut Conn<'_>,
     limit: u32,
 ) -> Result<Vec<GroupHead>, StoreError> {
     let rows = query(
-        "SELECT d.group_key AS group_key, MIN(d.action) AS action, MIN(d.decided_at) AS first_decided_at, \
-         COUNT(*) AS pending, MAX(g.last_sent_at) AS last_sent_at \
-         FROM decided_actions d LEFT JOIN notification_groups g ON g.group_key = d.group_key \
-         WHERE d.status = 'pending' AND d.group_key IS NOT NULL GROUP BY d.group_key LIMIT $1",
+        "SELECT group_key, action, first_pending_at, last_sent_at FROM notification_groups \
+         WHERE first_pending_at IS NOT NULL ORDER BY first_pending_at LIMIT $1",
     )
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
@@ -262,26 +274,71 @@ pub(crate) async fn list_group_heads(
         .map(|row| {
             Ok(GroupHead {
                 group_key: row.try_get("group_key")?,
-                action: row.try_get("action")?,
-                first_decided_at: time(row.try_get("first_decided_at")?)?,
-                pending: row.try_get("pending")?,
+                action: row.try_get::<Option<String>>("action")?.unwrap_or_default(),
+                first_decided_at: time(row.try_get("first_pending_at")?)?,
                 last_sent_at: opt_time(row.try_get("last_sent_at")?)?,
             })
         })
         .collect()
 }
 
+/// Notes that these groups (key, action) have a pending member since `at_ms`; a group
+/// that already had one keeps its earlier time.
+pub(crate) const GROUP_NOTE_COLUMNS: &str = "group_key, action, first_pending_at";
+pub(crate) const GROUP_NOTE_CONFLICT: &str = " ON CONFLICT (group_key) DO UPDATE SET \
+     action = excluded.action, \
+     first_pending_at = COALESCE(notification_groups.first_pending_at, excluded.first_pending_at)";
+
+/// The groups of `actions` that got a pending member, each once.
+pub(crate) fn pending_groups<'a>(
+    actions: impl IntoIterator<Item = &'a DecidedAction>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut seen = std::collections::BTreeMap::new();
+    for action in actions {
+        if let (Some(key), None) = (&action.group_key, &action.suppressed_by) {
+            seen.entry(key.as_str()).or_insert(&*action.action);
+        }
+    }
+    seen.into_iter().collect()
+}
+
+/// Notes groups with a new pending member (the generic path; SQLite's bulk path binds the
+/// same statement in place).
+pub(crate) async fn note_groups(
+    conn: &mut Conn<'_>,
+    groups: &[(&str, &str)],
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    for (key, action) in groups {
+        query(format!(
+            "INSERT INTO notification_groups ({GROUP_NOTE_COLUMNS}) VALUES ($1, $2, $3){GROUP_NOTE_CONFLICT}"
+        ))
+        .bind((*key).to_owned())
+        .bind((*action).to_owned())
+        .bind(at_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// After a claim of a group's members: when it sent (if it claimed any) and whether it still
+/// has pending members (beyond the claim's limit, or joined since).
 pub(crate) async fn write_group_sent(
     conn: &mut Conn<'_>,
     group_key: &str,
-    at_ms: i64,
+    sent_at_ms: Option<i64>,
+    now_ms: i64,
 ) -> Result<(), StoreError> {
     query(
-        "INSERT INTO notification_groups (group_key, last_sent_at) VALUES ($1, $2) \
-         ON CONFLICT (group_key) DO UPDATE SET last_sent_at = excluded.last_sent_at",
+        "UPDATE notification_groups SET last_sent_at = COALESCE($2, last_sent_at), \
+         first_pending_at = CASE WHEN EXISTS (SELECT 1 FROM decided_actions \
+             WHERE group_key = $1 AND status = 'pending') THEN COALESCE($2, first_pending_at, $3) ELSE NULL END \
+         WHERE group_key = $1",
     )
     .bind(group_key.to_owned())
-    .bind(at_ms)
+    .bind(sent_at_ms)
+    .bind(now_ms)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -312,6 +369,11 @@ pub(crate) async fn recover_expired(
         .iter()
         .map(record_from_row)
         .collect::<Result<Vec<_>, _>>()?;
+    let pending = recovered
+        .iter()
+        .filter(|r| r.status == ActionStatus::Pending)
+        .map(|r| &r.decided);
+    note_groups(conn, &pending_groups(pending), now_ms).await?;
     for record in &recovered {
         let at = time(now_ms)?;
         insert_attempt(
@@ -393,6 +455,9 @@ pub(crate) async fn finish_in(
     .bind(record.decided.id.clone())
     .execute(&mut *conn)
     .await?;
+    if let Next::Retry(at) = finish.next {
+        note_groups(conn, &pending_groups([&record.decided]), ms(at)).await?;
+    }
     insert_timeline(
         conn,
         &[&TimelineEntry {
@@ -411,6 +476,116 @@ pub(crate) async fn finish_in(
     )
     .await?;
     Ok(())
+}
+
+/// The rows a batch of finished attempts writes, prepared once for a bulk path: an attempt
+/// row, the action's move (only from `running`, as `finish_in`) and a timeline line each.
+pub(crate) struct FinishRows<'a> {
+    items: &'a [(ActionRecord, Finish)],
+    timeline: Vec<TimelineEntry>,
+}
+
+impl<'a> FinishRows<'a> {
+    pub(crate) fn new(items: &'a [(ActionRecord, Finish)]) -> FinishRows<'a> {
+        let timeline = items
+            .iter()
+            .map(|(record, finish)| TimelineEntry {
+                id: crate::sql::new_id(),
+                alert_id: record.decided.alert_id.clone(),
+                at: finish.attempt.finished_at,
+                kind: if finish.next == Next::Done(ActionStatus::Skipped) {
+                    TimelineKind::ActionSuppressed
+                } else {
+                    TimelineKind::ActionRun
+                },
+                by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
+                message: finish.timeline.clone(),
+                event_id: None,
+            })
+            .collect();
+        FinishRows { items, timeline }
+    }
+
+    /// Writes the rows on a locked SQLite connection, inside the caller's transaction.
+    pub(crate) fn write_sqlite(
+        &self,
+        db: &mut sqlx::sqlite::LockedSqliteHandle<'_>,
+    ) -> Result<(), StoreError> {
+        use crate::sql::{TIMELINE_COLUMNS, Value, timeline_row};
+        use crate::sqlite_bulk::{each, insert};
+        use std::borrow::Cow;
+        each(
+            db,
+            "INSERT INTO action_attempts (id, action_id, attempt, started_at, finished_at, outcome, detail, output) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            self.items,
+            |(_, finish)| {
+                let a = &finish.attempt;
+                [
+                    Value::Text(Some(Cow::Borrowed(&a.id))),
+                    Value::Text(Some(Cow::Borrowed(&a.action_id))),
+                    Value::Int(Some(a.attempt)),
+                    Value::Int(Some(ms(a.started_at))),
+                    Value::Int(Some(ms(a.finished_at))),
+                    Value::Text(Some(Cow::Borrowed(&a.outcome))),
+                    Value::Text(Some(Cow::Borrowed(&a.detail))),
+                    Value::Text(a.output.as_ref().map(|o| Cow::Owned(json(o)))),
+                ]
+            },
+        )?;
+        each(
+            db,
+            "UPDATE decided_actions SET status = ?1, next_at = COALESCE(?2, next_at), lease_until = NULL, \
+             finished_at = ?3, outcome = ?4 WHERE id = ?5 AND status = 'running'",
+            self.items,
+            |(record, finish)| {
+                let (status, next_at, finished_at) = match finish.next {
+                    Next::Done(status) => (status, None, Some(ms(finish.attempt.finished_at))),
+                    Next::Retry(at) => (ActionStatus::Pending, Some(ms(at)), None),
+                };
+                [
+                    Value::Text(Some(Cow::Borrowed(status.as_str()))),
+                    Value::Int(next_at),
+                    Value::Int(finished_at),
+                    Value::Text(Some(Cow::Borrowed(&finish.attempt.detail))),
+                    Value::Text(Some(Cow::Borrowed(&record.decided.id))),
+                ]
+            },
+        )?;
+        insert(
+            db,
+            "alert_timeline",
+            TIMELINE_COLUMNS,
+            "",
+            &self.timeline,
+            |e| timeline_row(e),
+        )?;
+        // Group members that will be tried again make their group pending again.
+        let retried: Vec<(&str, &str, i64)> = self
+            .items
+            .iter()
+            .filter_map(|(record, finish)| match finish.next {
+                Next::Retry(at) => pending_groups([&record.decided])
+                    .first()
+                    .map(|(key, action)| (*key, *action, ms(at))),
+                Next::Done(_) => None,
+            })
+            .collect();
+        insert(
+            db,
+            "notification_groups",
+            GROUP_NOTE_COLUMNS,
+            GROUP_NOTE_CONFLICT,
+            &retried,
+            |(key, action, at)| {
+                [
+                    Value::Text(Some(Cow::Borrowed(*key))),
+                    Value::Text(Some(Cow::Borrowed(*action))),
+                    Value::Int(Some(*at)),
+                ]
+            },
+        )
+    }
 }
 
 pub(crate) async fn list_action_records(
@@ -495,6 +670,7 @@ pub(crate) async fn retry_in(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let record = record_from_row(&row)?;
+    note_groups(conn, &pending_groups([&record.decided]), now_ms).await?;
     insert_timeline(
         conn,
         &[&TimelineEntry {
@@ -537,8 +713,7 @@ pub(crate) async fn claim_group(
     limit: u32,
 ) -> Result<Vec<ActionRecord>, StoreError> {
     let claimed = claim_group_members(conn, group_key, lease_until_ms, limit).await?;
-    if !claimed.is_empty() {
-        write_group_sent(conn, group_key, now_ms).await?;
-    }
+    let sent = (!claimed.is_empty()).then_some(now_ms);
+    write_group_sent(conn, group_key, sent, now_ms).await?;
     Ok(claimed)
 }

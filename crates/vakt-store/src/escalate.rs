@@ -794,6 +794,24 @@ pub(crate) async fn check_incident_resolution(
     Ok(())
 }
 
+/// Whether writing these outcomes reads or writes more than their own rows: an incident to
+/// open or join, an escalation to start, or a resolve that may end an escalation or an
+/// incident (`open_batch_incidents`, `after_batch`).
+pub(crate) fn batch_needs_database(
+    pipeline: &vakt_core::Pipeline,
+    outcomes: &[vakt_core::Correlated],
+) -> bool {
+    let policies = !pipeline.escalation_policies().is_empty();
+    outcomes.iter().any(|o| {
+        o.incident.is_some()
+            || o.escalation.is_some()
+            || (o.transition == vakt_core::pipeline::Transition::Resolved
+                && o.alert
+                    .as_ref()
+                    .is_some_and(|a| policies || a.incident_id.is_some()))
+    })
+}
+
 /// After ingest wrote a batch: starts the escalations it decided, ends those of alerts
 /// it resolved, and looks at the incidents of resolved alerts.
 pub(crate) async fn after_batch(

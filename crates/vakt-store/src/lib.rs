@@ -10,6 +10,7 @@ mod cache;
 mod db;
 pub mod dispatch;
 pub mod escalate;
+mod journal;
 mod postgres;
 mod queries;
 mod retention;

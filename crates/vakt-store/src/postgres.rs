@@ -125,6 +125,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0012_retention.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            13,
+            "group heads".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0013_group_heads.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -198,7 +198,9 @@ pub(crate) async fn insert_actions(
     insert_rows(conn, &head, "", actions, |action| {
         crate::sql::action_row(action, decided_at_ms)
     })
-    .await
+    .await?;
+    let groups = crate::dispatch::pending_groups(actions.iter().copied());
+    crate::dispatch::note_groups(conn, &groups, decided_at_ms).await
 }
 
 /// Writes a batch's rows with the multi-row statements above (the bulk path a
@@ -330,19 +332,63 @@ pub(crate) async fn write_unique(
     if batch.is_empty() {
         return Ok((Vec::new(), Vec::new()));
     }
-    let decided_at = batch
-        .iter()
-        .map(|p| p.event.received_at)
-        .min()
-        .map_or(0, ms);
     let mut outcomes = crate::sql::correlate_batch(pipeline, silences, batch, event_ids, current);
+    let stored = write_correlated(conn, pipeline, &mut outcomes, known).await?;
+    Ok((outcomes, stored))
+}
+
+/// Writes correlated outcomes inside the caller's transaction: opens or joins the incidents
+/// they ask for, writes their rows, then starts and ends escalations. Returns the ids of the
+/// traces it stored.
+pub(crate) async fn write_correlated(
+    conn: &mut Conn<'_>,
+    pipeline: &vakt_core::Pipeline,
+    outcomes: &mut [vakt_core::Correlated],
+    known: &crate::sql::KnownTraces,
+) -> Result<Vec<String>, StoreError> {
     if outcomes.iter().any(|o| o.incident.is_some()) {
-        open_batch_incidents(conn, pipeline, &mut outcomes).await?;
+        open_batch_incidents(conn, pipeline, outcomes).await?;
     }
-    let traces: Vec<crate::sql::InternedTrace> = outcomes
+    let traces = intern_all(outcomes);
+    let rows = batch_rows(outcomes, &traces, known);
+    conn.write_rows(&rows).await?;
+    let stored = rows.traces.iter().map(|t| t.id.clone()).collect();
+    drop(rows);
+    after_batch(conn, pipeline, outcomes, chrono::Utc::now()).await?;
+    Ok(stored)
+}
+
+/// Outcomes that need nothing but their own rows (no incident, no escalation: see
+/// `escalate::batch_needs_database`) as one journal record, and the ids of the new traces in it.
+pub(crate) fn encode_correlated(
+    outcomes: &[vakt_core::Correlated],
+    known: &crate::sql::KnownTraces,
+) -> Result<(Vec<u8>, Vec<String>), StoreError> {
+    let traces = intern_all(outcomes);
+    let rows = batch_rows(outcomes, &traces, known);
+    let record = crate::journal::encode(&rows)?;
+    Ok((record, rows.traces.iter().map(|t| t.id.clone()).collect()))
+}
+
+fn intern_all(outcomes: &[vakt_core::Correlated]) -> Vec<crate::sql::InternedTrace> {
+    outcomes
         .iter()
         .map(|o| crate::sql::intern(&o.record.trace))
-        .collect();
+        .collect()
+}
+
+/// The rows a batch writes: traces not yet stored (each once), events, alert changes,
+/// timeline, decided actions and the groups they join.
+fn batch_rows<'a>(
+    outcomes: &'a [vakt_core::Correlated],
+    traces: &'a [crate::sql::InternedTrace],
+    known: &crate::sql::KnownTraces,
+) -> crate::sql::BatchRows<'a> {
+    let decided_at = outcomes
+        .iter()
+        .map(|o| o.record.event.received_at)
+        .min()
+        .map_or(0, ms);
     let mut seen = std::collections::HashSet::new();
     let new_traces: Vec<&crate::sql::InternedTrace> = traces
         .iter()
@@ -350,20 +396,18 @@ pub(crate) async fn write_unique(
         .collect();
     let records: Vec<(&EventRecord, &str)> = outcomes
         .iter()
-        .zip(&traces)
+        .zip(traces)
         .map(|(o, t)| (&o.record, t.id.as_str()))
         .collect();
-    let rows = crate::sql::BatchRows {
+    let writes = crate::sql::writes(outcomes);
+    let groups = crate::dispatch::pending_groups(writes.actions.iter().copied());
+    crate::sql::BatchRows {
         traces: new_traces,
         events: records,
-        writes: crate::sql::writes(&outcomes),
+        writes,
         decided_at_ms: decided_at,
-    };
-    conn.write_rows(&rows).await?;
-    let stored = rows.traces.iter().map(|t| t.id.clone()).collect();
-    drop(rows);
-    after_batch(conn, pipeline, &outcomes, chrono::Utc::now()).await?;
-    Ok((outcomes, stored))
+        groups,
+    }
 }
 
 /// The rows `select` (`SELECT ... FROM t`) finds for these ids, each once, in the
@@ -890,5 +934,14 @@ pub(crate) async fn beat(
 /// Whether the database answers.
 pub(crate) async fn ping(conn: &mut Conn<'_>) -> Result<(), StoreError> {
     query("SELECT 1").execute(conn).await?;
+    Ok(())
+}
+
+/// A write that changes nothing but is committed like any other: on SQLite a synced commit
+/// that makes every earlier commit of the connection durable too.
+pub(crate) async fn sync_point(conn: &mut Conn<'_>) -> Result<(), StoreError> {
+    query("UPDATE journal_applied SET seq = seq WHERE id = 1")
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

@@ -434,6 +434,8 @@ pub(crate) struct BatchRows<'a> {
     pub writes: Writes<'a>,
     /// When the batch's actions were decided (its earliest receipt).
     pub decided_at_ms: i64,
+    /// Notification groups (key, action) the batch gave a pending member.
+    pub groups: Vec<(&'a str, &'a str)>,
 }
 
 /// A new id: a ULID, strictly increasing within this process so that ids sort in the order

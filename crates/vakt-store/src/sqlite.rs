@@ -15,7 +15,10 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use std::sync::Arc;
+
 use crate::cache::AlertCache;
+use crate::journal::{Journal, JournalFile, Progress};
 use chrono::{DateTime, Utc};
 
 use vakt_core::incident::{Incident, IncidentEntry};
@@ -37,71 +40,17 @@ use crate::{OperateError, Stats, Store, dispatch, escalate, queries};
 /// How far before a batch's reopen cutoff the writer's cache keeps resolved alerts.
 const CACHE_HISTORY_MARGIN: chrono::Duration = chrono::Duration::seconds(60);
 
-/// A batch's rows go in through SQLite's C API on the writer connection (`sqlite_bulk`).
+/// A batch's rows go in through SQLite's C API on the writer connection (`sqlite_bulk`),
+/// encoded as the journal encodes them: one way rows reach SQLite, journaled or not.
 pub(crate) async fn write_rows(
     conn: &mut sqlx::SqliteConnection,
     rows: &crate::sql::BatchRows<'_>,
 ) -> Result<(), StoreError> {
-    use crate::sql::{
-        ACTION_COLUMNS, ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, EVENT_COLUMNS,
-        TIMELINE_COLUMNS, TRACE_COLUMNS, TRACE_CONFLICT, action_row, alert_conflict, alert_row,
-        event_row, timeline_row, trace_row,
-    };
-    use crate::sqlite_bulk::insert;
+    let record = crate::journal::encode(rows)?;
+    let statements = crate::journal::statements();
     let mut handle = conn.lock_handle().await?;
     let db = &mut handle;
-    crate::sqlite_bulk::blocking(|| {
-        insert(
-            db,
-            "traces",
-            TRACE_COLUMNS,
-            TRACE_CONFLICT,
-            &rows.traces,
-            |t| trace_row(t),
-        )?;
-        insert(
-            db,
-            "events",
-            EVENT_COLUMNS,
-            "",
-            &rows.events,
-            |(record, trace)| event_row(record, trace),
-        )?;
-        let update = alert_conflict(ALERT_UPDATE);
-        insert(
-            db,
-            "alerts",
-            ALERT_COLUMNS,
-            &update,
-            &rows.writes.alerts,
-            |a| alert_row(a),
-        )?;
-        let repeat = alert_conflict(ALERT_REPEAT_UPDATE);
-        insert(
-            db,
-            "alerts",
-            ALERT_COLUMNS,
-            &repeat,
-            &rows.writes.repeats,
-            |a| alert_row(a),
-        )?;
-        insert(
-            db,
-            "alert_timeline",
-            TIMELINE_COLUMNS,
-            "",
-            &rows.writes.timeline,
-            |e| timeline_row(e),
-        )?;
-        insert(
-            db,
-            "decided_actions",
-            ACTION_COLUMNS,
-            "",
-            &rows.writes.actions,
-            |a| action_row(a, rows.decided_at_ms),
-        )
-    })
+    crate::sqlite_bulk::blocking(|| crate::journal::apply(db, statements, &[&record]))
 }
 
 /// The database file inside the data directory.
@@ -120,6 +69,9 @@ pub struct SqliteStore {
     /// Held for every write transaction and the cache update after its commit, so the cache
     /// always matches what is committed.
     state: tokio::sync::Mutex<WriterState>,
+    /// The ingest journal, when this process holds it (`journal.rs`); `None` for a command
+    /// opening the database of a running server, which then writes to SQLite directly.
+    journal: Option<Arc<Journal>>,
 }
 
 #[derive(Default)]
@@ -219,6 +171,20 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0012_retention.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            13,
+            "group heads".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0013_group_heads.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            14,
+            "journal".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0014_journal.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -271,21 +237,33 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(|error| unavailable(&path, error))?;
+        let journal = open_journal(dir, &writer).await?;
         Ok(SqliteStore {
             cache_max: ALERT_CACHE_MAX,
             writer,
             reader,
             state: tokio::sync::Mutex::new(WriterState::default()),
+            journal,
         })
     }
 }
 
 impl SqliteStore {
+    /// Waits until everything journaled so far is in SQLite: every read and every other write
+    /// sees what ingest acknowledged before it.
+    async fn barrier(&self) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(journal) => journal.barrier().await,
+            None => Ok(()),
+        }
+    }
+
     /// Runs `f` on a reader connection (the last committed state).
     async fn read<T>(
         &self,
         f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.barrier().await?;
         let mut conn = self.reader.acquire().await?;
         f(&mut Conn::Sqlite(&mut conn)).await
     }
@@ -295,6 +273,7 @@ impl SqliteStore {
         &self,
         f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
+        self.barrier().await?;
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -332,69 +311,18 @@ impl SqliteStore {
     }
 }
 
-/// Commits a writer transaction. A COMMIT that fails (disk full, I/O error) leaves the one
-/// writer connection inside a transaction the driver no longer tracks, and every later write
-/// would fail: close that connection so the pool opens a fresh one.
-async fn commit(
-    writer: &SqlitePool,
-    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
-) -> Result<(), StoreError> {
-    match tx.commit().await {
-        Ok(()) => Ok(()),
-        Err(error) => {
-            tracing::warn!(%error, "commit failed; reopening the database's writer connection");
-            if let Ok(conn) = writer.acquire().await {
-                let _ = conn.close().await;
-            }
-            Err(error.into())
-        }
-    }
-}
-
-/// Makes the database file and its WAL and shared-memory files readable by their owner
-/// only (SQLite creates them as the umask allows, often world-readable). A file that
-/// cannot be changed is logged, not fatal: the operator may manage permissions.
-fn private_files(database: &Path) {
-    #[cfg(unix)]
-    for suffix in ["", "-wal", "-shm"] {
-        use std::os::unix::fs::PermissionsExt;
-        let path = std::path::PathBuf::from(format!("{}{suffix}", database.display()));
-        let Ok(metadata) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if metadata.permissions().mode() & 0o077 != 0
-            && let Err(error) =
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-        {
-            tracing::warn!(path = %path.display(), %error, "cannot make the database file private");
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = database;
-}
-
-fn unavailable(path: &Path, error: sqlx::Error) -> StoreError {
-    StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
-}
-
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn capabilities(&self) -> crate::Capabilities {
-        crate::Capabilities {
-            single_process: true,
-        }
-    }
-
-    async fn ingest(
+impl SqliteStore {
+    /// Ingest in one transaction, as before the journal: for a store without one, and for
+    /// batches that read the database (idempotency keys, alerts beyond the cache, a cache to
+    /// load). Everything journaled is applied first.
+    async fn ingest_in_transaction(
         &self,
+        state: &mut WriterState,
         pipeline: &vakt_core::Pipeline,
         silences: &vakt_core::silence::ActiveSilences,
         batch: Vec<vakt_core::Prepared>,
     ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
+        self.barrier().await?;
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
         let now = chrono::Utc::now();
         let window = pipeline.reopen_window();
@@ -402,8 +330,6 @@ impl Store for SqliteStore {
         // several channels may carry receipt times slightly out of order.
         let history_before = crate::sql::reopen_cutoff(&batch, window, now) - CACHE_HISTORY_MARGIN;
         let since_ms = history_before.timestamp_millis();
-        let mut state = self.state.lock().await;
-        let state = &mut *state;
         // The single writer connection means no other transaction of this process can slip
         // in between the read of alert state and the write, and no conflict forces a retry.
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
@@ -469,6 +395,367 @@ impl Store for SqliteStore {
         commit(&self.writer, tx).await?;
         for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
             cache.put(alert);
+        }
+        state.traces.extend(traces);
+        Ok(outcomes)
+    }
+
+    /// Appends a batch's record to the journal (durable when this returns) and hands it to
+    /// the applier; waits first when the applier is too far behind.
+    async fn journal_append(&self, journal: &Journal, record: Vec<u8>) -> Result<u64, StoreError> {
+        let room = journal.reserve(record.len()).await?;
+        let seq = crate::sqlite_bulk::blocking(|| {
+            let mut file = journal
+                .file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            file.append(&record)
+        })?;
+        journal
+            .journaled
+            .store(seq, std::sync::atomic::Ordering::Release);
+        journal
+            .queue
+            .send((seq, record, room))
+            .map_err(|_| StoreError::Unavailable("the journal's applier stopped".into()))?;
+        Ok(seq)
+    }
+}
+
+/// Opens the ingest journal in `dir`: applies what it holds beyond the position SQLite
+/// recorded, then starts the applier. `None` when another process (a running server) holds it.
+async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Journal>>, StoreError> {
+    let Some((mut file, records)) = crate::sqlite_bulk::blocking(|| JournalFile::open(dir))? else {
+        tracing::info!(
+            "another process holds the ingest journal: writing to the database directly"
+        );
+        return Ok(None);
+    };
+    let applied: i64 = sqlx::query_scalar("SELECT seq FROM journal_applied WHERE id = 1")
+        .fetch_one(writer)
+        .await?;
+    let applied = u64::try_from(applied).unwrap_or(0);
+    let pending: Vec<&(u64, Vec<u8>)> = records.iter().filter(|(seq, _)| *seq > applied).collect();
+    let mut last = applied;
+    if let Some((seq, _)) = pending.last() {
+        let payloads: Vec<&[u8]> = pending.iter().map(|(_, p)| p.as_slice()).collect();
+        apply_records(writer, &payloads, *seq, true).await?;
+        tracing::info!(
+            records = payloads.len(),
+            last = seq,
+            "applied the ingest journal's records the database did not have yet"
+        );
+        last = *seq;
+    }
+    // Everything in the file is in the database now: the next record starts a new lap.
+    file.continue_after(last);
+    file.restart();
+    let (progress, _) = tokio::sync::watch::channel(Progress {
+        applied: file.last(),
+        error: None,
+    });
+    let (queue, records) = tokio::sync::mpsc::unbounded_channel();
+    let journal = Arc::new(Journal {
+        journaled: std::sync::atomic::AtomicU64::new(file.last()),
+        file: std::sync::Mutex::new(file),
+        progress,
+        queue,
+        room: Arc::new(tokio::sync::Semaphore::new(
+            crate::journal::BEHIND_KIB_MAX as usize,
+        )),
+        foreign_write: std::sync::atomic::AtomicBool::new(false),
+        hurry: tokio::sync::Notify::new(),
+    });
+    tokio::spawn(applier(writer.clone(), Arc::downgrade(&journal), records));
+    Ok(Some(journal))
+}
+
+/// Most journal bytes one applier transaction takes.
+const APPLY_BYTES_MAX: usize = 16 << 20;
+
+/// Writes journaled records to SQLite in order, as many per transaction as are waiting, and
+/// publishes how far it got. A failure is retried (the records stay, ingest waits once the
+/// backlog is full) and published, so reads fail instead of showing a stale database.
+async fn applier(
+    writer: SqlitePool,
+    journal: std::sync::Weak<Journal>,
+    mut records: tokio::sync::mpsc::UnboundedReceiver<(
+        u64,
+        Vec<u8>,
+        tokio::sync::OwnedSemaphorePermit,
+    )>,
+) {
+    let mut data_version: Option<i64> = None;
+    while let Some(first) = records.recv().await {
+        // Let more records gather (one transaction writes a shared page once), unless a
+        // reader or writer waits for this one.
+        if let Some(journal) = journal.upgrade() {
+            tokio::select! {
+                _ = tokio::time::sleep(crate::journal::APPLY_LINGER) => {}
+                _ = journal.hurry.notified() => {}
+            }
+        }
+        let mut batch = vec![first];
+        let mut bytes = batch[0].1.len();
+        while bytes < APPLY_BYTES_MAX {
+            match records.try_recv() {
+                Ok(next) => {
+                    bytes += next.1.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let last = batch.last().map_or(0, |(seq, _, _)| *seq);
+        let payloads: Vec<&[u8]> = batch.iter().map(|(_, p, _)| p.as_slice()).collect();
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            let result = async {
+                let version = apply_records(&writer, &payloads, last, false).await?;
+                Ok::<_, StoreError>(version)
+            }
+            .await;
+            let Some(journal) = journal.upgrade() else {
+                return;
+            };
+            match result {
+                Ok(version) => {
+                    // Another process's commit changes the writer connection's data_version.
+                    if data_version.is_some_and(|v| v != version) {
+                        journal
+                            .foreign_write
+                            .store(true, std::sync::atomic::Ordering::Release);
+                    }
+                    data_version = Some(version);
+                    journal.progress.send_replace(Progress {
+                        applied: last,
+                        error: None,
+                    });
+                    break;
+                }
+                Err(error) => {
+                    tracing::error!(%error, records = payloads.len(), "cannot write journaled events to the database; trying again");
+                    journal
+                        .progress
+                        .send_modify(|p| p.error = Some(error.to_string()));
+                    drop(journal);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+        // The records' room in the backlog is given back with them.
+        drop(batch);
+    }
+}
+
+/// Applies journal records in one transaction that also records `last` as applied; returns
+/// the connection's data_version before it. With `sync` false the commit is not synced
+/// (`synchronous = NORMAL` for this transaction only): the records are durable in the
+/// journal already, and the journal starts over only after a synced commit
+/// (`SqliteStore::journal_lap`), so a power cut loses nothing the journal does not replay.
+async fn apply_records(
+    writer: &SqlitePool,
+    payloads: &[&[u8]],
+    last: u64,
+    sync: bool,
+) -> Result<i64, StoreError> {
+    let mut conn = writer.acquire().await?;
+    if !sync {
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = apply_in(&mut conn, payloads, last).await;
+    // Every other write on this connection must be synced: if the setting cannot be put
+    // back, or the transaction failed half-way (a COMMIT that failed leaves the connection in
+    // a transaction the driver no longer tracks), the connection goes and the pool opens a
+    // new one (FULL, from its options).
+    let restored = if sync {
+        Ok(())
+    } else {
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+    };
+    if result.is_err() || restored.is_err() {
+        tracing::warn!("reopening the database's writer connection after a failed journal write");
+        let _ = conn.close().await;
+    }
+    let version = result?;
+    restored?;
+    Ok(version)
+}
+
+async fn apply_in(
+    conn: &mut sqlx::SqliteConnection,
+    payloads: &[&[u8]],
+    last: u64,
+) -> Result<i64, StoreError> {
+    let version: i64 = sqlx::query_scalar("PRAGMA data_version")
+        .fetch_one(&mut *conn)
+        .await?;
+    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+    {
+        let mut handle = tx.lock_handle().await?;
+        let db = &mut handle;
+        crate::sqlite_bulk::blocking(|| {
+            crate::journal::apply(db, crate::journal::statements(), payloads)
+        })?;
+    }
+    sqlx::query("UPDATE journal_applied SET seq = $1 WHERE id = 1")
+        .bind(i64::try_from(last).unwrap_or(i64::MAX))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(version)
+}
+
+/// Commits a writer transaction. A COMMIT that fails (disk full, I/O error) leaves the one
+/// writer connection inside a transaction the driver no longer tracks, and every later write
+/// would fail: close that connection so the pool opens a fresh one.
+async fn commit(
+    writer: &SqlitePool,
+    tx: sqlx::Transaction<'_, sqlx::Sqlite>,
+) -> Result<(), StoreError> {
+    match tx.commit().await {
+        Ok(()) => Ok(()),
+        Err(error) => {
+            tracing::warn!(%error, "commit failed; reopening the database's writer connection");
+            if let Ok(conn) = writer.acquire().await {
+                let _ = conn.close().await;
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Makes the database file and its WAL and shared-memory files readable by their owner
+/// only (SQLite creates them as the umask allows, often world-readable). A file that
+/// cannot be changed is logged, not fatal: the operator may manage permissions.
+fn private_files(database: &Path) {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::path::PathBuf::from(format!("{}{suffix}", database.display()));
+        let Ok(metadata) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if metadata.permissions().mode() & 0o077 != 0
+            && let Err(error) =
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        {
+            tracing::warn!(path = %path.display(), %error, "cannot make the database file private");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = database;
+}
+
+fn unavailable(path: &Path, error: sqlx::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot open {}: {error}", path.display()))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn capabilities(&self) -> crate::Capabilities {
+        crate::Capabilities {
+            single_process: true,
+        }
+    }
+
+    async fn ingest(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
+        batch: Vec<vakt_core::Prepared>,
+    ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
+        let mut state = self.state.lock().await;
+        let state = &mut *state;
+        let Some(journal) = &self.journal else {
+            return self
+                .ingest_in_transaction(state, pipeline, silences, batch)
+                .await;
+        };
+        let window = pipeline.reopen_window();
+        let keyed = batch.iter().any(|p| p.event.idempotency_key.is_some());
+        let foreign = journal
+            .foreign_write
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
+        if foreign {
+            // Another process wrote: the transactional path sees a new data_version and
+            // reads the cache again.
+            state.data_version = None;
+        }
+        let cached = state.alerts.as_ref().is_some_and(|c| c.window == window);
+        if keyed || foreign || !cached {
+            // Idempotency keys are looked up in the database, and a cache to (re)load reads
+            // it: the whole batch goes the transactional way.
+            return self
+                .ingest_in_transaction(state, pipeline, silences, batch)
+                .await;
+        }
+        let now = chrono::Utc::now();
+        let history_before = crate::sql::reopen_cutoff(&batch, window, now) - CACHE_HISTORY_MARGIN;
+        let current = match state.alerts.as_mut() {
+            Some(cache) => {
+                cache.prune(history_before);
+                let (current, missing) = cache.current(batch.iter().map(|p| &p.fingerprint));
+                missing.is_empty().then_some(current)
+            }
+            None => None,
+        };
+        let Some(current) = current else {
+            // Alerts beyond the cache's bound are read from the database.
+            return self
+                .ingest_in_transaction(state, pipeline, silences, batch)
+                .await;
+        };
+        if journal
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lap_full()
+        {
+            // Start the file over once everything in it is in SQLite, synced: the applier's
+            // commits are not, and one synced commit makes every earlier one durable.
+            self.write(async |c| queries::sync_point(c).await).await?;
+            journal
+                .file
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .restart();
+        }
+        let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
+        let mut outcomes = crate::sql::correlate_batch(pipeline, silences, batch, &ids, current);
+        let traces = if escalate::batch_needs_database(pipeline, &outcomes) {
+            // Incidents and escalations read and write other tables as the batch goes: a
+            // transaction of its own, after everything journaled is applied.
+            journal.barrier().await?;
+            let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+            let traces = queries::write_correlated(
+                &mut Conn::Sqlite(&mut tx),
+                pipeline,
+                &mut outcomes,
+                &state.traces,
+            )
+            .await?;
+            commit(&self.writer, tx).await?;
+            traces
+        } else {
+            let (record, traces) = queries::encode_correlated(&outcomes, &state.traces)?;
+            self.journal_append(journal, record).await?;
+            traces
+        };
+        if let Some(cache) = state.alerts.as_mut() {
+            for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
+                cache.put(alert);
+            }
         }
         state.traces.extend(traces);
         Ok(outcomes)
@@ -541,6 +828,15 @@ impl Store for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<ActionRecord>, StoreError> {
+        // Most rounds find nothing due (grouped notifications wait for their group): a read
+        // says so without taking the one writer connection from ingest.
+        let now_ms = now.timestamp_millis();
+        if !self
+            .read(async |c| dispatch::any_due(c, now_ms).await)
+            .await?
+        {
+            return Ok(Vec::new());
+        }
         self.write(async |c| {
             dispatch::claim_due(
                 c,
@@ -566,11 +862,18 @@ impl Store for SqliteStore {
     }
 
     async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError> {
+        // A group message finishes thousands of members at once: their rows go in through
+        // the bulk path (three prepared statements for the lot), not three queries each.
+        let rows = dispatch::FinishRows::new(items);
         self.write(async |c| {
-            for (record, finish) in items {
-                dispatch::finish_in(c, record, finish).await?;
-            }
-            Ok(())
+            let Conn::Sqlite(conn) = c else {
+                return Err(StoreError::Other(
+                    "the SQLite store on another backend".into(),
+                ));
+            };
+            let mut handle = conn.lock_handle().await?;
+            let db = &mut handle;
+            crate::sqlite_bulk::blocking(|| rows.write_sqlite(db))
         })
         .await
     }
@@ -831,6 +1134,7 @@ impl Store for SqliteStore {
 
     async fn vacuum(&self) -> Result<(), StoreError> {
         let _state = self.state.lock().await;
+        self.barrier().await?;
         let mut conn = self.writer.acquire().await?;
         sqlx::query("VACUUM").execute(&mut *conn).await?;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -849,6 +1153,8 @@ impl Store for SqliteStore {
         let target = to
             .to_str()
             .ok_or_else(|| StoreError::Other(format!("{} is not a UTF-8 path", to.display())))?;
+        // The copy holds every event acknowledged before it started.
+        self.barrier().await?;
         let mut conn = self.reader.acquire().await?;
         // One read transaction: the copy is the database as of one commit.
         sqlx::query("VACUUM INTO $1")
@@ -1038,6 +1344,15 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        // What was acknowledged goes into the database now rather than at the next start
+        // (the journal keeps it either way).
+        if let Some(journal) = &self.journal
+            && tokio::time::timeout(std::time::Duration::from_secs(10), journal.barrier())
+                .await
+                .is_err()
+        {
+            tracing::warn!("the journal was not applied within 10 s; the next start applies it");
+        }
         self.writer.close().await;
         self.reader.close().await;
     }

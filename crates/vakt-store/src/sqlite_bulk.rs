@@ -27,13 +27,37 @@ pub(crate) struct Statement<'c> {
     _lock: std::marker::PhantomData<&'c mut ()>,
 }
 
+/// A locked connection that several statements may be prepared on at once: it borrows the
+/// lock, and every statement borrows it.
+pub(crate) struct Locked<'c> {
+    db: NonNull<ffi::sqlite3>,
+    _lock: std::marker::PhantomData<&'c mut ()>,
+}
+
+impl<'c> Locked<'c> {
+    pub(crate) fn new(handle: &'c mut LockedSqliteHandle<'_>) -> Locked<'c> {
+        Locked {
+            db: handle.as_raw_handle(),
+            _lock: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<'c> Statement<'c> {
     /// Prepares `sql` on the locked connection.
     pub(crate) fn prepare(
         handle: &'c mut LockedSqliteHandle<'_>,
         sql: &'c str,
     ) -> Result<Statement<'c>, StoreError> {
-        let db = handle.as_raw_handle();
+        Statement::prepare_in(&Locked::new(handle), sql)
+    }
+
+    /// Prepares `sql` on a locked connection other statements may also use.
+    pub(crate) fn prepare_in(
+        locked: &Locked<'c>,
+        sql: &'c str,
+    ) -> Result<Statement<'c>, StoreError> {
+        let db = locked.db;
         let length = c_int::try_from(sql.len()).map_err(|_| {
             StoreError::Other(format!("statement of {} bytes is too long", sql.len()))
         })?;
@@ -182,6 +206,23 @@ pub(crate) fn insert<T, const N: usize>(
         placeholders.join(", ")
     );
     let mut statement = Statement::prepare(handle, &sql)?;
+    for item in items {
+        statement.run(to_row(item))?;
+    }
+    Ok(())
+}
+
+/// Runs one statement (`sql`, parameters `?1`..) once per item.
+pub(crate) fn each<T, const N: usize>(
+    handle: &mut LockedSqliteHandle<'_>,
+    sql: &str,
+    items: &[T],
+    to_row: impl for<'a> Fn(&'a T) -> [Value<'a>; N],
+) -> Result<(), StoreError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let mut statement = Statement::prepare(handle, sql)?;
     for item in items {
         statement.run(to_row(item))?;
     }

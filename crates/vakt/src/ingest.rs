@@ -307,6 +307,7 @@ async fn write_loop(
     hooks: WriterHooks,
 ) {
     let mut held: Option<Job> = None;
+    let mut last_group_wake = None;
     loop {
         let first = match held.take() {
             Some(job) => job,
@@ -331,7 +332,15 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        commit(&*store, &metrics, &hooks, jobs, events).await;
+        commit(
+            &*store,
+            &metrics,
+            &hooks,
+            jobs,
+            events,
+            &mut last_group_wake,
+        )
+        .await;
         metrics
             .queue_events
             .set(i64::try_from(capacity - room.available_permits()).unwrap_or(i64::MAX));
@@ -345,6 +354,7 @@ async fn commit(
     hooks: &WriterHooks,
     jobs: Vec<Job>,
     events: usize,
+    last_group_wake: &mut Option<Instant>,
 ) {
     let pipeline = Arc::clone(&jobs[0].pipeline);
     let mut batch = Vec::with_capacity(events);
@@ -364,11 +374,7 @@ async fn commit(
         Ok(outcomes) => {
             count(metrics, &outcomes);
             (hooks.observer)(&outcomes);
-            if outcomes
-                .iter()
-                .flat_map(|o| &o.actions)
-                .any(|a| a.suppressed_by.is_none())
-            {
+            if wake_dispatch(&outcomes, last_group_wake) {
                 hooks.dispatch.notify_one();
             }
             let mut outcomes = outcomes.into_iter();
@@ -385,6 +391,31 @@ async fn commit(
             }
         }
     }
+}
+
+/// How often grouped notifications alone wake the dispatcher: a group waits seconds anyway,
+/// and a dispatch round after every commit reads the database for nothing.
+const GROUP_WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether a commit's outcomes want the dispatcher now: an ungrouped action to run, or
+/// grouped ones when the last such wake is a while ago.
+fn wake_dispatch(outcomes: &[Correlated], last_group_wake: &mut Option<Instant>) -> bool {
+    let decided = || {
+        outcomes
+            .iter()
+            .flat_map(|o| &o.actions)
+            .filter(|a| a.suppressed_by.is_none())
+    };
+    if decided().any(|a| a.group_key.is_none()) {
+        return true;
+    }
+    if decided().next().is_some()
+        && last_group_wake.is_none_or(|at| at.elapsed() >= GROUP_WAKE_EVERY)
+    {
+        *last_group_wake = Some(Instant::now());
+        return true;
+    }
+    false
 }
 
 fn count(metrics: &Metrics, outcomes: &[Correlated]) {

@@ -73,10 +73,12 @@ fn event(n: usize, args: &BenchArgs) -> Value {
 fn alertmanager(n: usize, args: &BenchArgs) -> Value {
     let e = event(n, args);
     let firing = e["severity"] != "ok";
+    // 20 services, so a notification grouped by service has a few groups.
+    let service = format!("svc-{:02}", n % args.fingerprints.max(1) % 20);
     json!({
         "labels": {
             "alertname": e["check"], "instance": e["resource"], "severity": if firing { e["severity"].clone() } else { json!("warning") },
-            "environment": "bench",
+            "environment": "bench", "service": service,
         },
         "annotations": {"summary": e["summary"]},
         // A resolved alert ended in the past, after it started (Alertmanager checks that).

@@ -1,0 +1,621 @@
+//! The ingest journal: SQLite's durable front for ingest batches.
+//!
+//! A batch's rows (events, traces, alerts, timeline, decided actions, group notes) are
+//! encoded once as one compact record (`Encoded`), appended to `ingest.journal` and made
+//! durable with one `fdatasync`; the senders hear `202` then. The applier writes records to
+//! SQLite behind the senders' backs, many per transaction, and stores the last record it
+//! applied (`journal_applied`) in the same transaction, so a record is in SQLite exactly once
+//! whatever crashes: at open, the records after that position are applied before anything
+//! else runs. Every read and every other write waits until what was journaled before it is
+//! applied (`Journal::barrier`), so a client that got `202` reads its events back.
+//!
+//! The file is preallocated and rewritten from the start once every record in it is
+//! applied, so a sync writes data blocks only, never the file's size. A record is
+//! `[payload length u32][crc32 of seq and payload u32][seq u64][payload]`; reading stops at
+//! the first record that is cut short, fails its checksum or does not follow its
+//! predecessor's sequence number (the tail of an earlier lap, or a write a crash tore, which
+//! was never acknowledged).
+
+use std::borrow::Cow;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use sqlx::sqlite::LockedSqliteHandle;
+
+use crate::StoreError;
+use crate::sql::Value;
+use crate::sqlite_bulk::{Locked, Statement};
+
+/// The journal's file inside the data directory.
+pub const JOURNAL_FILE: &str = "ingest.journal";
+/// The file's preallocated size; a lap longer than this grows it.
+const LAP_BYTES: u64 = 64 << 20;
+/// `[len u32][crc u32][seq u64]`.
+const HEADER: usize = 16;
+/// The largest record read back: a larger length is a torn or foreign header.
+const RECORD_MAX: usize = 1 << 30;
+
+/// What each section of a record writes: table, columns and conflict clause. The order is
+/// the record format: a section's kind is its index here.
+pub(crate) fn statements() -> &'static [String] {
+    static STATEMENTS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(build);
+    &STATEMENTS
+}
+
+fn build() -> Vec<String> {
+    use crate::sql::{
+        ACTION_COLUMNS, ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, EVENT_COLUMNS,
+        TIMELINE_COLUMNS, TRACE_COLUMNS, TRACE_CONFLICT, alert_conflict,
+    };
+    let insert = |table: &str, columns: &str, tail: &str| {
+        let n = columns.split(',').count();
+        let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+        format!(
+            "INSERT INTO {table} ({columns}) VALUES ({}){tail}",
+            placeholders.join(", ")
+        )
+    };
+    vec![
+        insert("traces", TRACE_COLUMNS, TRACE_CONFLICT),
+        insert("events", EVENT_COLUMNS, ""),
+        insert("alerts", ALERT_COLUMNS, &alert_conflict(ALERT_UPDATE)),
+        insert(
+            "alerts",
+            ALERT_COLUMNS,
+            &alert_conflict(ALERT_REPEAT_UPDATE),
+        ),
+        insert("alert_timeline", TIMELINE_COLUMNS, ""),
+        insert("decided_actions", ACTION_COLUMNS, ""),
+        insert(
+            "notification_groups",
+            crate::dispatch::GROUP_NOTE_COLUMNS,
+            crate::dispatch::GROUP_NOTE_CONFLICT,
+        ),
+    ]
+}
+
+/// A batch's rows as one record, in the order `statements` lists them (traces before the
+/// events that name them, alerts before their timeline and actions).
+pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreError> {
+    use crate::sql::{action_row, alert_row, event_row, timeline_row, trace_row};
+    let mut out = Encoded::default();
+    out.section(0, &rows.traces, |t| trace_row(t))?;
+    out.section(1, &rows.events, |(record, trace)| event_row(record, trace))?;
+    out.section(2, &rows.writes.alerts, |a| alert_row(a))?;
+    out.section(3, &rows.writes.repeats, |a| alert_row(a))?;
+    out.section(4, &rows.writes.timeline, |e| timeline_row(e))?;
+    out.section(5, &rows.writes.actions, |a| {
+        action_row(a, rows.decided_at_ms)
+    })?;
+    out.section(6, &rows.groups, |(key, action)| {
+        [
+            Value::Text(Some(Cow::Borrowed(*key))),
+            Value::Text(Some(Cow::Borrowed(*action))),
+            Value::Int(Some(rows.decided_at_ms)),
+        ]
+    })?;
+    Ok(out.into_bytes())
+}
+
+/// A record's payload: sections of rows, each `[kind u8][rows u32][columns u8]` and then the
+/// rows' values (`0` NULL, `1` i64, `2` text with a u32 length, `3` bool).
+#[derive(Default)]
+pub(crate) struct Encoded(Vec<u8>);
+
+impl Encoded {
+    /// Adds a section of `rows` for statement `kind`.
+    pub(crate) fn section<T, const N: usize>(
+        &mut self,
+        kind: u8,
+        rows: &[T],
+        to_row: impl for<'a> Fn(&'a T) -> [Value<'a>; N],
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let count = u32::try_from(rows.len())
+            .map_err(|_| StoreError::Other("too many rows for one record".into()))?;
+        let columns = u8::try_from(N).map_err(|_| StoreError::Other("too many columns".into()))?;
+        self.0.push(kind);
+        self.0.extend_from_slice(&count.to_le_bytes());
+        self.0.push(columns);
+        for row in rows {
+            for value in to_row(row) {
+                match value {
+                    Value::Text(None) | Value::Int(None) => self.0.push(0),
+                    Value::Int(Some(n)) => {
+                        self.0.push(1);
+                        self.0.extend_from_slice(&n.to_le_bytes());
+                    }
+                    Value::Text(Some(text)) => {
+                        let len = u32::try_from(text.len()).map_err(|_| {
+                            StoreError::Other(format!("a value of {} bytes", text.len()))
+                        })?;
+                        self.0.push(2);
+                        self.0.extend_from_slice(&len.to_le_bytes());
+                        self.0.extend_from_slice(text.as_bytes());
+                    }
+                    Value::Bool(flag) => {
+                        self.0.push(3);
+                        self.0.push(u8::from(flag));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+/// Reads a payload back, section by section.
+struct Decoder<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Decoder<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
+        let Some(end) = end else {
+            return Err(StoreError::Corrupt(format!(
+                "journal record cut short at byte {} (wanted {n} more of {})",
+                self.at,
+                self.bytes.len()
+            )));
+        };
+        let slice = &self.bytes[self.at..end];
+        self.at = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, StoreError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, StoreError> {
+        let mut b = [0; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn value(&mut self) -> Result<Value<'a>, StoreError> {
+        let at = self.at;
+        match self.u8()? {
+            0 => Ok(Value::Int(None)),
+            1 => {
+                let mut b = [0; 8];
+                b.copy_from_slice(self.take(8)?);
+                Ok(Value::Int(Some(i64::from_le_bytes(b))))
+            }
+            2 => {
+                let len = self.u32()? as usize;
+                let text = std::str::from_utf8(self.take(len)?).map_err(|e| {
+                    StoreError::Corrupt(format!("journal record: text at byte {at}: {e}"))
+                })?;
+                Ok(Value::Text(Some(Cow::Borrowed(text))))
+            }
+            3 => Ok(Value::Bool(self.u8()? != 0)),
+            tag => Err(StoreError::Corrupt(format!(
+                "journal record: unknown value tag {tag} at byte {at}"
+            ))),
+        }
+    }
+}
+
+/// Writes encoded records' rows on a locked connection, inside the caller's transaction:
+/// each statement prepared once for all of them.
+pub(crate) fn apply(
+    db: &mut LockedSqliteHandle<'_>,
+    sql: &[String],
+    records: &[&[u8]],
+) -> Result<(), StoreError> {
+    // Which statements the records use, so each is prepared once, up front.
+    let mut kinds_used = vec![false; sql.len()];
+    for record in records {
+        let mut decoder = Decoder {
+            bytes: record,
+            at: 0,
+        };
+        while decoder.at < record.len() {
+            let kind = usize::from(decoder.u8()?);
+            let rows = decoder.u32()?;
+            let columns = decoder.u8()?;
+            skip_rows(&mut decoder, rows, columns)?;
+            *kinds_used.get_mut(kind).ok_or_else(|| {
+                StoreError::Corrupt(format!("journal record: unknown section {kind}"))
+            })? = true;
+        }
+    }
+    let locked = Locked::new(db);
+    let mut prepared: Vec<Option<Statement<'_>>> = Vec::new();
+    prepared.resize_with(sql.len(), || None);
+    for (kind, used) in kinds_used.iter().enumerate() {
+        if *used {
+            prepared[kind] = Some(Statement::prepare_in(&locked, &sql[kind])?);
+        }
+    }
+    let mut row: Vec<Value<'_>> = Vec::new();
+    for record in records {
+        let mut decoder = Decoder {
+            bytes: record,
+            at: 0,
+        };
+        while decoder.at < record.len() {
+            let kind = usize::from(decoder.u8()?);
+            let rows = decoder.u32()?;
+            let columns = decoder.u8()?;
+            let statement = prepared
+                .get_mut(kind)
+                .and_then(Option::as_mut)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("journal record: unknown section {kind}"))
+                })?;
+            for _ in 0..rows {
+                row.clear();
+                for _ in 0..columns {
+                    row.push(decoder.value()?);
+                }
+                statement.run(row.drain(..))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn skip_rows(decoder: &mut Decoder<'_>, rows: u32, columns: u8) -> Result<(), StoreError> {
+    for _ in 0..u64::from(rows) * u64::from(columns) {
+        decoder.value()?;
+    }
+    Ok(())
+}
+
+/// The journal file: where the next record goes and its sequence number.
+pub(crate) struct JournalFile {
+    file: File,
+    path: PathBuf,
+    offset: u64,
+    /// The sequence number of the last record written (or recovered).
+    last: u64,
+}
+
+/// A record read back at open: its sequence number and payload.
+pub(crate) type Recovered = (u64, Vec<u8>);
+
+impl JournalFile {
+    /// Opens (creating and preallocating) the journal in `dir`, locked for this process;
+    /// `Ok(None)` when another process holds it (a server runs on this data directory: a
+    /// command then writes to SQLite directly). Returns the records it holds, in order.
+    pub(crate) fn open(dir: &Path) -> Result<Option<(JournalFile, Vec<Recovered>)>, StoreError> {
+        let path = dir.join(JOURNAL_FILE);
+        let io = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+        };
+        let mut options = OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options
+            .open(&path)
+            .map_err(|e| io("cannot open the ingest journal", e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(io("cannot lock the ingest journal", e));
+            }
+        }
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io("cannot read the ingest journal", e))?;
+        let records = read_records(&bytes);
+        if (bytes.len() as u64) < LAP_BYTES {
+            // Written out once (zeros), so later syncs never change the file's size.
+            file.seek(SeekFrom::End(0))
+                .map_err(|e| io("cannot extend the ingest journal", e))?;
+            let zeros = vec![0u8; 1 << 20];
+            let mut length = bytes.len() as u64;
+            while length < LAP_BYTES {
+                let n = (LAP_BYTES - length).min(zeros.len() as u64) as usize;
+                file.write_all(&zeros[..n])
+                    .map_err(|e| io("cannot extend the ingest journal", e))?;
+                length += n as u64;
+            }
+            file.sync_all()
+                .map_err(|e| io("cannot sync the ingest journal", e))?;
+            if let Ok(directory) = File::open(dir) {
+                let _ = directory.sync_all();
+            }
+        }
+        let last = records.last().map_or(0, |(seq, _)| *seq);
+        let offset = records
+            .iter()
+            .map(|(_, payload)| (HEADER + payload.len()) as u64)
+            .sum();
+        Ok(Some((
+            JournalFile {
+                file,
+                path,
+                offset,
+                last,
+            },
+            records,
+        )))
+    }
+
+    /// The sequence number of the last record written.
+    pub(crate) fn last(&self) -> u64 {
+        self.last
+    }
+
+    /// Continues numbering after `seq` (what SQLite says it applied, when that is later).
+    pub(crate) fn continue_after(&mut self, seq: u64) {
+        self.last = self.last.max(seq);
+    }
+
+    /// Whether the lap is long enough to start over (once everything in it is applied).
+    pub(crate) fn lap_full(&self) -> bool {
+        self.offset >= LAP_BYTES
+    }
+
+    /// Starts writing at the beginning again. Only when every record written is applied.
+    pub(crate) fn restart(&mut self) {
+        self.offset = 0;
+    }
+
+    /// Appends a record and makes it durable; returns its sequence number. Blocking.
+    pub(crate) fn append(&mut self, payload: &[u8]) -> Result<u64, StoreError> {
+        let seq = self.last + 1;
+        let len = u32::try_from(payload.len())
+            .ok()
+            .filter(|&n| (n as usize) < RECORD_MAX)
+            .ok_or_else(|| StoreError::Other(format!("a batch of {} bytes", payload.len())))?;
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&seq.to_le_bytes());
+        crc.update(payload);
+        let mut record = Vec::with_capacity(HEADER + payload.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&crc.finalize().to_le_bytes());
+        record.extend_from_slice(&seq.to_le_bytes());
+        record.extend_from_slice(payload);
+        let io = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("{what} {}: {e}", self.path.display()))
+        };
+        self.file
+            .write_all_at(&record, self.offset)
+            .map_err(|e| io("cannot write to the ingest journal", e))?;
+        self.file
+            .sync_data()
+            .map_err(|e| io("cannot sync the ingest journal", e))?;
+        self.offset += record.len() as u64;
+        self.last = seq;
+        Ok(seq)
+    }
+}
+
+/// The records of a journal file's current lap, in order.
+fn read_records(bytes: &[u8]) -> Vec<Recovered> {
+    let mut records = Vec::new();
+    let mut at = 0usize;
+    let mut expected: Option<u64> = None;
+    while at + HEADER <= bytes.len() {
+        let word = |i: usize| {
+            let mut b = [0; 4];
+            b.copy_from_slice(&bytes[at + i..at + i + 4]);
+            u32::from_le_bytes(b)
+        };
+        let len = word(0) as usize;
+        let crc = word(4);
+        let mut s = [0; 8];
+        s.copy_from_slice(&bytes[at + 8..at + 16]);
+        let seq = u64::from_le_bytes(s);
+        let end = at + HEADER + len;
+        if len == 0 || len >= RECORD_MAX || end > bytes.len() || seq == 0 {
+            break;
+        }
+        if expected.is_some_and(|e| e != seq) {
+            break;
+        }
+        let payload = &bytes[at + HEADER..end];
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&seq.to_le_bytes());
+        hasher.update(payload);
+        if hasher.finalize() != crc {
+            break;
+        }
+        records.push((seq, payload.to_vec()));
+        expected = Some(seq + 1);
+        at = end;
+    }
+    records
+}
+
+/// How far the applier got, and why it stopped if it failed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Progress {
+    pub applied: u64,
+    pub error: Option<String>,
+}
+
+/// The journal as the store shares it between the ingest writer, the applier and readers.
+pub(crate) struct Journal {
+    pub file: std::sync::Mutex<JournalFile>,
+    /// The last record appended (what a barrier waits for).
+    pub journaled: AtomicU64,
+    pub progress: tokio::sync::watch::Sender<Progress>,
+    /// Records on their way to the applier.
+    pub queue:
+        tokio::sync::mpsc::UnboundedSender<(u64, Vec<u8>, tokio::sync::OwnedSemaphorePermit)>,
+    /// Room for unapplied records, in KiB: ingest waits when the applier is this far behind.
+    pub room: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Set by the applier when another process wrote to the database: the writer's cache
+    /// must be read again.
+    pub foreign_write: AtomicBool,
+    /// Tells the applier someone waits for it (a barrier): apply now, do not linger.
+    pub hurry: tokio::sync::Notify,
+}
+
+/// How long the applier lets records gather before it applies them, unless someone waits:
+/// a transaction per few milliseconds writes each shared index page once, not per record.
+pub(crate) const APPLY_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Unapplied records held at most, in KiB.
+pub(crate) const BEHIND_KIB_MAX: u32 = 64 * 1024;
+
+impl Journal {
+    /// Waits until every record journaled before the call is in SQLite.
+    pub(crate) async fn barrier(&self) -> Result<(), StoreError> {
+        let target = self.journaled.load(Ordering::Acquire);
+        let mut progress = self.progress.subscribe();
+        if progress.borrow().applied < target {
+            self.hurry.notify_one();
+        }
+        loop {
+            {
+                let now = progress.borrow_and_update();
+                if now.applied >= target {
+                    return Ok(());
+                }
+                if let Some(error) = &now.error {
+                    return Err(StoreError::Unavailable(format!(
+                        "journaled events cannot be written to the database: {error}"
+                    )));
+                }
+            }
+            if progress.changed().await.is_err() {
+                return Err(StoreError::Unavailable(
+                    "the journal's applier stopped".into(),
+                ));
+            }
+        }
+    }
+
+    /// Room for a record of `bytes` among the unapplied ones.
+    pub(crate) async fn reserve(
+        &self,
+        bytes: usize,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, StoreError> {
+        let kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, BEHIND_KIB_MAX);
+        std::sync::Arc::clone(&self.room)
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| StoreError::Unavailable("the journal is closed".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_read_back_up_to_a_torn_or_stale_one() {
+        let dir = tempfile::tempdir().expect("dir");
+        {
+            let (mut journal, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+            assert!(found.is_empty());
+            for payload in [&b"one"[..], b"two", b"three"] {
+                journal.append(payload).expect("append");
+            }
+            assert_eq!(journal.last(), 3);
+            // A second lap: record 4 overwrites record 1; records 2 and 3 are stale behind it.
+            journal.restart();
+            journal.append(b"four").expect("append");
+        }
+        let (journal, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+        assert_eq!(found, vec![(4, b"four".to_vec())]);
+        assert_eq!(journal.last(), 4);
+        drop(journal);
+        // A torn write: the last record's bytes cut in the middle.
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).expect("read");
+        let (mut journal, _) = JournalFile::open(dir.path()).expect("open").expect("lock");
+        journal.append(b"five-five-five").expect("append");
+        drop(journal);
+        let full = std::fs::read(&path).expect("read");
+        let end = HEADER + 4 + HEADER + 14;
+        bytes[..end - 3].copy_from_slice(&full[..end - 3]);
+        std::fs::write(&path, &bytes).expect("write");
+        let (_, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+        assert_eq!(
+            found,
+            vec![(4, b"four".to_vec())],
+            "the torn record is not read"
+        );
+    }
+
+    #[test]
+    fn a_second_process_does_not_get_the_journal() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = JournalFile::open(dir.path()).expect("open");
+        assert!(first.is_some());
+        // Locks are per open file description: a second open in this process stands in
+        // for another process.
+        assert!(JournalFile::open(dir.path()).expect("open").is_none());
+    }
+
+    #[test]
+    fn encoded_rows_decode_to_the_same_values() {
+        let mut encoded = Encoded::default();
+        let rows = vec![("a", Some(1i64), true), ("b\u{e9}", None, false)];
+        encoded
+            .section(4, &rows, |(t, n, b)| {
+                [
+                    Value::Text(Some(Cow::Borrowed(*t))),
+                    Value::Int(*n),
+                    Value::Bool(*b),
+                ]
+            })
+            .expect("encode");
+        let bytes = encoded.into_bytes();
+        let mut decoder = Decoder {
+            bytes: &bytes,
+            at: 0,
+        };
+        assert_eq!(decoder.u8().expect("kind"), 4);
+        assert_eq!(decoder.u32().expect("rows"), 2);
+        assert_eq!(decoder.u8().expect("columns"), 3);
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(match decoder.value().expect("value") {
+                Value::Text(t) => format!("t:{}", t.unwrap_or_default()),
+                Value::Int(n) => format!("i:{n:?}"),
+                Value::Bool(b) => format!("b:{b}"),
+            });
+        }
+        assert_eq!(
+            seen,
+            [
+                "t:a",
+                "i:Some(1)",
+                "b:true",
+                "t:b\u{e9}",
+                "i:None",
+                "b:false"
+            ]
+        );
+        assert_eq!(decoder.at, bytes.len());
+        // A record cut short is an error naming the byte, not a panic.
+        let mut short = Decoder {
+            bytes: &bytes[..bytes.len() - 2],
+            at: 6,
+        };
+        let mut error = None;
+        for _ in 0..9 {
+            if let Err(e) = short.value() {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+        assert!(error.is_some_and(|e| e.contains("cut short")));
+    }
+}
