@@ -31,6 +31,54 @@ use crate::sqlite_bulk::{Locked, Statement};
 
 /// The journal's file inside the data directory.
 pub const JOURNAL_FILE: &str = "ingest.journal";
+/// A lock file every other process writing to the database holds shared while it is open,
+/// so the journal's owner knows to read the database before a batch (`Others`).
+pub const WRITERS_FILE: &str = "writers.lock";
+
+/// Whether another store (another process, or a second store in this one) has the database
+/// open for writing: each holds a shared lock on `writers.lock` while it is open.
+pub(crate) struct Others(File);
+
+impl Others {
+    /// For the journal's owner: the lock file, not held.
+    pub(crate) fn watch(dir: &Path) -> Result<Others, StoreError> {
+        Ok(Others(open_lock_file(dir)?))
+    }
+
+    /// For every other store: the lock file held shared for as long as the store lives.
+    pub(crate) fn join(dir: &Path) -> Result<Others, StoreError> {
+        let file = open_lock_file(dir)?;
+        file.lock_shared().map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot lock {}: {e}",
+                dir.join(WRITERS_FILE).display()
+            ))
+        })?;
+        Ok(Others(file))
+    }
+
+    /// Whether some other store holds the lock now (a try of an exclusive lock, let go at once).
+    pub(crate) fn present(&self) -> bool {
+        match self.0.try_lock() {
+            Ok(()) => {
+                let _ = self.0.unlock();
+                false
+            }
+            Err(_) => true,
+        }
+    }
+}
+
+fn open_lock_file(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(WRITERS_FILE);
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(&path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))
+}
 /// The file's preallocated size; a lap longer than this grows it.
 const LAP_BYTES: u64 = 64 << 20;
 /// `[len u32][crc u32][seq u64]`.
@@ -402,7 +450,7 @@ impl JournalFile {
 }
 
 /// The records of a journal file's current lap, in order.
-fn read_records(bytes: &[u8]) -> Vec<Recovered> {
+pub(crate) fn read_records(bytes: &[u8]) -> Vec<Recovered> {
     let mut records = Vec::new();
     let mut at = 0usize;
     let mut expected: Option<u64> = None;
@@ -461,6 +509,9 @@ pub(crate) struct Journal {
     pub foreign_write: AtomicBool,
     /// Tells the applier someone waits for it (a barrier): apply now, do not linger.
     pub hurry: tokio::sync::Notify,
+    /// Other writers of the database: while one is open, batches go the transactional way,
+    /// which sees their commits.
+    pub others: Others,
 }
 
 /// How long the applier lets records gather before it applies them, unless someone waits:

@@ -72,6 +72,11 @@ pub struct SqliteStore {
     /// The ingest journal, when this process holds it (`journal.rs`); `None` for a command
     /// opening the database of a running server, which then writes to SQLite directly.
     journal: Option<Arc<Journal>>,
+    /// The data directory.
+    dir: std::path::PathBuf,
+    /// Without the journal: the shared lock that tells the journal's owner another store
+    /// writes to the database.
+    _writer: Option<crate::journal::Others>,
 }
 
 #[derive(Default)]
@@ -238,12 +243,18 @@ impl SqliteStore {
             .await
             .map_err(|error| unavailable(&path, error))?;
         let journal = open_journal(dir, &writer).await?;
+        let writer_lock = match journal {
+            Some(_) => None,
+            None => Some(crate::journal::Others::join(dir)?),
+        };
         Ok(SqliteStore {
             cache_max: ALERT_CACHE_MAX,
             writer,
             reader,
             state: tokio::sync::Mutex::new(WriterState::default()),
             journal,
+            dir: dir.to_path_buf(),
+            _writer: writer_lock,
         })
     }
 }
@@ -403,6 +414,12 @@ impl SqliteStore {
     /// Appends a batch's record to the journal (durable when this returns) and hands it to
     /// the applier; waits first when the applier is too far behind.
     async fn journal_append(&self, journal: &Journal, record: Vec<u8>) -> Result<u64, StoreError> {
+        if let Some(error) = &journal.progress.borrow().error {
+            // The database refuses what the journal holds: accept no more until it takes it.
+            return Err(StoreError::Unavailable(format!(
+                "journaled events cannot be written to the database: {error}"
+            )));
+        }
         let room = journal.reserve(record.len()).await?;
         let seq = crate::sqlite_bulk::blocking(|| {
             let mut file = journal
@@ -465,9 +482,53 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         )),
         foreign_write: std::sync::atomic::AtomicBool::new(false),
         hurry: tokio::sync::Notify::new(),
+        others: crate::journal::Others::watch(dir)?,
     });
     tokio::spawn(applier(writer.clone(), Arc::downgrade(&journal), records));
     Ok(Some(journal))
+}
+
+/// Applies to a copy of the database (`to`) the records of the journal in `dir` that it
+/// does not have. `false` when the journal no longer holds all of them (it started a new
+/// lap since the copy was taken, so the live database has them: copy again).
+async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
+    use sqlx::Connection;
+    let records = match std::fs::read(dir.join(crate::journal::JOURNAL_FILE)) {
+        Ok(bytes) => crate::journal::read_records(&bytes),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(error) => {
+            return Err(StoreError::Unavailable(format!(
+                "cannot read the ingest journal in {}: {error}",
+                dir.display()
+            )));
+        }
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(to)
+        .synchronous(SqliteSynchronous::Full);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
+    let applied: i64 = sqlx::query_scalar("SELECT seq FROM journal_applied WHERE id = 1")
+        .fetch_one(&mut conn)
+        .await?;
+    let applied = u64::try_from(applied).unwrap_or(0);
+    let pending: Vec<&[u8]> = records
+        .iter()
+        .filter(|(seq, _)| *seq > applied)
+        .map(|(_, p)| p.as_slice())
+        .collect();
+    let first = records
+        .iter()
+        .map(|(seq, _)| *seq)
+        .find(|seq| *seq > applied);
+    if first.is_some_and(|seq| seq != applied + 1) {
+        conn.close().await?;
+        return Ok(false);
+    }
+    if let Some((last, _)) = records.last().filter(|_| !pending.is_empty()) {
+        apply_in(&mut conn, &pending, *last).await?;
+    }
+    conn.close().await?;
+    Ok(true)
 }
 
 /// Most journal bytes one applier transaction takes.
@@ -693,9 +754,10 @@ impl Store for SqliteStore {
             state.data_version = None;
         }
         let cached = state.alerts.as_ref().is_some_and(|c| c.window == window);
-        if keyed || foreign || !cached {
-            // Idempotency keys are looked up in the database, and a cache to (re)load reads
-            // it: the whole batch goes the transactional way.
+        if keyed || foreign || !cached || journal.others.present() {
+            // Idempotency keys are looked up in the database, a cache to (re)load reads it,
+            // and another writer's commits are seen only by reading it (data_version): the
+            // whole batch goes the transactional way.
             return self
                 .ingest_in_transaction(state, pipeline, silences, batch)
                 .await;
@@ -1155,12 +1217,28 @@ impl Store for SqliteStore {
             .ok_or_else(|| StoreError::Other(format!("{} is not a UTF-8 path", to.display())))?;
         // The copy holds every event acknowledged before it started.
         self.barrier().await?;
-        let mut conn = self.reader.acquire().await?;
-        // One read transaction: the copy is the database as of one commit.
-        sqlx::query("VACUUM INTO $1")
-            .bind(target)
-            .execute(&mut *conn)
-            .await?;
+        for attempt in 1.. {
+            let mut conn = self.reader.acquire().await?;
+            // One read transaction: the copy is the database as of one commit.
+            sqlx::query("VACUUM INTO $1")
+                .bind(target)
+                .execute(&mut *conn)
+                .await?;
+            drop(conn);
+            // From another process than the server's, the server's journal may hold
+            // acknowledged events its database does not have yet: they go into the copy.
+            if self.journal.is_some() || catch_up(&self.dir, to).await? {
+                break;
+            }
+            // The journal started a new lap meanwhile (its records are in the database
+            // now): copy again.
+            let _ = std::fs::remove_file(to);
+            if attempt == 5 {
+                return Err(StoreError::Unavailable(
+                    "the server's journal moved on during five copies in a row; try again".into(),
+                ));
+            }
+        }
         let file = std::fs::File::open(to).map_err(|error| {
             StoreError::Other(format!("cannot open the backup {}: {error}", to.display()))
         })?;
@@ -1449,6 +1527,11 @@ mod tests {
                     }
                 }
             }
+            // Read the database as the store's reads do: after what was journaled is applied.
+            store
+                .barrier()
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let state = store.state.lock().await;
             let Some(cache) = state.alerts.as_ref() else {
                 continue;
@@ -1476,6 +1559,107 @@ mod tests {
 
     /// The data directory and the database files are private to vakt's user.
     #[cfg(unix)]
+    /// A batch acknowledged from the journal but not yet applied when the process died is
+    /// applied at the next open, once: the database is rolled back to "record 2 not applied"
+    /// by hand (its rows removed, the position set back) and opened again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journaled_batches_the_database_lacks_are_applied_at_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline =
+            Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles");
+        let event = |resource: &str| {
+            pipeline.prepare(
+                EventInput {
+                    resource: resource.into(),
+                    check: "ping".into(),
+                    summary: "x".into(),
+                    severity: Some(vakt_core::Severity::Major),
+                    ..EventInput::default()
+                },
+                "test",
+                Utc::now(),
+            )
+        };
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        assert!(
+            store.journal.is_some(),
+            "the first process holds the journal"
+        );
+        // The first batch loads the cache (a transaction); the next two are journaled.
+        let mut last = None;
+        for resource in ["a", "b", "c"] {
+            let out = store
+                .ingest(&pipeline, &Default::default(), vec![event(resource)])
+                .await
+                .expect("ingest");
+            last = Some(out);
+        }
+        let last = last.expect("outcomes");
+        let event_id = last[0].record.id.clone();
+        let alert_id = last[0].alert.as_ref().expect("alert").id.clone();
+        // Read back at once: the barrier waits for the applier.
+        assert!(store.event(&event_id).await.expect("read").is_some());
+        let applied = store
+            .journal
+            .as_ref()
+            .expect("journal")
+            .journaled
+            .load(std::sync::atomic::Ordering::Acquire);
+        assert_eq!(applied, 2, "two journaled batches");
+        // A second opener while the first runs writes directly (no journal).
+        let second = SqliteStore::open(dir.path()).await.expect("open");
+        assert!(second.journal.is_none());
+        second.close().await;
+        store.close().await;
+        drop(store);
+        {
+            let options = SqliteConnectOptions::new().filename(dir.path().join(DATABASE_FILE));
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .expect("connect");
+            for sql in [
+                "DELETE FROM alert_timeline WHERE alert_id = $1",
+                "DELETE FROM events WHERE alert_id = $1",
+                "DELETE FROM alerts WHERE id = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(&alert_id)
+                    .execute(&mut conn)
+                    .await
+                    .expect("delete");
+            }
+            sqlx::query("UPDATE journal_applied SET seq = 1")
+                .execute(&mut conn)
+                .await
+                .expect("rewind");
+            sqlx::Connection::close(conn).await.expect("close");
+        }
+        let store = SqliteStore::open(dir.path()).await.expect("reopen");
+        let stored = store
+            .event(&event_id)
+            .await
+            .expect("read")
+            .expect("applied again at open");
+        assert_eq!(stored.event.resource, "c");
+        let alert = store
+            .alert(&alert_id)
+            .await
+            .expect("read")
+            .expect("alert back");
+        assert_eq!(alert.count, 1);
+        let events: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&store.reader)
+            .await
+            .expect("count");
+        assert_eq!(events, 3, "every batch once");
+        // The next batch continues the numbering after the recovered records.
+        store
+            .ingest(&pipeline, &Default::default(), vec![event("d")])
+            .await
+            .expect("ingest");
+        store.close().await;
+    }
+
     #[test]
     fn the_database_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;

@@ -194,11 +194,7 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
     // Groups: two services, twenty members each, claimed whole and noted as sent.
     let heads = store.group_heads(100).await.expect("heads");
     assert_eq!(heads.len(), 2);
-    assert!(
-        heads
-            .iter()
-            .all(|h| h.pending == 20 && h.last_sent_at.is_none())
-    );
+    assert!(heads.iter().all(|h| h.last_sent_at.is_none()));
     let members = store
         .claim_group(&heads[0].group_key, now, lease, 1000)
         .await

@@ -152,15 +152,22 @@ pub fn spawn(
                 break;
             }
             let handling = dispatcher.deps.handling();
-            let poll = Duration::from_millis(handling.dispatch.poll_interval_ms.max(POLL_MIN_MS));
-            if handling.dispatch.enabled
-                && let Err(error) = dispatcher.round(&handling).await
-            {
-                tracing::warn!(%error, "dispatch round failed; trying again");
+            let mut wait =
+                Duration::from_millis(handling.dispatch.poll_interval_ms.max(POLL_MIN_MS));
+            if handling.dispatch.enabled {
+                match dispatcher.round(&handling).await {
+                    // A group comes due before the next poll: wake for it.
+                    Ok(Some(next)) => {
+                        let until = (next - Utc::now()).to_std().unwrap_or_default();
+                        wait = wait.min(until.max(Duration::from_millis(POLL_MIN_MS)));
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "dispatch round failed; trying again"),
+                }
             }
             tokio::select! {
                 _ = dispatcher.wake.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
         }
@@ -174,10 +181,11 @@ pub fn spawn(
 
 impl Dispatcher {
     /// One pass: take back abandoned actions, start due ones, send due groups, summaries.
+    /// Returns when the next group not yet due will be.
     pub(super) async fn round(
         self: &Arc<Self>,
         handling: &Arc<HandlingConfig>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
         let store = Arc::clone(&self.deps.store);
         // Leases run for many seconds, so looking for abandoned ones once a poll interval is
         // soon enough; rounds woken by new work (many a second under load) skip it, and the
@@ -223,7 +231,7 @@ impl Dispatcher {
             }
             for record in claimed {
                 let Ok(permit) = Arc::clone(&self.running).acquire_owned().await else {
-                    return Ok(());
+                    return Ok(None);
                 };
                 let this = Arc::clone(self);
                 let handling = Arc::clone(handling);
@@ -235,10 +243,10 @@ impl Dispatcher {
                 });
             }
         }
-        self.send_groups(handling).await?;
+        let next_group = self.send_groups(handling).await?;
         self.send_summaries(handling).await;
         self.store_throttles().await;
-        Ok(())
+        Ok(next_group)
     }
 
     pub(super) async fn run_one(&self, handling: &HandlingConfig, record: ActionRecord) {

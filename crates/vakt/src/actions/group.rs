@@ -10,11 +10,16 @@ const GROUP_MEMBERS_MAX: u32 = 10_000;
 
 impl Dispatcher {
     /// Sends every group whose wait (first member) and interval (last message) have passed:
-    /// one message for all its pending members.
-    pub(super) async fn send_groups(&self, handling: &HandlingConfig) -> Result<(), StoreError> {
+    /// one message for all its pending members. Returns when the next group not yet due
+    /// will be, so the dispatcher can wake then.
+    pub(super) async fn send_groups(
+        &self,
+        handling: &HandlingConfig,
+    ) -> Result<Option<chrono::DateTime<Utc>>, StoreError> {
         let store = &self.deps.store;
         let heads = store.group_heads(GROUPS_PER_ROUND).await?;
         let now = Utc::now();
+        let mut next: Option<chrono::DateTime<Utc>> = None;
         for head in heads {
             let Some(ActionConfig::Notify {
                 channel,
@@ -27,13 +32,14 @@ impl Dispatcher {
             else {
                 continue;
             };
-            if !due(
+            let due_at = due_at(
                 head.first_decided_at,
                 head.last_sent_at,
                 *group_wait_secs,
                 *group_interval_secs,
-                now,
-            ) {
+            );
+            if due_at > now {
+                next = Some(next.map_or(due_at, |n| n.min(due_at)));
                 continue;
             }
             let lease_until = now + chrono::Duration::seconds(lease_secs(handling));
@@ -115,12 +121,32 @@ impl Dispatcher {
             }
             self.record(finished_members).await;
         }
-        Ok(())
+        Ok(next)
     }
 }
 
-/// Whether a group goes out now: its first member waited `wait_secs` (more may join
+/// When a group goes out: once its first member waited `wait_secs` (more may join
 /// meanwhile) and its last message is `interval_secs` old (or there was none).
+fn due_at(
+    first_decided_at: chrono::DateTime<Utc>,
+    last_sent_at: Option<chrono::DateTime<Utc>>,
+    wait_secs: u64,
+    interval_secs: u64,
+) -> chrono::DateTime<Utc> {
+    let after = |at: chrono::DateTime<Utc>, n: u64| {
+        chrono::Duration::try_seconds(i64::try_from(n).unwrap_or(i64::MAX))
+            .and_then(|d| at.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<Utc>::MAX_UTC)
+    };
+    let wait_over = after(first_decided_at, wait_secs);
+    match last_sent_at {
+        Some(last) => wait_over.max(after(last, interval_secs)),
+        None => wait_over,
+    }
+}
+
+/// Whether a group goes out at `now`.
+#[cfg(test)]
 fn due(
     first_decided_at: chrono::DateTime<Utc>,
     last_sent_at: Option<chrono::DateTime<Utc>>,
@@ -128,11 +154,7 @@ fn due(
     interval_secs: u64,
     now: chrono::DateTime<Utc>,
 ) -> bool {
-    let secs = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    let wait_over = (now - first_decided_at).num_seconds() >= secs(wait_secs);
-    let interval_over =
-        last_sent_at.is_none_or(|last| (now - last).num_seconds() >= secs(interval_secs));
-    wait_over && interval_over
+    due_at(first_decided_at, last_sent_at, wait_secs, interval_secs) <= now
 }
 
 #[cfg(test)]
