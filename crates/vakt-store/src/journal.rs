@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,15 +46,18 @@ impl Others {
     }
 
     /// For every other store: the lock file held shared for as long as the store lives.
-    pub(crate) fn join(dir: &Path) -> Result<Others, StoreError> {
-        let file = open_lock_file(dir)?;
-        file.lock_shared().map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot lock {}: {e}",
-                dir.join(WRITERS_FILE).display()
-            ))
-        })?;
-        Ok(Others(file))
+    /// A read-only data directory has nothing to tell (such a store cannot write): `None`.
+    pub(crate) fn join(dir: &Path) -> Option<Others> {
+        let file = open_lock_file(dir)
+            .ok()
+            .or_else(|| File::open(dir.join(WRITERS_FILE)).ok())?;
+        match file.lock_shared() {
+            Ok(()) => Some(Others(file)),
+            Err(error) => {
+                tracing::warn!(%error, "cannot lock {}", dir.join(WRITERS_FILE).display());
+                None
+            }
+        }
     }
 
     /// Whether some other store holds the lock now (a try of an exclusive lock, let go at once).
@@ -79,8 +82,11 @@ fn open_lock_file(dir: &Path) -> Result<File, StoreError> {
         .open(&path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))
 }
-/// The file's preallocated size; a lap longer than this grows it.
+/// A lap this long starts over at the beginning once everything in it is applied.
 const LAP_BYTES: u64 = 64 << 20;
+/// The file grows by zeros this much ahead of the records (synced once), so a record's
+/// sync rarely has to write the file's new size too; after the first lap it never does.
+const GROW_BYTES: u64 = 4 << 20;
 /// `[len u32][crc u32][seq u64]`.
 const HEADER: usize = 16;
 /// The largest record read back: a larger length is a torn or foreign header.
@@ -333,6 +339,8 @@ pub(crate) struct JournalFile {
     offset: u64,
     /// The sequence number of the last record written (or recovered).
     last: u64,
+    /// The file's length (written zeros included).
+    length: u64,
 }
 
 /// A record read back at open: its sequence number and payload.
@@ -365,24 +373,13 @@ impl JournalFile {
         file.read_to_end(&mut bytes)
             .map_err(|e| io("cannot read the ingest journal", e))?;
         let records = read_records(&bytes);
-        if (bytes.len() as u64) < LAP_BYTES {
-            // Written out once (zeros), so later syncs never change the file's size.
-            file.seek(SeekFrom::End(0))
-                .map_err(|e| io("cannot extend the ingest journal", e))?;
-            let zeros = vec![0u8; 1 << 20];
-            let mut length = bytes.len() as u64;
-            while length < LAP_BYTES {
-                let n = (LAP_BYTES - length).min(zeros.len() as u64) as usize;
-                file.write_all(&zeros[..n])
-                    .map_err(|e| io("cannot extend the ingest journal", e))?;
-                length += n as u64;
-            }
-            file.sync_all()
-                .map_err(|e| io("cannot sync the ingest journal", e))?;
-            if let Ok(directory) = File::open(dir) {
-                let _ = directory.sync_all();
-            }
+        // A new file's directory entry is durable before any record in it is acknowledged.
+        if bytes.is_empty()
+            && let Ok(directory) = File::open(dir)
+        {
+            let _ = directory.sync_all();
         }
+        let length = bytes.len() as u64;
         let last = records.last().map_or(0, |(seq, _)| *seq);
         let offset = records
             .iter()
@@ -394,6 +391,7 @@ impl JournalFile {
                 path,
                 offset,
                 last,
+                length,
             },
             records,
         )))
@@ -437,13 +435,24 @@ impl JournalFile {
         let io = |what: &str, e: std::io::Error| {
             StoreError::Unavailable(format!("{what} {}: {e}", self.path.display()))
         };
+        let end = self.offset + record.len() as u64;
+        if end > self.length {
+            // Zeros ahead, synced with the new size once. On a disk without that much room
+            // the record is written past the end anyway (its sync then writes the size).
+            let grown = end.max(self.length + GROW_BYTES);
+            let zeros = vec![0u8; (grown - self.length) as usize];
+            if self.file.write_all_at(&zeros, self.length).is_ok() && self.file.sync_all().is_ok() {
+                self.length = grown;
+            }
+        }
         self.file
             .write_all_at(&record, self.offset)
             .map_err(|e| io("cannot write to the ingest journal", e))?;
         self.file
             .sync_data()
             .map_err(|e| io("cannot sync the ingest journal", e))?;
-        self.offset += record.len() as u64;
+        self.offset = end;
+        self.length = self.length.max(end);
         self.last = seq;
         Ok(seq)
     }

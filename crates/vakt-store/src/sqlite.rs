@@ -245,7 +245,7 @@ impl SqliteStore {
         let journal = open_journal(dir, &writer).await?;
         let writer_lock = match journal {
             Some(_) => None,
-            None => Some(crate::journal::Others::join(dir)?),
+            None => crate::journal::Others::join(dir),
         };
         Ok(SqliteStore {
             cache_max: ALERT_CACHE_MAX,
@@ -442,7 +442,17 @@ impl SqliteStore {
 /// Opens the ingest journal in `dir`: applies what it holds beyond the position SQLite
 /// recorded, then starts the applier. `None` when another process (a running server) holds it.
 async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Journal>>, StoreError> {
-    let Some((mut file, records)) = crate::sqlite_bulk::blocking(|| JournalFile::open(dir))? else {
+    let opened = match crate::sqlite_bulk::blocking(|| JournalFile::open(dir)) {
+        Ok(opened) => opened,
+        Err(error) => {
+            // A read-only data directory, say: vakt still starts and reads, and every write
+            // is refused by the database itself, saying why. Records the journal may hold
+            // are applied by the next start that can open it.
+            tracing::warn!(%error, "cannot use the ingest journal: writing to the database directly");
+            return Ok(None);
+        }
+    };
+    let Some((mut file, records)) = opened else {
         tracing::info!(
             "another process holds the ingest journal: writing to the database directly"
         );

@@ -13,7 +13,31 @@ use sqlx::Connection;
 use crate::harness::{Node, spawn_node};
 
 /// Every event resource stored in the SQLite database of `data`, read directly.
+/// The resources of the events stored in a data directory of a vakt that is not running.
+/// On SQLite what was acknowledged is in the ingest journal and the database together:
+/// `vakt db stats` opens the store as vakt does (applying what the journal holds that the
+/// database does not), then the tables are read directly.
 async fn stored_resources(data: &Path) -> Vec<String> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["db", "stats", "--data-dir"])
+        .arg(data)
+        .env("VAKT_LOG", "info")
+        .env_remove("VAKT_DATABASE_URL")
+        .output()
+        .await
+        .expect("vakt db stats runs");
+    assert!(
+        out.status.success(),
+        "vakt db stats: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    if let Some(line) = log
+        .lines()
+        .find(|l| l.contains("applied the ingest journal"))
+    {
+        eprintln!("recovery: {line}");
+    }
     let url = format!("sqlite://{}?mode=ro", data.join("vakt.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url)
         .await

@@ -43,8 +43,12 @@ async fn a_missing_api_heartbeat_raises_and_its_return_clears() {
             .starts_with("no heartbeat from nightly-backup"),
         "{alert}"
     );
-    let (_, listed) = server.get("/api/v1/heartbeats").await;
-    assert_eq!(listed[0]["missing"], true);
+    // The monitor marks the heartbeat missing right after it sent the event.
+    crate::actions::eventually(5, "the heartbeat is listed as missing", || async {
+        let (_, listed) = server.get("/api/v1/heartbeats").await;
+        (listed[0]["missing"] == true).then_some(())
+    })
+    .await;
 
     server
         .post(
