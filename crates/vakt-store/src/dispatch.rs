@@ -558,7 +558,7 @@ impl<'a> FinishRows<'a> {
             TIMELINE_COLUMNS,
             "",
             &self.timeline,
-            |e| timeline_row(e),
+            timeline_row,
         )?;
         // Group members that will be tried again make their group pending again.
         let retried: Vec<(&str, &str, i64)> = self
