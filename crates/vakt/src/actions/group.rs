@@ -51,17 +51,29 @@ impl Dispatcher {
             };
             let started = Utc::now();
             // The members' alerts, each once, in one query (not one per member).
+            let mut seen = std::collections::HashSet::with_capacity(members.len());
             let ids: Vec<&str> = members
                 .iter()
                 .map(|m| m.decided.alert_id.as_str())
+                .filter(|id| seen.insert(*id))
                 .collect();
+            // Without inhibit rules no member is left out, and the message lists only the
+            // first few: only their alerts are read, not all of a large group's.
+            let listed = render::GROUP_LISTED_MAX * 5;
+            let whole = !handling.inhibit.is_empty();
+            let read = if whole {
+                &ids[..]
+            } else {
+                &ids[..ids.len().min(listed)]
+            };
             // A failed read ends the round: the members stay leased and are taken back
             // when the lease runs out, then sent again; nothing is marked as sent.
-            let mut alerts = store.alerts_by_id(&ids).await?;
+            let mut alerts = store.alerts_by_id(read).await?;
             // Inhibited members are left out of the message and recorded as skipped.
             let targets: Vec<&Alert> = alerts.iter().collect();
             let skipped = inhibitions(&**store, handling, &targets).await?;
             alerts.retain(|a| !skipped.contains_key(&a.id));
+            let count = if whole { alerts.len() } else { ids.len() };
             let result = match alerts.first() {
                 None => Outcome::Skipped("every alert of the group is inhibited".into()),
                 Some(lead) => {
@@ -79,12 +91,8 @@ impl Dispatcher {
                             .iter()
                             .map(|k| (k.clone(), labels.get(k).cloned().unwrap_or_default()))
                             .collect(),
-                        count: alerts.len(),
-                        alerts: alerts
-                            .iter()
-                            .take(render::GROUP_LISTED_MAX * 5)
-                            .cloned()
-                            .collect(),
+                        count,
+                        alerts: alerts.iter().take(listed).cloned().collect(),
                     });
                     match handling.channels.get(channel) {
                         None => Outcome::permanent(format!(
