@@ -7,6 +7,8 @@
 #   SCALE=0.2 bench/compare-alertmanager.sh     # the same matrix with a fifth of the alerts
 #   ONLY=vakt bench/compare-alertmanager.sh     # vakt only (e.g. while changing it)
 #   ROWS="1 4" bench/compare-alertmanager.sh    # only rows 1 and 4 of the matrix
+#   PG_URL=postgres://postgres@127.0.0.1:5432/postgres ONLY=vakt bench/compare-alertmanager.sh
+#                                               # vakt on PostgreSQL (a fresh database per scenario)
 #
 # The matrix: 1 alert per request over 1/16/64 connections and 100 alerts per request over
 # 1/8/32, each with unique alerts; then 1,000 repeating alerts over 1/16/64 (1 per request)
@@ -22,6 +24,7 @@ AM_PORT=${AM_PORT:-19093}
 VAKT_PORT=${VAKT_PORT:-19470}
 SINK_PORT=${SINK_PORT:-19500}
 VAKT_EXTRA=${VAKT_EXTRA:-}
+PG_URL=${PG_URL:-}
 
 if [ "$ONLY" != vakt ] && ! command -v prometheus-alertmanager >/dev/null; then
     echo "installing prometheus-alertmanager (Debian)"
@@ -113,6 +116,11 @@ one() { # system row per conns fingerprints events
         prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
             --web.listen-address="127.0.0.1:$AM_PORT" --cluster.listen-address= >"$work/am.log" 2>&1 &
         pid=$!; ready="http://127.0.0.1:$AM_PORT/-/ready"; target="http://127.0.0.1:$AM_PORT"
+    elif [ -n "$PG_URL" ]; then
+        psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS vakt_compare" -c "CREATE DATABASE vakt_compare"
+        VAKT_DATABASE_URL="${PG_URL%/*}/vakt_compare" "$vakt" serve --config "$work/vakt.toml" \
+            --listen "127.0.0.1:$VAKT_PORT" >"$work/vakt.log" 2>&1 &
+        pid=$!; ready="http://127.0.0.1:$VAKT_PORT/readyz"; target="http://127.0.0.1:$VAKT_PORT"
     else
         "$vakt" serve --config "$work/vakt.toml" --listen "127.0.0.1:$VAKT_PORT" \
             --data-dir "$work/vakt-data" >"$work/vakt.log" 2>&1 &
