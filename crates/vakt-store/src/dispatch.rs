@@ -458,24 +458,25 @@ pub(crate) async fn finish_in(
     if let Next::Retry(at) = finish.next {
         note_groups(conn, &pending_groups([&record.decided]), ms(at)).await?;
     }
-    insert_timeline(
-        conn,
-        &[&TimelineEntry {
-            id: crate::sql::new_id(),
-            alert_id: record.decided.alert_id.clone(),
-            at: finish.attempt.finished_at,
-            kind: if status == ActionStatus::Skipped {
-                TimelineKind::ActionSuppressed
-            } else {
-                TimelineKind::ActionRun
-            },
-            by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
-            message: finish.timeline.clone(),
-            event_id: None,
-        }],
-    )
-    .await?;
+    insert_timeline(conn, &[&finish_line(record, finish)]).await?;
     Ok(())
+}
+
+/// The timeline line an attempt leaves on its alert.
+fn finish_line(record: &ActionRecord, finish: &Finish) -> TimelineEntry {
+    TimelineEntry {
+        id: crate::sql::new_id(),
+        alert_id: record.decided.alert_id.clone(),
+        at: finish.attempt.finished_at,
+        kind: if finish.next == Next::Done(ActionStatus::Skipped) {
+            TimelineKind::ActionSuppressed
+        } else {
+            TimelineKind::ActionRun
+        },
+        by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
+        message: finish.timeline.clone(),
+        event_id: None,
+    }
 }
 
 /// The rows a batch of finished attempts writes, prepared once for a bulk path: an attempt
@@ -489,19 +490,7 @@ impl<'a> FinishRows<'a> {
     pub(crate) fn new(items: &'a [(ActionRecord, Finish)]) -> FinishRows<'a> {
         let timeline = items
             .iter()
-            .map(|(record, finish)| TimelineEntry {
-                id: crate::sql::new_id(),
-                alert_id: record.decided.alert_id.clone(),
-                at: finish.attempt.finished_at,
-                kind: if finish.next == Next::Done(ActionStatus::Skipped) {
-                    TimelineKind::ActionSuppressed
-                } else {
-                    TimelineKind::ActionRun
-                },
-                by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
-                message: finish.timeline.clone(),
-                event_id: None,
-            })
+            .map(|(record, finish)| finish_line(record, finish))
             .collect();
         FinishRows { items, timeline }
     }

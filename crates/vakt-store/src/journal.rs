@@ -105,12 +105,7 @@ fn build() -> Vec<String> {
         TIMELINE_COLUMNS, TRACE_COLUMNS, TRACE_CONFLICT, alert_conflict,
     };
     let insert = |table: &str, columns: &str, tail: &str| {
-        let n = columns.split(',').count();
-        let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
-        format!(
-            "INSERT INTO {table} ({columns}) VALUES ({}){tail}",
-            placeholders.join(", ")
-        )
+        crate::sqlite_bulk::insert_sql(table, columns, tail, columns.split(',').count())
     };
     vec![
         insert("traces", TRACE_COLUMNS, TRACE_CONFLICT),
@@ -241,6 +236,14 @@ impl<'a> Decoder<'a> {
         Ok(u32::from_le_bytes(b))
     }
 
+    /// The next section's header (statement, rows, columns), `None` at the end.
+    fn section(&mut self) -> Result<Option<(usize, u32, u8)>, StoreError> {
+        if self.at >= self.bytes.len() {
+            return Ok(None);
+        }
+        Ok(Some((usize::from(self.u8()?), self.u32()?, self.u8()?)))
+    }
+
     fn value(&mut self) -> Result<Value<'a>, StoreError> {
         let at = self.at;
         match self.u8()? {
@@ -279,10 +282,7 @@ pub(crate) fn apply(
             bytes: record,
             at: 0,
         };
-        while decoder.at < record.len() {
-            let kind = usize::from(decoder.u8()?);
-            let rows = decoder.u32()?;
-            let columns = decoder.u8()?;
+        while let Some((kind, rows, columns)) = decoder.section()? {
             skip_rows(&mut decoder, rows, columns)?;
             *kinds_used.get_mut(kind).ok_or_else(|| {
                 StoreError::Corrupt(format!("journal record: unknown section {kind}"))
@@ -303,10 +303,7 @@ pub(crate) fn apply(
             bytes: record,
             at: 0,
         };
-        while decoder.at < record.len() {
-            let kind = usize::from(decoder.u8()?);
-            let rows = decoder.u32()?;
-            let columns = decoder.u8()?;
+        while let Some((kind, rows, columns)) = decoder.section()? {
             let statement = prepared
                 .get_mut(kind)
                 .and_then(Option::as_mut)

@@ -200,16 +200,16 @@ pub(crate) fn insert<T, const N: usize>(
     if items.is_empty() {
         return Ok(());
     }
-    let placeholders: Vec<String> = (1..=N).map(|i| format!("?{i}")).collect();
-    let sql = format!(
+    each(handle, &insert_sql(table, columns, tail, N), items, to_row)
+}
+
+/// `INSERT INTO {table} ({columns}) VALUES (?1, ..., ?{n}){tail}`.
+pub(crate) fn insert_sql(table: &str, columns: &str, tail: &str, n: usize) -> String {
+    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    format!(
         "INSERT INTO {table} ({columns}) VALUES ({}){tail}",
         placeholders.join(", ")
-    );
-    let mut statement = Statement::prepare(handle, &sql)?;
-    for item in items {
-        statement.run(to_row(item))?;
-    }
-    Ok(())
+    )
 }
 
 /// Runs one statement (`sql`, parameters `?1`..) once per item.
