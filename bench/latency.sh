@@ -30,7 +30,7 @@ actions = ["hook"]
 type = "webhook"
 url = "http://127.0.0.1:$sink/hook"
 TOML
-VAKT_LOG=warn "$vakt" serve --config "$work/vakt.toml" --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+VAKT_LOG=${VAKT_LOG:-warn} "$vakt" serve --config "$work/vakt.toml" --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
 pid=$!
 until curl -sf "localhost:$port/readyz" >/dev/null; do sleep 0.05; done
 python3 bench/latency.py "$sink" "http://127.0.0.1:$port" "$seconds" >"$work/latency.json" &
@@ -42,3 +42,4 @@ wait "$probe"
 curl -s "localhost:$port/metrics" | grep -E "commit_seconds|commit_batch" > "${METRICS_OUT:-/dev/null}" || true
 echo "load:    $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["events_per_second"]), "events/s accepted of", d["events"], "offered; request p99", d["latency_ms"]["p99"], "ms")' "$work/load.json") (offered at $rate/s)"
 echo "latency: $(cat "$work/latency.json")"
+[ -n "${SERVE_LOG:-}" ] && cp "$work/serve.log" "$SERVE_LOG"

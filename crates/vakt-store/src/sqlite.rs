@@ -580,6 +580,7 @@ async fn applier(
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
         let payloads: Vec<&[u8]> = batch.iter().map(|(_, p, _)| p.as_slice()).collect();
         let mut backoff = std::time::Duration::from_millis(50);
+        let started = std::time::Instant::now();
         loop {
             let result = async {
                 let version = apply_records(&writer, &payloads, last, false).await?;
@@ -598,6 +599,15 @@ async fn applier(
                             .store(true, std::sync::atomic::Ordering::Release);
                     }
                     data_version = Some(version);
+                    tracing::debug!(
+                        records = payloads.len(),
+                        bytes,
+                        last,
+                        behind =
+                            journal.journaled.load(std::sync::atomic::Ordering::Acquire) - last,
+                        ms = started.elapsed().as_secs_f64() * 1000.0,
+                        "applied journal records"
+                    );
                     journal.progress.send_replace(Progress {
                         applied: last,
                         error: None,
