@@ -134,8 +134,9 @@ pub struct GroupHead {
 
 use crate::db::{Conn, Query, Row, query};
 use crate::queries::{fetch_page, filter_eq, insert_timeline};
-use crate::sql::{from_json, json, ms, opt_time, parsed, time};
+use crate::sql::{Value, from_json, json, ms, opt_time, parsed, time};
 use crate::{Page, StoreError};
+use std::borrow::Cow;
 use vakt_core::TimelineEntry;
 use vakt_core::alert::TimelineKind;
 
@@ -289,6 +290,32 @@ pub(crate) const GROUP_NOTE_CONFLICT: &str = " ON CONFLICT (group_key) DO UPDATE
      action = excluded.action, \
      first_pending_at = COALESCE(notification_groups.first_pending_at, excluded.first_pending_at)";
 
+/// A group note's row, in `GROUP_NOTE_COLUMNS` order.
+pub(crate) fn group_note_row<'a>(key: &'a str, action: &'a str, at_ms: i64) -> [Value<'a>; 3] {
+    [
+        Value::Text(Some(Cow::Borrowed(key))),
+        Value::Text(Some(Cow::Borrowed(action))),
+        Value::Int(Some(at_ms)),
+    ]
+}
+
+pub(crate) const ATTEMPT_COLUMNS: &str =
+    "id, action_id, attempt, started_at, finished_at, outcome, detail, output";
+
+/// An attempt's row, in `ATTEMPT_COLUMNS` order.
+pub(crate) fn attempt_row(a: &Attempt) -> [Value<'_>; 8] {
+    [
+        Value::Text(Some(Cow::Borrowed(&a.id))),
+        Value::Text(Some(Cow::Borrowed(&a.action_id))),
+        Value::Int(Some(a.attempt)),
+        Value::Int(Some(ms(a.started_at))),
+        Value::Int(Some(ms(a.finished_at))),
+        Value::Text(Some(Cow::Borrowed(&a.outcome))),
+        Value::Text(Some(Cow::Borrowed(&a.detail))),
+        Value::Text(a.output.as_ref().map(|o| Cow::Owned(json(o)))),
+    ]
+}
+
 /// The groups of `actions` that got a pending member, each once.
 pub(crate) fn pending_groups<'a>(
     actions: impl IntoIterator<Item = &'a DecidedAction>,
@@ -309,17 +336,12 @@ pub(crate) async fn note_groups(
     groups: &[(&str, &str)],
     at_ms: i64,
 ) -> Result<(), StoreError> {
-    for (key, action) in groups {
-        query(format!(
-            "INSERT INTO notification_groups ({GROUP_NOTE_COLUMNS}) VALUES ($1, $2, $3){GROUP_NOTE_CONFLICT}"
-        ))
-        .bind((*key).to_owned())
-        .bind((*action).to_owned())
-        .bind(at_ms)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
+    // Each key once (`pending_groups`), so one statement may upsert them all.
+    let head = format!("INSERT INTO notification_groups ({GROUP_NOTE_COLUMNS}) ");
+    crate::queries::insert_rows(conn, &head, GROUP_NOTE_CONFLICT, groups, |(key, action)| {
+        group_note_row(key, action, at_ms)
+    })
+    .await
 }
 
 /// After a claim of a group's members: when it sent (if it claimed any) and whether it still
@@ -416,21 +438,8 @@ pub(crate) async fn insert_attempt(
     conn: &mut Conn<'_>,
     attempt: &Attempt,
 ) -> Result<(), StoreError> {
-    query(
-        "INSERT INTO action_attempts (id, action_id, attempt, started_at, finished_at, outcome, detail, output) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(attempt.id.clone())
-    .bind(attempt.action_id.clone())
-    .bind(attempt.attempt)
-    .bind(ms(attempt.started_at))
-    .bind(ms(attempt.finished_at))
-    .bind(attempt.outcome.clone())
-    .bind(attempt.detail.clone())
-    .bind(attempt.output.as_ref().map(json))
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
+    let head = format!("INSERT INTO action_attempts ({ATTEMPT_COLUMNS}) ");
+    crate::queries::insert_rows(conn, &head, "", &[attempt], |a| attempt_row(a)).await
 }
 
 /// Records an attempt and moves its action on; only an action still `running` moves.
@@ -500,27 +509,15 @@ impl<'a> FinishRows<'a> {
         &self,
         db: &mut sqlx::sqlite::LockedSqliteHandle<'_>,
     ) -> Result<(), StoreError> {
-        use crate::sql::{TIMELINE_COLUMNS, Value, timeline_row};
+        use crate::sql::{TIMELINE_COLUMNS, timeline_row};
         use crate::sqlite_bulk::{each, insert};
-        use std::borrow::Cow;
-        each(
+        insert(
             db,
-            "INSERT INTO action_attempts (id, action_id, attempt, started_at, finished_at, outcome, detail, output) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "action_attempts",
+            ATTEMPT_COLUMNS,
+            "",
             self.items,
-            |(_, finish)| {
-                let a = &finish.attempt;
-                [
-                    Value::Text(Some(Cow::Borrowed(&a.id))),
-                    Value::Text(Some(Cow::Borrowed(&a.action_id))),
-                    Value::Int(Some(a.attempt)),
-                    Value::Int(Some(ms(a.started_at))),
-                    Value::Int(Some(ms(a.finished_at))),
-                    Value::Text(Some(Cow::Borrowed(&a.outcome))),
-                    Value::Text(Some(Cow::Borrowed(&a.detail))),
-                    Value::Text(a.output.as_ref().map(|o| Cow::Owned(json(o)))),
-                ]
-            },
+            |(_, finish)| attempt_row(&finish.attempt),
         )?;
         each(
             db,
@@ -566,13 +563,7 @@ impl<'a> FinishRows<'a> {
             GROUP_NOTE_COLUMNS,
             GROUP_NOTE_CONFLICT,
             &retried,
-            |(key, action, at)| {
-                [
-                    Value::Text(Some(Cow::Borrowed(*key))),
-                    Value::Text(Some(Cow::Borrowed(*action))),
-                    Value::Int(Some(*at)),
-                ]
-            },
+            |(key, action, at)| group_note_row(key, action, *at),
         )
     }
 }

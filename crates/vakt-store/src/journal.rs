@@ -140,11 +140,7 @@ pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreE
         action_row(a, rows.decided_at_ms)
     })?;
     out.section(6, &rows.groups, |(key, action)| {
-        [
-            Value::Text(Some(Cow::Borrowed(*key))),
-            Value::Text(Some(Cow::Borrowed(*action))),
-            Value::Int(Some(rows.decided_at_ms)),
-        ]
+        crate::dispatch::group_note_row(key, action, rows.decided_at_ms)
     })?;
     Ok(out.into_bytes())
 }

@@ -413,7 +413,7 @@ impl SqliteStore {
 
     /// Appends a batch's record to the journal (durable when this returns) and hands it to
     /// the applier; waits first when the applier is too far behind.
-    async fn journal_append(&self, journal: &Journal, record: Vec<u8>) -> Result<u64, StoreError> {
+    async fn journal_append(&self, journal: &Journal, record: Vec<u8>) -> Result<(), StoreError> {
         if let Some(error) = &journal.progress.borrow().error {
             // The database refuses what the journal holds: accept no more until it takes it.
             return Err(StoreError::Unavailable(format!(
@@ -434,8 +434,7 @@ impl SqliteStore {
         journal
             .queue
             .send((seq, record, room))
-            .map_err(|_| StoreError::Unavailable("the journal's applier stopped".into()))?;
-        Ok(seq)
+            .map_err(|_| StoreError::Unavailable("the journal's applier stopped".into()))
     }
 }
 
@@ -458,21 +457,17 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         );
         return Ok(None);
     };
-    let applied: i64 = sqlx::query_scalar("SELECT seq FROM journal_applied WHERE id = 1")
-        .fetch_one(writer)
-        .await?;
-    let applied = u64::try_from(applied).unwrap_or(0);
-    let pending: Vec<&(u64, Vec<u8>)> = records.iter().filter(|(seq, _)| *seq > applied).collect();
+    let applied = applied_seq(&mut *writer.acquire().await?).await?;
+    let pending = Pending::after(&records, applied);
     let mut last = applied;
-    if let Some((seq, _)) = pending.last() {
-        let payloads: Vec<&[u8]> = pending.iter().map(|(_, p)| p.as_slice()).collect();
-        apply_records(writer, &payloads, *seq, true).await?;
+    if let Some(seq) = pending.last {
+        apply_records(writer, &pending.payloads, seq, true).await?;
         tracing::info!(
-            records = payloads.len(),
+            records = pending.payloads.len(),
             last = seq,
             "applied the ingest journal's records the database did not have yet"
         );
-        last = *seq;
+        last = seq;
     }
     // Everything in the file is in the database now: the next record starts a new lap.
     file.continue_after(last);
@@ -498,6 +493,33 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
     Ok(Some(journal))
 }
 
+/// The last journal record the database holds (`journal_applied`).
+async fn applied_seq(conn: &mut sqlx::SqliteConnection) -> Result<u64, StoreError> {
+    let applied: i64 = sqlx::query_scalar("SELECT seq FROM journal_applied WHERE id = 1")
+        .fetch_one(conn)
+        .await?;
+    Ok(u64::try_from(applied).unwrap_or(0))
+}
+
+/// The records of a journal that come after the database's position.
+struct Pending<'a> {
+    payloads: Vec<&'a [u8]>,
+    first: Option<u64>,
+    last: Option<u64>,
+}
+
+impl<'a> Pending<'a> {
+    fn after(records: &'a [crate::journal::Recovered], applied: u64) -> Pending<'a> {
+        let after: Vec<&(u64, Vec<u8>)> =
+            records.iter().filter(|(seq, _)| *seq > applied).collect();
+        Pending {
+            payloads: after.iter().map(|(_, p)| p.as_slice()).collect(),
+            first: after.first().map(|(seq, _)| *seq),
+            last: after.last().map(|(seq, _)| *seq),
+        }
+    }
+}
+
 /// Applies to a copy of the database (`to`) the records of the journal in `dir` that it
 /// does not have. `false` when the journal no longer holds all of them (it started a new
 /// lap since the copy was taken, so the live database has them: copy again).
@@ -517,25 +539,14 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
         .filename(to)
         .synchronous(SqliteSynchronous::Full);
     let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-    let applied: i64 = sqlx::query_scalar("SELECT seq FROM journal_applied WHERE id = 1")
-        .fetch_one(&mut conn)
-        .await?;
-    let applied = u64::try_from(applied).unwrap_or(0);
-    let pending: Vec<&[u8]> = records
-        .iter()
-        .filter(|(seq, _)| *seq > applied)
-        .map(|(_, p)| p.as_slice())
-        .collect();
-    let first = records
-        .iter()
-        .map(|(seq, _)| *seq)
-        .find(|seq| *seq > applied);
-    if first.is_some_and(|seq| seq != applied + 1) {
+    let applied = applied_seq(&mut conn).await?;
+    let pending = Pending::after(&records, applied);
+    if pending.first.is_some_and(|seq| seq != applied + 1) {
         conn.close().await?;
         return Ok(false);
     }
-    if let Some((last, _)) = records.last().filter(|_| !pending.is_empty()) {
-        apply_in(&mut conn, &pending, *last).await?;
+    if let Some(last) = pending.last {
+        apply_in(&mut conn, &pending.payloads, last).await?;
     }
     conn.close().await?;
     Ok(true)
@@ -582,11 +593,7 @@ async fn applier(
         let mut backoff = std::time::Duration::from_millis(50);
         let started = std::time::Instant::now();
         loop {
-            let result = async {
-                let version = apply_records(&writer, &payloads, last, false).await?;
-                Ok::<_, StoreError>(version)
-            }
-            .await;
+            let result = apply_records(&writer, &payloads, last, false).await;
             let Some(journal) = journal.upgrade() else {
                 return;
             };
@@ -633,8 +640,8 @@ async fn applier(
 /// Applies journal records in one transaction that also records `last` as applied; returns
 /// the connection's data_version before it. With `sync` false the commit is not synced
 /// (`synchronous = NORMAL` for this transaction only): the records are durable in the
-/// journal already, and the journal starts over only after a synced commit
-/// (`SqliteStore::journal_lap`), so a power cut loses nothing the journal does not replay.
+/// journal already, and the journal starts over only after a synced commit (`ingest` runs
+/// `queries::sync_point` first), so a power cut loses nothing the journal does not replay.
 async fn apply_records(
     writer: &SqlitePool,
     payloads: &[&[u8]],
