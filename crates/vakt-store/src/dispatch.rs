@@ -366,6 +366,103 @@ pub(crate) async fn write_group_sent(
     Ok(())
 }
 
+/// Decided actions a write stores as claimed (`running` until `lease_until_ms`).
+pub(crate) struct Claimed<'a> {
+    pub ids: std::collections::BTreeSet<&'a str>,
+    pub lease_until_ms: i64,
+}
+
+impl Claimed<'_> {
+    pub const NONE: Claimed<'static> = Claimed {
+        ids: std::collections::BTreeSet::new(),
+        lease_until_ms: 0,
+    };
+}
+
+/// Which of a batch's decided actions may be handed to this process's dispatcher, at most
+/// `max`: due, ungrouped deliveries and commands (not escalation pages) of alerts the batch
+/// opened, whose earlier actions are all in the batch. Actions of existing alerts are
+/// claimed from the table as before: running them needs the alert's earlier actions.
+pub(crate) fn handable(
+    outcomes: &[vakt_core::Correlated],
+    max: usize,
+    now: DateTime<Utc>,
+) -> std::collections::BTreeSet<&str> {
+    outcomes
+        .iter()
+        .filter(|o| o.transition == vakt_core::pipeline::Transition::Opened)
+        .flat_map(|o| &o.actions)
+        .filter(|a| {
+            a.suppressed_by.is_none()
+                && a.group_key.is_none()
+                && a.target.is_none()
+                && a.decided_at <= now
+        })
+        .take(max)
+        .map(|a| a.id.as_str())
+        .collect()
+}
+
+/// The handed actions as claimed records, each with its alert as the batch left it, its
+/// event and the batch's other actions for the alert.
+pub(crate) fn handed(
+    outcomes: &[vakt_core::Correlated],
+    claimed: &Claimed<'_>,
+    lease_until: DateTime<Utc>,
+) -> Vec<crate::Handed> {
+    if claimed.ids.is_empty() {
+        return Vec::new();
+    }
+    let record = |decided: &DecidedAction, status, attempts, lease| ActionRecord {
+        decided: decided.clone(),
+        status,
+        attempts,
+        next_at: Some(decided.decided_at),
+        lease_until: lease,
+        finished_at: None,
+        outcome: None,
+    };
+    let mut out = Vec::new();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        for action in &outcome.actions {
+            if !claimed.ids.contains(action.id.as_str()) {
+                continue;
+            }
+            let same_alert = || {
+                outcomes
+                    .iter()
+                    .filter(|o| o.alert.as_ref().is_some_and(|a| a.id == action.alert_id))
+            };
+            let Some(alert) = same_alert()
+                .filter_map(|o| o.alert.as_ref())
+                .next_back()
+                .cloned()
+            else {
+                continue;
+            };
+            let earlier = same_alert()
+                .flat_map(|o| &o.actions)
+                .filter(|a| a.id != action.id)
+                .map(|a| {
+                    let status = if a.suppressed_by.is_some() {
+                        ActionStatus::Suppressed
+                    } else {
+                        ActionStatus::Pending
+                    };
+                    record(a, status, 0, None)
+                })
+                .collect();
+            out.push(crate::Handed {
+                record: record(action, ActionStatus::Running, 1, Some(lease_until)),
+                alert,
+                event: outcomes[i].record.clone(),
+                earlier,
+            });
+        }
+    }
+    out
+}
+
 /// Running actions whose lease ended: their dispatcher died mid-attempt. Deliveries
 /// go back to pending (sent again with the same idempotency key); commands are not
 /// run twice: they end failed. Each gets an `interrupted` attempt on record.

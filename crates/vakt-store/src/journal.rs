@@ -123,6 +123,7 @@ fn build() -> Vec<String> {
             crate::dispatch::GROUP_NOTE_COLUMNS,
             crate::dispatch::GROUP_NOTE_CONFLICT,
         ),
+        insert("decided_actions", crate::sql::HANDED_COLUMNS, ""),
     ]
 }
 
@@ -141,6 +142,9 @@ pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreE
     })?;
     out.section(6, &rows.groups, |(key, action)| {
         crate::dispatch::group_note_row(key, action, rows.decided_at_ms)
+    })?;
+    out.section(7, &rows.handed, |a| {
+        crate::sql::handed_row(a, rows.decided_at_ms, rows.lease_until_ms)
     })?;
     Ok(out.into_bytes())
 }

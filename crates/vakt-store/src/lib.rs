@@ -239,6 +239,24 @@ pub struct SilenceQuery {
     pub changed_since: Option<DateTime<Utc>>,
 }
 
+/// What `Store::ingest_handing` may claim for the caller: how many, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct HandOff {
+    pub max: usize,
+    pub lease_until: DateTime<Utc>,
+}
+
+/// A decided action claimed in the ingest write (`running`, leased), with its alert as the
+/// batch left it, its event and the other actions the batch decided for the alert: what
+/// the dispatcher would otherwise read back from the tables.
+#[derive(Debug, Clone)]
+pub struct Handed {
+    pub record: ActionRecord,
+    pub alert: Alert,
+    pub event: EventRecord,
+    pub earlier: Vec<ActionRecord>,
+}
+
 /// Everything vakt keeps. Both implementations pass the same story suite (tests/it).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -257,6 +275,21 @@ pub trait Store: Send + Sync + 'static {
         silences: &vakt_core::silence::ActiveSilences,
         batch: Vec<Prepared>,
     ) -> Result<Vec<Correlated>, StoreError>;
+
+    /// `ingest`, and up to `hand.max` of the batch's due deliveries for new alerts claimed
+    /// for this process in the same durable write (leased until `hand.lease_until`), each
+    /// with what running it needs, so the caller runs them without reading them back. A
+    /// backend that claims only from its tables hands none (the default).
+    async fn ingest_handing(
+        &self,
+        pipeline: &Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
+        batch: Vec<Prepared>,
+        hand: HandOff,
+    ) -> Result<(Vec<Correlated>, Vec<Handed>), StoreError> {
+        let _ = hand;
+        Ok((self.ingest(pipeline, silences, batch).await?, Vec::new()))
+    }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError>;

@@ -350,7 +350,7 @@ pub(crate) async fn write_correlated(
         open_batch_incidents(conn, pipeline, outcomes).await?;
     }
     let traces = intern_all(outcomes);
-    let rows = batch_rows(outcomes, &traces, known);
+    let rows = batch_rows(outcomes, &traces, known, &crate::dispatch::Claimed::NONE);
     conn.write_rows(&rows).await?;
     let stored = rows.traces.iter().map(|t| t.id.clone()).collect();
     drop(rows);
@@ -363,9 +363,10 @@ pub(crate) async fn write_correlated(
 pub(crate) fn encode_correlated(
     outcomes: &[vakt_core::Correlated],
     known: &crate::sql::KnownTraces,
+    handed: &crate::dispatch::Claimed<'_>,
 ) -> Result<(Vec<u8>, Vec<String>), StoreError> {
     let traces = intern_all(outcomes);
-    let rows = batch_rows(outcomes, &traces, known);
+    let rows = batch_rows(outcomes, &traces, known, handed);
     let record = crate::journal::encode(&rows)?;
     Ok((record, rows.traces.iter().map(|t| t.id.clone()).collect()))
 }
@@ -378,11 +379,12 @@ fn intern_all(outcomes: &[vakt_core::Correlated]) -> Vec<crate::sql::InternedTra
 }
 
 /// The rows a batch writes: traces not yet stored (each once), events, alert changes,
-/// timeline, decided actions and the groups they join.
+/// timeline, decided actions (the `claimed` ones apart) and the groups they join.
 fn batch_rows<'a>(
     outcomes: &'a [vakt_core::Correlated],
     traces: &'a [crate::sql::InternedTrace],
     known: &crate::sql::KnownTraces,
+    claimed: &crate::dispatch::Claimed<'_>,
 ) -> crate::sql::BatchRows<'a> {
     let decided_at = outcomes
         .iter()
@@ -399,14 +401,26 @@ fn batch_rows<'a>(
         .zip(traces)
         .map(|(o, t)| (&o.record, t.id.as_str()))
         .collect();
-    let writes = crate::sql::writes(outcomes);
+    let mut writes = crate::sql::writes(outcomes);
     let groups = crate::dispatch::pending_groups(writes.actions.iter().copied());
+    let handed = if claimed.ids.is_empty() {
+        Vec::new()
+    } else {
+        let (handed, kept) = writes
+            .actions
+            .iter()
+            .partition(|a| claimed.ids.contains(a.id.as_str()));
+        writes.actions = kept;
+        handed
+    };
     crate::sql::BatchRows {
         traces: new_traces,
         events: records,
         writes,
         decided_at_ms: decided_at,
         groups,
+        handed,
+        lease_until_ms: claimed.lease_until_ms,
     }
 }
 

@@ -43,6 +43,8 @@ pub(crate) const TIMELINE_COLUMNS: &str = "id, alert_id, at, kind, actor, messag
 pub(crate) const TIMELINE_COLUMN_COUNT: usize = 7;
 pub(crate) const ACTION_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, target";
 pub(crate) const ACTION_COLUMN_COUNT: usize = 13;
+/// A decided action claimed in the write that stores it (`Store::ingest_handing`).
+pub(crate) const HANDED_COLUMNS: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, target, lease_until, attempts";
 
 pub(crate) fn ms(time: DateTime<Utc>) -> i64 {
     time.timestamp_millis()
@@ -420,6 +422,33 @@ pub(crate) fn action_row(
     ]
 }
 
+/// A handed action's row, in `HANDED_COLUMNS` order: claimed (`running`, its first
+/// attempt) until `lease_until_ms`.
+pub(crate) fn handed_row(
+    action: &DecidedAction,
+    decided_at_ms: i64,
+    lease_until_ms: i64,
+) -> [Value<'_>; ACTION_COLUMN_COUNT + 2] {
+    let [a, b, c, d, e, f, g, h, _status, j, k, l, m] = action_row(action, decided_at_ms);
+    [
+        a,
+        b,
+        c,
+        d,
+        e,
+        f,
+        g,
+        h,
+        text("running"),
+        j,
+        k,
+        l,
+        m,
+        Value::Int(Some(lease_until_ms)),
+        Value::Int(Some(1)),
+    ]
+}
+
 /// An interned trace's row: `(trace_id, body)`.
 pub(crate) fn trace_row(trace: &InternedTrace) -> [Value<'_>; 2] {
     [text(&trace.id), text(&trace.body)]
@@ -436,6 +465,9 @@ pub(crate) struct BatchRows<'a> {
     pub decided_at_ms: i64,
     /// Notification groups (key, action) the batch gave a pending member.
     pub groups: Vec<(&'a str, &'a str)>,
+    /// Actions claimed in this write (`handed_row`), not among `writes.actions`.
+    pub handed: Vec<&'a DecidedAction>,
+    pub lease_until_ms: i64,
 }
 
 /// A new id: a ULID, strictly increasing within this process so that ids sort in the order

@@ -763,12 +763,31 @@ impl Store for SqliteStore {
         silences: &vakt_core::silence::ActiveSilences,
         batch: Vec<vakt_core::Prepared>,
     ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
+        let none = crate::HandOff {
+            max: 0,
+            lease_until: chrono::Utc::now(),
+        };
+        Ok(self
+            .ingest_handing(pipeline, silences, batch, none)
+            .await?
+            .0)
+    }
+
+    async fn ingest_handing(
+        &self,
+        pipeline: &vakt_core::Pipeline,
+        silences: &vakt_core::silence::ActiveSilences,
+        batch: Vec<vakt_core::Prepared>,
+        hand: crate::HandOff,
+    ) -> Result<(Vec<vakt_core::Correlated>, Vec<crate::Handed>), StoreError> {
         let mut state = self.state.lock().await;
         let state = &mut *state;
+        let unhanded = |outcomes| (outcomes, Vec::new());
         let Some(journal) = &self.journal else {
             return self
                 .ingest_in_transaction(state, pipeline, silences, batch)
-                .await;
+                .await
+                .map(unhanded);
         };
         let window = pipeline.reopen_window();
         let keyed = batch.iter().any(|p| p.event.idempotency_key.is_some());
@@ -787,7 +806,8 @@ impl Store for SqliteStore {
             // whole batch goes the transactional way.
             return self
                 .ingest_in_transaction(state, pipeline, silences, batch)
-                .await;
+                .await
+                .map(unhanded);
         }
         let now = chrono::Utc::now();
         let history_before = crate::sql::reopen_cutoff(&batch, window, now) - CACHE_HISTORY_MARGIN;
@@ -803,7 +823,8 @@ impl Store for SqliteStore {
             // Alerts beyond the cache's bound are read from the database.
             return self
                 .ingest_in_transaction(state, pipeline, silences, batch)
-                .await;
+                .await
+                .map(unhanded);
         };
         if journal
             .file
@@ -822,6 +843,7 @@ impl Store for SqliteStore {
         }
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
         let mut outcomes = crate::sql::correlate_batch(pipeline, silences, batch, &ids, current);
+        let mut handed = Vec::new();
         let traces = if escalate::batch_needs_database(pipeline, &outcomes) {
             // Incidents and escalations read and write other tables as the batch goes: a
             // transaction of its own, after everything journaled is applied.
@@ -837,8 +859,15 @@ impl Store for SqliteStore {
             commit(&self.writer, tx).await?;
             traces
         } else {
-            let (record, traces) = queries::encode_correlated(&outcomes, &state.traces)?;
+            let claimed = crate::dispatch::Claimed {
+                ids: crate::dispatch::handable(&outcomes, hand.max, now),
+                lease_until_ms: hand.lease_until.timestamp_millis(),
+            };
+            let (record, traces) = queries::encode_correlated(&outcomes, &state.traces, &claimed)?;
             self.journal_append(journal, record).await?;
+            // Durable, claimed: the caller runs them now (a crash from here on leaves rows
+            // `running` whose lease the next start takes back, as for any claim).
+            handed = crate::dispatch::handed(&outcomes, &claimed, hand.lease_until);
             traces
         };
         if let Some(cache) = state.alerts.as_mut() {
@@ -847,7 +876,7 @@ impl Store for SqliteStore {
             }
         }
         state.traces.extend(traces);
-        Ok(outcomes)
+        Ok((outcomes, handed))
     }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
@@ -1584,8 +1613,6 @@ mod tests {
         Ok(())
     }
 
-    /// The data directory and the database files are private to vakt's user.
-    #[cfg(unix)]
     /// A batch acknowledged from the journal but not yet applied when the process died is
     /// applied at the next open, once: the database is rolled back to "record 2 not applied"
     /// by hand (its rows removed, the position set back) and opened again.
@@ -1687,6 +1714,8 @@ mod tests {
         store.close().await;
     }
 
+    /// The data directory and the database files are private to vakt's user.
+    #[cfg(unix)]
     #[test]
     fn the_database_is_readable_by_its_owner_only() {
         use std::os::unix::fs::PermissionsExt;

@@ -53,6 +53,8 @@ pub struct WriterHooks {
     pub silences: Arc<crate::silences::SilenceBoard>,
     /// Woken when a commit decided actions that are due.
     pub dispatch: Arc<tokio::sync::Notify>,
+    /// Where a commit's due actions for new alerts go, claimed in the commit itself.
+    pub handoff: crate::actions::Handoff,
 }
 
 /// Why a batch was not accepted.
@@ -365,16 +367,21 @@ async fn commit(
     }
     let started = Instant::now();
     let silences = hooks.silences.get();
-    let result = store.ingest(&pipeline, &silences, batch).await;
+    let reserved = hooks.handoff.reserve();
+    let hand = reserved.hand;
+    let result = store
+        .ingest_handing(&pipeline, &silences, batch, hand)
+        .await;
     metrics
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.commit_batch_events.observe(events as f64);
     match result {
-        Ok(outcomes) => {
+        Ok((outcomes, handed)) => {
+            let handed = hooks.handoff.hand(reserved, handed);
             count(metrics, &outcomes);
             (hooks.observer)(&outcomes);
-            if wake_dispatch(&outcomes, last_group_wake) {
+            if wake_dispatch(&outcomes, handed, last_group_wake) {
                 hooks.dispatch.notify_one();
             }
             let mut outcomes = outcomes.into_iter();
@@ -397,16 +404,21 @@ async fn commit(
 /// and a dispatch round after every commit reads the database for nothing.
 const GROUP_WAKE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Whether a commit's outcomes want the dispatcher now: an ungrouped action to run, or
-/// grouped ones when the last such wake is a while ago.
-fn wake_dispatch(outcomes: &[Correlated], last_group_wake: &mut Option<Instant>) -> bool {
+/// Whether a commit's outcomes want the dispatcher now: an ungrouped action to run that
+/// was not handed to it (`handed` of them were), or grouped ones when the last such wake is
+/// a while ago.
+fn wake_dispatch(
+    outcomes: &[Correlated],
+    handed: usize,
+    last_group_wake: &mut Option<Instant>,
+) -> bool {
     let decided = || {
         outcomes
             .iter()
             .flat_map(|o| &o.actions)
             .filter(|a| a.suppressed_by.is_none())
     };
-    if decided().any(|a| a.group_key.is_none()) {
+    if decided().filter(|a| a.group_key.is_none()).count() > handed {
         return true;
     }
     if decided().next().is_some()

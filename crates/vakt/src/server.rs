@@ -207,6 +207,7 @@ pub async fn launch_with_listener(
             .context("reading the silences")?,
     );
     let dispatch_wake = Arc::new(tokio::sync::Notify::new());
+    let (handoff, inbox) = actions::handoff(views.handling.subscribe());
     let (ingest, writer) = Ingest::start(
         Arc::clone(&store),
         Arc::clone(&metrics),
@@ -216,6 +217,7 @@ pub async fn launch_with_listener(
             observer,
             silences: Arc::clone(&silence_board),
             dispatch: Arc::clone(&dispatch_wake),
+            handoff,
         },
     );
     let (stop, stopped) = watch::channel(false);
@@ -441,6 +443,7 @@ pub async fn launch_with_listener(
             handling: reloader.views.handling.subscribe(),
             wake: Arc::clone(&dispatch_wake),
         },
+        inbox,
         stopped.clone(),
     );
     let app = router.with_state(Arc::clone(&state));

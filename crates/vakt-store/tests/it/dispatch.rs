@@ -212,3 +212,123 @@ story!(
     story_decided_actions_are_dispatched_exactly_once,
     decided_actions_are_dispatched_exactly_once
 );
+
+/// Actions handed at ingest are claimed by the write that stores them: the store shows
+/// them running under the caller's lease, no claim takes them again, each has its alert as
+/// the batch left it, and the rest (grouped, over the limit, of alerts that existed
+/// before) wait in the table for a claim. A backend that hands none leaves all to claims.
+async fn handed_actions_are_claimed_by_the_write(backend: &Backend) {
+    use vakt_store::{ActionQuery, ActionStatus, HandOff, Next};
+    let p = Pipeline::build(&PipelineConfig::from_toml(DISPATCH_RULES).expect("parses"))
+        .expect("compiles");
+    let store = backend.open().await;
+    let lease = Utc::now() + Duration::seconds(60);
+    let batch = |from: usize| {
+        let now = Utc::now();
+        (from..from + 10)
+            .map(|i| {
+                let e = json!({"resource": format!("h{i}"), "check": "c", "summary": "s", "severity": "critical", "service": "svc"});
+                p.prepare(event(e), "test", now)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut handed = Vec::new();
+    // Three batches: the first may load the writer's cache; h0..h9 repeat in the third.
+    for from in [0, 10, 0] {
+        let (outcomes, got) = store
+            .ingest_handing(
+                &p,
+                &Default::default(),
+                batch(from),
+                HandOff {
+                    max: 4,
+                    lease_until: lease,
+                },
+            )
+            .await
+            .expect("ingest");
+        assert!(got.len() <= 4, "never more than asked for");
+        for h in &got {
+            assert_eq!(h.record.status, ActionStatus::Running);
+            assert_eq!(h.record.attempts, 1);
+            assert_eq!(h.record.decided.action.as_ref(), "hook", "ungrouped only");
+            assert_eq!(h.alert.id, h.record.decided.alert_id);
+            assert_eq!(h.event.id, h.record.decided.event_id);
+            let outcome = outcomes
+                .iter()
+                .find(|o| o.record.id == h.event.id)
+                .expect("its event is in the batch");
+            assert_eq!(
+                outcome.transition,
+                vakt_core::pipeline::Transition::Opened,
+                "only actions of new alerts"
+            );
+            assert!(
+                h.earlier
+                    .iter()
+                    .any(|e| e.decided.action.as_ref() == "grouped")
+            );
+        }
+        handed.extend(got);
+    }
+    if store.backend() == "sqlite" {
+        assert!(!handed.is_empty(), "the journal's writes hand actions");
+    }
+    // The store agrees: handed actions are running under the lease.
+    for h in &handed {
+        let (record, _) = store
+            .action(&h.record.decided.id)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(record.status, ActionStatus::Running);
+        assert_eq!(record.attempts, 1);
+        assert_eq!(
+            record.lease_until.map(|t| t.timestamp_millis()),
+            Some(lease.timestamp_millis())
+        );
+    }
+    // Claims take exactly the other 20 ungrouped actions (the repeats decided none).
+    let mut claimed = Vec::new();
+    loop {
+        let got = store
+            .claim_actions(Utc::now(), lease, 7)
+            .await
+            .expect("claim");
+        if got.is_empty() {
+            break;
+        }
+        claimed.extend(got);
+    }
+    assert_eq!(claimed.len() + handed.len(), 20);
+    assert!(
+        claimed
+            .iter()
+            .all(|c| handed.iter().all(|h| h.record.decided.id != c.decided.id))
+    );
+    // A handed action finishes like a claimed one.
+    if let Some(h) = handed.first() {
+        store
+            .finish_actions(&[(
+                h.record.clone(),
+                finish(&h.record, "succeeded", Next::Done(ActionStatus::Succeeded)),
+            )])
+            .await
+            .expect("finish");
+        let done = store
+            .actions(&ActionQuery {
+                status: Some(ActionStatus::Succeeded),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        assert_eq!(done.items.len(), 1);
+        assert_eq!(done.items[0].decided.id, h.record.decided.id);
+    }
+    store.close().await;
+}
+story!(
+    story_handed_actions_are_claimed_by_the_write,
+    handed_actions_are_claimed_by_the_write
+);

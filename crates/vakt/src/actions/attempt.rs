@@ -80,12 +80,21 @@ impl From<Delivery> for Outcome {
     }
 }
 
+/// What running an action reads about its alert, when the caller has it already (a handed
+/// action: the alert as its batch left it).
+pub(super) struct Loaded {
+    pub alert: Alert,
+    pub event: Option<vakt_core::pipeline::EventRecord>,
+    pub earlier: Vec<ActionRecord>,
+}
+
 impl Dispatcher {
     /// Runs one action once.
     pub(super) async fn attempt(
         &self,
         handling: &HandlingConfig,
         record: &ActionRecord,
+        loaded: Option<Loaded>,
     ) -> Outcome {
         let store = &self.deps.store;
         if let Some(page) = &record.decided.target {
@@ -98,17 +107,34 @@ impl Dispatcher {
                 transient: false,
             };
         };
-        let alert = match store.alert(&record.decided.alert_id).await {
-            Ok(Some(alert)) => alert,
-            Ok(None) => {
-                return Outcome::Failed {
-                    detail: "its alert no longer exists".into(),
-                    output: None,
-                    transient: false,
+        let loaded = match loaded {
+            Some(loaded) => loaded,
+            None => {
+                let alert = match store.alert(&record.decided.alert_id).await {
+                    Ok(Some(alert)) => alert,
+                    Ok(None) => {
+                        return Outcome::Failed {
+                            detail: "its alert no longer exists".into(),
+                            output: None,
+                            transient: false,
+                        };
+                    }
+                    Err(error) => {
+                        return Outcome::transient(format!("reading its alert: {error}"));
+                    }
                 };
+                Loaded {
+                    event: store.event(&record.decided.event_id).await.ok().flatten(),
+                    earlier: store.alert_actions(&alert.id).await.unwrap_or_default(),
+                    alert,
+                }
             }
-            Err(error) => return Outcome::transient(format!("reading its alert: {error}")),
         };
+        let Loaded {
+            alert,
+            event,
+            earlier,
+        } = loaded;
         // Inhibition: an active upstream alert mutes notifications of what depends on it.
         if config.notifies() {
             match inhibitions(&**store, handling, &[&alert]).await {
@@ -120,8 +146,6 @@ impl Dispatcher {
                 Err(error) => return Outcome::transient(format!("checking inhibition: {error}")),
             }
         }
-        let event = store.event(&record.decided.event_id).await.ok().flatten();
-        let earlier = store.alert_actions(&alert.id).await.unwrap_or_default();
         let context = Context::new(
             record,
             alert,

@@ -21,6 +21,9 @@ pub struct Dispatcher {
     pub(super) finisher: tokio::sync::mpsc::Sender<Finished>,
     /// When abandoned leases were last looked for (a write transaction: not every round).
     pub(super) recovered_at: Mutex<Option<Instant>>,
+    /// The last round stopped claiming for want of free slots: a slot freed by handed work
+    /// wakes the dispatcher (otherwise handed work finishing wakes nobody).
+    pub(super) starved: std::sync::atomic::AtomicBool,
 }
 
 /// An attempt to store, and who waits for it.
@@ -94,11 +97,15 @@ impl Deps {
 /// attempts it started have finished.
 pub fn spawn(
     deps: Deps,
+    inbox: Inbox,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let handling = deps.handling();
     let wake = Arc::clone(&deps.wake);
-    let concurrency = handling.dispatch.concurrency.max(1);
+    let Inbox {
+        running,
+        handed: mut inbox,
+    } = inbox;
+    let concurrency = running.available_permits();
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::limited(3))
         .build()
@@ -109,13 +116,43 @@ pub fn spawn(
         deps,
         wake,
         client,
-        running: Arc::new(Semaphore::new(concurrency)),
+        running,
         per_action: Mutex::new(HashMap::new()),
         throttles: Mutex::new(Throttles::default()),
         finisher: finished,
         recovered_at: Mutex::new(None),
+        starved: std::sync::atomic::AtomicBool::new(false),
     });
+    // Handed work starts as it comes, in a task of its own: a round may wait for the
+    // database (on SQLite, for the journal's applier) and must not hold it up.
+    let handed = {
+        let dispatcher = Arc::clone(&dispatcher);
+        let (close, closed) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tokio::pin!(closed);
+            loop {
+                tokio::select! {
+                    item = inbox.recv() => match item {
+                        Some((work, permit)) => {
+                            dispatcher.start_handed(&dispatcher.deps.handling(), work, permit);
+                        }
+                        None => break,
+                    },
+                    _ = &mut closed => {
+                        // Stopping: run what is already here, take no more.
+                        inbox.close();
+                        while let Some((work, permit)) = inbox.recv().await {
+                            dispatcher.start_handed(&dispatcher.deps.handling(), work, permit);
+                        }
+                        break;
+                    }
+                }
+            }
+        });
+        (close, task)
+    };
     tokio::spawn(async move {
+        let (close_inbox, handed) = handed;
         // The embedded database has one writer process: whatever was running when this
         // process started belonged to a process that is gone, whatever its lease says.
         if dispatcher.deps.store.capabilities().single_process {
@@ -171,6 +208,9 @@ pub fn spawn(
                 _ = stop.changed() => {}
             }
         }
+        // Handed work already holds its claim: what came before the stop still runs.
+        let _ = close_inbox.send(());
+        let _ = handed.await;
         // Let running attempts finish (bounded by their timeouts): they hold permits.
         let _ = dispatcher
             .running
@@ -218,6 +258,8 @@ impl Dispatcher {
         loop {
             let free = self.running.available_permits();
             if !worth_claiming(free, concurrency) {
+                self.starved
+                    .store(true, std::sync::atomic::Ordering::Release);
                 break;
             }
             let now = Utc::now();
@@ -227,6 +269,8 @@ impl Dispatcher {
                 .claim_actions(now, lease_until, u32::try_from(free).unwrap_or(u32::MAX))
                 .await?;
             if claimed.is_empty() {
+                self.starved
+                    .store(false, std::sync::atomic::Ordering::Release);
                 break;
             }
             for record in claimed {
@@ -250,8 +294,18 @@ impl Dispatcher {
     }
 
     pub(super) async fn run_one(&self, handling: &HandlingConfig, record: ActionRecord) {
+        self.run_loaded(handling, record, None).await;
+    }
+
+    /// Runs a claimed action (with its alert, when the caller has it) and records the attempt.
+    pub(super) async fn run_loaded(
+        &self,
+        handling: &HandlingConfig,
+        record: ActionRecord,
+        loaded: Option<attempt::Loaded>,
+    ) {
         let started = Utc::now();
-        let result = self.attempt(handling, &record).await;
+        let result = self.attempt(handling, &record, loaded).await;
         let finished = Utc::now();
         let finish = retry::finish(handling, &record, result, started, finished);
         self.store_throttles().await;
