@@ -17,9 +17,11 @@ pub mod noise;
 pub mod oncall;
 pub mod pipeline;
 pub mod probe;
+pub mod replay;
 pub mod rules;
 pub mod secret;
 pub mod silence;
+pub mod suite;
 pub mod trace;
 
 pub use alert::{Alert, AlertStatus, OperatorAction, TimelineEntry, TimelineKind};

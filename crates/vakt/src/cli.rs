@@ -664,18 +664,29 @@ pub enum RulesCommand {
         #[command(flatten)]
         config: ConfigArg,
     },
-    /// Show what the pipeline would do with an event, stage by stage, and why
+    /// Show what the pipeline does with an event, or run a suite of rule tests
     #[command(
         long_about = "Run an event (a JSON object, or an array of them) through the \
 pipeline as the server would, assuming no alert is open for it yet, and print each stage's \
 decision, the rules that matched and why. Nothing is stored and no action runs.\n\n\
-  vakt rules test --config vakt.toml event.json\n  echo '{...}' | vakt rules test -"
+  vakt rules test --config vakt.toml event.json\n  echo '{...}' | vakt rules test -\n\n\
+With --suite, run rule tests instead: every *.toml file of the directory holds [[test]]s, \
+each a sequence of events ([[test.step]] with event = {...}, after = \"5m\") and what each \
+must do (expect = { transition = \"new_alert\", category = \"exception\", actions = [\"page\"] }). \
+Each test starts with no alert; each failure is printed with the step, what was expected, \
+what happened and the event's trace. The format: docs/configuration.md, \"Rule tests\".\n\n\
+  vakt rules test --config examples/vakt.toml --suite examples/tests\n\n\
+Exit 0 when every test passes, 1 when one fails or a file is invalid (file:line:column)."
     )]
     Test {
         #[command(flatten)]
         config: ConfigArg,
         /// The event file, or - for standard input
-        event: PathBuf,
+        #[arg(required_unless_present = "suite")]
+        event: Option<PathBuf>,
+        /// A directory of rule test files (*.toml), or one such file
+        #[arg(long, conflicts_with = "event")]
+        suite: Option<PathBuf>,
         /// Print the outcome as JSON
         #[arg(long)]
         json: bool,
@@ -710,8 +721,15 @@ pub fn main() -> ExitCode {
         Command::Rules(RulesCommand::Test {
             config,
             event,
+            suite,
             json,
-        }) => commands::rules::test(config, &event, json),
+        }) => match (suite, event) {
+            (Some(suite), _) => commands::rules::suite(config, &suite, json),
+            (None, Some(event)) => commands::rules::test(config, &event, json),
+            (None, None) => Err(Failure::user(anyhow::anyhow!(
+                "give an event file (or - for standard input), or --suite DIR"
+            ))),
+        },
         Command::Silence(command) => commands::remote::silence(command),
         Command::Actions(command) => commands::remote::actions(command),
         Command::Incident(command) => commands::remote::incident(command),

@@ -1,4 +1,5 @@
-//! `vakt rules check` and `vakt rules test`: the configuration checked, and an event traced, without a server.
+//! `vakt rules check` and `vakt rules test`: the configuration checked, an event traced, and
+//! suites of rule tests run, without a server.
 
 use std::io::Read;
 use std::path::Path;
@@ -91,6 +92,131 @@ pub fn test(args: ConfigArg, event: &Path, as_json: bool) -> Result<(), Failure>
         println!("{text}");
     }
     Ok(())
+}
+
+/// `vakt rules test --suite DIR`: every test of every `*.toml` file in `DIR` (or the one
+/// file), each failure with its step, expectation, outcome and trace.
+pub fn suite(args: ConfigArg, path: &Path, as_json: bool) -> Result<(), Failure> {
+    use vakt_core::suite;
+    let config =
+        Config::load(args.config.as_deref(), &Overrides::default()).map_err(Failure::user)?;
+    let files = suite_files(path).map_err(Failure::user)?;
+    let mut suites = Vec::new();
+    let mut invalid = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))
+            .map_err(Failure::user)?;
+        match suite::parse(&source) {
+            Ok(parsed) => suites.push((file, parsed)),
+            Err(errors) => invalid.extend(
+                errors
+                    .iter()
+                    .map(|e| e.render(&file.display().to_string(), &source)),
+            ),
+        }
+    }
+    if !invalid.is_empty() {
+        return Err(Failure::user(anyhow!(
+            "invalid rule tests:\n  {}",
+            invalid.join("\n  ")
+        )));
+    }
+    let pipeline = &config.pipeline;
+    let (mut total, mut failed) = (0usize, 0usize);
+    let mut report = Vec::new();
+    for (file, parsed) in &suites {
+        if !as_json {
+            println!("{}", file.display());
+        }
+        for test in &parsed.tests {
+            let outcome = suite::run(pipeline, test);
+            total += 1;
+            if !outcome.passed() {
+                failed += 1;
+            }
+            if as_json {
+                report.push(json!({
+                    "file": file.display().to_string(),
+                    "test": outcome.name,
+                    "line": outcome.line,
+                    "passed": outcome.passed(),
+                    "mismatches": outcome.mismatches.iter().map(|m| json!({
+                        "step": m.step,
+                        "line": m.line,
+                        "field": m.field,
+                        "expected": m.expected,
+                        "got": m.got,
+                        "trace": m.trace,
+                    })).collect::<Vec<_>>(),
+                }));
+                continue;
+            }
+            if outcome.passed() {
+                println!("  ok    {} ({} steps)", outcome.name, outcome.steps);
+                continue;
+            }
+            println!("  FAIL  {} (line {})", outcome.name, outcome.line);
+            let mut traced = None;
+            for m in &outcome.mismatches {
+                println!(
+                    "        step {} (line {}): {}: expected {}, got {}",
+                    m.step, m.line, m.field, m.expected, m.got
+                );
+                // The trace once per failing step, after its mismatches.
+                if traced != Some(m.step) {
+                    traced = Some(m.step);
+                    for entry in &m.trace {
+                        println!("          {entry}");
+                    }
+                }
+            }
+        }
+    }
+    if as_json {
+        let text = serde_json::to_string_pretty(&report).map_err(Failure::internal)?;
+        println!("{text}");
+    } else {
+        println!(
+            "{total} tests, {} passed, {failed} failed ({} against {})",
+            total - failed,
+            path.display(),
+            config.name()
+        );
+    }
+    if failed > 0 {
+        return Err(Failure::user(anyhow!(
+            "{failed} of {total} rule tests failed"
+        )));
+    }
+    Ok(())
+}
+
+/// The suite's files: `path` itself, or the `*.toml` files directly in it, sorted.
+fn suite_files(path: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if meta.is_file() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut files = Vec::new();
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot list {}", path.display()))?;
+        let file = entry.path();
+        if file.extension().is_some_and(|e| e == "toml") && file.is_file() {
+            files.push(file);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(anyhow!(
+            "{}: no rule test files (*.toml) in it",
+            path.display()
+        ));
+    }
+    Ok(files)
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

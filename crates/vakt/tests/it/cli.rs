@@ -143,6 +143,91 @@ fn rules_test_shows_every_stage_and_why() {
     );
 }
 
+/// The example configuration's own rule tests pass through the real binary (CI runs them
+/// here), and a suite that expects something else fails with exit 1, naming the step, the
+/// field, what was expected and what happened, with the event's trace.
+#[test]
+fn rule_test_suites_pass_for_the_example_and_fail_with_the_trace() {
+    let root = repo_root();
+    let config = root.join("examples/vakt.toml");
+    let suite = root.join("examples/tests");
+    let out = vakt(&[
+        "rules",
+        "test",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--suite",
+        suite.to_str().expect("utf-8 path"),
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("6 tests, 6 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("  ok    a disk above 95%"), "{stdout}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("wrong.toml");
+    std::fs::write(
+        &file,
+        r#"[[test]]
+name = "the author thinks 90% pages"
+
+[[test.step]]
+event = { resource = "db01", check = "disk_usage", summary = "/ 90%", severity = "warning", metrics = { used_pct = 90.0 } }
+expect = { category = "exception", actions = ["notify-ops"] }
+"#,
+    )
+    .expect("write");
+    let args = |json: bool| {
+        let mut args = vec![
+            "rules",
+            "test",
+            "--config",
+            config.to_str().expect("utf-8 path"),
+            "--suite",
+            dir.path().to_str().expect("utf-8 path"),
+        ];
+        if json {
+            args.push("--json");
+        }
+        vakt(&args)
+    };
+    let out = args(false);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for fragment in [
+        "FAIL  the author thinks 90% pages (line 1)",
+        "step 1 (line 4): category: expected exception, got warning",
+        "step 1 (line 4): actions: expected notify-ops, got none",
+        "categorise warning",
+        "[rules: disk-filling]",
+        "1 tests, 0 passed, 1 failed",
+    ] {
+        assert!(stdout.contains(fragment), "{fragment:?} missing:\n{stdout}");
+    }
+    assert!(text(&out.stderr).contains("1 of 1 rule tests failed"));
+    let report: serde_json::Value =
+        serde_json::from_slice(&args(true).stdout).expect("json output");
+    assert_eq!(report[0]["passed"], false);
+    assert_eq!(report[0]["mismatches"][0]["field"], "category");
+    assert_eq!(
+        report[0]["mismatches"][0]["trace"].as_array().map(Vec::len),
+        Some(6)
+    );
+
+    std::fs::write(
+        &file,
+        "[[test]]\nname = \"x\"\n[[test.step]]\nevent = { resource = \"a\" }\n",
+    )
+    .expect("write");
+    let out = args(false);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("wrong.toml:4:") && err.contains("check: missing required field"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn send_reaches_a_server_and_exit_codes_say_what_happened() {
     let server = TestServer::start().await;

@@ -1,0 +1,160 @@
+//! Running a sequence of events through a pipeline with alert state in memory: what rule
+//! test suites (`suite`) and replays of stored events use instead of a store.
+//!
+//! Pure like the rest of the crate: receive times and ids come from the caller, no silence
+//! is active, and nothing leaves the run.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::pipeline::{Correlated, Pipeline, Prepared};
+use crate::silence::ActiveSilences;
+use crate::{Alert, AlertStatus, EventInput};
+
+/// One pipeline's view of a sequence of events: the alert each fingerprint last had.
+pub struct Run<'a> {
+    pipeline: &'a Pipeline,
+    silences: ActiveSilences,
+    alerts: HashMap<String, Alert>,
+    /// Ids made so far (alerts, timeline entries, actions): `{prefix}-{n}`.
+    ids: u64,
+    prefix: String,
+}
+
+impl<'a> Run<'a> {
+    /// A run of `pipeline` with no alert yet; ids it makes start with `prefix`.
+    pub fn new(pipeline: &'a Pipeline, prefix: &str) -> Run<'a> {
+        Run {
+            pipeline,
+            silences: ActiveSilences::default(),
+            alerts: HashMap::new(),
+            ids: 0,
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn pipeline(&self) -> &'a Pipeline {
+        self.pipeline
+    }
+
+    /// The stateless stages for an event received on `channel` at `received_at`.
+    pub fn prepare(
+        &self,
+        input: EventInput,
+        channel: &str,
+        received_at: DateTime<Utc>,
+    ) -> Prepared {
+        self.pipeline.prepare(input, channel, received_at)
+    }
+
+    /// The stateful stages against the alert this run has for the event's fingerprint (the
+    /// correlate stage applies the reopen window to it), keeping the alert it leaves.
+    pub fn correlate(&mut self, prepared: Prepared, event_id: String) -> Correlated {
+        let key = prepared.fingerprint.as_str().to_owned();
+        let current = self.alerts.get(&key);
+        let Run {
+            pipeline,
+            silences,
+            ids,
+            prefix,
+            ..
+        } = self;
+        let mut new_id = || {
+            *ids += 1;
+            format!("{prefix}-{ids:08}")
+        };
+        let outcome = pipeline.correlate(prepared, event_id, current, silences, &mut new_id);
+        if let Some(alert) = &outcome.alert {
+            self.alerts.insert(key, alert.clone());
+        }
+        outcome
+    }
+
+    /// The alerts this run holds: every fingerprint's latest.
+    pub fn alerts(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.values()
+    }
+
+    /// Forgets alerts resolved before `now` minus the reopen window: they take no event any
+    /// more, so a long replay keeps only what can still change.
+    pub fn forget_settled(&mut self, now: DateTime<Utc>) -> usize {
+        let before = now - self.pipeline.reopen_window();
+        let was = self.alerts.len();
+        self.alerts.retain(|_, alert| {
+            alert.status != AlertStatus::Resolved || alert.resolved_at.is_none_or(|at| at >= before)
+        });
+        was - self.alerts.len()
+    }
+
+    /// How many alerts the run holds.
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::PipelineConfig;
+    use crate::pipeline::Transition;
+
+    fn input(severity: &str) -> EventInput {
+        EventInput::from_json(
+            0,
+            serde_json::json!({"resource": "db01", "check": "disk", "summary": "s", "severity": severity}),
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn a_run_remembers_alerts_between_events_and_forgets_settled_ones() {
+        let pipeline = Pipeline::build(
+            &PipelineConfig::from_toml("[alerts]\nreopen_window_secs = 60\n").expect("parses"),
+        )
+        .expect("compiles");
+        let mut run = Run::new(&pipeline, "r");
+        let t0 = DateTime::parse_from_rfc3339("2026-01-05T10:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let step = |run: &mut Run, severity: &str, secs: i64, id: &str| {
+            let prepared = run.prepare(
+                input(severity),
+                "test",
+                t0 + chrono::Duration::seconds(secs),
+            );
+            run.correlate(prepared, id.to_owned())
+        };
+        assert_eq!(
+            step(&mut run, "major", 0, "e1").transition,
+            Transition::Opened
+        );
+        assert!(matches!(
+            step(&mut run, "major", 1, "e2").transition,
+            Transition::Updated { .. }
+        ));
+        assert_eq!(
+            step(&mut run, "ok", 2, "e3").transition,
+            Transition::Resolved
+        );
+        assert_eq!(
+            step(&mut run, "major", 30, "e4").transition,
+            Transition::Reopened
+        );
+        assert_eq!(
+            step(&mut run, "ok", 40, "e5").transition,
+            Transition::Resolved
+        );
+        assert_eq!(run.forget_settled(t0 + chrono::Duration::seconds(60)), 0);
+        assert_eq!(run.forget_settled(t0 + chrono::Duration::seconds(101)), 1);
+        assert!(run.is_empty());
+        assert_eq!(
+            step(&mut run, "major", 200, "e6").transition,
+            Transition::Opened
+        );
+    }
+}
