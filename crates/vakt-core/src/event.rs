@@ -210,6 +210,95 @@ pub struct EventInput {
     pub expiry: bool,
 }
 
+/// What an event was as it arrived, where the pipeline's rules changed it: kept with the
+/// stored event so that a replay runs another configuration on the event as it came.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Received {
+    /// The severity before a rule set another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// The labels rules set, each with the value it had before (`None`: it had none).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, Option<String>>,
+    /// Labels the channel made part of the identity (`EventInput::identity_labels`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identity: Vec<String>,
+}
+
+impl Event {
+    /// The labels matchers select events by (`vakt replay --filter`): the event's labels,
+    /// plus its fields under their own names where no label has that name, as
+    /// `Alert::match_labels` does for alerts.
+    pub fn match_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.labels.clone();
+        let mut add = |name: &str, value: &str| {
+            labels
+                .entry(name.to_owned())
+                .or_insert_with(|| value.to_owned());
+        };
+        add("alertname", &self.check);
+        add("instance", &self.resource);
+        add("resource", &self.resource);
+        add("check", &self.check);
+        add("severity", self.severity.as_str());
+        add("source", &self.source);
+        if let Some(service) = &self.service {
+            add("service", service);
+        }
+        if let Some(environment) = &self.environment {
+            add("environment", environment);
+        }
+        labels
+    }
+}
+
+impl Received {
+    pub fn is_empty(&self) -> bool {
+        self.severity.is_none() && self.labels.is_empty() && self.identity.is_empty()
+    }
+}
+
+impl EventInput {
+    /// A stored event as it arrived (its `received` values put back), to run through a
+    /// pipeline again: the source, severity and times the first run filled in are given.
+    pub fn replayed(event: &Event, received: Option<&Received>) -> EventInput {
+        let mut labels = event.labels.clone();
+        let mut severity = event.severity;
+        let mut identity = Vec::new();
+        if let Some(received) = received {
+            if let Some(before) = received.severity {
+                severity = before;
+            }
+            for (key, before) in &received.labels {
+                match before {
+                    Some(value) => labels.insert(key.clone(), value.clone()),
+                    None => labels.remove(key),
+                };
+            }
+            identity.clone_from(&received.identity);
+        }
+        EventInput {
+            source: Some(event.source.clone()),
+            resource: event.resource.clone(),
+            check: event.check.clone(),
+            severity: Some(severity),
+            summary: event.summary.clone(),
+            service: event.service.clone(),
+            environment: event.environment.clone(),
+            labels,
+            metrics: event.metrics.clone(),
+            occurred_at: Some(event.occurred_at),
+            fingerprint: event.sent_fingerprint.clone(),
+            details: event.details.clone(),
+            idempotency_key: event.idempotency_key.clone(),
+            identity_labels: identity,
+            sender: None,
+            expires_at: event.expires_at,
+            expiry: event.expiry,
+        }
+    }
+}
+
 const EVENT_FIELDS: &str = "source, resource, check, severity, summary, service, environment, labels, metrics, occurred_at, fingerprint, details, idempotency_key";
 
 impl EventInput {

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 
 use crate::pipeline::{Correlated, Pipeline, Prepared};
 use crate::silence::ActiveSilences;
@@ -94,6 +95,163 @@ impl<'a> Run<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.alerts.is_empty()
+    }
+}
+
+/// One way an event's outcome differs between two runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// `transition`, `dropped`, `category`, `severity`, `fingerprint`, `actions`,
+    /// `suppressed`, `escalation`, `incident`.
+    pub what: &'static str,
+    pub base: String,
+    pub new: String,
+}
+
+/// What differs between the same event's outcomes in two runs (empty: nothing).
+pub fn compare(base: &Correlated, new: &Correlated) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut check = |what: &'static str, base: String, new: String| {
+        if base != new {
+            changes.push(Change { what, base, new });
+        }
+    };
+    check(
+        "transition",
+        base.transition.as_str().to_owned(),
+        new.transition.as_str().to_owned(),
+    );
+    check(
+        "dropped",
+        base.record.dropped.to_string(),
+        new.record.dropped.to_string(),
+    );
+    check(
+        "category",
+        base.record.category.as_str().to_owned(),
+        new.record.category.as_str().to_owned(),
+    );
+    check(
+        "severity",
+        base.record.event.severity.as_str().to_owned(),
+        new.record.event.severity.as_str().to_owned(),
+    );
+    check(
+        "fingerprint",
+        base.record.fingerprint.as_str().to_owned(),
+        new.record.fingerprint.as_str().to_owned(),
+    );
+    check(
+        "actions",
+        action_names(base, false),
+        action_names(new, false),
+    );
+    check(
+        "suppressed",
+        action_names(base, true),
+        action_names(new, true),
+    );
+    let policy = |c: &Correlated| {
+        c.escalation
+            .as_ref()
+            .map(|s| s.policy.clone())
+            .unwrap_or_default()
+    };
+    check("escalation", policy(base), policy(new));
+    check(
+        "incident",
+        base.incident.is_some().to_string(),
+        new.incident.is_some().to_string(),
+    );
+    changes
+}
+
+/// What differs between how an event was stored and a run's outcome for it, in what the
+/// event's record keeps: dropped, category, severity, fingerprint.
+pub fn compare_record(stored: &crate::pipeline::EventRecord, new: &Correlated) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut check = |what: &'static str, base: String, new: String| {
+        if base != new {
+            changes.push(Change { what, base, new });
+        }
+    };
+    check(
+        "dropped",
+        stored.dropped.to_string(),
+        new.record.dropped.to_string(),
+    );
+    check(
+        "category",
+        stored.category.as_str().to_owned(),
+        new.record.category.as_str().to_owned(),
+    );
+    check(
+        "severity",
+        stored.event.severity.as_str().to_owned(),
+        new.record.event.severity.as_str().to_owned(),
+    );
+    check(
+        "fingerprint",
+        stored.fingerprint.as_str().to_owned(),
+        new.record.fingerprint.as_str().to_owned(),
+    );
+    changes
+}
+
+/// The actions an outcome decided (`suppressed`: those held back), sorted, comma-separated.
+fn action_names(outcome: &Correlated, suppressed: bool) -> String {
+    let mut names: Vec<&str> = outcome
+        .actions
+        .iter()
+        .filter(|a| a.suppressed_by.is_some() == suppressed)
+        .map(|a| &*a.action)
+        .collect();
+    names.sort_unstable();
+    names.join(", ")
+}
+
+/// What one run did over a replay, counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub events: u64,
+    pub dropped: u64,
+    /// Alerts opened (new alerts), and reopened.
+    pub opened: u64,
+    pub reopened: u64,
+    pub resolved: u64,
+    /// Problem events that updated an alert (deduplicated into it).
+    pub deduplicated: u64,
+    /// Actions decided to run, per action.
+    pub actions: std::collections::BTreeMap<String, u64>,
+    /// Actions decided but held back (maintenance window, flapping).
+    pub suppressed: u64,
+    /// Escalations started (pages follow from them).
+    pub escalations: u64,
+    /// Incidents opened or joined.
+    pub incidents: u64,
+}
+
+impl Tally {
+    pub fn add(&mut self, outcome: &Correlated) {
+        use crate::pipeline::Transition;
+        self.events += 1;
+        match outcome.transition {
+            Transition::Dropped => self.dropped += 1,
+            Transition::Opened => self.opened += 1,
+            Transition::Reopened => self.reopened += 1,
+            Transition::Resolved => self.resolved += 1,
+            Transition::Updated { .. } => self.deduplicated += 1,
+            Transition::NothingToClear | Transition::Duplicate => {}
+        }
+        for action in &outcome.actions {
+            if action.suppressed_by.is_some() {
+                self.suppressed += 1;
+            } else {
+                *self.actions.entry(action.action.to_string()).or_default() += 1;
+            }
+        }
+        self.escalations += u64::from(outcome.escalation.is_some());
+        self.incidents += u64::from(outcome.incident.is_some());
     }
 }
 

@@ -109,7 +109,8 @@ fn build() -> Vec<String> {
     };
     vec![
         insert("traces", TRACE_COLUMNS, TRACE_CONFLICT),
-        insert("events", EVENT_COLUMNS, ""),
+        // Records of a vakt before schema 15 (applied at the first open after an upgrade).
+        insert("events", crate::sql::EVENT_COLUMNS_14, ""),
         insert("alerts", ALERT_COLUMNS, &alert_conflict(ALERT_UPDATE)),
         insert(
             "alerts",
@@ -124,6 +125,7 @@ fn build() -> Vec<String> {
             crate::dispatch::GROUP_NOTE_CONFLICT,
         ),
         insert("decided_actions", crate::sql::HANDED_COLUMNS, ""),
+        insert("events", EVENT_COLUMNS, ""),
     ]
 }
 
@@ -133,7 +135,7 @@ pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreE
     use crate::sql::{action_row, alert_row, event_row, timeline_row, trace_row};
     let mut out = Encoded::default();
     out.section(0, &rows.traces, |t| trace_row(t))?;
-    out.section(1, &rows.events, |(record, trace)| event_row(record, trace))?;
+    out.section(8, &rows.events, |(record, trace)| event_row(record, trace))?;
     out.section(2, &rows.writes.alerts, |a| alert_row(a))?;
     out.section(3, &rows.writes.repeats, |a| alert_row(a))?;
     out.section(4, &rows.writes.timeline, |e| timeline_row(e))?;

@@ -292,6 +292,21 @@ pub trait Store: Send + Sync + 'static {
     }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;
+    /// Up to `limit` events received in `[since, until)` after the event `after`, in the
+    /// order they were stored, without their traces: what a replay reads, page by page.
+    async fn replay_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError>;
+    /// How many events `replay_events` finds in the range.
+    async fn count_replay_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError>;
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError>;
     async fn alert(&self, id: &str) -> Result<Option<Alert>, StoreError>;
     /// The alerts with these ids, each once, in the order of their first mention; ids with

@@ -132,6 +132,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0013_group_heads.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            15,
+            "event received".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0015_event_received.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -237,6 +244,26 @@ impl Store for PostgresStore {
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
         self.read(async |c| queries::get_event(c, id).await).await
+    }
+
+    async fn replay_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(async |c| queries::replay_events(c, since, until, after, limit).await)
+            .await
+    }
+
+    async fn count_replay_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        self.read(async |c| queries::count_replay_events(c, since, until).await)
+            .await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError> {

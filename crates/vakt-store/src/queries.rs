@@ -7,9 +7,11 @@ use crate::db::{Conn, Query, Row, query};
 use crate::escalate::{after_batch, after_operate, open_batch_incidents};
 use crate::sql::{
     ACTION_COLUMNS, ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, BINDS_MAX, EVENT_COLUMNS,
-    EVENT_SELECT, TIMELINE_COLUMNS, chunk_rows, from_json, json, ms, opt_time, parsed, time,
+    EVENT_REPLAY_SELECT, EVENT_SELECT, TIMELINE_COLUMNS, chunk_rows, from_json, json, ms, opt_time,
+    parsed, time,
 };
 use crate::{AlertQuery, EventQuery, Page, StoreError};
+use chrono::{DateTime, Utc};
 use vakt_core::alert::TimelineKind;
 use vakt_core::pipeline::{DecidedAction, EventRecord};
 use vakt_core::{Alert, AlertStatus, Category, Event, Fingerprint, Severity, TimelineEntry};
@@ -69,6 +71,10 @@ pub(crate) fn event_from_row(row: &Row) -> Result<EventRecord, StoreError> {
             idempotency_key: row.try_get("idempotency_key")?,
             identity_labels: Vec::new(),
         },
+        received: row
+            .try_get::<Option<String>>("received")?
+            .map(|text| from_json("received", &text))
+            .transpose()?,
         category: parsed("category", Category::parse(row.try_get("category")?))?,
         fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
         alert_id: row.try_get("alert_id")?,
@@ -653,6 +659,61 @@ pub(crate) async fn list_events(
         |e| &e.id,
     )
     .await
+}
+
+/// Where a replay reads: events received in `[since, until)`, by id (the order they were
+/// stored in). Ids are ULIDs made when the batch is stored, just after receipt, so the id
+/// range (a minute of slack at the end) finds them on the primary key and the receipt
+/// times decide exactly.
+fn replay_range(query: &mut Query<'_>, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) {
+    let id_at = |at: DateTime<Utc>| {
+        let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        ulid::Ulid::from_parts(ms, 0).to_string()
+    };
+    if let Some(since) = since {
+        query.push(" AND id >= ");
+        query.push_bind(id_at(since));
+        query.push(" AND received_at >= ");
+        query.push_bind(ms(since));
+    }
+    if let Some(until) = until {
+        query.push(" AND id < ");
+        query.push_bind(id_at(until + chrono::Duration::minutes(1)));
+        query.push(" AND received_at < ");
+        query.push_bind(ms(until));
+    }
+}
+
+/// Up to `limit` events of the range after the id `after`, oldest first, without traces.
+pub(crate) async fn replay_events(
+    conn: &mut Conn<'_>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<EventRecord>, StoreError> {
+    let mut query: Query<'_> = Query::new(format!("{EVENT_REPLAY_SELECT} WHERE 1 = 1"));
+    replay_range(&mut query, since, until);
+    if let Some(after) = after {
+        query.push(" AND id > ");
+        query.push_bind(after.to_owned());
+    }
+    query.push(" ORDER BY id LIMIT ");
+    query.push_bind(i64::from(limit));
+    let rows = query.fetch_all(conn).await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// How many events a replay of the range reads.
+pub(crate) async fn count_replay_events(
+    conn: &mut Conn<'_>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> Result<u64, StoreError> {
+    let mut query: Query<'_> = Query::new("SELECT COUNT(*) AS n FROM events WHERE 1 = 1");
+    replay_range(&mut query, since, until);
+    let row = query.fetch_one(conn).await?;
+    Ok(u64::try_from(row.try_get::<i64>("n")?).unwrap_or(0))
 }
 
 pub(crate) async fn list_alerts(

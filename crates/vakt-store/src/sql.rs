@@ -19,10 +19,14 @@ use crate::StoreError;
 /// Most bind parameters one statement may carry (SQLite allows 32766, PostgreSQL 65535).
 pub(crate) const BINDS_MAX: usize = 30_000;
 
-pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace_id, idempotency_key";
+pub(crate) const EVENT_COLUMNS: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace_id, idempotency_key, received";
+/// The events' columns before schema 15, for journal records written by an earlier vakt.
+pub(crate) const EVENT_COLUMNS_14: &str = "id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, trace_id, idempotency_key";
 /// Events read back with their interned trace.
-pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, idempotency_key, body AS trace FROM events JOIN traces USING (trace_id)";
-pub(crate) const EVENT_COLUMN_COUNT: usize = 20;
+pub(crate) const EVENT_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, idempotency_key, received, body AS trace FROM events JOIN traces USING (trace_id)";
+/// An event's columns for a replay: no trace.
+pub(crate) const EVENT_REPLAY_SELECT: &str = "SELECT id, received_at, occurred_at, source, resource, check_name, severity, category, service, environment, summary, fingerprint, sent_fingerprint, alert_id, dropped, labels, metrics, details, idempotency_key, received, CAST('[]' AS TEXT) AS trace FROM events";
+pub(crate) const EVENT_COLUMN_COUNT: usize = 21;
 pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at, handling, flapping";
 pub(crate) const ALERT_COLUMN_COUNT: usize = 26;
 /// Columns a repeat changes: none that an index covers, so the update touches only the row.
@@ -343,6 +347,12 @@ pub(crate) fn event_row<'a>(
         owned(json(&event.details)),
         text(trace_id),
         opt_text(event.idempotency_key.as_deref()),
+        Value::Text(
+            record
+                .received
+                .as_ref()
+                .map(|r| std::borrow::Cow::Owned(json(r))),
+        ),
     ]
 }
 

@@ -190,6 +190,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0014_journal.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            15,
+            "event received".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0015_event_received.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -881,6 +888,26 @@ impl Store for SqliteStore {
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
         self.read(async |c| queries::get_event(c, id).await).await
+    }
+
+    async fn replay_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        self.read(async |c| queries::replay_events(c, since, until, after, limit).await)
+            .await
+    }
+
+    async fn count_replay_events(
+        &self,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        self.read(async |c| queries::count_replay_events(c, since, until).await)
+            .await
     }
 
     async fn events(&self, query: &EventQuery) -> Result<Page<EventRecord>, StoreError> {
@@ -1711,6 +1738,60 @@ mod tests {
             .ingest(&pipeline, &Default::default(), vec![event("d")])
             .await
             .expect("ingest");
+        store.close().await;
+    }
+
+    /// A journal record written by a vakt before schema 15 (events without `received`)
+    /// still applies after an upgrade: its events section has a statement of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn journal_records_from_before_schema_15_still_apply() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let pipeline =
+            Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles");
+        let prepared = pipeline.prepare(
+            EventInput {
+                resource: "db01".into(),
+                check: "disk".into(),
+                summary: "x".into(),
+                severity: Some(vakt_core::Severity::Major),
+                ..EventInput::default()
+            },
+            "test",
+            Utc::now(),
+        );
+        let outcome = pipeline.correlate(
+            prepared,
+            crate::sql::new_id(),
+            None,
+            &Default::default(),
+            &mut crate::sql::new_id,
+        );
+        let trace = crate::sql::intern(&outcome.record.trace);
+        let mut encoded = crate::journal::Encoded::default();
+        encoded
+            .section(0, &[&trace], |t| crate::sql::trace_row(t))
+            .expect("traces");
+        encoded
+            .section(1, &[(&outcome.record, trace.id.as_str())], |(r, t)| {
+                // The 20 columns of schema 14: today's row without `received`.
+                let mut values = crate::sql::event_row(r, t).into_iter();
+                std::array::from_fn::<_, 20, _>(|_| {
+                    values.next().unwrap_or(crate::sql::Value::Int(None))
+                })
+            })
+            .expect("events");
+        let bytes = encoded.into_bytes();
+        apply_records(&store.writer, &[&bytes], 1_000, true)
+            .await
+            .expect("applies");
+        let stored = store
+            .event(&outcome.record.id)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(stored.event.resource, "db01");
+        assert_eq!(stored.received, None);
         store.close().await;
     }
 

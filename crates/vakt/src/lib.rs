@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod oncall;
 pub mod probes;
 pub mod redact;
+pub mod replay;
 pub mod retention;
 pub mod server;
 pub mod silences;

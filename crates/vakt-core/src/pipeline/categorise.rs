@@ -3,13 +3,15 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::event::{Category, Event, Severity};
+use crate::event::{Category, Event, Received, Severity};
 use crate::rules::{Matches, RuleSet};
 use crate::trace::{Stage, TraceEntry};
 
 pub(super) struct Categorised {
     pub event: Event,
     pub category: Category,
+    /// What the rules changed, as it was before (`None`: nothing, and no identity labels).
+    pub received: Option<Received>,
 }
 
 /// Applies the matching rules' effects in order (later rules override), then derives the
@@ -23,6 +25,10 @@ pub(super) fn categorise(
     let mut category: Option<(Category, &Arc<str>)> = None;
     let mut notes: Vec<String> = Vec::new();
     let mut deciding: Vec<Arc<str>> = Vec::new();
+    let mut received = Received {
+        identity: event.identity_labels.clone(),
+        ..Received::default()
+    };
     for rule in matches.matched.iter().map(|&i| rules.rule(i)) {
         let mut used = false;
         if let Some(set) = rule.category {
@@ -36,6 +42,7 @@ pub(super) fn categorise(
                 "severity {} -> {severity} by rule {:?}",
                 event.severity, rule.name
             ));
+            received.severity.get_or_insert(event.severity);
             event.severity = severity;
             used = true;
         }
@@ -46,7 +53,8 @@ pub(super) fn categorise(
                 rule.name
             ));
             for (key, value) in &rule.labels {
-                event.labels.insert(key.clone(), value.clone());
+                let before = event.labels.insert(key.clone(), value.clone());
+                received.labels.entry(key.clone()).or_insert(before);
             }
             used = true;
         }
@@ -67,7 +75,11 @@ pub(super) fn categorise(
         format!("{reason}; {}", notes.join("; ")).into()
     };
     trace.push(TraceEntry::new(Stage::Categorise, category.as_str(), reason).with_rules(deciding));
-    Categorised { event, category }
+    Categorised {
+        event,
+        category,
+        received: (!received.is_empty()).then_some(received),
+    }
 }
 
 fn default_reason(severity: Severity) -> &'static str {

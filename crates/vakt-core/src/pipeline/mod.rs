@@ -50,6 +50,8 @@ pub struct Pipeline {
 pub struct Prepared {
     /// The event as normalised and then changed by categorisation (severity, labels).
     pub event: Event,
+    /// What categorisation changed, as it arrived (for replays of the stored event).
+    pub received: Option<crate::event::Received>,
     pub category: Category,
     pub fingerprint: Fingerprint,
     /// Why the event was dropped (the filter's reason); `None` when kept.
@@ -104,6 +106,7 @@ impl Correlated {
             record: EventRecord {
                 id: stored_id,
                 event: prepared.event,
+                received: prepared.received,
                 category: prepared.category,
                 fingerprint: prepared.fingerprint,
                 alert_id: None,
@@ -345,6 +348,7 @@ impl Pipeline {
         );
         Prepared {
             event: categorised.event,
+            received: categorised.received,
             category: categorised.category,
             fingerprint,
             dropped,
@@ -386,6 +390,7 @@ impl Pipeline {
     ) -> Correlated {
         let Prepared {
             event,
+            received,
             category,
             fingerprint,
             dropped,
@@ -433,6 +438,7 @@ impl Pipeline {
             record::Parts {
                 event_id,
                 event,
+                received,
                 category,
                 fingerprint,
                 dropped: dropped.is_some(),

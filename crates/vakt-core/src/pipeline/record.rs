@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Correlated;
 use super::correlate::{Outcome, Transition};
 use super::decide::DecidedAction;
-use crate::event::{Category, Event};
+use crate::event::{Category, Event, Received};
 use crate::fingerprint::Fingerprint;
 use crate::trace::{Stage, TraceEntry};
 
@@ -19,6 +19,11 @@ pub struct EventRecord {
     #[serde(flatten)]
     #[cfg_attr(feature = "openapi", schema(inline, value_type = Object))]
     pub event: Event,
+    /// What the rules changed (severity, labels), as the event arrived; absent when they
+    /// changed nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub received: Option<Received>,
     pub category: Category,
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub fingerprint: Fingerprint,
@@ -30,6 +35,7 @@ pub struct EventRecord {
 pub(super) struct Parts {
     pub event_id: String,
     pub event: Event,
+    pub received: Option<Received>,
     pub category: Category,
     pub fingerprint: Fingerprint,
     pub dropped: bool,
@@ -72,6 +78,7 @@ pub(super) fn record(
         record: EventRecord {
             id: parts.event_id,
             event: parts.event,
+            received: parts.received,
             category: parts.category,
             fingerprint: parts.fingerprint,
             alert_id,

@@ -104,3 +104,77 @@ async fn lists_filter_and_paginate(backend: &Backend) {
     store.close().await;
 }
 story!(story_lists_filter_and_paginate, lists_filter_and_paginate);
+
+/// A replay reads every event of a range once, oldest first, page by page, with what the
+/// rules changed as it arrived (`received`).
+async fn replays_read_events_in_order(backend: &Backend) {
+    let p = Pipeline::build(
+        &PipelineConfig::from_toml(
+            r#"
+[[rules]]
+name = "disk"
+when = 'check == "disk"'
+severity = "critical"
+labels = { team = "storage" }
+"#,
+        )
+        .expect("parses"),
+    )
+    .expect("compiles");
+    let store = backend.open().await;
+    let before = Utc::now() - Duration::seconds(1);
+    for round in 0..3 {
+        let events = (0..10)
+            .map(|i| json!({"resource": format!("h{round}-{i}"), "check": if i % 2 == 0 { "disk" } else { "cpu" }, "summary": "s", "severity": "minor", "labels": {"team": "web"}}))
+            .collect();
+        send(&*store, &p, events).await;
+    }
+    let after = Utc::now() + Duration::seconds(1);
+    assert_eq!(
+        store
+            .count_replay_events(Some(before), Some(after))
+            .await
+            .expect("count"),
+        30
+    );
+    let mut seen: Vec<vakt_core::pipeline::EventRecord> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store
+            .replay_events(Some(before), Some(after), cursor.as_deref(), 7)
+            .await
+            .expect("page");
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 7);
+        cursor = page.last().map(|e| e.id.clone());
+        seen.extend(page);
+    }
+    assert_eq!(seen.len(), 30);
+    assert!(seen.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+    assert_eq!(seen[0].event.resource, "h0-0");
+    let disk = &seen[0];
+    assert_eq!(disk.event.severity, vakt_core::Severity::Critical);
+    let received = disk.received.as_ref().expect("the rule changed it");
+    assert_eq!(received.severity, Some(vakt_core::Severity::Minor));
+    assert_eq!(
+        received.labels.get("team"),
+        Some(&Some("web".to_owned())),
+        "the label as it came"
+    );
+    assert_eq!(seen[1].received, None, "cpu: no rule changed it");
+    // A range before the events holds none.
+    assert_eq!(
+        store
+            .count_replay_events(None, Some(before))
+            .await
+            .expect("count"),
+        0
+    );
+    store.close().await;
+}
+story!(
+    story_replays_read_events_in_order,
+    replays_read_events_in_order
+);

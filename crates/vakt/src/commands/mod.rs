@@ -4,6 +4,7 @@ pub mod access;
 pub mod bench;
 pub mod db;
 pub mod remote;
+pub mod replay;
 pub mod rules;
 pub mod send;
 pub mod serve;

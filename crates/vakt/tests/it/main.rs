@@ -19,6 +19,7 @@ mod lifecycle;
 mod oncall;
 mod pagerduty;
 mod probes;
+mod replay;
 mod retention;
 mod slow_clients;
 mod snmp;
