@@ -126,6 +126,11 @@ fn build() -> Vec<String> {
         ),
         insert("decided_actions", crate::sql::HANDED_COLUMNS, ""),
         insert("events", EVENT_COLUMNS, ""),
+        insert(
+            "event_rollup",
+            crate::sql::ROLLUP_COLUMNS,
+            crate::sql::ROLLUP_CONFLICT,
+        ),
     ]
 }
 
@@ -148,6 +153,7 @@ pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreE
     out.section(7, &rows.handed, |a| {
         crate::sql::handed_row(a, rows.decided_at_ms, rows.lease_until_ms)
     })?;
+    out.section(9, &rows.rollup, |r| crate::sql::rollup_row(r))?;
     Ok(out.into_bytes())
 }
 

@@ -239,6 +239,39 @@ pub struct SilenceQuery {
     pub changed_since: Option<DateTime<Utc>>,
 }
 
+/// Events of one hour and kind, from the rollup kept at ingest (reports).
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeRow {
+    pub hour: DateTime<Utc>,
+    pub source: String,
+    pub check: String,
+    pub category: Category,
+    pub severity: Severity,
+    pub dropped: bool,
+    pub events: i64,
+}
+
+/// Decided actions of one action, kind, purpose and status, counted (reports).
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionCount {
+    pub action: String,
+    pub kind: String,
+    pub purpose: String,
+    pub status: ActionStatus,
+    /// An escalation page (a person as the target).
+    pub paged: bool,
+    pub count: i64,
+}
+
+/// An incident's priority and times (reports).
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentTimes {
+    pub priority: u8,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub alerts: i64,
+}
+
 /// What `Store::ingest_handing` may claim for the caller: how many, and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct HandOff {
@@ -301,6 +334,35 @@ pub trait Store: Send + Sync + 'static {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError>;
+    /// Events per hour and kind for hours starting in `[since, until)` (the hour holding
+    /// `since` included), from the rollup kept at ingest.
+    async fn event_volume(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<VolumeRow>, StoreError>;
+    /// Alerts first seen in `[since, until)` after the alert `after`, by id, a page at a time.
+    async fn report_alerts(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError>;
+    /// The `limit` alerts unresolved the longest.
+    async fn standing_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError>;
+    /// Actions decided in `[since, until)`, counted per action, kind, purpose, status, page.
+    async fn action_counts(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ActionCount>, StoreError>;
+    /// Incidents opened in `[since, until)`.
+    async fn incident_times(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<IncidentTimes>, StoreError>;
     /// How many events `replay_events` finds in the range.
     async fn count_replay_events(
         &self,

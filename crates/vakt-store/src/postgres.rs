@@ -139,6 +139,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0015_event_received.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            16,
+            "event rollup".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0016_event_rollup.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -254,6 +261,49 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
         self.read(async |c| queries::replay_events(c, since, until, after, limit).await)
+            .await
+    }
+
+    async fn event_volume(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<crate::VolumeRow>, StoreError> {
+        self.read(async |c| queries::event_volume(c, since, until).await)
+            .await
+    }
+
+    async fn report_alerts(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<Alert>, StoreError> {
+        self.read(async |c| queries::report_alerts(c, since, until, after, limit).await)
+            .await
+    }
+
+    async fn standing_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
+        self.read(async |c| queries::standing_alerts(c, limit).await)
+            .await
+    }
+
+    async fn action_counts(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<crate::ActionCount>, StoreError> {
+        self.read(async |c| queries::action_counts(c, since, until).await)
+            .await
+    }
+
+    async fn incident_times(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<crate::IncidentTimes>, StoreError> {
+        self.read(async |c| queries::incident_times(c, since, until).await)
             .await
     }
 

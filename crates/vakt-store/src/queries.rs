@@ -220,7 +220,16 @@ pub(crate) async fn write_rows_generic(
     upsert_alerts(conn, &rows.writes.alerts).await?;
     write_alerts(conn, &rows.writes.repeats, ALERT_REPEAT_UPDATE).await?;
     insert_timeline(conn, &rows.writes.timeline).await?;
-    insert_actions(conn, &rows.writes.actions, rows.decided_at_ms).await
+    insert_actions(conn, &rows.writes.actions, rows.decided_at_ms).await?;
+    let head = format!("INSERT INTO event_rollup ({}) ", crate::sql::ROLLUP_COLUMNS);
+    insert_rows(
+        conn,
+        &head,
+        crate::sql::ROLLUP_CONFLICT,
+        &rows.rollup,
+        |row| crate::sql::rollup_row(row),
+    )
+    .await
 }
 
 /// The alerts of `fingerprints` that new events may land on (active, or resolved
@@ -426,6 +435,7 @@ fn batch_rows<'a>(
         decided_at_ms: decided_at,
         groups,
         handed,
+        rollup: crate::sql::rollup(outcomes),
         lease_until_ms: claimed.lease_until_ms,
     }
 }
@@ -702,6 +712,132 @@ pub(crate) async fn replay_events(
     query.push_bind(i64::from(limit));
     let rows = query.fetch_all(conn).await?;
     rows.iter().map(event_from_row).collect()
+}
+
+/// Events per hour and kind from the rollup kept at ingest, hours starting in `[since, until)`.
+pub(crate) async fn event_volume(
+    conn: &mut Conn<'_>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<crate::VolumeRow>, StoreError> {
+    let rows = query(
+        "SELECT hour, source, check_name, category, severity, dropped, events FROM event_rollup \
+         WHERE hour >= $1 AND hour < $2",
+    )
+    .bind(ms(since).div_euclid(3_600_000) * 3_600_000)
+    .bind(ms(until))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(crate::VolumeRow {
+                hour: time(row.try_get("hour")?)?,
+                source: row.try_get("source")?,
+                check: row.try_get("check_name")?,
+                category: parsed("category", Category::parse(row.try_get("category")?))?,
+                severity: parsed("severity", Severity::parse(row.try_get("severity")?))?,
+                dropped: row.try_get("dropped")?,
+                events: row.try_get("events")?,
+            })
+        })
+        .collect()
+}
+
+/// Alerts first seen in `[since, until)` after the id `after`, by id, at most `limit`.
+pub(crate) async fn report_alerts(
+    conn: &mut Conn<'_>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<Alert>, StoreError> {
+    query(format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE first_seen >= $1 AND first_seen < $2 \
+         AND id > $3 ORDER BY id LIMIT $4"
+    ))
+    .bind(ms(since))
+    .bind(ms(until))
+    .bind(after.unwrap_or("").to_owned())
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(alert_from_row)
+    .collect()
+}
+
+/// Alerts not resolved, the longest standing first.
+pub(crate) async fn standing_alerts(
+    conn: &mut Conn<'_>,
+    limit: u32,
+) -> Result<Vec<Alert>, StoreError> {
+    query(format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE status <> 'resolved' ORDER BY first_seen, id LIMIT $1"
+    ))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(alert_from_row)
+    .collect()
+}
+
+/// Actions decided in `[since, until)`, counted per action, kind, purpose, status and
+/// whether they page someone.
+pub(crate) async fn action_counts(
+    conn: &mut Conn<'_>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<crate::ActionCount>, StoreError> {
+    let rows = query(
+        "SELECT action, kind, purpose, status, CASE WHEN target IS NULL THEN 0 ELSE 1 END AS paged, \
+         COUNT(*) AS n FROM decided_actions WHERE decided_at >= $1 AND decided_at < $2 \
+         GROUP BY action, kind, purpose, status, CASE WHEN target IS NULL THEN 0 ELSE 1 END",
+    )
+    .bind(ms(since))
+    .bind(ms(until))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let status: String = row.try_get("status")?;
+            Ok(crate::ActionCount {
+                action: row.try_get("action")?,
+                kind: row.try_get("kind")?,
+                purpose: row.try_get("purpose")?,
+                status: parsed("status", crate::ActionStatus::parse(&status))?,
+                paged: row.try_get::<i64>("paged")? == 1,
+                count: row.try_get("n")?,
+            })
+        })
+        .collect()
+}
+
+/// Incidents opened in `[since, until)`: priority, times and how many alerts joined.
+pub(crate) async fn incident_times(
+    conn: &mut Conn<'_>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<crate::IncidentTimes>, StoreError> {
+    let rows = query(
+        "SELECT i.priority, i.opened_at, i.resolved_at, \
+         (SELECT COUNT(*) FROM incident_alerts a WHERE a.incident_id = i.id) AS alerts \
+         FROM incidents i WHERE i.opened_at >= $1 AND i.opened_at < $2",
+    )
+    .bind(ms(since))
+    .bind(ms(until))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(crate::IncidentTimes {
+                priority: u8::try_from(row.try_get::<i64>("priority")?).unwrap_or(u8::MAX),
+                opened_at: time(row.try_get("opened_at")?)?,
+                resolved_at: opt_time(row.try_get("resolved_at")?)?,
+                alerts: row.try_get("alerts")?,
+            })
+        })
+        .collect()
 }
 
 /// How many events a replay of the range reads.

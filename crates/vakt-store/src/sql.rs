@@ -459,6 +459,74 @@ pub(crate) fn handed_row(
     ]
 }
 
+pub(crate) const ROLLUP_COLUMNS: &str =
+    "hour, source, check_name, category, severity, dropped, events";
+pub(crate) const ROLLUP_CONFLICT: &str = " ON CONFLICT (hour, source, check_name, category, severity, dropped) \
+     DO UPDATE SET events = event_rollup.events + excluded.events";
+
+/// Events of one hour and kind in a batch.
+pub(crate) struct RollupRow<'a> {
+    pub hour_ms: i64,
+    pub source: &'a str,
+    pub check: &'a str,
+    pub category: &'static str,
+    pub severity: &'static str,
+    pub dropped: bool,
+    pub events: i64,
+}
+
+/// The batch's stored events counted per hour of receipt, source, check, category,
+/// severity and dropped: one row per distinct key.
+pub(crate) fn rollup(outcomes: &[Correlated]) -> Vec<RollupRow<'_>> {
+    let mut counts: BTreeMap<(i64, &str, &str, &'static str, &'static str, bool), i64> =
+        BTreeMap::new();
+    for outcome in outcomes {
+        if outcome.transition == Transition::Duplicate {
+            continue;
+        }
+        let record = &outcome.record;
+        let event = &record.event;
+        let hour_ms = ms(event.received_at).div_euclid(3_600_000) * 3_600_000;
+        *counts
+            .entry((
+                hour_ms,
+                event.source.as_str(),
+                event.check.as_str(),
+                record.category.as_str(),
+                event.severity.as_str(),
+                record.dropped,
+            ))
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(
+            |((hour_ms, source, check, category, severity, dropped), events)| RollupRow {
+                hour_ms,
+                source,
+                check,
+                category,
+                severity,
+                dropped,
+                events,
+            },
+        )
+        .collect()
+}
+
+/// A rollup row, in `ROLLUP_COLUMNS` order.
+pub(crate) fn rollup_row<'a>(row: &'a RollupRow<'_>) -> [Value<'a>; 7] {
+    [
+        Value::Int(Some(row.hour_ms)),
+        text(row.source),
+        text(row.check),
+        text(row.category),
+        text(row.severity),
+        Value::Bool(row.dropped),
+        Value::Int(Some(row.events)),
+    ]
+}
+
 /// An interned trace's row: `(trace_id, body)`.
 pub(crate) fn trace_row(trace: &InternedTrace) -> [Value<'_>; 2] {
     [text(&trace.id), text(&trace.body)]
@@ -477,6 +545,8 @@ pub(crate) struct BatchRows<'a> {
     pub groups: Vec<(&'a str, &'a str)>,
     /// Actions claimed in this write (`handed_row`), not among `writes.actions`.
     pub handed: Vec<&'a DecidedAction>,
+    /// The batch's events counted per hour and kind (`event_rollup`).
+    pub rollup: Vec<RollupRow<'a>>,
     pub lease_until_ms: i64,
 }
 

@@ -20,6 +20,7 @@ pub mod oncall;
 pub mod probes;
 pub mod redact;
 pub mod replay;
+pub mod report;
 pub mod retention;
 pub mod server;
 pub mod silences;

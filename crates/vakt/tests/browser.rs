@@ -616,3 +616,79 @@ async fn an_operator_works_the_console_in_chromium() {
         let _ = client.close().await;
     }
 }
+
+/// The HTML report as a manager opens it: a file from `vakt report`, in Chromium with no
+/// server behind it: headings, the charts drawn, nothing fetched or run, no serious
+/// accessibility problem, hostile event text shown as text; screenshotted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_opens_as_one_file_in_chromium() {
+    let Some(driver) = Driver::start().await else {
+        eprintln!(
+            "\n*** SKIPPED the_html_report_opens_as_one_file_in_chromium: {CHROMIUM} or {CHROMEDRIVER} is missing ***\n"
+        );
+        return;
+    };
+    let axe_path = std::env::var("VAKT_AXE_JS").map_or_else(
+        |_| harness::repo_root().join("target/npm/node_modules/axe-core/axe.min.js"),
+        PathBuf::from,
+    );
+    let Ok(axe) = std::fs::read_to_string(&axe_path) else {
+        eprintln!(
+            "\n*** SKIPPED the_html_report_opens_as_one_file_in_chromium: no axe-core at {} ***\n",
+            axe_path.display()
+        );
+        return;
+    };
+    let mut server = harness::TestServer::with_config(Some(
+        "[server]\nwrite_rate_per_client = 0\n[dispatch]\nenabled = false\n",
+    ))
+    .await;
+    let events: Vec<Value> = (0..300)
+        .map(|i| json!({"resource": format!("web{}", i % 40), "check": if i % 3 == 0 { "disk" } else { "<img src=x onerror=alert(1)>" }, "summary": "s", "severity": if i % 5 == 0 { "ok" } else { "major" }, "service": "shop"}))
+        .collect();
+    let (status, _) = server.post("/api/v1/events", &json!(events)).await;
+    assert_eq!(status, 202);
+    server.stop().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(["report", "--since", "2d", "--format", "html", "--out"])
+        .arg(server.dir.path().join("report.html"))
+        .arg("--data-dir")
+        .arg(server.data_dir())
+        .env_remove("VAKT_CONFIG")
+        .output()
+        .expect("vakt report");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let client = driver.browser(1200, 900, &[]).await;
+    let url = format!("file://{}", server.dir.path().join("report.html").display());
+    client.goto(&url).await.expect("open the file");
+    let h1 = css(&client, "h1").await.text().await.expect("text");
+    assert_eq!(h1, "Event management report");
+    let charts = client
+        .find_all(Locator::Css("svg.chart rect"))
+        .await
+        .expect("bars");
+    assert!(charts.len() >= 3, "bars drawn: {}", charts.len());
+    let scripts = client
+        .find_all(Locator::Css("script, img, link"))
+        .await
+        .expect("query");
+    assert!(
+        scripts.is_empty(),
+        "nothing to run or fetch, hostile text included"
+    );
+    let body = css(&client, "body").await.text().await.expect("text");
+    assert!(
+        body.contains("<img src=x onerror=alert(1)>"),
+        "shown as text"
+    );
+    assert!(body.contains("Noise reduction") && body.contains("Response"));
+    let problems = accessibility_problems(&client, &axe).await;
+    assert!(problems.is_empty(), "{problems:#?}");
+    screenshot(&client, "report").await;
+    client.close().await.expect("close");
+}

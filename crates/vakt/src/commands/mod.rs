@@ -5,6 +5,7 @@ pub mod bench;
 pub mod db;
 pub mod remote;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod send;
 pub mod serve;

@@ -9,6 +9,7 @@ pub mod incidents;
 pub mod limit;
 mod ops;
 mod query;
+mod reports;
 pub mod serve;
 mod silences;
 mod state;
@@ -45,6 +46,7 @@ pub use state::{AppState, Reload};
         (name = "incidents", description = "Incidents (ITIL), escalation policies and the escalations alerts climb, ITSM sync"),
         (name = "silences", description = "Time spans in which matching alerts are recorded but not acted on"),
         (name = "operations", description = "Health, readiness, metrics, reload"),
+        (name = "reports", description = "Volumes, noise reduction, response times, automation and incidents of a period"),
         (name = "access", description = "Who am I, API tokens, the audit log (docs/security.md)"),
         (name = "peer protocols", description = "Other tools' APIs, spoken as they speak them")
     )
@@ -81,6 +83,7 @@ pub fn router(
         .routes(routes!(incidents::list_policies))
         .routes(routes!(incidents::list_escalations))
         .routes(routes!(incidents::get_escalation))
+        .routes(routes!(reports::summary))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

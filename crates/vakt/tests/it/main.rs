@@ -20,6 +20,7 @@ mod oncall;
 mod pagerduty;
 mod probes;
 mod replay;
+mod report;
 mod retention;
 mod slow_clients;
 mod snmp;

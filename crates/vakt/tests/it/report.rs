@@ -1,0 +1,310 @@
+//! `vakt report` and `GET /api/v1/reports/summary` over a constructed history whose
+//! answers are known: 100 alerts with chosen acknowledge and resolve times, repeats,
+//! dropped chatter, in chosen hours; checked number by number, in every format.
+
+use std::process::{Command, Output, Stdio};
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde_json::{Value, json};
+use vakt::config::{Config, Overrides};
+use vakt_core::alert::{OperatorAction, OperatorRequest};
+use vakt_core::{EventInput, Pipeline};
+use vakt_store::Store;
+
+const CONFIG: &str = r#"
+[server]
+write_rate_per_client = 0
+[dispatch]
+enabled = false
+
+[[rules]]
+name = "drop-debug"
+when = 'summary.startsWith("DEBUG")'
+drop = true
+
+[[rules]]
+name = "disk"
+when = 'check == "disk" && severity != "ok"'
+category = "exception"
+actions = ["fix"]
+
+[actions.fix]
+type = "exec"
+command = ["/bin/true"]
+dry_run = true
+"#;
+
+fn vakt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(args)
+        .env_remove("VAKT_CONFIG")
+        .env_remove("VAKT_DATA_DIR")
+        .env_remove("VAKT_DATABASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vakt")
+}
+
+fn input(value: Value) -> EventInput {
+    EventInput::from_json(0, value).expect("valid event")
+}
+
+/// The history: alert i (0..100) opens at t0 + i minutes with 10 problem events (one a
+/// second); odd ones are acknowledged (i+1)*10 s after opening; even ones resolve by an
+/// `ok` event an hour after opening. 200 DEBUG events are dropped. Services: web for
+/// i < 30, db after.
+async fn history(dir: &std::path::Path, t0: DateTime<Utc>, pipeline: &Pipeline) -> i64 {
+    let store = vakt_store::SqliteStore::open(dir).await.expect("open");
+    let mut decided = 0i64;
+    let mut ids = Vec::new();
+    for i in 0..100i64 {
+        let first = t0 + Duration::minutes(i);
+        let service = if i < 30 { "web" } else { "db" };
+        let batch = (0..10)
+            .map(|k| {
+                pipeline.prepare(
+                    input(json!({"resource": format!("h{i}"), "check": "disk", "summary": "full", "severity": "critical", "service": service})),
+                    "test",
+                    first + Duration::seconds(k),
+                )
+            })
+            .collect();
+        let out = store
+            .ingest(pipeline, &Default::default(), batch)
+            .await
+            .expect("ingest");
+        decided += out.iter().map(|o| o.actions.len() as i64).sum::<i64>();
+        ids.push(out[0].alert.as_ref().expect("alert").id.clone());
+    }
+    for i in (0..100i64).step_by(2) {
+        let at = t0 + Duration::minutes(i) + Duration::hours(1);
+        let out = store
+            .ingest(
+                pipeline,
+                &Default::default(),
+                vec![pipeline.prepare(
+                    input(json!({"resource": format!("h{i}"), "check": "disk", "summary": "ok", "severity": "ok", "service": if i < 30 { "web" } else { "db" }})),
+                    "test",
+                    at,
+                )],
+            )
+            .await
+            .expect("ingest");
+        decided += out.iter().map(|o| o.actions.len() as i64).sum::<i64>();
+    }
+    let chatter = (0..200)
+        .map(|k| {
+            pipeline.prepare(
+                input(json!({"resource": "app", "check": "log", "summary": "DEBUG tick", "severity": "info"})),
+                "test",
+                t0 + Duration::seconds(k),
+            )
+        })
+        .collect();
+    store
+        .ingest(pipeline, &Default::default(), chatter)
+        .await
+        .expect("ingest");
+    for i in (1..100).step_by(2) {
+        store
+            .operate(
+                pipeline,
+                &Default::default(),
+                &ids[i],
+                &OperatorRequest {
+                    action: OperatorAction::Ack,
+                    by: "alice".into(),
+                    comment: None,
+                },
+            )
+            .await
+            .expect("ack");
+    }
+    store.close().await;
+    // The acknowledgements at chosen times (the API stamps them with the clock).
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.join("vakt.db"));
+    let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .expect("connect");
+    for i in (1..100usize).step_by(2) {
+        sqlx::query("UPDATE alerts SET acknowledged_at = first_seen + $1 WHERE id = $2")
+            .bind(i64::try_from(i + 1).expect("small") * 10_000)
+            .bind(&ids[i])
+            .execute(&mut conn)
+            .await
+            .expect("update");
+    }
+    sqlx::Connection::close(conn).await.expect("close");
+    decided
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constructed_history_reports_its_known_answers() {
+    let work = tempfile::tempdir().expect("dir");
+    let config_path = work.path().join("vakt.toml");
+    std::fs::write(&config_path, CONFIG).expect("write");
+    let data = work.path().join("data");
+    let overrides = Overrides {
+        listen: None,
+        data_dir: Some(data.clone()),
+        database_url: None,
+    };
+    let config = Config::load(Some(&config_path), &overrides).expect("config");
+    // Two days ago at 10:00 UTC.
+    let t0 = (Utc::now() - Duration::days(2))
+        .duration_trunc(Duration::days(1))
+        .expect("day")
+        + Duration::hours(10);
+    let decided = history(&data, t0, &config.pipeline).await;
+
+    let report = |extra: &[&str]| {
+        let mut args = vec![
+            "report",
+            "--config",
+            config_path.to_str().expect("utf-8"),
+            "--data-dir",
+            data.to_str().expect("utf-8"),
+        ];
+        args.extend_from_slice(extra);
+        vakt(&args)
+    };
+    let out = report(&["--since", "30d", "--format", "json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let h = &r["headline"];
+    assert_eq!(h["events"], 1250, "1000 problems, 50 ok, 200 chatter");
+    assert_eq!(h["dropped"], 200);
+    assert_eq!(h["alerts"], 100);
+    assert_eq!(h["actions"], decided);
+    assert_eq!(r["previous"]["events"], 0, "nothing in the 30 days before");
+    let f = &r["funnel"];
+    assert_eq!(f["kept"], 1050);
+    assert_eq!(f["events_per_alert"], 10.5);
+    assert_eq!(f["dropped_pct"], 16.0);
+    let o = &r["response"]["overall"];
+    assert_eq!(o["mtta"]["count"], 50);
+    assert_eq!(o["mtta"]["mean"], 510.0, "20, 40, ... 1000 s");
+    assert_eq!(o["mtta"]["median"], 500.0);
+    assert_eq!(o["mtta"]["p90"], 900.0);
+    assert_eq!(o["mttr"]["count"], 50);
+    assert_eq!(o["mttr"]["median"], 3600.0);
+    assert_eq!(
+        r["response"]["acked_within_target_pct"], 90.0,
+        "45 of 50 within 15m"
+    );
+    let services: Vec<(String, u64)> = r["response"]["by_service"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (
+                row["key"].as_str().unwrap_or_default().to_owned(),
+                row["alerts"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(services, [("db".to_owned(), 70), ("web".to_owned(), 30)]);
+    let a = &r["automation"];
+    assert_eq!(a["resolved"], 50);
+    assert_eq!(a["resolved_before_ack"], 50);
+    assert_eq!(
+        a["resolved_by_automation"], 50,
+        "resolved by events after fix ran"
+    );
+    // Hours: the problems from 10:00 to 11:39 UTC, the oks an hour later, chatter at 10:0x.
+    let hours = r["volume"]["hour_of_day"].as_array().expect("hours");
+    let sum: i64 = hours.iter().filter_map(Value::as_i64).sum();
+    assert_eq!(sum, 1250);
+    assert_eq!(
+        hours[10].as_i64().unwrap_or_default()
+            + hours[11].as_i64().unwrap_or_default()
+            + hours[12].as_i64().unwrap_or_default(),
+        1250
+    );
+    assert_eq!(r["volume"]["bucket"], "day");
+    assert_eq!(r["quality"]["noisy_checks"][0], json!(["disk", 1050]));
+
+    // In Tokyo (UTC+9, no daylight saving) the same hours are 19 to 21.
+    let out = report(&["--since", "30d", "--tz", "Asia/Tokyo"]);
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let hours = r["volume"]["hour_of_day"].as_array().expect("hours");
+    assert_eq!(hours[10], 0);
+    assert!(hours[19].as_i64().unwrap_or_default() > 0);
+
+    // CSV: one long table.
+    let out = report(&["--since", "30d", "--format", "csv"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.starts_with("section,name,key,value,previous\n"),
+        "{text}"
+    );
+    assert!(text.contains("headline,events,,1250,0\n"), "{text}");
+    assert!(
+        text.contains("response,all_mtta_median_secs,all,500.000,\n"),
+        "{text}"
+    );
+
+    // HTML: one file, charts as SVG, no script.
+    let html_path = work.path().join("report.html");
+    let out = report(&[
+        "--since",
+        "30d",
+        "--format",
+        "html",
+        "--out",
+        html_path.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let html = std::fs::read_to_string(&html_path).expect("html");
+    assert!(html.contains("<svg") && !html.contains("<script"));
+    assert!(html.contains("8m 20s"), "the median time to acknowledge");
+
+    // Wrong arguments say which.
+    for (args, says) in [
+        (vec!["--since", "3w"], "--since \"3w\": unknown unit"),
+        (vec!["--tz", "Mars/Olympus"], "--tz \"Mars/Olympus\""),
+        (vec!["--format", "pdf"], "--format: unknown format \"pdf\""),
+    ] {
+        let out = report(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+
+    // The same report over HTTP from a server on the data directory.
+    let mut server = crate::harness::TestServer::with_config(Some(CONFIG)).await;
+    server.stop().await;
+    std::fs::remove_dir_all(server.data_dir()).expect("fresh");
+    std::fs::rename(&data, server.data_dir()).expect("move the history");
+    server.boot(true, None).await;
+    let (status, r) = server.get("/api/v1/reports/summary?since=30d").await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["headline"]["events"], 1250);
+    assert_eq!(r["response"]["overall"]["mtta"]["median"], 500.0);
+    let response = server
+        .client
+        .get(server.url("/api/v1/reports/summary?since=30d&format=html&tz=Europe/Stockholm"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/html; charset=utf-8"
+    );
+    let (status, body) = server
+        .get("/api/v1/reports/summary?since=30d&tz=Nowhere")
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tz \"Nowhere\""),
+        "{body}"
+    );
+}
