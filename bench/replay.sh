@@ -18,7 +18,7 @@ trap cleanup EXIT
 sed -e 's/127.0.0.1:5514/127.0.0.1:0/g' -e 's/127.0.0.1:1162/127.0.0.1:0/' \
     -e "s|^data_dir = .*|data_dir = \"$work/data\"|" examples/vakt.toml > "$work/base.toml"
 sed -i -e 's/^console_url = .*/&\nenabled = false/' -e 's/^listen = "127.0.0.1:8470"/&\nwrite_rate_per_client = 0/' "$work/base.toml"
-sed -e 's/metrics.used_pct >= 95.0/metrics.used_pct >= 97.0/' \
+sed -e 's/metrics.used_pct >= 95.0/metrics.used_pct >= 98.0/' \
     -e 's/metrics.load_per_core >= 2.0/metrics.load_per_core >= 3.0/' "$work/base.toml" > "$work/new.toml"
 if [ ! -f "$work/data/vakt.db" ]; then
     VAKT_LOG=warn "$vakt" serve --config "$work/base.toml" --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &

@@ -53,7 +53,27 @@ impl<'a> Run<'a> {
     /// correlate stage applies the reopen window to it), keeping the alert it leaves.
     pub fn correlate(&mut self, prepared: Prepared, event_id: String) -> Correlated {
         let key = prepared.fingerprint.as_str().to_owned();
-        let current = self.alerts.get(&key);
+        let outcome = self.correlate_only(prepared, event_id, &key);
+        if let Some(alert) = &outcome.alert {
+            self.alerts.insert(key, alert.clone());
+        }
+        outcome
+    }
+
+    /// `correlate` for a caller that does not need the alert back: it moves into the run's
+    /// state instead of being copied there (`outcome.alert` is `None`), which a replay of
+    /// millions of events notices.
+    pub fn correlate_into(&mut self, prepared: Prepared, event_id: String) -> Correlated {
+        let key = prepared.fingerprint.as_str().to_owned();
+        let mut outcome = self.correlate_only(prepared, event_id, &key);
+        if let Some(alert) = outcome.alert.take() {
+            self.alerts.insert(key, alert);
+        }
+        outcome
+    }
+
+    fn correlate_only(&mut self, prepared: Prepared, event_id: String, key: &str) -> Correlated {
+        let current = self.alerts.get(key);
         let Run {
             pipeline,
             silences,
@@ -65,11 +85,7 @@ impl<'a> Run<'a> {
             *ids += 1;
             format!("{prefix}-{ids:08}")
         };
-        let outcome = pipeline.correlate(prepared, event_id, current, silences, &mut new_id);
-        if let Some(alert) = &outcome.alert {
-            self.alerts.insert(key, alert.clone());
-        }
-        outcome
+        pipeline.correlate(prepared, event_id, current, silences, &mut new_id)
     }
 
     /// The alerts this run holds: every fingerprint's latest.
@@ -108,62 +124,72 @@ pub struct Change {
     pub new: String,
 }
 
-/// What differs between the same event's outcomes in two runs (empty: nothing).
+/// What differs between the same event's outcomes in two runs (empty: nothing). Compares
+/// in place and allocates only for what differs: a replay calls it for every event.
 pub fn compare(base: &Correlated, new: &Correlated) -> Vec<Change> {
     let mut changes = Vec::new();
-    let mut check = |what: &'static str, base: String, new: String| {
+    let mut check = |what: &'static str, base: &str, new: &str| {
         if base != new {
-            changes.push(Change { what, base, new });
+            changes.push(Change {
+                what,
+                base: base.to_owned(),
+                new: new.to_owned(),
+            });
         }
     };
     check(
         "transition",
-        base.transition.as_str().to_owned(),
-        new.transition.as_str().to_owned(),
+        base.transition.as_str(),
+        new.transition.as_str(),
     );
     check(
         "dropped",
-        base.record.dropped.to_string(),
-        new.record.dropped.to_string(),
+        bool_str(base.record.dropped),
+        bool_str(new.record.dropped),
     );
     check(
         "category",
-        base.record.category.as_str().to_owned(),
-        new.record.category.as_str().to_owned(),
+        base.record.category.as_str(),
+        new.record.category.as_str(),
     );
     check(
         "severity",
-        base.record.event.severity.as_str().to_owned(),
-        new.record.event.severity.as_str().to_owned(),
+        base.record.event.severity.as_str(),
+        new.record.event.severity.as_str(),
     );
     check(
         "fingerprint",
-        base.record.fingerprint.as_str().to_owned(),
-        new.record.fingerprint.as_str().to_owned(),
+        base.record.fingerprint.as_str(),
+        new.record.fingerprint.as_str(),
     );
-    check(
-        "actions",
-        action_names(base, false),
-        action_names(new, false),
-    );
-    check(
-        "suppressed",
-        action_names(base, true),
-        action_names(new, true),
-    );
-    let policy = |c: &Correlated| {
-        c.escalation
-            .as_ref()
-            .map(|s| s.policy.clone())
-            .unwrap_or_default()
-    };
+    for (what, suppressed) in [("actions", false), ("suppressed", true)] {
+        let (b, n) = (
+            action_names(base, suppressed),
+            action_names(new, suppressed),
+        );
+        if b != n {
+            check(what, &b.join(", "), &n.join(", "));
+        }
+    }
     check("escalation", policy(base), policy(new));
     check(
         "incident",
-        base.incident.is_some().to_string(),
-        new.incident.is_some().to_string(),
+        bool_str(base.incident.is_some()),
+        bool_str(new.incident.is_some()),
     );
     changes
+}
+
+/// The escalation policy an outcome starts, `""` for none.
+fn policy(outcome: &Correlated) -> &str {
+    outcome
+        .escalation
+        .as_ref()
+        .map_or("", |start| start.policy.as_str())
+}
+
+fn bool_str(value: bool) -> &'static str {
+    if value { "true" } else { "false" }
 }
 
 /// What differs between how an event was stored and a run's outcome for it, in what the
@@ -198,8 +224,8 @@ pub fn compare_record(stored: &crate::pipeline::EventRecord, new: &Correlated) -
     changes
 }
 
-/// The actions an outcome decided (`suppressed`: those held back), sorted, comma-separated.
-fn action_names(outcome: &Correlated, suppressed: bool) -> String {
+/// The actions an outcome decided (`suppressed`: those held back), sorted.
+fn action_names(outcome: &Correlated, suppressed: bool) -> Vec<&str> {
     let mut names: Vec<&str> = outcome
         .actions
         .iter()
@@ -207,7 +233,7 @@ fn action_names(outcome: &Correlated, suppressed: bool) -> String {
         .map(|a| &*a.action)
         .collect();
     names.sort_unstable();
-    names.join(", ")
+    names
 }
 
 /// What one run did over a replay, counted.

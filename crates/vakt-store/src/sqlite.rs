@@ -53,6 +53,120 @@ pub(crate) async fn write_rows(
     crate::sqlite_bulk::blocking(|| crate::journal::apply(db, statements, &[&record]))
 }
 
+/// `Store::replay_events` on SQLite: the rows read in place through SQLite's C API (sqlx
+/// copies every value of every row and sends it across threads, which made reading a
+/// million events take longer than replaying them), decoded by position.
+async fn replay_events_direct(
+    reader: &SqlitePool,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    after: Option<&str>,
+    limit: u32,
+) -> Result<Vec<EventRecord>, StoreError> {
+    use crate::sql::Value;
+    let id_at = |at: DateTime<Utc>| {
+        let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+        ulid::Ulid::from_parts(ms, 0).to_string()
+    };
+    let mut sql = format!("{} WHERE 1 = 1", crate::sql::EVENT_REPLAY_SELECT);
+    let mut binds: Vec<Value<'static>> = Vec::new();
+    let mut bind = |sql: &mut String, clause: &str, value: Value<'static>| {
+        binds.push(value);
+        sql.push_str(&format!(" AND {clause} ?{}", binds.len()));
+    };
+    // The same range as `queries::replay_range`: ids by ULID time, receipt times exact.
+    if let Some(since) = since {
+        bind(&mut sql, "id >=", Value::Text(Some(id_at(since).into())));
+        bind(
+            &mut sql,
+            "received_at >=",
+            Value::Int(Some(since.timestamp_millis())),
+        );
+    }
+    if let Some(until) = until {
+        let slack = until + chrono::Duration::minutes(1);
+        bind(&mut sql, "id <", Value::Text(Some(id_at(slack).into())));
+        bind(
+            &mut sql,
+            "received_at <",
+            Value::Int(Some(until.timestamp_millis())),
+        );
+    }
+    if let Some(after) = after {
+        bind(&mut sql, "id >", Value::Text(Some(after.to_owned().into())));
+    }
+    binds.push(Value::Int(Some(i64::from(limit))));
+    sql.push_str(&format!(" ORDER BY id LIMIT ?{}", binds.len()));
+    let mut conn = reader.acquire().await?;
+    let mut handle = conn.lock_handle().await?;
+    crate::sqlite_bulk::blocking(|| {
+        let mut statement = crate::sqlite_bulk::Statement::prepare(&mut handle, &sql)?;
+        let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
+        statement.query(binds, |row| {
+            out.push(event_from_view(row)?);
+            Ok(())
+        })?;
+        Ok(out)
+    })
+}
+
+/// An event from a row of `EVENT_REPLAY_SELECT`, by column position.
+fn event_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<EventRecord, StoreError> {
+    use crate::sql::{from_json, parsed, time};
+    let text = |i: i32, name: &str| -> Result<String, StoreError> {
+        row.text(i)?
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
+    };
+    let opt =
+        |i: i32| -> Result<Option<String>, StoreError> { Ok(row.text(i)?.map(str::to_owned)) };
+    let int = |i: i32, name: &str| {
+        row.int(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
+    };
+    let json_column = |i: i32, name: &str| -> Result<&str, StoreError> {
+        row.text(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
+    };
+    Ok(EventRecord {
+        id: text(0, "id")?,
+        event: vakt_core::Event {
+            received_at: time(int(1, "received_at")?)?,
+            occurred_at: time(int(2, "occurred_at")?)?,
+            source: text(3, "source")?,
+            resource: text(4, "resource")?,
+            check: text(5, "check_name")?,
+            severity: parsed(
+                "severity",
+                vakt_core::Severity::parse(json_column(6, "severity")?),
+            )?,
+            service: opt(8)?,
+            environment: opt(9)?,
+            summary: text(10, "summary")?,
+            sent_fingerprint: opt(12)?,
+            labels: from_json("labels", json_column(15, "labels")?)?,
+            metrics: from_json("metrics", json_column(16, "metrics")?)?,
+            details: from_json("details", json_column(17, "details")?)?,
+            idempotency_key: opt(18)?,
+            expires_at: None,
+            expiry: false,
+            identity_labels: Vec::new(),
+        },
+        received: row
+            .text(19)?
+            .map(|t| from_json("received", t))
+            .transpose()?,
+        category: parsed(
+            "category",
+            vakt_core::Category::parse(json_column(7, "category")?),
+        )?,
+        fingerprint: vakt_core::Fingerprint::from_stored(text(11, "fingerprint")?),
+        alert_id: opt(13)?,
+        dropped: int(14, "dropped")? != 0,
+        trace: Vec::new(),
+    })
+}
+
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "vakt.db";
 /// Alerts the writer keeps in memory by default (about 1 KB each); beyond it, alerts are read
@@ -904,8 +1018,8 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.read(async |c| queries::replay_events(c, since, until, after, limit).await)
-            .await
+        self.barrier().await?;
+        replay_events_direct(&self.reader, since, until, after, limit).await
     }
 
     async fn event_volume(

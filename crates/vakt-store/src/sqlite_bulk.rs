@@ -149,6 +149,78 @@ impl<'c> Statement<'c> {
     }
 }
 
+/// The current row of a query, read in place: valid until the statement steps again.
+pub(crate) struct RowView<'s> {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    sql: &'s str,
+}
+
+impl RowView<'_> {
+    /// Column `i` as an integer; `None` when NULL.
+    pub(crate) fn int(&self, i: c_int) -> Option<i64> {
+        // SAFETY: `stmt` is live and on a row (the caller is inside `query`'s loop).
+        unsafe {
+            (ffi::sqlite3_column_type(self.stmt.as_ptr(), i) != ffi::SQLITE_NULL)
+                .then(|| ffi::sqlite3_column_int64(self.stmt.as_ptr(), i))
+        }
+    }
+
+    /// Column `i` as text; `None` when NULL; an error naming the column when not UTF-8.
+    pub(crate) fn text(&self, i: c_int) -> Result<Option<&str>, StoreError> {
+        let stmt = self.stmt.as_ptr();
+        // SAFETY: as in `int`. `sqlite3_column_text` returns a pointer valid until the next
+        // step, reset or finalize, which cannot happen while `self` is borrowed;
+        // `sqlite3_column_bytes` (called after it, as SQLite documents) is its length.
+        unsafe {
+            if ffi::sqlite3_column_type(stmt, i) == ffi::SQLITE_NULL {
+                return Ok(None);
+            }
+            let text = ffi::sqlite3_column_text(stmt, i);
+            let len = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).unwrap_or(0);
+            if text.is_null() {
+                return Ok(Some(""));
+            }
+            let bytes = std::slice::from_raw_parts(text, len);
+            std::str::from_utf8(bytes).map(Some).map_err(|e| {
+                StoreError::Corrupt(format!("column {i} of {:?} is not UTF-8: {e}", self.sql))
+            })
+        }
+    }
+}
+
+impl Statement<'_> {
+    /// Binds `values` as parameters 1.., steps through every row of the result and calls
+    /// `each` with it; the statement is reset afterwards, whatever happened.
+    pub(crate) fn query<'v>(
+        &mut self,
+        values: impl IntoIterator<Item = Value<'v>>,
+        mut each: impl FnMut(&RowView<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let stmt = self.stmt.as_ptr();
+        let mut result = self.bind(values);
+        while result.is_ok() {
+            // SAFETY: `stmt` is a live statement of the locked connection.
+            let rc = unsafe { ffi::sqlite3_step(stmt) };
+            if rc == ffi::SQLITE_ROW {
+                result = each(&RowView {
+                    stmt: self.stmt,
+                    sql: self.sql,
+                });
+            } else if rc == ffi::SQLITE_DONE {
+                break;
+            } else {
+                result = Err(error(self.db, rc, self.sql));
+            }
+        }
+        // SAFETY: as above; see `run`.
+        unsafe {
+            ffi::sqlite3_reset(stmt);
+            ffi::sqlite3_clear_bindings(stmt);
+        }
+        result
+    }
+}
+
 impl Drop for Statement<'_> {
     fn drop(&mut self) {
         // SAFETY: the statement is live and finalized exactly once, here.

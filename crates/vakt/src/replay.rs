@@ -81,10 +81,35 @@ pub enum Base<'a> {
     Record,
 }
 
+/// Runs CPU work on this thread, telling a multi-threaded runtime to move its other tasks
+/// (the next page's read) elsewhere meanwhile.
+fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
+/// One page's events through one run, in order.
+fn run_page(
+    run: &mut Run<'_>,
+    page: &[vakt_core::pipeline::EventRecord],
+    inputs: Vec<EventInput>,
+) -> Vec<vakt_core::Correlated> {
+    page.iter()
+        .zip(inputs)
+        .map(|(record, input)| {
+            // The source is given, so the channel only names itself in the trace.
+            let prepared = run.prepare(input, "replay", record.event.received_at);
+            run.correlate_into(prepared, record.id.clone())
+        })
+        .collect()
+}
+
 /// Replays `request`'s events through `new` and compares each outcome with `base`;
 /// `progress` hears how many events each page read.
 pub async fn replay(
-    store: &dyn Store,
+    store: &std::sync::Arc<dyn Store>,
     base: Base<'_>,
     new: &Pipeline,
     request: &Request,
@@ -108,35 +133,65 @@ pub async fn replay(
         differences: Vec::new(),
     };
     let list = request.list.min(LIST_MAX);
-    let mut after: Option<String> = None;
+    // The next page is read while this one runs: reading and running take about as long.
+    let (since, until) = (request.since, request.until);
+    let fetch = |after: Option<String>| {
+        let store = std::sync::Arc::clone(store);
+        tokio::spawn(async move {
+            store
+                .replay_events(since, until, after.as_deref(), PAGE)
+                .await
+        })
+    };
+    let mut next = fetch(None);
     loop {
-        let page = store
-            .replay_events(request.since, request.until, after.as_deref(), PAGE)
-            .await?;
+        let page = next
+            .await
+            .map_err(|e| StoreError::Other(format!("reading events stopped: {e}")))??;
         let Some(last) = page.last() else {
             break;
         };
-        after = Some(last.id.clone());
+        next = fetch(Some(last.id.clone()));
         let last_at = last.event.received_at;
         let read = page.len() as u64;
-        for record in page {
-            report.read += 1;
-            if !request.filter.is_empty() {
-                let labels = record.event.match_labels();
-                if !request.filter.iter().all(|m| m.matches(&labels)) {
-                    continue;
+        report.read += read;
+        let page: Vec<_> = page
+            .into_iter()
+            .filter(|record| {
+                request.filter.is_empty() || {
+                    let labels = record.event.match_labels();
+                    request.filter.iter().all(|m| m.matches(&labels))
                 }
+            })
+            .collect();
+        report.replayed += page.len() as u64;
+        let inputs: Vec<EventInput> = page
+            .iter()
+            .map(|record| EventInput::replayed(&record.event, record.received.as_ref()))
+            .collect();
+        // The two runs are independent: each on a core of its own.
+        let base_inputs = base_run.as_ref().map(|_| inputs.clone());
+        let (base_outcomes, outcomes) = run_blocking(|| {
+            std::thread::scope(|scope| {
+                let page = &page;
+                let base = base_run
+                    .as_mut()
+                    .zip(base_inputs)
+                    .map(|(run, inputs)| scope.spawn(move || run_page(run, page, inputs)));
+                let new = run_page(&mut new_run, page, inputs);
+                (base.map(|b| b.join()), new)
+            })
+        });
+        let base_outcomes = match base_outcomes {
+            Some(Ok(outcomes)) => outcomes.into_iter().map(Some).collect(),
+            Some(Err(_)) => {
+                return Err(StoreError::Other(
+                    "the base configuration's run stopped unexpectedly".into(),
+                ));
             }
-            report.replayed += 1;
-            let input = EventInput::replayed(&record.event, record.received.as_ref());
-            // The source is given, so the channel only names itself in the trace.
-            let at = record.event.received_at;
-            let base_outcome = base_run.as_mut().map(|run| {
-                let prepared = run.prepare(input.clone(), "replay", at);
-                run.correlate(prepared, record.id.clone())
-            });
-            let prepared = new_run.prepare(input, "replay", at);
-            let outcome = new_run.correlate(prepared, record.id.clone());
+            None => vec![None; page.len()],
+        };
+        for ((record, outcome), base_outcome) in page.into_iter().zip(outcomes).zip(base_outcomes) {
             report.new.add(&outcome);
             let changes = match &base_outcome {
                 Some(base_outcome) => {

@@ -5,7 +5,7 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use vakt_core::replay::Tally;
 
-use super::access::{open_for, runtime};
+use super::access::open_for;
 use crate::cli::{Failure, ReplayArgs};
 use crate::config::{Config, Overrides};
 use crate::replay::{Base, Report, Request};
@@ -22,7 +22,14 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
         None => None,
     };
     let request = request(&args, Utc::now()).map_err(Failure::user)?;
-    let report = runtime()?.block_on(async {
+    // Two threads: the next page is read while one runs.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::internal)?;
+    let report = runtime.block_on(async {
         let store = open_for(&new).await?;
         let total = store
             .count_replay_events(request.since, request.until)
@@ -41,7 +48,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
             None => Base::Record,
         };
         let mut report =
-            crate::replay::replay(&*store, against, &new.pipeline, &request, &mut progress).await;
+            crate::replay::replay(&store, against, &new.pipeline, &request, &mut progress).await;
         bar.finish_and_clear();
         // Against the record, one event's stored trace stands beside the new one.
         if let (Ok(report), None, Some(id)) = (&mut report, &base, &request.event)
