@@ -21,6 +21,8 @@ pub struct Run<'a> {
     /// Ids made so far (alerts, timeline entries, actions): `{prefix}-{n}`.
     ids: u64,
     prefix: String,
+    /// How many events each rule matched.
+    rule_hits: HashMap<std::sync::Arc<str>, u64>,
 }
 
 impl<'a> Run<'a> {
@@ -32,6 +34,7 @@ impl<'a> Run<'a> {
             alerts: HashMap::new(),
             ids: 0,
             prefix: prefix.to_owned(),
+            rule_hits: HashMap::new(),
         }
     }
 
@@ -73,6 +76,14 @@ impl<'a> Run<'a> {
     }
 
     fn correlate_only(&mut self, prepared: Prepared, event_id: String, key: &str) -> Correlated {
+        for rule in &prepared.matched_rules {
+            match self.rule_hits.get_mut(rule) {
+                Some(hits) => *hits += 1,
+                None => {
+                    self.rule_hits.insert(std::sync::Arc::clone(rule), 1);
+                }
+            }
+        }
         let current = self.alerts.get(key);
         let Run {
             pipeline,
@@ -86,6 +97,11 @@ impl<'a> Run<'a> {
             format!("{prefix}-{ids:08}")
         };
         pipeline.correlate(prepared, event_id, current, silences, &mut new_id)
+    }
+
+    /// How many events each rule matched so far (rules that matched none are absent).
+    pub fn rule_hits(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.rule_hits.iter().map(|(rule, hits)| (&**rule, *hits))
     }
 
     /// The alerts this run holds: every fingerprint's latest.

@@ -132,6 +132,18 @@ vakt.db-shm), start vakt. PostgreSQL is backed up with its own tools (pg_dump). 
 FILE exists or the storage is PostgreSQL, 2 when the copy fails."
     )]
     Backup(BackupArgs),
+    /// Suggestions for the rules from a period's history, each with evidence and a replay
+    #[command(
+        long_about = "Look at a period (default the last 7 days) and suggest changes to the \
+configuration, each with the evidence and the vakt replay command that shows what the \
+change would have done: rules that matched no event, rules that match most events, checks \
+whose alerts mostly resolve by themselves within 5 minutes, checks that flap, sources whose \
+alerts nobody acknowledges or takes, silences made again and again for the same matchers \
+(a maintenance window fits better). It changes nothing.\n\n  \
+vakt tune --since 7d\n  vakt tune --since 30d --json\n\n\
+Exit 0 with or without suggestions, 1 on a wrong argument, 2 when the database cannot be read."
+    )]
+    Tune(TuneArgs),
     /// A report of a period: volumes, noise reduction, response times, automation, incidents
     #[command(
         long_about = "Report on a period (default the last 30 days), compared with the period \
@@ -561,6 +573,18 @@ pub struct StorageArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct TuneArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// How far back from now: 24h, 7d, 30d [default: 7d]
+    #[arg(long, default_value = "7d")]
+    pub since: String,
+    /// Print JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct ReportArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
@@ -855,6 +879,7 @@ pub fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Replay(args) => commands::replay::run(args),
         Command::Report(args) => commands::report::run(args),
+        Command::Tune(args) => commands::report::tune(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -25,3 +25,4 @@ pub mod retention;
 pub mod server;
 pub mod silences;
 pub mod sources;
+pub mod tune;

@@ -55,6 +55,8 @@ pub struct Report {
     pub changes: BTreeMap<&'static str, u64>,
     pub base: Tally,
     pub new: Tally,
+    /// Events each rule of the new configuration matched (rules that matched none absent).
+    pub rule_hits: BTreeMap<String, u64>,
     /// The first `Request::list` differences, in replay order.
     pub differences: Vec<Difference>,
 }
@@ -130,6 +132,7 @@ pub async fn replay(
         changes: BTreeMap::new(),
         base: Tally::default(),
         new: Tally::default(),
+        rule_hits: BTreeMap::new(),
         differences: Vec::new(),
     };
     let list = request.list.min(LIST_MAX);
@@ -236,5 +239,9 @@ pub async fn replay(
         // A page is CPU work between two reads: let other tasks run.
         tokio::task::yield_now().await;
     }
+    report.rule_hits = new_run
+        .rule_hits()
+        .map(|(rule, hits)| (rule.to_owned(), hits))
+        .collect();
     Ok(report)
 }

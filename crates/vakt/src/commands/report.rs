@@ -1,9 +1,10 @@
-//! `vakt report`: a period's report from the database, as JSON, CSV or one HTML file.
+//! `vakt report` (a period's report from the database, as JSON, CSV or one HTML file) and
+//! `vakt tune` (suggestions from the period's history).
 
 use anyhow::{Context, anyhow};
 
 use super::access::{config, open_for, runtime};
-use crate::cli::{Failure, ReportArgs};
+use crate::cli::{Failure, ReportArgs, TuneArgs};
 use crate::report::Format;
 
 pub fn run(args: ReportArgs) -> Result<(), Failure> {
@@ -44,4 +45,78 @@ pub fn run(args: ReportArgs) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+pub fn tune(args: TuneArgs) -> Result<(), Failure> {
+    let secs = vakt_core::suite::duration_secs(&args.since)
+        .map_err(|e| Failure::user(anyhow!("--since {e}")))?;
+    let until = chrono::Utc::now();
+    let since = until - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+    let config = config(&args.storage)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::internal)?;
+    let name = config
+        .path
+        .as_ref()
+        .map_or_else(|| "vakt.toml".to_owned(), |p| p.display().to_string());
+    let period = format!("--since {}", args.since);
+    let advice = runtime.block_on(async {
+        let store = open_for(&config).await?;
+        let total = store
+            .count_replay_events(Some(since), Some(until))
+            .await
+            .map_err(Failure::internal)?;
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut progress = |read: u64| bar.inc(read);
+        let advice = crate::tune::advise(
+            &store,
+            &config.pipeline,
+            &name,
+            &period,
+            since,
+            until,
+            &mut progress,
+        )
+        .await;
+        bar.finish_and_clear();
+        store.close().await;
+        advice
+            .with_context(|| format!("reading {}", config.location.describe()))
+            .map_err(Failure::internal)
+    })?;
+    if args.json {
+        let text = serde_json::to_string_pretty(&advice).map_err(Failure::internal)?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!(
+        "{} events and {} alerts since {}",
+        advice.events,
+        advice.alerts,
+        advice.since.format("%Y-%m-%d %H:%M UTC")
+    );
+    if advice.suggestions.is_empty() {
+        println!("no suggestion: nothing in the period points at a change");
+        return Ok(());
+    }
+    for (n, s) in advice.suggestions.iter().enumerate() {
+        println!(
+            "\n{}. [{}] {}\n   evidence: {}\n   change:   {}\n   check:    {}",
+            n + 1,
+            s.kind,
+            s.subject,
+            s.evidence,
+            s.change,
+            s.replay
+        );
+    }
+    Ok(())
 }

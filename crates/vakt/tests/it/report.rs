@@ -308,3 +308,100 @@ async fn a_constructed_history_reports_its_known_answers() {
         "{body}"
     );
 }
+
+/// `vakt tune` on the same history plus 20 blips that clear themselves in 30 s and a rule
+/// that never matches: exactly those suggestions, each with its evidence and replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_suggests_what_the_history_shows() {
+    let work = tempfile::tempdir().expect("dir");
+    let config_path = work.path().join("vakt.toml");
+    let config_text = format!(
+        "{CONFIG}\n[[rules]]\nname = \"never\"\nwhen = 'check == \"no-such-check\"'\nseverity = \"critical\"\n"
+    );
+    std::fs::write(&config_path, &config_text).expect("write");
+    let data = work.path().join("data");
+    let overrides = Overrides {
+        listen: None,
+        data_dir: Some(data.clone()),
+        database_url: None,
+    };
+    let config = Config::load(Some(&config_path), &overrides).expect("config");
+    let t0 = (Utc::now() - Duration::days(2))
+        .duration_trunc(Duration::days(1))
+        .expect("day")
+        + Duration::hours(10);
+    history(&data, t0, &config.pipeline).await;
+    let store = vakt_store::SqliteStore::open(&data).await.expect("open");
+    for i in 0..20 {
+        let at = t0 + Duration::minutes(i);
+        for (severity, later) in [("major", 0), ("ok", 30)] {
+            store
+                .ingest(
+                    &config.pipeline,
+                    &Default::default(),
+                    vec![config.pipeline.prepare(
+                        input(json!({"resource": format!("b{i}"), "check": "blip", "summary": "s", "severity": severity})),
+                        "test",
+                        at + Duration::seconds(later),
+                    )],
+                )
+                .await
+                .expect("ingest");
+        }
+    }
+    store.close().await;
+    let out = vakt(&[
+        "tune",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--since",
+        "7d",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let advice: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(advice["events"], 1290);
+    assert_eq!(advice["alerts"], 120);
+    let found: Vec<(String, String)> = advice["suggestions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|s| {
+            (
+                s["kind"].as_str().unwrap_or_default().to_owned(),
+                s["subject"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            ("matches-most".to_owned(), "rule \"disk\"".to_owned()),
+            ("never-matched".to_owned(), "rule \"never\"".to_owned()),
+            ("self-resolving".to_owned(), "check \"blip\"".to_owned()),
+        ],
+        "{advice}"
+    );
+    let blip = &advice["suggestions"][2];
+    assert!(
+        blip["evidence"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("20 of its 20 alerts resolved by themselves"),
+        "{blip}"
+    );
+    assert!(
+        blip["replay"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("vakt replay --base "),
+        "{blip}"
+    );
+}
