@@ -115,27 +115,37 @@ impl Alert {
     /// (`resource`, `check`, `service`, `environment`, `severity`, `category`, `source`),
     /// and `alertname` (= check) and `instance` (= resource) as Alertmanager names them.
     pub fn match_labels(&self) -> BTreeMap<String, String> {
-        let mut labels = self.labels.clone();
-        let mut add = |name: &str, value: &str| {
+        match_labels(
+            &self.labels,
+            [
+                ("alertname", Some(self.check.as_str())),
+                ("instance", Some(&self.resource)),
+                ("resource", Some(&self.resource)),
+                ("check", Some(&self.check)),
+                ("severity", Some(self.severity.as_str())),
+                ("category", Some(self.category.as_str())),
+                ("source", Some(&self.source)),
+                ("service", self.service.as_deref()),
+                ("environment", self.environment.as_deref()),
+            ],
+        )
+    }
+}
+
+/// `labels`, plus each named field (when it has a value) where no label has its name.
+pub(crate) fn match_labels<'a>(
+    labels: &BTreeMap<String, String>,
+    fields: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> BTreeMap<String, String> {
+    let mut labels = labels.clone();
+    for (name, value) in fields {
+        if let Some(value) = value {
             labels
                 .entry(name.to_owned())
                 .or_insert_with(|| value.to_owned());
-        };
-        add("alertname", &self.check);
-        add("instance", &self.resource);
-        add("resource", &self.resource);
-        add("check", &self.check);
-        add("severity", self.severity.as_str());
-        add("category", self.category.as_str());
-        add("source", &self.source);
-        if let Some(service) = &self.service {
-            add("service", service);
         }
-        if let Some(environment) = &self.environment {
-            add("environment", environment);
-        }
-        labels
     }
+    labels
 }
 
 /// What a timeline entry records.

@@ -230,25 +230,19 @@ impl Event {
     /// plus its fields under their own names where no label has that name, as
     /// `Alert::match_labels` does for alerts.
     pub fn match_labels(&self) -> BTreeMap<String, String> {
-        let mut labels = self.labels.clone();
-        let mut add = |name: &str, value: &str| {
-            labels
-                .entry(name.to_owned())
-                .or_insert_with(|| value.to_owned());
-        };
-        add("alertname", &self.check);
-        add("instance", &self.resource);
-        add("resource", &self.resource);
-        add("check", &self.check);
-        add("severity", self.severity.as_str());
-        add("source", &self.source);
-        if let Some(service) = &self.service {
-            add("service", service);
-        }
-        if let Some(environment) = &self.environment {
-            add("environment", environment);
-        }
-        labels
+        crate::alert::match_labels(
+            &self.labels,
+            [
+                ("alertname", Some(self.check.as_str())),
+                ("instance", Some(&self.resource)),
+                ("resource", Some(&self.resource)),
+                ("check", Some(&self.check)),
+                ("severity", Some(self.severity.as_str())),
+                ("source", Some(&self.source)),
+                ("service", self.service.as_deref()),
+                ("environment", self.environment.as_deref()),
+            ],
+        )
     }
 }
 

@@ -41,6 +41,7 @@ use vakt_core::{
 pub use access::{AuditEntry, AuditQuery, SessionRecord, TokenRecord};
 pub use postgres::PostgresStore;
 pub use sqlite::{DATABASE_FILE, SqliteStore};
+pub use sqlite_bulk::blocking;
 
 /// A new id: a ULID, strictly increasing within this process (timeline entries made in one
 /// millisecond keep the order they were made in).

@@ -301,9 +301,10 @@ pub(crate) fn each<T, const N: usize>(
     Ok(())
 }
 
-/// Runs blocking SQLite work from async code: on a multi-threaded runtime the worker hands
-/// its other tasks to its peers meanwhile; on a single-threaded one (tests) it just runs.
-pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
+/// Runs blocking work (SQLite calls, a page of a replay) from async code: on a
+/// multi-threaded runtime the worker hands its other tasks to its peers meanwhile; on a
+/// single-threaded one (tests) it just runs.
+pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
         _ => work(),

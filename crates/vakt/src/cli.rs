@@ -613,9 +613,9 @@ pub struct ReportArgs {
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The configuration to replay through (TOML); without it $VAKT_CONFIG or the built-in one
-    #[arg(long, short = 'c', env = "VAKT_CONFIG", value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// The configuration replayed through is --config; the database is its [storage]
+    #[command(flatten)]
+    pub storage: StorageArgs,
     /// A configuration to compare with, replayed beside it [default: the events as stored]
     #[arg(long, value_name = "FILE")]
     pub base: Option<PathBuf>,
@@ -637,17 +637,6 @@ pub struct ReplayArgs {
     /// Show one event's outcome in both runs, with both traces side by side
     #[arg(long, value_name = "ID")]
     pub event: Option<String>,
-    /// Directory of the embedded SQLite database [default: ./vakt-data, or storage.data_dir]
-    #[arg(long, env = "VAKT_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// PostgreSQL URL (postgres://...) instead of the embedded database
-    #[arg(
-        long,
-        env = "VAKT_DATABASE_URL",
-        value_name = "URL",
-        hide_env_values = true
-    )]
-    pub database_url: Option<String>,
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,

@@ -83,15 +83,6 @@ pub enum Base<'a> {
     Record,
 }
 
-/// Runs CPU work on this thread, telling a multi-threaded runtime to move its other tasks
-/// (the next page's read) elsewhere meanwhile.
-fn run_blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
-
 /// One page's events through one run, in order.
 fn run_page(
     run: &mut Run<'_>,
@@ -174,7 +165,7 @@ pub async fn replay(
             .collect();
         // The two runs are independent: each on a core of its own.
         let base_inputs = base_run.as_ref().map(|_| inputs.clone());
-        let (base_outcomes, outcomes) = run_blocking(|| {
+        let (base_outcomes, outcomes) = vakt_store::blocking(|| {
             std::thread::scope(|scope| {
                 let page = &page;
                 let base = base_run

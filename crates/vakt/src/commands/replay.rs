@@ -5,18 +5,13 @@ use anyhow::{Context, anyhow};
 use chrono::{DateTime, Utc};
 use vakt_core::replay::Tally;
 
-use super::access::open_for;
+use super::access::{config, open_for};
 use crate::cli::{Failure, ReplayArgs};
 use crate::config::{Config, Overrides};
 use crate::replay::{Base, Report, Request};
 
 pub fn run(args: ReplayArgs) -> Result<(), Failure> {
-    let overrides = Overrides {
-        listen: None,
-        data_dir: args.data_dir.clone(),
-        database_url: args.database_url.clone(),
-    };
-    let new = Config::load(args.config.as_deref(), &overrides).map_err(Failure::user)?;
+    let new = config(&args.storage)?;
     let base = match &args.base {
         Some(path) => Some(Config::load(Some(path), &Overrides::default()).map_err(Failure::user)?),
         None => None,

@@ -119,6 +119,20 @@ pub async fn decode(response: reqwest::Response) -> (u16, Value) {
 }
 
 /// The repository root, for example files.
+/// Runs the vakt binary with `args` as a user would, without the caller's `VAKT_*`
+/// configuration, storage and server variables, standard input closed.
+pub fn vakt_cli(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args(args)
+        .env_remove("VAKT_CONFIG")
+        .env_remove("VAKT_DATA_DIR")
+        .env_remove("VAKT_DATABASE_URL")
+        .env_remove("VAKT_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run vakt")
+}
+
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()

@@ -2,7 +2,7 @@
 //! differences are known exactly, the same configuration (no difference), one event's two
 //! traces side by side, a filter, and the exit codes.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
@@ -37,14 +37,7 @@ url = "http://127.0.0.1:9/hook"
 "#;
 
 fn vakt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(args)
-        .env_remove("VAKT_CONFIG")
-        .env_remove("VAKT_DATA_DIR")
-        .env_remove("VAKT_DATABASE_URL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run vakt")
+    crate::harness::vakt_cli(args)
 }
 
 fn text(bytes: &[u8]) -> String {

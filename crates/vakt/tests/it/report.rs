@@ -2,7 +2,7 @@
 //! answers are known: 100 alerts with chosen acknowledge and resolve times, repeats,
 //! dropped chatter, in chosen hours; checked number by number, in every format.
 
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::{Value, json};
@@ -35,14 +35,7 @@ dry_run = true
 "#;
 
 fn vakt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vakt"))
-        .args(args)
-        .env_remove("VAKT_CONFIG")
-        .env_remove("VAKT_DATA_DIR")
-        .env_remove("VAKT_DATABASE_URL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run vakt")
+    crate::harness::vakt_cli(args)
 }
 
 fn input(value: Value) -> EventInput {
