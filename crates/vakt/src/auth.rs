@@ -94,6 +94,7 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/api/v1/events/{id}", Scope("read:events")),
     ("GET", "/api/v1/alerts", Scope("read:alerts")),
     ("GET", "/api/v1/reports/summary", Scope("read:alerts")),
+    ("POST", "/api/v1/replay", Scope("admin:config")),
     ("GET", "/api/v1/alerts/{id}", Scope("read:alerts")),
     ("POST", "/api/v1/alerts/{id}/ack", Scope("write:alerts")),
     ("POST", "/api/v1/alerts/{id}/unack", Scope("write:alerts")),

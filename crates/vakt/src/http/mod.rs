@@ -9,6 +9,7 @@ pub mod incidents;
 pub mod limit;
 mod ops;
 mod query;
+mod replay;
 mod reports;
 pub mod serve;
 mod silences;
@@ -84,6 +85,7 @@ pub fn router(
         .routes(routes!(incidents::list_escalations))
         .routes(routes!(incidents::get_escalation))
         .routes(routes!(reports::summary))
+        .routes(routes!(replay::replay))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -257,3 +257,67 @@ async fn a_rule_change_replays_to_exactly_its_differences() {
         );
     }
 }
+
+/// `POST /api/v1/replay`: the same replay on the server's store for a configuration in the
+/// request, compared with the one in force; a configuration that names a secret to read,
+/// or a period too long, is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_replays_a_posted_configuration_against_the_one_in_force() {
+    let server = TestServer::with_config(Some(BASE)).await;
+    let events: Vec<Value> = (0..40)
+        .map(|i| {
+            let pct = if i % 2 == 0 { 96.0 } else { 98.0 };
+            json!({"resource": format!("host{i}"), "check": "disk", "summary": "s", "severity": "warning", "metrics": {"used_pct": pct}})
+        })
+        .collect();
+    let (status, _) = server.post("/api/v1/events", &json!(events)).await;
+    assert_eq!(status, 202);
+    let new = BASE.replace("used_pct >= 95.0", "used_pct >= 97.0");
+    let (status, report) = server
+        .post(
+            "/api/v1/replay",
+            &json!({"config": new, "since": "1h", "list": 5}),
+        )
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["replayed"], 40);
+    assert_eq!(report["different"], 20);
+    assert_eq!(report["changes"]["severity"], 20);
+    assert_eq!(report["differences"].as_array().map(Vec::len), Some(5));
+    assert_eq!(report["base"]["actions"]["hook"], 40);
+    assert_eq!(report["new"]["actions"]["hook"], 20);
+    let (status, report) = server
+        .post("/api/v1/replay", &json!({"config": BASE, "base": "record"}))
+        .await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        report["different"], 0,
+        "the rules in force made what is stored"
+    );
+
+    let secret =
+        format!("{BASE}\n[channels.chat]\ntype = \"slack\"\nurl = {{ file = \"/etc/passwd\" }}\n");
+    for (body, says) in [
+        (
+            json!({"config": secret}),
+            "channels.chat.url: an env or file reference",
+        ),
+        (json!({"config": "[[rules]]\nname = 1\n"}), "config"),
+        (
+            json!({"config": BASE, "since": "90d"}),
+            "longer than 31 days",
+        ),
+        (
+            json!({"config": BASE, "base": "yesterday"}),
+            "expected current or record",
+        ),
+        (json!({"config": BASE, "surprise": true}), "unknown field"),
+    ] {
+        let (status, answer) = server.post("/api/v1/replay", &body).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer.to_string().contains(says),
+            "{says:?} missing: {answer}"
+        );
+    }
+}
