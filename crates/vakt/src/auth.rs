@@ -197,6 +197,7 @@ pub const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/oncall", Page("read:oncall")),
     ("POST", "/oncall/{name}/overrides", Page("write:schedules")),
     ("GET", "/monitors", Page("read:events")),
+    ("GET", "/reports", Page("read:alerts")),
     ("GET", "/rules", Page("read:alerts")),
     ("GET", "/tokens", PageSignedIn),
     ("POST", "/tokens", PageSignedIn),

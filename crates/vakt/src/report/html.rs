@@ -63,10 +63,15 @@ fn bars(labels: &[String], series: &[(&str, Vec<i64>)], label_every: usize, titl
         .collect();
     let max = totals.iter().copied().max().unwrap_or(0).max(1) as f64;
     let slot = width / n as f64;
+    // Without a title the chart is decoration of a figure that names it.
+    let named = if title.is_empty() {
+        "aria-hidden=\"true\"".to_owned()
+    } else {
+        format!("role=\"img\" aria-label=\"{}\"", esc(title))
+    };
     let mut svg = format!(
-        "<svg viewBox=\"0 0 {width} {}\" role=\"img\" aria-label=\"{}\" class=\"chart\">",
-        height + bottom,
-        esc(title)
+        "<svg viewBox=\"0 0 {width} {}\" {named} class=\"chart\">",
+        height + bottom
     );
     for (i, label) in labels.iter().enumerate() {
         let mut y = height;
@@ -101,6 +106,22 @@ fn bars(labels: &[String], series: &[(&str, Vec<i64>)], label_every: usize, titl
         totals.iter().copied().max().unwrap_or(0)
     );
     svg
+}
+
+/// The events-over-time chart alone (kept dark, dropped light), for the console's page,
+/// which names it (`title` empty) or not.
+pub fn volume_chart(report: &Report, title: &str) -> String {
+    let v = &report.volume;
+    let labels: Vec<String> = v.buckets.iter().map(|b| b.start.clone()).collect();
+    let kept: Vec<i64> = v.buckets.iter().map(|b| b.events - b.dropped).collect();
+    let dropped: Vec<i64> = v.buckets.iter().map(|b| b.dropped).collect();
+    let every = (labels.len() / 8).max(1);
+    bars(
+        &labels,
+        &[("kept", kept), ("dropped", dropped)],
+        every,
+        title,
+    )
 }
 
 fn times_cells(t: &Times) -> String {

@@ -17,7 +17,7 @@ use vakt_store::{ActionStatus, Store, StoreError};
 mod csv;
 mod html;
 pub use csv::csv;
-pub use html::html;
+pub use html::{html, volume_chart};
 
 /// Alerts read per page.
 const PAGE: u32 = 5_000;

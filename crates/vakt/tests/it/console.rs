@@ -385,6 +385,7 @@ async fn the_board_filters_groups_changes_in_bulk_and_speaks_swedish() {
         "/oncall",
         "/monitors",
         "/rules",
+        "/reports",
     ] {
         let (_, _, page) = browser.get(path).await;
         assert!(page.contains("<html lang=\"sv\">"), "{path}");
@@ -610,6 +611,20 @@ async fn incidents_on_call_monitors_and_rules_pages() {
         page.contains("nightly-backup") && page.contains("heartbeat"),
         "{page}"
     );
+
+    // Reports: the period's numbers beside the period before, the chart drawn here, the
+    // whole report a link away.
+    let (status, _, page) = browser.get("/reports?since=1d").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<svg") && page.contains("class=\"chart\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("/api/v1/reports/summary?since=1d&amp;format=html"),
+        "{page}"
+    );
+    assert!(page.contains("aria-current=\"page\">Last day<"), "{page}");
 
     // Rules: in order, and an event tried against them.
     let (_, _, page) = browser.get("/rules").await;

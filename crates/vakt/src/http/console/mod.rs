@@ -129,6 +129,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../../console/templates/monitors.html"),
     ),
     (
+        "reports.html",
+        include_str!("../../../console/templates/reports.html"),
+    ),
+    (
         "rules.html",
         include_str!("../../../console/templates/rules.html"),
     ),
@@ -532,6 +536,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/oncall", get(records::oncall))
         .route("/oncall/{name}/overrides", post(records::add_override))
         .route("/monitors", get(records::monitors))
+        .route("/reports", get(records::reports))
         .route("/rules", get(records::rules))
         .route("/tokens", get(records::tokens).post(records::create_token))
         .route("/tokens/{id}/revoke", post(records::revoke_token))

@@ -86,6 +86,7 @@ fn page_of(path: &str) -> &'static str {
         "incidents" => "incidents",
         "oncall" => "oncall",
         "monitors" => "monitors",
+        "reports" => "reports",
         "rules" => "rules",
         "tokens" => "tokens",
         "login" | "logout" => "login",

@@ -278,6 +278,32 @@ pub async fn add_override(
     }
 }
 
+/// `GET /reports`: the report of the last day, week or month (`since=1d|7d|30d`), in the
+/// console's frame; the full report as a file is linked.
+pub async fn reports(State(state): State<Arc<AppState>>, view: View) -> Response {
+    let pairs = view.query();
+    let since = match first(&pairs, "since") {
+        Some(s @ ("1d" | "7d" | "30d")) => s.to_owned(),
+        _ => "7d".to_owned(),
+    };
+    let request =
+        match crate::report::request(Some(&since), None, None, None, None, chrono::Utc::now()) {
+            Ok(request) => request,
+            Err(error) => return unavailable(&state, &view, error),
+        };
+    let pipeline = state.pipeline();
+    let report = match crate::report::build(&*state.store, &pipeline, &request, &mut |_| {}).await {
+        Ok(report) => report,
+        Err(error) => return unavailable(&state, &view, error),
+    };
+    let chart = crate::report::volume_chart(&report, "");
+    let mut values = BTreeMap::new();
+    values.insert("report", Value::from(Serde(&report)));
+    values.insert("chart", Value::from_safe_string(chart));
+    values.insert("since", Value::from(since));
+    state.console.render("reports.html", &view, values)
+}
+
 /// `GET /monitors`: probes, agents and their probes, heartbeats.
 pub async fn monitors(State(state): State<Arc<AppState>>, view: View) -> Response {
     let (monitors, heartbeats) = match tokio::try_join!(
