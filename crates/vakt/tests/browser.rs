@@ -474,6 +474,16 @@ async fn an_operator_works_the_console_in_chromium() {
     let problems = accessibility_problems(&a, &axe).await;
     assert!(problems.is_empty(), "Swedish board: {problems:#?}");
 
+    // The reports page, still in Swedish: its chart drawn, no serious accessibility problem.
+    a.goto(&format!("{base}/reports?since=1d"))
+        .await
+        .expect("goto");
+    css(&a, "figure.report-chart svg").await;
+    until_text(&a, "Händelser över tid", 5).await;
+    let problems = accessibility_problems(&a, &axe).await;
+    assert!(problems.is_empty(), "reports: {problems:#?}");
+    screenshot(&a, "reports-sv").await;
+
     // Dark mode follows the system.
     let dark = driver.browser(1280, 900, &["--force-dark-mode"]).await;
     sign_in(&dark, &base).await;
