@@ -78,31 +78,15 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
 
 /// **Boundary:** the period and filter as given on the command line.
 fn request(args: &ReplayArgs, now: DateTime<Utc>) -> anyhow::Result<Request> {
-    let time = |flag: &str, text: &str| {
-        DateTime::parse_from_rfc3339(text.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                anyhow!("--{flag} {text:?}: expected RFC 3339 like 2026-12-01T00:00:00Z: {e}")
-            })
-    };
-    let (since, until) = match (&args.since, &args.from, &args.to) {
-        (Some(since), _, _) => {
-            let secs =
-                vakt_core::suite::duration_secs(since).map_err(|e| anyhow!("--since {e}"))?;
-            let back = chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
-            (Some(now - back), None)
-        }
-        (None, None, None) => (Some(now - chrono::Duration::days(7)), None),
-        (None, from, to) => (
-            from.as_deref().map(|t| time("from", t)).transpose()?,
-            to.as_deref().map(|t| time("to", t)).transpose()?,
-        ),
-    };
-    if let (Some(since), Some(until)) = (since, until)
-        && until <= since
-    {
-        return Err(anyhow!("--to must be after --from"));
-    }
+    let (since, until) = crate::report::period(
+        args.since.as_deref(),
+        args.from.as_deref(),
+        args.to.as_deref(),
+        chrono::Duration::days(7),
+        now,
+    )
+    .map_err(|e| anyhow!("--{e}"))?;
+    let (since, until) = (Some(since), Some(until));
     let filter = match &args.filter {
         Some(text) => vakt_core::matcher::Matcher::parse_list(text)
             .map_err(|e| anyhow!("--filter {text:?}: {e}"))?,

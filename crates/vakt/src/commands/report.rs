@@ -48,10 +48,14 @@ pub fn run(args: ReportArgs) -> Result<(), Failure> {
 }
 
 pub fn tune(args: TuneArgs) -> Result<(), Failure> {
-    let secs = vakt_core::suite::duration_secs(&args.since)
-        .map_err(|e| Failure::user(anyhow!("--since {e}")))?;
-    let until = chrono::Utc::now();
-    let since = until - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX / 1000));
+    let (since, until) = crate::report::period(
+        Some(&args.since),
+        None,
+        None,
+        chrono::Duration::days(7),
+        chrono::Utc::now(),
+    )
+    .map_err(|e| Failure::user(anyhow!("--{e}")))?;
     let config = config(&args.storage)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

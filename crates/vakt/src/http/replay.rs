@@ -71,28 +71,14 @@ pub async fn replay(
     let new = Config::parse("config", &asked.config, None, &Overrides::default())
         .map_err(|errors| ApiError::field("config", errors.lines.join("\n")))?;
     let now = chrono::Utc::now();
-    let (since, until) = match (&asked.since, &asked.from) {
-        (Some(_), Some(_)) => return Err(ApiError::bad_request("give since or from, not both")),
-        (Some(text), None) => {
-            let secs =
-                vakt_core::suite::duration_secs(text).map_err(|e| ApiError::field("since", e))?;
-            let secs = i64::try_from(secs).unwrap_or(i64::MAX / 1000);
-            (now - chrono::Duration::seconds(secs), now)
-        }
-        (None, Some(from)) => {
-            let time = |field: &str, text: &str| {
-                chrono::DateTime::parse_from_rfc3339(text)
-                    .map(|t| t.with_timezone(&chrono::Utc))
-                    .map_err(|e| ApiError::field(field, format!("expected RFC 3339: {e}")))
-            };
-            let to = asked.to.as_deref().map(|t| time("to", t)).transpose()?;
-            (time("from", from)?, to.unwrap_or(now))
-        }
-        (None, None) => (now - chrono::Duration::days(7), now),
-    };
-    if until <= since {
-        return Err(ApiError::field("to", "must be after from"));
-    }
+    let (since, until) = crate::report::period(
+        asked.since.as_deref(),
+        asked.from.as_deref(),
+        asked.to.as_deref(),
+        chrono::Duration::days(7),
+        now,
+    )
+    .map_err(ApiError::bad_request)?;
     if until - since > chrono::Duration::days(PERIOD_MAX_DAYS) {
         return Err(ApiError::bad_request(format!(
             "the period is longer than {PERIOD_MAX_DAYS} days; use vakt replay on the host for more"

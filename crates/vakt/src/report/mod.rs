@@ -73,8 +73,55 @@ impl Format {
     }
 }
 
-/// **Boundary:** a period as given (`since` a duration back from `now`, or `from`/`to` in
-/// RFC 3339), a time zone name and an acknowledgement target, each error naming its field.
+/// A duration as given (`90s`, `30m`, `2h`, `7d`) in seconds; the error names `field`.
+fn secs(field: &str, text: &str) -> Result<i64, String> {
+    vakt_core::suite::duration_secs(text)
+        .map_err(|e| format!("{field} {e}"))
+        .and_then(|s| i64::try_from(s).map_err(|_| format!("{field} {text:?}: too long")))
+}
+
+/// **Boundary:** a period as given to a report, a replay or the advisor: `since` (a
+/// duration back from `now`, 1 s to 10 years) or `from`/`to` (RFC 3339, `to` defaulting to
+/// now); neither gives `default` back from now. Each error names its field.
+pub fn period(
+    since: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    default: chrono::Duration,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), String> {
+    let time = |field: &str, text: &str| {
+        DateTime::parse_from_rfc3339(text.trim())
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                format!("{field} {text:?}: expected RFC 3339 like 2026-12-01T00:00:00Z: {e}")
+            })
+    };
+    let (since, until) = match (since, from, to) {
+        (Some(_), Some(_), _) => return Err("give since or from, not both".into()),
+        (Some(_), None, Some(_)) => return Err("to goes with from, not with since".into()),
+        (Some(text), None, None) => {
+            let back = secs("since", text)?;
+            if back == 0 || back > 366 * 86_400 * 10 {
+                return Err(format!("since {text:?}: between 1s and 10 years"));
+            }
+            (now - chrono::Duration::seconds(back), now)
+        }
+        (None, Some(text), to) => (
+            time("from", text)?,
+            to.map(|t| time("to", t)).transpose()?.unwrap_or(now),
+        ),
+        (None, None, Some(_)) => return Err("to needs from".into()),
+        (None, None, None) => (now - default, now),
+    };
+    if until <= since {
+        return Err("to must be after from".into());
+    }
+    Ok((since, until))
+}
+
+/// **Boundary:** a report's period (`period`), a time zone name and an acknowledgement
+/// target, each error naming its field.
 pub fn request(
     since: Option<&str>,
     from: Option<&str>,
@@ -83,36 +130,7 @@ pub fn request(
     ack_target: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Request, String> {
-    let time = |field: &str, text: &str| {
-        DateTime::parse_from_rfc3339(text.trim())
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                format!("{field} {text:?}: expected RFC 3339 like 2026-12-01T00:00:00Z: {e}")
-            })
-    };
-    let secs = |field: &str, text: &str| {
-        vakt_core::suite::duration_secs(text)
-            .map_err(|e| format!("{field} {e}"))
-            .and_then(|s| i64::try_from(s).map_err(|_| format!("{field} {text:?}: too long")))
-    };
-    let (since, until) = match (since, from) {
-        (Some(_), Some(_)) => return Err("give since or from, not both".into()),
-        (Some(text), None) => {
-            let back = secs("since", text)?;
-            if back == 0 || back > 366 * 86_400 * 10 {
-                return Err(format!("since {text:?}: between 1s and 10 years"));
-            }
-            (now - chrono::Duration::seconds(back), now)
-        }
-        (None, Some(text)) => (
-            time("from", text)?,
-            to.map(|t| time("to", t)).transpose()?.unwrap_or(now),
-        ),
-        (None, None) => (now - chrono::Duration::days(30), now),
-    };
-    if until <= since {
-        return Err("to must be after from".into());
-    }
+    let (since, until) = period(since, from, to, chrono::Duration::days(30), now)?;
     let tz = match tz {
         Some(name) => name
             .parse::<Tz>()
@@ -296,8 +314,8 @@ pub async fn build(
         until: request.since,
         ..request.clone()
     };
-    let previous = period(store, pipeline, &before, &mut |_| {}).await?;
-    let mut report = period(store, pipeline, request, progress).await?;
+    let previous = report_of(store, pipeline, &before, &mut |_| {}).await?;
+    let mut report = report_of(store, pipeline, request, progress).await?;
     report.previous = previous.headline;
     report.quality.standing = store
         .standing_alerts(u32::try_from(TOP).unwrap_or(10))
@@ -390,7 +408,7 @@ fn rows(groups: BTreeMap<String, Group>) -> Vec<ResponseRow> {
     rows
 }
 
-async fn period(
+async fn report_of(
     store: &dyn Store,
     pipeline: &Pipeline,
     request: &Request,
@@ -660,6 +678,46 @@ async fn period(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periods_are_since_or_from_to_and_say_what_is_wrong() {
+        let now = DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z")
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_default();
+        let day = chrono::Duration::days(1);
+        assert_eq!(period(None, None, None, day, now), Ok((now - day, now)));
+        assert_eq!(
+            period(Some("2h"), None, None, day, now),
+            Ok((now - chrono::Duration::hours(2), now))
+        );
+        let from = "2026-12-01T00:00:00Z";
+        let (since, until) = period(None, Some(from), None, day, now).unwrap_or_default();
+        assert_eq!(
+            (since.to_rfc3339(), until),
+            ("2026-12-01T00:00:00+00:00".into(), now)
+        );
+        for (since, from, to, says) in [
+            (Some("1d"), Some(from), None, "give since or from, not both"),
+            (Some("1d"), None, Some(from), "to goes with from"),
+            (None, None, Some(from), "to needs from"),
+            (None, Some(from), Some(from), "to must be after from"),
+            (
+                Some("0s"),
+                None,
+                None,
+                "since \"0s\": between 1s and 10 years",
+            ),
+            (
+                None,
+                Some("monday"),
+                None,
+                "from \"monday\": expected RFC 3339",
+            ),
+        ] {
+            let error = period(since, from, to, day, now).err().unwrap_or_default();
+            assert!(error.starts_with(says), "{error}");
+        }
+    }
 
     #[test]
     fn times_are_mean_median_and_nearest_rank_p90() {
