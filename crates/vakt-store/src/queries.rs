@@ -671,26 +671,43 @@ pub(crate) async fn list_events(
     .await
 }
 
-/// Where a replay reads: events received in `[since, until)`, by id (the order they were
+/// Where a replay reads, as `(condition, value)` pairs each backend joins with `AND`: events
+/// received in `[since, until)` and stored after the id `after`, by id (the order they were
 /// stored in). Ids are ULIDs made when the batch is stored, just after receipt, so the id
 /// range (a minute of slack at the end) finds them on the primary key and the receipt
 /// times decide exactly.
-fn replay_range(query: &mut Query<'_>, since: Option<DateTime<Utc>>, until: Option<DateTime<Utc>>) {
+pub(crate) fn replay_conditions(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    after: Option<&str>,
+) -> Vec<(&'static str, crate::sql::Value<'static>)> {
+    use crate::sql::Value;
     let id_at = |at: DateTime<Utc>| {
         let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-        ulid::Ulid::from_parts(ms, 0).to_string()
+        Value::Text(Some(ulid::Ulid::from_parts(ms, 0).to_string().into()))
     };
+    let mut conditions = Vec::new();
     if let Some(since) = since {
-        query.push(" AND id >= ");
-        query.push_bind(id_at(since));
-        query.push(" AND received_at >= ");
-        query.push_bind(ms(since));
+        conditions.push(("id >=", id_at(since)));
+        conditions.push(("received_at >=", Value::Int(Some(ms(since)))));
     }
     if let Some(until) = until {
-        query.push(" AND id < ");
-        query.push_bind(id_at(until + chrono::Duration::minutes(1)));
-        query.push(" AND received_at < ");
-        query.push_bind(ms(until));
+        conditions.push(("id <", id_at(until + chrono::Duration::minutes(1))));
+        conditions.push(("received_at <", Value::Int(Some(ms(until)))));
+    }
+    if let Some(after) = after {
+        conditions.push(("id >", Value::Text(Some(after.to_owned().into()))));
+    }
+    conditions
+}
+
+fn replay_range(
+    query: &mut Query<'_>,
+    conditions: Vec<(&'static str, crate::sql::Value<'static>)>,
+) {
+    for (condition, value) in conditions {
+        query.push(format!(" AND {condition} "));
+        query.push_bind(value);
     }
 }
 
@@ -703,11 +720,7 @@ pub(crate) async fn replay_events(
     limit: u32,
 ) -> Result<Vec<EventRecord>, StoreError> {
     let mut query: Query<'_> = Query::new(format!("{EVENT_REPLAY_SELECT} WHERE 1 = 1"));
-    replay_range(&mut query, since, until);
-    if let Some(after) = after {
-        query.push(" AND id > ");
-        query.push_bind(after.to_owned());
-    }
+    replay_range(&mut query, replay_conditions(since, until, after));
     query.push(" ORDER BY id LIMIT ");
     query.push_bind(i64::from(limit));
     let rows = query.fetch_all(conn).await?;
@@ -847,7 +860,7 @@ pub(crate) async fn count_replay_events(
     until: Option<DateTime<Utc>>,
 ) -> Result<u64, StoreError> {
     let mut query: Query<'_> = Query::new("SELECT COUNT(*) AS n FROM events WHERE 1 = 1");
-    replay_range(&mut query, since, until);
+    replay_range(&mut query, replay_conditions(since, until, None));
     let row = query.fetch_one(conn).await?;
     Ok(u64::try_from(row.try_get::<i64>("n")?).unwrap_or(0))
 }

@@ -64,36 +64,11 @@ async fn replay_events_direct(
     limit: u32,
 ) -> Result<Vec<EventRecord>, StoreError> {
     use crate::sql::Value;
-    let id_at = |at: DateTime<Utc>| {
-        let ms = u64::try_from(at.timestamp_millis()).unwrap_or(0);
-        ulid::Ulid::from_parts(ms, 0).to_string()
-    };
     let mut sql = format!("{} WHERE 1 = 1", crate::sql::EVENT_REPLAY_SELECT);
     let mut binds: Vec<Value<'static>> = Vec::new();
-    let mut bind = |sql: &mut String, clause: &str, value: Value<'static>| {
+    for (condition, value) in queries::replay_conditions(since, until, after) {
         binds.push(value);
-        sql.push_str(&format!(" AND {clause} ?{}", binds.len()));
-    };
-    // The same range as `queries::replay_range`: ids by ULID time, receipt times exact.
-    if let Some(since) = since {
-        bind(&mut sql, "id >=", Value::Text(Some(id_at(since).into())));
-        bind(
-            &mut sql,
-            "received_at >=",
-            Value::Int(Some(since.timestamp_millis())),
-        );
-    }
-    if let Some(until) = until {
-        let slack = until + chrono::Duration::minutes(1);
-        bind(&mut sql, "id <", Value::Text(Some(id_at(slack).into())));
-        bind(
-            &mut sql,
-            "received_at <",
-            Value::Int(Some(until.timestamp_millis())),
-        );
-    }
-    if let Some(after) = after {
-        bind(&mut sql, "id >", Value::Text(Some(after.to_owned().into())));
+        sql.push_str(&format!(" AND {condition} ?{}", binds.len()));
     }
     binds.push(Value::Int(Some(i64::from(limit))));
     sql.push_str(&format!(" ORDER BY id LIMIT ?{}", binds.len()));

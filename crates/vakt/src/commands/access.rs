@@ -32,6 +32,19 @@ pub(crate) async fn open_for(
         .map_err(Failure::internal)
 }
 
+/// A multi-threaded runtime, with `workers` threads (default: one per core).
+pub(crate) fn threaded_runtime(workers: Option<usize>) -> Result<tokio::runtime::Runtime, Failure> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .map_err(Failure::internal)
+}
+
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -197,11 +197,7 @@ pub fn run(args: BenchArgs) -> Result<(), Failure> {
     if args.concurrency == 0 || args.concurrency > 1024 {
         return Err(Failure::user(anyhow!("--concurrency must be 1 to 1024")));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Failure::internal)?;
+    let runtime = super::access::threaded_runtime(None)?;
     runtime.block_on(run_async(args))
 }
 

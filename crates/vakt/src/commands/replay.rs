@@ -18,12 +18,7 @@ pub fn run(args: ReplayArgs) -> Result<(), Failure> {
     };
     let request = request(&args, Utc::now()).map_err(Failure::user)?;
     // Two threads: the next page is read while one runs.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Failure::internal)?;
+    let runtime = super::access::threaded_runtime(Some(2))?;
     let report = runtime.block_on(async {
         let store = open_for(&new).await?;
         let total = store

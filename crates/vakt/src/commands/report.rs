@@ -57,12 +57,7 @@ pub fn tune(args: TuneArgs) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::user(anyhow!("--{e}")))?;
     let config = config(&args.storage)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Failure::internal)?;
+    let runtime = super::access::threaded_runtime(Some(2))?;
     let name = config
         .path
         .as_ref()

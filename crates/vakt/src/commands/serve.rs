@@ -1,7 +1,5 @@
 //! `vakt serve`: logging, configuration, the server, and the signals that stop it.
 
-use anyhow::Context;
-
 use crate::cli::{Failure, ServeArgs};
 use crate::config::Config;
 use crate::server;
@@ -10,11 +8,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     init_logging();
     let overrides = args.overrides();
     let config = Config::load(args.config.config.as_deref(), &overrides).map_err(Failure::user)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .map_err(Failure::internal)?;
+    let runtime = super::access::threaded_runtime(None)?;
     runtime.block_on(async move {
         let server = server::launch(config, overrides)
             .await
