@@ -273,6 +273,25 @@ pub struct IncidentTimes {
     pub alerts: i64,
 }
 
+/// A page an escalation step decided (reports): for which alert, when, to whom, and what
+/// became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageSent {
+    pub alert_id: String,
+    pub decided_at: DateTime<Utc>,
+    pub status: ActionStatus,
+    pub page: vakt_core::escalation::Page,
+}
+
+/// Alerts that re-opened in a period (reports): how often in all, how many alerts, and the
+/// alerts that re-opened most with their counts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Reopens {
+    pub reopens: i64,
+    pub alerts: i64,
+    pub top: Vec<(String, i64)>,
+}
+
 /// What `Store::ingest_handing` may claim for the caller: how many, and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct HandOff {
@@ -364,6 +383,19 @@ pub trait Store: Send + Sync + 'static {
         since: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<Vec<IncidentTimes>, StoreError>;
+    /// Escalation pages decided in `[since, until)`, oldest first.
+    async fn report_pages(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<PageSent>, StoreError>;
+    /// Alerts re-opened in `[since, until)`: counts and the `limit` that re-opened most.
+    async fn reopens(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Reopens, StoreError>;
     /// How many events `replay_events` finds in the range.
     async fn count_replay_events(
         &self,

@@ -146,6 +146,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0016_event_rollup.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            17,
+            "reopen index".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0017_reopen_index.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -304,6 +311,25 @@ impl Store for PostgresStore {
         until: DateTime<Utc>,
     ) -> Result<Vec<crate::IncidentTimes>, StoreError> {
         self.read(async |c| queries::incident_times(c, since, until).await)
+            .await
+    }
+
+    async fn report_pages(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<crate::PageSent>, StoreError> {
+        self.read(async |c| queries::report_pages(c, since, until).await)
+            .await
+    }
+
+    async fn reopens(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<crate::Reopens, StoreError> {
+        self.read(async |c| queries::reopens(c, since, until, limit).await)
             .await
     }
 

@@ -853,6 +853,69 @@ pub(crate) async fn incident_times(
         .collect()
 }
 
+/// Escalation pages (actions with a target) decided in `[since, until)`, oldest first.
+pub(crate) async fn report_pages(
+    conn: &mut Conn<'_>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<crate::PageSent>, StoreError> {
+    let rows = query(
+        "SELECT alert_id, decided_at, status, target FROM decided_actions \
+         WHERE target IS NOT NULL AND decided_at >= $1 AND decided_at < $2 ORDER BY decided_at, id",
+    )
+    .bind(ms(since))
+    .bind(ms(until))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let status: String = row.try_get("status")?;
+            let target: String = row.try_get("target")?;
+            Ok(crate::PageSent {
+                alert_id: row.try_get("alert_id")?,
+                decided_at: time(row.try_get("decided_at")?)?,
+                status: parsed("status", crate::ActionStatus::parse(&status))?,
+                page: from_json("target", &target)?,
+            })
+        })
+        .collect()
+}
+
+/// Re-opens in `[since, until)` from the alerts' timelines (a partial index on their
+/// time, schema 17).
+pub(crate) async fn reopens(
+    conn: &mut Conn<'_>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: u32,
+) -> Result<crate::Reopens, StoreError> {
+    let range = "kind = 'reopened' AND at >= $1 AND at < $2";
+    let total = query(format!(
+        "SELECT COUNT(*) AS n, COUNT(DISTINCT alert_id) AS alerts FROM alert_timeline WHERE {range}"
+    ))
+    .bind(ms(since))
+    .bind(ms(until))
+    .fetch_one(&mut *conn)
+    .await?;
+    let top = query(format!(
+        "SELECT alert_id, COUNT(*) AS n FROM alert_timeline WHERE {range} \
+         GROUP BY alert_id ORDER BY n DESC, alert_id LIMIT $3"
+    ))
+    .bind(ms(since))
+    .bind(ms(until))
+    .bind(i64::from(limit))
+    .fetch_all(&mut *conn)
+    .await?
+    .iter()
+    .map(|row| Ok((row.try_get("alert_id")?, row.try_get("n")?)))
+    .collect::<Result<Vec<(String, i64)>, StoreError>>()?;
+    Ok(crate::Reopens {
+        reopens: total.try_get("n")?,
+        alerts: total.try_get("alerts")?,
+        top,
+    })
+}
+
 /// How many events a replay of the range reads.
 pub(crate) async fn count_replay_events(
     conn: &mut Conn<'_>,

@@ -293,6 +293,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0016_event_rollup.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            17,
+            "reopen index".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0017_reopen_index.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -340,9 +347,11 @@ impl SqliteStore {
             .await
             .map_err(|error| StoreError::Other(format!("migrating {}: {error}", path.display())))?;
         private_files(&path);
+        // Readers answer the API's and console's queries from pages the OS keeps cached
+        // anyway: 8 MiB each, so four of them cannot hold four times the writer's cache.
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(options.read_only(true))
+            .connect_with(options.read_only(true).pragma("cache_size", "-8192"))
             .await
             .map_err(|error| unavailable(&path, error))?;
         let journal = open_journal(dir, &writer).await?;
@@ -1037,6 +1046,25 @@ impl Store for SqliteStore {
         until: DateTime<Utc>,
     ) -> Result<Vec<crate::IncidentTimes>, StoreError> {
         self.read(async |c| queries::incident_times(c, since, until).await)
+            .await
+    }
+
+    async fn report_pages(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<crate::PageSent>, StoreError> {
+        self.read(async |c| queries::report_pages(c, since, until).await)
+            .await
+    }
+
+    async fn reopens(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<crate::Reopens, StoreError> {
+        self.read(async |c| queries::reopens(c, since, until, limit).await)
             .await
     }
 

@@ -609,6 +609,12 @@ pub struct ReportArgs {
     /// Acknowledged within this is on target: 5m, 15m, 1h [default: 15m]
     #[arg(long, value_name = "DURATION")]
     pub ack_target: Option<String>,
+    /// Weekday hours that count as business hours, in --tz [default: 9-17]
+    #[arg(long, value_name = "HOURS")]
+    pub business_hours: Option<String>,
+    /// Hours that count as sleep hours, any day, in --tz [default: 22-7]
+    #[arg(long, value_name = "HOURS")]
+    pub sleep_hours: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -4,8 +4,9 @@
 //! What it looks at: every stored event of the period run through the configuration in
 //! force (rules that matched nothing, rules that match most events), the period's alerts
 //! (checks whose alerts resolve by themselves within minutes, sources whose alerts nobody
-//! ever touches, checks that flap), and silences (the same matchers silenced again and
-//! again). It suggests; it changes nothing.
+//! ever touches, checks that flap), escalation pages (steps that page the next person
+//! although someone paged before them acknowledges), and silences (the same matchers
+//! silenced again and again). It suggests; it changes nothing.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ const PAGE: u32 = 5_000;
 #[derive(Debug, Clone, Serialize)]
 pub struct Suggestion {
     /// `never-matched`, `matches-most`, `self-resolving`, `unattended-source`, `flapping`,
-    /// `renewed-silence`.
+    /// `early-escalation`, `renewed-silence`.
     pub kind: &'static str,
     /// The rule, check, source or matchers it is about.
     pub subject: String,
@@ -53,6 +54,32 @@ struct Seen {
     quick: u64,
     untouched: u64,
     flapping: u64,
+}
+
+/// Counts, for each step after the first that paged for `alert`, whether the person who
+/// acknowledged it had been paged by an earlier step: then that page came too early.
+fn early_steps(
+    alert: &vakt_core::Alert,
+    pages: &[(String, u32, Option<String>)],
+    steps: &mut BTreeMap<(String, u32), (u64, u64, Vec<f64>)>,
+) {
+    let mut seen: std::collections::BTreeSet<(&str, u32)> = Default::default();
+    for (policy, step, _) in pages.iter().filter(|(_, step, _)| *step >= 2) {
+        if !seen.insert((policy, *step)) {
+            continue;
+        }
+        let entry = steps.entry((policy.clone(), *step)).or_default();
+        entry.0 += 1;
+        let earlier = pages.iter().any(|(p, s, user)| {
+            p == policy && s < step && user.is_some() && *user == alert.acknowledged_by
+        });
+        if let (true, Some(at)) = (earlier, alert.acknowledged_at) {
+            entry.1 += 1;
+            entry
+                .2
+                .push((at - alert.first_seen).num_seconds().max(0) as f64 / 60.0);
+        }
+    }
 }
 
 /// Looks at `[since, until)`; `config` names the configuration in the replay commands and
@@ -107,6 +134,19 @@ pub async fn advise(
             });
         }
     }
+    // Pages per alert: (policy, step, person), to see which steps page too early.
+    let mut paged: std::collections::HashMap<String, Vec<(String, u32, Option<String>)>> =
+        std::collections::HashMap::new();
+    for sent in store.report_pages(since, until).await? {
+        paged.entry(sent.alert_id).or_default().push((
+            sent.page.policy,
+            sent.page.step,
+            sent.page.user,
+        ));
+    }
+    // (policy, step) -> (alerts it paged for, of those acknowledged by someone an earlier
+    // step had paged, minutes from the first page to that acknowledgement).
+    let mut steps: BTreeMap<(String, u32), (u64, u64, Vec<f64>)> = BTreeMap::new();
     let (mut checks, mut sources): (BTreeMap<String, Seen>, BTreeMap<String, Seen>) =
         Default::default();
     let mut alerts = 0u64;
@@ -121,6 +161,9 @@ pub async fn advise(
         after = Some(last.id.clone());
         for alert in &page {
             alerts += 1;
+            if let Some(pages) = paged.get(&alert.id) {
+                early_steps(alert, pages, &mut steps);
+            }
             let quick = alert.status == AlertStatus::Resolved
                 && alert.acknowledged_at.is_none()
                 && alert.resolved_by.as_deref() == Some(vakt_core::alert::PIPELINE_ACTOR)
@@ -180,6 +223,23 @@ pub async fn advise(
                     "route it to whoever owns it, lower its severity, or drop what nobody needs"
                         .into(),
                 replay: replay_cmd.clone(),
+            });
+        }
+    }
+    for ((policy, step), (alerts, early, minutes)) in &steps {
+        if *alerts >= EVIDENCE_MIN / 2 && early * 5 >= alerts * 4 {
+            let median = crate::report::times(minutes.clone()).median.unwrap_or(0.0);
+            suggestions.push(Suggestion {
+                kind: "early-escalation",
+                subject: format!("step {step} of escalation policy {policy:?}"),
+                evidence: format!(
+                    "it paged for {alerts} alerts; {early} of them were then acknowledged by someone an earlier step had paged (median {median:.0} min after the alert opened)"
+                ),
+                change: format!(
+                    "give step {} more time before step {step} pages (its delay), or make the first steps reach people who can answer sooner",
+                    step - 1
+                ),
+                replay: format!("vakt report {period} --format html (Escalations, Interruptions per person)"),
             });
         }
     }

@@ -297,3 +297,113 @@ async fn escalations_and_incidents(backend: &Backend) {
 }
 
 story!(story_escalations_and_incidents, escalations_and_incidents);
+
+/// What reports read: the pages escalation steps decided (with their target, in time
+/// order, within the period only) and the alerts that re-opened.
+async fn reports_read_pages_and_reopens(backend: &Backend) {
+    use vakt_core::escalation::{Page, Position, Via};
+    use vakt_store::Fire;
+    let config = format!("[alerts]\nreopen_window_secs = 600\n{ESCALATION_RULES}");
+    let p =
+        Pipeline::build(&PipelineConfig::from_toml(&config).expect("parses")).expect("compiles");
+    let store = backend.open().await;
+    let start = Utc::now();
+    send(
+        &*store,
+        &p,
+        vec![json!({"resource": "h", "check": "c", "summary": "s", "severity": "critical"})],
+    )
+    .await;
+    let claimed = store
+        .claim_escalations(
+            start + Duration::seconds(5),
+            start + Duration::seconds(60),
+            10,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let escalation = claimed[0].clone();
+    let page = |user: &str, at| vakt_core::pipeline::DecidedAction {
+        id: vakt_store::new_id(),
+        action: "escalation:p".into(),
+        kind: "notify",
+        alert_id: escalation.alert_id.clone(),
+        event_id: String::new(),
+        purpose: vakt_core::pipeline::Purpose::Escalation,
+        reason: "step 1".into(),
+        suppressed_by: None,
+        group_key: None,
+        decided_at: at,
+        target: Some(Page {
+            policy: "p".into(),
+            step: 1,
+            round: 0,
+            user: Some(user.to_owned()),
+            via: Via::Phone {
+                url: "http://127.0.0.1:9/".into(),
+            },
+        }),
+    };
+    let fire = Fire {
+        claimed: escalation.clone(),
+        pages: vec![
+            page("a", start + Duration::seconds(1)),
+            page("b", start + Duration::seconds(1)),
+        ],
+        timeline: Vec::new(),
+        next: Ok((
+            Position { step: 1, round: 0 },
+            start + Duration::seconds(60),
+        )),
+        incident: None,
+        now: start + Duration::seconds(1),
+    };
+    assert!(store.fire_escalation(&p, &fire).await.expect("fire"));
+    let pages = store
+        .report_pages(start, start + Duration::seconds(10))
+        .await
+        .expect("pages");
+    let mut who: Vec<(&str, u32)> = pages
+        .iter()
+        .map(|s| (s.page.user.as_deref().unwrap_or(""), s.page.step))
+        .collect();
+    who.sort();
+    assert_eq!(who, [("a", 1), ("b", 1)]);
+    assert_eq!(pages[0].alert_id, escalation.alert_id);
+    assert_eq!(pages[0].status, vakt_store::ActionStatus::Pending);
+    assert!(
+        store
+            .report_pages(start + Duration::seconds(2), start + Duration::seconds(10))
+            .await
+            .expect("pages")
+            .is_empty(),
+        "pages before the period are not in it"
+    );
+
+    // Resolve and come back, twice.
+    for severity in ["ok", "critical", "ok", "critical"] {
+        send(
+            &*store,
+            &p,
+            vec![json!({"resource": "h", "check": "c", "summary": "s", "severity": severity})],
+        )
+        .await;
+    }
+    let reopens = store
+        .reopens(start, Utc::now() + Duration::seconds(1), 5)
+        .await
+        .expect("reopens");
+    assert_eq!((reopens.reopens, reopens.alerts), (2, 1));
+    assert_eq!(reopens.top, [(escalation.alert_id.clone(), 2)]);
+    let none = store
+        .reopens(start - Duration::hours(1), start, 5)
+        .await
+        .expect("reopens");
+    assert_eq!((none.reopens, none.alerts, none.top.len()), (0, 0, 0));
+    store.close().await;
+}
+story!(
+    story_reports_read_pages_and_reopens,
+    reports_read_pages_and_reopens
+);

@@ -10,15 +10,17 @@ use crate::report::Format;
 pub fn run(args: ReportArgs) -> Result<(), Failure> {
     let format =
         Format::parse(&args.format).map_err(|e| Failure::user(anyhow!("--format: {e}")))?;
-    let request = crate::report::request(
-        args.since.as_deref(),
-        args.from.as_deref(),
-        args.to.as_deref(),
-        args.tz.as_deref(),
-        args.ack_target.as_deref(),
-        chrono::Utc::now(),
-    )
-    .map_err(|e| Failure::user(anyhow!("--{e}")))?;
+    let asked = crate::report::Asked {
+        since: args.since.as_deref(),
+        from: args.from.as_deref(),
+        to: args.to.as_deref(),
+        tz: args.tz.as_deref(),
+        ack_target: args.ack_target.as_deref(),
+        business_hours: args.business_hours.as_deref(),
+        sleep_hours: args.sleep_hours.as_deref(),
+    };
+    let request = crate::report::request(&asked, chrono::Utc::now())
+        .map_err(|e| Failure::user(anyhow!("--{e}")))?;
     let config = config(&args.storage)?;
     let report = runtime()?.block_on(async {
         let store = open_for(&config).await?;

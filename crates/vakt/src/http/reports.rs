@@ -12,14 +12,25 @@ use super::error::{ApiError, ErrorBody};
 use super::query::Params;
 use crate::report::Format;
 
-const REPORT_PARAMS: &[&str] = &["since", "from", "to", "tz", "ack_target", "format"];
+const REPORT_PARAMS: &[&str] = &[
+    "since",
+    "from",
+    "to",
+    "tz",
+    "ack_target",
+    "business_hours",
+    "sleep_hours",
+    "format",
+];
 
 /// A report of a period compared with the one before it.
 ///
 /// Volumes (over time, by hour of the day and day of the week in `tz`), the
 /// noise-reduction funnel, time to acknowledge and resolve by service, team, category and
-/// severity, actions and automation, the noisiest sources and checks, standing and
-/// flapping alerts, incidents by priority. `format=html` is one page with SVG charts and no
+/// severity, escalations and the step they were acknowledged at, pages per person in
+/// business, off and sleep hours, actions and automation, the noisiest sources and checks,
+/// standing, flapping and re-opened alerts, sources gone silent and missing heartbeats,
+/// incidents by priority. `format=html` is one page with SVG charts and no
 /// scripts; `csv` is one long table (`section,name,key,value,previous`).
 #[utoipa::path(
     get,
@@ -31,6 +42,8 @@ const REPORT_PARAMS: &[&str] = &["since", "from", "to", "tz", "ack_target", "for
         ("to" = Option<String>, Query, description = "RFC 3339 end, exclusive (default now)"),
         ("tz" = Option<String>, Query, description = "IANA time zone for days and hours (default UTC)"),
         ("ack_target" = Option<String>, Query, description = "acknowledged within this is on target (default 15m)"),
+        ("business_hours" = Option<String>, Query, description = "weekday hours that are business hours, in tz (default 9-17)"),
+        ("sleep_hours" = Option<String>, Query, description = "hours that are sleep hours, any day, in tz (default 22-7)"),
         ("format" = Option<String>, Query, description = "json (default), csv or html"),
     ),
     responses(
@@ -47,15 +60,29 @@ pub async fn summary(
         Some(text) => Format::parse(&text).map_err(|e| ApiError::field("format", e))?,
         None => Format::Json,
     };
-    let request = crate::report::request(
-        p.string("since").as_deref(),
-        p.string("from").as_deref(),
-        p.string("to").as_deref(),
-        p.string("tz").as_deref(),
-        p.string("ack_target").as_deref(),
-        chrono::Utc::now(),
-    )
-    .map_err(ApiError::bad_request)?;
+    let texts = [
+        "since",
+        "from",
+        "to",
+        "tz",
+        "ack_target",
+        "business_hours",
+        "sleep_hours",
+    ]
+    .map(|name| p.string(name));
+    let [since, from, to, tz, ack_target, business_hours, sleep_hours] =
+        texts.each_ref().map(Option::as_deref);
+    let asked = crate::report::Asked {
+        since,
+        from,
+        to,
+        tz,
+        ack_target,
+        business_hours,
+        sleep_hours,
+    };
+    let request =
+        crate::report::request(&asked, chrono::Utc::now()).map_err(ApiError::bad_request)?;
     let pipeline = state.pipeline();
     let report = crate::report::build(&*state.store, &pipeline, &request, &mut |_| {}).await?;
     let body = format

@@ -191,6 +191,39 @@ pub fn csv(report: &Report) -> String {
         num(r.acked_within_target_pct),
         String::new(),
     );
+    let e = &r.escalations;
+    for (name, value) in [
+        ("paged_alerts", e.alerts),
+        ("pages", e.pages),
+        ("never_acked", e.never_acked),
+    ] {
+        row("escalations", name, "", value.to_string(), String::new());
+    }
+    for (step, n) in &e.acked_at_step {
+        row(
+            "escalations",
+            "acked_at_step",
+            &step.to_string(),
+            n.to_string(),
+            String::new(),
+        );
+    }
+    for p in &r.interruptions {
+        for (name, value) in [
+            ("pages", p.pages),
+            ("business_hours", p.business),
+            ("off_hours", p.off),
+            ("sleep_hours", p.sleep),
+        ] {
+            row(
+                "interruptions",
+                name,
+                &p.user,
+                value.to_string(),
+                String::new(),
+            );
+        }
+    }
     for a in &report.automation.actions {
         row(
             "actions",
@@ -248,6 +281,42 @@ pub fn csv(report: &Report) -> String {
     }
     for (k, v) in &report.quality.noisy_checks {
         row("quality", "noisy_check", k, v.to_string(), String::new());
+    }
+    let q = &report.quality;
+    row(
+        "quality",
+        "reopens",
+        "",
+        q.reopens.to_string(),
+        String::new(),
+    );
+    row(
+        "quality",
+        "reopened_alerts",
+        "",
+        q.reopened_alerts.to_string(),
+        String::new(),
+    );
+    for (a, n) in &q.reopened {
+        row("quality", "reopened", &a.id, n.to_string(), String::new());
+    }
+    for (source, before) in &q.silent_sources {
+        row(
+            "quality",
+            "silent_source",
+            source,
+            "0".into(),
+            before.to_string(),
+        );
+    }
+    for h in &q.heartbeats_missing {
+        row(
+            "quality",
+            "heartbeat_missing",
+            &h.name,
+            h.last_seen.to_rfc3339(),
+            String::new(),
+        );
     }
     for i in &report.incidents {
         let p = i.priority.to_string();

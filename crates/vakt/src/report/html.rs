@@ -326,6 +326,48 @@ pub fn html(report: &Report) -> String {
     out.push_str(&response_table("By team", &r.by_team));
     out.push_str(&response_table("By category", &r.by_category));
     out.push_str(&response_table("By severity", &r.by_severity));
+    let e = &r.escalations;
+    if e.alerts == 0 {
+        out.push_str("<h3>Escalations</h3><p class=\"none\">no pages in the period</p>");
+    } else {
+        let _ = write!(
+            out,
+            "<h3>Escalations</h3><p>{} pages for {} alerts; {} paged alerts were never acknowledged.</p><table><tr><th>acknowledged after</th><th>alerts</th></tr>",
+            e.pages, e.alerts, e.never_acked
+        );
+        for (step, n) in &e.acked_at_step {
+            let when = if *step == 0 {
+                "before the first page".to_owned()
+            } else {
+                format!("the page of step {step}")
+            };
+            let _ = write!(out, "<tr><td>{when}</td><td>{n}</td></tr>");
+        }
+        out.push_str("</table>");
+    }
+    if !r.interruptions.is_empty() {
+        let _ = write!(
+            out,
+            "<h3>Interruptions per person</h3><p>Pages sent (not failed); business hours {:02}-{:02} on weekdays, sleep hours {:02}-{:02}, the rest off hours ({}).</p><table><tr><th>person</th><th>pages</th><th>business hours</th><th>off hours</th><th>sleep hours</th></tr>",
+            report.business_hours.0,
+            report.business_hours.1,
+            report.sleep_hours.0,
+            report.sleep_hours.1,
+            esc(tz)
+        );
+        for p in &r.interruptions {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&p.user),
+                p.pages,
+                p.business,
+                p.off,
+                p.sleep
+            );
+        }
+        out.push_str("</table>");
+    }
 
     // Automation.
     let a = &report.automation;
@@ -361,6 +403,50 @@ pub fn html(report: &Report) -> String {
     ));
     out.push_str(&alert_table("Standing the longest (now)", &q.standing));
     out.push_str(&alert_table("Flapping (now)", &q.flapping));
+    let _ = write!(
+        out,
+        "<h3>Re-opened</h3><p>{} re-opens of {} alerts in the period.</p>",
+        q.reopens, q.reopened_alerts
+    );
+    if !q.reopened.is_empty() {
+        out.push_str(
+            "<table><tr><th>resource</th><th>check</th><th>status</th><th>re-opened</th></tr>",
+        );
+        for (a, n) in &q.reopened {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{n}</td></tr>",
+                esc(&a.resource),
+                esc(&a.check),
+                esc(&a.status)
+            );
+        }
+        out.push_str("</table>");
+    }
+    if q.silent_sources.is_empty() {
+        out.push_str("<h3>Sources gone silent</h3><p class=\"none\">none: every source of the period before sent events in this one</p>");
+    } else {
+        out.push_str(&counts_table(
+            "Sources gone silent (events in the period before, none in this one)",
+            &q.silent_sources,
+        ));
+    }
+    if q.heartbeats_missing.is_empty() {
+        out.push_str("<h3>Missing heartbeats (now)</h3><p class=\"none\">none</p>");
+    } else {
+        out.push_str("<h3>Missing heartbeats (now)</h3><table><tr><th>heartbeat</th><th>resource</th><th>last seen (UTC)</th><th>every</th></tr>");
+        for h in &q.heartbeats_missing {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&h.name),
+                esc(&h.resource),
+                h.last_seen.format("%Y-%m-%d %H:%M"),
+                duration(Some(h.interval_secs as f64))
+            );
+        }
+        out.push_str("</table>");
+    }
 
     // Incidents.
     out.push_str("<h2>Incidents</h2>");

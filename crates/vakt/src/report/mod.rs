@@ -33,6 +33,11 @@ pub struct Request {
     pub tz: Tz,
     /// Acknowledged within this counts as on target.
     pub ack_target_secs: i64,
+    /// Hours of the day (local, `[start, end)`) that are business hours on weekdays.
+    pub business_hours: (u32, u32),
+    /// Hours of the day (local, wrapping past midnight) that are sleep hours, every day;
+    /// the rest is off hours.
+    pub sleep_hours: (u32, u32),
 }
 
 /// The formats a report is written in.
@@ -120,24 +125,59 @@ pub fn period(
     Ok((since, until))
 }
 
-/// **Boundary:** a report's period (`period`), a time zone name and an acknowledgement
-/// target, each error naming its field.
-pub fn request(
-    since: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
-    tz: Option<&str>,
-    ack_target: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<Request, String> {
-    let (since, until) = period(since, from, to, chrono::Duration::days(30), now)?;
-    let tz = match tz {
+/// What was asked for, as given (flags, query parameters): each `None` takes its default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    pub since: Option<&'a str>,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub tz: Option<&'a str>,
+    pub ack_target: Option<&'a str>,
+    /// `9-17`: weekday hours counted as business hours.
+    pub business_hours: Option<&'a str>,
+    /// `22-7`: hours counted as sleep hours, every day.
+    pub sleep_hours: Option<&'a str>,
+}
+
+/// `start-end` in whole hours of the day (`9-17`, `22-7`: wrapping past midnight), start
+/// included, end not; the error names `field`.
+pub fn hours(field: &str, text: &str) -> Result<(u32, u32), String> {
+    let wrong = || format!("{field} {text:?}: expected hours like 9-17 or 22-7 (0 to 24)");
+    let (start, end) = text.trim().split_once('-').ok_or_else(wrong)?;
+    let start: u32 = start.trim().parse().map_err(|_| wrong())?;
+    let end: u32 = end.trim().parse().map_err(|_| wrong())?;
+    if start > 24 || end > 24 || start == end {
+        return Err(wrong());
+    }
+    Ok((start % 24, end % 24))
+}
+
+/// Whether `hour` lies in `[start, end)`, wrapping past midnight when `end <= start`.
+fn within((start, end): (u32, u32), hour: u32) -> bool {
+    if start < end {
+        (start..end).contains(&hour)
+    } else {
+        hour >= start || hour < end
+    }
+}
+
+/// **Boundary:** a report's period (`period`), a time zone name, an acknowledgement
+/// target and the business and sleep hours, each error naming its field.
+pub fn request(asked: &Asked<'_>, now: DateTime<Utc>) -> Result<Request, String> {
+    let (since, until) = period(
+        asked.since,
+        asked.from,
+        asked.to,
+        chrono::Duration::days(30),
+        now,
+    )?;
+    let tz = match asked.tz {
         Some(name) => name
             .parse::<Tz>()
             .map_err(|_| format!("tz {name:?}: not a time zone name like Europe/Stockholm"))?,
         None => Tz::UTC,
     };
-    let ack_target_secs = match ack_target {
+    let ack_target_secs = match asked.ack_target {
         Some(text) => secs("ack_target", text)?,
         None => 15 * 60,
     };
@@ -146,6 +186,16 @@ pub fn request(
         until,
         tz,
         ack_target_secs,
+        business_hours: asked
+            .business_hours
+            .map(|t| hours("business_hours", t))
+            .transpose()?
+            .unwrap_or((9, 17)),
+        sleep_hours: asked
+            .sleep_hours
+            .map(|t| hours("sleep_hours", t))
+            .transpose()?
+            .unwrap_or((22, 7)),
     })
 }
 
@@ -155,6 +205,9 @@ pub struct Report {
     pub since: DateTime<Utc>,
     pub until: DateTime<Utc>,
     pub timezone: String,
+    /// Weekday business hours and daily sleep hours the interruptions were counted by.
+    pub business_hours: (u32, u32),
+    pub sleep_hours: (u32, u32),
     pub headline: Headline,
     /// The same numbers for the period of the same length before `since`.
     pub previous: Headline,
@@ -245,6 +298,36 @@ pub struct Response {
     pub ack_target_secs: i64,
     /// Of acknowledged alerts, the share acknowledged within the target.
     pub acked_within_target_pct: Option<f64>,
+    pub escalations: Escalations,
+    /// Pages to each person (sent or on their way, not failed), by the local hour they
+    /// were decided (most interrupted first).
+    pub interruptions: Vec<Interruptions>,
+}
+
+/// Alerts of the period an escalation paged for, and how far each had climbed when
+/// someone acknowledged it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Escalations {
+    /// Alerts with at least one page.
+    pub alerts: i64,
+    pub pages: i64,
+    /// Acknowledged after the page of step N (1-based) and before any later step's.
+    pub acked_at_step: BTreeMap<u32, i64>,
+    /// Paged, never acknowledged (resolved by themselves or still open).
+    pub never_acked: i64,
+}
+
+/// One person's pages in the period, by the local hour they came in.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Interruptions {
+    pub user: String,
+    pub pages: i64,
+    /// Weekdays within the business hours.
+    pub business: i64,
+    /// Within the sleep hours, any day.
+    pub sleep: i64,
+    /// The rest: evenings, weekends.
+    pub off: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -290,6 +373,22 @@ pub struct Quality {
     /// Unresolved the longest (now).
     pub standing: Vec<AlertLine>,
     pub flapping: Vec<AlertLine>,
+    /// Alerts that re-opened in the period: how often, and those that did most.
+    pub reopens: i64,
+    pub reopened_alerts: i64,
+    pub reopened: Vec<(AlertLine, i64)>,
+    /// Sources that sent events in the period before and none in this one.
+    pub silent_sources: Vec<(String, i64)>,
+    /// Heartbeats missing now: what stopped reporting.
+    pub heartbeats_missing: Vec<HeartbeatLine>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HeartbeatLine {
+    pub name: String,
+    pub resource: String,
+    pub last_seen: DateTime<Utc>,
+    pub interval_secs: i64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -314,9 +413,44 @@ pub async fn build(
         until: request.since,
         ..request.clone()
     };
-    let previous = report_of(store, pipeline, &before, &mut |_| {}).await?;
-    let mut report = report_of(store, pipeline, request, progress).await?;
+    let (previous, sources_before) = report_of(store, pipeline, &before, &mut |_| {}).await?;
+    let (mut report, sources) = report_of(store, pipeline, request, progress).await?;
     report.previous = previous.headline;
+    let mut silent: Vec<(String, i64)> = sources_before
+        .into_iter()
+        .filter(|(source, _)| !sources.contains_key(source))
+        .collect();
+    silent.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    silent.truncate(TOP * 2);
+    report.quality.silent_sources = silent;
+    report.quality.heartbeats_missing = store
+        .heartbeats()
+        .await?
+        .into_iter()
+        .filter(|h| h.missing)
+        .map(|h| HeartbeatLine {
+            name: h.name,
+            resource: h.resource,
+            last_seen: h.last_seen,
+            interval_secs: h.interval_secs,
+        })
+        .collect();
+    let reopens = store
+        .reopens(
+            request.since,
+            request.until,
+            u32::try_from(TOP).unwrap_or(10),
+        )
+        .await?;
+    let ids: Vec<&str> = reopens.top.iter().map(|(id, _)| id.as_str()).collect();
+    let found = store.alerts_by_id(&ids).await?;
+    report.quality.reopens = reopens.reopens;
+    report.quality.reopened_alerts = reopens.alerts;
+    report.quality.reopened = reopens
+        .top
+        .iter()
+        .filter_map(|(id, n)| found.iter().find(|a| &a.id == id).map(|a| (line(a), *n)))
+        .collect();
     report.quality.standing = store
         .standing_alerts(u32::try_from(TOP).unwrap_or(10))
         .await?
@@ -408,12 +542,22 @@ fn rows(groups: BTreeMap<String, Group>) -> Vec<ResponseRow> {
     rows
 }
 
+/// Whether a local time falls in business, sleep or off hours.
+fn interruption(request: &Request, at: DateTime<Utc>) -> (bool, bool) {
+    let local = at.with_timezone(&request.tz);
+    let weekday = local.weekday().num_days_from_monday() < 5;
+    let sleep = within(request.sleep_hours, local.hour());
+    let business = !sleep && weekday && within(request.business_hours, local.hour());
+    (business, sleep)
+}
+
+/// The report of one period, and the events per source in it (for silent sources).
 async fn report_of(
     store: &dyn Store,
     pipeline: &Pipeline,
     request: &Request,
     progress: &mut (dyn FnMut(u64) + Send),
-) -> Result<Report, StoreError> {
+) -> Result<(Report, BTreeMap<String, i64>), StoreError> {
     let tz = request.tz;
     // Volume, from the rollup.
     let hourly = (request.until - request.since) <= chrono::Duration::days(2);
@@ -424,7 +568,8 @@ async fn report_of(
         day_of_week: vec![0; 7],
         ..Volume::default()
     };
-    let (mut sources, mut checks) = (BTreeMap::new(), BTreeMap::new());
+    let (mut sources, mut checks): (BTreeMap<String, i64>, BTreeMap<String, i64>) =
+        (BTreeMap::new(), BTreeMap::new());
     let (mut events, mut dropped) = (0i64, 0i64);
     for row in store.event_volume(request.since, request.until).await? {
         let local = row.hour.with_timezone(&tz);
@@ -483,6 +628,40 @@ async fn report_of(
         })
         .collect();
 
+    // Pages: who was interrupted when, and the steps each alert climbed.
+    let mut people: BTreeMap<String, Interruptions> = BTreeMap::new();
+    let mut climbed: std::collections::HashMap<String, Vec<(DateTime<Utc>, u32)>> =
+        std::collections::HashMap::new();
+    let mut escalations = Escalations::default();
+    for sent in store.report_pages(request.since, request.until).await? {
+        if matches!(
+            sent.status,
+            ActionStatus::Skipped | ActionStatus::Suppressed
+        ) {
+            continue;
+        }
+        escalations.pages += 1;
+        climbed
+            .entry(sent.alert_id.clone())
+            .or_default()
+            .push((sent.decided_at, sent.page.step));
+        // Sent or on its way: a failed page interrupted nobody.
+        if let (Some(user), false) = (&sent.page.user, sent.status == ActionStatus::Failed) {
+            let person = people.entry(user.clone()).or_insert_with(|| Interruptions {
+                user: user.clone(),
+                ..Interruptions::default()
+            });
+            person.pages += 1;
+            match interruption(request, sent.decided_at) {
+                (true, _) => person.business += 1,
+                (_, true) => person.sleep += 1,
+                _ => person.off += 1,
+            }
+        }
+    }
+    let mut interruptions: Vec<Interruptions> = people.into_values().collect();
+    interruptions.sort_by(|a, b| b.pages.cmp(&a.pages).then_with(|| a.user.cmp(&b.user)));
+
     // Alerts: response times, automation, the busiest.
     let commands: BTreeSet<&str> = pipeline
         .actions()
@@ -521,6 +700,21 @@ async fn report_of(
             ];
             for (groups, key) in by.iter_mut().zip(keys) {
                 groups.entry(key).or_default().add(alert);
+            }
+            if let Some(steps) = climbed.get(&alert.id) {
+                escalations.alerts += 1;
+                match alert.acknowledged_at {
+                    Some(at) => {
+                        let step = steps
+                            .iter()
+                            .filter(|(paged, _)| *paged <= at)
+                            .map(|(_, step)| *step)
+                            .max()
+                            .unwrap_or(0);
+                        *escalations.acked_at_step.entry(step).or_default() += 1;
+                    }
+                    None => escalations.never_acked += 1,
+                }
             }
             if let Some(at) = alert.acknowledged_at {
                 acked += 1;
@@ -562,6 +756,8 @@ async fn report_of(
         by_category: rows(category),
         by_severity: rows(severity),
         overall,
+        escalations,
+        interruptions,
     };
 
     // Actions.
@@ -654,25 +850,30 @@ async fn report_of(
         mtta_median: response.overall.mtta.median,
         mttr_median: response.overall.mttr.median,
     };
-    Ok(Report {
-        since: request.since,
-        until: request.until,
-        timezone: tz.name().to_owned(),
-        headline,
-        previous: Headline::default(),
-        volume,
-        funnel,
-        response,
-        automation,
-        quality: Quality {
-            noisy_sources: top(sources),
-            noisy_checks: top(checks),
-            busiest_alerts: busiest,
-            standing: Vec::new(),
-            flapping: Vec::new(),
+    let noisy_sources = top(sources.clone());
+    Ok((
+        Report {
+            since: request.since,
+            until: request.until,
+            timezone: tz.name().to_owned(),
+            business_hours: request.business_hours,
+            sleep_hours: request.sleep_hours,
+            headline,
+            previous: Headline::default(),
+            volume,
+            funnel,
+            response,
+            automation,
+            quality: Quality {
+                noisy_sources,
+                noisy_checks: top(checks),
+                busiest_alerts: busiest,
+                ..Quality::default()
+            },
+            incidents,
         },
-        incidents,
-    })
+        sources,
+    ))
 }
 
 #[cfg(test)]
@@ -716,6 +917,20 @@ mod tests {
         ] {
             let error = period(since, from, to, day, now).err().unwrap_or_default();
             assert!(error.starts_with(says), "{error}");
+        }
+    }
+
+    #[test]
+    fn hours_wrap_past_midnight_and_say_what_is_wrong() {
+        assert_eq!(hours("business_hours", "9-17"), Ok((9, 17)));
+        assert_eq!(hours("sleep_hours", "22-7"), Ok((22, 7)));
+        assert_eq!(hours("sleep_hours", "0-24"), Ok((0, 0)));
+        assert!(within((9, 17), 9) && within((9, 17), 16) && !within((9, 17), 17));
+        assert!(within((22, 7), 23) && within((22, 7), 3) && !within((22, 7), 7));
+        assert!(within((0, 0), 12), "0-24 is the whole day");
+        for bad in ["9", "9-9", "a-17", "9-25"] {
+            let error = hours("business_hours", bad).err().unwrap_or_default();
+            assert!(error.starts_with("business_hours"), "{error}");
         }
     }
 

@@ -246,10 +246,17 @@ async fn a_flooded_queue_answers_429_and_memory_stays_bounded() {
         idle / 1024,
         peak / 1024
     );
-    // Bounded: the queue holds at most 2,000 events whatever is offered.
+    // Bounded: the queue holds at most 2,000 events whatever is offered, SQLite's page
+    // caches at most 64 MiB (the writer) and 4 x 8 MiB (the readers); what else grows is
+    // the open alerts the accepted events made (each event its own alert), held in the
+    // writer's memory at no more than 3 KiB each (about what Alertmanager holds per alert,
+    // BENCHMARKS.md). A queue that grew with what is offered (several times what is
+    // accepted here) would break this.
+    let allowed = idle + 160 * 1024 + 3 * accepted.len() as u64;
     assert!(
-        peak < idle + 200 * 1024,
-        "RSS grew from {idle} KiB to {peak} KiB"
+        peak < allowed,
+        "RSS grew from {idle} KiB to {peak} KiB with {} open alerts (allowed {allowed} KiB)",
+        accepted.len()
     );
     let (queued_max, _) = crate::harness::metric(&node.base, "vakt_ingest_queue_events_max").await;
     let queued_max = queued_max.unwrap_or(0.0);

@@ -398,3 +398,344 @@ async fn tune_suggests_what_the_history_shows() {
         "{blip}"
     );
 }
+
+const PAGING: &str = r#"
+[server]
+write_rate_per_client = 0
+[dispatch]
+enabled = false
+[alerts]
+reopen_window_secs = 600
+
+[[users]]
+id = "alice"
+phone_webhook = "http://127.0.0.1:9/alice"
+[[users]]
+id = "bob"
+phone_webhook = "http://127.0.0.1:9/bob"
+
+[[escalation_policies]]
+name = "ops"
+[[escalation_policies.steps]]
+notify = [{ user = "alice" }]
+[[escalation_policies.steps]]
+after_secs = 300
+notify = [{ user = "bob" }]
+
+[[rules]]
+name = "page"
+when = 'check == "down" && severity == "critical"'
+escalate = "ops"
+"#;
+
+/// A page of `policy` step `step` for `user`, decided at `at`, as the escalation loop
+/// writes it.
+fn page(
+    alert_id: &str,
+    user: &str,
+    step: u32,
+    at: DateTime<Utc>,
+) -> vakt_core::pipeline::DecidedAction {
+    use vakt_core::escalation::{Page, Via};
+    vakt_core::pipeline::DecidedAction {
+        id: vakt_store::new_id(),
+        action: "escalation:ops".into(),
+        kind: "notify",
+        alert_id: alert_id.to_owned(),
+        event_id: String::new(),
+        purpose: vakt_core::pipeline::Purpose::Escalation,
+        reason: format!("escalation policy ops step {step}"),
+        suppressed_by: None,
+        group_key: None,
+        decided_at: at,
+        target: Some(Page {
+            policy: "ops".into(),
+            step,
+            round: 0,
+            user: Some(user.to_owned()),
+            via: Via::Phone {
+                url: "http://127.0.0.1:9/".into(),
+            },
+        }),
+    }
+}
+
+/// Pages at chosen local hours, acknowledgements after chosen steps, an alert that
+/// re-opens twice, a source that went quiet and a missing heartbeat: the report's
+/// escalation, interruption and quality parts, and tune's early-escalation suggestion,
+/// each with its known answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_reopens_and_silence_report_their_known_answers() {
+    use chrono::Datelike;
+    use vakt_core::escalation::Position;
+    let work = tempfile::tempdir().expect("dir");
+    let config_path = work.path().join("vakt.toml");
+    std::fs::write(&config_path, PAGING).expect("write");
+    let data = work.path().join("data");
+    let overrides = Overrides {
+        listen: None,
+        data_dir: Some(data.clone()),
+        database_url: None,
+    };
+    let config = Config::load(Some(&config_path), &overrides).expect("config");
+    let p = &config.pipeline;
+    // The Monday at least 8 days back, 00:00 UTC: the report covers its week.
+    let mut monday = (Utc::now() - Duration::days(8))
+        .duration_trunc(Duration::days(1))
+        .expect("day");
+    while monday.weekday() != chrono::Weekday::Mon {
+        monday -= Duration::days(1);
+    }
+    let store = vakt_store::SqliteStore::open(&data).await.expect("open");
+    let ingest = async |events: Vec<(Value, DateTime<Utc>)>| {
+        let batch = events
+            .into_iter()
+            .map(|(e, at)| p.prepare(input(e), "test", at))
+            .collect();
+        store
+            .ingest(p, &Default::default(), batch)
+            .await
+            .expect("ingest")
+    };
+    // A source heard only in the week before.
+    ingest(vec![(
+        json!({"source": "old-agent", "resource": "x", "check": "c", "summary": "s", "severity": "warning"}),
+        monday - Duration::days(3),
+    )])
+    .await;
+    // Ten paging alerts, Monday 00:30.
+    let out = ingest(
+        (0..10)
+            .map(|i| {
+                (
+                    json!({"resource": format!("h{i}"), "check": "down", "summary": "down", "severity": "critical"}),
+                    monday + Duration::minutes(30),
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let ids: Vec<String> = out
+        .iter()
+        .map(|o| o.alert.as_ref().expect("alert").id.clone())
+        .collect();
+    // Step 1 pages alice: 0-3 Monday 10:00 (business), 4-6 Monday 23:00 (sleep), 7-9
+    // Saturday 12:00 (off). Step 2 pages bob ten minutes later for 0-4.
+    let step1 = |i: usize| match i {
+        0..4 => monday + Duration::hours(10),
+        4..7 => monday + Duration::hours(23),
+        _ => monday + Duration::days(5) + Duration::hours(12),
+    };
+    let far = Utc::now() + Duration::days(1);
+    let claimed = store.claim_escalations(far, far, 100).await.expect("claim");
+    assert_eq!(claimed.len(), 10);
+    for escalation in claimed {
+        let i = ids
+            .iter()
+            .position(|id| *id == escalation.alert_id)
+            .expect("ours");
+        let fire = vakt_store::Fire {
+            pages: vec![page(&escalation.alert_id, "alice", 1, step1(i))],
+            timeline: Vec::new(),
+            next: Ok((Position { step: 1, round: 0 }, step1(i))),
+            incident: None,
+            now: step1(i),
+            claimed: escalation,
+        };
+        assert!(store.fire_escalation(p, &fire).await.expect("fire"));
+    }
+    let claimed = store.claim_escalations(far, far, 100).await.expect("claim");
+    for escalation in claimed {
+        let i = ids
+            .iter()
+            .position(|id| *id == escalation.alert_id)
+            .expect("ours");
+        if i >= 5 {
+            continue;
+        }
+        let at = step1(i) + Duration::minutes(10);
+        let fire = vakt_store::Fire {
+            pages: vec![page(&escalation.alert_id, "bob", 2, at)],
+            timeline: Vec::new(),
+            next: Err("the policy ran out".into()),
+            incident: None,
+            now: at,
+            claimed: escalation,
+        };
+        assert!(store.fire_escalation(p, &fire).await.expect("fire"));
+    }
+    // 0-3 acknowledged by alice after bob's page, 4 by bob, 5-6 by alice; 7-9 never.
+    for (i, by) in [
+        (0, "alice"),
+        (1, "alice"),
+        (2, "alice"),
+        (3, "alice"),
+        (4, "bob"),
+        (5, "alice"),
+        (6, "alice"),
+    ] {
+        store
+            .operate(
+                p,
+                &Default::default(),
+                &ids[i],
+                &OperatorRequest {
+                    action: OperatorAction::Ack,
+                    by: by.into(),
+                    comment: None,
+                },
+            )
+            .await
+            .expect("ack");
+    }
+    // One alert that resolves and comes back twice within the reopen window.
+    for (k, severity) in ["critical", "ok", "critical", "ok", "critical"]
+        .iter()
+        .enumerate()
+    {
+        ingest(vec![(
+            json!({"resource": "flaky", "check": "ping", "summary": "s", "severity": severity}),
+            monday + Duration::hours(2) + Duration::minutes(i64::try_from(k).expect("small")),
+        )])
+        .await;
+    }
+    store
+        .beat(&vakt_core::heartbeat::Heartbeat {
+            name: "backup-db01".into(),
+            resource: "db01".into(),
+            check: None,
+            service: None,
+            environment: None,
+            interval_secs: 86_400,
+            grace_secs: 600,
+            last_seen: monday - Duration::days(2),
+            missing: true,
+        })
+        .await
+        .expect("beat");
+    store.close().await;
+
+    let (from, to) = (
+        monday.to_rfc3339(),
+        (monday + Duration::days(7)).to_rfc3339(),
+    );
+    let args = |format: &str| {
+        vec![
+            "report".to_owned(),
+            "--config".into(),
+            config_path.display().to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--from".into(),
+            from.clone(),
+            "--to".into(),
+            to.clone(),
+            "--format".into(),
+            format.into(),
+        ]
+    };
+    let run = |format: &str| {
+        let args = args(format);
+        let out = vakt(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let r: Value = serde_json::from_str(&run("json")).expect("json");
+    let e = &r["response"]["escalations"];
+    assert_eq!(e["alerts"], 10, "{e}");
+    assert_eq!(e["pages"], 15);
+    assert_eq!(e["acked_at_step"], json!({"1": 2, "2": 5}));
+    assert_eq!(e["never_acked"], 3);
+    assert_eq!(
+        r["response"]["interruptions"],
+        json!([
+            {"user": "alice", "pages": 10, "business": 4, "sleep": 3, "off": 3},
+            {"user": "bob", "pages": 5, "business": 4, "sleep": 1, "off": 0},
+        ])
+    );
+    let q = &r["quality"];
+    assert_eq!(
+        (q["reopens"].clone(), q["reopened_alerts"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(q["reopened"][0][0]["resource"], "flaky");
+    assert_eq!(q["reopened"][0][1], 2);
+    assert_eq!(q["silent_sources"], json!([["old-agent", 1]]));
+    assert_eq!(q["heartbeats_missing"][0]["name"], "backup-db01");
+
+    // Business and sleep hours are the reader's to set: with business hours 0-24 and sleep
+    // hours 3-4 every weekday page is a business hour; Saturday's stay off hours.
+    let mut wide = args("json");
+    wide.extend(["--business-hours", "0-24", "--sleep-hours", "3-4"].map(String::from));
+    let out = vakt(&wide.iter().map(String::as_str).collect::<Vec<_>>());
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        r["response"]["interruptions"][0],
+        json!({"user": "alice", "pages": 10, "business": 7, "sleep": 0, "off": 3})
+    );
+    let mut bad = args("json");
+    bad.extend(["--sleep-hours", "22"].map(String::from));
+    let out = vakt(&bad.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("sleep_hours \"22\": expected hours like 9-17"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let html = run("html");
+    for part in [
+        "<h3>Escalations</h3><p>15 pages for 10 alerts; 3 paged alerts were never acknowledged.</p>",
+        "<tr><td>the page of step 2</td><td>5</td></tr>",
+        "<tr><td>alice</td><td>10</td><td>4</td><td>3</td><td>3</td></tr>",
+        "<p>2 re-opens of 1 alerts in the period.</p>",
+        "<tr><td>old-agent</td><td>1</td></tr>",
+        "<td>backup-db01</td><td>db01</td>",
+    ] {
+        assert!(html.contains(part), "{part} in the HTML report");
+    }
+    let csv = run("csv");
+    for line in [
+        "escalations,acked_at_step,2,5,",
+        "interruptions,sleep_hours,alice,3,",
+        "quality,silent_source,old-agent,0,1",
+        "quality,heartbeat_missing,backup-db01,",
+    ] {
+        assert!(csv.contains(line), "{line} in the CSV report");
+    }
+
+    // tune: bob's step pages although alice, paged before him, acknowledges.
+    let out = vakt(&[
+        "tune",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--since",
+        "30d",
+        "--json",
+    ]);
+    let advice: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let early: Vec<&Value> = advice["suggestions"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|s| s["kind"] == "early-escalation")
+        .collect();
+    assert_eq!(early.len(), 1, "{advice}");
+    assert_eq!(early[0]["subject"], "step 2 of escalation policy \"ops\"");
+    assert!(
+        early[0]["evidence"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("it paged for 5 alerts; 4 of them were then acknowledged by someone an earlier step had paged"),
+        "{}",
+        early[0]
+    );
+}

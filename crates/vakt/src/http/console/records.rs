@@ -286,11 +286,16 @@ pub async fn reports(State(state): State<Arc<AppState>>, view: View) -> Response
         Some(s @ ("1d" | "7d" | "30d")) => s.to_owned(),
         _ => "7d".to_owned(),
     };
-    let request =
-        match crate::report::request(Some(&since), None, None, None, None, chrono::Utc::now()) {
-            Ok(request) => request,
-            Err(error) => return unavailable(&state, &view, error),
-        };
+    let request = match crate::report::request(
+        &crate::report::Asked {
+            since: Some(&since),
+            ..crate::report::Asked::default()
+        },
+        chrono::Utc::now(),
+    ) {
+        Ok(request) => request,
+        Err(error) => return unavailable(&state, &view, error),
+    };
     let pipeline = state.pipeline();
     let report = match crate::report::build(&*state.store, &pipeline, &request, &mut |_| {}).await {
         Ok(report) => report,
