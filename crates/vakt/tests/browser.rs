@@ -484,6 +484,43 @@ async fn an_operator_works_the_console_in_chromium() {
     assert!(problems.is_empty(), "reports: {problems:#?}");
     screenshot(&a, "reports-sv").await;
 
+    // From there, replay a rule change: a configuration that drops the api checks, posted
+    // with the form; the result names the payments event that would have been dropped.
+    css(&a, "a[href='/reports/replay']")
+        .await
+        .click()
+        .await
+        .expect("to the replay page");
+    let field = css(&a, "#r-config").await;
+    field
+        .send_keys("[[rules]]\nname = \"quiet-api\"\nwhen = 'check == \"api\"'\ndrop = true\n")
+        .await
+        .expect("type the configuration");
+    css(&a, "#run-replay").await.click().await.expect("replay");
+    let verdict = css(&a, "#replay-verdict").await.text().await.expect("text");
+    assert!(
+        verdict.starts_with("Händelser som hanteras annorlunda"),
+        "{verdict}"
+    );
+    let listed = css(&a, "#replay-differences")
+        .await
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        listed.contains("pay01") && listed.contains("dropped"),
+        "{listed}"
+    );
+    let problems = accessibility_problems(&a, &axe).await;
+    assert!(problems.is_empty(), "replay: {problems:#?}");
+    screenshot(&a, "replay-sv").await;
+    a.goto(&format!("{base}/reports/tune?since=1d"))
+        .await
+        .expect("goto");
+    until_text(&a, "Förslag på justeringar", 5).await;
+    let problems = accessibility_problems(&a, &axe).await;
+    assert!(problems.is_empty(), "tune: {problems:#?}");
+
     // Dark mode follows the system.
     let dark = driver.browser(1280, 900, &["--force-dark-mode"]).await;
     sign_in(&dark, &base).await;

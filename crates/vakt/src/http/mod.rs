@@ -9,8 +9,8 @@ pub mod incidents;
 pub mod limit;
 mod ops;
 mod query;
-mod replay;
-mod reports;
+pub(crate) mod replay;
+pub(crate) mod reports;
 pub mod serve;
 mod silences;
 mod state;
@@ -85,6 +85,7 @@ pub fn router(
         .routes(routes!(incidents::list_escalations))
         .routes(routes!(incidents::get_escalation))
         .routes(routes!(reports::summary))
+        .routes(routes!(reports::tune))
         .routes(routes!(replay::replay))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

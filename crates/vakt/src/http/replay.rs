@@ -67,6 +67,12 @@ pub async fn replay(
     body: Bytes,
 ) -> Result<Json<Report>, ApiError> {
     let asked: ReplayRequest = parse_json(&body)?;
+    Ok(Json(run(&state, asked).await?))
+}
+
+/// The replay a request asks for, on the server's store: for the API and the console's
+/// replay page. Errors name the field.
+pub(crate) async fn run(state: &AppState, asked: ReplayRequest) -> Result<Report, ApiError> {
     refuse_secret_references(&asked.config).map_err(|e| ApiError::field("config", e))?;
     let new = Config::parse("config", &asked.config, None, &Overrides::default())
         .map_err(|errors| ApiError::field("config", errors.lines.join("\n")))?;
@@ -114,9 +120,7 @@ pub async fn replay(
         list,
         event: asked.event,
     };
-    let report =
-        crate::replay::replay(&state.store, base, &new.pipeline, &request, &mut |_| {}).await?;
-    Ok(Json(report))
+    Ok(crate::replay::replay(&state.store, base, &new.pipeline, &request, &mut |_| {}).await?)
 }
 
 /// **Boundary:** configuration text from a client: no value may name an environment

@@ -90,3 +90,66 @@ pub async fn summary(
         .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
 }
+
+/// The longest period the tuning advisor looks at over HTTP (it replays the period's
+/// events in record mode: `vakt tune` on the host for more).
+const TUNE_MAX_DAYS: i64 = 31;
+
+/// Suggestions from a period's history: `vakt tune` on the server's store.
+///
+/// Rules that never matched or match most events (every stored event of the period run
+/// through the configuration in force, nothing written), self-resolving and flapping
+/// checks, unattended sources, escalation steps that page before an earlier step's person
+/// acknowledges, silences renewed again and again; each with its evidence and the command
+/// that checks the change. `since` is at most 31 days.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/tune",
+    tag = "reports",
+    params(
+        ("since" = Option<String>, Query, description = "a duration back from now: 1d, 7d (default), at most 31d"),
+    ),
+    responses(
+        (status = 200, description = "the suggestions, with the period's event and alert counts"),
+        (status = 400, body = ErrorBody)
+    )
+)]
+pub async fn tune(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<axum::Json<crate::tune::Advice>, ApiError> {
+    let p = Params::parse(raw.as_deref(), &["since"])?;
+    Ok(axum::Json(
+        advise(&state, p.string("since").as_deref().unwrap_or("7d")).await?,
+    ))
+}
+
+/// The advisor over `since` (a duration, at most 31 days) on the server's store, for the
+/// API and the console.
+pub(crate) async fn advise(state: &AppState, since: &str) -> Result<crate::tune::Advice, ApiError> {
+    let (from, until) = crate::report::period(
+        Some(since),
+        None,
+        None,
+        chrono::Duration::days(7),
+        chrono::Utc::now(),
+    )
+    .map_err(ApiError::bad_request)?;
+    if until - from > chrono::Duration::days(TUNE_MAX_DAYS) {
+        return Err(ApiError::field(
+            "since",
+            format!("at most {TUNE_MAX_DAYS} days; use vakt tune on the host for more"),
+        ));
+    }
+    let pipeline = state.pipeline();
+    Ok(crate::tune::advise(
+        &state.store,
+        &pipeline,
+        "vakt.toml",
+        &format!("--since {since}"),
+        from,
+        until,
+        &mut |_| {},
+    )
+    .await?)
+}

@@ -100,9 +100,11 @@ fn bars(labels: &[String], series: &[(&str, Vec<i64>)], label_every: usize, titl
             );
         }
     }
+    // The scale: a dotted line at the tallest bar's top with its value, no words (the
+    // console shows the chart in the viewer's language).
     let _ = write!(
         svg,
-        "<text x=\"0\" y=\"10\" class=\"axis\">max {}</text></svg>",
+        "<line x1=\"0\" x2=\"{width}\" y1=\"10\" y2=\"10\" class=\"grid\"/><text x=\"{width}\" y=\"8\" text-anchor=\"end\" class=\"axis\">{}</text></svg>",
         totals.iter().copied().max().unwrap_or(0)
     );
     svg
@@ -191,7 +193,7 @@ const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;ma
 h1{font-size:1.6em;margin-bottom:0}h2{margin-top:2em;border-bottom:1px solid #ccd;padding-bottom:.2em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;text-align:right;border-bottom:1px solid #e4e6ea}\
 td:first-child,th:first-child{text-align:left}.sub{color:#555}.chart{width:100%;height:auto}\
-.kept{fill:#3b6fb6}.dropped{fill:#b9c3d0}.axis{font-size:10px;fill:#555}.none{color:#555}\
+.kept{fill:#3b6fb6}.dropped{fill:#b9c3d0}.axis{font-size:10px;fill:#555}.grid{stroke:#99a;stroke-dasharray:2 3}.none{color:#555}\
 .cards{display:flex;flex-wrap:wrap;gap:.8em}.card{border:1px solid #d5d9e0;border-radius:6px;padding:.5em .9em;min-width:8em}\
 .card b{display:block;font-size:1.5em}.card span{color:#555;font-size:.9em}";
 

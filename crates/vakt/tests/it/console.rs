@@ -386,6 +386,8 @@ async fn the_board_filters_groups_changes_in_bulk_and_speaks_swedish() {
         "/monitors",
         "/rules",
         "/reports",
+        "/reports/replay",
+        "/reports/tune",
     ] {
         let (_, _, page) = browser.get(path).await;
         assert!(page.contains("<html lang=\"sv\">"), "{path}");
@@ -650,4 +652,81 @@ async fn incidents_on_call_monitors_and_rules_pages() {
     assert_eq!(events["items"], json!([]), "trying stores nothing");
     let (_, _, page) = browser.get("/rules?event=%7B%22check%22%3A1%7D").await;
     assert!(page.contains("check: expected a string"), "{page}");
+
+    // Replay: the stored disk event through a configuration that drops disk checks.
+    let (status, _, page) = browser.get("/reports/replay").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("<textarea id=\"r-config\" name=\"config\""),
+        "{page}"
+    );
+    let quiet =
+        "[[rules]]\nname = \"quiet-disks\"\nwhen = 'check == \"disk_usage\"'\ndrop = true\n";
+    let (status, _, page) = browser
+        .post(
+            "/reports/replay",
+            &[("config", quiet), ("base", "current"), ("since", "1d")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Events handled differently: <b>1</b> / 1"),
+        "{page}"
+    );
+    let listed = page
+        .split("id=\"replay-differences\"")
+        .nth(1)
+        .expect("the differences");
+    assert!(
+        listed.contains("<td rowspan=\"")
+            && listed.contains(">db01</td>")
+            && listed.contains("<td>dropped</td>"),
+        "{listed}"
+    );
+    assert!(
+        page.contains("quiet-disks"),
+        "the form keeps what was tried"
+    );
+    let (status, _, page) = browser
+        .post(
+            "/reports/replay",
+            &[
+                (
+                    "config",
+                    "[channels.mail]\ntype = \"email\"\npassword = { env = \"SMTP_PASSWORD\" }\n",
+                ),
+                ("since", "1d"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("role=\"alert\"") && page.contains("env or file reference"),
+        "{page}"
+    );
+    let (status, _, page) = browser
+        .post(
+            "/reports/replay",
+            &[("config", "[[rules]\n"), ("since", "1d")],
+        )
+        .await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("config"), "the parse error is shown: {page}");
+
+    // Tune: the advisor's suggestions for the last day (rules of the built-in
+    // configuration that matched nothing).
+    let (status, _, page) = browser.get("/reports/tune?since=1d").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<td>never-matched</td>"), "{page}");
+    assert!(page.contains("aria-current=\"page\">Last day<"), "{page}");
+    let (status, body) = server.get("/api/v1/reports/tune?since=1d").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["suggestions"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    let (status, body) = server.get("/api/v1/reports/tune?since=90d").await;
+    assert_eq!(status, 400, "{body}");
 }

@@ -10,6 +10,7 @@ mod i18n;
 mod open;
 mod pages;
 mod records;
+mod review;
 mod stream;
 
 use std::collections::BTreeMap;
@@ -131,6 +132,14 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "reports.html",
         include_str!("../../../console/templates/reports.html"),
+    ),
+    (
+        "replay.html",
+        include_str!("../../../console/templates/replay.html"),
+    ),
+    (
+        "tune.html",
+        include_str!("../../../console/templates/tune.html"),
     ),
     (
         "rules.html",
@@ -537,6 +546,11 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/oncall/{name}/overrides", post(records::add_override))
         .route("/monitors", get(records::monitors))
         .route("/reports", get(records::reports))
+        .route(
+            "/reports/replay",
+            get(review::replay_form).post(review::replay_run),
+        )
+        .route("/reports/tune", get(review::tune))
         .route("/rules", get(records::rules))
         .route("/tokens", get(records::tokens).post(records::create_token))
         .route("/tokens/{id}/revoke", post(records::revoke_token))

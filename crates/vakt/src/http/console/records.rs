@@ -306,6 +306,7 @@ pub async fn reports(State(state): State<Arc<AppState>>, view: View) -> Response
     values.insert("report", Value::from(Serde(&report)));
     values.insert("chart", Value::from_safe_string(chart));
     values.insert("since", Value::from(since));
+    values.insert("can_review", Value::from(view.can("admin:config")));
     state.console.render("reports.html", &view, values)
 }
 
