@@ -615,6 +615,10 @@ pub struct ReportArgs {
     /// Hours that count as sleep hours, any day, in --tz [default: 22-7]
     #[arg(long, value_name = "HOURS")]
     pub sleep_hours: Option<String>,
+    /// Add the tuning advisor's suggestions (`vakt tune` over the same period: it replays
+    /// the period's events, which takes seconds per million)
+    #[arg(long)]
+    pub tune: bool,
 }
 
 #[derive(Args, Debug)]

@@ -22,15 +22,62 @@ pub fn run(args: ReportArgs) -> Result<(), Failure> {
     let request = crate::report::request(&asked, chrono::Utc::now())
         .map_err(|e| Failure::user(anyhow!("--{e}")))?;
     let config = config(&args.storage)?;
-    let report = runtime()?.block_on(async {
+    // The advisor replays the period's events: two threads, as `vakt tune`.
+    let runtime = if args.tune {
+        super::access::threaded_runtime(Some(2))?
+    } else {
+        runtime()?
+    };
+    let name = config
+        .path
+        .as_ref()
+        .map_or_else(|| "vakt.toml".to_owned(), |p| p.display().to_string());
+    let report = runtime.block_on(async {
         let store = open_for(&config).await?;
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {pos} alerts read {per_sec}")
+            indicatif::ProgressStyle::with_template("{spinner} {pos} {msg} {per_sec}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
         );
+        bar.set_message("alerts read");
         let mut progress = |read: u64| bar.inc(read);
-        let report = crate::report::build(&*store, &config.pipeline, &request, &mut progress).await;
+        let mut report =
+            crate::report::build(&*store, &config.pipeline, &request, &mut progress).await;
+        if let (true, Ok(report)) = (args.tune, report.as_mut()) {
+            bar.set_position(0);
+            bar.set_message("events replayed for the suggestions");
+            let period = match (&args.since, &args.from) {
+                (Some(since), _) => format!("--since {since}"),
+                (None, Some(_)) => format!(
+                    "--from {} --to {}",
+                    request.since.to_rfc3339(),
+                    request.until.to_rfc3339()
+                ),
+                (None, None) => "--since 30d".to_owned(),
+            };
+            let mut progress = |read: u64| bar.inc(read);
+            match crate::tune::advise(
+                &store,
+                &config.pipeline,
+                &name,
+                &period,
+                request.since,
+                request.until,
+                &mut progress,
+            )
+            .await
+            {
+                Ok(advice) => report.suggestions = Some(advice.suggestions),
+                Err(error) => {
+                    bar.finish_and_clear();
+                    store.close().await;
+                    return Err(Failure::internal(
+                        anyhow::Error::from(error)
+                            .context(format!("reading {}", config.location.describe())),
+                    ));
+                }
+            }
+        }
         bar.finish_and_clear();
         store.close().await;
         report

@@ -85,6 +85,15 @@ pub fn csv(report: &Report) -> String {
             b.dropped.to_string(),
             String::new(),
         );
+        for (severity, n) in &b.by_severity {
+            row(
+                "volume_severity",
+                severity,
+                &b.start,
+                n.to_string(),
+                String::new(),
+            );
+        }
     }
     for (k, v) in &report.volume.by_category {
         row("volume", "category", k, v.to_string(), String::new());
@@ -333,6 +342,15 @@ pub fn csv(report: &Report) -> String {
             "ttr_median_secs",
             &p,
             num(i.time_to_resolve.median),
+            String::new(),
+        );
+    }
+    for s in report.suggestions.iter().flatten() {
+        row(
+            "suggestion",
+            s.kind,
+            &s.subject,
+            s.evidence.clone(),
             String::new(),
         );
     }

@@ -193,7 +193,10 @@ const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;ma
 h1{font-size:1.6em;margin-bottom:0}h2{margin-top:2em;border-bottom:1px solid #ccd;padding-bottom:.2em}\
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;text-align:right;border-bottom:1px solid #e4e6ea}\
 td:first-child,th:first-child{text-align:left}.sub{color:#555}.chart{width:100%;height:auto}\
-.kept{fill:#3b6fb6}.dropped{fill:#b9c3d0}.axis{font-size:10px;fill:#555}.grid{stroke:#99a;stroke-dasharray:2 3}.none{color:#555}\
+.kept{fill:#3b6fb6}.dropped{fill:#b9c3d0}.axis{font-size:10px;fill:#555}.grid{stroke:#99a;stroke-dasharray:2 3}\
+.sev-ok{fill:#4f9d69}.sev-info{fill:#7fa7d8}.sev-warning{fill:#e0b341}.sev-minor{fill:#e08a3c}.sev-major{fill:#d0593a}.sev-critical{fill:#a11d2b}\
+.key{display:inline-block;width:.8em;height:.8em;margin:0 .25em 0 .6em;vertical-align:middle}\
+span.sev-ok{background:#4f9d69}span.sev-info{background:#7fa7d8}span.sev-warning{background:#e0b341}span.sev-minor{background:#e08a3c}span.sev-major{background:#d0593a}span.sev-critical{background:#a11d2b}.none{color:#555}\
 .cards{display:flex;flex-wrap:wrap;gap:.8em}.card{border:1px solid #d5d9e0;border-radius:6px;padding:.5em .9em;min-width:8em}\
 .card b{display:block;font-size:1.5em}.card span{color:#555;font-size:.9em}";
 
@@ -255,6 +258,43 @@ pub fn html(report: &Report) -> String {
             every,
             "events over time"
         )
+    );
+    let severities: Vec<(&str, Vec<i64>)> = vakt_core::Severity::ALL
+        .iter()
+        .rev()
+        .map(|sev| {
+            (
+                sev.as_str(),
+                v.buckets
+                    .iter()
+                    .map(|b| b.by_severity.get(sev.as_str()).copied().unwrap_or(0))
+                    .collect::<Vec<i64>>(),
+            )
+        })
+        .filter(|(_, values)| values.iter().any(|n| *n > 0))
+        .collect();
+    let classes: Vec<(String, Vec<i64>)> = severities
+        .into_iter()
+        .map(|(sev, values)| (format!("sev-{sev}"), values))
+        .collect();
+    let series: Vec<(&str, Vec<i64>)> = classes
+        .iter()
+        .map(|(class, values)| (class.as_str(), values.clone()))
+        .collect();
+    let legend: Vec<String> = series
+        .iter()
+        .map(|(class, _)| {
+            format!(
+                "<span class=\"key {class}\"></span>{}",
+                class.trim_start_matches("sev-")
+            )
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "<p>By severity, from ok at the bottom to critical at the top: {}</p>{}",
+        legend.join(" "),
+        bars(&labels, &series, every, "events over time by severity")
     );
     let hours: Vec<String> = (0..24).map(|h| format!("{h:02}")).collect();
     let _ = write!(
@@ -469,6 +509,26 @@ pub fn html(report: &Report) -> String {
             );
         }
         out.push_str("</table>");
+    }
+    if let Some(suggestions) = &report.suggestions {
+        out.push_str("<h2>Suggestions</h2>");
+        if suggestions.is_empty() {
+            out.push_str("<p class=\"none\">nothing to suggest for the period</p>");
+        } else {
+            out.push_str("<table><tr><th>suggestion</th><th>about</th><th>evidence</th><th>change</th><th>check it with</th></tr>");
+            for s in suggestions {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                    esc(s.kind),
+                    esc(&s.subject),
+                    esc(&s.evidence),
+                    esc(&s.change),
+                    esc(&s.replay)
+                );
+            }
+            out.push_str("</table>");
+        }
     }
     out.push_str("</body></html>\n");
     out

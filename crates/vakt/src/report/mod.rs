@@ -217,6 +217,9 @@ pub struct Report {
     pub automation: Automation,
     pub quality: Quality,
     pub incidents: Vec<PriorityRow>,
+    /// The tuning advisor's suggestions for the period, when asked for (`vakt report --tune`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suggestions: Option<Vec<crate::tune::Suggestion>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -250,6 +253,8 @@ pub struct Bucket {
     pub start: String,
     pub events: i64,
     pub dropped: i64,
+    /// The bucket's events by severity (after the rules), severities with none left out.
+    pub by_severity: BTreeMap<String, i64>,
 }
 
 /// Noise reduction, step by step.
@@ -561,7 +566,7 @@ async fn report_of(
     let tz = request.tz;
     // Volume, from the rollup.
     let hourly = (request.until - request.since) <= chrono::Duration::days(2);
-    let mut buckets: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    let mut buckets: BTreeMap<String, (i64, i64, BTreeMap<String, i64>)> = BTreeMap::new();
     let mut volume = Volume {
         bucket: if hourly { "hour" } else { "day" },
         hour_of_day: vec![0; 24],
@@ -580,6 +585,10 @@ async fn report_of(
         };
         let bucket = buckets.entry(key).or_default();
         bucket.0 += row.events;
+        *bucket
+            .2
+            .entry(row.severity.as_str().to_owned())
+            .or_default() += row.events;
         events += row.events;
         if row.dropped {
             bucket.1 += row.events;
@@ -619,11 +628,12 @@ async fn report_of(
     volume.buckets = keys
         .into_iter()
         .map(|start| {
-            let (events, dropped) = buckets.get(&start).copied().unwrap_or_default();
+            let (events, dropped, by_severity) = buckets.remove(&start).unwrap_or_default();
             Bucket {
                 start,
                 events,
                 dropped,
+                by_severity,
             }
         })
         .collect();
@@ -871,6 +881,7 @@ async fn report_of(
                 ..Quality::default()
             },
             incidents,
+            suggestions: None,
         },
         sources,
     ))

@@ -175,6 +175,22 @@ async fn a_constructed_history_reports_its_known_answers() {
     assert_eq!(h["alerts"], 100);
     assert_eq!(h["actions"], decided);
     assert_eq!(r["previous"]["events"], 0, "nothing in the 30 days before");
+    let mut by_severity: std::collections::BTreeMap<String, i64> = Default::default();
+    for bucket in r["volume"]["buckets"].as_array().expect("buckets") {
+        let mut sum = 0;
+        for (severity, n) in bucket["by_severity"].as_object().expect("by severity") {
+            *by_severity.entry(severity.clone()).or_default() += n.as_i64().unwrap_or(0);
+            sum += n.as_i64().unwrap_or(0);
+        }
+        assert_eq!(bucket["events"], sum, "{bucket}");
+    }
+    assert_eq!(
+        by_severity,
+        [("critical", 1000), ("info", 200), ("ok", 50)]
+            .map(|(k, v)| (k.to_owned(), v))
+            .into(),
+        "every bucket split by severity"
+    );
     let f = &r["funnel"];
     assert_eq!(f["kept"], 1050);
     assert_eq!(f["events_per_alert"], 10.5);
@@ -709,6 +725,25 @@ async fn pages_reopens_and_silence_report_their_known_answers() {
     ] {
         assert!(csv.contains(line), "{line} in the CSV report");
     }
+
+    // The report can carry the advisor's suggestions for its period.
+    let mut tuned = args("json");
+    tuned.push("--tune".into());
+    let out = vakt(&tuned.iter().map(String::as_str).collect::<Vec<_>>());
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(
+        r["suggestions"]
+            .as_array()
+            .expect("suggestions asked for")
+            .iter()
+            .any(|s| s["kind"] == "early-escalation"),
+        "{}",
+        r["suggestions"]
+    );
+    let mut tuned = args("html");
+    tuned.push("--tune".into());
+    let out = vakt(&tuned.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("<h2>Suggestions</h2>"));
 
     // tune: bob's step pages although alice, paged before him, acknowledges.
     let out = vakt(&[
