@@ -9,6 +9,8 @@
 #   ROWS="1 4" bench/compare-alertmanager.sh    # only rows 1 and 4 of the matrix
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres ONLY=vakt bench/compare-alertmanager.sh
 #                                               # vakt on PostgreSQL (a fresh database per scenario)
+#   ROWS="11 12" bench/compare-alertmanager.sh  # memory: 100,000 and 1,000,000 open alerts
+#                                               # (not in the default matrix; RSS after 5 s)
 #
 # The matrix: 1 alert per request over 1/16/64 connections and 100 alerts per request over
 # 1/8/32, each with unique alerts; then 1,000 repeating alerts over 1/16/64 (1 per request)
@@ -106,6 +108,8 @@ scenarios=(
     "1 alert/request, 16 conns, 1,000 repeating|1|16|1000|30000"
     "1 alert/request, 64 conns, 1,000 repeating|1|64|1000|30000"
     "100 alerts/request, 8 conns, 1,000 repeating|100|8|1000|200000"
+    "100,000 open alerts (memory)|100|8|0|100000"
+    "1,000,000 open alerts (memory)|100|8|0|1000000"
 )
 
 # One scenario against one server: start it fresh, send, record the report and peak RSS.
@@ -133,6 +137,9 @@ one() { # system row per conns fingerprints events
         > "$work/$system.$row.json" 2>/dev/null \
         || { echo "$system refused part of scenario $row:"; cat "$work/$system.$row.json"; }
     peak_rss "$pid" > "$work/$system.$row.rss"
+    # What the open alerts hold once the burst is over (memory rows: after 5 s).
+    [ "$row" -gt 10 ] && sleep 5
+    awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$pid/status" > "$work/$system.$row.now"
     kill "$pid"; wait "$pid" 2>/dev/null || true
 }
 
@@ -169,6 +176,17 @@ for row in rows:
     print(f"| {name} | {int(events):,} | {cell(am)} | {cell(vk)} | {ratio} |")
 print("\npeak RSS (MiB) per scenario, Alertmanager / vakt: " + ", ".join(
     f"{row}: {(read('alertmanager', row) or [0,0,0,'-'])[3]} / {(read('vakt', row) or [0,0,0,'-'])[3]}" for row in rows))
+now = lambda system, row: open(f"{work}/{system}.{row}.now").read().strip() if os.path.exists(f"{work}/{system}.{row}.now") else "-"
+memory = [row for row in rows if int(row) > 10]
+if memory:
+    print("\n| open alerts | Alertmanager RSS MiB (peak) | vakt RSS MiB (peak) | KiB per alert, Alertmanager / vakt |")
+    print("|---|---|---|---|")
+    for row in memory:
+        name, events = open(f"{work}/name.{row}").read().strip().split("|")
+        am, vk = now("alertmanager", row), now("vakt", row)
+        amp, vkp = (read("alertmanager", row) or [0, 0, 0, "-"])[3], (read("vakt", row) or [0, 0, 0, "-"])[3]
+        per = lambda mib: f"{float(mib) * 1024 / int(events):.2f}" if mib not in ("-", "") else "-"
+        print(f"| {int(events):,} | {am} ({amp}) | {vk} ({vkp}) | {per(am)} / {per(vk)} |")
 print("accepted: " + ", ".join(
     f"{row}: {(read('alertmanager', row) or [0,0,'-'])[2]} / {(read('vakt', row) or [0,0,'-'])[2]}" for row in rows))
 PY

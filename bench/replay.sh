@@ -15,7 +15,7 @@ vakt=$PWD/target/release/vakt
 work=${KEEP:-$(mktemp -d)}
 mkdir -p "$work"
 port=18492
-cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; [ -z "${KEEP:-}" ] && rm -rf "$work"; }
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"; }
 trap cleanup EXIT
 # The example configuration on free ports, no deliveries, no write limit.
 sed -e 's/127.0.0.1:5514/127.0.0.1:0/g' -e 's/127.0.0.1:1162/127.0.0.1:0/' \

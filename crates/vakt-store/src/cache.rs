@@ -7,12 +7,20 @@
 //! alert (`complete`) a miss means "no alert"; once more alerts can take events than it
 //! holds, the oldest entries are evicted and misses are read from the database.
 //!
+//! Beyond the capacity it still knows *which* fingerprints have an alert that can take
+//! events (`known`: the fingerprint and the newest alert's id, about 100 bytes each
+//! against a few KiB for an alert): a fingerprint it does not know has no alert, so a batch
+//! of new alerts needs no database read (issue 18: a million open alerts). `known` errs
+//! only towards "ask the database": an entry is dropped when the alert it names becomes
+//! history, or retention removes it.
+//!
 //! Alerts resolved before `history_before` are history: they are neither held nor loaded.
 //! The cutoff only moves forward (`prune`), and lies a margin before the reopen cutoff of
 //! any batch (`sql::reopen_cutoff`), so a batch whose events were received slightly out of
 //! order still finds every alert it may reopen; correlate applies the exact window.
 //! **Invariant:** for every fingerprint, the cache holds what `load_current` would read from
-//! the database with the same cutoff, or (when not `complete`) nothing.
+//! the database with the same cutoff, or (when not `complete`) nothing; and when `known` is
+//! kept, every fingerprint the database has such an alert for is in it.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -32,6 +40,34 @@ pub(crate) struct AlertCache {
     capacity: usize,
     /// Holds every alert that can take events: a miss means there is none.
     pub complete: bool,
+    /// Every fingerprint with an alert that can take events, with the newest such alert's
+    /// id and when it resolved; `None` when not kept (then every miss asks the database).
+    known: Option<HashMap<Fingerprint, Known>>,
+}
+
+/// What `known` keeps of a fingerprint's newest alert: its id (a ULID as a number) and, when
+/// its last recorded state is resolved, when (milliseconds): the entry goes when that
+/// resolution becomes history, not when an older one of a reopened alert does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    id: u128,
+    resolved_ms: Option<i64>,
+}
+
+/// An alert id as the number `known` keeps; `None` for an id that is not a ULID.
+fn id_number(id: &str) -> Option<u128> {
+    ulid::Ulid::from_string(id).ok().map(u128::from)
+}
+
+/// What `known` keeps of `alert`.
+fn known_of(alert: &Alert) -> Option<Known> {
+    Some(Known {
+        id: id_number(&alert.id)?,
+        resolved_ms: alert
+            .resolved_at
+            .filter(|_| !alert.status.is_active())
+            .map(|at| at.timestamp_millis()),
+    })
 }
 
 impl AlertCache {
@@ -53,6 +89,14 @@ impl AlertCache {
             .collect();
         resolved.sort();
         let order = alerts.keys().cloned().collect();
+        let known = complete
+            .then(|| {
+                alerts
+                    .iter()
+                    .map(|(fp, a)| known_of(a).map(|k| (fp.clone(), k)))
+                    .collect::<Option<HashMap<Fingerprint, Known>>>()
+            })
+            .flatten();
         AlertCache {
             window,
             history_before,
@@ -61,7 +105,48 @@ impl AlertCache {
             order,
             capacity: capacity.max(1),
             complete,
+            known,
         }
+    }
+
+    /// Starts keeping `known` from what the database lists (every alert that can take
+    /// events: fingerprint, id, when it resolved), for a cache made incomplete.
+    pub fn know(&mut self, listed: Vec<(Fingerprint, String, Option<DateTime<Utc>>)>) {
+        let mut known: HashMap<Fingerprint, Known> = HashMap::with_capacity(listed.len());
+        let mut resolved = Vec::new();
+        for (fp, id, resolved_at) in listed {
+            let Some(number) = id_number(&id) else {
+                self.known = None;
+                return;
+            };
+            // Resolved ones leave `known` when their resolution becomes history.
+            if let Some(at) = resolved_at {
+                resolved.push((at, fp.clone(), id));
+            }
+            let id = number;
+            let this = Known {
+                id,
+                resolved_ms: resolved_at.map(|at| at.timestamp_millis()),
+            };
+            known
+                .entry(fp)
+                .and_modify(|newest| {
+                    if this.id > newest.id {
+                        *newest = this;
+                    }
+                })
+                .or_insert(this);
+        }
+        resolved.extend(self.resolved.drain(..));
+        resolved.sort();
+        self.resolved = resolved.into();
+        self.known = Some(known);
+    }
+
+    /// How many fingerprints `known` holds (`None` when not kept).
+    #[cfg(test)]
+    pub fn known_len(&self) -> Option<usize> {
+        self.known.as_ref().map(HashMap::len)
     }
 
     /// Alerts resolved before this are history.
@@ -78,13 +163,29 @@ impl AlertCache {
             if *at >= self.history_before {
                 break;
             }
-            if let Some((_, fingerprint, id)) = self.resolved.pop_front()
-                && self
-                    .alerts
-                    .get(&fingerprint)
-                    .is_some_and(|a| a.id == id && !a.status.is_active())
-            {
-                self.alerts.remove(&fingerprint);
+            if let Some((at, fingerprint, id)) = self.resolved.pop_front() {
+                // Only the resolution this entry recorded: an alert that reopened and
+                // resolved again has a later entry, and is held until that one passes.
+                if self.alerts.get(&fingerprint).is_some_and(|a| {
+                    a.id == id
+                        && !a.status.is_active()
+                        && a.resolved_at.map(|r| r.timestamp_millis())
+                            == Some(at.timestamp_millis())
+                }) {
+                    self.alerts.remove(&fingerprint);
+                }
+                // The newest alert of the fingerprint became history, as last recorded:
+                // nothing takes its events any more (a newer alert has a newer id here, a
+                // reopened one no resolution or a later one).
+                let gone = Known {
+                    id: id_number(&id).unwrap_or(0),
+                    resolved_ms: Some(at.timestamp_millis()),
+                };
+                if let Some(known) = self.known.as_mut()
+                    && known.get(&fingerprint) == Some(&gone)
+                {
+                    known.remove(&fingerprint);
+                }
             }
         }
     }
@@ -97,6 +198,11 @@ impl AlertCache {
         let ids: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
         self.alerts
             .retain(|_, alert| !ids.contains(alert.id.as_str()));
+        if let Some(known) = self.known.as_mut() {
+            let numbers: std::collections::HashSet<u128> =
+                ids.iter().filter_map(|id| id_number(id)).collect();
+            known.retain(|_, k| !numbers.contains(&k.id));
+        }
     }
 
     /// The alerts of these fingerprints, as the batch needs them, and the fingerprints the
@@ -112,7 +218,12 @@ impl AlertCache {
                 Some(alert) => {
                     found.insert(fp.clone(), alert.clone());
                 }
-                None if !self.complete => missing.push(fp),
+                // Not held: the database may have it, unless `known` says it has none.
+                None if !self.complete
+                    && self.known.as_ref().is_none_or(|k| k.contains_key(fp)) =>
+                {
+                    missing.push(fp)
+                }
                 None => {}
             }
         }
@@ -127,6 +238,7 @@ impl AlertCache {
     /// that copy is the same alert or an older one (issue 13: an open copy left behind made
     /// the next problem a "repeat" of a resolved alert).
     pub fn put(&mut self, alert: &Alert) {
+        let this = known_of(alert);
         if let (false, Some(at)) = (alert.status.is_active(), alert.resolved_at) {
             if at < self.history_before {
                 if self
@@ -136,10 +248,38 @@ impl AlertCache {
                 {
                     self.alerts.remove(&alert.fingerprint);
                 }
+                if let (Some(known), Some(this)) = (self.known.as_mut(), this)
+                    && known
+                        .get(&alert.fingerprint)
+                        .is_some_and(|newest| newest.id <= this.id)
+                {
+                    known.remove(&alert.fingerprint);
+                }
                 return;
             }
+            // In time order, so the cutoff passes them in order (an alert read back from
+            // the database may have resolved before the last one recorded).
+            let at_ms = at.timestamp_millis();
+            let position = self
+                .resolved
+                .partition_point(|(t, _, _)| t.timestamp_millis() <= at_ms);
             self.resolved
-                .push_back((at, alert.fingerprint.clone(), alert.id.clone()));
+                .insert(position, (at, alert.fingerprint.clone(), alert.id.clone()));
+        }
+        match (self.known.as_mut(), this) {
+            (Some(known), Some(this)) => {
+                known
+                    .entry(alert.fingerprint.clone())
+                    .and_modify(|newest| {
+                        if this.id >= newest.id {
+                            *newest = this;
+                        }
+                    })
+                    .or_insert(this);
+            }
+            // An id `known` cannot keep: stop trusting it.
+            (Some(_), None) => self.known = None,
+            (None, _) => {}
         }
         match self.alerts.get_mut(&alert.fingerprint) {
             // A newer alert for the fingerprint may replace an older resolved one; an older

@@ -243,6 +243,40 @@ pub(crate) async fn load_current(
     Ok(crate::sql::current_alerts(candidates))
 }
 
+/// The fingerprint, id and resolution time of every alert new events may land on, without
+/// the rest of the alert; `None` when there are more than `max`.
+#[allow(clippy::type_complexity)]
+pub(crate) async fn load_known(
+    conn: &mut Conn<'_>,
+    resolved_since_ms: i64,
+    max: usize,
+) -> Result<Option<Vec<(Fingerprint, String, Option<DateTime<Utc>>)>>, StoreError> {
+    let rows = query(
+        "SELECT fingerprint, id, status, resolved_at FROM alerts \
+         WHERE status <> 'resolved' OR resolved_at >= $1 LIMIT $2",
+    )
+    .bind(resolved_since_ms)
+    .bind(i64::try_from(max.saturating_add(1)).unwrap_or(i64::MAX))
+    .fetch_all(&mut *conn)
+    .await?;
+    if rows.len() > max {
+        return Ok(None);
+    }
+    rows.iter()
+        .map(|row| {
+            let status = parsed("status", AlertStatus::parse(row.try_get("status")?))?;
+            let resolved_at =
+                opt_time(row.try_get("resolved_at")?)?.filter(|_| !status.is_active());
+            Ok((
+                Fingerprint::from_stored(row.try_get("fingerprint")?),
+                row.try_get("id")?,
+                resolved_at,
+            ))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()
+        .map(Some)
+}
+
 /// Every alert new events may land on, read page by page; `None` when there are more
 /// than `max` (the caller then reads them as batches need them).
 pub(crate) async fn load_all_current(

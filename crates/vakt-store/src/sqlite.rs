@@ -147,6 +147,9 @@ pub const DATABASE_FILE: &str = "vakt.db";
 /// Alerts the writer keeps in memory by default (about 1 KB each); beyond it, alerts are read
 /// from the database as batches need them.
 pub const ALERT_CACHE_MAX: usize = 200_000;
+/// Most fingerprints the writer knows to have an alert beyond the ones it holds (about 130
+/// bytes each; past this, a batch's unknown fingerprints are looked up in the database).
+const KNOWN_MAX: usize = 5_000_000;
 /// Connections for reads.
 const READERS: u32 = 4;
 
@@ -479,17 +482,26 @@ impl SqliteStore {
                         AlertCache::new(window, history_before, alerts, self.cache_max, true)
                     }
                     None => {
-                        tracing::info!(
-                            cache_max = self.cache_max,
-                            "more alerts can take events than the writer keeps in memory; reading the others as batches need them"
-                        );
-                        AlertCache::new(
+                        let mut cache = AlertCache::new(
                             window,
                             history_before,
                             Default::default(),
                             self.cache_max,
                             false,
-                        )
+                        );
+                        let known =
+                            queries::load_known(&mut Conn::Sqlite(&mut tx), since_ms, KNOWN_MAX)
+                                .await?;
+                        let count = known.as_ref().map(Vec::len);
+                        if let Some(known) = known {
+                            cache.know(known);
+                        }
+                        tracing::info!(
+                            cache_max = self.cache_max,
+                            known = count,
+                            "more alerts can take events than the writer keeps in memory; reading the others as batches need them"
+                        );
+                        cache
                     }
                 };
                 slot.insert(cache)
@@ -1717,11 +1729,35 @@ mod tests {
         ]
     }
 
-    async fn check(window_secs: u64, steps: Vec<Step>) -> Result<(), TestCaseError> {
+    /// Events only (an operator's resolve is stamped with the real clock, these with a
+    /// simulated one), now and then past the cache's history margin (60 s), so resolved
+    /// alerts become history while others are held.
+    fn event_step() -> impl Strategy<Value = Step> {
+        (
+            0..3u8,
+            any::<bool>(),
+            prop_oneof![4 => 0..2_500i64, 1 => 0..90_000i64],
+        )
+            .prop_map(|(resource, ok, later_ms)| Step::Event {
+                resource,
+                ok,
+                later_ms,
+            })
+    }
+
+    /// With `capacity` 1 the cache holds one of the three resources' alerts and answers for
+    /// the others from `known`: a fingerprint it calls unknown must have no alert that can
+    /// take events in the database.
+    async fn check(
+        window_secs: u64,
+        steps: Vec<Step>,
+        capacity: usize,
+    ) -> Result<(), TestCaseError> {
         let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
         let store = SqliteStore::open(dir.path())
             .await
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            .map_err(|e| TestCaseError::fail(e.to_string()))?
+            .with_alert_cache_max(capacity);
         let config = format!("[alerts]\nreopen_window_secs = {window_secs}\n");
         let pipeline = Pipeline::build(&PipelineConfig::from_toml(&config).expect("parses"))
             .expect("compiles");
@@ -1792,9 +1828,17 @@ mod tests {
                 .acquire()
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            if capacity <= 3 {
+                prop_assert!(cache.known_len().is_some(), "known is kept");
+            }
             for fp in fingerprints.values() {
                 let (mut held, missing) = cache.current([fp]);
-                prop_assert!(missing.is_empty(), "the cache is complete here");
+                if capacity > 3 {
+                    prop_assert!(missing.is_empty(), "the cache is complete here");
+                } else if !missing.is_empty() {
+                    // Known to have an alert, not held: the database answers.
+                    continue;
+                }
                 let from_db = queries::load_current(&mut Conn::Sqlite(&mut conn), &[fp], since_ms)
                     .await
                     .map_err(|e| TestCaseError::fail(e.to_string()))?
@@ -2001,7 +2045,19 @@ mod tests {
                 .enable_all()
                 .build()
                 .expect("runtime");
-            runtime.block_on(check(window_secs, steps))?;
+            runtime.block_on(check(window_secs, steps, 1000))?;
+        }
+
+        #[test]
+        fn beyond_its_capacity_the_cache_knows_which_alerts_exist(
+            window_secs in prop::sample::select(vec![0u64, 1, 300]),
+            steps in prop::collection::vec(event_step(), 1..40),
+        ) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(check(window_secs, steps, 1))?;
         }
     }
 }
