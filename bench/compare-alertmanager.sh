@@ -9,6 +9,9 @@
 #   ROWS="1 4" bench/compare-alertmanager.sh    # only rows 1 and 4 of the matrix
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres ONLY=vakt bench/compare-alertmanager.sh
 #                                               # vakt on PostgreSQL (a fresh database per scenario)
+#   PG_URL=... PG_NODES=2 ONLY=vakt bench/compare-alertmanager.sh
+#                                               # two vakt nodes on one PostgreSQL database, each
+#                                               # sent half the alerts over half the connections
 #   ROWS="11 12" bench/compare-alertmanager.sh  # memory: 100,000 and 1,000,000 open alerts
 #                                               # (not in the default matrix; RSS after 5 s)
 #
@@ -27,6 +30,7 @@ VAKT_PORT=${VAKT_PORT:-19470}
 SINK_PORT=${SINK_PORT:-19500}
 VAKT_EXTRA=${VAKT_EXTRA:-}
 PG_URL=${PG_URL:-}
+PG_NODES=${PG_NODES:-1}
 
 if [ "$ONLY" != vakt ] && ! command -v prometheus-alertmanager >/dev/null; then
     echo "installing prometheus-alertmanager (Debian)"
@@ -125,6 +129,13 @@ one() { # system row per conns fingerprints events
         VAKT_DATABASE_URL="${PG_URL%/*}/vakt_compare" "$vakt" serve --config "$work/vakt.toml" \
             --listen "127.0.0.1:$VAKT_PORT" >"$work/vakt.log" 2>&1 &
         pid=$!; ready="http://127.0.0.1:$VAKT_PORT/readyz"; target="http://127.0.0.1:$VAKT_PORT"
+        if [ "$PG_NODES" = 2 ]; then
+            wait_ready "$ready"
+            VAKT_DATABASE_URL="${PG_URL%/*}/vakt_compare" "$vakt" serve --config "$work/vakt.toml" \
+                --listen "127.0.0.1:$((VAKT_PORT + 1))" >"$work/vakt2.log" 2>&1 &
+            pid2=$!; pids+=($pid2)
+            wait_ready "http://127.0.0.1:$((VAKT_PORT + 1))/readyz"
+        fi
     else
         "$vakt" serve --config "$work/vakt.toml" --listen "127.0.0.1:$VAKT_PORT" \
             --data-dir "$work/vakt-data" >"$work/vakt.log" 2>&1 &
@@ -132,10 +143,38 @@ one() { # system row per conns fingerprints events
     fi
     pids+=($pid)
     wait_ready "$ready"
+    if [ "$system" = vakt ] && [ -n "$PG_URL" ] && [ "$PG_NODES" = 2 ]; then
+        # Half the alerts and half the connections (at least one) to each node; unique
+        # alerts stay unique across the nodes (their own host names), repeating ones are
+        # the same 1,000 on both (two nodes updating the same alerts).
+        local half=$(( events / 2 / per * per )) hc=$(( conns / 2 > 0 ? conns / 2 : 1 )) hf=$fps
+        [ "$fps" = "$events" ] && hf=$half
+        local benches=()
+        for node in 1 2; do
+            local prefix=bench-host
+            [ "$fps" = "$events" ] && prefix=node$node
+            "$vakt" bench --format alertmanager --target "http://127.0.0.1:$((VAKT_PORT + node - 1))" \
+                --events "$half" --batch "$per" --concurrency "$hc" --fingerprints "$hf" \
+                --host-prefix "$prefix" --ok-share 0 --json > "$work/$system.$row.node$node.json" 2>/dev/null &
+            benches+=($!)
+        done
+        for b in "${benches[@]}"; do wait "$b" || echo "a bench of scenario $row saw refusals"; done
+        python3 - "$work/$system.$row.node1.json" "$work/$system.$row.node2.json" > "$work/$system.$row.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+seconds = max(a["seconds"], b["seconds"])
+accepted = a["accepted"] + b["accepted"]
+print(json.dumps({"accepted": accepted, "seconds": seconds, "events_per_second": accepted / seconds,
+                  "latency_ms": {"p99": max(a["latency_ms"]["p99"], b["latency_ms"]["p99"])}}))
+PY
+        peak_rss "$pid2" > "$work/$system.$row.rss2"
+        kill "$pid2"; wait "$pid2" 2>/dev/null || true
+    else
     "$vakt" bench --format alertmanager --target "$target" --events "$events" --batch "$per" \
         --concurrency "$conns" --fingerprints "$fps" --ok-share 0 --json \
         > "$work/$system.$row.json" 2>/dev/null \
         || { echo "$system refused part of scenario $row:"; cat "$work/$system.$row.json"; }
+    fi
     peak_rss "$pid" > "$work/$system.$row.rss"
     # What the open alerts hold once the burst is over (memory rows: after 5 s).
     [ "$row" -gt 10 ] && sleep 5

@@ -236,6 +236,10 @@ pub struct BenchArgs {
     /// Distinct alerts the events fall on (repeats make the rest)
     #[arg(long, default_value_t = 1000)]
     pub fingerprints: usize,
+    /// The events' host names are PREFIX-000000 and on: two loads with different prefixes
+    /// make different alerts (e.g. one per node of a cluster)
+    #[arg(long, default_value = "bench-host", value_name = "PREFIX")]
+    pub host_prefix: String,
     /// Share of alerts that are exceptions (a disk above 95%), 0-1
     #[arg(long, default_value_t = 0.1)]
     pub exceptions: f64,

@@ -60,10 +60,10 @@ fn event(n: usize, args: &BenchArgs) -> Value {
     };
     json!({
         "source": "vakt-bench",
-        "resource": format!("bench-host-{alert:06}"),
+        "resource": format!("{}-{alert:06}", args.host_prefix),
         "check": check,
         "severity": if clears { "ok" } else { severity },
-        "summary": format!("{check} on bench-host-{alert:06} (event {n})"),
+        "summary": format!("{check} on {}-{alert:06} (event {n})", args.host_prefix),
         "environment": "bench",
         "labels": {"rack": format!("r{}", alert % 40)},
         "metrics": metrics,
