@@ -131,11 +131,33 @@ async fn history(dir: &std::path::Path, t0: DateTime<Utc>, pipeline: &Pipeline) 
     decided
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_constructed_history_reports_its_known_answers() {
+/// A work directory with `text` as its vakt.toml and the data directory beside it, and the
+/// configuration loaded from there.
+struct Setup {
+    work: tempfile::TempDir,
+    config_path: std::path::PathBuf,
+    data: std::path::PathBuf,
+    config: Config,
+}
+
+/// `vakt tune --json` over the last `since` of the store in `data`.
+fn tune_json(config_path: &std::path::Path, data: &std::path::Path, since: &str) -> Output {
+    vakt(&[
+        "tune",
+        "--config",
+        config_path.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--since",
+        since,
+        "--json",
+    ])
+}
+
+fn setup(text: &str) -> Setup {
     let work = tempfile::tempdir().expect("dir");
     let config_path = work.path().join("vakt.toml");
-    std::fs::write(&config_path, CONFIG).expect("write");
+    std::fs::write(&config_path, text).expect("write");
     let data = work.path().join("data");
     let overrides = Overrides {
         listen: None,
@@ -143,6 +165,22 @@ async fn a_constructed_history_reports_its_known_answers() {
         database_url: None,
     };
     let config = Config::load(Some(&config_path), &overrides).expect("config");
+    Setup {
+        work,
+        config_path,
+        data,
+        config,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_constructed_history_reports_its_known_answers() {
+    let Setup {
+        work,
+        config_path,
+        data,
+        config,
+    } = setup(CONFIG);
     // Two days ago at 10:00 UTC.
     let t0 = (Utc::now() - Duration::days(2))
         .duration_trunc(Duration::days(1))
@@ -322,19 +360,14 @@ async fn a_constructed_history_reports_its_known_answers() {
 /// that never matches: exactly those suggestions, each with its evidence and replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tune_suggests_what_the_history_shows() {
-    let work = tempfile::tempdir().expect("dir");
-    let config_path = work.path().join("vakt.toml");
-    let config_text = format!(
+    let Setup {
+        work: _work,
+        config_path,
+        data,
+        config,
+    } = setup(&format!(
         "{CONFIG}\n[[rules]]\nname = \"never\"\nwhen = 'check == \"no-such-check\"'\nseverity = \"critical\"\n"
-    );
-    std::fs::write(&config_path, &config_text).expect("write");
-    let data = work.path().join("data");
-    let overrides = Overrides {
-        listen: None,
-        data_dir: Some(data.clone()),
-        database_url: None,
-    };
-    let config = Config::load(Some(&config_path), &overrides).expect("config");
+    ));
     let t0 = (Utc::now() - Duration::days(2))
         .duration_trunc(Duration::days(1))
         .expect("day")
@@ -359,16 +392,7 @@ async fn tune_suggests_what_the_history_shows() {
         }
     }
     store.close().await;
-    let out = vakt(&[
-        "tune",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--since",
-        "7d",
-        "--json",
-    ]);
+    let out = tune_json(&config_path, &data, "7d");
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -484,16 +508,12 @@ fn page(
 async fn pages_reopens_and_silence_report_their_known_answers() {
     use chrono::Datelike;
     use vakt_core::escalation::Position;
-    let work = tempfile::tempdir().expect("dir");
-    let config_path = work.path().join("vakt.toml");
-    std::fs::write(&config_path, PAGING).expect("write");
-    let data = work.path().join("data");
-    let overrides = Overrides {
-        listen: None,
-        data_dir: Some(data.clone()),
-        database_url: None,
-    };
-    let config = Config::load(Some(&config_path), &overrides).expect("config");
+    let Setup {
+        work: _work,
+        config_path,
+        data,
+        config,
+    } = setup(PAGING);
     let p = &config.pipeline;
     // The Monday at least 8 days back, 00:00 UTC: the report covers its week.
     let mut monday = (Utc::now() - Duration::days(8))
@@ -746,16 +766,7 @@ async fn pages_reopens_and_silence_report_their_known_answers() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("<h2>Suggestions</h2>"));
 
     // tune: bob's step pages although alice, paged before him, acknowledges.
-    let out = vakt(&[
-        "tune",
-        "--config",
-        config_path.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--since",
-        "30d",
-        "--json",
-    ]);
+    let out = tune_json(&config_path, &data, "30d");
     let advice: Value = serde_json::from_slice(&out.stdout).expect("json");
     let early: Vec<&Value> = advice["suggestions"]
         .as_array()
