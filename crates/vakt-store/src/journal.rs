@@ -526,6 +526,10 @@ pub(crate) struct Journal {
     /// Other writers of the database: while one is open, batches go the transactional way,
     /// which sees their commits.
     pub others: Others,
+    /// Batches that had to wait for room (the applier `BEHIND_KIB_MAX` behind), and the
+    /// microseconds they waited in all.
+    pub waits: AtomicU64,
+    pub waited_us: AtomicU64,
 }
 
 /// How long the applier lets records gather before it applies them, unless someone waits:
@@ -571,10 +575,32 @@ impl Journal {
         let kib = u32::try_from(bytes.div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, BEHIND_KIB_MAX);
-        std::sync::Arc::clone(&self.room)
+        if let Ok(permit) = std::sync::Arc::clone(&self.room).try_acquire_many_owned(kib) {
+            return Ok(permit);
+        }
+        // Back-pressure: the database is this far behind; counted, so it can be seen.
+        let started = std::time::Instant::now();
+        let permit = std::sync::Arc::clone(&self.room)
             .acquire_many_owned(kib)
             .await
-            .map_err(|_| StoreError::Unavailable("the journal is closed".into()))
+            .map_err(|_| StoreError::Unavailable("the journal is closed".into()))?;
+        self.waits.fetch_add(1, Ordering::Relaxed);
+        self.waited_us.fetch_add(
+            u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        Ok(permit)
+    }
+
+    /// How far the database is behind the journal, and how often ingest waited for it.
+    pub(crate) fn lag(&self) -> crate::WriteLag {
+        let room = u64::try_from(self.room.available_permits()).unwrap_or(0);
+        crate::WriteLag {
+            behind_bytes: u64::from(BEHIND_KIB_MAX).saturating_sub(room) * 1024,
+            behind_max_bytes: u64::from(BEHIND_KIB_MAX) * 1024,
+            waits: self.waits.load(Ordering::Relaxed),
+            waited_secs: self.waited_us.load(Ordering::Relaxed) as f64 / 1e6,
+        }
     }
 }
 

@@ -292,6 +292,19 @@ pub struct Reopens {
     pub top: Vec<(String, i64)>,
 }
 
+/// How far the database is behind what ingest acknowledged (SQLite's journal), and how
+/// often ingest had to wait for it: the back-pressure of the write path, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WriteLag {
+    /// Journaled records the database has not applied yet.
+    pub behind_bytes: u64,
+    /// Past this, ingest waits for the database.
+    pub behind_max_bytes: u64,
+    /// Batches that waited, and the seconds they waited in all, since the store opened.
+    pub waits: u64,
+    pub waited_secs: f64,
+}
+
 /// What `Store::ingest_handing` may claim for the caller: how many, and for how long.
 #[derive(Debug, Clone, Copy)]
 pub struct HandOff {
@@ -318,6 +331,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// What the backend can and cannot do; callers branch on these, never on its name.
     fn capabilities(&self) -> Capabilities;
+
+    /// The write path's lag behind acknowledged ingest; `None` where acknowledged means
+    /// written (PostgreSQL, SQLite without its journal).
+    fn write_lag(&self) -> Option<WriteLag> {
+        None
+    }
 
     /// Runs the stateful pipeline stages for a batch and stores the outcome atomically.
     /// Events get ids in the order given; when this returns `Ok` the whole batch is durable.

@@ -612,6 +612,8 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         foreign_write: std::sync::atomic::AtomicBool::new(false),
         hurry: tokio::sync::Notify::new(),
         others: crate::journal::Others::watch(dir)?,
+        waits: std::sync::atomic::AtomicU64::new(0),
+        waited_us: std::sync::atomic::AtomicU64::new(0),
     });
     tokio::spawn(applier(writer.clone(), Arc::downgrade(&journal), records));
     Ok(Some(journal))
@@ -879,6 +881,10 @@ impl Store for SqliteStore {
         crate::Capabilities {
             single_process: true,
         }
+    }
+
+    fn write_lag(&self) -> Option<crate::WriteLag> {
+        self.journal.as_ref().map(|journal| journal.lag())
     }
 
     async fn ingest(

@@ -310,6 +310,7 @@ async fn write_loop(
 ) {
     let mut held: Option<Job> = None;
     let mut last_group_wake = None;
+    let mut last_lag = vakt_store::WriteLag::default();
     loop {
         let first = match held.take() {
             Some(job) => job,
@@ -343,6 +344,10 @@ async fn write_loop(
             &mut last_group_wake,
         )
         .await;
+        if let Some(lag) = store.write_lag() {
+            observe_lag(&metrics, &lag, &last_lag);
+            last_lag = lag;
+        }
         metrics
             .queue_events
             .set(i64::try_from(capacity - room.available_permits()).unwrap_or(i64::MAX));
@@ -398,6 +403,22 @@ async fn commit(
             }
         }
     }
+}
+
+/// The write path's lag as metrics: the backlog now, the waits since `last` added.
+fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store::WriteLag) {
+    metrics
+        .journal_behind_bytes
+        .set(i64::try_from(lag.behind_bytes).unwrap_or(i64::MAX));
+    metrics
+        .journal_behind_max_bytes
+        .set(i64::try_from(lag.behind_max_bytes).unwrap_or(i64::MAX));
+    metrics
+        .journal_waits
+        .inc_by(lag.waits.saturating_sub(last.waits));
+    metrics
+        .journal_wait_seconds
+        .inc_by((lag.waited_secs - last.waited_secs).max(0.0));
 }
 
 /// How often grouped notifications alone wake the dispatcher: a group waits seconds anyway,

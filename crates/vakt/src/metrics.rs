@@ -74,6 +74,10 @@ pub struct Metrics {
     pub pipeline_seconds: Histogram,
     pub commit_seconds: Histogram,
     pub commit_batch_events: Histogram,
+    pub journal_behind_bytes: Gauge,
+    pub journal_behind_max_bytes: Gauge,
+    pub journal_waits: Counter,
+    pub journal_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub queue_events: Gauge,
     pub queue_events_max: Gauge,
     pub alerts: Family<StatusLabels, Gauge>,
@@ -112,6 +116,10 @@ impl Metrics {
             // 100 µs .. ~26 s per transaction.
             commit_seconds: Histogram::new(exponential_buckets(1e-4, 2.0, 18)),
             commit_batch_events: Histogram::new(exponential_buckets(1.0, 4.0, 9)),
+            journal_behind_bytes: Gauge::default(),
+            journal_behind_max_bytes: Gauge::default(),
+            journal_waits: Counter::default(),
+            journal_wait_seconds: Counter::default(),
             queue_events: Gauge::default(),
             queue_events_max: Gauge::default(),
             alerts: Family::default(),
@@ -210,6 +218,26 @@ impl Metrics {
             "store_commit_batch_events",
             "Events per ingest transaction",
             m.commit_batch_events.clone(),
+        );
+        registry.register(
+            "store_journal_behind_bytes",
+            "Acknowledged ingest the database has not applied yet (SQLite's journal), after the last commit",
+            m.journal_behind_bytes.clone(),
+        );
+        registry.register(
+            "store_journal_behind_max_bytes",
+            "How far the database may fall behind the journal before ingest waits for it",
+            m.journal_behind_max_bytes.clone(),
+        );
+        registry.register(
+            "store_journal_waits",
+            "Ingest batches that waited for the database to catch up with the journal (back-pressure)",
+            m.journal_waits.clone(),
+        );
+        registry.register(
+            "store_journal_wait_seconds",
+            "Seconds ingest batches waited for the database to catch up with the journal",
+            m.journal_wait_seconds.clone(),
         );
         registry.register(
             "ingest_queue_events",
