@@ -145,7 +145,7 @@ pub async fn advise(
         ));
     }
     // (policy, step) -> (alerts it paged for, of those acknowledged by someone an earlier
-    // step had paged, minutes from the first page to that acknowledgement).
+    // step had paged, minutes from the alert's opening to that acknowledgement).
     let mut steps: BTreeMap<(String, u32), (u64, u64, Vec<f64>)> = BTreeMap::new();
     let (mut checks, mut sources): (BTreeMap<String, Seen>, BTreeMap<String, Seen>) =
         Default::default();
