@@ -687,6 +687,38 @@ async fn incidents_on_call_monitors_and_rules_pages() {
         page.contains("quiet-disks"),
         "the form keeps what was tried"
     );
+    // Both runs' traces of each differing event, side by side, a click away.
+    let traces = page
+        .split("<details class=\"replay-trace\">")
+        .nth(1)
+        .expect("the event's traces");
+    assert!(
+        traces.contains("<caption>In force</caption>")
+            && traces.contains("<caption>Tried</caption>")
+            && traces.contains("quiet-disks"),
+        "{traces}"
+    );
+    // Against the record, the stored trace stands beside the tried one.
+    let (status, _, page) = browser
+        .post(
+            "/reports/replay",
+            &[("config", quiet), ("base", "record"), ("since", "1d")],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let traces = page
+        .split("<details class=\"replay-trace\">")
+        .nth(1)
+        .expect("the event's traces");
+    let stored = traces
+        .split("<caption>As stored</caption>")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .expect("the stored trace");
+    assert!(
+        stored.contains("disk-nearly-full") && !stored.contains("<td colspan=\"4\">"),
+        "{stored}"
+    );
     let (status, _, page) = browser
         .post(
             "/reports/replay",

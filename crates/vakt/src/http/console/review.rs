@@ -88,7 +88,29 @@ pub async fn replay_run(
         event: None,
     };
     match crate::http::replay::run(&state, asked).await {
-        Ok(report) => {
+        Ok(mut report) => {
+            // Against the record, each listed event's stored trace stands beside the new one.
+            if report.base_is_record {
+                let ids: Vec<String> = report
+                    .differences
+                    .iter()
+                    .map(|d| d.event_id.clone())
+                    .collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                match state.store.events_by_id(&ids).await {
+                    Ok(stored) => {
+                        for difference in &mut report.differences {
+                            if let Some(event) = stored.iter().find(|e| e.id == difference.event_id)
+                            {
+                                difference.base_trace = event.trace.clone();
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the stored traces of a replay's events could not be read")
+                    }
+                }
+            }
             values.insert("report", Value::from(Serde(&report)));
             state.console.render("replay.html", &view, values)
         }
