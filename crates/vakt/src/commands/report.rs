@@ -41,9 +41,8 @@ pub fn run(args: ReportArgs) -> Result<(), Failure> {
         );
         bar.set_message("alerts read");
         let mut progress = |read: u64| bar.inc(read);
-        let mut report =
-            crate::report::build(&*store, &config.pipeline, &request, &mut progress).await;
-        if let (true, Ok(report)) = (args.tune, report.as_mut()) {
+        let report = crate::report::build(&*store, &config.pipeline, &request, &mut progress).await;
+        let advice = if args.tune && report.is_ok() {
             bar.set_position(0);
             bar.set_message("events replayed for the suggestions");
             let period = match (&args.since, &args.from) {
@@ -56,28 +55,29 @@ pub fn run(args: ReportArgs) -> Result<(), Failure> {
                 (None, None) => "--since 30d".to_owned(),
             };
             let mut progress = |read: u64| bar.inc(read);
-            match crate::tune::advise(
-                &store,
-                &config.pipeline,
-                &name,
-                &period,
-                request.since,
-                request.until,
-                &mut progress,
+            Some(
+                crate::tune::advise(
+                    &store,
+                    &config.pipeline,
+                    &name,
+                    &period,
+                    request.since,
+                    request.until,
+                    &mut progress,
+                )
+                .await,
             )
-            .await
-            {
-                Ok(advice) => report.suggestions = Some(advice.suggestions),
-                Err(error) => {
-                    bar.finish_and_clear();
-                    store.close().await;
-                    return Err(Failure::internal(
-                        anyhow::Error::from(error)
-                            .context(format!("reading {}", config.location.describe())),
-                    ));
-                }
+        } else {
+            None
+        };
+        let report = match (report, advice) {
+            (Ok(mut report), Some(Ok(advice))) => {
+                report.suggestions = Some(advice.suggestions);
+                Ok(report)
             }
-        }
+            (Ok(_), Some(Err(error))) => Err(error),
+            (report, _) => report,
+        };
         bar.finish_and_clear();
         store.close().await;
         report
