@@ -9,8 +9,11 @@
 //! else runs. Every read and every other write waits until what was journaled before it is
 //! applied (`Journal::barrier`), so a client that got `202` reads its events back.
 //!
-//! The file is preallocated and rewritten from the start once every record in it is
-//! applied, so a sync writes data blocks only, never the file's size. A record is
+//! The journal is two files written in turns, each preallocated: a lap of 64 MiB fills one,
+//! the next lap rewrites the other from its start. The applier commits synced once it has
+//! applied a lap's last record, so by the time a lap ends the other file's records are in
+//! the database for good and ingest does not wait; a sync writes data blocks only, never a
+//! file's size. A record is
 //! `[payload length u32][crc32 of seq and payload u32][seq u64][payload]`; reading stops at
 //! the first record that is cut short, fails its checksum or does not follow its
 //! predecessor's sequence number (the tail of an earlier lap, or a write a crash tore, which
@@ -31,6 +34,9 @@ use crate::sqlite_bulk::{Locked, Statement};
 
 /// The journal's file inside the data directory.
 pub const JOURNAL_FILE: &str = "ingest.journal";
+/// The journal's second file: laps alternate between the two.
+pub const JOURNAL_FILE_2: &str = "ingest.journal.2";
+const JOURNAL_FILES: [&str; 2] = [JOURNAL_FILE, JOURNAL_FILE_2];
 /// A lock file every other process writing to the database holds shared while it is open,
 /// so the journal's owner knows to read the database before a batch (`Others`).
 pub const WRITERS_FILE: &str = "writers.lock";
@@ -82,7 +88,7 @@ fn open_lock_file(dir: &Path) -> Result<File, StoreError> {
         .open(&path)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))
 }
-/// A lap this long starts over at the beginning once everything in it is applied.
+/// A lap this long ends; the next starts at the beginning of the other file.
 const LAP_BYTES: u64 = 64 << 20;
 /// The file grows this much ahead of the records (a hole, no data written), so a record's
 /// sync rarely has to write the file's new size too; after the first lap it never does.
@@ -337,66 +343,99 @@ fn skip_rows(decoder: &mut Decoder<'_>, rows: u32, columns: u8) -> Result<(), St
     Ok(())
 }
 
-/// The journal file: where the next record goes and its sequence number.
-pub(crate) struct JournalFile {
+/// One of the journal's two files: where its lap's next record goes.
+struct Lap {
     file: File,
     path: PathBuf,
     offset: u64,
-    /// The sequence number of the last record written (or recovered).
-    last: u64,
     /// The file's length (written zeros included).
     length: u64,
+    /// The sequence number of the last record of this file's current lap (0: none yet).
+    last: u64,
+}
+
+/// The journal's two files, written in turns: a lap fills one file; the next lap starts at the
+/// beginning of the other, whose records the database must hold by then (synced), so a full
+/// lap never waits for the database to catch up with itself.
+pub(crate) struct JournalFile {
+    laps: [Lap; 2],
+    /// The file being written.
+    current: usize,
+    /// The sequence number of the last record written (or recovered).
+    last: u64,
+    /// A lap this long ends; the next starts in the other file.
+    lap_bytes: u64,
 }
 
 /// A record read back at open: its sequence number and payload.
 pub(crate) type Recovered = (u64, Vec<u8>);
 
 impl JournalFile {
-    /// Opens (creating and preallocating) the journal in `dir`, locked for this process;
-    /// `Ok(None)` when another process holds it (a server runs on this data directory: a
-    /// command then writes to SQLite directly). Returns the records it holds, in order.
+    /// Opens (creating and preallocating) the journal's files in `dir`, locked for this
+    /// process; `Ok(None)` when another process holds them (a server runs on this data
+    /// directory: a command then writes to SQLite directly). Returns the records they hold,
+    /// in order.
     pub(crate) fn open(dir: &Path) -> Result<Option<(JournalFile, Vec<Recovered>)>, StoreError> {
-        let path = dir.join(JOURNAL_FILE);
-        let io = |what: &str, e: std::io::Error| {
-            StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
-        };
-        let mut options = OpenOptions::new();
-        options.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options
-            .open(&path)
-            .map_err(|e| io("cannot open the ingest journal", e))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(io("cannot lock the ingest journal", e));
+        let mut laps = Vec::with_capacity(2);
+        let mut records = Vec::new();
+        for (i, name) in JOURNAL_FILES.iter().enumerate() {
+            let path = dir.join(name);
+            let io = |what: &str, e: std::io::Error| {
+                StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
+            };
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options
+                .open(&path)
+                .map_err(|e| io("cannot open the ingest journal", e))?;
+            if i == 0 {
+                // The first file's lock is the journal's: one process writes both.
+                match file.try_lock() {
+                    Ok(()) => {}
+                    Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(io("cannot lock the ingest journal", e));
+                    }
+                }
             }
-        }
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)
-            .map_err(|e| io("cannot read the ingest journal", e))?;
-        let records = read_records(&bytes);
-        // A new file's directory entry is durable before any record in it is acknowledged.
-        if bytes.is_empty()
-            && let Ok(directory) = File::open(dir)
-        {
-            let _ = directory.sync_all();
-        }
-        let length = bytes.len() as u64;
-        let last = records.last().map_or(0, |(seq, _)| *seq);
-        let offset = records
-            .iter()
-            .map(|(_, payload)| (HEADER + payload.len()) as u64)
-            .sum();
-        Ok(Some((
-            JournalFile {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(|e| io("cannot read the ingest journal", e))?;
+            let found = read_records(&bytes);
+            // A new file's directory entry is durable before any record in it is acknowledged.
+            if bytes.is_empty()
+                && let Ok(directory) = File::open(dir)
+            {
+                let _ = directory.sync_all();
+            }
+            laps.push(Lap {
                 file,
                 path,
-                offset,
+                offset: found
+                    .iter()
+                    .map(|(_, payload)| (HEADER + payload.len()) as u64)
+                    .sum(),
+                length: bytes.len() as u64,
+                last: found.last().map_or(0, |(seq, _)| *seq),
+            });
+            records.extend(found);
+        }
+        let records = in_order(records);
+        let last = records.last().map_or(0, |(seq, _)| *seq);
+        let mut laps = laps.into_iter();
+        let (Some(first), Some(second)) = (laps.next(), laps.next()) else {
+            return Err(StoreError::Other("the journal has two files".into()));
+        };
+        // Writing goes on after the last record (`restart` starts over instead).
+        let current = usize::from(last > 0 && second.last == last);
+        Ok(Some((
+            JournalFile {
+                laps: [first, second],
+                current,
                 last,
-                length,
+                lap_bytes: LAP_BYTES,
             },
             records,
         )))
@@ -412,14 +451,38 @@ impl JournalFile {
         self.last = self.last.max(seq);
     }
 
-    /// Whether the lap is long enough to start over (once everything in it is applied).
-    pub(crate) fn lap_full(&self) -> bool {
-        self.offset >= LAP_BYTES
+    /// When the lap being written is long enough to end: the sequence number the database
+    /// must hold, synced, before the next lap overwrites the other file (its lap's last
+    /// record; 0 when it has none).
+    pub(crate) fn lap_full(&self) -> Option<u64> {
+        (self.laps[self.current].offset >= self.lap_bytes).then(|| self.laps[1 - self.current].last)
     }
 
-    /// Starts writing at the beginning again. Only when every record written is applied.
+    /// Ends the lap being written and starts the next at the beginning of the other file;
+    /// returns the ended lap's last sequence number (the database syncs once past it). Only
+    /// when the other file's records are in the database, synced (`lap_full`).
+    pub(crate) fn switch(&mut self) -> u64 {
+        let ended = self.laps[self.current].last;
+        self.current = 1 - self.current;
+        let next = &mut self.laps[self.current];
+        next.offset = 0;
+        next.last = 0;
+        ended
+    }
+
+    /// Starts writing at the beginning of the first file, both laps empty. Only when every
+    /// record written is in the database, synced.
     pub(crate) fn restart(&mut self) {
-        self.offset = 0;
+        self.current = 0;
+        for lap in &mut self.laps {
+            lap.offset = 0;
+            lap.last = 0;
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_lap_bytes(&mut self, bytes: u64) {
+        self.lap_bytes = bytes;
     }
 
     /// Appends a record and makes it durable; returns its sequence number. Blocking.
@@ -437,30 +500,60 @@ impl JournalFile {
         record.extend_from_slice(&crc.finalize().to_le_bytes());
         record.extend_from_slice(&seq.to_le_bytes());
         record.extend_from_slice(payload);
+        let lap = &mut self.laps[self.current];
         let io = |what: &str, e: std::io::Error| {
-            StoreError::Unavailable(format!("{what} {}: {e}", self.path.display()))
+            StoreError::Unavailable(format!("{what} {}: {e}", lap.path.display()))
         };
-        let end = self.offset + record.len() as u64;
-        if end > self.length {
+        let end = lap.offset + record.len() as u64;
+        if end > lap.length {
             // Room ahead (read back as zeros: the end of the records). The record's own
             // sync makes the new size durable with it. Writing zeros here instead stalled
             // the writer for milliseconds at every step.
-            let grown = end.max(self.length + GROW_BYTES);
-            if self.file.set_len(grown).is_ok() {
-                self.length = grown;
+            let grown = end.max(lap.length + GROW_BYTES);
+            if lap.file.set_len(grown).is_ok() {
+                lap.length = grown;
             }
         }
-        self.file
-            .write_all_at(&record, self.offset)
+        lap.file
+            .write_all_at(&record, lap.offset)
             .map_err(|e| io("cannot write to the ingest journal", e))?;
-        self.file
+        lap.file
             .sync_data()
             .map_err(|e| io("cannot sync the ingest journal", e))?;
-        self.offset = end;
-        self.length = self.length.max(end);
+        lap.offset = end;
+        lap.length = lap.length.max(end);
+        lap.last = seq;
         self.last = seq;
         Ok(seq)
     }
+}
+
+/// Both files' records in sequence order. A record the database holds may be left in the
+/// file a lap did not overwrite; what follows the database's position is one run of
+/// consecutive numbers (`Pending` checks).
+fn in_order(mut records: Vec<Recovered>) -> Vec<Recovered> {
+    records.sort_by_key(|(seq, _)| *seq);
+    records.dedup_by_key(|(seq, _)| *seq);
+    records
+}
+
+/// The records of the journal's files in `dir`, in order (a file not there holds none).
+pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Recovered>, StoreError> {
+    let mut records = Vec::new();
+    for name in JOURNAL_FILES {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(bytes) => records.extend(read_records(&bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(StoreError::Unavailable(format!(
+                    "cannot read the ingest journal {}: {error}",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(in_order(records))
 }
 
 /// The records of a journal file's current lap, in order.
@@ -504,6 +597,9 @@ pub(crate) fn read_records(bytes: &[u8]) -> Vec<Recovered> {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Progress {
     pub applied: u64,
+    /// The last record applied by a synced commit: a file whose lap ends at or before it
+    /// may be overwritten.
+    pub synced: u64,
     pub error: Option<String>,
 }
 
@@ -521,6 +617,9 @@ pub(crate) struct Journal {
     /// Set by the applier when another process wrote to the database: the writer's cache
     /// must be read again.
     pub foreign_write: AtomicBool,
+    /// The last record of the lap that ended last: the applier's commit that takes it is
+    /// synced (`Progress::synced`), so the file may be overwritten by the lap after next.
+    pub sync_at: AtomicU64,
     /// Tells the applier someone waits for it (a barrier): apply now, do not linger.
     pub hurry: tokio::sync::Notify,
     /// Other writers of the database: while one is open, batches go the transactional way,
@@ -642,6 +741,41 @@ mod tests {
             vec![(4, b"four".to_vec())],
             "the torn record is not read"
         );
+    }
+
+    /// Laps take turns between the two files; each lap's end names the record the database
+    /// must hold before the other file is overwritten, and reopening reads both files' laps
+    /// as one run, in order.
+    #[test]
+    fn laps_alternate_between_the_two_files() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (mut journal, _) = JournalFile::open(dir.path()).expect("open").expect("lock");
+        // Two 30-byte records (46 bytes with their headers) fill a lap of 64 bytes.
+        journal.set_lap_bytes(64);
+        let mut needed = Vec::new();
+        let mut ended = Vec::new();
+        for n in 1..=10u8 {
+            if let Some(need) = journal.lap_full() {
+                needed.push(need);
+                ended.push(journal.switch());
+            }
+            journal.append(&[n; 30]).expect("append");
+        }
+        // The first switch overwrites nothing; each later one the file two laps back.
+        assert_eq!(needed, [0, 2, 4, 6]);
+        assert_eq!(ended, [2, 4, 6, 8]);
+        drop(journal);
+        let (journal, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+        let seqs: Vec<u64> = found.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [7, 8, 9, 10], "the last lap of each file, in order");
+        assert!(
+            found
+                .iter()
+                .all(|(seq, payload)| payload == &[*seq as u8; 30])
+        );
+        assert_eq!(journal.last(), 10);
+        drop(journal);
+        assert_eq!(read_dir(dir.path()).expect("read"), found);
     }
 
     #[test]

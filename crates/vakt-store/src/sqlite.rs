@@ -583,6 +583,15 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
     };
     let applied = applied_seq(&mut *writer.acquire().await?).await?;
     let pending = Pending::after(&records, applied);
+    if let Some(missing) = pending.missing(applied) {
+        // Cannot happen unless a file was damaged or replaced: a lap overwrites only
+        // records the database holds, synced. What is there is applied all the same.
+        tracing::error!(
+            missing,
+            applied,
+            "the ingest journal lacks record {missing}: the batches it held are lost"
+        );
+    }
     let mut last = applied;
     if let Some(seq) = pending.last {
         apply_records(writer, &pending.payloads, seq, true).await?;
@@ -598,6 +607,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
     file.restart();
     let (progress, _) = tokio::sync::watch::channel(Progress {
         applied: file.last(),
+        synced: file.last(),
         error: None,
     });
     let (queue, records) = tokio::sync::mpsc::unbounded_channel();
@@ -610,6 +620,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
             crate::journal::BEHIND_KIB_MAX as usize,
         )),
         foreign_write: std::sync::atomic::AtomicBool::new(false),
+        sync_at: std::sync::atomic::AtomicU64::new(0),
         hurry: tokio::sync::Notify::new(),
         others: crate::journal::Others::watch(dir)?,
         waits: std::sync::atomic::AtomicU64::new(0),
@@ -629,8 +640,8 @@ async fn applied_seq(conn: &mut sqlx::SqliteConnection) -> Result<u64, StoreErro
 
 /// The records of a journal that come after the database's position.
 struct Pending<'a> {
+    seqs: Vec<u64>,
     payloads: Vec<&'a [u8]>,
-    first: Option<u64>,
     last: Option<u64>,
 }
 
@@ -639,10 +650,23 @@ impl<'a> Pending<'a> {
         let after: Vec<&(u64, Vec<u8>)> =
             records.iter().filter(|(seq, _)| *seq > applied).collect();
         Pending {
+            seqs: after.iter().map(|(seq, _)| *seq).collect(),
             payloads: after.iter().map(|(_, p)| p.as_slice()).collect(),
-            first: after.first().map(|(seq, _)| *seq),
             last: after.last().map(|(seq, _)| *seq),
         }
+    }
+
+    /// The first sequence number missing between the database's position and the last
+    /// record, if one is.
+    fn missing(&self, applied: u64) -> Option<u64> {
+        let mut expected = applied + 1;
+        for seq in &self.seqs {
+            if *seq != expected {
+                return Some(expected);
+            }
+            expected += 1;
+        }
+        None
     }
 }
 
@@ -651,23 +675,14 @@ impl<'a> Pending<'a> {
 /// lap since the copy was taken, so the live database has them: copy again).
 async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
     use sqlx::Connection;
-    let records = match std::fs::read(dir.join(crate::journal::JOURNAL_FILE)) {
-        Ok(bytes) => crate::journal::read_records(&bytes),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(true),
-        Err(error) => {
-            return Err(StoreError::Unavailable(format!(
-                "cannot read the ingest journal in {}: {error}",
-                dir.display()
-            )));
-        }
-    };
+    let records = crate::journal::read_dir(dir)?;
     let options = SqliteConnectOptions::new()
         .filename(to)
         .synchronous(SqliteSynchronous::Full);
     let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
     let applied = applied_seq(&mut conn).await?;
     let pending = Pending::after(&records, applied);
-    if pending.first.is_some_and(|seq| seq != applied + 1) {
+    if pending.missing(applied).is_some() {
         conn.close().await?;
         return Ok(false);
     }
@@ -694,6 +709,9 @@ async fn applier(
     )>,
 ) {
     let mut data_version: Option<i64> = None;
+    let mut synced = journal
+        .upgrade()
+        .map_or(0, |journal| journal.progress.borrow().synced);
     while let Some(first) = records.recv().await {
         // Let more records gather (one transaction writes a shared page once), unless a
         // reader or writer waits for this one.
@@ -716,10 +734,15 @@ async fn applier(
         }
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
         let payloads: Vec<&[u8]> = batch.iter().map(|(_, p, _)| p.as_slice()).collect();
+        // Past the end of a lap: this commit is synced, so that lap's file may be overwritten.
+        let sync = journal.upgrade().is_some_and(|journal| {
+            let at = journal.sync_at.load(std::sync::atomic::Ordering::Acquire);
+            at > synced && last >= at
+        });
         let mut backoff = std::time::Duration::from_millis(50);
         let started = std::time::Instant::now();
         loop {
-            let result = apply_records(&writer, &payloads, last, false).await;
+            let result = apply_records(&writer, &payloads, last, sync).await;
             let Some(journal) = journal.upgrade() else {
                 return;
             };
@@ -741,8 +764,12 @@ async fn applier(
                         ms = started.elapsed().as_secs_f64() * 1000.0,
                         "applied journal records"
                     );
+                    if sync {
+                        synced = last;
+                    }
                     journal.progress.send_replace(Progress {
                         applied: last,
+                        synced,
                         error: None,
                     });
                     break;
@@ -956,20 +983,26 @@ impl Store for SqliteStore {
                 .await
                 .map(unhanded);
         };
-        if journal
+        let lap_full = journal
             .file
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .lap_full()
-        {
-            // Start the file over once everything in it is in SQLite, synced: the applier's
-            // commits are not, and one synced commit makes every earlier one durable.
-            self.write(async |c| queries::sync_point(c).await).await?;
-            journal
+            .lap_full();
+        if let Some(needed) = lap_full {
+            // The next lap overwrites the other file: its records must be in SQLite, synced.
+            // The applier syncs past each lap's end, so it usually is; when the applier is a
+            // whole lap behind, wait for it and sync here.
+            if journal.progress.borrow().synced < needed {
+                self.write(async |c| queries::sync_point(c).await).await?;
+            }
+            let ended = journal
                 .file
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .restart();
+                .switch();
+            journal
+                .sync_at
+                .fetch_max(ended, std::sync::atomic::Ordering::AcqRel);
         }
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
         let mut outcomes = crate::sql::correlate_batch(pipeline, silences, batch, &ids, current);
@@ -1955,6 +1988,87 @@ mod tests {
             .ingest(&pipeline, &Default::default(), vec![event("d")])
             .await
             .expect("ingest");
+        store.close().await;
+    }
+
+    /// With laps of one record each, batches alternate between the journal's two files;
+    /// what the database lacks of both is applied at open, in order.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_in_both_journal_files_are_applied_at_open() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline =
+            Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles");
+        let event = |resource: &str| {
+            pipeline.prepare(
+                EventInput {
+                    resource: resource.into(),
+                    check: "ping".into(),
+                    summary: "x".into(),
+                    severity: Some(vakt_core::Severity::Major),
+                    ..EventInput::default()
+                },
+                "test",
+                Utc::now(),
+            )
+        };
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let journal = store.journal.as_ref().expect("journal");
+        journal.file.lock().expect("lock").set_lap_bytes(1);
+        let mut alerts = Vec::new();
+        for resource in ["a", "b", "c", "d", "e", "f"] {
+            let out = store
+                .ingest(&pipeline, &Default::default(), vec![event(resource)])
+                .await
+                .expect("ingest");
+            alerts.push(out[0].alert.as_ref().expect("alert").id.clone());
+        }
+        // "a" loaded the cache (a transaction); b..f are records 1..5, in files 1, 2, 1, 2, 1.
+        assert_eq!(
+            journal.journaled.load(std::sync::atomic::Ordering::Acquire),
+            5
+        );
+        store.close().await;
+        drop(store);
+        // The database as if records 4 and 5 (e in the second file, f in the first) had
+        // not reached it; record 3 had, synced (the lap of f overwrote it).
+        {
+            let options = SqliteConnectOptions::new().filename(dir.path().join(DATABASE_FILE));
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+                .await
+                .expect("connect");
+            for alert_id in &alerts[4..] {
+                for sql in [
+                    "DELETE FROM alert_timeline WHERE alert_id = $1",
+                    "DELETE FROM events WHERE alert_id = $1",
+                    "DELETE FROM alerts WHERE id = $1",
+                ] {
+                    sqlx::query(sql)
+                        .bind(alert_id)
+                        .execute(&mut conn)
+                        .await
+                        .expect("delete");
+                }
+            }
+            sqlx::query("UPDATE journal_applied SET seq = 3")
+                .execute(&mut conn)
+                .await
+                .expect("rewind");
+            sqlx::Connection::close(conn).await.expect("close");
+        }
+        let store = SqliteStore::open(dir.path()).await.expect("reopen");
+        let resources: Vec<String> =
+            sqlx::query_scalar("SELECT resource FROM events ORDER BY resource")
+                .fetch_all(&store.reader)
+                .await
+                .expect("read");
+        assert_eq!(
+            resources,
+            ["a", "b", "c", "d", "e", "f"],
+            "every batch once"
+        );
+        for alert_id in &alerts[4..] {
+            assert!(store.alert(alert_id).await.expect("read").is_some());
+        }
         store.close().await;
     }
 
