@@ -633,6 +633,9 @@ pub(crate) struct Journal {
 
 /// How long the applier lets records gather before it applies them, unless someone waits:
 /// a transaction per few milliseconds writes each shared index page once, not per record.
+/// (100 ms halved the bytes a single-alert stream writes, 48 KB -> 23 KB per alert, but a
+/// command in another process, which cannot hurry the applier, then read a database 100 ms
+/// behind the server's answers.)
 pub(crate) const APPLY_LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Unapplied records held at most, in KiB.

@@ -303,6 +303,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0017_reopen_index.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            18,
+            "one fingerprint index".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0018_drop_active_fingerprint.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -336,7 +343,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // 64 MiB of page cache (negative means KiB): index pages stay in memory.
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            .pragma("wal_autocheckpoint", "10000");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             // Keep the one connection: its data_version is what tells other writers apart.
@@ -659,14 +667,10 @@ impl<'a> Pending<'a> {
     /// The first sequence number missing between the database's position and the last
     /// record, if one is.
     fn missing(&self, applied: u64) -> Option<u64> {
-        let mut expected = applied + 1;
-        for seq in &self.seqs {
-            if *seq != expected {
-                return Some(expected);
-            }
-            expected += 1;
-        }
-        None
+        (applied + 1..)
+            .zip(&self.seqs)
+            .find(|(expected, seq)| expected != *seq)
+            .map(|(expected, _)| expected)
     }
 }
 
