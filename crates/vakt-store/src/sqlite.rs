@@ -343,8 +343,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // 64 MiB of page cache (negative means KiB): index pages stay in memory.
-            .pragma("cache_size", "-65536")
-            .pragma("wal_autocheckpoint", "10000");
+            .pragma("cache_size", "-65536");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             // Keep the one connection: its data_version is what tells other writers apart.
@@ -1894,27 +1893,60 @@ mod tests {
         Ok(())
     }
 
+    fn no_rules() -> Pipeline {
+        Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles")
+    }
+
+    fn ping(pipeline: &Pipeline, resource: &str) -> vakt_core::Prepared {
+        pipeline.prepare(
+            EventInput {
+                resource: resource.into(),
+                check: "ping".into(),
+                summary: "x".into(),
+                severity: Some(vakt_core::Severity::Major),
+                ..EventInput::default()
+            },
+            "test",
+            Utc::now(),
+        )
+    }
+
+    /// The database of a closed store as if the journal records after `applied` had not
+    /// reached it: the rows of `alert_ids` removed, the position set back.
+    async fn rewind(dir: &Path, alert_ids: &[String], applied: i64) {
+        let options = SqliteConnectOptions::new().filename(dir.join(DATABASE_FILE));
+        let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
+            .await
+            .expect("connect");
+        for alert_id in alert_ids {
+            for sql in [
+                "DELETE FROM alert_timeline WHERE alert_id = $1",
+                "DELETE FROM events WHERE alert_id = $1",
+                "DELETE FROM alerts WHERE id = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(alert_id)
+                    .execute(&mut conn)
+                    .await
+                    .expect("delete");
+            }
+        }
+        sqlx::query("UPDATE journal_applied SET seq = $1")
+            .bind(applied)
+            .execute(&mut conn)
+            .await
+            .expect("rewind");
+        sqlx::Connection::close(conn).await.expect("close");
+    }
+
     /// A batch acknowledged from the journal but not yet applied when the process died is
     /// applied at the next open, once: the database is rolled back to "record 2 not applied"
     /// by hand (its rows removed, the position set back) and opened again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn journaled_batches_the_database_lacks_are_applied_at_open() {
         let dir = tempfile::tempdir().expect("dir");
-        let pipeline =
-            Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles");
-        let event = |resource: &str| {
-            pipeline.prepare(
-                EventInput {
-                    resource: resource.into(),
-                    check: "ping".into(),
-                    summary: "x".into(),
-                    severity: Some(vakt_core::Severity::Major),
-                    ..EventInput::default()
-                },
-                "test",
-                Utc::now(),
-            )
-        };
+        let pipeline = no_rules();
+        let event = |resource: &str| ping(&pipeline, resource);
         let store = SqliteStore::open(dir.path()).await.expect("open");
         assert!(
             store.journal.is_some(),
@@ -1947,28 +1979,7 @@ mod tests {
         second.close().await;
         store.close().await;
         drop(store);
-        {
-            let options = SqliteConnectOptions::new().filename(dir.path().join(DATABASE_FILE));
-            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
-                .await
-                .expect("connect");
-            for sql in [
-                "DELETE FROM alert_timeline WHERE alert_id = $1",
-                "DELETE FROM events WHERE alert_id = $1",
-                "DELETE FROM alerts WHERE id = $1",
-            ] {
-                sqlx::query(sql)
-                    .bind(&alert_id)
-                    .execute(&mut conn)
-                    .await
-                    .expect("delete");
-            }
-            sqlx::query("UPDATE journal_applied SET seq = 1")
-                .execute(&mut conn)
-                .await
-                .expect("rewind");
-            sqlx::Connection::close(conn).await.expect("close");
-        }
+        rewind(dir.path(), std::slice::from_ref(&alert_id), 1).await;
         let store = SqliteStore::open(dir.path()).await.expect("reopen");
         let stored = store
             .event(&event_id)
@@ -2000,21 +2011,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn records_in_both_journal_files_are_applied_at_open() {
         let dir = tempfile::tempdir().expect("dir");
-        let pipeline =
-            Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles");
-        let event = |resource: &str| {
-            pipeline.prepare(
-                EventInput {
-                    resource: resource.into(),
-                    check: "ping".into(),
-                    summary: "x".into(),
-                    severity: Some(vakt_core::Severity::Major),
-                    ..EventInput::default()
-                },
-                "test",
-                Utc::now(),
-            )
-        };
+        let pipeline = no_rules();
+        let event = |resource: &str| ping(&pipeline, resource);
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let journal = store.journal.as_ref().expect("journal");
         journal.file.lock().expect("lock").set_lap_bytes(1);
@@ -2035,30 +2033,7 @@ mod tests {
         drop(store);
         // The database as if records 4 and 5 (e in the second file, f in the first) had
         // not reached it; record 3 had, synced (the lap of f overwrote it).
-        {
-            let options = SqliteConnectOptions::new().filename(dir.path().join(DATABASE_FILE));
-            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect_with(&options)
-                .await
-                .expect("connect");
-            for alert_id in &alerts[4..] {
-                for sql in [
-                    "DELETE FROM alert_timeline WHERE alert_id = $1",
-                    "DELETE FROM events WHERE alert_id = $1",
-                    "DELETE FROM alerts WHERE id = $1",
-                ] {
-                    sqlx::query(sql)
-                        .bind(alert_id)
-                        .execute(&mut conn)
-                        .await
-                        .expect("delete");
-                }
-            }
-            sqlx::query("UPDATE journal_applied SET seq = 3")
-                .execute(&mut conn)
-                .await
-                .expect("rewind");
-            sqlx::Connection::close(conn).await.expect("close");
-        }
+        rewind(dir.path(), &alerts[4..], 3).await;
         let store = SqliteStore::open(dir.path()).await.expect("reopen");
         let resources: Vec<String> =
             sqlx::query_scalar("SELECT resource FROM events ORDER BY resource")
