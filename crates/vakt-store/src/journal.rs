@@ -424,15 +424,14 @@ impl JournalFile {
         }
         let records = in_order(records);
         let last = records.last().map_or(0, |(seq, _)| *seq);
-        let mut laps = laps.into_iter();
-        let (Some(first), Some(second)) = (laps.next(), laps.next()) else {
-            return Err(StoreError::Other("the journal has two files".into()));
-        };
+        let laps: [Lap; 2] = laps
+            .try_into()
+            .map_err(|_| StoreError::Other("the journal has two files".into()))?;
         // Writing goes on after the last record (`restart` starts over instead).
-        let current = usize::from(last > 0 && second.last == last);
+        let current = usize::from(last > 0 && laps[1].last == last);
         Ok(Some((
             JournalFile {
-                laps: [first, second],
+                laps,
                 current,
                 last,
                 lap_bytes: LAP_BYTES,

@@ -2133,6 +2133,19 @@ mod tests {
         });
     }
 
+    /// `check` on a runtime of its own (a proptest case is a plain function).
+    fn run_check(
+        window_secs: u64,
+        steps: Vec<Step>,
+        cache_max: usize,
+    ) -> Result<(), TestCaseError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(check(window_secs, steps, cache_max))
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]
         #[test]
@@ -2140,11 +2153,7 @@ mod tests {
             window_secs in prop::sample::select(vec![0u64, 1, 300]),
             steps in prop::collection::vec(step(), 1..30),
         ) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(check(window_secs, steps, 1000))?;
+            run_check(window_secs, steps, 1000)?;
         }
 
         #[test]
@@ -2152,11 +2161,7 @@ mod tests {
             window_secs in prop::sample::select(vec![0u64, 1, 300]),
             steps in prop::collection::vec(event_step(), 1..40),
         ) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(check(window_secs, steps, 1))?;
+            run_check(window_secs, steps, 1)?;
         }
     }
 }
