@@ -696,9 +696,6 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
     Ok(true)
 }
 
-/// Most journal bytes one applier transaction takes.
-const APPLY_BYTES_MAX: usize = 16 << 20;
-
 /// Writes journaled records to SQLite in order, as many per transaction as are waiting, and
 /// publishes how far it got. A failure is retried (the records stay, ingest waits once the
 /// backlog is full) and published, so reads fail instead of showing a stale database.
@@ -716,25 +713,18 @@ async fn applier(
         .upgrade()
         .map_or(0, |journal| journal.progress.borrow().synced);
     while let Some(first) = records.recv().await {
-        // Let more records gather (one transaction writes a shared page once), unless a
-        // reader or writer waits for this one.
-        if let Some(journal) = journal.upgrade() {
-            tokio::select! {
-                _ = tokio::time::sleep(crate::journal::APPLY_LINGER) => {}
-                _ = journal.hurry.notified() => {}
-            }
-        }
-        let mut batch = vec![first];
-        let mut bytes = batch[0].1.len();
-        while bytes < APPLY_BYTES_MAX {
-            match records.try_recv() {
-                Ok(next) => {
-                    bytes += next.1.len();
-                    batch.push(next);
-                }
-                Err(_) => break,
-            }
-        }
+        // Let more records gather while they keep coming (one transaction writes a shared
+        // page once), unless a reader or writer waits for them.
+        let hurry = journal.upgrade();
+        let (batch, bytes) = crate::journal::gather(
+            &mut records,
+            first,
+            |(_, payload, _)| payload.len(),
+            hurry.as_ref().map(|j| &j.hurry),
+            crate::journal::Linger::APPLIER,
+        )
+        .await;
+        drop(hurry);
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
         let payloads: Vec<&[u8]> = batch.iter().map(|(_, p, _)| p.as_slice()).collect();
         // Past the end of a lap: this commit is synced, so that lap's file may be overwritten.
