@@ -552,7 +552,9 @@ impl SqliteStore {
             )));
         }
         let room = journal.reserve(record.len()).await?;
-        let seq = crate::sqlite_bulk::blocking(|| {
+        // The writer task's one step that waits on the disk, on its own worker (the other
+        // workers run the HTTP side meanwhile).
+        let seq = crate::sqlite_bulk::short_blocking(|| {
             let mut file = journal
                 .file
                 .lock()

@@ -311,6 +311,24 @@ pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
+/// Runs a short blocking step (the journal's write and `fdatasync`: a fraction of a
+/// millisecond) on the calling worker when the runtime has other workers to run the rest
+/// meanwhile. `block_in_place` hands the worker's queue to another thread and takes it back:
+/// thread wake-ups that cost more than such a step (issue 18, BENCHMARKS.md: single-alert
+/// requests 13-16% faster and 15% less CPU per alert without them). With one worker it
+/// steps aside as `blocking` does, so a slow disk cannot stall everything else.
+pub fn short_blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle)
+            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+                && handle.metrics().num_workers() >= 2 =>
+        {
+            work()
+        }
+        _ => blocking(work),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
