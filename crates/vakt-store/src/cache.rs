@@ -32,7 +32,9 @@ pub(crate) struct AlertCache {
     pub window: chrono::Duration,
     /// Alerts resolved before this are history (see the module's comment).
     history_before: DateTime<Utc>,
-    alerts: HashMap<Fingerprint, Alert>,
+    /// Boxed: growing the map moves pointers, not whole alerts (each rehash of inline
+    /// alerts faulted in a new table and copied every alert, on the writer's path).
+    alerts: HashMap<Fingerprint, Box<Alert>>,
     /// Resolved alerts in the order they resolved, to forget them when the window passes.
     resolved: VecDeque<(DateTime<Utc>, Fingerprint, String)>,
     /// Fingerprints in the order they entered, for eviction (may hold forgotten ones).
@@ -100,7 +102,10 @@ impl AlertCache {
         AlertCache {
             window,
             history_before,
-            alerts,
+            alerts: alerts
+                .into_iter()
+                .map(|(fp, a)| (fp, Box::new(a)))
+                .collect(),
             resolved: resolved.into(),
             order,
             capacity: capacity.max(1),
@@ -216,7 +221,7 @@ impl AlertCache {
         for fp in fingerprints {
             match self.alerts.get(fp) {
                 Some(alert) => {
-                    found.insert(fp.clone(), alert.clone());
+                    found.insert(fp.clone(), Alert::clone(alert));
                 }
                 // Not held: the database may have it, unless `known` says it has none.
                 None if !self.complete
@@ -285,9 +290,10 @@ impl AlertCache {
             // A newer alert for the fingerprint may replace an older resolved one; an older
             // alert (an operator acting on history) must not replace a newer one.
             Some(held) if held.id > alert.id => {}
-            Some(held) => held.clone_from(alert),
+            Some(held) => (**held).clone_from(alert),
             None => {
-                self.alerts.insert(alert.fingerprint.clone(), alert.clone());
+                self.alerts
+                    .insert(alert.fingerprint.clone(), Box::new(alert.clone()));
                 self.order.push_back(alert.fingerprint.clone());
                 self.evict();
             }
