@@ -636,10 +636,10 @@ pub(crate) struct Journal {
 /// (A fixed 100 ms halved the bytes such a stream writes, 48 KB -> 23 KB per alert, but a
 /// command in another process, which cannot hurry the applier, then read a database 100 ms
 /// behind the server's answers even after the stream had ended.)
-pub(crate) const APPLY_LINGER_MAX: std::time::Duration = std::time::Duration::from_millis(50);
+const APPLY_LINGER_MAX: std::time::Duration = std::time::Duration::from_millis(50);
 /// The applier applies what it has once no record came for this long: a burst's last
 /// records are in the database milliseconds after their answers.
-pub(crate) const APPLY_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
+const APPLY_IDLE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Most journal bytes one applier transaction takes.
 const APPLY_BYTES_MAX: usize = 16 << 20;
