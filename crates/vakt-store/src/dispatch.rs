@@ -259,7 +259,7 @@ pub(crate) async fn claim_group_members(
 
 /// Groups with pending members, oldest first, with when each last sent: one read of the
 /// small `notification_groups` table, kept as members come and go (`note_groups`,
-/// `claim_group`), not a scan of the pending actions.
+/// `claim_groups`), not a scan of the pending actions.
 pub(crate) async fn list_group_heads(
     conn: &mut Conn<'_>,
     limit: u32,
@@ -780,17 +780,34 @@ pub(crate) async fn last_success(
     Ok(row.try_get("at")?)
 }
 
-/// Takes up to `limit` pending members of one group and, when it took any, records that the
-/// group sent at `now_ms`.
-pub(crate) async fn claim_group(
+/// Takes the pending members of groups, in `keys` order, in the caller's transaction: up to
+/// `limit` of each, and no further group once `budget` members are taken (the first group is
+/// always taken). Each group taken is recorded as sent at `now_ms` when it had members.
+/// Returns one list per group taken: as many as a prefix of `keys`.
+///
+/// One transaction for many groups, not one each: a group's members are spread over the
+/// whole range of `decided_actions` (every group's members arrive interleaved), so each
+/// group's claim rewrites nearly one table page per member; claiming the groups together
+/// writes each page once.
+pub(crate) async fn claim_groups(
     conn: &mut Conn<'_>,
-    group_key: &str,
+    keys: &[&str],
     now_ms: i64,
     lease_until_ms: i64,
     limit: u32,
-) -> Result<Vec<ActionRecord>, StoreError> {
-    let claimed = claim_group_members(conn, group_key, lease_until_ms, limit).await?;
-    let sent = (!claimed.is_empty()).then_some(now_ms);
-    write_group_sent(conn, group_key, sent, now_ms).await?;
-    Ok(claimed)
+    budget: usize,
+) -> Result<Vec<Vec<ActionRecord>>, StoreError> {
+    let mut taken = 0;
+    let mut groups = Vec::with_capacity(keys.len());
+    for key in keys {
+        if taken >= budget && !groups.is_empty() {
+            break;
+        }
+        let claimed = claim_group_members(conn, key, lease_until_ms, limit).await?;
+        let sent = (!claimed.is_empty()).then_some(now_ms);
+        write_group_sent(conn, key, sent, now_ms).await?;
+        taken += claimed.len();
+        groups.push(claimed);
+    }
+    Ok(groups)
 }

@@ -475,14 +475,19 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError>;
     /// Notification groups with pending members.
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError>;
-    /// Claims up to `limit` pending members of a group and notes the group as sent at `now`.
-    async fn claim_group(
+    /// Claims the pending members of groups in one transaction, in `keys` order: up to
+    /// `limit` of each, and no further group once `budget` members are claimed (the first
+    /// group always is). Each group claimed that had members is noted as sent at `now`.
+    /// Returns one list per group claimed, as many as a prefix of `keys`; the caller claims
+    /// the rest in another call.
+    async fn claim_groups(
         &self,
-        group_key: &str,
+        keys: &[&str],
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<ActionRecord>, StoreError>;
+        budget: usize,
+    ) -> Result<Vec<Vec<ActionRecord>>, StoreError>;
     /// Puts a failed or skipped action back in the queue; `None` when there is no such
     /// action in one of those states.
     async fn retry_action(

@@ -1241,18 +1241,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn claim_group(
+    async fn claim_groups(
         &self,
-        group_key: &str,
+        keys: &[&str],
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<ActionRecord>, StoreError> {
-        let lease_until = lease_until.timestamp_millis();
-        self.write(async |c| {
-            dispatch::claim_group(c, group_key, now.timestamp_millis(), lease_until, limit).await
-        })
-        .await
+        budget: usize,
+    ) -> Result<Vec<Vec<ActionRecord>>, StoreError> {
+        let (now, lease_until) = (now.timestamp_millis(), lease_until.timestamp_millis());
+        self.write(async |c| dispatch::claim_groups(c, keys, now, lease_until, limit, budget).await)
+            .await
     }
 
     async fn retry_action(

@@ -195,16 +195,44 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
     let heads = store.group_heads(100).await.expect("heads");
     assert_eq!(heads.len(), 2);
     assert!(heads.iter().all(|h| h.last_sent_at.is_none()));
-    let members = store
-        .claim_group(&heads[0].group_key, now, lease, 1000)
+    let keys: Vec<&str> = heads.iter().map(|h| h.group_key.as_str()).collect();
+    // A budget smaller than the first group: the first is claimed anyway, the second not.
+    let claimed = store
+        .claim_groups(&keys, now, lease, 1000, 5)
         .await
-        .expect("group");
-    assert_eq!(members.len(), 20);
-    let heads = store.group_heads(100).await.expect("heads");
+        .expect("groups");
+    assert_eq!(claimed.len(), 1, "no second group once the budget is spent");
+    assert_eq!(claimed[0].len(), 20);
+    assert!(claimed[0].iter().all(|m| {
+        m.status == ActionStatus::Running
+            && m.decided.group_key.as_deref() == Some(keys[0])
+            && m.lease_until.is_some()
+    }));
+    let left = store.group_heads(100).await.expect("heads");
     assert_eq!(
-        heads.len(),
-        1,
-        "the claimed group has no pending member left"
+        left.iter()
+            .map(|h| h.group_key.as_str())
+            .collect::<Vec<_>>(),
+        vec![keys[1]],
+        "the claimed group has no pending member left; the other waits"
+    );
+    // Two groups at once, at most 8 of each: the rest of each stays pending.
+    let claimed = store
+        .claim_groups(&keys, now, lease, 8, 1000)
+        .await
+        .expect("groups");
+    assert_eq!(
+        claimed.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![0, 8],
+        "the first group had none left, the second gave up to its limit"
+    );
+    let left = store.group_heads(100).await.expect("heads");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].group_key, keys[1]);
+    assert_eq!(
+        left[0].last_sent_at.map(|t| t.timestamp_millis()),
+        Some(now.timestamp_millis()),
+        "a group that sent keeps pending members and its send time"
     );
     store.close().await;
 }

@@ -26,30 +26,37 @@ pub struct Dispatcher {
     pub(super) starved: std::sync::atomic::AtomicBool,
 }
 
-/// An attempt to store, and who waits for it.
-pub(super) type Finished = (ActionRecord, Finish, tokio::sync::oneshot::Sender<()>);
+/// Attempts to store together (one action's, or every member of a claim's group messages),
+/// and who waits for them.
+pub(super) type Finished = (
+    Vec<(ActionRecord, Finish)>,
+    tokio::sync::oneshot::Sender<()>,
+);
 
-/// Most attempts one finishing transaction stores.
+/// Attempts one finishing transaction gathers from several senders, at most (one sender's
+/// attempts, a claim's group members, go in whole: `CLAIM_MEMBERS_BUDGET` bounds them).
 pub(super) const FINISH_BATCH_MAX: usize = 512;
 
 /// Commits finished attempts in batches: one transaction (one fsync on SQLite) for all the
-/// attempts that ended while the previous one committed.
+/// attempts that ended while the previous one committed, in the order of their actions' ids
+/// (the rows of actions decided together lie together).
 pub(super) async fn finisher(
     store: Arc<dyn Store>,
     mut queue: tokio::sync::mpsc::Receiver<Finished>,
 ) {
-    while let Some(first) = queue.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < FINISH_BATCH_MAX {
+    while let Some((first, done)) = queue.recv().await {
+        let mut items = first;
+        let mut waiting = vec![done];
+        while items.len() < FINISH_BATCH_MAX {
             match queue.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok((more, done)) => {
+                    items.extend(more);
+                    waiting.push(done);
+                }
                 Err(_) => break,
             }
         }
-        let items: Vec<(ActionRecord, Finish)> = batch
-            .iter()
-            .map(|(record, finish, _)| (record.clone(), finish.clone()))
-            .collect();
+        items.sort_unstable_by(|(a, _), (b, _)| a.decided.id.cmp(&b.decided.id));
         // The store is the record: retry the write a few times before giving up on it.
         let mut stored = false;
         for attempt in 1..=FINISH_ATTEMPTS {
@@ -70,13 +77,12 @@ pub(super) async fn finisher(
                 "gave up recording attempts; their leases will run out and they will be taken back"
             );
         }
-        for (_, _, done) in batch {
+        for done in waiting {
             let _ = done.send(());
         }
     }
 }
 
-/// Starts the dispatcher; it stops when `stop` turns true.
 /// What the dispatcher needs from the rest of vakt.
 pub struct Deps {
     pub store: Arc<dyn Store>,
@@ -315,9 +321,11 @@ impl Dispatcher {
     /// Records attempts: counted in metrics, then committed by the finisher (several
     /// dispatch tasks' attempts share one transaction); returns once they are stored.
     pub(super) async fn record(&self, items: Vec<(ActionRecord, Finish)>) {
+        if items.is_empty() {
+            return;
+        }
         let metrics = &self.deps.metrics;
-        let mut waits = Vec::with_capacity(items.len());
-        for (record, finish) in items {
+        for (record, finish) in &items {
             metrics
                 .action_attempts
                 .get_or_create(&crate::metrics::AttemptLabels {
@@ -337,12 +345,9 @@ impl Dispatcher {
                     / 1000.0;
                 metrics.action_latency_seconds.observe(latency);
             }
-            let (done, wait) = tokio::sync::oneshot::channel();
-            if self.finisher.send((record, finish, done)).await.is_ok() {
-                waits.push(wait);
-            }
         }
-        for wait in waits {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.finisher.send((items, done)).await.is_ok() {
             let _ = wait.await;
         }
     }

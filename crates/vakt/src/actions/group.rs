@@ -7,11 +7,21 @@ use super::*;
 const GROUPS_PER_ROUND: u32 = 1000;
 /// Members one group message covers, at most (the rest go in the next message).
 const GROUP_MEMBERS_MAX: u32 = 10_000;
+/// Groups claimed together (one transaction), sent together and recorded together.
+const GROUPS_PER_CLAIM: usize = 16;
+/// Members a claim stops adding groups at: with `GROUP_MEMBERS_MAX`, what one claim holds in
+/// memory until its messages are sent and recorded.
+const CLAIM_MEMBERS_BUDGET: usize = 20_000;
 
 impl Dispatcher {
     /// Sends every group whose wait (first member) and interval (last message) have passed:
     /// one message for all its pending members. Returns when the next group not yet due
     /// will be, so the dispatcher can wake then.
+    ///
+    /// Due groups are claimed several at a time in one transaction, their messages sent
+    /// concurrently, and all their members' attempts recorded in one: the members of
+    /// different groups lie interleaved in the store, so a claim or a record per group would
+    /// rewrite the same pages once per group.
     pub(super) async fn send_groups(
         &self,
         handling: &HandlingConfig,
@@ -20,11 +30,9 @@ impl Dispatcher {
         let heads = store.group_heads(GROUPS_PER_ROUND).await?;
         let now = Utc::now();
         let mut next: Option<chrono::DateTime<Utc>> = None;
+        let mut due = Vec::new();
         for head in heads {
             let Some(ActionConfig::Notify {
-                channel,
-                to,
-                group_by,
                 group_wait_secs,
                 group_interval_secs,
                 ..
@@ -40,96 +48,153 @@ impl Dispatcher {
             );
             if due_at > now {
                 next = Some(next.map_or(due_at, |n| n.min(due_at)));
-                continue;
-            }
-            let lease_until = now + chrono::Duration::seconds(lease_secs(handling));
-            let members = store
-                .claim_group(&head.group_key, now, lease_until, GROUP_MEMBERS_MAX)
-                .await?;
-            let Some(first) = members.first() else {
-                continue;
-            };
-            let started = Utc::now();
-            // The members' alerts, each once, in one query (not one per member).
-            let mut seen = std::collections::HashSet::with_capacity(members.len());
-            let ids: Vec<&str> = members
-                .iter()
-                .map(|m| m.decided.alert_id.as_str())
-                .filter(|id| seen.insert(*id))
-                .collect();
-            // Without inhibit rules no member is left out, and the message lists only the
-            // first few: only their alerts are read, not all of a large group's.
-            let listed = render::GROUP_LISTED_MAX * 5;
-            let whole = !handling.inhibit.is_empty();
-            let read = if whole {
-                &ids[..]
             } else {
-                &ids[..ids.len().min(listed)]
-            };
-            // A failed read ends the round: the members stay leased and are taken back
-            // when the lease runs out, then sent again; nothing is marked as sent.
-            let mut alerts = store.alerts_by_id(read).await?;
-            // Inhibited members are left out of the message and recorded as skipped.
-            let targets: Vec<&Alert> = alerts.iter().collect();
-            let skipped = inhibitions(&**store, handling, &targets).await?;
-            alerts.retain(|a| !skipped.contains_key(&a.id));
-            let count = if whole { alerts.len() } else { ids.len() };
-            let result = match alerts.first() {
-                None => Outcome::Skipped("every alert of the group is inhibited".into()),
-                Some(lead) => {
-                    let labels = lead.match_labels();
-                    let mut context = Context::new(
-                        first,
-                        lead.clone(),
-                        None,
-                        &[],
-                        &handling.dispatch.console_url,
-                    );
-                    context.group = Some(render::Group {
-                        key: head.group_key.clone(),
-                        labels: group_by
-                            .iter()
-                            .map(|k| (k.clone(), labels.get(k).cloned().unwrap_or_default()))
-                            .collect(),
-                        count,
-                        alerts: alerts.iter().take(listed).cloned().collect(),
-                    });
-                    match handling.channels.get(channel) {
-                        None => Outcome::permanent(format!(
-                            "channel {channel:?} is no longer configured"
-                        )),
-                        Some(config) => match self.throttled(channel, to, config, &context) {
-                            Some(held) => Outcome::Skipped(held),
-                            None => {
-                                self.notify(
-                                    handling,
-                                    channel,
-                                    config,
-                                    to,
-                                    &context,
-                                    &first.decided.id,
-                                )
-                                .await
-                            }
-                        },
-                    }
-                }
-            };
-            let finished = Utc::now();
-            let message_id = first.decided.id.clone();
-            let count = members.len();
-            let mut finished_members = Vec::with_capacity(members.len());
-            for member in members {
-                let member_result = match skipped.get(&member.decided.alert_id) {
-                    Some(why) => Outcome::Skipped(why.clone()),
-                    None => result.for_member(&message_id, count),
-                };
-                let finish = retry::finish(handling, &member, member_result, started, finished);
-                finished_members.push((member, finish));
+                due.push(head);
             }
-            self.record(finished_members).await;
+        }
+        let mut rest = &due[..];
+        while !rest.is_empty() {
+            let now = Utc::now();
+            // Every message of a claim is sent at once, so one lease covers them all.
+            let lease_until = now + chrono::Duration::seconds(lease_secs(handling));
+            let keys: Vec<&str> = rest
+                .iter()
+                .take(GROUPS_PER_CLAIM)
+                .map(|h| h.group_key.as_str())
+                .collect();
+            let claimed = store
+                .claim_groups(
+                    &keys,
+                    now,
+                    lease_until,
+                    GROUP_MEMBERS_MAX,
+                    CLAIM_MEMBERS_BUDGET,
+                )
+                .await?;
+            // A store that claimed no group would loop forever: stop the round instead.
+            if claimed.is_empty() {
+                break;
+            }
+            let (heads, later) = rest.split_at(claimed.len().min(rest.len()));
+            rest = later;
+            let sent = futures_util::future::join_all(
+                heads
+                    .iter()
+                    .zip(claimed)
+                    .map(|(head, members)| self.send_group(handling, head, members)),
+            )
+            .await;
+            // What was sent is recorded even when another group's read failed.
+            let mut finished = Vec::new();
+            let mut failed = None;
+            for result in sent {
+                match result {
+                    Ok(members) => finished.extend(members),
+                    Err(error) => failed = Some(error),
+                }
+            }
+            self.record(finished).await;
+            if let Some(error) = failed {
+                return Err(error);
+            }
         }
         Ok(next)
+    }
+
+    /// Sends one group's message for its claimed members; returns each member's attempt.
+    async fn send_group(
+        &self,
+        handling: &HandlingConfig,
+        head: &GroupHead,
+        members: Vec<ActionRecord>,
+    ) -> Result<Vec<(ActionRecord, Finish)>, StoreError> {
+        let store = &self.deps.store;
+        let Some(ActionConfig::Notify {
+            channel,
+            to,
+            group_by,
+            ..
+        }) = handling.actions.get(&head.action)
+        else {
+            // The configuration changed since the heads were read: the members stay leased
+            // and are taken back when the lease runs out.
+            return Ok(Vec::new());
+        };
+        let Some(first) = members.first() else {
+            return Ok(Vec::new());
+        };
+        let started = Utc::now();
+        // The members' alerts, each once, in one query (not one per member).
+        let mut seen = std::collections::HashSet::with_capacity(members.len());
+        let ids: Vec<&str> = members
+            .iter()
+            .map(|m| m.decided.alert_id.as_str())
+            .filter(|id| seen.insert(*id))
+            .collect();
+        // Without inhibit rules no member is left out, and the message lists only the
+        // first few: only their alerts are read, not all of a large group's.
+        let listed = render::GROUP_LISTED_MAX * 5;
+        let whole = !handling.inhibit.is_empty();
+        let read = if whole {
+            &ids[..]
+        } else {
+            &ids[..ids.len().min(listed)]
+        };
+        // A failed read ends the round: the members stay leased and are taken back
+        // when the lease runs out, then sent again; nothing is marked as sent.
+        let mut alerts = store.alerts_by_id(read).await?;
+        // Inhibited members are left out of the message and recorded as skipped.
+        let targets: Vec<&Alert> = alerts.iter().collect();
+        let skipped = inhibitions(&**store, handling, &targets).await?;
+        alerts.retain(|a| !skipped.contains_key(&a.id));
+        let count = if whole { alerts.len() } else { ids.len() };
+        let result = match alerts.first() {
+            None => Outcome::Skipped("every alert of the group is inhibited".into()),
+            Some(lead) => {
+                let labels = lead.match_labels();
+                let mut context = Context::new(
+                    first,
+                    lead.clone(),
+                    None,
+                    &[],
+                    &handling.dispatch.console_url,
+                );
+                context.group = Some(render::Group {
+                    key: head.group_key.clone(),
+                    labels: group_by
+                        .iter()
+                        .map(|k| (k.clone(), labels.get(k).cloned().unwrap_or_default()))
+                        .collect(),
+                    count,
+                    alerts: alerts.iter().take(listed).cloned().collect(),
+                });
+                match handling.channels.get(channel) {
+                    None => {
+                        Outcome::permanent(format!("channel {channel:?} is no longer configured"))
+                    }
+                    Some(config) => match self.throttled(channel, to, config, &context) {
+                        Some(held) => Outcome::Skipped(held),
+                        None => {
+                            self.notify(handling, channel, config, to, &context, &first.decided.id)
+                                .await
+                        }
+                    },
+                }
+            }
+        };
+        let finished = Utc::now();
+        let message_id = first.decided.id.clone();
+        let count = members.len();
+        let mut finished_members = Vec::with_capacity(members.len());
+        for member in members {
+            let member_result = match skipped.get(&member.decided.alert_id) {
+                Some(why) => Outcome::Skipped(why.clone()),
+                None => result.for_member(&message_id, count),
+            };
+            let finish = retry::finish(handling, &member, member_result, started, finished);
+            finished_members.push((member, finish));
+        }
+        Ok(finished_members)
     }
 }
 

@@ -39,7 +39,7 @@ use toml::Spanned;
 use vakt_core::config::{ActionConfig, ConfigError};
 use vakt_core::matcher::Matcher;
 use vakt_core::{Alert, AlertStatus};
-use vakt_store::{ActionRecord, ActionStatus, Attempt, Finish, Next, Store, StoreError};
+use vakt_store::{ActionRecord, ActionStatus, Attempt, Finish, GroupHead, Next, Store, StoreError};
 
 use crate::live::Live;
 use crate::metrics::Metrics;
