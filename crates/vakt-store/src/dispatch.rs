@@ -215,7 +215,7 @@ pub(crate) async fn claim_due(
         .iter()
         .map(record_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by(|a, b| a.decided.id.cmp(&b.decided.id));
+    claimed.sort_unstable_by(|a, b| a.decided.id.cmp(&b.decided.id));
     Ok(claimed)
 }
 
@@ -253,7 +253,7 @@ pub(crate) async fn claim_group_members(
         .iter()
         .map(record_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_by(|a, b| a.decided.id.cmp(&b.decided.id));
+    claimed.sort_unstable_by(|a, b| a.decided.id.cmp(&b.decided.id));
     Ok(claimed)
 }
 

@@ -77,6 +77,7 @@ impl Dispatcher {
             }
             let (heads, later) = rest.split_at(claimed.len().min(rest.len()));
             rest = later;
+            let mut finished = Vec::with_capacity(claimed.iter().map(Vec::len).sum());
             let sent = futures_util::future::join_all(
                 heads
                     .iter()
@@ -85,7 +86,6 @@ impl Dispatcher {
             )
             .await;
             // What was sent is recorded even when another group's read failed.
-            let mut finished = Vec::new();
             let mut failed = None;
             for result in sent {
                 match result {
