@@ -33,9 +33,12 @@ pub(super) type Finished = (
     tokio::sync::oneshot::Sender<()>,
 );
 
-/// Attempts one finishing transaction gathers from several senders, at most (one sender's
-/// attempts, a claim's group members, go in whole: `CLAIM_MEMBERS_BUDGET` bounds them).
+/// Attempts the finisher gathers from several senders before it writes, at most (one
+/// sender's attempts, a claim's group members, go in whole).
 pub(super) const FINISH_BATCH_MAX: usize = 512;
+/// Attempts one finishing transaction stores, at most: what was gathered is written in id
+/// order, this many at a time (a transaction holds SQLite's one writer while it runs).
+const FINISH_TX_MAX: usize = 2_048;
 
 /// Commits finished attempts in batches: one transaction (one fsync on SQLite) for all the
 /// attempts that ended while the previous one committed, in the order of their actions' ids
@@ -57,25 +60,28 @@ pub(super) async fn finisher(
             }
         }
         items.sort_unstable_by(|(a, _), (b, _)| a.decided.id.cmp(&b.decided.id));
-        // The store is the record: retry the write a few times before giving up on it.
-        let mut stored = false;
-        for attempt in 1..=FINISH_ATTEMPTS {
-            match store.finish_actions(&items).await {
-                Ok(()) => {
-                    stored = true;
-                    break;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, attempt, attempts = items.len(), "cannot record action attempts");
-                    tokio::time::sleep(FINISH_BACKOFF * u32::try_from(attempt).unwrap_or(1)).await;
+        for chunk in items.chunks(FINISH_TX_MAX) {
+            // The store is the record: retry the write a few times before giving up on it.
+            let mut stored = false;
+            for attempt in 1..=FINISH_ATTEMPTS {
+                match store.finish_actions(chunk).await {
+                    Ok(()) => {
+                        stored = true;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, attempt, attempts = chunk.len(), "cannot record action attempts");
+                        tokio::time::sleep(FINISH_BACKOFF * u32::try_from(attempt).unwrap_or(1))
+                            .await;
+                    }
                 }
             }
-        }
-        if !stored {
-            tracing::error!(
-                attempts = items.len(),
-                "gave up recording attempts; their leases will run out and they will be taken back"
-            );
+            if !stored {
+                tracing::error!(
+                    attempts = chunk.len(),
+                    "gave up recording attempts; their leases will run out and they will be taken back"
+                );
+            }
         }
         for done in waiting {
             let _ = done.send(());

@@ -9,9 +9,11 @@ const GROUPS_PER_ROUND: u32 = 1000;
 const GROUP_MEMBERS_MAX: u32 = 10_000;
 /// Groups claimed together (one transaction), sent together and recorded together.
 const GROUPS_PER_CLAIM: usize = 16;
-/// Members a claim stops adding groups at: with `GROUP_MEMBERS_MAX`, what one claim holds in
-/// memory until its messages are sent and recorded.
-const CLAIM_MEMBERS_BUDGET: usize = 20_000;
+/// Members a claim stops adding groups at (with `GROUP_MEMBERS_MAX`, what one claim holds in
+/// memory until its messages are sent and recorded). A claim is a write transaction that
+/// holds SQLite's one writer: 20,000 members at a time cost the bulk rows of the compare
+/// a quarter of their throughput (BENCHMARKS.md).
+const CLAIM_MEMBERS_BUDGET: usize = 4_096;
 
 impl Dispatcher {
     /// Sends every group whose wait (first member) and interval (last message) have passed:
