@@ -54,6 +54,10 @@ impl Dispatcher {
                 due.push(head);
             }
         }
+        // In key order: ingest notes a batch's groups in key order too, so on PostgreSQL a
+        // claim and an ingest transaction take the groups' row locks in the same order and
+        // cannot deadlock on them.
+        due.sort_unstable_by(|a, b| a.group_key.cmp(&b.group_key));
         let mut rest = &due[..];
         while !rest.is_empty() {
             let now = Utc::now();
