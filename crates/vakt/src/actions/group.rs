@@ -35,6 +35,9 @@ impl Dispatcher {
         let mut due = Vec::new();
         for head in heads {
             let Some(ActionConfig::Notify {
+                channel,
+                to,
+                group_by,
                 group_wait_secs,
                 group_interval_secs,
                 ..
@@ -51,13 +54,18 @@ impl Dispatcher {
             if due_at > now {
                 next = Some(next.map_or(due_at, |n| n.min(due_at)));
             } else {
-                due.push(head);
+                due.push(DueGroup {
+                    head,
+                    channel,
+                    to,
+                    group_by,
+                });
             }
         }
         // In key order: ingest notes a batch's groups in key order too, so on PostgreSQL a
         // claim and an ingest transaction take the groups' row locks in the same order and
         // cannot deadlock on them.
-        due.sort_unstable_by(|a, b| a.group_key.cmp(&b.group_key));
+        due.sort_unstable_by(|a, b| a.head.group_key.cmp(&b.head.group_key));
         let mut rest = &due[..];
         while !rest.is_empty() {
             let now = Utc::now();
@@ -66,7 +74,7 @@ impl Dispatcher {
             let keys: Vec<&str> = rest
                 .iter()
                 .take(GROUPS_PER_CLAIM)
-                .map(|h| h.group_key.as_str())
+                .map(|d| d.head.group_key.as_str())
                 .collect();
             let claimed = store
                 .claim_groups(
@@ -81,14 +89,14 @@ impl Dispatcher {
             if claimed.is_empty() {
                 break;
             }
-            let (heads, later) = rest.split_at(claimed.len().min(rest.len()));
+            let (groups, later) = rest.split_at(claimed.len().min(rest.len()));
             rest = later;
             let mut finished = Vec::with_capacity(claimed.iter().map(Vec::len).sum());
             let sent = futures_util::future::join_all(
-                heads
+                groups
                     .iter()
                     .zip(claimed)
-                    .map(|(head, members)| self.send_group(handling, head, members)),
+                    .map(|(group, members)| self.send_group(handling, group, members)),
             )
             .await;
             // What was sent is recorded even when another group's read failed.
@@ -111,21 +119,11 @@ impl Dispatcher {
     async fn send_group(
         &self,
         handling: &HandlingConfig,
-        head: &GroupHead,
+        group: &DueGroup<'_>,
         members: Vec<ActionRecord>,
     ) -> Result<Vec<(ActionRecord, Finish)>, StoreError> {
         let store = &self.deps.store;
-        let Some(ActionConfig::Notify {
-            channel,
-            to,
-            group_by,
-            ..
-        }) = handling.actions.get(&head.action)
-        else {
-            // The configuration changed since the heads were read: the members stay leased
-            // and are taken back when the lease runs out.
-            return Ok(Vec::new());
-        };
+        let (head, channel, to, group_by) = (&group.head, group.channel, group.to, group.group_by);
         let Some(first) = members.first() else {
             return Ok(Vec::new());
         };
@@ -202,6 +200,14 @@ impl Dispatcher {
         }
         Ok(finished_members)
     }
+}
+
+/// A group whose message is due, with its notify action's settings.
+struct DueGroup<'a> {
+    head: GroupHead,
+    channel: &'a str,
+    to: &'a [String],
+    group_by: &'a [String],
 }
 
 /// When a group goes out: once its first member waited `wait_secs` (more may join
