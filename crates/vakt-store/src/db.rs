@@ -56,6 +56,18 @@ impl Conn<'_> {
         }
     }
 
+    /// What a dispatch query on `decided_actions` names after the table so that it walks
+    /// the partial `index` of the rows it wants: SQLite's planner, without statistics,
+    /// takes `decided_actions_status` instead and reads every pending action (every group
+    /// member waiting for its message) in each claim and each look for due work.
+    /// PostgreSQL's planner knows the partial index is the small one.
+    pub(crate) fn indexed_by(&self, index: &str) -> String {
+        match self {
+            Conn::Sqlite(_) => format!(" INDEXED BY {index}"),
+            Conn::Postgres(_) => String::new(),
+        }
+    }
+
     /// The ORDER BY that lists an alert's events newest first along its index. SQLite's one
     /// writer inserts in id order, so rowid order is id order and cheaper to walk.
     pub(crate) fn newest_first(&self) -> &'static str {

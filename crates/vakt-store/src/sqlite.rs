@@ -2096,6 +2096,42 @@ mod tests {
         store.close().await;
     }
 
+    /// The dispatcher's claims and its look for due work walk their partial indexes of
+    /// `decided_actions`, not every pending action through `decided_actions_status` (which
+    /// SQLite's planner picks without the hint: each claim of a group then read the pending
+    /// members of every group).
+    #[tokio::test]
+    async fn dispatch_statements_walk_their_partial_indexes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let mut c = store.writer.acquire().await.expect("connection");
+        let statements = dispatch::dispatch_sql(&Conn::Sqlite(&mut c));
+        for (sql, index) in statements {
+            let params = (1..=3).filter(|n| sql.contains(&format!("${n}"))).count();
+            let mut plan = sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")));
+            for _ in 0..params {
+                plan = plan.bind(0_i64);
+            }
+            let details: Vec<String> = plan
+                .fetch_all(&mut *c)
+                .await
+                .expect("plan")
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect();
+            let steps = details.join("; ");
+            assert!(
+                details
+                    .iter()
+                    .any(|d| d.contains(&format!("INDEX {index} "))),
+                "{sql}: {steps}"
+            );
+            assert!(!steps.contains("decided_actions_status"), "{sql}: {steps}");
+        }
+        drop(c);
+        store.close().await;
+    }
+
     /// The data directory and the database files are private to vakt's user.
     #[cfg(unix)]
     #[test]
