@@ -540,17 +540,19 @@ impl JournalFile {
             .map_err(|e| io("cannot write to the ingest journal", e))?;
         if end > lap.written {
             // Past the end of what the current lap and earlier ones wrote: everything beyond
-            // `end` in this file is stale (the database holds it, synced) or a hole.
+            // `end` in this file is stale (the database holds it, synced) or a hole. The
+            // zeros only save later syncs work: a failed write of them (a full disk) fails
+            // no record, and the next record tries again from its own end.
             let zeros_end = (end + ZERO_AHEAD).min(lap.length);
             let mut at = end;
             while at < zeros_end {
                 let n = (zeros_end - at).min(ZEROS.len() as u64);
-                lap.file
-                    .write_all_at(&ZEROS[..n as usize], at)
-                    .map_err(|e| io("cannot write to the ingest journal", e))?;
+                if lap.file.write_all_at(&ZEROS[..n as usize], at).is_err() {
+                    break;
+                }
                 at += n;
             }
-            lap.written = zeros_end.max(end);
+            lap.written = at.max(end);
         }
         lap.file
             .sync_data()
