@@ -206,6 +206,12 @@ pub(crate) async fn claim_due(
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
+    in_id_order(&rows)
+}
+
+/// A claim's returned rows as records, in id order (the order they were decided in; `RETURNING`
+/// gives no order).
+fn in_id_order(rows: &[Row]) -> Result<Vec<ActionRecord>, StoreError> {
     let mut claimed = rows
         .iter()
         .map(record_from_row)
@@ -254,12 +260,7 @@ pub(crate) async fn claim_group_members(
         .bind(i64::from(limit))
         .fetch_all(&mut *conn)
         .await?;
-    let mut claimed = rows
-        .iter()
-        .map(record_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-    claimed.sort_unstable_by(|a, b| a.decided.id.cmp(&b.decided.id));
-    Ok(claimed)
+    in_id_order(&rows)
 }
 
 fn claim_group_sql(conn: &Conn<'_>) -> String {
