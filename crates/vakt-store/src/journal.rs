@@ -683,6 +683,8 @@ pub(crate) struct Journal {
     /// microseconds they waited in all.
     pub waits: AtomicU64,
     pub waited_us: AtomicU64,
+    /// Barriers that hurried the applier (it had records a reader or writer waited for).
+    pub hurried: AtomicU64,
 }
 
 /// How long the applier lets records gather while they keep coming, unless someone waits
@@ -767,11 +769,16 @@ pub(crate) async fn gather<T>(
 pub(crate) const BEHIND_KIB_MAX: u32 = 64 * 1024;
 
 impl Journal {
-    /// Waits until every record journaled before the call is in SQLite.
-    pub(crate) async fn barrier(&self) -> Result<(), StoreError> {
+    /// Waits until every record journaled before the call is in SQLite; with `hurry`, the
+    /// applier stops gathering more records and applies what it has at once (a person or a
+    /// command waits), otherwise it applies them when it would anyway (within
+    /// `APPLY_LINGER_MAX`: for background work, which must not cut the applier's
+    /// transactions short).
+    pub(crate) async fn barrier(&self, hurry: bool) -> Result<(), StoreError> {
         let target = self.journaled.load(Ordering::Acquire);
         let mut progress = self.progress.subscribe();
-        if progress.borrow().applied < target {
+        if hurry && progress.borrow().applied < target {
+            self.hurried.fetch_add(1, Ordering::Relaxed);
             self.hurry.notify_one();
         }
         loop {
@@ -827,6 +834,7 @@ impl Journal {
             behind_max_bytes: u64::from(BEHIND_KIB_MAX) * 1024,
             waits: self.waits.load(Ordering::Relaxed),
             waited_secs: self.waited_us.load(Ordering::Relaxed) as f64 / 1e6,
+            hurried: self.hurried.load(Ordering::Relaxed),
         }
     }
 }

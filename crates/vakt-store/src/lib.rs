@@ -303,6 +303,9 @@ pub struct WriteLag {
     /// Batches that waited, and the seconds they waited in all, since the store opened.
     pub waits: u64,
     pub waited_secs: f64,
+    /// Reads and writes that made the database take the journaled records at once (someone
+    /// waited for them), since the store opened: each cuts an applier transaction short.
+    pub hurried: u64,
 }
 
 /// What `Store::ingest_handing` may claim for the caller: how many, and for how long.

@@ -383,30 +383,72 @@ impl SqliteStore {
 
 impl SqliteStore {
     /// Waits until everything journaled so far is in SQLite: every read and every other write
-    /// sees what ingest acknowledged before it.
-    async fn barrier(&self) -> Result<(), StoreError> {
+    /// sees what ingest acknowledged before it. `hurry`: see `Journal::barrier`.
+    async fn barrier(&self, hurry: bool) -> Result<(), StoreError> {
         match &self.journal {
-            Some(journal) => journal.barrier().await,
+            Some(journal) => journal.barrier(hurry).await,
             None => Ok(()),
         }
     }
 
-    /// Runs `f` on a reader connection (the last committed state).
+    /// Runs `f` on a reader connection (the last committed state), once the applier has
+    /// written what ingest acknowledged before the call (it is hurried to).
     async fn read<T>(
         &self,
         f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.barrier().await?;
+        self.barrier(true).await?;
+        self.read_now(f).await
+    }
+
+    /// `read` for background work (the dispatcher's look for due actions and groups): it waits
+    /// for the applier without hurrying it. A hurried applier commits what it has at once,
+    /// and every dispatch round hurrying it cut its transactions short: each writes its
+    /// shared pages (indexes, the groups' rows) again (issue 18, BENCHMARKS.md).
+    async fn read_unhurried<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.barrier(false).await?;
+        self.read_now(f).await
+    }
+
+    /// Runs `f` on a reader connection at once: only for tables no journal record writes
+    /// (API tokens, sessions, passwords). Authentication reads one per request; waiting for
+    /// the applier there made every authenticated request hurry it: thousands of one-record
+    /// transactions, 52 KB written per alert (BENCHMARKS.md).
+    async fn read_now<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let mut conn = self.reader.acquire().await?;
         f(&mut Conn::Sqlite(&mut conn)).await
     }
 
-    /// Runs `f` in a transaction of the one writer connection and commits it.
+    /// Runs `f` in a transaction of the one writer connection and commits it, once the
+    /// applier has written what ingest acknowledged before the call.
     async fn write<T, E: From<StoreError>>(
         &self,
         f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.barrier().await?;
+        self.barrier(true).await?;
+        self.write_now(f).await
+    }
+
+    /// `write` for background work, as `read_unhurried`.
+    async fn write_unhurried<T, E: From<StoreError>>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.barrier(false).await?;
+        self.write_now(f).await
+    }
+
+    /// `write` at once: only for tables no journal record writes, as `read_now`.
+    async fn write_now<T, E: From<StoreError>>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut tx = self
             .writer
             .begin_with("BEGIN IMMEDIATE")
@@ -455,7 +497,7 @@ impl SqliteStore {
         silences: &vakt_core::silence::ActiveSilences,
         batch: Vec<vakt_core::Prepared>,
     ) -> Result<Vec<vakt_core::Correlated>, StoreError> {
-        self.barrier().await?;
+        self.barrier(true).await?;
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
         let now = chrono::Utc::now();
         let window = pipeline.reopen_window();
@@ -633,6 +675,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         hurry: tokio::sync::Notify::new(),
         others: crate::journal::Others::watch(dir)?,
         waits: std::sync::atomic::AtomicU64::new(0),
+        hurried: std::sync::atomic::AtomicU64::new(0),
         waited_us: std::sync::atomic::AtomicU64::new(0),
     });
     tokio::spawn(applier(writer.clone(), Arc::downgrade(&journal), records));
@@ -1005,7 +1048,7 @@ impl Store for SqliteStore {
         let traces = if escalate::batch_needs_database(pipeline, &outcomes) {
             // Incidents and escalations read and write other tables as the batch goes: a
             // transaction of its own, after everything journaled is applied.
-            journal.barrier().await?;
+            journal.barrier(true).await?;
             let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
             let traces = queries::write_correlated(
                 &mut Conn::Sqlite(&mut tx),
@@ -1048,7 +1091,7 @@ impl Store for SqliteStore {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<EventRecord>, StoreError> {
-        self.barrier().await?;
+        self.barrier(true).await?;
         replay_events_direct(&self.reader, since, until, after, limit).await
     }
 
@@ -1190,12 +1233,12 @@ impl Store for SqliteStore {
         // says so without taking the one writer connection from ingest.
         let now_ms = now.timestamp_millis();
         if !self
-            .read(async |c| dispatch::any_due(c, now_ms).await)
+            .read_unhurried(async |c| dispatch::any_due(c, now_ms).await)
             .await?
         {
             return Ok(Vec::new());
         }
-        self.write(async |c| {
+        self.write_unhurried(async |c| {
             dispatch::claim_due(
                 c,
                 now.timestamp_millis(),
@@ -1212,7 +1255,7 @@ impl Store for SqliteStore {
         leases_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        self.write(async |c| {
+        self.write_unhurried(async |c| {
             dispatch::recover_expired(c, leases_before.timestamp_millis(), now.timestamp_millis())
                 .await
         })
@@ -1223,7 +1266,9 @@ impl Store for SqliteStore {
         // A group message finishes thousands of members at once: their rows go in through
         // the bulk path (three prepared statements for the lot), not three queries each.
         let rows = dispatch::FinishRows::new(items);
-        self.write(async |c| {
+        // After the applier has written the actions' rows (a handed action's may still be
+        // in the journal), without hurrying it: the attempts are out already.
+        self.write_unhurried(async |c| {
             let Conn::Sqlite(conn) = c else {
                 return Err(StoreError::Other(
                     "the SQLite store on another backend".into(),
@@ -1237,7 +1282,7 @@ impl Store for SqliteStore {
     }
 
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
-        self.read(async |c| dispatch::list_group_heads(c, limit).await)
+        self.read_unhurried(async |c| dispatch::list_group_heads(c, limit).await)
             .await
     }
 
@@ -1250,8 +1295,10 @@ impl Store for SqliteStore {
         budget: usize,
     ) -> Result<Vec<Vec<ActionRecord>>, StoreError> {
         let (now, lease_until) = (now.timestamp_millis(), lease_until.timestamp_millis());
-        self.write(async |c| dispatch::claim_groups(c, keys, now, lease_until, limit, budget).await)
-            .await
+        self.write_unhurried(async |c| {
+            dispatch::claim_groups(c, keys, now, lease_until, limit, budget).await
+        })
+        .await
     }
 
     async fn retry_action(
@@ -1491,7 +1538,7 @@ impl Store for SqliteStore {
 
     async fn vacuum(&self) -> Result<(), StoreError> {
         let _state = self.state.lock().await;
-        self.barrier().await?;
+        self.barrier(true).await?;
         let mut conn = self.writer.acquire().await?;
         sqlx::query("VACUUM").execute(&mut *conn).await?;
         sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -1511,7 +1558,7 @@ impl Store for SqliteStore {
             .to_str()
             .ok_or_else(|| StoreError::Other(format!("{} is not a UTF-8 path", to.display())))?;
         // The copy holds every event acknowledged before it started.
-        self.barrier().await?;
+        self.barrier(true).await?;
         for attempt in 1.. {
             let mut conn = self.reader.acquire().await?;
             // One read transaction: the copy is the database as of one commit.
@@ -1631,7 +1678,7 @@ impl Store for SqliteStore {
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        self.read(async |c| access::token_by_hash(c, hash).await)
+        self.read_now(async |c| access::token_by_hash(c, hash).await)
             .await
     }
 
@@ -1651,13 +1698,14 @@ impl Store for SqliteStore {
 
     async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let at = at.timestamp_millis();
-        self.write(async |c| access::touch_token(c, id, at).await)
+        self.write_now(async |c| access::touch_token(c, id, at).await)
             .await
     }
 
     async fn live_tokens(&self, now: DateTime<Utc>) -> Result<i64, StoreError> {
         let now = now.timestamp_millis();
-        self.read(async |c| access::live_tokens(c, now).await).await
+        self.read_now(async |c| access::live_tokens(c, now).await)
+            .await
     }
 
     async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
@@ -1681,13 +1729,13 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, hash: &str) -> Result<Option<SessionRecord>, StoreError> {
-        self.read(async |c| access::session_by_hash(c, hash).await)
+        self.read_now(async |c| access::session_by_hash(c, hash).await)
             .await
     }
 
     async fn touch_session(&self, hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
         let at = at.timestamp_millis();
-        self.write(async |c| access::touch_session(c, hash, at).await)
+        self.write_now(async |c| access::touch_session(c, hash, at).await)
             .await
     }
 
@@ -1708,19 +1756,20 @@ impl Store for SqliteStore {
     }
 
     async fn password(&self, user: &str) -> Result<Option<String>, StoreError> {
-        self.read(async |c| access::password_of(c, user).await)
+        self.read_now(async |c| access::password_of(c, user).await)
             .await
     }
 
     async fn password_users(&self) -> Result<Vec<String>, StoreError> {
-        self.read(async |c| access::password_users(c).await).await
+        self.read_now(async |c| access::password_users(c).await)
+            .await
     }
 
     async fn close(&self) {
         // What was acknowledged goes into the database now rather than at the next start
         // (the journal keeps it either way).
         if let Some(journal) = &self.journal
-            && tokio::time::timeout(std::time::Duration::from_secs(10), journal.barrier())
+            && tokio::time::timeout(std::time::Duration::from_secs(10), journal.barrier(true))
                 .await
                 .is_err()
         {
@@ -1848,7 +1897,7 @@ mod tests {
             }
             // Read the database as the store's reads do: after what was journaled is applied.
             store
-                .barrier()
+                .barrier(true)
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let state = store.state.lock().await;
@@ -2093,6 +2142,87 @@ mod tests {
             .expect("stored");
         assert_eq!(stored.event.resource, "db01");
         assert_eq!(stored.received, None);
+        store.close().await;
+    }
+
+    /// Authentication reads tables no journal record writes: it answers while the database
+    /// cannot take the journaled records. The dispatcher's look for work waits for them
+    /// without hurrying the applier; an API read hurries it (`WriteLag::hurried`).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn background_and_access_reads_do_not_hurry_the_database() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline = no_rules();
+        let store = Arc::new(SqliteStore::open(dir.path()).await.expect("open"));
+        // The first batch loads the writer's cache (a transaction); later ones are journaled.
+        store
+            .ingest(&pipeline, &Default::default(), vec![ping(&pipeline, "a")])
+            .await
+            .expect("ingest");
+        let now = Utc::now();
+        let token = TokenRecord {
+            id: crate::sql::new_id(),
+            name: "prometheus".into(),
+            owner: "prometheus".into(),
+            scopes: vec!["ingest:events".into()],
+            hash: "f00d".into(),
+            created_at: now,
+            created_by: "test".into(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        store.put_token(&token).await.expect("token");
+        // The one writer connection held: the applier cannot write what comes next.
+        let held = store.writer.acquire().await.expect("writer");
+        store
+            .ingest(&pipeline, &Default::default(), vec![ping(&pipeline, "b")])
+            .await
+            .expect("journaled");
+        let hurried = || store.write_lag().expect("the journal").hurried;
+        let before = hurried();
+        let soon = std::time::Duration::from_secs(5);
+        let found = tokio::time::timeout(soon, store.token_by_hash("f00d"))
+            .await
+            .expect("a token is read without waiting for the database")
+            .expect("read");
+        assert_eq!(found.map(|t| t.name), Some("prometheus".to_owned()));
+        let live = tokio::time::timeout(soon, store.live_tokens(now))
+            .await
+            .expect("live tokens")
+            .expect("read");
+        assert_eq!(live, 1);
+        tokio::time::timeout(soon, store.password_users())
+            .await
+            .expect("passwords")
+            .expect("read");
+        // The dispatcher waits for the journaled batch, and lets the applier gather.
+        let heads = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.group_heads(10).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            !heads.is_finished(),
+            "the dispatcher waits for the database"
+        );
+        assert_eq!(hurried(), before, "without hurrying it");
+        // A person's read hurries it.
+        let read = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                let query = crate::AlertQuery {
+                    limit: 100,
+                    ..Default::default()
+                };
+                store.alerts(&query).await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert_eq!(hurried(), before + 1, "an API read hurries the applier");
+        drop(held);
+        heads.await.expect("task").expect("heads");
+        let alerts = read.await.expect("task").expect("alerts");
+        assert_eq!(alerts.items.len(), 2, "the read saw the journaled batch");
         store.close().await;
     }
 

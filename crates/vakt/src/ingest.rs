@@ -419,6 +419,9 @@ fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store:
     metrics
         .journal_wait_seconds
         .inc_by((lag.waited_secs - last.waited_secs).max(0.0));
+    metrics
+        .journal_hurried
+        .inc_by(lag.hurried.saturating_sub(last.hurried));
 }
 
 /// How often grouped notifications alone wake the dispatcher: a group waits seconds anyway,

@@ -78,6 +78,7 @@ pub struct Metrics {
     pub journal_behind_max_bytes: Gauge,
     pub journal_waits: Counter,
     pub journal_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub journal_hurried: Counter,
     pub queue_events: Gauge,
     pub queue_events_max: Gauge,
     pub alerts: Family<StatusLabels, Gauge>,
@@ -120,6 +121,7 @@ impl Metrics {
             journal_behind_max_bytes: Gauge::default(),
             journal_waits: Counter::default(),
             journal_wait_seconds: Counter::default(),
+            journal_hurried: Counter::default(),
             queue_events: Gauge::default(),
             queue_events_max: Gauge::default(),
             alerts: Family::default(),
@@ -238,6 +240,11 @@ impl Metrics {
             "store_journal_wait_seconds",
             "Seconds ingest batches waited for the database to catch up with the journal",
             m.journal_wait_seconds.clone(),
+        );
+        registry.register(
+            "store_journal_hurried",
+            "Reads and writes that made the database apply the journaled records at once (each cuts a database transaction short; background work and authentication do not)",
+            m.journal_hurried.clone(),
         );
         registry.register(
             "ingest_queue_events",
