@@ -14,6 +14,9 @@
 #                                               # sent half the alerts over half the connections
 #   ROWS="11 12" bench/compare-alertmanager.sh  # memory: 100,000 and 1,000,000 open alerts
 #                                               # (not in the default matrix; RSS after 5 s)
+#   AUTH=1 ONLY=vakt bench/compare-alertmanager.sh
+#                                               # vakt with auth on: every request carries an
+#                                               # ingest token, as production senders do
 #
 # The matrix: 1 alert per request over 1/16/64 connections and 100 alerts per request over
 # 1/8/32, each with unique alerts; then 1,000 repeating alerts over 1/16/64 (1 per request)
@@ -31,6 +34,7 @@ SINK_PORT=${SINK_PORT:-19500}
 VAKT_EXTRA=${VAKT_EXTRA:-}
 PG_URL=${PG_URL:-}
 PG_NODES=${PG_NODES:-1}
+AUTH=${AUTH:-}
 
 if [ "$ONLY" != vakt ] && ! command -v prometheus-alertmanager >/dev/null; then
     echo "installing prometheus-alertmanager (Debian)"
@@ -118,7 +122,7 @@ scenarios=(
 
 # One scenario against one server: start it fresh, send, record the report and peak RSS.
 one() { # system row per conns fingerprints events
-    local system=$1 row=$2 per=$3 conns=$4 fps=$5 events=$6 pid ready target
+    local system=$1 row=$2 per=$3 conns=$4 fps=$5 events=$6 pid ready target auth=()
     rm -rf "$work/am-data" "$work/vakt-data"
     if [ "$system" = alertmanager ]; then
         prometheus-alertmanager --config.file="$work/alertmanager.yml" --storage.path="$work/am-data" \
@@ -126,6 +130,9 @@ one() { # system row per conns fingerprints events
         pid=$!; ready="http://127.0.0.1:$AM_PORT/-/ready"; target="http://127.0.0.1:$AM_PORT"
     elif [ -n "$PG_URL" ]; then
         psql -q "$PG_URL" -c "DROP DATABASE IF EXISTS vakt_compare" -c "CREATE DATABASE vakt_compare"
+        if [ -n "$AUTH" ]; then
+            auth=(--token "$("$vakt" token create --name bench --role ingest --database-url "${PG_URL%/*}/vakt_compare" | tail -1)")
+        fi
         VAKT_DATABASE_URL="${PG_URL%/*}/vakt_compare" "$vakt" serve --config "$work/vakt.toml" \
             --listen "127.0.0.1:$VAKT_PORT" >"$work/vakt.log" 2>&1 &
         pid=$!; ready="http://127.0.0.1:$VAKT_PORT/readyz"; target="http://127.0.0.1:$VAKT_PORT"
@@ -137,6 +144,9 @@ one() { # system row per conns fingerprints events
             wait_ready "http://127.0.0.1:$((VAKT_PORT + 1))/readyz"
         fi
     else
+        if [ -n "$AUTH" ]; then
+            auth=(--token "$("$vakt" token create --name bench --role ingest --data-dir "$work/vakt-data" | tail -1)")
+        fi
         "$vakt" serve --config "$work/vakt.toml" --listen "127.0.0.1:$VAKT_PORT" \
             --data-dir "$work/vakt-data" >"$work/vakt.log" 2>&1 &
         pid=$!; ready="http://127.0.0.1:$VAKT_PORT/readyz"; target="http://127.0.0.1:$VAKT_PORT"
@@ -155,7 +165,7 @@ one() { # system row per conns fingerprints events
             [ "$fps" = "$events" ] && prefix=node$node
             "$vakt" bench --format alertmanager --target "http://127.0.0.1:$((VAKT_PORT + node - 1))" \
                 --events "$half" --batch "$per" --concurrency "$hc" --fingerprints "$hf" \
-                --host-prefix "$prefix" --ok-share 0 --json > "$work/$system.$row.node$node.json" 2>/dev/null &
+                --host-prefix "$prefix" --ok-share 0 --json "${auth[@]}" > "$work/$system.$row.node$node.json" 2>/dev/null &
             benches+=($!)
         done
         for b in "${benches[@]}"; do wait "$b" || echo "a bench of scenario $row saw refusals"; done
@@ -171,7 +181,7 @@ PY
         kill "$pid2"; wait "$pid2" 2>/dev/null || true
     else
     "$vakt" bench --format alertmanager --target "$target" --events "$events" --batch "$per" \
-        --concurrency "$conns" --fingerprints "$fps" --ok-share 0 --json \
+        --concurrency "$conns" --fingerprints "$fps" --ok-share 0 --json "${auth[@]}" \
         > "$work/$system.$row.json" 2>/dev/null \
         || { echo "$system refused part of scenario $row:"; cat "$work/$system.$row.json"; }
     fi

@@ -255,6 +255,10 @@ pub struct BenchArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    /// How to sign in to a server with auth on (an `ingest` token is enough): HTTP loads
+    /// then pay for authentication as production senders do
+    #[command(flatten)]
+    pub credential: Credential,
 }
 
 #[derive(Args, Debug)]

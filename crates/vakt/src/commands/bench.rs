@@ -296,7 +296,19 @@ async fn run_async(args: BenchArgs) -> Result<(), Failure> {
             }
         }
         _ => {
-            let client = reqwest::Client::builder()
+            let mut headers = reqwest::header::HeaderMap::new();
+            if let Some(token) = args.credential.token().map_err(Failure::user)? {
+                let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+                    .context("the token cannot be sent in an HTTP header")
+                    .map_err(Failure::user)?;
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+            let client = args
+                .credential
+                .client()
+                .map_err(Failure::user)?
+                .default_headers(headers)
                 .timeout(Duration::from_secs(args.timeout_secs))
                 .build()
                 .context("cannot build an HTTP client")

@@ -451,3 +451,62 @@ async fn empty_lists_say_so() {
         assert_eq!(stdout.trim(), expected, "{args:?}");
     }
 }
+
+/// Against a server that requires auth, the load tool without a token is refused (401, exit
+/// 1, nothing accepted); with an ingest token (`--token` or `VAKT_TOKEN`) every alert is.
+#[tokio::test]
+async fn the_load_tool_signs_in_with_a_token() {
+    let work = tempfile::tempdir().expect("dir");
+    let config = work.path().join("server.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nauth = \"required\"\nwrite_rate_per_client = 0\n\n[storage]\ndata_dir = \"{}\"\n",
+            work.path().join("data").display()
+        ),
+    )
+    .expect("config");
+    let made = std::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+        .args([
+            "token", "create", "--name", "load", "--role", "ingest", "--config",
+        ])
+        .arg(&config)
+        .output()
+        .expect("vakt token create");
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let token = text(&made.stdout).trim().to_owned();
+    let node = crate::harness::spawn_node(&config, None).await;
+    let bench = |token: Option<&str>| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"));
+        command
+            .args(["bench", "--format", "alertmanager", "--target", &node.base])
+            .args([
+                "--events",
+                "300",
+                "--batch",
+                "1",
+                "--concurrency",
+                "4",
+                "--json",
+            ])
+            .env_remove("VAKT_TOKEN");
+        if let Some(token) = token {
+            command.env("VAKT_TOKEN", token);
+        }
+        command.output()
+    };
+    let refused = bench(None).await.expect("vakt bench");
+    let report: serde_json::Value = serde_json::from_slice(&refused.stdout).expect("a JSON report");
+    assert_eq!(refused.status.code(), Some(1), "{report}");
+    assert_eq!(report["accepted"], 0, "{report}");
+    assert_eq!(report["refused"]["401"], 300, "{report}");
+    let signed_in = bench(Some(&token)).await.expect("vakt bench");
+    let report: serde_json::Value =
+        serde_json::from_slice(&signed_in.stdout).expect("a JSON report");
+    assert!(
+        signed_in.status.success(),
+        "{report} {}",
+        text(&signed_in.stderr)
+    );
+    assert_eq!(report["accepted"], 300, "{report}");
+}
