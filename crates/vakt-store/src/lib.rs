@@ -341,6 +341,15 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// Where every process that creates or revokes an API token says so cheaply: a value
+    /// that changes after each such change is committed, by this process or another one
+    /// (SQLite: the size and time of `access.changed` in the data directory). A caller may
+    /// keep tokens read while it is unchanged. `None`: no such signal (PostgreSQL, whose
+    /// nodes share no directory); read the token each time.
+    fn access_generation(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// Runs the stateful pipeline stages for a batch and stores the outcome atomically.
     /// Events get ids in the order given; when this returns `Ok` the whole batch is durable.
     /// `silences` are the current silences, for the decide stage.

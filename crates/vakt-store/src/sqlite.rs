@@ -152,6 +152,9 @@ pub const ALERT_CACHE_MAX: usize = 200_000;
 const KNOWN_MAX: usize = 5_000_000;
 /// Connections for reads.
 const READERS: u32 = 4;
+/// Grows by a byte after each commit that creates or revokes an API token, in whichever
+/// process (`Store::access_generation`): a server keeping tokens in memory reads them again.
+pub const ACCESS_CHANGED_FILE: &str = "access.changed";
 
 pub struct SqliteStore {
     /// Most alerts the writer keeps in memory (`with_alert_cache_max`).
@@ -382,6 +385,22 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Says that an API token was created or revoked (after the commit): one byte more in
+    /// `ACCESS_CHANGED_FILE`. A failure is logged: servers then keep a revoked token for as
+    /// long as they keep tokens in memory at most.
+    fn access_changed(&self) {
+        use std::io::Write as _;
+        let path = self.dir.join(ACCESS_CHANGED_FILE);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut file| file.write_all(b"."));
+        if let Err(error) = written {
+            tracing::warn!(%error, path = %path.display(), "cannot note a change of API tokens");
+        }
+    }
+
     /// Waits until everything journaled so far is in SQLite: every read and every other write
     /// sees what ingest acknowledged before it. `hurry`: see `Journal::barrier`.
     async fn barrier(&self, hurry: bool) -> Result<(), StoreError> {
@@ -950,6 +969,23 @@ impl Store for SqliteStore {
 
     fn write_lag(&self) -> Option<crate::WriteLag> {
         self.journal.as_ref().map(|journal| journal.lag())
+    }
+
+    fn access_generation(&self) -> Option<(u64, u64)> {
+        // A file that was never written is generation zero; one that cannot be read (its
+        // directory unreadable) gives no generation, and tokens are read each time.
+        match std::fs::metadata(self.dir.join(ACCESS_CHANGED_FILE)) {
+            Ok(meta) => {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+                Some((meta.len(), modified))
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some((0, 0)),
+            Err(_) => None,
+        }
     }
 
     async fn ingest(
@@ -1674,7 +1710,9 @@ impl Store for SqliteStore {
 
     async fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         self.write(async |c| access::insert_token(c, token).await)
-            .await
+            .await?;
+        self.access_changed();
+        Ok(())
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
@@ -1692,8 +1730,13 @@ impl Store for SqliteStore {
         at: DateTime<Utc>,
     ) -> Result<Option<TokenRecord>, StoreError> {
         let at = at.timestamp_millis();
-        self.write(async |c| access::revoke_token(c, id_or_name, at).await)
-            .await
+        let revoked = self
+            .write(async |c| access::revoke_token(c, id_or_name, at).await)
+            .await?;
+        if revoked.is_some() {
+            self.access_changed();
+        }
+        Ok(revoked)
     }
 
     async fn touch_token(&self, id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
@@ -2224,6 +2267,54 @@ mod tests {
         let alerts = read.await.expect("task").expect("alerts");
         assert_eq!(alerts.items.len(), 2, "the read saw the journaled batch");
         store.close().await;
+    }
+
+    /// Creating or revoking an API token, in this store or in another one on the same
+    /// directory (the CLI next to a running server), changes the access generation that
+    /// servers keep tokens by; noting a token's use, or revoking one that is not there, does
+    /// not.
+    #[tokio::test]
+    async fn token_changes_move_the_access_generation() {
+        let dir = tempfile::tempdir().expect("dir");
+        let server = SqliteStore::open(dir.path()).await.expect("open");
+        let cli = SqliteStore::open(dir.path()).await.expect("open");
+        let start = server.access_generation().expect("a generation");
+        let now = Utc::now();
+        let token = TokenRecord {
+            id: crate::sql::new_id(),
+            name: "amtool".into(),
+            owner: "amtool".into(),
+            scopes: vec!["read:alerts".into()],
+            hash: "beef".into(),
+            created_at: now,
+            created_by: "test".into(),
+            expires_at: None,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        cli.put_token(&token).await.expect("create");
+        let created = server.access_generation().expect("a generation");
+        assert_ne!(created, start, "a token made by another process");
+        server.touch_token(&token.id, now).await.expect("touch");
+        assert_eq!(
+            server.access_generation(),
+            Some(created),
+            "a use is no change"
+        );
+        assert!(
+            cli.revoke_token("nobody", now)
+                .await
+                .expect("revoke")
+                .is_none()
+        );
+        assert_eq!(server.access_generation(), Some(created), "nothing revoked");
+        cli.revoke_token("amtool", now)
+            .await
+            .expect("revoke")
+            .expect("revoked");
+        assert_ne!(server.access_generation(), Some(created), "a revocation");
+        cli.close().await;
+        server.close().await;
     }
 
     /// The dispatcher's claims and its look for due work walk their partial indexes of

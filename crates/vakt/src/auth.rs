@@ -338,6 +338,12 @@ const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 const CACHE_ENTRIES_MAX: usize = 10_000;
 /// How often a token's `last_used_at` is written at most.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
+/// How long a token read from the store is kept in memory at most, where the store says when
+/// tokens change (`Store::access_generation`, SQLite): a creation or revocation, by this
+/// process or the CLI, empties it at once; this bound is for a signal that could not be
+/// written. Reading the token for every request cost as much CPU as storing its alerts
+/// (a hop to one of SQLite's reader threads and back; BENCHMARKS.md, issue 18).
+const TOKEN_KEEP_FOR: Duration = Duration::from_secs(2);
 /// The audit log's actor for requests without a credential (where auth is off).
 const ANONYMOUS: &str = "anonymous";
 /// How much of a refused request's body is read before the answer, at most, and for how
@@ -360,6 +366,16 @@ pub struct Auth {
     passwords: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     touched: Mutex<HashMap<String, Instant>>,
+    /// Tokens read from the store, by hash: the record, when it was read, and the store's
+    /// access generation before the read (`TOKEN_KEEP_FOR`).
+    tokens: Mutex<HashMap<String, KeptToken>>,
+}
+
+/// A token as read from the store (`Auth::tokens`).
+struct KeptToken {
+    record: Arc<TokenRecord>,
+    read_at: Instant,
+    generation: (u64, u64),
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -387,6 +403,7 @@ impl Auth {
             passwords: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
         }
     }
 
@@ -540,12 +557,7 @@ impl Auth {
     /// The identity of a token, or why it cannot be used.
     async fn token(&self, token: &str) -> Result<Identity, ApiError> {
         let hash = token_hash(token);
-        let record = self
-            .store
-            .token_by_hash(&hash)
-            .await
-            .map_err(|e| ApiError::internal("reading an API token", e))?
-            .ok_or_else(|| ApiError::unauthorized("the token is not known"))?;
+        let record = self.token_record(hash).await?;
         let now = chrono::Utc::now();
         if record.revoked_at.is_some() {
             return Err(ApiError::unauthorized(format!(
@@ -565,12 +577,50 @@ impl Auth {
             tracing::warn!(%error, token = %record.name, "cannot note the token's use");
         }
         Ok(Identity {
-            name: record.owner,
+            name: record.owner.clone(),
             via: Via::Token,
-            token: Some(record.name),
-            scopes: record.scopes,
+            token: Some(record.name.clone()),
+            scopes: record.scopes.clone(),
             csrf: None,
         })
+    }
+
+    /// The stored token with this hash: kept in memory while the store's access generation
+    /// is unchanged (and `TOKEN_KEEP_FOR` at most), read again otherwise. Unknown tokens are
+    /// not kept: each try reads the store (and counts as a failure).
+    async fn token_record(&self, hash: String) -> Result<Arc<TokenRecord>, ApiError> {
+        let generation = self.store.access_generation();
+        if let Some(generation) = generation
+            && let Some(kept) = locked(&self.tokens).get(&hash)
+            && kept.generation == generation
+            && kept.read_at.elapsed() < TOKEN_KEEP_FOR
+        {
+            return Ok(Arc::clone(&kept.record));
+        }
+        let record = Arc::new(
+            self.store
+                .token_by_hash(&hash)
+                .await
+                .map_err(|e| ApiError::internal("reading an API token", e))?
+                .ok_or_else(|| ApiError::unauthorized("the token is not known"))?,
+        );
+        if let Some(generation) = generation {
+            let mut tokens = locked(&self.tokens);
+            if tokens.len() >= CACHE_ENTRIES_MAX
+                || tokens.values().any(|k| k.generation != generation)
+            {
+                tokens.clear();
+            }
+            tokens.insert(
+                hash,
+                KeptToken {
+                    record: Arc::clone(&record),
+                    read_at: Instant::now(),
+                    generation,
+                },
+            );
+        }
+        Ok(record)
     }
 
     /// Whether the use of `key` (a token, a session) is due to be written: the first time,
