@@ -366,16 +366,16 @@ pub struct Auth {
     passwords: Mutex<HashMap<[u8; 32], (String, Instant)>>,
     failures: Mutex<HashMap<String, (u32, Instant)>>,
     touched: Mutex<HashMap<String, Instant>>,
-    /// Tokens read from the store, by hash: the record, when it was read, and the store's
-    /// access generation before the read (`TOKEN_KEEP_FOR`).
-    tokens: Mutex<HashMap<String, KeptToken>>,
+    /// Tokens read from the store (`TOKEN_KEEP_FOR`).
+    tokens: Mutex<KeptTokens>,
 }
 
-/// A token as read from the store (`Auth::tokens`).
-struct KeptToken {
-    record: Arc<TokenRecord>,
-    read_at: Instant,
-    generation: (u64, u64),
+/// Tokens read from the store while its access generation was `generation`, by hash, each
+/// with when it was read.
+#[derive(Default)]
+struct KeptTokens {
+    generation: Option<(u64, u64)>,
+    by_hash: HashMap<String, (Arc<TokenRecord>, Instant)>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -403,7 +403,7 @@ impl Auth {
             passwords: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(KeptTokens::default()),
         }
     }
 
@@ -590,12 +590,14 @@ impl Auth {
     /// not kept: each try reads the store (and counts as a failure).
     async fn token_record(&self, hash: String) -> Result<Arc<TokenRecord>, ApiError> {
         let generation = self.store.access_generation();
-        if let Some(generation) = generation
-            && let Some(kept) = locked(&self.tokens).get(&hash)
-            && kept.generation == generation
-            && kept.read_at.elapsed() < TOKEN_KEEP_FOR
-        {
-            return Ok(Arc::clone(&kept.record));
+        if generation.is_some() {
+            let kept = locked(&self.tokens);
+            if kept.generation == generation
+                && let Some((record, read_at)) = kept.by_hash.get(&hash)
+                && read_at.elapsed() < TOKEN_KEEP_FOR
+            {
+                return Ok(Arc::clone(record));
+            }
         }
         let record = Arc::new(
             self.store
@@ -604,21 +606,15 @@ impl Auth {
                 .map_err(|e| ApiError::internal("reading an API token", e))?
                 .ok_or_else(|| ApiError::unauthorized("the token is not known"))?,
         );
-        if let Some(generation) = generation {
-            let mut tokens = locked(&self.tokens);
-            if tokens.len() >= CACHE_ENTRIES_MAX
-                || tokens.values().any(|k| k.generation != generation)
-            {
-                tokens.clear();
+        if generation.is_some() {
+            // Read after `generation` was: a change since then moves it again.
+            let mut kept = locked(&self.tokens);
+            if kept.generation != generation || kept.by_hash.len() >= CACHE_ENTRIES_MAX {
+                kept.generation = generation;
+                kept.by_hash.clear();
             }
-            tokens.insert(
-                hash,
-                KeptToken {
-                    record: Arc::clone(&record),
-                    read_at: Instant::now(),
-                    generation,
-                },
-            );
+            kept.by_hash
+                .insert(hash, (Arc::clone(&record), Instant::now()));
         }
         Ok(record)
     }
