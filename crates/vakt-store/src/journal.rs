@@ -721,10 +721,14 @@ impl Linger {
 }
 
 /// The records of one applier transaction: `first` and those that follow it while they keep
-/// coming (until none came for `linger.idle`, `linger.max` after the first, or
+/// coming (until a `linger.idle` passed in which none came, `linger.max` after the first, or
 /// `linger.bytes_max` bytes), or at once when `hurry` is told someone waits (`None`: the
 /// journal is gone, no lingering); then whatever is already queued, within the bytes.
 /// Returns the records and their bytes (`size` of each).
+///
+/// While it gathers, it sleeps for `linger.idle` at a time and then takes what queued
+/// meanwhile, rather than waiting on the queue: a record sent then wakes no one (a stream
+/// of single-alert requests woke the applier once per request, a task switch each).
 pub(crate) async fn gather<T>(
     records: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
     first: T,
@@ -734,34 +738,46 @@ pub(crate) async fn gather<T>(
 ) -> (Vec<T>, usize) {
     let mut bytes = size(&first);
     let mut batch = vec![first];
+    let mut take_queued = |batch: &mut Vec<T>, bytes: &mut usize| {
+        let mut open = true;
+        while *bytes < linger.bytes_max {
+            match records.try_recv() {
+                Ok(next) => {
+                    *bytes += size(&next);
+                    batch.push(next);
+                }
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
+                    open = false;
+                    break;
+                }
+            }
+        }
+        open
+    };
     if let Some(hurry) = hurry {
         let until = tokio::time::Instant::now() + linger.max;
         let hurried = hurry.notified();
         tokio::pin!(hurried);
-        while bytes < linger.bytes_max {
-            let idle = (tokio::time::Instant::now() + linger.idle).min(until);
+        let mut slept = false;
+        loop {
+            let before = batch.len();
+            if !take_queued(&mut batch, &mut bytes) || bytes >= linger.bytes_max {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= until || (slept && batch.len() == before) {
+                // The longest linger is over, or none came for an idle time.
+                break;
+            }
             tokio::select! {
                 biased;
                 _ = &mut hurried => break,
-                next = tokio::time::timeout_at(idle, records.recv()) => match next {
-                    Ok(Some(next)) => {
-                        bytes += size(&next);
-                        batch.push(next);
-                    }
-                    Ok(None) | Err(_) => break,
-                },
+                _ = tokio::time::sleep_until((now + linger.idle).min(until)) => slept = true,
             }
         }
     }
-    while bytes < linger.bytes_max {
-        match records.try_recv() {
-            Ok(next) => {
-                bytes += size(&next);
-                batch.push(next);
-            }
-            Err(_) => break,
-        }
-    }
+    take_queued(&mut batch, &mut bytes);
     (batch, bytes)
 }
 
