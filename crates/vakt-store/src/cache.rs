@@ -216,12 +216,26 @@ impl AlertCache {
         &self,
         fingerprints: impl IntoIterator<Item = &'a Fingerprint>,
     ) -> (HashMap<Fingerprint, Alert>, Vec<&'a Fingerprint>) {
+        let (held, missing) = self.held(fingerprints);
+        let current = held
+            .into_iter()
+            .map(|(fp, alert)| (fp, Alert::clone(alert)))
+            .collect();
+        (current, missing)
+    }
+
+    /// `current`, borrowed from the cache rather than copied out of it (the journaled
+    /// ingest path correlates against these and puts the new states back afterwards).
+    pub fn held<'a>(
+        &self,
+        fingerprints: impl IntoIterator<Item = &'a Fingerprint>,
+    ) -> (HashMap<Fingerprint, &Alert>, Vec<&'a Fingerprint>) {
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         for fp in fingerprints {
             match self.alerts.get(fp) {
                 Some(alert) => {
-                    found.insert(fp.clone(), Alert::clone(alert));
+                    found.insert(fp.clone(), &**alert);
                 }
                 // Not held: the database may have it, unless `known` says it has none.
                 None if !self.complete

@@ -398,7 +398,7 @@ pub(crate) async fn write_correlated(
     if outcomes.iter().any(|o| o.incident.is_some()) {
         open_batch_incidents(conn, pipeline, outcomes).await?;
     }
-    let traces = intern_all(outcomes);
+    let traces = intern_all(outcomes, known);
     let rows = batch_rows(outcomes, &traces, known, &crate::dispatch::Claimed::NONE);
     conn.write_rows(&rows).await?;
     let stored = rows.traces.iter().map(|t| t.id.clone()).collect();
@@ -414,16 +414,19 @@ pub(crate) fn encode_correlated(
     known: &crate::sql::KnownTraces,
     handed: &crate::dispatch::Claimed<'_>,
 ) -> Result<(Vec<u8>, Vec<String>), StoreError> {
-    let traces = intern_all(outcomes);
+    let traces = intern_all(outcomes, known);
     let rows = batch_rows(outcomes, &traces, known, handed);
     let record = crate::journal::encode(&rows)?;
     Ok((record, rows.traces.iter().map(|t| t.id.clone()).collect()))
 }
 
-fn intern_all(outcomes: &[vakt_core::Correlated]) -> Vec<crate::sql::InternedTrace> {
+fn intern_all(
+    outcomes: &[vakt_core::Correlated],
+    known: &crate::sql::KnownTraces,
+) -> Vec<std::sync::Arc<crate::sql::InternedTrace>> {
     outcomes
         .iter()
-        .map(|o| crate::sql::intern(&o.record.trace))
+        .map(|o| known.intern(&o.record.trace))
         .collect()
 }
 
@@ -431,7 +434,7 @@ fn intern_all(outcomes: &[vakt_core::Correlated]) -> Vec<crate::sql::InternedTra
 /// timeline, decided actions (the `claimed` ones apart) and the groups they join.
 fn batch_rows<'a>(
     outcomes: &'a [vakt_core::Correlated],
-    traces: &'a [crate::sql::InternedTrace],
+    traces: &'a [std::sync::Arc<crate::sql::InternedTrace>],
     known: &crate::sql::KnownTraces,
     claimed: &crate::dispatch::Claimed<'_>,
 ) -> crate::sql::BatchRows<'a> {
@@ -444,6 +447,7 @@ fn batch_rows<'a>(
     let new_traces: Vec<&crate::sql::InternedTrace> = traces
         .iter()
         .filter(|t| !known.contains(&t.id) && seen.insert(t.id.as_str()))
+        .map(|t| &**t)
         .collect();
     let records: Vec<(&EventRecord, &str)> = outcomes
         .iter()

@@ -184,7 +184,7 @@ pub(crate) fn correlate_batch(
     silences: &vakt_core::silence::ActiveSilences,
     batch: Vec<Prepared>,
     event_ids: &[String],
-    current: HashMap<Fingerprint, Alert>,
+    current: HashMap<Fingerprint, impl std::borrow::Borrow<Alert>>,
 ) -> Vec<Correlated> {
     let mut new_id = new_id;
     // Where each fingerprint's latest state is: the outcome of its last event in this batch
@@ -194,7 +194,9 @@ pub(crate) fn correlate_batch(
     for (prepared, event_id) in batch.into_iter().zip(event_ids) {
         let alert = match latest.get(&prepared.fingerprint) {
             Some(&i) => outcomes[i].alert.as_ref(),
-            None => current.get(&prepared.fingerprint),
+            None => current
+                .get(&prepared.fingerprint)
+                .map(std::borrow::Borrow::borrow),
         };
         let outcome = pipeline.correlate(prepared, event_id.clone(), alert, silences, &mut new_id);
         if let Some(alert) = &outcome.alert {
@@ -232,15 +234,45 @@ pub(crate) fn intern(trace: &[vakt_core::TraceEntry]) -> InternedTrace {
 /// set is also forgotten after [`KnownTraces::MAX_AGE`], far less than the shortest event
 /// retention: a trace this node stored within that age is used by an event younger than
 /// that, which retention keeps.
+///
+/// It also remembers the interned form of the traces it met (`intern`): events that take
+/// the same path through the rules have the same trace, and serialising and hashing it
+/// again for each of them was a sixth of the writer's time.
 #[derive(Default)]
 pub(crate) struct KnownTraces {
     ids: std::collections::HashSet<String>,
     since: Option<std::time::Instant>,
+    /// Trace -> its interned form (`intern` is a pure function of the trace, so an entry
+    /// never goes stale). Bounded by `INTERNED_MAX`; behind a lock only so the writer can
+    /// use it through the shared reference the queries take (it is never contended).
+    interned: std::sync::Mutex<
+        std::collections::HashMap<Vec<vakt_core::TraceEntry>, std::sync::Arc<InternedTrace>>,
+    >,
 }
 
 impl KnownTraces {
     const MAX: usize = 100_000;
+    /// Distinct traces remembered in their interned form; past it they are forgotten and
+    /// interned again as they come.
+    const INTERNED_MAX: usize = 4096;
     pub(crate) const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    /// `intern(trace)`, remembered.
+    pub fn intern(&self, trace: &[vakt_core::TraceEntry]) -> std::sync::Arc<InternedTrace> {
+        let mut interned = self
+            .interned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(known) = interned.get(trace) {
+            return std::sync::Arc::clone(known);
+        }
+        if interned.len() >= Self::INTERNED_MAX {
+            interned.clear();
+        }
+        let new = std::sync::Arc::new(intern(trace));
+        interned.insert(trace.to_vec(), std::sync::Arc::clone(&new));
+        new
+    }
 
     pub fn contains(&self, id: &str) -> bool {
         self.since.is_some_and(|t| t.elapsed() < Self::MAX_AGE) && self.ids.contains(id)
@@ -567,4 +599,39 @@ pub(crate) fn new_id() -> String {
 /// Rows per multi-row INSERT for a table of `columns` columns.
 pub(crate) fn chunk_rows(columns: usize) -> usize {
     (BINDS_MAX / columns).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vakt_core::{Stage, TraceEntry};
+
+    fn trace(reason: String) -> Vec<TraceEntry> {
+        vec![
+            TraceEntry::new(Stage::Normalise, "kept", "defaults filled in"),
+            TraceEntry::new(Stage::Correlate, "new_alert", reason),
+        ]
+    }
+
+    #[test]
+    fn remembered_traces_intern_as_the_trace_itself_does() {
+        let known = KnownTraces::default();
+        let a = trace("fingerprint of default fields".into());
+        let b = trace("fingerprint of labels".into());
+        let first = known.intern(&a);
+        let direct = intern(&a);
+        assert_eq!((&first.id, &first.body), (&direct.id, &direct.body));
+        // Met again: the same interned trace, not hashed again.
+        assert!(std::sync::Arc::ptr_eq(&first, &known.intern(&a)));
+        let other = known.intern(&b);
+        assert_ne!(other.id, first.id);
+        assert_eq!(other.id, intern(&b).id);
+        // Bounded: many distinct traces forget the old ones, which still intern right.
+        for n in 0..KnownTraces::INTERNED_MAX + 10 {
+            known.intern(&trace(format!("reason {n}")));
+        }
+        let held = known.interned.lock().map(|m| m.len()).unwrap_or(usize::MAX);
+        assert!(held <= KnownTraces::INTERNED_MAX, "{held} held");
+        assert_eq!(known.intern(&a).id, direct.id);
+    }
 }

@@ -1045,7 +1045,7 @@ impl Store for SqliteStore {
         let current = match state.alerts.as_mut() {
             Some(cache) => {
                 cache.prune(history_before);
-                let (current, missing) = cache.current(batch.iter().map(|p| &p.fingerprint));
+                let (current, missing) = cache.held(batch.iter().map(|p| &p.fingerprint));
                 missing.is_empty().then_some(current)
             }
             None => None,

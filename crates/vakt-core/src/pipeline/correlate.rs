@@ -325,7 +325,10 @@ fn repeat(alert: &mut Alert, input: &Input<'_>) {
     alert.category = input.category;
     alert.source.clone_from(&event.source);
     alert.summary.clone_from(&event.summary);
-    alert.labels.clone_from(&event.labels);
+    // Repeats mostly carry the labels the alert has: compare rather than copy the map.
+    if alert.labels != event.labels {
+        alert.labels.clone_from(&event.labels);
+    }
     alert.expires_at = event.expires_at;
 }
 

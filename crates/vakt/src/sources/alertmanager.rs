@@ -319,9 +319,7 @@ impl AlertmanagerConfig {
             "startsAt".into(),
             json!(starts_at.to_rfc3339_opts(SecondsFormat::Millis, true)),
         );
-        if serde_json::to_vec(&details)
-            .map_or(true, |b| b.len() > vakt_core::event::DETAILS_BYTES_MAX)
-        {
+        if !super::details_fit(&details) {
             details = Map::from_iter([(
                 "note".to_owned(),
                 json!("annotations were larger than 64 KiB and were left out"),

@@ -225,6 +225,31 @@ pub fn printable_labels(
         .collect()
 }
 
+/// Whether `details` serialise to at most `DETAILS_BYTES_MAX` bytes of JSON. JSON writes a
+/// byte as six at most (`\u00XX`), so details whose strings are short enough are known to
+/// fit without serialising them (which a peer's every alert paid before); the rest are
+/// serialised and measured.
+pub fn details_fit(details: &serde_json::Map<String, serde_json::Value>) -> bool {
+    use serde_json::Value;
+    fn bound(value: &Value) -> usize {
+        match value {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 40,
+            Value::String(text) => 6 * text.len() + 2,
+            Value::Array(items) => items.iter().map(|v| bound(v) + 1).sum::<usize>() + 2,
+            Value::Object(map) => map_bound(map),
+        }
+    }
+    fn map_bound(map: &serde_json::Map<String, Value>) -> usize {
+        map.iter()
+            .map(|(k, v)| 6 * k.len() + 4 + bound(v))
+            .sum::<usize>()
+            + 2
+    }
+    let max = vakt_core::event::DETAILS_BYTES_MAX;
+    map_bound(details) <= max || serde_json::to_vec(details).is_ok_and(|b| b.len() <= max)
+}
+
 /// Cuts `text` to at most `max` bytes, on a character boundary.
 pub fn cut(text: &str, max: usize) -> String {
     if text.len() <= max {
@@ -246,6 +271,35 @@ pub fn clean(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn details_fit_agrees_with_the_serialised_size() {
+        let max = vakt_core::event::DETAILS_BYTES_MAX;
+        let details = |text: String| {
+            serde_json::Map::from_iter([(
+                "annotations".to_owned(),
+                serde_json::json!({ "description": text, "runbook": [1, true, null] }),
+            )])
+        };
+        let exact = |d: &serde_json::Map<String, serde_json::Value>| {
+            serde_json::to_vec(d).map(|b| b.len()).unwrap_or(usize::MAX) <= max
+        };
+        for text in [
+            "disk full".to_owned(),
+            // Within the limit serialised, beyond the six-bytes-a-byte bound: measured.
+            "a".repeat(max / 2),
+            "a".repeat(max + 1),
+            // Each control character serialises to six bytes: past the limit.
+            "\u{1}".repeat(max / 5),
+            "\u{1}".repeat(max / 7),
+        ] {
+            let d = details(text);
+            let size = serde_json::to_vec(&d).map_or(0, |b| b.len());
+            assert_eq!(details_fit(&d), exact(&d), "{size} bytes serialised");
+        }
+        assert!(details_fit(&details("a".repeat(max / 2))));
+        assert!(!details_fit(&details("\u{1}".repeat(max / 5))));
+    }
 
     #[test]
     fn one_line_turns_breaks_into_spaces_and_escapes_the_rest() {

@@ -504,8 +504,7 @@ fn trigger_event(
     if !request.images.is_empty() {
         details.insert("images".into(), json!(request.images));
     }
-    if serde_json::to_vec(&details).map_or(true, |b| b.len() > vakt_core::event::DETAILS_BYTES_MAX)
-    {
+    if !super::details_fit(&details) {
         details = Map::from_iter([(
             "note".to_owned(),
             json!("custom_details, links and images were larger than 64 KiB and were left out"),
