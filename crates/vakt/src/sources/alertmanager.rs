@@ -243,11 +243,7 @@ fn unavailable(error: impl std::fmt::Display) -> Response {
 
 impl AlertmanagerConfig {
     /// Turns one posted alert into an event; `now` decides firing or resolved.
-    pub fn to_event(
-        &self,
-        alert: &PostableAlert,
-        now: DateTime<Utc>,
-    ) -> Result<EventInput, String> {
+    pub fn to_event(&self, alert: PostableAlert, now: DateTime<Utc>) -> Result<EventInput, String> {
         if alert.labels.is_empty() {
             return Err("at least one label pair required".into());
         }
@@ -308,12 +304,17 @@ impl AlertmanagerConfig {
                     .filter(|v| !v.is_empty())
             })
             .map_or_else(|| check.clone(), |s| super::one_line(s, SUMMARY_LEN_MAX));
+        let service = label(&self.fields.service);
+        let environment = label(&self.fields.environment);
+        let fingerprint = fingerprint(&alert.labels);
         let mut details = Map::new();
         if !alert.annotations.is_empty() {
-            details.insert("annotations".into(), json!(alert.annotations));
+            let annotations = alert.annotations.into_iter();
+            let annotations = annotations.map(|(name, text)| (name, Value::String(text)));
+            details.insert("annotations".into(), Value::Object(annotations.collect()));
         }
-        if let Some(url) = &alert.generator_url {
-            details.insert("generatorURL".into(), json!(url));
+        if let Some(url) = alert.generator_url {
+            details.insert("generatorURL".into(), Value::String(url));
         }
         details.insert(
             "startsAt".into(),
@@ -332,15 +333,15 @@ impl AlertmanagerConfig {
             check,
             severity: Some(severity),
             summary,
-            service: label(&self.fields.service),
-            environment: label(&self.fields.environment),
-            labels: super::printable_labels(&alert.labels),
+            service,
+            environment,
+            labels: super::printable_labels(alert.labels),
             occurred_at: Some(if firing {
                 starts_at
             } else {
                 ends_at.unwrap_or(now)
             }),
-            fingerprint: Some(fingerprint(&alert.labels)),
+            fingerprint: Some(fingerprint),
             details,
             expires_at: firing.then(|| ends_at.unwrap_or(now + resolve_timeout)),
             ..EventInput::default()
@@ -383,11 +384,12 @@ pub async fn post_alerts(
     let config = state.alertmanager_config();
     let now = Utc::now();
     let mut inputs = Vec::with_capacity(alerts.len());
-    for (index, alert) in alerts.iter().enumerate() {
+    let count = alerts.len();
+    for (index, alert) in alerts.into_iter().enumerate() {
         match config.to_event(alert, now) {
             Ok(input) => inputs.push(input),
             Err(error) => {
-                channel.count_rejected(alerts.len(), "invalid");
+                channel.count_rejected(count, "invalid");
                 return bad_request(format!("alert {index}: {error}"));
             }
         }
@@ -518,7 +520,7 @@ pub async fn webhook(
             },
             generator_url: alert.generator_url.clone(),
         };
-        match config.to_event(&postable, now) {
+        match config.to_event(postable, now) {
             Ok(mut input) => {
                 if let Some(receiver) = &payload.receiver {
                     input.details.insert("receiver".into(), json!(receiver));
@@ -1031,7 +1033,9 @@ mod tests {
             ends_at: None,
             generator_url: Some("http://prometheus/graph".into()),
         };
-        let event = config.to_event(&alert, now).expect("valid");
+        let event = config.to_event(alert.clone(), now).expect("valid");
+        assert_eq!(event.details["annotations"]["summary"], "/var is full");
+        assert_eq!(event.details["generatorURL"], "http://prometheus/graph");
         assert_eq!(
             (event.check.as_str(), event.resource.as_str()),
             ("DiskFull", "db01:9100")
@@ -1046,14 +1050,14 @@ mod tests {
             ..alert.clone()
         };
         assert_eq!(
-            config.to_event(&resolved, now).expect("valid").severity,
+            config.to_event(resolved, now).expect("valid").severity,
             Some(Severity::Ok)
         );
         let backwards = PostableAlert {
             ends_at: Some(now - Duration::hours(1)),
             ..alert
         };
-        assert!(config.to_event(&backwards, now).is_err());
+        assert!(config.to_event(backwards, now).is_err());
     }
 
     proptest::proptest! {
@@ -1065,7 +1069,7 @@ mod tests {
         ) {
             let now = Utc::now();
             let alert = PostableAlert { labels, annotations, starts_at: None, ends_at: Some(now + Duration::seconds(ends_in)), generator_url: None };
-            if let Ok(event) = AlertmanagerConfig::default().to_event(&alert, now) {
+            if let Ok(event) = AlertmanagerConfig::default().to_event(alert, now) {
                 let value = serde_json::to_value(&event).expect("serialises");
                 proptest::prop_assert!(EventInput::from_json(0, value).is_ok(), "{:?}", event);
             }
@@ -1074,7 +1078,7 @@ mod tests {
         #[test]
         fn any_json_body_is_alerts_or_a_refusal(body in ".{0,200}") {
             if let Ok(alerts) = serde_json::from_str::<Vec<PostableAlert>>(&body) {
-                for alert in &alerts {
+                for alert in alerts {
                     let _ = AlertmanagerConfig::default().to_event(alert, Utc::now());
                 }
             }

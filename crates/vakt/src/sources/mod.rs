@@ -212,17 +212,16 @@ pub fn printable(text: &str, max: usize) -> String {
 
 /// [`printable`] for every value of a peer's label set.
 pub fn printable_labels(
-    labels: &std::collections::BTreeMap<String, String>,
+    mut labels: std::collections::BTreeMap<String, String>,
 ) -> std::collections::BTreeMap<String, String> {
+    // In place: labels are mostly printable and short, and then nothing is copied.
+    let max = vakt_core::event::LABEL_VALUE_LEN_MAX;
+    for value in labels.values_mut() {
+        if value.len() > max || value.chars().any(|c| c.is_control() && c != '\t') {
+            *value = printable(value, max);
+        }
+    }
     labels
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                printable(v, vakt_core::event::LABEL_VALUE_LEN_MAX),
-            )
-        })
-        .collect()
 }
 
 /// Whether `details` serialise to at most `DETAILS_BYTES_MAX` bytes of JSON. JSON writes a
@@ -308,6 +307,14 @@ mod tests {
         assert_eq!(one_line("tab\tkept", 100), "tab\tkept");
         assert_eq!(printable(" a\nb\u{0}\tc ", 100), " a\\x0ab\\x00\tc ");
         assert_eq!(printable("plain", 3), "pla");
+        let labels = [("a", "x\u{1}y"), ("b", "plain\tkept"), ("c", "")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into();
+        let expected: std::collections::BTreeMap<String, String> =
+            [("a", "x\\x01y"), ("b", "plain\tkept"), ("c", "")]
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .into();
+        assert_eq!(printable_labels(labels), expected);
         assert_eq!(one_line(&"x".repeat(50), 10).len(), 10);
     }
 }
