@@ -253,8 +253,10 @@ pub(crate) struct KnownTraces {
 impl KnownTraces {
     const MAX: usize = 100_000;
     /// Distinct traces remembered in their interned form; past it they are forgotten and
-    /// interned again as they come.
-    const INTERNED_MAX: usize = 4096;
+    /// interned again as they come. A rule set's paths make tens to hundreds of distinct
+    /// traces; each held one costs about 2-3 KiB (the trace and its JSON), so a few MiB
+    /// at the most.
+    const INTERNED_MAX: usize = 1024;
     pub(crate) const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
     /// `intern(trace)`, remembered.
