@@ -232,7 +232,7 @@ impl Store for PostgresStore {
                     batch.iter().map(|p| &p.fingerprint).collect();
                 fingerprints.sort_unstable();
                 fingerprints.dedup();
-                let known_now = &*known;
+                let known_now = &mut *known;
                 // Other nodes write too: read the alert state inside the transaction, locked.
                 let (outcomes, traces) = self
                     .write(async |c| {

@@ -348,7 +348,7 @@ pub(crate) async fn write_batch(
     batch: Vec<vakt_core::Prepared>,
     event_ids: &[String],
     current: std::collections::HashMap<Fingerprint, Alert>,
-    known: &crate::sql::KnownTraces,
+    known: &mut crate::sql::KnownTraces,
 ) -> Result<(Vec<vakt_core::Correlated>, Vec<String>), StoreError> {
     let keys: Vec<&str> = batch
         .iter()
@@ -376,7 +376,7 @@ pub(crate) async fn write_unique(
     batch: Vec<vakt_core::Prepared>,
     event_ids: &[String],
     current: std::collections::HashMap<Fingerprint, Alert>,
-    known: &crate::sql::KnownTraces,
+    known: &mut crate::sql::KnownTraces,
 ) -> Result<(Vec<vakt_core::Correlated>, Vec<String>), StoreError> {
     if batch.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -393,7 +393,7 @@ pub(crate) async fn write_correlated(
     conn: &mut Conn<'_>,
     pipeline: &vakt_core::Pipeline,
     outcomes: &mut [vakt_core::Correlated],
-    known: &crate::sql::KnownTraces,
+    known: &mut crate::sql::KnownTraces,
 ) -> Result<Vec<String>, StoreError> {
     if outcomes.iter().any(|o| o.incident.is_some()) {
         open_batch_incidents(conn, pipeline, outcomes).await?;
@@ -411,7 +411,7 @@ pub(crate) async fn write_correlated(
 /// `escalate::batch_needs_database`) as one journal record, and the ids of the new traces in it.
 pub(crate) fn encode_correlated(
     outcomes: &[vakt_core::Correlated],
-    known: &crate::sql::KnownTraces,
+    known: &mut crate::sql::KnownTraces,
     handed: &crate::dispatch::Claimed<'_>,
 ) -> Result<(Vec<u8>, Vec<String>), StoreError> {
     let traces = intern_all(outcomes, known);
@@ -422,7 +422,7 @@ pub(crate) fn encode_correlated(
 
 fn intern_all(
     outcomes: &[vakt_core::Correlated],
-    known: &crate::sql::KnownTraces,
+    known: &mut crate::sql::KnownTraces,
 ) -> Vec<std::sync::Arc<crate::sql::InternedTrace>> {
     outcomes
         .iter()

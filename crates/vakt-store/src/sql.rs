@@ -243,11 +243,8 @@ pub(crate) struct KnownTraces {
     ids: std::collections::HashSet<String>,
     since: Option<std::time::Instant>,
     /// Trace -> its interned form (`intern` is a pure function of the trace, so an entry
-    /// never goes stale). Bounded by `INTERNED_MAX`; behind a lock only so the writer can
-    /// use it through the shared reference the queries take (it is never contended).
-    interned: std::sync::Mutex<
-        std::collections::HashMap<Vec<vakt_core::TraceEntry>, std::sync::Arc<InternedTrace>>,
-    >,
+    /// never goes stale). Bounded by `INTERNED_MAX`.
+    interned: std::collections::HashMap<Vec<vakt_core::TraceEntry>, std::sync::Arc<InternedTrace>>,
 }
 
 impl KnownTraces {
@@ -260,19 +257,16 @@ impl KnownTraces {
     pub(crate) const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(3600);
 
     /// `intern(trace)`, remembered.
-    pub fn intern(&self, trace: &[vakt_core::TraceEntry]) -> std::sync::Arc<InternedTrace> {
-        let mut interned = self
-            .interned
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(known) = interned.get(trace) {
+    pub fn intern(&mut self, trace: &[vakt_core::TraceEntry]) -> std::sync::Arc<InternedTrace> {
+        if let Some(known) = self.interned.get(trace) {
             return std::sync::Arc::clone(known);
         }
-        if interned.len() >= Self::INTERNED_MAX {
-            interned.clear();
+        if self.interned.len() >= Self::INTERNED_MAX {
+            self.interned.clear();
         }
         let new = std::sync::Arc::new(intern(trace));
-        interned.insert(trace.to_vec(), std::sync::Arc::clone(&new));
+        self.interned
+            .insert(trace.to_vec(), std::sync::Arc::clone(&new));
         new
     }
 
@@ -617,7 +611,7 @@ mod tests {
 
     #[test]
     fn remembered_traces_intern_as_the_trace_itself_does() {
-        let known = KnownTraces::default();
+        let mut known = KnownTraces::default();
         let a = trace("fingerprint of default fields".into());
         let b = trace("fingerprint of labels".into());
         let first = known.intern(&a);
@@ -632,7 +626,7 @@ mod tests {
         for n in 0..KnownTraces::INTERNED_MAX + 10 {
             known.intern(&trace(format!("reason {n}")));
         }
-        let held = known.interned.lock().map(|m| m.len()).unwrap_or(usize::MAX);
+        let held = known.interned.len();
         assert!(held <= KnownTraces::INTERNED_MAX, "{held} held");
         assert_eq!(known.intern(&a).id, direct.id);
     }

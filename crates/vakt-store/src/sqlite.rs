@@ -592,7 +592,7 @@ impl SqliteStore {
             batch,
             &ids,
             current,
-            &state.traces,
+            &mut state.traces,
         )
         .await?;
         commit(&self.writer, tx).await?;
@@ -1090,7 +1090,7 @@ impl Store for SqliteStore {
                 &mut Conn::Sqlite(&mut tx),
                 pipeline,
                 &mut outcomes,
-                &state.traces,
+                &mut state.traces,
             )
             .await?;
             commit(&self.writer, tx).await?;
@@ -1100,7 +1100,8 @@ impl Store for SqliteStore {
                 ids: crate::dispatch::handable(&outcomes, hand.max, now),
                 lease_until_ms: hand.lease_until.timestamp_millis(),
             };
-            let (record, traces) = queries::encode_correlated(&outcomes, &state.traces, &claimed)?;
+            let (record, traces) =
+                queries::encode_correlated(&outcomes, &mut state.traces, &claimed)?;
             self.journal_append(journal, record).await?;
             // Durable, claimed: the caller runs them now (a crash from here on leaves rows
             // `running` whose lease the next start takes back, as for any claim).
