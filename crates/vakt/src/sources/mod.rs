@@ -192,13 +192,13 @@ pub fn one_line(text: &str, max: usize) -> String {
 /// written out as a `\xNN` escape (label values are refused with control characters on the
 /// events API; peers cannot be refused, so theirs are made printable). Spaces are kept.
 pub fn printable(text: &str, max: usize) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
+    if !text.chars().any(escaped) {
         return cut(text, max);
     }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            c if c.is_control() && c != '\t' => {
+            c if escaped(c) => {
                 out.push_str(&format!("\\x{:02x}", u32::from(c)));
             }
             c => out.push(c),
@@ -210,6 +210,11 @@ pub fn printable(text: &str, max: usize) -> String {
     cut(&out, max)
 }
 
+/// The characters [`printable`] writes out as escapes: controls but tab.
+fn escaped(c: char) -> bool {
+    c.is_control() && c != '\t'
+}
+
 /// [`printable`] for every value of a peer's label set.
 pub fn printable_labels(
     mut labels: std::collections::BTreeMap<String, String>,
@@ -217,7 +222,7 @@ pub fn printable_labels(
     // In place: labels are mostly printable and short, and then nothing is copied.
     let max = vakt_core::event::LABEL_VALUE_LEN_MAX;
     for value in labels.values_mut() {
-        if value.len() > max || value.chars().any(|c| c.is_control() && c != '\t') {
+        if value.len() > max || value.chars().any(escaped) {
             *value = printable(value, max);
         }
     }
