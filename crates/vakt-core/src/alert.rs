@@ -234,6 +234,19 @@ pub struct TimelineEntry {
     pub event_id: Option<String>,
 }
 
+impl TimelineEntry {
+    /// A line the pipeline writes when it decides an action (or holds one back) for an
+    /// event: `DecidedAction::timeline_line`. The decided action says all it says, so
+    /// stores keep only the action and give the line back from it (issue 18: one row fewer
+    /// per decided action on the write path).
+    pub fn is_decision(&self) -> bool {
+        matches!(
+            self.kind,
+            TimelineKind::ActionDecided | TimelineKind::ActionSuppressed
+        ) && self.event_id.is_some()
+    }
+}
+
 /// The name the pipeline signs its own timeline entries with.
 pub const PIPELINE_ACTOR: &str = "vakt";
 

@@ -184,12 +184,19 @@ pub(crate) async fn write_alerts(
     .await
 }
 
+/// Stores timeline lines, but not decisions' lines: those are given back from the decided
+/// actions (`list_timeline`).
 pub(crate) async fn insert_timeline(
     conn: &mut Conn<'_>,
     entries: &[&TimelineEntry],
 ) -> Result<(), StoreError> {
     let head = format!("INSERT INTO alert_timeline ({TIMELINE_COLUMNS}) ");
-    insert_rows(conn, &head, "", entries, |entry| {
+    let stored: Vec<&TimelineEntry> = entries
+        .iter()
+        .copied()
+        .filter(|entry| !entry.is_decision())
+        .collect();
+    insert_rows(conn, &head, "", &stored, |entry| {
         crate::sql::timeline_row(entry)
     })
     .await
@@ -1006,6 +1013,10 @@ pub(crate) async fn list_alerts(
     .await
 }
 
+/// An alert's timeline in order: the stored lines and, for each action the pipeline decided
+/// for it, the decision's line, made from the decided action (issue 18: it is not stored
+/// twice). Decisions' lines stored by an earlier vakt are left out: their actions give them.
+/// Escalation pages (actions with a target) never had such a line.
 pub(crate) async fn list_timeline(
     conn: &mut Conn<'_>,
     alert_id: &str,
@@ -1016,7 +1027,24 @@ pub(crate) async fn list_timeline(
     .bind(alert_id.to_owned())
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter().map(timeline_from_row).collect()
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let line = timeline_from_row(row)?;
+        if !line.is_decision() {
+            lines.push(line);
+        }
+    }
+    let decided = crate::dispatch::list_alert_action_records(conn, alert_id).await?;
+    lines.extend(
+        decided
+            .iter()
+            .filter(|record| record.decided.target.is_none())
+            .map(|record| record.decided.timeline_line(record.decided.id.clone())),
+    );
+    // Ids are made in order (`sql::new_id`): a decided action's id comes just before the
+    // line the pipeline made for it, after the lines before it.
+    lines.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(lines)
 }
 
 pub(crate) async fn list_alert_events(

@@ -322,7 +322,12 @@ pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
     Writes {
         alerts: changed.into_iter().map(|(a, _)| a).collect(),
         repeats: repeats.into_iter().map(|(a, _)| a).collect(),
-        timeline: outcomes.iter().flat_map(|o| &o.timeline).collect(),
+        // A decision's line is given back from its decided action (`queries::list_timeline`).
+        timeline: outcomes
+            .iter()
+            .flat_map(|o| &o.timeline)
+            .filter(|entry| !entry.is_decision())
+            .collect(),
         actions: outcomes.iter().flat_map(|o| &o.actions).collect(),
     }
 }

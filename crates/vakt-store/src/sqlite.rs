@@ -2354,6 +2354,72 @@ mod tests {
         store.close().await;
     }
 
+    /// A decision's line is not stored (its decided action is) and is given back from the
+    /// action; one an earlier vakt stored is not shown twice.
+    #[tokio::test]
+    async fn decisions_lines_are_given_back_from_their_actions() {
+        use vakt_core::alert::TimelineKind;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let config = "[[rules]]\nname = \"all\"\nactions = [\"page\"]\n\
+                      [actions.page]\ntype = \"notify\"\nchannel = \"email\"\n";
+        let pipeline =
+            Pipeline::build(&PipelineConfig::from_toml(config).expect("parses")).expect("compiles");
+        let input = EventInput {
+            resource: "db01".into(),
+            check: "disk".into(),
+            summary: "full".into(),
+            severity: Some(vakt_core::Severity::Major),
+            ..EventInput::default()
+        };
+        let prepared = pipeline.prepare(input, "test", Utc::now());
+        let outcome = store
+            .ingest(&pipeline, &Default::default(), vec![prepared])
+            .await
+            .expect("ingest");
+        let alert_id = outcome[0].record.alert_id.clone().expect("opened");
+        let said = outcome[0]
+            .timeline
+            .iter()
+            .find(|t| t.is_decision())
+            .expect("the pipeline's line")
+            .clone();
+        store.barrier(true).await.expect("applied");
+        let mut c = store.writer.acquire().await.expect("connection");
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM alert_timeline WHERE alert_id = ?1 AND kind = 'action_decided'",
+        )
+        .bind(&alert_id)
+        .fetch_one(&mut *c)
+        .await
+        .expect("count");
+        assert_eq!(stored, 0, "the line is not stored beside its action");
+        // The line as an earlier vakt stored it.
+        sqlx::query(
+            "INSERT INTO alert_timeline (id, alert_id, at, kind, actor, message, event_id) \
+             VALUES (?1, ?2, ?3, 'action_decided', 'vakt', ?4, ?5)",
+        )
+        .bind(&said.id)
+        .bind(&alert_id)
+        .bind(said.at.timestamp_millis())
+        .bind(&said.message)
+        .bind(&said.event_id)
+        .execute(&mut *c)
+        .await
+        .expect("insert");
+        drop(c);
+        let timeline = store.timeline(&alert_id).await.expect("timeline");
+        let kinds: Vec<TimelineKind> = timeline.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, [TimelineKind::Opened, TimelineKind::ActionDecided]);
+        assert_eq!(timeline[1].message, said.message);
+        assert_eq!(timeline[1].event_id, said.event_id);
+        assert_eq!(
+            timeline[1].id, outcome[0].actions[0].id,
+            "made from the action"
+        );
+        store.close().await;
+    }
+
     /// The data directory and the database files are private to vakt's user.
     #[cfg(unix)]
     #[test]

@@ -84,6 +84,36 @@ pub struct DecidedAction {
     pub target: Option<crate::escalation::Page>,
 }
 
+impl DecidedAction {
+    /// The alert's timeline line for this decision, under `id`: which action was decided
+    /// (or held back, and by what) for which event, and why. Stores keep the decided action
+    /// and give this line back from it, rather than store both (`TimelineEntry::is_decision`).
+    pub fn timeline_line(&self, id: String) -> TimelineEntry {
+        let (kind, verb) = match &self.suppressed_by {
+            None => (TimelineKind::ActionDecided, Cow::Borrowed("decided")),
+            Some(by) => (
+                TimelineKind::ActionSuppressed,
+                Cow::Owned(format!("suppressed by {by}")),
+            ),
+        };
+        TimelineEntry {
+            id,
+            alert_id: self.alert_id.clone(),
+            at: self.decided_at,
+            kind,
+            by: PIPELINE_ACTOR.to_owned(),
+            message: format!(
+                "action {} ({}, {}) {verb}: {}",
+                self.action,
+                self.kind,
+                self.purpose.as_str(),
+                self.reason
+            ),
+            event_id: Some(self.event_id.clone()),
+        }
+    }
+}
+
 /// An action the matching rules name, with the rules that name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestedAction {
@@ -434,34 +464,7 @@ fn settle_candidates(
         {
             alert.handling.actions.push(action.action.to_string());
         }
-        timeline.push(TimelineEntry {
-            id: new_id(),
-            alert_id: action.alert_id.clone(),
-            at: context.now,
-            kind: if action.suppressed_by.is_some() {
-                TimelineKind::ActionSuppressed
-            } else {
-                TimelineKind::ActionDecided
-            },
-            by: PIPELINE_ACTOR.to_owned(),
-            message: match &action.suppressed_by {
-                None => format!(
-                    "action {} ({}, {}) decided: {}",
-                    action.action,
-                    action.kind,
-                    action.purpose.as_str(),
-                    action.reason
-                ),
-                Some(by) => format!(
-                    "action {} ({}, {}) suppressed by {by}: {}",
-                    action.action,
-                    action.kind,
-                    action.purpose.as_str(),
-                    action.reason
-                ),
-            },
-            event_id: Some(event_id.to_owned()),
-        });
+        timeline.push(action.timeline_line(new_id()));
     }
 
     decided

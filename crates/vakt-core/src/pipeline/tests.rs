@@ -6,7 +6,7 @@ use chrono::{Duration, TimeZone, Utc};
 use serde_json::json;
 
 use super::*;
-use crate::alert::{AlertStatus, TimelineKind};
+use crate::alert::{AlertStatus, TimelineEntry, TimelineKind};
 use crate::event::Severity;
 use crate::trace::Stage;
 
@@ -145,6 +145,34 @@ fn stages_run_in_itil_order_and_explain_themselves() {
     assert_eq!(&*out.actions[0].action, "page");
     let kinds: Vec<TimelineKind> = out.timeline.iter().map(|t| t.kind).collect();
     assert_eq!(kinds, [TimelineKind::Opened, TimelineKind::ActionDecided]);
+    // The decision's line is what its decided action gives back (stores keep only the
+    // action); the other lines are not decisions.
+    let line = &out.timeline[1];
+    assert!(line.is_decision() && !out.timeline[0].is_decision());
+    assert_eq!(*line, out.actions[0].timeline_line(line.id.clone()));
+    assert!(
+        line.message.starts_with("action page ("),
+        "{}",
+        line.message
+    );
+    let mut held = out.actions[0].clone();
+    held.suppressed_by = Some("silence s1".into());
+    let suppressed = held.timeline_line("x".into());
+    assert_eq!(suppressed.kind, TimelineKind::ActionSuppressed);
+    assert!(
+        suppressed.message.contains(") suppressed by silence s1: "),
+        "{}",
+        suppressed.message
+    );
+    assert!(suppressed.is_decision());
+    let finished = TimelineEntry {
+        event_id: None,
+        ..suppressed
+    };
+    assert!(
+        !finished.is_decision(),
+        "a dispatcher's line names no event"
+    );
 }
 
 #[test]

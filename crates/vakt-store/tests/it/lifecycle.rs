@@ -7,7 +7,7 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
     let store = backend.open().await;
     let first = send(&*store, &p, vec![disk(91.0)]).await;
     let alert_id = first[0].record.alert_id.clone().expect("alert opened");
-    send(&*store, &p, vec![disk(96.0), disk(97.0)]).await;
+    let second = send(&*store, &p, vec![disk(96.0), disk(97.0)]).await;
 
     let alert = store.alert(&alert_id).await.expect("read").expect("exists");
     assert_eq!(alert.count, 3);
@@ -24,6 +24,13 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
         vec![json!({"resource": "db01", "check": "disk", "summary": "fine", "severity": "ok"})],
     )
     .await;
+    // What the pipeline said about its decisions, to compare with what is read back.
+    let said: Vec<TimelineEntry> = [&first, &second, &ok]
+        .into_iter()
+        .flatten()
+        .flat_map(|o| o.timeline.clone())
+        .filter(|t| t.kind == TimelineKind::ActionDecided)
+        .collect();
     assert_eq!(ok[0].record.alert_id.as_deref(), Some(alert_id.as_str()));
     store.close().await;
 
@@ -49,6 +56,35 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
             // The notification that ran announces the resolution.
             TimelineKind::ActionDecided
         ]
+    );
+    // A decision's line is given back from its decided action, not stored twice: it says
+    // what the pipeline's own line said, of the same event.
+    let decisions: Vec<TimelineEntry> = store
+        .timeline(&alert_id)
+        .await
+        .expect("timeline")
+        .into_iter()
+        .filter(|t| t.kind == TimelineKind::ActionDecided)
+        .collect();
+    let what = |lines: &[TimelineEntry]| -> Vec<(String, Option<String>, String, String)> {
+        lines
+            .iter()
+            .map(|t| {
+                (
+                    t.message.clone(),
+                    t.event_id.clone(),
+                    t.by.clone(),
+                    t.alert_id.clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(what(&decisions), what(&said));
+    assert!(
+        decisions[0]
+            .message
+            .starts_with("action page (notify, trigger) decided: "),
+        "{decisions:?}"
     );
     let events = store.alert_events(&alert_id, 10).await.expect("events");
     assert_eq!(events.len(), 4);

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use chrono::{Duration, Utc};
 use serde_json::json;
 use vakt_core::alert::{OperatorAction, OperatorRequest};
-use vakt_core::{AlertStatus, EventInput, Pipeline, PipelineConfig, Severity, TimelineKind};
+use vakt_core::{
+    AlertStatus, EventInput, Pipeline, PipelineConfig, Severity, TimelineEntry, TimelineKind,
+};
 use vakt_store::{AlertQuery, EventQuery, Location, OperateError, Store};
 
 const RULES: &str = r#"
