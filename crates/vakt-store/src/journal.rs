@@ -146,6 +146,12 @@ fn build() -> Vec<String> {
             crate::sql::ROLLUP_COLUMNS,
             crate::sql::ROLLUP_CONFLICT,
         ),
+        // New alerts with their opening line (schema 19); kind 2 is for the rest.
+        insert(
+            "alerts",
+            &format!("{ALERT_COLUMNS}, {}", crate::sql::ALERT_OPENED_EXTRA),
+            &alert_conflict(ALERT_UPDATE),
+        ),
     ]
 }
 
@@ -156,6 +162,9 @@ pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreE
     let mut out = Encoded::default();
     out.section(0, &rows.traces, |t| trace_row(t))?;
     out.section(8, &rows.events, |(record, trace)| event_row(record, trace))?;
+    out.section(10, &rows.writes.opened, |(a, line)| {
+        crate::sql::opened_row(a, line)
+    })?;
     out.section(2, &rows.writes.alerts, |a| alert_row(a))?;
     out.section(3, &rows.writes.repeats, |a| alert_row(a))?;
     out.section(4, &rows.writes.timeline, |e| timeline_row(e))?;

@@ -153,6 +153,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0017_reopen_index.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            19,
+            "opened line".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0019_opened_line.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

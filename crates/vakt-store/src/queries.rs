@@ -224,6 +224,15 @@ pub(crate) async fn write_rows_generic(
 ) -> Result<(), StoreError> {
     insert_traces(conn, &rows.traces).await?;
     insert_events(conn, &rows.events).await?;
+    let head = format!(
+        "INSERT INTO alerts ({ALERT_COLUMNS}, {}) ",
+        crate::sql::ALERT_OPENED_EXTRA
+    );
+    let tail = crate::sql::alert_conflict(ALERT_UPDATE);
+    insert_rows(conn, &head, &tail, &rows.writes.opened, |(alert, line)| {
+        crate::sql::opened_row(alert, line)
+    })
+    .await?;
     upsert_alerts(conn, &rows.writes.alerts).await?;
     write_alerts(conn, &rows.writes.repeats, ALERT_REPEAT_UPDATE).await?;
     insert_timeline(conn, &rows.writes.timeline).await?;
@@ -1013,10 +1022,11 @@ pub(crate) async fn list_alerts(
     .await
 }
 
-/// An alert's timeline in order: the stored lines and, for each action the pipeline decided
-/// for it, the decision's line, made from the decided action (issue 18: it is not stored
-/// twice). Decisions' lines stored by an earlier vakt are left out: their actions give them.
-/// Escalation pages (actions with a target) never had such a line.
+/// An alert's timeline in order: the stored lines, the line that opened the alert, made from
+/// the alert's row, and, for each action the pipeline decided for it, the decision's line,
+/// made from the decided action (issue 18: neither is stored twice). Decisions' lines stored
+/// by an earlier vakt are left out: their actions give them. Escalation pages (actions with a
+/// target) never had such a line.
 pub(crate) async fn list_timeline(
     conn: &mut Conn<'_>,
     alert_id: &str,
@@ -1027,13 +1037,34 @@ pub(crate) async fn list_timeline(
     .bind(alert_id.to_owned())
     .fetch_all(&mut *conn)
     .await?;
-    let mut lines = Vec::with_capacity(rows.len());
+    // The line that opened the alert, kept in its row (schema 19; NULL for alerts opened
+    // before, whose line is among the stored ones).
+    let opening = query(
+        "SELECT first_seen, opened_line, opened_event_id FROM alerts WHERE id = $1 AND opened_line IS NOT NULL",
+    )
+    .bind(alert_id.to_owned())
+    .fetch_optional(&mut *conn)
+    .await?
+    .map(|row| -> Result<TimelineEntry, StoreError> {
+        Ok(TimelineEntry {
+            id: alert_id.to_owned(),
+            alert_id: alert_id.to_owned(),
+            at: time(row.try_get("first_seen")?)?,
+            kind: TimelineKind::Opened,
+            by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
+            message: row.try_get("opened_line")?,
+            event_id: row.try_get("opened_event_id")?,
+        })
+    })
+    .transpose()?;
+    let mut lines = Vec::with_capacity(rows.len() + 1);
     for row in &rows {
         let line = timeline_from_row(row)?;
-        if !line.is_decision() {
+        if !line.is_decision() && !(opening.is_some() && line.kind == TimelineKind::Opened) {
             lines.push(line);
         }
     }
+    lines.extend(opening);
     let decided = crate::dispatch::list_alert_action_records(conn, alert_id).await?;
     lines.extend(
         decided

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, TimeZone, Utc};
 use vakt_core::pipeline::DecidedAction;
 use vakt_core::pipeline::Transition;
-use vakt_core::{Alert, Correlated, Fingerprint, Pipeline, Prepared};
+use vakt_core::{Alert, Correlated, Fingerprint, Pipeline, Prepared, TimelineEntry};
 
 use crate::StoreError;
 
@@ -29,6 +29,8 @@ pub(crate) const EVENT_REPLAY_SELECT: &str = "SELECT id, received_at, occurred_a
 pub(crate) const EVENT_COLUMN_COUNT: usize = 21;
 pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at, handling, flapping";
 pub(crate) const ALERT_COLUMN_COUNT: usize = 26;
+/// What a new alert's row has beyond `ALERT_COLUMNS`: the line that opened it (schema 19).
+pub(crate) const ALERT_OPENED_EXTRA: &str = "opened_line, opened_event_id";
 /// Columns a repeat changes: none that an index covers, so the update touches only the row.
 pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at, handling = excluded.handling, flapping = excluded.flapping";
 /// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
@@ -293,7 +295,10 @@ impl KnownTraces {
 
 /// The rows a batch writes: each alert once, in its final state, in order of first change.
 pub(crate) struct Writes<'a> {
-    /// Alerts created or whose status changed in the batch: every column is written.
+    /// Alerts the batch opened, each with the line that says so: every column is written,
+    /// and the line with them (`opened_row`), not as a timeline row.
+    pub opened: Vec<(&'a Alert, &'a TimelineEntry)>,
+    /// Alerts whose status changed in the batch: every column is written.
     pub alerts: Vec<&'a Alert>,
     /// Alerts that only absorbed repeats: only the columns a repeat changes are written.
     pub repeats: Vec<&'a Alert>,
@@ -319,17 +324,44 @@ pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
         }
     }
     let (repeats, changed): (Vec<_>, Vec<_>) = alerts.into_iter().partition(|(_, repeat)| *repeat);
+    // The line of each alert the batch opened goes into the alert's row.
+    let opening: HashMap<&str, &TimelineEntry> = outcomes
+        .iter()
+        .filter(|o| o.transition == Transition::Opened)
+        .flat_map(|o| &o.timeline)
+        .filter(|entry| is_opening(entry))
+        .map(|entry| (entry.alert_id.as_str(), entry))
+        .collect();
+    let mut opened = Vec::with_capacity(opening.len());
+    let mut others = Vec::with_capacity(changed.len());
+    for (alert, _) in changed {
+        match opening.get(alert.id.as_str()) {
+            Some(line) => opened.push((alert, *line)),
+            None => others.push(alert),
+        }
+    }
     Writes {
-        alerts: changed.into_iter().map(|(a, _)| a).collect(),
+        opened,
+        alerts: others,
         repeats: repeats.into_iter().map(|(a, _)| a).collect(),
-        // A decision's line is given back from its decided action (`queries::list_timeline`).
+        // A decision's line is given back from its decided action, an opening line from its
+        // alert's row (`queries::list_timeline`).
         timeline: outcomes
             .iter()
             .flat_map(|o| &o.timeline)
-            .filter(|entry| !entry.is_decision())
+            .filter(|entry| {
+                !entry.is_decision()
+                    && !(is_opening(entry) && opening.contains_key(entry.alert_id.as_str()))
+            })
             .collect(),
         actions: outcomes.iter().flat_map(|o| &o.actions).collect(),
     }
+}
+
+/// Whether a line is the one correlate writes when it opens an alert (kept in the alert's
+/// row: `opened_row`).
+fn is_opening(entry: &TimelineEntry) -> bool {
+    entry.kind == vakt_core::alert::TimelineKind::Opened && entry.event_id.is_some()
 }
 
 /// One bound value of a row. Typed, so that PostgreSQL learns each parameter's type even
@@ -419,6 +451,18 @@ pub(crate) fn alert_row(alert: &Alert) -> [Value<'_>; ALERT_COLUMN_COUNT] {
         owned(json(&alert.handling)),
         Value::Bool(alert.handling.flapping),
     ]
+}
+
+/// An opened alert's row, in `ALERT_COLUMNS` then `ALERT_OPENED_EXTRA` order: its columns and the line
+/// correlate wrote when it opened it (the line's time is the alert's `first_seen`).
+pub(crate) fn opened_row<'a>(
+    alert: &'a Alert,
+    line: &'a TimelineEntry,
+) -> [Value<'a>; ALERT_COLUMN_COUNT + 2] {
+    let mut values = alert_row(alert)
+        .into_iter()
+        .chain([text(&line.message), opt_text(line.event_id.as_deref())]);
+    std::array::from_fn(|_| values.next().unwrap_or(Value::Int(None)))
 }
 
 /// A timeline row, in `TIMELINE_COLUMNS` order.

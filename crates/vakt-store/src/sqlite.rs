@@ -313,6 +313,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0018_drop_active_fingerprint.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            19,
+            "opened line".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0019_opened_line.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -2417,6 +2424,79 @@ mod tests {
             timeline[1].id, outcome[0].actions[0].id,
             "made from the action"
         );
+        store.close().await;
+    }
+
+    /// A new alert's "opened" line is kept in the alert's row, not as a timeline row, and
+    /// read back as the pipeline said it; an alert opened by an earlier vakt keeps its
+    /// stored line.
+    #[tokio::test]
+    async fn opening_lines_are_given_back_from_their_alerts() {
+        use vakt_core::alert::TimelineKind;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let pipeline = Pipeline::build(&PipelineConfig::default()).expect("compiles");
+        let event = |resource: &str| {
+            let input = EventInput {
+                resource: resource.into(),
+                check: "disk".into(),
+                summary: "full".into(),
+                severity: Some(vakt_core::Severity::Major),
+                ..EventInput::default()
+            };
+            pipeline.prepare(input, "test", Utc::now())
+        };
+        let outcome = store
+            .ingest(&pipeline, &Default::default(), vec![event("db01"), event("db01")])
+            .await
+            .expect("ingest");
+        let alert_id = outcome[0].record.alert_id.clone().expect("opened");
+        let said = outcome[0].timeline[0].clone();
+        assert_eq!(said.kind, TimelineKind::Opened);
+        store.barrier(true).await.expect("applied");
+        let mut c = store.writer.acquire().await.expect("connection");
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_timeline WHERE kind = 'opened'")
+            .fetch_one(&mut *c)
+            .await
+            .expect("count");
+        assert_eq!(stored, 0, "the line is in the alert's row");
+        // An alert as an earlier vakt stored it: no line in its row, the line in the timeline.
+        let old = "01OLDALERT0000000000000000";
+        sqlx::query(
+            "INSERT INTO alerts (id, fingerprint, status, category, severity, severity_max, source, \
+             resource, check_name, summary, labels, event_count, first_seen, last_seen, last_event_id) \
+             SELECT ?1, 'old', status, category, severity, severity_max, source, resource, check_name, \
+             summary, labels, event_count, first_seen, last_seen, last_event_id FROM alerts WHERE id = ?2",
+        )
+        .bind(old)
+        .bind(&alert_id)
+        .execute(&mut *c)
+        .await
+        .expect("old alert");
+        sqlx::query(
+            "INSERT INTO alert_timeline (id, alert_id, at, kind, actor, message, event_id) \
+             VALUES ('01OLDLINE00000000000000000', ?1, 0, 'opened', 'vakt', 'opened long ago', NULL)",
+        )
+        .bind(old)
+        .execute(&mut *c)
+        .await
+        .expect("old line");
+        drop(c);
+        let timeline = store.timeline(&alert_id).await.expect("timeline");
+        let line = &timeline[0];
+        assert_eq!(
+            (line.kind, &line.alert_id, &line.by, &line.message, &line.event_id),
+            (said.kind, &said.alert_id, &said.by, &said.message, &said.event_id)
+        );
+        assert_eq!(line.at.timestamp_millis(), said.at.timestamp_millis());
+        assert_eq!(line.id, alert_id, "the line's id is its alert's");
+        assert_eq!(
+            timeline.iter().filter(|t| t.kind == TimelineKind::Opened).count(),
+            1
+        );
+        let old_timeline = store.timeline(old).await.expect("timeline");
+        assert_eq!(old_timeline.len(), 1);
+        assert_eq!(old_timeline[0].message, "opened long ago");
         store.close().await;
     }
 

@@ -80,6 +80,25 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
             .collect()
     };
     assert_eq!(what(&decisions), what(&said));
+    // The opening line is given back from the alert's row, as the pipeline said it.
+    let opened: Vec<TimelineEntry> = store
+        .timeline(&alert_id)
+        .await
+        .expect("timeline")
+        .into_iter()
+        .filter(|t| t.kind == TimelineKind::Opened)
+        .collect();
+    let opened_said: Vec<TimelineEntry> = first[0]
+        .timeline
+        .iter()
+        .filter(|t| t.kind == TimelineKind::Opened)
+        .cloned()
+        .collect();
+    assert_eq!(what(&opened), what(&opened_said));
+    assert_eq!(
+        opened[0].at.timestamp_millis(),
+        opened_said[0].at.timestamp_millis()
+    );
     assert!(
         decisions[0]
             .message
