@@ -330,6 +330,9 @@ pub(crate) fn apply(
         }
     }
     let mut row: Vec<Value<'_>> = Vec::new();
+    // Each trace's newest event among the rows written (schema 20: retention removes a
+    // trace once its newest event is gone, without an index of events by trace).
+    let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     for record in records {
         let mut decoder = Decoder {
             bytes: record,
@@ -342,14 +345,54 @@ pub(crate) fn apply(
                 .ok_or_else(|| {
                     StoreError::Corrupt(format!("journal record: unknown section {kind}"))
                 })?;
+            let events = EVENT_SECTIONS.contains(&kind);
             for _ in 0..rows {
                 row.clear();
                 for _ in 0..columns {
                     row.push(decoder.value()?);
                 }
+                if events {
+                    note_trace_use(&mut newest, &row)?;
+                }
                 statement.run(row.drain(..))?;
             }
         }
+    }
+    if !newest.is_empty() {
+        let mut used = Statement::prepare_in(&locked, crate::sql::TRACE_USED)?;
+        let mut newest: Vec<(&str, &str)> = newest.into_iter().collect();
+        newest.sort_unstable();
+        for (trace, event) in newest {
+            used.run([
+                Value::Text(Some(Cow::Borrowed(event))),
+                Value::Text(Some(Cow::Borrowed(trace))),
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// The sections that insert events (before and since schema 15): their rows start with
+/// the event's id and have its trace's id at `EVENT_TRACE_COLUMN`.
+const EVENT_SECTIONS: [usize; 2] = [1, 8];
+/// Where `trace_id` is in `EVENT_COLUMNS` (and `EVENT_COLUMNS_14`).
+const EVENT_TRACE_COLUMN: usize = 18;
+
+/// Remembers an event row's trace as used by it, if it is the trace's newest event yet.
+fn note_trace_use<'a>(
+    newest: &mut std::collections::HashMap<&'a str, &'a str>,
+    row: &[Value<'a>],
+) -> Result<(), StoreError> {
+    let text = |i: usize| match row.get(i) {
+        Some(Value::Text(Some(Cow::Borrowed(text)))) => Ok(*text),
+        _ => Err(StoreError::Corrupt(format!(
+            "journal record: an event row without text in column {i}"
+        ))),
+    };
+    let (id, trace) = (text(0)?, text(EVENT_TRACE_COLUMN)?);
+    let last = newest.entry(trace).or_insert(id);
+    if id > *last {
+        *last = id;
     }
     Ok(())
 }
@@ -867,6 +910,22 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The applier finds an event row's trace by position: the sections and the column
+    /// lists must agree with it.
+    #[test]
+    fn event_sections_have_the_trace_where_the_applier_looks() {
+        for (kind, columns) in [
+            (1, crate::sql::EVENT_COLUMNS_14),
+            (8, crate::sql::EVENT_COLUMNS),
+        ] {
+            assert!(EVENT_SECTIONS.contains(&kind));
+            assert!(statements()[kind].contains("INSERT INTO events"));
+            let names: Vec<&str> = columns.split(", ").collect();
+            assert_eq!(names[0], "id");
+            assert_eq!(names[EVENT_TRACE_COLUMN], "trace_id");
+        }
+    }
 
     /// A linger for tests: `idle` and `max` in milliseconds.
     fn linger(idle: u64, max: u64, bytes_max: usize) -> Linger {

@@ -114,18 +114,32 @@ async fn prune_events(
 ) -> Result<Pruned, StoreError> {
     let rows = query(
         "DELETE FROM events WHERE id IN \
-         (SELECT id FROM events WHERE id < $1 ORDER BY id LIMIT $2) RETURNING trace_id",
+         (SELECT id FROM events WHERE id < $1 ORDER BY id LIMIT $2) RETURNING id, trace_id",
     )
     .bind(id_before(before))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let mut traces: Vec<String> = rows
-        .iter()
-        .map(|row| row.try_get::<String>("trace_id"))
-        .collect::<Result<_, _>>()?;
+    let mut traces: Vec<String> = Vec::with_capacity(rows.len());
+    let mut newest_removed: Option<String> = None;
+    for row in &rows {
+        traces.push(row.try_get::<String>("trace_id")?);
+        let id = row.try_get::<String>("id")?;
+        if newest_removed.as_ref().is_none_or(|newest| id > *newest) {
+            newest_removed = Some(id);
+        }
+    }
     traces.sort_unstable();
     traces.dedup();
+    // Which of those traces no event uses any more. The events go oldest first, so on
+    // SQLite a trace whose newest event (schema 20) is among or before them is unused;
+    // PostgreSQL asks its index of events by trace.
+    let unused = match conn {
+        Conn::Sqlite(_) => ") AND (last_event_id IS NULL OR last_event_id <= ",
+        Conn::Postgres(_) => {
+            ") AND NOT EXISTS (SELECT 1 FROM events WHERE events.trace_id = traces.trace_id"
+        }
+    };
     let mut removed = Vec::new();
     for chunk in traces.chunks(500) {
         let mut delete = query("DELETE FROM traces WHERE trace_id IN (");
@@ -133,10 +147,11 @@ async fn prune_events(
         for id in chunk {
             ids.push_bind(id.as_str());
         }
-        delete.push(
-            ") AND NOT EXISTS (SELECT 1 FROM events WHERE events.trace_id = traces.trace_id) \
-             RETURNING trace_id",
-        );
+        delete.push(unused);
+        if matches!(conn, Conn::Sqlite(_)) {
+            delete.push_bind(newest_removed.clone().unwrap_or_default());
+        }
+        delete.push(") RETURNING trace_id");
         for row in delete.fetch_all(&mut *conn).await? {
             removed.push(row.try_get::<String>("trace_id")?);
         }

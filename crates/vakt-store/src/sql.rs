@@ -38,6 +38,10 @@ pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excl
 pub(crate) const TRACE_COLUMNS: &str = "trace_id, body";
 /// What follows a trace insert: traces are content-addressed, so a known one is kept as is.
 pub(crate) const TRACE_CONFLICT: &str = " ON CONFLICT (trace_id) DO NOTHING";
+/// A trace's newest event, moved forward only (SQLite, schema 20): retention removes the
+/// trace once the events up to it are gone.
+pub(crate) const TRACE_USED: &str = "UPDATE traces SET last_event_id = ?1 \
+     WHERE trace_id = ?2 AND (last_event_id IS NULL OR last_event_id < ?1)";
 
 /// What follows an alert insert: on an existing id, set the columns `update` names
 /// (`ALERT_UPDATE` or `ALERT_REPEAT_UPDATE`).

@@ -320,6 +320,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0019_opened_line.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            20,
+            "trace last event".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0020_trace_last_event.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -2447,7 +2454,11 @@ mod tests {
             pipeline.prepare(input, "test", Utc::now())
         };
         let outcome = store
-            .ingest(&pipeline, &Default::default(), vec![event("db01"), event("db01")])
+            .ingest(
+                &pipeline,
+                &Default::default(),
+                vec![event("db01"), event("db01")],
+            )
             .await
             .expect("ingest");
         let alert_id = outcome[0].record.alert_id.clone().expect("opened");
@@ -2455,10 +2466,11 @@ mod tests {
         assert_eq!(said.kind, TimelineKind::Opened);
         store.barrier(true).await.expect("applied");
         let mut c = store.writer.acquire().await.expect("connection");
-        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM alert_timeline WHERE kind = 'opened'")
-            .fetch_one(&mut *c)
-            .await
-            .expect("count");
+        let stored: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM alert_timeline WHERE kind = 'opened'")
+                .fetch_one(&mut *c)
+                .await
+                .expect("count");
         assert_eq!(stored, 0, "the line is in the alert's row");
         // An alert as an earlier vakt stored it: no line in its row, the line in the timeline.
         let old = "01OLDALERT0000000000000000";
@@ -2485,13 +2497,28 @@ mod tests {
         let timeline = store.timeline(&alert_id).await.expect("timeline");
         let line = &timeline[0];
         assert_eq!(
-            (line.kind, &line.alert_id, &line.by, &line.message, &line.event_id),
-            (said.kind, &said.alert_id, &said.by, &said.message, &said.event_id)
+            (
+                line.kind,
+                &line.alert_id,
+                &line.by,
+                &line.message,
+                &line.event_id
+            ),
+            (
+                said.kind,
+                &said.alert_id,
+                &said.by,
+                &said.message,
+                &said.event_id
+            )
         );
         assert_eq!(line.at.timestamp_millis(), said.at.timestamp_millis());
         assert_eq!(line.id, alert_id, "the line's id is its alert's");
         assert_eq!(
-            timeline.iter().filter(|t| t.kind == TimelineKind::Opened).count(),
+            timeline
+                .iter()
+                .filter(|t| t.kind == TimelineKind::Opened)
+                .count(),
             1
         );
         let old_timeline = store.timeline(old).await.expect("timeline");

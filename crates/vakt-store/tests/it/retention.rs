@@ -30,6 +30,8 @@ async fn old_data_goes_and_what_is_in_use_stays(backend: &Backend) {
             cpu("a01", "major"),
             cpu("b01", "major"),
             cpu("c01", "major"),
+            // Nothing to clear: the same trace as the young one below.
+            cpu("z01", "ok"),
         ],
     )
     .await;
@@ -38,8 +40,12 @@ async fn old_data_goes_and_what_is_in_use_stays(backend: &Backend) {
     let cutoff = Utc::now();
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     // A repeat of a01 after the cutoff: its event stays.
-    let young = send(&*store, &p, vec![cpu("a01", "major")]).await;
-    assert_eq!(rows(&*store, "events").await, 5);
+    let young = send(&*store, &p, vec![cpu("a01", "major"), cpu("z01", "ok")]).await;
+    assert_eq!(
+        young[1].record.trace, old[3].record.trace,
+        "one trace, old and young"
+    );
+    assert_eq!(rows(&*store, "events").await, 7);
     let traces_before = rows(&*store, "traces").await;
 
     // Events: at most `limit` per call, oldest first, until none is older.
@@ -55,7 +61,7 @@ async fn old_data_goes_and_what_is_in_use_stays(backend: &Backend) {
             .prune(PruneKind::Events, cutoff, 3)
             .await
             .expect("prune"),
-        1
+        2
     );
     assert_eq!(
         store
@@ -64,7 +70,7 @@ async fn old_data_goes_and_what_is_in_use_stays(backend: &Backend) {
             .expect("prune"),
         0
     );
-    assert_eq!(rows(&*store, "events").await, 1);
+    assert_eq!(rows(&*store, "events").await, 2);
     assert!(
         store
             .event(&old[0].record.id)
@@ -78,6 +84,15 @@ async fn old_data_goes_and_what_is_in_use_stays(backend: &Backend) {
         .expect("read")
         .expect("the young event stays");
     assert!(!kept.trace.is_empty(), "its trace stays with it");
+    let shared = store
+        .event(&young[1].record.id)
+        .await
+        .expect("read")
+        .expect("the young event stays");
+    assert_eq!(
+        shared.trace, young[1].record.trace,
+        "a trace an old event shared with a young one stays"
+    );
     let traces_after = rows(&*store, "traces").await;
     assert!(
         traces_after < traces_before && traces_after >= 1,
