@@ -1060,7 +1060,10 @@ pub(crate) async fn list_timeline(
     let mut lines = Vec::with_capacity(rows.len() + 1);
     for row in &rows {
         let line = timeline_from_row(row)?;
-        if !line.is_decision() && !(opening.is_some() && line.kind == TimelineKind::Opened) {
+        // Lines given back from their rows below are shown once.
+        let given_back =
+            line.is_decision() || (opening.is_some() && line.kind == TimelineKind::Opened);
+        if !given_back {
             lines.push(line);
         }
     }

@@ -354,8 +354,9 @@ pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
             .iter()
             .flat_map(|o| &o.timeline)
             .filter(|entry| {
-                !entry.is_decision()
-                    && !(is_opening(entry) && opening.contains_key(entry.alert_id.as_str()))
+                let given_back = entry.is_decision()
+                    || (is_opening(entry) && opening.contains_key(entry.alert_id.as_str()));
+                !given_back
             })
             .collect(),
         actions: outcomes.iter().flat_map(|o| &o.actions).collect(),
