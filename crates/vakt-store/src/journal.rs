@@ -333,6 +333,7 @@ pub(crate) fn apply(
     // Each trace's newest event among the rows written (schema 20: retention removes a
     // trace once its newest event is gone, without an index of events by trace).
     let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    let mut merged = Merged::default();
     for record in records {
         let mut decoder = Decoder {
             bytes: record,
@@ -354,8 +355,38 @@ pub(crate) fn apply(
                 if events {
                     note_trace_use(&mut newest, &row)?;
                 }
-                statement.run(row.drain(..))?;
+                match kind {
+                    ROLLUP_SECTION => merged.rollup(&row)?,
+                    GROUP_NOTE_SECTION => merged.group_note(&row)?,
+                    _ => statement.run(row.drain(..))?,
+                }
             }
+        }
+    }
+    // The upserts every record repeats for the same few keys, once per key.
+    if let Some(statement) = prepared.get_mut(ROLLUP_SECTION).and_then(Option::as_mut) {
+        for ((hour, source, check, category, severity, dropped), events) in &merged.rollup {
+            statement.run([
+                Value::Int(Some(*hour)),
+                Value::Text(Some(Cow::Borrowed(source))),
+                Value::Text(Some(Cow::Borrowed(check))),
+                Value::Text(Some(Cow::Borrowed(category))),
+                Value::Text(Some(Cow::Borrowed(severity))),
+                Value::Bool(*dropped),
+                Value::Int(Some(*events)),
+            ])?;
+        }
+    }
+    if let Some(statement) = prepared
+        .get_mut(GROUP_NOTE_SECTION)
+        .and_then(Option::as_mut)
+    {
+        for (key, (action, at)) in &merged.group_notes {
+            statement.run([
+                Value::Text(Some(Cow::Borrowed(key))),
+                Value::Text(Some(Cow::Borrowed(action))),
+                Value::Int(*at),
+            ])?;
         }
     }
     if !newest.is_empty() {
@@ -372,6 +403,66 @@ pub(crate) fn apply(
     Ok(())
 }
 
+/// The section that adds a batch's events to their hour's counts (`event_rollup`).
+const ROLLUP_SECTION: usize = 9;
+/// The section that notes a group's pending member (`notification_groups`).
+const GROUP_NOTE_SECTION: usize = 6;
+
+/// The rows of the upserts every record of a stream of small batches repeats for the same
+/// keys (an hour's counts, a group's note), merged across the records of one transaction:
+/// the counts summed, a group's note with its last action and its first time, which is
+/// what the upserts one by one leave (`ROLLUP_CONFLICT`, `GROUP_NOTE_CONFLICT`). Neither
+/// table is read by the other statements of a record.
+#[derive(Default)]
+struct Merged<'a> {
+    rollup: std::collections::BTreeMap<(i64, &'a str, &'a str, &'a str, &'a str, bool), i64>,
+    group_notes: std::collections::BTreeMap<&'a str, (&'a str, Option<i64>)>,
+}
+
+impl<'a> Merged<'a> {
+    fn rollup(&mut self, row: &[Value<'a>]) -> Result<(), StoreError> {
+        let key = (
+            int_at(row, 0)?.unwrap_or(0),
+            text_at(row, 1)?,
+            text_at(row, 2)?,
+            text_at(row, 3)?,
+            text_at(row, 4)?,
+            matches!(row.get(5), Some(Value::Bool(true))),
+        );
+        *self.rollup.entry(key).or_insert(0) += int_at(row, 6)?.unwrap_or(0);
+        Ok(())
+    }
+
+    fn group_note(&mut self, row: &[Value<'a>]) -> Result<(), StoreError> {
+        let (key, action, at) = (text_at(row, 0)?, text_at(row, 1)?, int_at(row, 2)?);
+        self.group_notes
+            .entry(key)
+            .and_modify(|note| note.0 = action)
+            .or_insert((action, at));
+        Ok(())
+    }
+}
+
+/// A decoded row's text value at `i` (decoded text borrows the record).
+fn text_at<'a>(row: &[Value<'a>], i: usize) -> Result<&'a str, StoreError> {
+    match row.get(i) {
+        Some(Value::Text(Some(Cow::Borrowed(text)))) => Ok(text),
+        _ => Err(StoreError::Corrupt(format!(
+            "journal record: no text in column {i} of a row"
+        ))),
+    }
+}
+
+/// A decoded row's integer value at `i` (`None` for NULL).
+fn int_at(row: &[Value<'_>], i: usize) -> Result<Option<i64>, StoreError> {
+    match row.get(i) {
+        Some(Value::Int(value)) => Ok(*value),
+        _ => Err(StoreError::Corrupt(format!(
+            "journal record: no integer in column {i} of a row"
+        ))),
+    }
+}
+
 /// The sections that insert events (before and since schema 15): their rows start with
 /// the event's id and have its trace's id at `EVENT_TRACE_COLUMN`.
 const EVENT_SECTIONS: [usize; 2] = [1, 8];
@@ -383,13 +474,7 @@ fn note_trace_use<'a>(
     newest: &mut std::collections::HashMap<&'a str, &'a str>,
     row: &[Value<'a>],
 ) -> Result<(), StoreError> {
-    let text = |i: usize| match row.get(i) {
-        Some(Value::Text(Some(Cow::Borrowed(text)))) => Ok(*text),
-        _ => Err(StoreError::Corrupt(format!(
-            "journal record: an event row without text in column {i}"
-        ))),
-    };
-    let (id, trace) = (text(0)?, text(EVENT_TRACE_COLUMN)?);
+    let (id, trace) = (text_at(row, 0)?, text_at(row, EVENT_TRACE_COLUMN)?);
     let last = newest.entry(trace).or_insert(id);
     if id > *last {
         *last = id;

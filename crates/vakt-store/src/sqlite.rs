@@ -2639,6 +2639,85 @@ mod tests {
         store.close().await;
     }
 
+    /// The records of one applier transaction upsert each hour's counts and each group's
+    /// note once, merged, leaving what their upserts one by one would.
+    #[tokio::test]
+    async fn an_applier_transaction_merges_the_records_repeated_upserts() {
+        use crate::journal::Encoded;
+        use crate::sql::Value;
+        use std::borrow::Cow;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let text = |t: &'static str| Value::Text(Some(Cow::Borrowed(t)));
+        let record = |events: i64, action: &'static str, at: i64, dropped: bool| {
+            let mut encoded = Encoded::default();
+            encoded
+                .section(9, &[()], |()| {
+                    [
+                        Value::Int(Some(3_600_000)),
+                        text("api"),
+                        text("disk"),
+                        text("availability"),
+                        text("major"),
+                        Value::Bool(dropped),
+                        Value::Int(Some(events)),
+                    ]
+                })
+                .expect("rollup");
+            encoded
+                .section(6, &[()], |()| {
+                    [text("svc=db"), text(action), Value::Int(Some(at))]
+                })
+                .expect("group note");
+            encoded.into_bytes()
+        };
+        let records = [
+            record(2, "page", 100, false),
+            record(3, "mail", 200, false),
+            record(5, "mail", 300, true),
+        ];
+        let mut conn = store.writer.acquire().await.expect("connection");
+        sqlx::query(
+            "INSERT INTO event_rollup (hour, source, check_name, category, severity, dropped, events) \
+             VALUES (3600000, 'api', 'disk', 'availability', 'major', 0, 10)",
+        )
+        .execute(&mut *conn)
+        .await
+        .expect("earlier counts");
+        {
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.expect("begin");
+            let mut handle = tx.lock_handle().await.expect("handle");
+            let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            crate::journal::apply(&mut handle, crate::journal::statements(), &payloads)
+                .expect("applied");
+            drop(handle);
+            tx.commit().await.expect("commit");
+        }
+        let counts: Vec<(bool, i64)> =
+            sqlx::query_as("SELECT dropped, events FROM event_rollup ORDER BY dropped")
+                .fetch_all(&mut *conn)
+                .await
+                .expect("counts");
+        assert_eq!(
+            counts,
+            [(false, 15), (true, 5)],
+            "summed onto the stored count"
+        );
+        let note: (String, i64) = sqlx::query_as(
+            "SELECT action, first_pending_at FROM notification_groups WHERE group_key = 'svc=db'",
+        )
+        .fetch_one(&mut *conn)
+        .await
+        .expect("note");
+        assert_eq!(
+            note,
+            ("mail".to_owned(), 100),
+            "the last action, the first time"
+        );
+        drop(conn);
+        store.close().await;
+    }
+
     /// The data directory and the database files are private to vakt's user.
     #[cfg(unix)]
     #[test]
