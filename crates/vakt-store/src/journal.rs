@@ -491,8 +491,7 @@ fn skip_rows(decoder: &mut Decoder<'_>, rows: u32, columns: u8) -> Result<(), St
 
 /// One of the journal's two files: where its lap's next record goes.
 struct Lap {
-    /// Shared with the sync that makes its records durable (`Journal::make_durable`).
-    file: std::sync::Arc<File>,
+    file: File,
     path: PathBuf,
     offset: u64,
     /// The file's length (written zeros included).
@@ -570,7 +569,7 @@ impl JournalFile {
                 let _ = directory.sync_all();
             }
             laps.push(Lap {
-                file: std::sync::Arc::new(file),
+                file,
                 path,
                 offset,
                 length,
@@ -617,29 +616,14 @@ impl JournalFile {
 
     /// Ends the lap being written and starts the next at the beginning of the other file;
     /// returns the ended lap's last sequence number (the database syncs once past it). Only
-    /// when the other file's records are in the database, synced (`lap_full`). The ended
-    /// lap's records are made durable first (later syncs are of the other file).
-    pub(crate) fn switch(&mut self) -> Result<u64, StoreError> {
-        let lap = &self.laps[self.current];
-        lap.file.sync_data().map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot sync the ingest journal {}: {e}",
-                lap.path.display()
-            ))
-        })?;
-        let ended = lap.last;
+    /// when the other file's records are in the database, synced (`lap_full`).
+    pub(crate) fn switch(&mut self) -> u64 {
+        let ended = self.laps[self.current].last;
         self.current = 1 - self.current;
         let next = &mut self.laps[self.current];
         next.offset = 0;
         next.last = 0;
-        Ok(ended)
-    }
-
-    /// The file being written and the last record written to it: a sync of that file makes
-    /// every record up to it durable.
-    pub(crate) fn sync_target(&self) -> (std::sync::Arc<File>, u64) {
-        let lap = &self.laps[self.current];
-        (std::sync::Arc::clone(&lap.file), self.last)
+        ended
     }
 
     /// Starts writing at the beginning of the first file, both laps empty. Only when every
@@ -658,18 +642,7 @@ impl JournalFile {
     }
 
     /// Appends a record and makes it durable; returns its sequence number. Blocking.
-    #[cfg(test)]
     pub(crate) fn append(&mut self, payload: &[u8]) -> Result<u64, StoreError> {
-        let seq = self.write(payload)?;
-        let (file, _) = self.sync_target();
-        file.sync_data()
-            .map_err(|e| StoreError::Unavailable(format!("cannot sync the ingest journal: {e}")))?;
-        Ok(seq)
-    }
-
-    /// Writes a record after the last one, not yet durable (`append`, or a sync of the file
-    /// `sync_target` names); returns its sequence number. Blocking.
-    pub(crate) fn write(&mut self, payload: &[u8]) -> Result<u64, StoreError> {
         let seq = self.last + 1;
         let len = u32::try_from(payload.len())
             .ok()
@@ -718,6 +691,9 @@ impl JournalFile {
             }
             lap.written = at.max(end);
         }
+        lap.file
+            .sync_data()
+            .map_err(|e| io("cannot sync the ingest journal", e))?;
         lap.offset = end;
         lap.length = lap.length.max(end);
         lap.last = seq;
@@ -846,74 +822,6 @@ pub(crate) struct Journal {
     pub waited_us: AtomicU64,
     /// Barriers that hurried the applier (it had records a reader or writer waited for).
     pub hurried: AtomicU64,
-    /// The last record known durable (its file synced). Records are written in order under
-    /// the writer's lock and made durable after it is let go (`make_durable`), so the next
-    /// batch is correlated while this one's sync runs; the applier applies none beyond it.
-    pub durable: tokio::sync::watch::Sender<u64>,
-    /// One sync at a time: a batch that waited for it mostly finds itself durable after it.
-    pub sync_lock: tokio::sync::Mutex<()>,
-    /// Why a sync failed: the journal takes no more records (what it holds may not be on
-    /// disk; a restart reads back what is).
-    pub sync_failed: std::sync::Mutex<Option<String>>,
-}
-
-impl Journal {
-    /// Returns once record `seq` is durable: at once when a sync already covered it, else
-    /// after a sync of the file being written, which covers every record written before it
-    /// started (group commit: batches written meanwhile share the next one).
-    pub(crate) async fn make_durable(&self, seq: u64) -> Result<(), StoreError> {
-        if *self.durable.borrow() >= seq {
-            return Ok(());
-        }
-        let _one = self.sync_lock.lock().await;
-        if *self.durable.borrow() >= seq {
-            return Ok(());
-        }
-        self.refuse_if_failed()?;
-        // A lap switch since the write synced the file it left and moved `durable` past it:
-        // a record not durable yet is in the file being written.
-        let (file, target) = self
-            .file
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .sync_target();
-        match crate::sqlite_bulk::short_blocking(|| file.sync_data()) {
-            Ok(()) => {
-                self.durable_up_to(target);
-                Ok(())
-            }
-            Err(error) => {
-                let message = format!("cannot sync the ingest journal: {error}");
-                tracing::error!(%error, seq, "cannot sync the ingest journal: it takes no more events");
-                *self
-                    .sync_failed
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
-                Err(StoreError::Unavailable(message))
-            }
-        }
-    }
-
-    /// Marks records up to `seq` durable (a lap switch synced them).
-    pub(crate) fn durable_up_to(&self, seq: u64) {
-        self.durable.send_if_modified(|durable| {
-            let moved = seq > *durable;
-            *durable = (*durable).max(seq);
-            moved
-        });
-    }
-
-    /// An error once a sync failed.
-    pub(crate) fn refuse_if_failed(&self) -> Result<(), StoreError> {
-        match &*self
-            .sync_failed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-        {
-            Some(message) => Err(StoreError::Unavailable(message.clone())),
-            None => Ok(()),
-        }
-    }
 }
 
 /// How long the applier lets records gather while they keep coming, unless someone waits
@@ -1288,7 +1196,7 @@ mod tests {
         for n in 1..=10u8 {
             if let Some(need) = journal.lap_full() {
                 needed.push(need);
-                ended.push(journal.switch().expect("switch"));
+                ended.push(journal.switch());
             }
             journal.append(&[n; 30]).expect("append");
         }

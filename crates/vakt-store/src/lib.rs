@@ -326,35 +326,6 @@ pub struct Handed {
     pub earlier: Vec<ActionRecord>,
 }
 
-/// A batch `Store::ingest_staged` correlated and wrote: its outcomes, the actions handed
-/// to the caller, and what makes it durable.
-pub struct Staged {
-    pub outcomes: Vec<Correlated>,
-    pub handed: Vec<Handed>,
-    /// `None`: durable already. Otherwise the batch is durable once this resolves `Ok`, and
-    /// not before: answer no sender and run no handed action until then.
-    pub durable: Option<Durability>,
-}
-
-/// Resolves once a staged batch is durable (`Staged::durable`).
-pub struct Durability(
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>,
-);
-
-impl Durability {
-    pub fn new(
-        done: impl std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
-    ) -> Durability {
-        Durability(Box::pin(done))
-    }
-
-    /// Waits until the batch is durable; an error means it may not be (its senders must be
-    /// told it was not stored).
-    pub async fn wait(self) -> Result<(), StoreError> {
-        self.0.await
-    }
-}
-
 /// Everything vakt keeps. Both implementations pass the same story suite (tests/it).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -402,26 +373,6 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(Vec<Correlated>, Vec<Handed>), StoreError> {
         let _ = hand;
         Ok((self.ingest(pipeline, silences, batch).await?, Vec::new()))
-    }
-
-    /// `ingest_handing` in two steps, so that a caller with one batch after another need not
-    /// wait for each to be durable before the next is correlated: when this returns, the
-    /// batch is correlated and written in order after every earlier one (later batches see
-    /// its alerts), and durable once `Staged::durable` resolves. A backend that writes
-    /// durably in one step returns it durable (the default).
-    async fn ingest_staged(
-        &self,
-        pipeline: &Pipeline,
-        silences: &vakt_core::silence::ActiveSilences,
-        batch: Vec<Prepared>,
-        hand: HandOff,
-    ) -> Result<Staged, StoreError> {
-        let (outcomes, handed) = self.ingest_handing(pipeline, silences, batch, hand).await?;
-        Ok(Staged {
-            outcomes,
-            handed,
-            durable: None,
-        })
     }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError>;

@@ -617,11 +617,9 @@ impl SqliteStore {
         Ok(outcomes)
     }
 
-    /// Writes a batch's record to the journal, after every earlier one, and hands it to the
-    /// applier (which applies it once it is durable); waits first when the applier is too far
-    /// behind. Returns its sequence number: `Journal::make_durable` makes it durable.
-    async fn journal_write(&self, journal: &Journal, record: Vec<u8>) -> Result<u64, StoreError> {
-        journal.refuse_if_failed()?;
+    /// Appends a batch's record to the journal (durable when this returns) and hands it to
+    /// the applier; waits first when the applier is too far behind.
+    async fn journal_append(&self, journal: &Journal, record: Vec<u8>) -> Result<(), StoreError> {
         if let Some(error) = &journal.progress.borrow().error {
             // The database refuses what the journal holds: accept no more until it takes it.
             return Err(StoreError::Unavailable(format!(
@@ -636,7 +634,7 @@ impl SqliteStore {
                 .file
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            file.write(&record)
+            file.append(&record)
         })?;
         journal
             .journaled
@@ -644,8 +642,7 @@ impl SqliteStore {
         journal
             .queue
             .send((seq, record, room))
-            .map_err(|_| StoreError::Unavailable("the journal's applier stopped".into()))?;
-        Ok(seq)
+            .map_err(|_| StoreError::Unavailable("the journal's applier stopped".into()))
     }
 }
 
@@ -698,11 +695,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         error: None,
     });
     let (queue, records) = tokio::sync::mpsc::unbounded_channel();
-    let (durable, _) = tokio::sync::watch::channel(file.last());
     let journal = Arc::new(Journal {
-        durable,
-        sync_lock: tokio::sync::Mutex::new(()),
-        sync_failed: std::sync::Mutex::new(None),
         journaled: std::sync::atomic::AtomicU64::new(file.last()),
         file: std::sync::Mutex::new(file),
         progress,
@@ -811,17 +804,6 @@ async fn applier(
         .await;
         drop(hurry);
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
-        // Only records on disk go into the database: one a crash could still take from the
-        // journal would have its number given again after a restart. Usually the batches'
-        // own syncs made them durable already; else this syncs (one sync for all of them).
-        if let Some(journal) = journal.upgrade()
-            && let Err(error) = journal.make_durable(last).await
-        {
-            journal
-                .progress
-                .send_modify(|p| p.error = Some(error.to_string()));
-            return;
-        }
         let payloads: Vec<&[u8]> = batch.iter().map(|(_, p, _)| p.as_slice()).collect();
         // Past the end of a lap: this commit is synced, so that lap's file may be overwritten.
         let sync = journal.upgrade().is_some_and(|journal| {
@@ -1043,27 +1025,9 @@ impl Store for SqliteStore {
         batch: Vec<vakt_core::Prepared>,
         hand: crate::HandOff,
     ) -> Result<(Vec<vakt_core::Correlated>, Vec<crate::Handed>), StoreError> {
-        let staged = self.ingest_staged(pipeline, silences, batch, hand).await?;
-        if let Some(durable) = staged.durable {
-            durable.wait().await?;
-        }
-        Ok((staged.outcomes, staged.handed))
-    }
-
-    async fn ingest_staged(
-        &self,
-        pipeline: &vakt_core::Pipeline,
-        silences: &vakt_core::silence::ActiveSilences,
-        batch: Vec<vakt_core::Prepared>,
-        hand: crate::HandOff,
-    ) -> Result<crate::Staged, StoreError> {
         let mut state = self.state.lock().await;
         let state = &mut *state;
-        let unhanded = |outcomes| crate::Staged {
-            outcomes,
-            handed: Vec::new(),
-            durable: None,
-        };
+        let unhanded = |outcomes| (outcomes, Vec::new());
         let Some(journal) = &self.journal else {
             return self
                 .ingest_in_transaction(state, pipeline, silences, batch)
@@ -1123,8 +1087,7 @@ impl Store for SqliteStore {
                 .file
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .switch()?;
-            journal.durable_up_to(ended);
+                .switch();
             journal
                 .sync_at
                 .fetch_max(ended, std::sync::atomic::Ordering::AcqRel);
@@ -1132,7 +1095,6 @@ impl Store for SqliteStore {
         let ids: Vec<String> = batch.iter().map(|_| crate::sql::new_id()).collect();
         let mut outcomes = crate::sql::correlate_batch(pipeline, silences, batch, &ids, current);
         let mut handed = Vec::new();
-        let mut written = None;
         let traces = if escalate::batch_needs_database(pipeline, &outcomes) {
             // Incidents and escalations read and write other tables as the batch goes: a
             // transaction of its own, after everything journaled is applied.
@@ -1154,9 +1116,9 @@ impl Store for SqliteStore {
             };
             let (record, traces) =
                 queries::encode_correlated(&outcomes, &mut state.traces, &claimed)?;
-            written = Some(self.journal_write(journal, record).await?);
-            // Claimed: the caller runs them once the record is durable (a crash from then on
-            // leaves rows `running` whose lease the next start takes back, as for any claim).
+            self.journal_append(journal, record).await?;
+            // Durable, claimed: the caller runs them now (a crash from here on leaves rows
+            // `running` whose lease the next start takes back, as for any claim).
             handed = crate::dispatch::handed(&outcomes, &claimed, hand.lease_until);
             traces
         };
@@ -1166,17 +1128,7 @@ impl Store for SqliteStore {
             }
         }
         state.traces.extend(traces);
-        // The next batch is correlated while this one's record is synced: the state (cache,
-        // traces) already has it, and the journal keeps records in order.
-        let durable = written.map(|seq| {
-            let journal = Arc::clone(journal);
-            crate::Durability::new(async move { journal.make_durable(seq).await })
-        });
-        Ok(crate::Staged {
-            outcomes,
-            handed,
-            durable,
-        })
+        Ok((outcomes, handed))
     }
 
     async fn event(&self, id: &str) -> Result<Option<EventRecord>, StoreError> {
@@ -2572,70 +2524,6 @@ mod tests {
         let old_timeline = store.timeline(old).await.expect("timeline");
         assert_eq!(old_timeline.len(), 1);
         assert_eq!(old_timeline[0].message, "opened long ago");
-        store.close().await;
-    }
-
-    /// A staged batch is correlated and written at once and durable only when its sync
-    /// says so; the next batch is correlated on top of it meanwhile, and one sync makes both
-    /// durable.
-    #[tokio::test]
-    async fn a_staged_batch_is_durable_once_synced_and_the_next_builds_on_it() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let journal = Arc::clone(store.journal.as_ref().expect("journaled"));
-        let pipeline = Pipeline::build(&PipelineConfig::default()).expect("compiles");
-        let event = || {
-            let input = EventInput {
-                resource: "db01".into(),
-                check: "disk".into(),
-                summary: "full".into(),
-                severity: Some(vakt_core::Severity::Major),
-                ..EventInput::default()
-            };
-            pipeline.prepare(input, "test", Utc::now())
-        };
-        let hand = crate::HandOff {
-            max: 0,
-            lease_until: Utc::now(),
-        };
-        let silences = Default::default();
-        // The first batch loads the writer's cache (a transaction of its own).
-        store
-            .ingest(&pipeline, &silences, vec![event()])
-            .await
-            .expect("ingest");
-        let first = store
-            .ingest_staged(&pipeline, &silences, vec![event()], hand)
-            .await
-            .expect("staged");
-        let written = journal.journaled.load(std::sync::atomic::Ordering::Acquire);
-        assert!(
-            *journal.durable.borrow() < written,
-            "written, not synced yet"
-        );
-        let second = store
-            .ingest_staged(&pipeline, &silences, vec![event()], hand)
-            .await
-            .expect("staged");
-        let alert = second.outcomes[0].alert.as_ref().expect("alert");
-        assert_eq!(alert.count, 3, "the second batch saw the first");
-        let both = written + 1;
-        assert!(*journal.durable.borrow() < both);
-        second
-            .durable
-            .expect("to be synced")
-            .wait()
-            .await
-            .expect("durable");
-        assert!(*journal.durable.borrow() >= both, "one sync for both");
-        first
-            .durable
-            .expect("to be synced")
-            .wait()
-            .await
-            .expect("durable");
-        let stored = store.alert(&alert.id).await.expect("read").expect("stored");
-        assert_eq!(stored.count, 3);
         store.close().await;
     }
 

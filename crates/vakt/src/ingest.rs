@@ -308,9 +308,8 @@ async fn write_loop(
     batch_events_max: usize,
     hooks: WriterHooks,
 ) {
-    let hooks = Arc::new(hooks);
     let mut held: Option<Job> = None;
-    let last_group_wake = Arc::new(std::sync::Mutex::new(None));
+    let mut last_group_wake = None;
     let mut last_lag = vakt_store::WriteLag::default();
     loop {
         let first = match held.take() {
@@ -336,7 +335,15 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        commit(&*store, &metrics, &hooks, jobs, events, &last_group_wake).await;
+        commit(
+            &*store,
+            &metrics,
+            &hooks,
+            jobs,
+            events,
+            &mut last_group_wake,
+        )
+        .await;
         if let Some(lag) = store.write_lag() {
             observe_lag(&metrics, &lag, &last_lag);
             last_lag = lag;
@@ -348,17 +355,13 @@ async fn write_loop(
     tracing::debug!("ingest writer stopped: queue drained");
 }
 
-/// Correlates and writes one batch; answers its senders (and hands its claimed actions to
-/// the dispatcher) once it is durable. A batch the store still has to make durable is
-/// finished on a task of its own, so the next batch is correlated while this one's write
-/// is synced; its senders hear nothing before then.
 async fn commit(
     store: &dyn Store,
-    metrics: &Arc<Metrics>,
-    hooks: &Arc<WriterHooks>,
+    metrics: &Metrics,
+    hooks: &WriterHooks,
     jobs: Vec<Job>,
     events: usize,
-    last_group_wake: &Arc<std::sync::Mutex<Option<Instant>>>,
+    last_group_wake: &mut Option<Instant>,
 ) {
     let pipeline = Arc::clone(&jobs[0].pipeline);
     let mut batch = Vec::with_capacity(events);
@@ -371,76 +374,19 @@ async fn commit(
     let silences = hooks.silences.get();
     let reserved = hooks.handoff.reserve();
     let hand = reserved.hand;
-    let result = store.ingest_staged(&pipeline, &silences, batch, hand).await;
+    let result = store
+        .ingest_handing(&pipeline, &silences, batch, hand)
+        .await;
+    metrics
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
     metrics.commit_batch_events.observe(events as f64);
-    let pending = matches!(&result, Ok(staged) if staged.durable.is_some());
-    let finish = {
-        let metrics = Arc::clone(metrics);
-        let hooks = Arc::clone(hooks);
-        let last_group_wake = Arc::clone(last_group_wake);
-        async move {
-            let result = match result {
-                Ok(staged) => match staged.durable {
-                    Some(durable) => durable
-                        .wait()
-                        .await
-                        .map(|()| (staged.outcomes, staged.handed)),
-                    None => Ok((staged.outcomes, staged.handed)),
-                },
-                Err(error) => Err(error),
-            };
-            metrics
-                .commit_seconds
-                .observe(started.elapsed().as_secs_f64());
-            finish(
-                &metrics,
-                &hooks,
-                result,
-                reserved,
-                replies,
-                events,
-                &last_group_wake,
-            );
-        }
-    };
-    if pending {
-        tokio::spawn(finish);
-    } else {
-        finish.await;
-    }
-}
-
-/// A sender's share of a batch: how many events, where the answer goes, its queue room.
-type Reply = (
-    usize,
-    oneshot::Sender<Result<Vec<Correlated>, Arc<StoreError>>>,
-    [OwnedSemaphorePermit; 2],
-);
-
-/// What follows a durable batch (or a failed one): hand its claimed actions to the
-/// dispatcher, tell the observers, answer every sender.
-fn finish(
-    metrics: &Metrics,
-    hooks: &WriterHooks,
-    result: Result<(Vec<Correlated>, Vec<vakt_store::Handed>), StoreError>,
-    reserved: crate::actions::Reserved,
-    replies: Vec<Reply>,
-    events: usize,
-    last_group_wake: &std::sync::Mutex<Option<Instant>>,
-) {
     match result {
         Ok((outcomes, handed)) => {
             let handed = hooks.handoff.hand(reserved, handed);
             count(metrics, &outcomes);
             (hooks.observer)(&outcomes);
-            let wake = wake_dispatch(
-                &outcomes,
-                handed,
-                &mut last_group_wake
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            );
-            if wake {
+            if wake_dispatch(&outcomes, handed, last_group_wake) {
                 hooks.dispatch.notify_one();
             }
             let mut outcomes = outcomes.into_iter();
