@@ -59,13 +59,11 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
     );
     // A decision's line is given back from its decided action, not stored twice: it says
     // what the pipeline's own line said, of the same event.
-    let decisions: Vec<TimelineEntry> = store
-        .timeline(&alert_id)
-        .await
-        .expect("timeline")
-        .into_iter()
-        .filter(|t| t.kind == TimelineKind::ActionDecided)
-        .collect();
+    let read_back = store.timeline(&alert_id).await.expect("timeline");
+    let of_kind = |lines: &[TimelineEntry], kind: TimelineKind| -> Vec<TimelineEntry> {
+        lines.iter().filter(|t| t.kind == kind).cloned().collect()
+    };
+    let decisions = of_kind(&read_back, TimelineKind::ActionDecided);
     let what = |lines: &[TimelineEntry]| -> Vec<(String, Option<String>, String, String)> {
         lines
             .iter()
@@ -81,19 +79,8 @@ async fn an_alert_lives_and_is_kept(backend: &Backend) {
     };
     assert_eq!(what(&decisions), what(&said));
     // The opening line is given back from the alert's row, as the pipeline said it.
-    let opened: Vec<TimelineEntry> = store
-        .timeline(&alert_id)
-        .await
-        .expect("timeline")
-        .into_iter()
-        .filter(|t| t.kind == TimelineKind::Opened)
-        .collect();
-    let opened_said: Vec<TimelineEntry> = first[0]
-        .timeline
-        .iter()
-        .filter(|t| t.kind == TimelineKind::Opened)
-        .cloned()
-        .collect();
+    let opened = of_kind(&read_back, TimelineKind::Opened);
+    let opened_said = of_kind(&first[0].timeline, TimelineKind::Opened);
     assert_eq!(what(&opened), what(&opened_said));
     assert_eq!(
         opened[0].at.timestamp_millis(),
