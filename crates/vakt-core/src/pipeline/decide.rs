@@ -412,15 +412,6 @@ fn settle_candidates(
     // Noise control: silences and maintenance windows hold back everything; a flapping
     // alert holds back notifications other than the flapping and settled notices.
     let suppression = context.noise.suppression(alert, context.now);
-    let labels = candidates
-        .iter()
-        .any(|c| {
-            context
-                .actions
-                .get(&*c.action)
-                .is_some_and(|a| !a.group_by().is_empty())
-        })
-        .then(|| alert.match_labels());
     let mut decided = Vec::with_capacity(candidates.len());
     for candidate in candidates {
         let config = context.actions.get(&*candidate.action);
@@ -435,9 +426,9 @@ fn settle_candidates(
             }
             _ => None,
         };
-        let group_key = match (config, &labels) {
-            (Some(config), Some(labels)) if !config.group_by().is_empty() => {
-                Some(group_key(&candidate.action, config.group_by(), labels))
+        let group_key = match config {
+            Some(config) if !config.group_by().is_empty() => {
+                Some(group_key(&candidate.action, config.group_by(), alert))
             }
             _ => None,
         };
@@ -585,13 +576,13 @@ fn why_of(trigger: &Option<String>, transition: Transition, flap: Option<FlapCha
 }
 
 /// `action` and the values of the grouping labels: `page-ops|service=billing`.
-fn group_key(action: &str, group_by: &[String], labels: &BTreeMap<String, String>) -> String {
+fn group_key(action: &str, group_by: &[String], alert: &Alert) -> String {
     let mut key = String::from(action);
     for name in group_by {
         key.push('|');
         key.push_str(name);
         key.push('=');
-        key.push_str(labels.get(name).map_or("", String::as_str));
+        key.push_str(alert.match_label(name).unwrap_or(""));
     }
     key
 }
