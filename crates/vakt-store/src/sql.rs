@@ -31,7 +31,8 @@ pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, sever
 pub(crate) const ALERT_COLUMN_COUNT: usize = 26;
 /// What a new alert's row has beyond `ALERT_COLUMNS`: the line that opened it (schema 19).
 pub(crate) const ALERT_OPENED_EXTRA: &str = "opened_line, opened_event_id";
-/// Columns a repeat changes: none that an index covers, so the update touches only the row.
+/// Columns a repeat changes: not status or fingerprint, so of the alerts' indexes only the
+/// partial ones on `expires_at` and `flapping` can move with it.
 pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at, handling = excluded.handling, flapping = excluded.flapping";
 /// Columns an alert upsert overwrites (all but id, fingerprint and first_seen).
 pub(crate) const ALERT_UPDATE: &str = "status = excluded.status, category = excluded.category, severity = excluded.severity, severity_max = excluded.severity_max, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, acknowledged_by = excluded.acknowledged_by, acknowledged_at = excluded.acknowledged_at, assignee = excluded.assignee, resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at, incident_id = excluded.incident_id, expires_at = excluded.expires_at, handling = excluded.handling, flapping = excluded.flapping";
