@@ -335,11 +335,17 @@ async fn secrets_come_from_the_environment_and_files_and_stay_hidden() {
         .expect("line")
         + 1;
     assert!(err.contains(&format!("vakt.toml:{line}:")), "{err}");
+    // A data directory of its own: the built-in configuration's `./vakt-data` would be
+    // shared with every earlier run.
+    let data = dir.path().join("data");
     let node = spawn_node_with_env(
         std::path::Path::new(path),
         None,
         free_port(),
-        &[("VAKT_TEST_PHONE_KEY", "PH0NE-SECRET")],
+        &[
+            ("VAKT_TEST_PHONE_KEY", "PH0NE-SECRET"),
+            ("VAKT_DATA_DIR", data.to_str().expect("utf-8")),
+        ],
     )
     .await;
     let client = reqwest::Client::new();
