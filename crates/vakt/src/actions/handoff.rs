@@ -28,9 +28,12 @@ pub struct Inbox {
     pub(super) handed: mpsc::UnboundedReceiver<(Handed, OwnedSemaphorePermit)>,
 }
 
-/// Dispatch slots held for a batch about to be stored, and the hand-off they allow.
+/// Dispatch slots held for a batch about to be stored, and the hand-off they allow: one
+/// permit of `hand.max` slots, split per handed action (taking and giving back 64 slots
+/// one by one, for every single-alert batch, was 0.8% of the server's CPU in row 1 of the
+/// Alertmanager comparison).
 pub struct Reserved {
-    permits: Vec<OwnedSemaphorePermit>,
+    slots: Option<OwnedSemaphorePermit>,
     pub hand: HandOff,
 }
 
@@ -57,22 +60,22 @@ impl Handoff {
     /// None while dispatch is off or the dispatcher has stopped.
     pub fn reserve(&self) -> Reserved {
         let handling = self.handling.get();
-        let mut permits = Vec::new();
+        let mut slots = None;
         if handling.dispatch.enabled && !self.inbox.is_closed() {
             let free = self.running.available_permits().min(HAND_MAX);
-            while permits.len() < free {
-                match Arc::clone(&self.running).try_acquire_owned() {
-                    Ok(permit) => permits.push(permit),
-                    Err(_) => break,
-                }
-            }
+            // Slots taken meanwhile by the dispatcher: none this batch (its actions are
+            // claimed from the table, as beyond `HAND_MAX`).
+            slots = u32::try_from(free)
+                .ok()
+                .filter(|&n| n > 0)
+                .and_then(|n| Arc::clone(&self.running).try_acquire_many_owned(n).ok());
         }
         Reserved {
             hand: HandOff {
-                max: permits.len(),
+                max: slots.as_ref().map_or(0, OwnedSemaphorePermit::num_permits),
                 lease_until: Utc::now() + chrono::Duration::seconds(lease_secs(&handling)),
             },
-            permits,
+            slots,
         }
     }
 
@@ -80,9 +83,9 @@ impl Handoff {
     /// left over are released. Returns how many were handed.
     pub fn hand(&self, reserved: Reserved, handed: Vec<Handed>) -> usize {
         let count = handed.len();
-        let mut permits = reserved.permits.into_iter();
+        let mut slots = reserved.slots;
         for item in handed {
-            let Some(permit) = permits.next() else {
+            let Some(permit) = slots.as_mut().and_then(|slots| slots.split(1)) else {
                 // The store never claims more than `hand.max`; should it, the lease runs
                 // out and the action is taken back like an abandoned claim.
                 tracing::error!(action = %item.record.decided.id, "an action was handed without a dispatch slot");
@@ -129,5 +132,38 @@ impl Dispatcher {
                 this.wake.notify_one();
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch holds the free slots (up to `HAND_MAX`) as one permit, and what it did not
+    /// hand goes back at once; a slot the dispatcher holds is not offered.
+    #[tokio::test]
+    async fn a_batch_holds_the_free_slots_and_gives_back_what_it_did_not_hand() {
+        let (_publisher, live) = crate::live::live(super::super::testing::handling(
+            "[dispatch]\nconcurrency = 3\n",
+        ));
+        let (writer, inbox) = handoff(live);
+        let reserved = writer.reserve();
+        assert_eq!(reserved.hand.max, 3);
+        assert_eq!(inbox.running.available_permits(), 0, "held for the batch");
+        assert_eq!(writer.hand(reserved, Vec::new()), 0);
+        assert_eq!(inbox.running.available_permits(), 3, "given back");
+        let busy = Arc::clone(&inbox.running)
+            .try_acquire_owned()
+            .expect("a slot");
+        let reserved = writer.reserve();
+        assert_eq!(reserved.hand.max, 2);
+        drop(reserved);
+        drop(busy);
+        assert_eq!(inbox.running.available_permits(), 3);
+        let (_publisher, live) = crate::live::live(super::super::testing::handling(
+            "[dispatch]\nconcurrency = 200\n",
+        ));
+        let (writer, _inbox) = handoff(live);
+        assert_eq!(writer.reserve().hand.max, HAND_MAX);
     }
 }
