@@ -149,7 +149,7 @@ fn build() -> Vec<String> {
         // New alerts with their opening line (schema 19); kind 2 is for the rest.
         insert(
             "alerts",
-            &format!("{ALERT_COLUMNS}, {}", crate::sql::ALERT_OPENED_EXTRA),
+            &crate::sql::alert_opened_columns(),
             &alert_conflict(ALERT_UPDATE),
         ),
     ]

@@ -225,8 +225,8 @@ pub(crate) async fn write_rows_generic(
     insert_traces(conn, &rows.traces).await?;
     insert_events(conn, &rows.events).await?;
     let head = format!(
-        "INSERT INTO alerts ({ALERT_COLUMNS}, {}) ",
-        crate::sql::ALERT_OPENED_EXTRA
+        "INSERT INTO alerts ({}) ",
+        crate::sql::alert_opened_columns()
     );
     let tail = crate::sql::alert_conflict(ALERT_UPDATE);
     insert_rows(conn, &head, &tail, &rows.writes.opened, |(alert, line)| {
@@ -1061,8 +1061,7 @@ pub(crate) async fn list_timeline(
     for row in &rows {
         let line = timeline_from_row(row)?;
         // Lines given back from their rows below are shown once.
-        let given_back =
-            line.is_decision() || (opening.is_some() && line.kind == TimelineKind::Opened);
+        let given_back = line.is_decision() || (opening.is_some() && line.is_opening());
         if !given_back {
             lines.push(line);
         }

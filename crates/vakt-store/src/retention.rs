@@ -134,11 +134,15 @@ async fn prune_events(
     // Which of those traces no event uses any more. The events go oldest first, so on
     // SQLite a trace whose newest event (schema 20) is among or before them is unused;
     // PostgreSQL asks its index of events by trace.
-    let unused = match conn {
-        Conn::Sqlite(_) => ") AND (last_event_id IS NULL OR last_event_id <= ",
-        Conn::Postgres(_) => {
-            ") AND NOT EXISTS (SELECT 1 FROM events WHERE events.trace_id = traces.trace_id"
-        }
+    let (unused, newest_bound) = match conn {
+        Conn::Sqlite(_) => (
+            ") AND (last_event_id IS NULL OR last_event_id <= ",
+            Some(newest_removed.unwrap_or_default()),
+        ),
+        Conn::Postgres(_) => (
+            ") AND NOT EXISTS (SELECT 1 FROM events WHERE events.trace_id = traces.trace_id",
+            None,
+        ),
     };
     let mut removed = Vec::new();
     for chunk in traces.chunks(500) {
@@ -148,8 +152,8 @@ async fn prune_events(
             ids.push_bind(id.as_str());
         }
         delete.push(unused);
-        if matches!(conn, Conn::Sqlite(_)) {
-            delete.push_bind(newest_removed.clone().unwrap_or_default());
+        if let Some(newest) = &newest_bound {
+            delete.push_bind(newest.clone());
         }
         delete.push(") RETURNING trace_id");
         for row in delete.fetch_all(&mut *conn).await? {

@@ -29,8 +29,11 @@ pub(crate) const EVENT_REPLAY_SELECT: &str = "SELECT id, received_at, occurred_a
 pub(crate) const EVENT_COLUMN_COUNT: usize = 21;
 pub(crate) const ALERT_COLUMNS: &str = "id, fingerprint, status, category, severity, severity_max, source, resource, check_name, service, environment, summary, labels, event_count, first_seen, last_seen, last_event_id, acknowledged_by, acknowledged_at, assignee, resolved_by, resolved_at, incident_id, expires_at, handling, flapping";
 pub(crate) const ALERT_COLUMN_COUNT: usize = 26;
-/// What a new alert's row has beyond `ALERT_COLUMNS`: the line that opened it (schema 19).
-pub(crate) const ALERT_OPENED_EXTRA: &str = "opened_line, opened_event_id";
+/// A new alert's columns: `ALERT_COLUMNS` and the line that opened it (schema 19), in
+/// `opened_row` order.
+pub(crate) fn alert_opened_columns() -> String {
+    format!("{ALERT_COLUMNS}, opened_line, opened_event_id")
+}
 /// Columns a repeat changes: not status or fingerprint, so of the alerts' indexes only the
 /// partial ones on `expires_at` and `flapping` can move with it.
 pub(crate) const ALERT_REPEAT_UPDATE: &str = "severity = excluded.severity, severity_max = excluded.severity_max, category = excluded.category, source = excluded.source, summary = excluded.summary, labels = excluded.labels, event_count = excluded.event_count, last_seen = excluded.last_seen, last_event_id = excluded.last_event_id, expires_at = excluded.expires_at, handling = excluded.handling, flapping = excluded.flapping";
@@ -334,7 +337,7 @@ pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
         .iter()
         .filter(|o| o.transition == Transition::Opened)
         .flat_map(|o| &o.timeline)
-        .filter(|entry| is_opening(entry))
+        .filter(|entry| entry.is_opening())
         .map(|entry| (entry.alert_id.as_str(), entry))
         .collect();
     let mut opened = Vec::with_capacity(opening.len());
@@ -356,18 +359,12 @@ pub(crate) fn writes(outcomes: &[Correlated]) -> Writes<'_> {
             .flat_map(|o| &o.timeline)
             .filter(|entry| {
                 let given_back = entry.is_decision()
-                    || (is_opening(entry) && opening.contains_key(entry.alert_id.as_str()));
+                    || (entry.is_opening() && opening.contains_key(entry.alert_id.as_str()));
                 !given_back
             })
             .collect(),
         actions: outcomes.iter().flat_map(|o| &o.actions).collect(),
     }
-}
-
-/// Whether a line is the one correlate writes when it opens an alert (kept in the alert's
-/// row: `opened_row`).
-fn is_opening(entry: &TimelineEntry) -> bool {
-    entry.kind == vakt_core::alert::TimelineKind::Opened && entry.event_id.is_some()
 }
 
 /// One bound value of a row. Typed, so that PostgreSQL learns each parameter's type even
@@ -459,7 +456,7 @@ pub(crate) fn alert_row(alert: &Alert) -> [Value<'_>; ALERT_COLUMN_COUNT] {
     ]
 }
 
-/// An opened alert's row, in `ALERT_COLUMNS` then `ALERT_OPENED_EXTRA` order: its columns and the line
+/// An opened alert's row, in `alert_opened_columns` order: its columns and the line
 /// correlate wrote when it opened it (the line's time is the alert's `first_seen`).
 pub(crate) fn opened_row<'a>(
     alert: &'a Alert,

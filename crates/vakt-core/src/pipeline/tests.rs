@@ -149,6 +149,7 @@ fn stages_run_in_itil_order_and_explain_themselves() {
     // action); the other lines are not decisions.
     let line = &out.timeline[1];
     assert!(line.is_decision() && !out.timeline[0].is_decision());
+    assert!(out.timeline[0].is_opening() && !line.is_opening());
     assert_eq!(*line, out.actions[0].timeline_line(line.id.clone()));
     assert!(
         line.message.starts_with("action page ("),
