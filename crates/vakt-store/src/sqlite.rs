@@ -2379,16 +2379,12 @@ mod tests {
                       [actions.page]\ntype = \"notify\"\nchannel = \"email\"\n";
         let pipeline =
             Pipeline::build(&PipelineConfig::from_toml(config).expect("parses")).expect("compiles");
-        let input = EventInput {
-            resource: "db01".into(),
-            check: "disk".into(),
-            summary: "full".into(),
-            severity: Some(vakt_core::Severity::Major),
-            ..EventInput::default()
-        };
-        let prepared = pipeline.prepare(input, "test", Utc::now());
         let outcome = store
-            .ingest(&pipeline, &Default::default(), vec![prepared])
+            .ingest(
+                &pipeline,
+                &Default::default(),
+                vec![ping(&pipeline, "db01")],
+            )
             .await
             .expect("ingest");
         let alert_id = outcome[0].record.alert_id.clone().expect("opened");
@@ -2442,22 +2438,12 @@ mod tests {
         use vakt_core::alert::TimelineKind;
         let dir = tempfile::tempdir().expect("dir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
-        let pipeline = Pipeline::build(&PipelineConfig::default()).expect("compiles");
-        let event = |resource: &str| {
-            let input = EventInput {
-                resource: resource.into(),
-                check: "disk".into(),
-                summary: "full".into(),
-                severity: Some(vakt_core::Severity::Major),
-                ..EventInput::default()
-            };
-            pipeline.prepare(input, "test", Utc::now())
-        };
+        let pipeline = no_rules();
         let outcome = store
             .ingest(
                 &pipeline,
                 &Default::default(),
-                vec![event("db01"), event("db01")],
+                vec![ping(&pipeline, "db01"), ping(&pipeline, "db01")],
             )
             .await
             .expect("ingest");
