@@ -152,6 +152,15 @@ pub const ALERT_CACHE_MAX: usize = 200_000;
 const KNOWN_MAX: usize = 5_000_000;
 /// Connections for reads.
 const READERS: u32 = 4;
+/// The WAL is copied into the database once it holds this many pages (32 MiB): the
+/// applier's transactions rewrite the same index pages again and again, and a checkpoint
+/// writes each page once however often the WAL holds it. SQLite's default (1,000 pages)
+/// checkpointed after nearly every transaction of many unique alerts, a tenth of the
+/// server's CPU (BENCHMARKS.md, issue 18: "Fewer checkpoints").
+const WAL_CHECKPOINT_PAGES: u32 = 8192;
+/// What the WAL file is cut back to after a checkpoint emptied it (a burst that outran
+/// checkpoints, or a long read that held one back, leaves no larger file behind).
+const WAL_KEPT_BYTES: u64 = 64 << 20;
 /// Grows by a byte after each commit that creates or revokes an API token, in whichever
 /// process (`Store::access_generation`): a server keeping tokens in memory reads them again.
 pub const ACCESS_CHANGED_FILE: &str = "access.changed";
@@ -360,7 +369,9 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // 64 MiB of page cache (negative means KiB): index pages stay in memory.
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+            .pragma("journal_size_limit", WAL_KEPT_BYTES.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             // Keep the one connection: its data_version is what tells other writers apart.
@@ -2427,6 +2438,27 @@ mod tests {
             timeline[1].id, outcome[0].actions[0].id,
             "made from the action"
         );
+        store.close().await;
+    }
+
+    /// The writer checkpoints the WAL in large steps and cuts the file back after: both
+    /// settings reach its connection (sqlx applies pragmas per connection it opens).
+    #[tokio::test]
+    async fn the_writer_checkpoints_in_large_steps() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let mut c = store.writer.acquire().await.expect("connection");
+        let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(&mut *c)
+            .await
+            .expect("pragma");
+        assert_eq!(pages, i64::from(WAL_CHECKPOINT_PAGES));
+        let kept: i64 = sqlx::query_scalar("PRAGMA journal_size_limit")
+            .fetch_one(&mut *c)
+            .await
+            .expect("pragma");
+        assert_eq!(kept, i64::try_from(WAL_KEPT_BYTES).expect("small"));
+        drop(c);
         store.close().await;
     }
 
