@@ -42,4 +42,4 @@ wait "$probe"
 curl -s "localhost:$port/metrics" | grep -E "commit_seconds|commit_batch" > "${METRICS_OUT:-/dev/null}" || true
 echo "load:    $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["events_per_second"]), "events/s accepted of", d["events"], "offered; request p99", d["latency_ms"]["p99"], "ms")' "$work/load.json") (offered at $rate/s)"
 echo "latency: $(cat "$work/latency.json")"
-[ -n "${SERVE_LOG:-}" ] && cp "$work/serve.log" "$SERVE_LOG"
+if [ -n "${SERVE_LOG:-}" ]; then cp "$work/serve.log" "$SERVE_LOG"; fi
