@@ -55,7 +55,7 @@ impl fmt::Display for AlertStatus {
 }
 
 /// The alert of CONTRACT.md.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alert {
     pub id: String,
@@ -88,6 +88,137 @@ pub struct Alert {
     /// What the handling stage remembers: actions that ran, recent state changes, flapping.
     #[serde(default)]
     pub handling: Handling,
+}
+
+/// Written out (not derived) for `clone_from`: the writer's cache takes every change of a
+/// held alert with it, and the derived one copies the whole alert afresh and drops the old
+/// copy (8% of the server's CPU with 1,000 repeating alerts, BENCHMARKS.md issue 18). Both
+/// name every field (no `..`), so a new field cannot be forgotten.
+impl Clone for Alert {
+    fn clone(&self) -> Alert {
+        let Alert {
+            id,
+            fingerprint,
+            status,
+            category,
+            severity,
+            severity_max,
+            source,
+            resource,
+            check,
+            service,
+            environment,
+            summary,
+            labels,
+            count,
+            first_seen,
+            last_seen,
+            last_event_id,
+            acknowledged_by,
+            acknowledged_at,
+            assignee,
+            resolved_by,
+            resolved_at,
+            incident_id,
+            expires_at,
+            handling,
+        } = self;
+        Alert {
+            id: id.clone(),
+            fingerprint: fingerprint.clone(),
+            status: *status,
+            category: *category,
+            severity: *severity,
+            severity_max: *severity_max,
+            source: source.clone(),
+            resource: resource.clone(),
+            check: check.clone(),
+            service: service.clone(),
+            environment: environment.clone(),
+            summary: summary.clone(),
+            labels: labels.clone(),
+            count: *count,
+            first_seen: *first_seen,
+            last_seen: *last_seen,
+            last_event_id: last_event_id.clone(),
+            acknowledged_by: acknowledged_by.clone(),
+            acknowledged_at: *acknowledged_at,
+            assignee: assignee.clone(),
+            resolved_by: resolved_by.clone(),
+            resolved_at: *resolved_at,
+            incident_id: incident_id.clone(),
+            expires_at: *expires_at,
+            handling: handling.clone(),
+        }
+    }
+
+    /// Field by field into this alert's own buffers; the fingerprint and labels, which a
+    /// later state of the same alert mostly keeps, only when they differ.
+    fn clone_from(&mut self, source: &Alert) {
+        let Alert {
+            id,
+            fingerprint,
+            status,
+            category,
+            severity,
+            severity_max,
+            source: from,
+            resource,
+            check,
+            service,
+            environment,
+            summary,
+            labels,
+            count,
+            first_seen,
+            last_seen,
+            last_event_id,
+            acknowledged_by,
+            acknowledged_at,
+            assignee,
+            resolved_by,
+            resolved_at,
+            incident_id,
+            expires_at,
+            handling:
+                Handling {
+                    actions,
+                    changes,
+                    flapping,
+                },
+        } = source;
+        self.id.clone_from(id);
+        if self.fingerprint != *fingerprint {
+            self.fingerprint = fingerprint.clone();
+        }
+        self.status = *status;
+        self.category = *category;
+        self.severity = *severity;
+        self.severity_max = *severity_max;
+        self.source.clone_from(from);
+        self.resource.clone_from(resource);
+        self.check.clone_from(check);
+        self.service.clone_from(service);
+        self.environment.clone_from(environment);
+        self.summary.clone_from(summary);
+        if self.labels != *labels {
+            self.labels.clone_from(labels);
+        }
+        self.count = *count;
+        self.first_seen = *first_seen;
+        self.last_seen = *last_seen;
+        self.last_event_id.clone_from(last_event_id);
+        self.acknowledged_by.clone_from(acknowledged_by);
+        self.acknowledged_at = *acknowledged_at;
+        self.assignee.clone_from(assignee);
+        self.resolved_by.clone_from(resolved_by);
+        self.resolved_at = *resolved_at;
+        self.incident_id.clone_from(incident_id);
+        self.expires_at = *expires_at;
+        self.handling.actions.clone_from(actions);
+        self.handling.changes.clone_from(changes);
+        self.handling.flapping = *flapping;
+    }
 }
 
 /// Most actions an alert remembers for its resolution notice.
@@ -467,6 +598,59 @@ pub(crate) mod tests {
         }
         assert_eq!(a.match_label("resource"), Some("from-a-label"));
         assert_eq!(a.match_label("environment"), None);
+    }
+
+    /// `clone_from` leaves an alert equal to its source, whichever fields differ (here all
+    /// of them, some from a value to none and back) and when the labels are the same.
+    #[test]
+    fn clone_from_copies_every_field() {
+        let mut a = alert(AlertStatus::Open);
+        a.labels.insert("team".into(), "db".into());
+        a.service = Some("billing".into());
+        a.handling.actions.push("page".into());
+        let later = a.first_seen + chrono::Duration::minutes(5);
+        let b = Alert {
+            id: "01B".into(),
+            fingerprint: Fingerprint::sent("other"),
+            status: AlertStatus::Resolved,
+            category: Category::Warning,
+            severity: Severity::Minor,
+            severity_max: Severity::Major,
+            source: "prometheus".into(),
+            resource: "web02".into(),
+            check: "http".into(),
+            service: None,
+            environment: Some("prod".into()),
+            summary: "slow".into(),
+            labels: BTreeMap::from([("team".into(), "web".into())]),
+            count: 7,
+            first_seen: later,
+            last_seen: later,
+            last_event_id: "01F".into(),
+            acknowledged_by: Some("alice".into()),
+            acknowledged_at: Some(later),
+            assignee: Some("bob".into()),
+            resolved_by: Some("carol".into()),
+            resolved_at: Some(later),
+            incident_id: Some("01I".into()),
+            expires_at: Some(later),
+            handling: Handling {
+                actions: vec!["mail".into(), "chat".into()],
+                changes: vec![later],
+                flapping: true,
+            },
+        };
+        let mut c = a.clone();
+        assert_eq!(c, a);
+        c.clone_from(&b);
+        assert_eq!(c, b);
+        c.clone_from(&a);
+        assert_eq!(c, a);
+        let mut same_labels = b.clone();
+        same_labels.labels.clone_from(&a.labels);
+        let mut d = a.clone();
+        d.clone_from(&same_labels);
+        assert_eq!(d, same_labels);
     }
 
     pub fn alert(status: AlertStatus) -> Alert {

@@ -286,16 +286,17 @@ impl AlertCache {
                 .insert(position, (at, alert.fingerprint.clone(), alert.id.clone()));
         }
         match (self.known.as_mut(), this) {
-            (Some(known), Some(this)) => {
-                known
-                    .entry(alert.fingerprint.clone())
-                    .and_modify(|newest| {
-                        if this.id >= newest.id {
-                            *newest = this;
-                        }
-                    })
-                    .or_insert(this);
-            }
+            // Most puts are of a fingerprint `known` has: no copy of the key for those.
+            (Some(known), Some(this)) => match known.get_mut(&alert.fingerprint) {
+                Some(newest) => {
+                    if this.id >= newest.id {
+                        *newest = this;
+                    }
+                }
+                None => {
+                    known.insert(alert.fingerprint.clone(), this);
+                }
+            },
             // An id `known` cannot keep: stop trusting it.
             (Some(_), None) => self.known = None,
             (None, _) => {}
