@@ -113,12 +113,25 @@ impl Driver {
 }
 
 async fn css(client: &Client, selector: &str) -> fantoccini::elements::Element {
-    client
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(selector))
-        .await
-        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client
+            .wait()
+            .at_most(deadline.saturating_duration_since(Instant::now()))
+            .for_element(Locator::Css(selector))
+            .await
+        {
+            Ok(element) => return element,
+            // A page still loading when the lookup starts aborts it (chromedriver: "aborted
+            // by navigation"): look again on the page that loaded.
+            Err(e)
+                if e.to_string().contains("aborted by navigation") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{selector}: {e}"),
+        }
+    }
 }
 
 /// Waits until the page's text contains `text`, or fails after `secs`.
