@@ -7,6 +7,10 @@
 #   SCALE=0.2 bench/compare-alertmanager.sh     # the same matrix with a fifth of the alerts
 #   ONLY=vakt bench/compare-alertmanager.sh     # vakt only (e.g. while changing it)
 #   ROWS="1 4" bench/compare-alertmanager.sh    # only rows 1 and 4 of the matrix
+#   RUNS=5 bench/compare-alertmanager.sh        # each scenario five times, the two servers
+#                                               # alternating; the table gives medians and
+#                                               # every run's ratio (a run of the single-alert
+#                                               # rows lasts a second and swings by a third)
 #   PG_URL=postgres://postgres@127.0.0.1:5432/postgres ONLY=vakt bench/compare-alertmanager.sh
 #                                               # vakt on PostgreSQL (a fresh database per scenario)
 #   PG_URL=... PG_NODES=2 ONLY=vakt bench/compare-alertmanager.sh
@@ -28,6 +32,7 @@ cd "$(dirname "$0")/.."
 SCALE=${SCALE:-1}
 ONLY=${ONLY:-both}
 ROWS=${ROWS:-"1 2 3 4 5 6 7 8 9 10"}
+RUNS=${RUNS:-1}
 AM_PORT=${AM_PORT:-19093}
 VAKT_PORT=${VAKT_PORT:-19470}
 SINK_PORT=${SINK_PORT:-19500}
@@ -199,33 +204,60 @@ for row in $ROWS; do
     IFS='|' read -r name per conns fps events <<<"${scenarios[$((row - 1))]}"
     events=$(python3 -c "print(max(int($events * $SCALE) // $per * $per, $per * $conns))")
     [ "$fps" = 0 ] && fps=$events
-    for system in "${systems[@]}"; do
-        one "$system" "$row" "$per" "$conns" "$fps" "$events"
+    for run in $(seq 1 "$RUNS"); do
+        for system in "${systems[@]}"; do
+            one "$system" "$row" "$per" "$conns" "$fps" "$events"
+            for kind in json rss now; do
+                if [ -f "$work/$system.$row.$kind" ]; then
+                    mv "$work/$system.$row.$kind" "$work/$system.$row.$kind.$run"
+                fi
+            done
+        done
     done
     echo "$name|$events" > "$work/name.$row"
 done
 echo "notifications received by the sink: $(curl -sf "http://127.0.0.1:$SINK_PORT/")"
 
-python3 - "$work" "$ROWS" <<'PY'
-import json, os, sys
-work, rows = sys.argv[1], sys.argv[2].split()
-def read(system, row):
-    path = f"{work}/{system}.{row}.json"
+python3 - "$work" "$ROWS" "$RUNS" <<'PY'
+import json, os, statistics, sys
+work, rows, runs = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
+def run(system, row, n):
+    path = f"{work}/{system}.{row}.json.{n}"
     if not os.path.exists(path):
         return None
     r = json.load(open(path))
-    return r["events_per_second"], r["latency_ms"]["p99"], r["accepted"], open(f"{work}/{system}.{row}.rss").read().strip()
-print(f"\n| scenario | alerts | Alertmanager 0.25 alerts/s (p99) | vakt alerts/s (p99) | ratio |")
-print("|---|---|---|---|---|")
+    rss = open(f"{work}/{system}.{row}.rss.{n}").read().strip()
+    return r["events_per_second"], r["latency_ms"]["p99"], r["accepted"], rss
+def read(system, row):
+    # Over the runs: median rate and p99, the fewest accepted, the largest peak RSS.
+    got = [r for r in (run(system, row, n) for n in range(1, runs + 1)) if r]
+    if not got:
+        return None
+    rss = [int(r[3]) for r in got if r[3].isdigit()]
+    return (statistics.median(r[0] for r in got), statistics.median(r[1] for r in got),
+            min(r[2] for r in got), str(max(rss)) if rss else "-")
+def ratios(row):
+    # Each run's vakt / Alertmanager, the two measured one after the other.
+    pairs = [(run("alertmanager", row, n), run("vakt", row, n)) for n in range(1, runs + 1)]
+    return [vk[0] / am[0] for am, vk in pairs if am and vk and am[0]]
+several = runs > 1
+what = f"median of {runs} runs, " if several else ""
+print(f"\n| scenario | alerts | Alertmanager 0.25 alerts/s ({what}p99) | vakt alerts/s ({what}p99) | ratio |"
+      + (" each run's ratio |" if several else ""))
+print("|---|---|---|---|---|" + ("---|" if several else ""))
 for row in rows:
     name, events = open(f"{work}/name.{row}").read().strip().split("|")
     am, vk = read("alertmanager", row), read("vakt", row)
     cell = lambda x: f"{x[0]:,.0f} ({x[1]:,.1f} ms)" if x else "-"
-    ratio = f"{vk[0] / am[0]:.2f}" if am and vk and am[0] else "-"
-    print(f"| {name} | {int(events):,} | {cell(am)} | {cell(vk)} | {ratio} |")
+    each = ratios(row)
+    ratio = f"{statistics.median(each):.2f}" if each else "-"
+    line = f"| {name} | {int(events):,} | {cell(am)} | {cell(vk)} | {ratio} |"
+    if several:
+        line += " " + (" / ".join(f"{r:.2f}" for r in each) or "-") + " |"
+    print(line)
 print("\npeak RSS (MiB) per scenario, Alertmanager / vakt: " + ", ".join(
     f"{row}: {(read('alertmanager', row) or [0,0,0,'-'])[3]} / {(read('vakt', row) or [0,0,0,'-'])[3]}" for row in rows))
-now = lambda system, row: open(f"{work}/{system}.{row}.now").read().strip() if os.path.exists(f"{work}/{system}.{row}.now") else "-"
+now = lambda system, row: open(f"{work}/{system}.{row}.now.{runs}").read().strip() if os.path.exists(f"{work}/{system}.{row}.now.{runs}") else "-"
 memory = [row for row in rows if int(row) > 10]
 if memory:
     print("\n| open alerts | Alertmanager RSS MiB (peak) | vakt RSS MiB (peak) | KiB per alert, Alertmanager / vakt |")
