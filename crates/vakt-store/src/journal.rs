@@ -243,13 +243,15 @@ const PACKED: u8 = 0xFF;
 /// record shrinks to about half, a batch of a hundred to an eighth (BENCHMARKS.md, issue 18).
 const PACK_MIN: usize = 256;
 
-/// The payload as the journal file holds it: compressed when that makes it shorter. The
-/// journal's bytes are a sixth of what an alert costs the disk, which every sync waits for.
+/// The payload as the journal file holds it: compressed when that makes it shorter.
+/// Uncompressed, the journal was a sixth of the bytes an alert costs the disk, and a sync
+/// waits for all of them (BENCHMARKS.md, issue 18). One too large for a record stays as it
+/// is (`JournalFile::write` refuses it, saying so; `unpack` would).
 pub(crate) fn pack(payload: Vec<u8>) -> Vec<u8> {
     let Ok(size) = u32::try_from(payload.len()) else {
         return payload;
     };
-    if payload.len() < PACK_MIN {
+    if payload.len() < PACK_MIN || payload.len() >= RECORD_MAX {
         return payload;
     }
     let head = 1 + 4;
