@@ -14,6 +14,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod ingest;
 pub mod itsm;
+pub mod listen;
 pub mod live;
 pub mod metrics;
 pub mod oncall;

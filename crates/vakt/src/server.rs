@@ -146,7 +146,7 @@ impl Server {
 
 /// Binds the configured address and starts serving.
 pub async fn launch(config: Config, overrides: Overrides) -> anyhow::Result<Server> {
-    let listener = TcpListener::bind(config.listen)
+    let listener = crate::listen::tcp(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     launch_with_listener(listener, config, overrides).await

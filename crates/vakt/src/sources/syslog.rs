@@ -109,7 +109,7 @@ pub async fn start(
             .push(tokio::spawn(udp_loop(socket, Arc::clone(&listener))));
     }
     for address in &config.tcp {
-        let socket = TcpListener::bind(address)
+        let socket = crate::listen::tcp(address.as_str())
             .await
             .with_context(|| format!("sources.syslog: cannot listen on TCP {address}"))?;
         let local = socket.local_addr()?;
@@ -124,7 +124,7 @@ pub async fn start(
     }
     if let Some(tls) = &config.tls {
         let tls_acceptor = acceptor(tls).context("sources.syslog.tls")?;
-        let socket = TcpListener::bind(&tls.listen)
+        let socket = crate::listen::tcp(tls.listen.as_str())
             .await
             .with_context(|| format!("sources.syslog.tls: cannot listen on {}", tls.listen))?;
         let local = socket.local_addr()?;
