@@ -248,12 +248,10 @@ const PACK_MIN: usize = 256;
 /// waits for all of them (BENCHMARKS.md, issue 18). One too large for a record stays as it
 /// is (`JournalFile::write` refuses it, saying so; `unpack` would).
 pub(crate) fn pack(payload: Vec<u8>) -> Vec<u8> {
-    let Ok(size) = u32::try_from(payload.len()) else {
-        return payload;
+    let size = match u32::try_from(payload.len()) {
+        Ok(size) if (PACK_MIN..RECORD_MAX).contains(&payload.len()) => size,
+        _ => return payload,
     };
-    if payload.len() < PACK_MIN || payload.len() >= RECORD_MAX {
-        return payload;
-    }
     let head = 1 + 4;
     let mut out = vec![0; head + lz4_flex::block::get_maximum_output_size(payload.len())];
     out[0] = PACKED;
