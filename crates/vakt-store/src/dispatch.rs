@@ -327,10 +327,11 @@ pub(crate) fn group_note_row<'a>(key: &'a str, action: &'a str, at_ms: i64) -> [
 }
 
 pub(crate) const ATTEMPT_COLUMNS: &str =
-    "id, action_id, attempt, started_at, finished_at, outcome, detail, output";
+    "id, action_id, attempt, started_at, finished_at, outcome, detail, output, timeline_line";
 
-/// An attempt's row, in `ATTEMPT_COLUMNS` order.
-pub(crate) fn attempt_row(a: &Attempt) -> [Value<'_>; 8] {
+/// An attempt's row, in `ATTEMPT_COLUMNS` order; `gives_line` when the alert's timeline
+/// line for it is made from the row when read, not stored (`line_from_attempt`).
+pub(crate) fn attempt_row(a: &Attempt, gives_line: bool) -> [Value<'_>; 9] {
     [
         Value::Text(Some(Cow::Borrowed(&a.id))),
         Value::Text(Some(Cow::Borrowed(&a.action_id))),
@@ -340,7 +341,68 @@ pub(crate) fn attempt_row(a: &Attempt) -> [Value<'_>; 8] {
         Value::Text(Some(Cow::Borrowed(&a.outcome))),
         Value::Text(Some(Cow::Borrowed(&a.detail))),
         Value::Text(a.output.as_ref().map(|o| Cow::Owned(json(o)))),
+        Value::Int(Some(i64::from(gives_line))),
     ]
+}
+
+/// Whether a finished attempt's timeline line says nothing its attempt row and action do
+/// not: then the line is not stored but made from them when read (schema 21), as a
+/// decision's line is made from its action. A line that says more (a command's output
+/// excerpt) is stored.
+fn line_from_attempt(record: &ActionRecord, finish: &Finish) -> bool {
+    let attempt = &finish.attempt;
+    let skipped = finish.next == Next::Done(ActionStatus::Skipped);
+    skipped == (attempt.outcome == "skipped")
+        && finish.timeline
+            == record
+                .decided
+                .attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail)
+}
+
+/// The timeline line of an attempt whose line is not stored (`line_from_attempt`), under
+/// the attempt's id (made when it finished, so in order among the alert's lines).
+pub(crate) fn attempt_timeline_line(decided: &DecidedAction, attempt: &Attempt) -> TimelineEntry {
+    TimelineEntry {
+        id: attempt.id.clone(),
+        alert_id: decided.alert_id.clone(),
+        at: attempt.finished_at,
+        kind: if attempt.outcome == "skipped" {
+            TimelineKind::ActionSuppressed
+        } else {
+            TimelineKind::ActionRun
+        },
+        by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
+        message: decided.attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail),
+        event_id: None,
+    }
+}
+
+/// The lines of an alert's attempts that are made from their rows (schema 21; attempts
+/// recorded before have their lines stored), given the alert's actions.
+pub(crate) async fn attempt_lines(
+    conn: &mut Conn<'_>,
+    alert_id: &str,
+    actions: &[ActionRecord],
+) -> Result<Vec<TimelineEntry>, StoreError> {
+    let rows = query(
+        "SELECT id, action_id, attempt, started_at, finished_at, outcome, detail, output FROM action_attempts \
+         WHERE timeline_line = 1 AND action_id IN (SELECT id FROM decided_actions WHERE alert_id = $1)",
+    )
+    .bind(alert_id.to_owned())
+    .fetch_all(&mut *conn)
+    .await?;
+    let by_id: std::collections::HashMap<&str, &DecidedAction> = actions
+        .iter()
+        .map(|r| (r.decided.id.as_str(), &r.decided))
+        .collect();
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let attempt = attempt_from_row(row)?;
+        if let Some(decided) = by_id.get(attempt.action_id.as_str()) {
+            lines.push(attempt_timeline_line(decided, &attempt));
+        }
+    }
+    Ok(lines)
 }
 
 /// The groups of `actions` that got a pending member, each once.
@@ -534,6 +596,7 @@ pub(crate) async fn recover_expired(
                 detail: record.outcome.clone().unwrap_or_default(),
                 output: None,
             },
+            false,
         )
         .await?;
         insert_timeline(
@@ -561,9 +624,10 @@ pub(crate) async fn recover_expired(
 pub(crate) async fn insert_attempt(
     conn: &mut Conn<'_>,
     attempt: &Attempt,
+    gives_line: bool,
 ) -> Result<(), StoreError> {
     let head = format!("INSERT INTO action_attempts ({ATTEMPT_COLUMNS}) ");
-    crate::queries::insert_rows(conn, &head, "", &[attempt], |a| attempt_row(a)).await
+    crate::queries::insert_rows(conn, &head, "", &[attempt], |a| attempt_row(a, gives_line)).await
 }
 
 /// Records an attempt and moves its action on; only an action still `running` moves.
@@ -572,7 +636,8 @@ pub(crate) async fn finish_in(
     record: &ActionRecord,
     finish: &Finish,
 ) -> Result<(), StoreError> {
-    insert_attempt(conn, &finish.attempt).await?;
+    let gives_line = line_from_attempt(record, finish);
+    insert_attempt(conn, &finish.attempt, gives_line).await?;
     let (status, next_at, finished_at) = match finish.next {
         Next::Done(status) => (status, None, Some(ms(finish.attempt.finished_at))),
         Next::Retry(at) => (ActionStatus::Pending, Some(ms(at)), None),
@@ -591,7 +656,9 @@ pub(crate) async fn finish_in(
     if let Next::Retry(at) = finish.next {
         note_groups(conn, &pending_groups([&record.decided]), ms(at)).await?;
     }
-    insert_timeline(conn, &[&finish_line(record, finish)]).await?;
+    if !gives_line {
+        insert_timeline(conn, &[&finish_line(record, finish)]).await?;
+    }
     Ok(())
 }
 
@@ -613,19 +680,31 @@ fn finish_line(record: &ActionRecord, finish: &Finish) -> TimelineEntry {
 }
 
 /// The rows a batch of finished attempts writes, prepared once for a bulk path: an attempt
-/// row, the action's move (only from `running`, as `finish_in`) and a timeline line each.
+/// row, the action's move (only from `running`, as `finish_in`) and, where the attempt
+/// row does not give it back (`line_from_attempt`), a timeline line each.
 pub(crate) struct FinishRows<'a> {
     items: &'a [(ActionRecord, Finish)],
+    gives_line: Vec<bool>,
     timeline: Vec<TimelineEntry>,
 }
 
 impl<'a> FinishRows<'a> {
     pub(crate) fn new(items: &'a [(ActionRecord, Finish)]) -> FinishRows<'a> {
+        let gives_line: Vec<bool> = items
+            .iter()
+            .map(|(record, finish)| line_from_attempt(record, finish))
+            .collect();
         let timeline = items
             .iter()
-            .map(|(record, finish)| finish_line(record, finish))
+            .zip(&gives_line)
+            .filter(|(_, given)| !**given)
+            .map(|((record, finish), _)| finish_line(record, finish))
             .collect();
-        FinishRows { items, timeline }
+        FinishRows {
+            items,
+            gives_line,
+            timeline,
+        }
     }
 
     /// Writes the rows on a locked SQLite connection, inside the caller's transaction.
@@ -635,13 +714,19 @@ impl<'a> FinishRows<'a> {
     ) -> Result<(), StoreError> {
         use crate::sql::{TIMELINE_COLUMNS, timeline_row};
         use crate::sqlite_bulk::{each, insert};
+        let attempts: Vec<(&Attempt, bool)> = self
+            .items
+            .iter()
+            .zip(&self.gives_line)
+            .map(|((_, finish), given)| (&finish.attempt, *given))
+            .collect();
         insert(
             db,
             "action_attempts",
             ATTEMPT_COLUMNS,
             "",
-            self.items,
-            |(_, finish)| attempt_row(&finish.attempt),
+            &attempts,
+            |(attempt, given)| attempt_row(attempt, *given),
         )?;
         each(
             db,

@@ -394,6 +394,8 @@ pub(crate) fn apply(
     // trace once its newest event is gone, without an index of events by trace).
     let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     let mut merged = Merged::default();
+    // Decided actions, written last and by group (`group_members_together`).
+    let mut actions: Vec<Vec<Value<'_>>> = Vec::new();
     for record in records {
         let mut decoder = Decoder {
             bytes: record,
@@ -418,9 +420,16 @@ pub(crate) fn apply(
                 match kind {
                     ROLLUP_SECTION => merged.rollup(&row)?,
                     GROUP_NOTE_SECTION => merged.group_note(&row)?,
+                    ACTION_SECTION => actions.push(std::mem::take(&mut row)),
                     _ => statement.run(row.drain(..))?,
                 }
             }
+        }
+    }
+    if let Some(statement) = prepared.get_mut(ACTION_SECTION).and_then(Option::as_mut) {
+        group_members_together(&mut actions);
+        for row in actions {
+            statement.run(row)?;
         }
     }
     // The upserts every record repeats for the same few keys, once per key.
@@ -461,6 +470,28 @@ pub(crate) fn apply(
         }
     }
     Ok(())
+}
+
+/// The section of decided actions (`decided_actions`, `ACTION_COLUMNS`).
+const ACTION_SECTION: usize = 5;
+/// Where a decided action's `group_key` is among `ACTION_COLUMNS`.
+const ACTION_GROUP_KEY: usize = 10;
+
+/// Puts the decided actions of a transaction's records in group order, each group's in the
+/// order they were decided (a stable sort; ungrouped ones first). SQLite keeps a table's
+/// rows in the order they are written, and a group message claims and then finishes every
+/// pending member of its group: written in decision order, the members of a score of groups
+/// lie interleaved, about one per page, and each claim and each finish rewrote a page per
+/// member, more of the disk's bytes than ingest itself (BENCHMARKS.md, issue 18: "Group
+/// members side by side"). Ids keep the decision order for every query that sorts.
+fn group_members_together(actions: &mut [Vec<Value<'_>>]) {
+    fn group<'r>(row: &'r [Value<'_>]) -> Option<&'r str> {
+        match row.get(ACTION_GROUP_KEY) {
+            Some(Value::Text(Some(key))) => Some(key),
+            _ => None,
+        }
+    }
+    actions.sort_by(|a, b| group(a).cmp(&group(b)));
 }
 
 /// The section that adds a batch's events to their hour's counts (`event_rollup`).

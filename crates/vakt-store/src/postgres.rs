@@ -160,6 +160,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0019_opened_line.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            21,
+            "attempt lines".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/postgres/0021_attempt_lines.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 

@@ -1074,8 +1074,10 @@ pub(crate) async fn list_timeline(
             .filter(|record| record.decided.target.is_none())
             .map(|record| record.decided.timeline_line(record.decided.id.clone())),
     );
-    // Ids are made in order (`sql::new_id`): a decided action's id comes just before the
-    // line the pipeline made for it, after the lines before it.
+    lines.extend(crate::dispatch::attempt_lines(conn, alert_id, &decided).await?);
+    // Ids are made in order (`sql::new_id`, an attempt's when it finished): a decided
+    // action's id comes just before the line the pipeline made for it, after the lines
+    // before it.
     lines.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(lines)
 }

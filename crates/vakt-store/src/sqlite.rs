@@ -336,6 +336,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0020_trace_last_event.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            21,
+            "attempt lines".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0021_attempt_lines.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -2391,6 +2398,169 @@ mod tests {
             assert!(!steps.contains("decided_actions_status"), "{sql}: {steps}");
         }
         drop(c);
+        store.close().await;
+    }
+
+    /// An attempt's line that says only what its row does is not stored but made from the
+    /// row; one that says more is stored; lines an earlier vakt stored beside its attempts
+    /// (schema 20 and before) are shown as they are, once.
+    #[tokio::test]
+    async fn attempt_lines_are_made_from_their_rows_unless_they_say_more() {
+        use crate::{ActionStatus, Attempt, Finish, Next};
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let config = "[[rules]]\nname = \"all\"\nactions = [\"hook\"]\n\
+                      [actions.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        let pipeline =
+            Pipeline::build(&PipelineConfig::from_toml(config).expect("parses")).expect("compiles");
+        let batch = ["db01", "db02", "db03"]
+            .iter()
+            .map(|r| ping(&pipeline, r))
+            .collect();
+        store
+            .ingest(&pipeline, &Default::default(), batch)
+            .await
+            .expect("ingest");
+        let now = Utc::now();
+        let claimed = store
+            .claim_actions(now, now + chrono::Duration::seconds(60), 10)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 3);
+        let finish = |record: &ActionRecord, more: &str| {
+            let attempt = Attempt {
+                id: crate::sql::new_id(),
+                action_id: record.decided.id.clone(),
+                attempt: record.attempts,
+                started_at: now,
+                finished_at: now,
+                outcome: "succeeded".into(),
+                detail: "POST answered 200 OK".into(),
+                output: None,
+            };
+            let line =
+                record
+                    .decided
+                    .attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail);
+            Finish {
+                attempt,
+                next: Next::Done(ActionStatus::Succeeded),
+                timeline: line + more,
+            }
+        };
+        let items = vec![
+            (claimed[0].clone(), finish(&claimed[0], "")),
+            (claimed[1].clone(), finish(&claimed[1], "\nexit 0: done")),
+        ];
+        store.finish_actions(&items).await.expect("finish");
+        // The third as an earlier vakt stored it: the attempt unmarked, its line beside it.
+        let old = finish(&claimed[2], "");
+        let mut c = store.writer.acquire().await.expect("connection");
+        sqlx::query(
+            "INSERT INTO action_attempts (id, action_id, attempt, started_at, finished_at, outcome, detail) \
+             VALUES (?1, ?2, 1, ?3, ?3, 'succeeded', ?4)",
+        )
+        .bind(&old.attempt.id)
+        .bind(&claimed[2].decided.id)
+        .bind(now.timestamp_millis())
+        .bind(&old.attempt.detail)
+        .execute(&mut *c)
+        .await
+        .expect("attempt");
+        sqlx::query(
+            "INSERT INTO alert_timeline (id, alert_id, at, kind, actor, message) \
+             VALUES (?1, ?2, ?3, 'action_run', 'vakt', ?4)",
+        )
+        .bind(crate::sql::new_id())
+        .bind(&claimed[2].decided.alert_id)
+        .bind(now.timestamp_millis())
+        .bind(&old.timeline)
+        .execute(&mut *c)
+        .await
+        .expect("line");
+        let stored: Vec<String> = sqlx::query_scalar(
+            "SELECT message FROM alert_timeline WHERE kind = 'action_run' ORDER BY id",
+        )
+        .fetch_all(&mut *c)
+        .await
+        .expect("stored lines");
+        drop(c);
+        assert_eq!(
+            stored,
+            [items[1].1.timeline.clone(), old.timeline.clone()],
+            "only the line that says more, and the earlier vakt's"
+        );
+        for (record, finished) in [&items[0], &items[1], &(claimed[2].clone(), old)] {
+            let timeline = store
+                .timeline(&record.decided.alert_id)
+                .await
+                .expect("timeline");
+            let runs: Vec<&TimelineEntry> = timeline
+                .iter()
+                .filter(|t| t.kind == vakt_core::alert::TimelineKind::ActionRun)
+                .collect();
+            assert_eq!(runs.len(), 1, "{timeline:?}");
+            assert_eq!(runs[0].message, finished.timeline);
+        }
+        store.close().await;
+    }
+
+    /// The decided actions of an applied transaction lie by group, each group's in decision
+    /// order: a group message's claim and finish then rewrite a page per dozen members, not
+    /// a page per member.
+    #[tokio::test]
+    async fn decided_actions_are_written_by_group() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let config = "[[rules]]\nname = \"all\"\nactions = [\"page\", \"hook\"]\n\
+                      [actions.page]\ntype = \"notify\"\nchannel = \"email\"\ngroup_by = [\"service\"]\n\
+                      [actions.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        let pipeline =
+            Pipeline::build(&PipelineConfig::from_toml(config).expect("parses")).expect("compiles");
+        let batch = (0..30)
+            .map(|i| {
+                pipeline.prepare(
+                    EventInput {
+                        resource: format!("h{i}"),
+                        check: "ping".into(),
+                        summary: "x".into(),
+                        severity: Some(vakt_core::Severity::Major),
+                        service: Some(["a", "b", "c"][i % 3].into()),
+                        ..EventInput::default()
+                    },
+                    "test",
+                    Utc::now(),
+                )
+            })
+            .collect();
+        store
+            .ingest(&pipeline, &Default::default(), batch)
+            .await
+            .expect("ingest");
+        store.barrier(true).await.expect("applied");
+        let mut c = store.writer.acquire().await.expect("connection");
+        let rows: Vec<(Option<String>, String)> =
+            sqlx::query_as("SELECT group_key, id FROM decided_actions ORDER BY rowid")
+                .fetch_all(&mut *c)
+                .await
+                .expect("rows");
+        drop(c);
+        assert_eq!(rows.len(), 60);
+        let keys: Vec<&Option<String>> = rows.iter().map(|(k, _)| k).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "ungrouped first, then group by group");
+        assert!(
+            rows.windows(2)
+                .filter(|w| w[0].0 == w[1].0)
+                .all(|w| w[0].1 < w[1].1),
+            "in decision order within a group"
+        );
+        assert_eq!(
+            keys.windows(2).filter(|w| w[0] != w[1]).count(),
+            3,
+            "four runs: the ungrouped ones and three groups"
+        );
         store.close().await;
     }
 

@@ -112,6 +112,18 @@ impl DecidedAction {
             event_id: Some(self.event_id.clone()),
         }
     }
+
+    /// The alert's timeline line for an attempt at this action: which try, what came of it
+    /// and the attempt's detail. Stores give this line back from the attempt's row when it
+    /// is all the line says (a command's output excerpt, added after it, is stored).
+    pub fn attempt_line(&self, attempt: i64, outcome: &str, detail: &str) -> String {
+        format!(
+            "action {} ({}, {}) attempt {attempt}: {outcome}: {detail}",
+            self.action,
+            self.kind,
+            self.purpose.as_str()
+        )
+    }
 }
 
 /// An action the matching rules name, with the rules that name it.

@@ -360,3 +360,99 @@ story!(
     story_handed_actions_are_claimed_by_the_write,
     handed_actions_are_claimed_by_the_write
 );
+
+/// An attempt's timeline line is on its alert's timeline once, in order, whether it says
+/// only what the attempt does (then the store makes it from the attempt's row) or more (a
+/// command's output excerpt: stored as it is); a skipped attempt's line says so by its kind.
+async fn attempt_lines_are_on_the_timeline_once(backend: &Backend) {
+    use vakt_store::{ActionStatus, Next};
+    let p = Pipeline::build(&PipelineConfig::from_toml(DISPATCH_RULES).expect("parses"))
+        .expect("compiles");
+    let store = backend.open().await;
+    let events: Vec<serde_json::Value> = (0..3)
+        .map(|i| json!({"resource": format!("h{i}"), "check": "c", "summary": "s", "severity": "critical", "service": "svc"}))
+        .collect();
+    send(&*store, &p, events).await;
+    let lease = Utc::now() + Duration::seconds(60);
+    let claimed = store
+        .claim_actions(Utc::now(), lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 3, "one webhook action per alert");
+    // What the dispatcher says of an attempt: its line, and for a command more after it.
+    let said = |record: &vakt_store::ActionRecord, outcome: &str, next: Next, more: &str| {
+        let mut f = finish(record, outcome, next);
+        f.timeline =
+            record
+                .decided
+                .attempt_line(f.attempt.attempt, &f.attempt.outcome, &f.attempt.detail)
+                + more;
+        f
+    };
+    let items = vec![
+        (
+            claimed[0].clone(),
+            said(
+                &claimed[0],
+                "succeeded",
+                Next::Done(ActionStatus::Succeeded),
+                "",
+            ),
+        ),
+        (
+            claimed[1].clone(),
+            said(
+                &claimed[1],
+                "succeeded",
+                Next::Done(ActionStatus::Succeeded),
+                "\nfirst line of output",
+            ),
+        ),
+        (
+            claimed[2].clone(),
+            said(
+                &claimed[2],
+                "skipped",
+                Next::Done(ActionStatus::Skipped),
+                "",
+            ),
+        ),
+    ];
+    store.finish_actions(&items).await.expect("finish");
+    for (record, finished) in &items {
+        let timeline = store
+            .timeline(&record.decided.alert_id)
+            .await
+            .expect("timeline");
+        let lines: Vec<&TimelineEntry> = timeline
+            .iter()
+            .filter(|t| t.message == finished.timeline)
+            .collect();
+        assert_eq!(lines.len(), 1, "the attempt's line once: {timeline:?}");
+        let kind = if finished.attempt.outcome == "skipped" {
+            TimelineKind::ActionSuppressed
+        } else {
+            TimelineKind::ActionRun
+        };
+        assert_eq!(lines[0].kind, kind);
+        assert_eq!(
+            lines[0].at.timestamp_millis(),
+            finished.attempt.finished_at.timestamp_millis()
+        );
+        assert_eq!(lines[0].by, "vakt");
+        assert_eq!(
+            timeline.last().map(|t| &t.message),
+            Some(&finished.timeline),
+            "after the lines of the alert's opening and decisions"
+        );
+        assert!(
+            timeline.windows(2).all(|w| w[0].id < w[1].id),
+            "in order, each line once"
+        );
+    }
+    store.close().await;
+}
+story!(
+    story_attempt_lines_are_on_the_timeline_once,
+    attempt_lines_are_on_the_timeline_once
+);

@@ -85,13 +85,9 @@ pub(super) fn finish(
             }
         }
     };
-    let mut timeline = format!(
-        "action {} ({}, {}) attempt {}: {outcome}: {detail}",
-        record.decided.action,
-        record.decided.kind,
-        record.decided.purpose.as_str(),
-        record.attempts
-    );
+    let mut timeline = record
+        .decided
+        .attempt_line(record.attempts, outcome, &detail);
     // A command's first lines of output belong on the alert's timeline too.
     if record.decided.kind == "exec"
         && let Some(excerpt) = output.as_ref().and_then(exec::Ran::excerpt)
