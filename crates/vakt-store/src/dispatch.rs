@@ -352,15 +352,36 @@ pub(crate) fn attempt_row(a: &Attempt, gives_line: bool) -> [Value<'_>; 9] {
 fn line_from_attempt(record: &ActionRecord, finish: &Finish) -> bool {
     let attempt = &finish.attempt;
     let skipped = finish.next == Next::Done(ActionStatus::Skipped);
-    skipped == (attempt.outcome == "skipped")
-        && finish.timeline
-            == record
-                .decided
-                .attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail)
+    if skipped != (attempt.outcome == "skipped") {
+        return false;
+    }
+    // Compared piece by piece as the line is written, without making it.
+    let mut rest = Unwritten(finish.timeline.as_str());
+    record
+        .decided
+        .write_attempt_line(
+            &mut rest,
+            attempt.attempt,
+            &attempt.outcome,
+            &attempt.detail,
+        )
+        .is_ok()
+        && rest.0.is_empty()
+}
+
+/// What of a line is left to match what is written; writing what does not follow fails.
+struct Unwritten<'a>(&'a str);
+
+impl std::fmt::Write for Unwritten<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0 = self.0.strip_prefix(s).ok_or(std::fmt::Error)?;
+        Ok(())
+    }
 }
 
 /// The timeline line of an attempt whose line is not stored (`line_from_attempt`), under
-/// the attempt's id (made when it finished, so in order among the alert's lines).
+/// the attempt's id (made with `new_id` when it finished, so in order among the alert's
+/// lines).
 pub(crate) fn attempt_timeline_line(decided: &DecidedAction, attempt: &Attempt) -> TimelineEntry {
     TimelineEntry {
         id: attempt.id.clone(),
@@ -922,4 +943,90 @@ pub(crate) async fn claim_groups(
         groups.push(claimed);
     }
     Ok(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> ActionRecord {
+        ActionRecord {
+            decided: DecidedAction {
+                id: crate::sql::new_id(),
+                action: "hook".into(),
+                kind: "webhook",
+                alert_id: "a1".into(),
+                event_id: "e1".into(),
+                purpose: vakt_core::pipeline::Purpose::Trigger,
+                reason: "rule r".into(),
+                suppressed_by: None,
+                group_key: None,
+                decided_at: Utc::now(),
+                target: None,
+            },
+            status: ActionStatus::Running,
+            attempts: 2,
+            next_at: None,
+            lease_until: None,
+            finished_at: None,
+            outcome: None,
+        }
+    }
+
+    fn finished(record: &ActionRecord, outcome: &str, next: Next, line: &str) -> Finish {
+        Finish {
+            attempt: Attempt {
+                id: crate::sql::new_id(),
+                action_id: record.decided.id.clone(),
+                attempt: record.attempts,
+                started_at: Utc::now(),
+                finished_at: Utc::now(),
+                outcome: outcome.into(),
+                detail: "POST answered 200 OK".into(),
+                output: None,
+            },
+            next,
+            timeline: line.into(),
+        }
+    }
+
+    /// A line is left to the attempt's row only when it is exactly the line the row makes:
+    /// not one that says more or less, nor one whose kind the row would get wrong.
+    #[test]
+    fn only_a_line_the_attempt_makes_again_is_left_to_it() {
+        let r = record();
+        let line = r
+            .decided
+            .attempt_line(2, "succeeded", "POST answered 200 OK");
+        assert_eq!(
+            line,
+            "action hook (webhook, trigger) attempt 2: succeeded: POST answered 200 OK"
+        );
+        let done = Next::Done(ActionStatus::Succeeded);
+        assert!(line_from_attempt(
+            &r,
+            &finished(&r, "succeeded", done, &line)
+        ));
+        let longer = format!("{line}\nexit 0: output");
+        assert!(!line_from_attempt(
+            &r,
+            &finished(&r, "succeeded", done, &longer)
+        ));
+        let shorter = &line[..line.len() - 1];
+        assert!(!line_from_attempt(
+            &r,
+            &finished(&r, "succeeded", done, shorter)
+        ));
+        assert!(!line_from_attempt(&r, &finished(&r, "failed", done, &line)));
+        let skipped = r.decided.attempt_line(2, "skipped", "POST answered 200 OK");
+        assert!(line_from_attempt(
+            &r,
+            &finished(&r, "skipped", Next::Done(ActionStatus::Skipped), &skipped)
+        ));
+        // A skipped outcome that does not end the action would be made as the wrong kind.
+        assert!(!line_from_attempt(
+            &r,
+            &finished(&r, "skipped", Next::Retry(Utc::now()), &skipped)
+        ));
+    }
 }

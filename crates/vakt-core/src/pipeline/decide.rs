@@ -117,7 +117,22 @@ impl DecidedAction {
     /// and the attempt's detail. Stores give this line back from the attempt's row when it
     /// is all the line says (a command's output excerpt, added after it, is stored).
     pub fn attempt_line(&self, attempt: i64, outcome: &str, detail: &str) -> String {
-        format!(
+        let mut line = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_attempt_line(&mut line, attempt, outcome, detail);
+        line
+    }
+
+    /// `attempt_line`, written to `out` (a store compares it with a line without making it).
+    pub fn write_attempt_line(
+        &self,
+        out: &mut impl std::fmt::Write,
+        attempt: i64,
+        outcome: &str,
+        detail: &str,
+    ) -> std::fmt::Result {
+        write!(
+            out,
             "action {} ({}, {}) attempt {attempt}: {outcome}: {detail}",
             self.action,
             self.kind,

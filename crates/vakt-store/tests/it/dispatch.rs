@@ -26,7 +26,7 @@ fn finish(
     let now = Utc::now();
     vakt_store::Finish {
         attempt: vakt_store::Attempt {
-            id: ulid::Ulid::new().to_string(),
+            id: vakt_store::new_id(),
             action_id: record.decided.id.clone(),
             attempt: record.attempts,
             started_at: now,

@@ -97,7 +97,7 @@ pub(super) fn finish(
     }
     Finish {
         attempt: Attempt {
-            id: ulid::Ulid::new().to_string(),
+            id: vakt_store::new_id(),
             action_id: record.decided.id.clone(),
             attempt: record.attempts,
             started_at: started,
