@@ -369,6 +369,7 @@ pub(crate) fn apply(
     let records = records.as_slice();
     // Which statements the records use, so each is prepared once, up front.
     let mut kinds_used = vec![false; sql.len()];
+    let mut action_rows = 0;
     for record in records {
         let mut decoder = Decoder {
             bytes: record,
@@ -376,6 +377,10 @@ pub(crate) fn apply(
         };
         while let Some((kind, rows, columns)) = decoder.section()? {
             skip_rows(&mut decoder, rows, columns)?;
+            // Rows of at least one value each, read whole above: no more than the bytes.
+            if kind == ACTION_SECTION && columns > 0 {
+                action_rows += usize::try_from(rows).unwrap_or(0);
+            }
             *kinds_used.get_mut(kind).ok_or_else(|| {
                 StoreError::Corrupt(format!("journal record: unknown section {kind}"))
             })? = true;
@@ -395,7 +400,7 @@ pub(crate) fn apply(
     let mut newest: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
     let mut merged = Merged::default();
     // Decided actions, written last and by group (`group_members_together`).
-    let mut actions: Vec<Vec<Value<'_>>> = Vec::new();
+    let mut actions: Vec<Vec<Value<'_>>> = Vec::with_capacity(action_rows);
     for record in records {
         let mut decoder = Decoder {
             bytes: record,
@@ -420,7 +425,10 @@ pub(crate) fn apply(
                 match kind {
                     ROLLUP_SECTION => merged.rollup(&row)?,
                     GROUP_NOTE_SECTION => merged.group_note(&row)?,
-                    ACTION_SECTION => actions.push(std::mem::take(&mut row)),
+                    ACTION_SECTION => {
+                        let next = Vec::with_capacity(row.len());
+                        actions.push(std::mem::replace(&mut row, next));
+                    }
                     _ => statement.run(row.drain(..))?,
                 }
             }
