@@ -318,6 +318,21 @@ pub(crate) async fn steer_escalation(
     }))
 }
 
+/// Whether an escalation is due and not leased (what `claim_due_escalations` would take).
+pub(crate) async fn any_due_escalation(
+    conn: &mut Conn<'_>,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    let row = query(
+        "SELECT EXISTS (SELECT 1 FROM escalations WHERE status = 'active' AND due_at <= $1 \
+         AND (lease_until IS NULL OR lease_until < $1)) AS due",
+    )
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(row.try_get::<bool>("due")?)
+}
+
 /// Claims up to `limit` due escalations until `lease_until`.
 pub(crate) async fn claim_due_escalations(
     conn: &mut Conn<'_>,

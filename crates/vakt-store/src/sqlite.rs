@@ -452,7 +452,8 @@ impl SqliteStore {
         self.read_now(f).await
     }
 
-    /// `read` for background work (the dispatcher's look for due actions and groups): it waits
+    /// `read` for background work (the dispatcher's look for due actions and groups, the
+    /// escalation and expiry loops' looks): it waits
     /// for the applier without hurrying it. A hurried applier commits what it has at once,
     /// and every dispatch round hurrying it cut its transactions short: each writes its
     /// shared pages (indexes, the groups' rows) again (issue 18, BENCHMARKS.md).
@@ -1257,7 +1258,8 @@ impl Store for SqliteStore {
     }
 
     async fn flapping_alerts(&self, limit: u32) -> Result<Vec<Alert>, StoreError> {
-        self.read(async |c| queries::list_flapping(c, limit).await)
+        // The expiry loop's look every second (and a report's): unhurried.
+        self.read_unhurried(async |c| queries::list_flapping(c, limit).await)
             .await
     }
 
@@ -1417,6 +1419,16 @@ impl Store for SqliteStore {
         lease_until: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Escalation>, StoreError> {
+        // The escalation loop looks every second and nearly always finds nothing due: a
+        // read says so without taking the one writer from ingest, or hurrying the applier
+        // into a transaction of whatever it holds (BENCHMARKS.md, issue 18).
+        let now_ms = now.timestamp_millis();
+        if !self
+            .read_unhurried(async |c| escalate::any_due_escalation(c, now_ms).await)
+            .await?
+        {
+            return Ok(Vec::new());
+        }
         self.write(async |c| {
             escalate::claim_due_escalations(
                 c,
@@ -1672,7 +1684,8 @@ impl Store for SqliteStore {
         now: chrono::DateTime<chrono::Utc>,
         limit: u32,
     ) -> Result<Vec<Alert>, StoreError> {
-        self.read(async |c| queries::list_expired(c, now.timestamp_millis(), limit).await)
+        // The expiry loop's look every second: unhurried.
+        self.read_unhurried(async |c| queries::list_expired(c, now.timestamp_millis(), limit).await)
             .await
     }
 
@@ -1715,7 +1728,9 @@ impl Store for SqliteStore {
     }
 
     async fn heartbeats(&self) -> Result<Vec<vakt_core::heartbeat::Heartbeat>, StoreError> {
-        self.read(async |c| queries::read_heartbeats(c, None).await)
+        // No journal record writes heartbeats: the monitor's look every second neither
+        // waits for the applier nor hurries it.
+        self.read_now(async |c| queries::read_heartbeats(c, None).await)
             .await
     }
 
@@ -2237,8 +2252,9 @@ mod tests {
     }
 
     /// Authentication reads tables no journal record writes: it answers while the database
-    /// cannot take the journaled records. The dispatcher's look for work waits for them
-    /// without hurrying the applier; an API read hurries it (`WriteLag::hurried`).
+    /// cannot take the journaled records. The dispatcher's and the escalation loop's looks
+    /// for work wait for them without hurrying the applier; an API read hurries it
+    /// (`WriteLag::hurried`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn background_and_access_reads_do_not_hurry_the_database() {
         let dir = tempfile::tempdir().expect("dir");
@@ -2286,6 +2302,11 @@ mod tests {
             .await
             .expect("passwords")
             .expect("read");
+        // Nor does a journal record write heartbeats: the monitor's look answers at once.
+        tokio::time::timeout(soon, store.heartbeats())
+            .await
+            .expect("heartbeats are read without waiting for the database")
+            .expect("read");
         // The dispatcher waits for the journaled batch, and lets the applier gather.
         let heads = tokio::spawn({
             let store = Arc::clone(&store);
@@ -2296,6 +2317,29 @@ mod tests {
             !heads.is_finished(),
             "the dispatcher waits for the database"
         );
+        assert_eq!(hurried(), before, "without hurrying it");
+        // So do the expiry and escalation loops' looks.
+        let flapping = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.flapping_alerts(10).await }
+        });
+        let expired = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.expired_alerts(Utc::now(), 10).await }
+        });
+        let escalations = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move {
+                let now = Utc::now();
+                store
+                    .claim_escalations(now, now + chrono::Duration::seconds(60), 10)
+                    .await
+            }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(!escalations.is_finished(), "it waits for the database");
+        assert!(!expired.is_finished(), "it waits for the database");
+        assert!(!flapping.is_finished(), "it waits for the database");
         assert_eq!(hurried(), before, "without hurrying it");
         // A person's read hurries it.
         let read = tokio::spawn({
@@ -2312,6 +2356,10 @@ mod tests {
         assert_eq!(hurried(), before + 1, "an API read hurries the applier");
         drop(held);
         heads.await.expect("task").expect("heads");
+        let claimed = escalations.await.expect("task").expect("escalations");
+        assert!(claimed.is_empty(), "none started, none due");
+        expired.await.expect("task").expect("expired");
+        flapping.await.expect("task").expect("flapping");
         let alerts = read.await.expect("task").expect("alerts");
         assert_eq!(alerts.items.len(), 2, "the read saw the journaled batch");
         store.close().await;
