@@ -328,6 +328,9 @@ pub(crate) fn group_note_row<'a>(key: &'a str, action: &'a str, at_ms: i64) -> [
 
 pub(crate) const ATTEMPT_COLUMNS: &str =
     "id, action_id, attempt, started_at, finished_at, outcome, detail, output, timeline_line";
+/// What `attempt_from_row` reads.
+const ATTEMPT_SELECT: &str =
+    "id, action_id, attempt, started_at, finished_at, outcome, detail, output";
 
 /// An attempt's row, in `ATTEMPT_COLUMNS` order; `gives_line` when the alert's timeline
 /// line for it is made from the row when read, not stored (`line_from_attempt`).
@@ -383,19 +386,13 @@ impl std::fmt::Write for Unwritten<'_> {
 /// the attempt's id (made with `new_id` when it finished, so in order among the alert's
 /// lines).
 pub(crate) fn attempt_timeline_line(decided: &DecidedAction, attempt: &Attempt) -> TimelineEntry {
-    TimelineEntry {
-        id: attempt.id.clone(),
-        alert_id: decided.alert_id.clone(),
-        at: attempt.finished_at,
-        kind: if attempt.outcome == "skipped" {
-            TimelineKind::ActionSuppressed
-        } else {
-            TimelineKind::ActionRun
-        },
-        by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
-        message: decided.attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail),
-        event_id: None,
-    }
+    attempt_entry(
+        decided,
+        attempt.id.clone(),
+        attempt.finished_at,
+        attempt.outcome == "skipped",
+        decided.attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail),
+    )
 }
 
 /// The lines of an alert's attempts that are made from their rows (schema 21; attempts
@@ -405,10 +402,10 @@ pub(crate) async fn attempt_lines(
     alert_id: &str,
     actions: &[ActionRecord],
 ) -> Result<Vec<TimelineEntry>, StoreError> {
-    let rows = query(
-        "SELECT id, action_id, attempt, started_at, finished_at, outcome, detail, output FROM action_attempts \
-         WHERE timeline_line = 1 AND action_id IN (SELECT id FROM decided_actions WHERE alert_id = $1)",
-    )
+    let rows = query(format!(
+        "SELECT {ATTEMPT_SELECT} FROM action_attempts \
+         WHERE timeline_line = 1 AND action_id IN (SELECT id FROM decided_actions WHERE alert_id = $1)"
+    ))
     .bind(alert_id.to_owned())
     .fetch_all(&mut *conn)
     .await?;
@@ -685,17 +682,35 @@ pub(crate) async fn finish_in(
 
 /// The timeline line an attempt leaves on its alert.
 fn finish_line(record: &ActionRecord, finish: &Finish) -> TimelineEntry {
+    attempt_entry(
+        &record.decided,
+        crate::sql::new_id(),
+        finish.attempt.finished_at,
+        finish.next == Next::Done(ActionStatus::Skipped),
+        finish.timeline.clone(),
+    )
+}
+
+/// An attempt's line on its action's alert, stored (`finish_line`) or made from the
+/// attempt's row (`attempt_timeline_line`): `action_suppressed` when it was skipped.
+fn attempt_entry(
+    decided: &DecidedAction,
+    id: String,
+    at: DateTime<Utc>,
+    skipped: bool,
+    message: String,
+) -> TimelineEntry {
     TimelineEntry {
-        id: crate::sql::new_id(),
-        alert_id: record.decided.alert_id.clone(),
-        at: finish.attempt.finished_at,
-        kind: if finish.next == Next::Done(ActionStatus::Skipped) {
+        id,
+        alert_id: decided.alert_id.clone(),
+        at,
+        kind: if skipped {
             TimelineKind::ActionSuppressed
         } else {
             TimelineKind::ActionRun
         },
         by: vakt_core::alert::PIPELINE_ACTOR.to_owned(),
-        message: finish.timeline.clone(),
+        message,
         event_id: None,
     }
 }
@@ -835,9 +850,9 @@ pub(crate) async fn get_action_record(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let record = record_from_row(&row)?;
-    let attempts = query(
-        "SELECT id, action_id, attempt, started_at, finished_at, outcome, detail, output FROM action_attempts WHERE action_id = $1 ORDER BY attempt, id",
-    )
+    let attempts = query(format!(
+        "SELECT {ATTEMPT_SELECT} FROM action_attempts WHERE action_id = $1 ORDER BY attempt, id"
+    ))
     .bind(id.to_owned())
     .fetch_all(&mut *conn)
     .await?
