@@ -160,7 +160,11 @@ fn build() -> Vec<String> {
 /// events that name them, alerts before their timeline and actions).
 pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreError> {
     use crate::sql::{action_row, alert_row, event_row, timeline_row, trace_row};
-    let mut out = Encoded::default();
+    // Sized for the batch up front: a record is 1-2 KiB per event (its event, its alert,
+    // its actions), and growing a buffer of megabytes by doubling copied it each time.
+    let mut out = Encoded(Vec::with_capacity(
+        rows.events.len().saturating_mul(RECORD_BYTES_PER_EVENT) + 64,
+    ));
     out.section(0, &rows.traces, |t| trace_row(t))?;
     out.section(8, &rows.events, |(record, trace)| event_row(record, trace))?;
     out.section(10, &rows.writes.opened, |(a, line)| {
@@ -184,6 +188,9 @@ pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreE
 
 /// A record's payload: sections of rows, each `[kind u8][rows u32][columns u8]` and then the
 /// rows' values (`0` NULL, `1` i64, `2` text with a u32 length, `3` bool).
+/// What `encode` reserves per event of a batch.
+const RECORD_BYTES_PER_EVENT: usize = 2048;
+
 #[derive(Default)]
 pub(crate) struct Encoded(Vec<u8>);
 

@@ -11,6 +11,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use prometheus_client::metrics::counter::Counter;
+
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use vakt_core::{Correlated, Pipeline, Prepared};
@@ -91,6 +93,9 @@ pub enum WhenFull {
 #[derive(Clone)]
 pub struct Channel {
     name: Arc<str>,
+    /// The channel's received-events and received-bytes counters, looked up by its label
+    /// once (at its first event: a channel that never receives shows no series).
+    received: Arc<std::sync::OnceLock<(Counter, Counter)>>,
     room: Arc<Semaphore>,
     capacity: usize,
     ingest: Ingest,
@@ -116,18 +121,18 @@ impl Channel {
 
     /// Counts what arrived on the channel.
     pub fn count_received(&self, events: usize, bytes: usize) {
-        let labels = ChannelLabels {
-            channel: self.name.to_string(),
-        };
-        let metrics = &self.ingest.metrics;
-        metrics
-            .events_received
-            .get_or_create(&labels)
-            .inc_by(events as u64);
-        metrics
-            .bytes_received
-            .get_or_create(&labels)
-            .inc_by(bytes as u64);
+        let (events_received, bytes_received) = self.received.get_or_init(|| {
+            let labels = ChannelLabels {
+                channel: self.name.to_string(),
+            };
+            let metrics = &self.ingest.metrics;
+            (
+                metrics.events_received.get_or_create(&labels).clone(),
+                metrics.bytes_received.get_or_create(&labels).clone(),
+            )
+        });
+        events_received.inc_by(events as u64);
+        bytes_received.inc_by(bytes as u64);
     }
 
     /// Counts events the channel could not queue or store, by reason.
@@ -235,6 +240,7 @@ impl Ingest {
         let capacity = capacity.clamp(1, self.capacity);
         Channel {
             name: Arc::from(name),
+            received: Arc::default(),
             room: Arc::new(Semaphore::new(capacity)),
             capacity,
             ingest: self.clone(),
