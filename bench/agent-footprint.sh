@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}
 cargo build --release -q -p vakt
-vakt=$PWD/target/release/vakt
+vakt=${CARGO_TARGET_DIR:-$PWD/target}/release/vakt
 work=$(mktemp -d)
 port=18484
 cleanup() { kill ${server:-} ${agent:-} 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }

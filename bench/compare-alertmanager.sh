@@ -48,7 +48,7 @@ if [ "$ONLY" != vakt ] && ! command -v prometheus-alertmanager >/dev/null; then
     apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null
 fi
 cargo build --release -q -p vakt
-vakt=$(pwd)/target/release/vakt
+vakt=${CARGO_TARGET_DIR:-$(pwd)/target}/release/vakt
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }

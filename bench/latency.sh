@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 rate=${1:-20000}
 seconds=${2:-30}
 cargo build --release -q -p vakt
-vakt=$PWD/target/release/vakt
+vakt=${CARGO_TARGET_DIR:-$PWD/target}/release/vakt
 work=$(mktemp -d)
 port=18482
 sink=18483

@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 events=${1:-1000000}
 cargo build --release -q -p vakt
-vakt=$PWD/target/release/vakt
+vakt=${CARGO_TARGET_DIR:-$PWD/target}/release/vakt
 work=${KEEP:-$(mktemp -d)}
 mkdir -p "$work"
 port=18492

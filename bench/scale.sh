@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 n=${1:-100000}
 db=${2:-}
 cargo build --release -q -p vakt
-vakt=$PWD/target/release/vakt
+vakt=${CARGO_TARGET_DIR:-$PWD/target}/release/vakt
 work=$(mktemp -d)
 port=18481
 cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
