@@ -422,7 +422,10 @@ fn trigger_fields(request: &Request, errors: &mut Vec<String>) -> TriggerFields 
     if summary.is_none() {
         errors.push("'payload.summary' is missing or blank".to_owned());
     }
-    let source = text(payload.and_then(|p| p.source.as_ref()));
+    // The event's resource is the source without control characters: one made of them
+    // alone is blank too.
+    let source = text(payload.and_then(|p| p.source.as_ref()))
+        .filter(|s| !clean(s, NAME_LEN_MAX).is_empty());
     if source.is_none() {
         errors.push("'payload.source' is missing or blank".to_owned());
     }
@@ -561,6 +564,32 @@ mod tests {
                 proptest::prop_assert!(EventInput::from_json(0, value).is_ok(), "{:?}", event);
             }
         }
+    }
+
+    #[test]
+    fn a_source_of_control_characters_is_blank() {
+        let request = Request {
+            routing_key: Some("k".into()),
+            event_action: Some("trigger".into()),
+            dedup_key: Some("d".into()),
+            payload: Some(Payload {
+                summary: Some("disk full".into()),
+                source: Some("\0\u{7}".into()),
+                severity: Some("critical".into()),
+                timestamp: None,
+                component: None,
+                group: None,
+                class: None,
+                custom_details: None,
+            }),
+            client: None,
+            client_url: None,
+            links: vec![],
+            images: vec![],
+        };
+        let mut errors = Vec::new();
+        trigger_fields(&request, &mut errors);
+        assert_eq!(errors, ["'payload.source' is missing or blank"]);
     }
 
     #[test]
