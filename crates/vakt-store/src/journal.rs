@@ -186,11 +186,11 @@ pub(crate) fn encode(rows: &crate::sql::BatchRows<'_>) -> Result<Vec<u8>, StoreE
     Ok(out.into_bytes())
 }
 
-/// A record's payload: sections of rows, each `[kind u8][rows u32][columns u8]` and then the
-/// rows' values (`0` NULL, `1` i64, `2` text with a u32 length, `3` bool).
 /// What `encode` reserves per event of a batch.
 const RECORD_BYTES_PER_EVENT: usize = 2048;
 
+/// A record's payload: sections of rows, each `[kind u8][rows u32][columns u8]` and then the
+/// rows' values (`0` NULL, `1` i64, `2` text with a u32 length, `3` bool).
 #[derive(Default)]
 pub(crate) struct Encoded(Vec<u8>);
 
