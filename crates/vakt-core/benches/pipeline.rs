@@ -82,7 +82,10 @@ fn all_stages(bencher: divan::Bencher, rules: usize) {
                 let outcome =
                     pipeline.correlate(prepared, i.to_string(), current, &silences, &mut new_id);
                 if let Some(alert) = outcome.alert {
-                    alerts.insert(alert.fingerprint.clone(), alert);
+                    alerts.insert(
+                        alert.fingerprint.clone(),
+                        std::sync::Arc::unwrap_or_clone(alert),
+                    );
                 }
             }
             alerts.len()

@@ -58,7 +58,7 @@ impl<'a> Run<'a> {
         let key = prepared.fingerprint.as_str().to_owned();
         let outcome = self.correlate_only(prepared, event_id, &key);
         if let Some(alert) = &outcome.alert {
-            self.alerts.insert(key, alert.clone());
+            self.alerts.insert(key, Alert::clone(alert));
         }
         outcome
     }
@@ -70,7 +70,9 @@ impl<'a> Run<'a> {
         let key = prepared.fingerprint.as_str().to_owned();
         let mut outcome = self.correlate_only(prepared, event_id, &key);
         if let Some(alert) = outcome.alert.take() {
-            self.alerts.insert(key, alert);
+            // The outcome held the only reference: no copy.
+            self.alerts
+                .insert(key, std::sync::Arc::unwrap_or_clone(alert));
         }
         outcome
     }

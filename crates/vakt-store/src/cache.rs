@@ -23,6 +23,7 @@
 //! kept, every fingerprint the database has such an alert for is in it.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use vakt_core::{Alert, Fingerprint};
@@ -32,9 +33,10 @@ pub(crate) struct AlertCache {
     pub window: chrono::Duration,
     /// Alerts resolved before this are history (see the module's comment).
     history_before: DateTime<Utc>,
-    /// Boxed: growing the map moves pointers, not whole alerts (each rehash of inline
-    /// alerts faulted in a new table and copied every alert, on the writer's path).
-    alerts: HashMap<Fingerprint, Box<Alert>>,
+    /// Behind pointers: growing the map moves pointers, not whole alerts (each rehash of
+    /// inline alerts faulted in a new table and copied every alert, on the writer's path).
+    /// Shared: a batch's outcome and the cache hold the same alert, not two copies.
+    alerts: HashMap<Fingerprint, Arc<Alert>>,
     /// Resolved alerts in the order they resolved, to forget them when the window passes.
     resolved: VecDeque<(DateTime<Utc>, Fingerprint, String)>,
     /// Fingerprints in the order they entered, for eviction (may hold forgotten ones).
@@ -104,7 +106,7 @@ impl AlertCache {
             history_before,
             alerts: alerts
                 .into_iter()
-                .map(|(fp, a)| (fp, Box::new(a)))
+                .map(|(fp, a)| (fp, Arc::new(a)))
                 .collect(),
             resolved: resolved.into(),
             order,
@@ -256,8 +258,9 @@ impl AlertCache {
     /// is not state: it is not held, and it replaces the copy held for its fingerprint when
     /// that copy is the same alert or an older one (issue 13: an open copy left behind made
     /// the next problem a "repeat" of a resolved alert).
-    pub fn put(&mut self, alert: &Alert) {
-        let this = known_of(alert);
+    pub fn put(&mut self, alert: impl Into<Arc<Alert>>) {
+        let alert: Arc<Alert> = alert.into();
+        let this = known_of(&alert);
         if let (false, Some(at)) = (alert.status.is_active(), alert.resolved_at) {
             if at < self.history_before {
                 if self
@@ -305,11 +308,11 @@ impl AlertCache {
             // A newer alert for the fingerprint may replace an older resolved one; an older
             // alert (an operator acting on history) must not replace a newer one.
             Some(held) if held.id > alert.id => {}
-            Some(held) => (**held).clone_from(alert),
+            Some(held) => *held = alert,
             None => {
-                self.alerts
-                    .insert(alert.fingerprint.clone(), Box::new(alert.clone()));
-                self.order.push_back(alert.fingerprint.clone());
+                let fingerprint = alert.fingerprint.clone();
+                self.order.push_back(fingerprint.clone());
+                self.alerts.insert(fingerprint, alert);
                 self.evict();
             }
         }

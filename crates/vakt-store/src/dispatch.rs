@@ -543,7 +543,7 @@ pub(crate) fn handed(
                     .filter(|o| o.alert.as_ref().is_some_and(|a| a.id == action.alert_id))
             };
             let Some(alert) = same_alert()
-                .filter_map(|o| o.alert.as_ref())
+                .filter_map(|o| o.alert.as_deref())
                 .next_back()
                 .cloned()
             else {

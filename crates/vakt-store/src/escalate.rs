@@ -896,7 +896,7 @@ pub(crate) async fn open_batch_incidents(
         // Later events of the batch on the same alert carry the incident too.
         for later in outcomes[i..].iter_mut() {
             if let Some(a) = later.alert.as_mut().filter(|a| a.id == alert.id) {
-                a.incident_id = Some(incident.id.clone());
+                std::sync::Arc::make_mut(a).incident_id = Some(incident.id.clone());
             }
         }
         if let Some(entry) = entry {

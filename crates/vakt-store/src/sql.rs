@@ -203,7 +203,7 @@ pub(crate) fn correlate_batch(
     let mut outcomes: Vec<Correlated> = Vec::with_capacity(batch.len());
     for (prepared, event_id) in batch.into_iter().zip(event_ids) {
         let alert = match latest.get(&prepared.fingerprint) {
-            Some(&i) => outcomes[i].alert.as_ref(),
+            Some(&i) => outcomes[i].alert.as_deref(),
             None => current
                 .get(&prepared.fingerprint)
                 .map(std::borrow::Borrow::borrow),

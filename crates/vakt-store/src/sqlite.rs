@@ -527,7 +527,7 @@ impl SqliteStore {
         let mut conn = self.writer.acquire().await?;
         let ids: Vec<&str> = alert_ids.iter().map(String::as_str).collect();
         for alert in queries::get_alerts(&mut Conn::Sqlite(&mut conn), &ids).await? {
-            cache.put(&alert);
+            cache.put(alert);
         }
         // This process's own commit: the cache is right, not stale.
         let version: i64 = sqlx::query_scalar("PRAGMA data_version")
@@ -614,7 +614,7 @@ impl SqliteStore {
             for (fingerprint, alert) in
                 queries::load_current(&mut Conn::Sqlite(&mut tx), &missing, since_ms).await?
             {
-                cache.put(&alert);
+                cache.put(alert.clone());
                 current.insert(fingerprint, alert);
             }
         }
@@ -630,7 +630,7 @@ impl SqliteStore {
         .await?;
         commit(&self.writer, tx).await?;
         for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
-            cache.put(alert);
+            cache.put(Arc::clone(alert));
         }
         state.traces.extend(traces);
         Ok(outcomes)
@@ -1146,7 +1146,7 @@ impl Store for SqliteStore {
         };
         if let Some(cache) = state.alerts.as_mut() {
             for alert in outcomes.iter().filter_map(|o| o.alert.as_ref()) {
-                cache.put(alert);
+                cache.put(Arc::clone(alert));
             }
         }
         state.traces.extend(traces);
@@ -1408,7 +1408,7 @@ impl Store for SqliteStore {
             .write(async |c| queries::operate_in(c, pipeline, silences, alert_id, request).await)
             .await?;
         if let Some(cache) = &mut state.alerts {
-            cache.put(&alert);
+            cache.put(alert.clone());
         }
         Ok(alert)
     }
@@ -1461,7 +1461,7 @@ impl Store for SqliteStore {
             crate::escalate::Fired::Stored { incident_linked } => incident_linked,
         };
         if let (Some(alert), Some(cache)) = (changed, &mut state.alerts) {
-            cache.put(&alert);
+            cache.put(alert);
         }
         Ok(true)
     }

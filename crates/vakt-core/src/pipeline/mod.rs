@@ -76,8 +76,9 @@ pub struct Prepared {
 pub struct Correlated {
     pub record: EventRecord,
     pub transition: Transition,
-    /// The alert as it is after this event, when the event touched one.
-    pub alert: Option<Alert>,
+    /// The alert as it is after this event, when the event touched one. Shared: the
+    /// embedded store's cache keeps the same alert rather than a copy of it.
+    pub alert: Option<std::sync::Arc<Alert>>,
     pub timeline: Vec<TimelineEntry>,
     pub actions: Vec<DecidedAction>,
     /// An escalation to start: the alert opened or reopened under a rule that attaches one.

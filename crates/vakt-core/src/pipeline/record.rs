@@ -86,7 +86,7 @@ pub(super) fn record(
             trace,
         },
         transition: outcome.transition,
-        alert: outcome.alert,
+        alert: outcome.alert.map(std::sync::Arc::new),
         timeline: outcome.timeline,
         actions,
         escalation: None,

@@ -99,7 +99,8 @@ impl Harness {
             &mut new_id,
         );
         if let Some(alert) = &outcome.alert {
-            self.alerts.insert(alert.fingerprint.clone(), alert.clone());
+            self.alerts
+                .insert(alert.fingerprint.clone(), Alert::clone(alert));
         }
         outcome
     }
@@ -229,7 +230,11 @@ fn reopens_within_the_window_and_opens_anew_after_it() {
     let problem =
         json!({"resource": "web1", "check": "http", "summary": "down", "severity": "major"});
     let ok = json!({"resource": "web1", "check": "http", "summary": "up", "severity": "ok"});
-    let first_id = h.send(problem.clone()).alert.map(|a| a.id).expect("opened");
+    let first_id = h
+        .send(problem.clone())
+        .alert
+        .map(|a| a.id.clone())
+        .expect("opened");
     h.send(ok.clone());
     let reopened = h.send(problem.clone());
     assert_eq!(reopened.transition, Transition::Reopened);
@@ -241,14 +246,14 @@ fn reopens_within_the_window_and_opens_anew_after_it() {
     h.clock += Duration::seconds(301);
     let fresh = h.send(problem);
     assert_eq!(fresh.transition, Transition::Opened);
-    assert_ne!(fresh.alert.map(|a| a.id), Some(first_id));
+    assert_ne!(fresh.alert.map(|a| a.id.clone()), Some(first_id));
 }
 
 #[test]
 fn acknowledged_alerts_stay_acknowledged_through_repeats() {
     let mut h = Harness::new();
     let problem = json!({"resource": "r", "check": "c", "summary": "s", "severity": "major"});
-    let mut alert = h.send(problem.clone()).alert.expect("opened");
+    let mut alert = Alert::clone(&h.send(problem.clone()).alert.expect("opened"));
     alert.status = AlertStatus::Acknowledged;
     alert.acknowledged_by = Some("alice".into());
     h.alerts.insert(alert.fingerprint.clone(), alert);

@@ -48,7 +48,7 @@ async fn a_problem_after_ok_opens_or_reopens_by_the_window(backend: &Backend) {
         let t0 = base + Duration::seconds(1000 * round as i64);
         let first = send_at(&*store, &p, ev("critical"), t0).await;
         assert_eq!(first.transition, Transition::Opened, "window {secs}");
-        let opened = first.alert.expect("an alert").id;
+        let opened = first.alert.expect("an alert").id.clone();
         let ok = send_at(&*store, &p, ev("ok"), t0 + Duration::milliseconds(100)).await;
         assert_eq!(ok.transition, Transition::Resolved, "window {secs}");
 
