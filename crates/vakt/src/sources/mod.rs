@@ -185,7 +185,7 @@ pub fn one_line(text: &str, max: usize) -> String {
             break;
         }
     }
-    cut(&out, max)
+    cut_owned(out, max)
 }
 
 /// A label value from a peer, at most `max` bytes, with every control character but tab
@@ -193,7 +193,7 @@ pub fn one_line(text: &str, max: usize) -> String {
 /// events API; peers cannot be refused, so theirs are made printable). Spaces are kept.
 pub fn printable(text: &str, max: usize) -> String {
     if !text.chars().any(escaped) {
-        return cut(text, max);
+        return cut(text.trim(), max);
     }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -207,7 +207,7 @@ pub fn printable(text: &str, max: usize) -> String {
             break;
         }
     }
-    cut(&out, max)
+    cut_owned(out, max)
 }
 
 /// The characters [`printable`] writes out as escapes: controls but tab.
@@ -266,8 +266,25 @@ pub fn cut(text: &str, max: usize) -> String {
     text[..end].to_owned()
 }
 
+/// `cut` for a string of its own: shortened in place, not copied.
+fn cut_owned(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
 /// Text made fit for a name or label value: control characters removed, trimmed, bounded.
 pub fn clean(text: &str, max: usize) -> String {
+    // Most text has no control character: one copy instead of two (a peer's every alert
+    // cleans five labels).
+    if !text.chars().any(char::is_control) {
+        return cut(text.trim(), max);
+    }
     let cleaned: String = text.chars().filter(|c| !c.is_control()).collect();
     cut(cleaned.trim(), max)
 }
@@ -321,5 +338,17 @@ mod tests {
                 .into();
         assert_eq!(printable_labels(labels), expected);
         assert_eq!(one_line(&"x".repeat(50), 10).len(), 10);
+        // Cut on a character boundary: 'é' is two bytes.
+        assert_eq!(one_line("hé llo", 2), "h");
+        assert_eq!(printable("aé\u{1}", 2), "a");
+    }
+
+    #[test]
+    fn clean_drops_control_characters_then_trims_and_cuts() {
+        assert_eq!(clean("  db01  ", 100), "db01");
+        assert_eq!(clean("\u{0} db\u{7}01\t", 100), "db01");
+        assert_eq!(clean("\u{0}\u{1b}", 100), "");
+        assert_eq!(clean(" héllo", 2), "h");
+        assert_eq!(clean("h\u{0}éllo", 3), "hé");
     }
 }
