@@ -193,7 +193,7 @@ pub fn one_line(text: &str, max: usize) -> String {
 /// events API; peers cannot be refused, so theirs are made printable). Spaces are kept.
 pub fn printable(text: &str, max: usize) -> String {
     if !text.chars().any(escaped) {
-        return cut(text.trim(), max);
+        return cut(text, max);
     }
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -341,6 +341,8 @@ mod tests {
         // Cut on a character boundary: 'é' is two bytes.
         assert_eq!(one_line("hé llo", 2), "h");
         assert_eq!(printable("aé\u{1}", 2), "a");
+        // A label value keeps its spaces, printable or not.
+        assert_eq!(printable(" plain ", 100), " plain ");
     }
 
     #[test]
