@@ -409,6 +409,7 @@ fn fingerprint(integration: &str, dedup_key: &str) -> String {
 
 struct TriggerFields {
     summary: String,
+    /// The source as the event's resource: control characters removed, trimmed, bounded.
     source: String,
     severity: Severity,
     timestamp: Option<DateTime<Utc>>,
@@ -422,10 +423,12 @@ fn trigger_fields(request: &Request, errors: &mut Vec<String>) -> TriggerFields 
     if summary.is_none() {
         errors.push("'payload.summary' is missing or blank".to_owned());
     }
-    // The event's resource is the source without control characters: one made of them
-    // alone is blank too.
-    let source = text(payload.and_then(|p| p.source.as_ref()))
-        .filter(|s| !clean(s, NAME_LEN_MAX).is_empty());
+    // The event's resource is the source without control characters (cleaned here, once):
+    // one made of them alone is blank too.
+    let source = payload
+        .and_then(|p| p.source.as_deref())
+        .map(|s| clean(s, NAME_LEN_MAX))
+        .filter(|s| !s.is_empty());
     if source.is_none() {
         errors.push("'payload.source' is missing or blank".to_owned());
     }
@@ -514,7 +517,7 @@ fn trigger_event(
         )]);
     }
     EventInput {
-        resource: clean(&fields.source, NAME_LEN_MAX),
+        resource: fields.source,
         check,
         severity: Some(fields.severity),
         summary: super::one_line(&fields.summary, SUMMARY_LEN_MAX),
