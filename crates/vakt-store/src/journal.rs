@@ -246,9 +246,12 @@ impl Encoded {
 /// LZ4 block. No section has this kind, so a payload written before compression reads as
 /// it always did.
 const PACKED: u8 = 0xFF;
-/// Payloads shorter than this are written as they are (little to gain). A single alert's
-/// record shrinks to about half, a batch of a hundred to an eighth (BENCHMARKS.md, issue 18).
-const PACK_MIN: usize = 256;
+/// Payloads shorter than this are written as they are: a sync writes the record's pages
+/// whole, and a record under a page (one or two alerts: 1.5 KiB each) takes one page or two
+/// compressed or not, while compressing it was a fifth of the writer's instructions for a
+/// single-alert request (zeroing LZ4's table and the output; callgrind, BENCHMARKS.md,
+/// issue 18). A batch of a hundred alerts still shrinks to an eighth.
+const PACK_MIN: usize = 4096;
 
 /// The payload as the journal file holds it: compressed when that makes it shorter.
 /// Uncompressed, the journal was a sixth of the bytes an alert costs the disk, and a sync
@@ -1125,6 +1128,18 @@ mod tests {
         let short = b"\x00 a short payload".to_vec();
         assert_eq!(pack(short.clone()), short);
         assert!(matches!(unpack(&short), Ok(Cow::Borrowed(b)) if b == short.as_slice()));
+        // Under a page, even a payload that would compress well goes as it is; from a page
+        // on it is compressed.
+        let page = payload[..4096].to_vec();
+        assert_eq!(pack(page[..4095].to_vec()), &page[..4095]);
+        let packed_page = pack(page.clone());
+        assert_eq!(packed_page[0], PACKED);
+        assert!(
+            packed_page.len() * 2 < page.len(),
+            "{} bytes",
+            packed_page.len()
+        );
+        assert_eq!(&*unpack(&packed_page).expect("unpack"), page.as_slice());
 
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let noise: Vec<u8> = (0..4096)

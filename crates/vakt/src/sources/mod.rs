@@ -173,6 +173,10 @@ pub fn udp_kernel_drops(port: u16) -> Option<u64> {
 /// as `\xNN` escapes, so nothing a peer sends reaches a terminal, a mail header or a chat
 /// message as a control character.
 pub fn one_line(text: &str, max: usize) -> String {
+    // Most summaries have no control character but tabs: one copy, not a char at a time.
+    if !text.chars().any(escaped) {
+        return cut(text.trim(), max);
+    }
     let mut out = String::with_capacity(text.len().min(max));
     for c in text.trim().chars() {
         match c {
@@ -327,6 +331,9 @@ mod tests {
         assert_eq!(one_line("disk\nfull\r\n", 100), "disk full");
         assert_eq!(one_line("a\u{1b}[31mred\u{0}", 100), "a\\x1b[31mred\\x00");
         assert_eq!(one_line("tab\tkept", 100), "tab\tkept");
+        // Without a control character it is only trimmed (and cut), as with one.
+        assert_eq!(one_line(" \tdisk  full \t", 100), "disk  full");
+        assert_eq!(one_line(" disk full ", 6), "disk f");
         assert_eq!(printable(" a\nb\u{0}\tc ", 100), " a\\x0ab\\x00\tc ");
         assert_eq!(printable("plain", 3), "pla");
         let labels = [("a", "x\u{1}y"), ("b", "plain\tkept"), ("c", "")]
