@@ -233,8 +233,10 @@ pub struct BenchArgs {
     /// Events per second to offer; 0 sends as fast as accepted
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
-    /// Distinct alerts the events fall on (repeats make the rest)
-    #[arg(long, default_value_t = 1000)]
+    /// Distinct alerts the events fall on (repeats make the rest); as many as --events for
+    /// every event a new alert. At least 1
+    #[arg(long, default_value_t = 1000,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub fingerprints: usize,
     /// The events' host names are PREFIX-000000 and on: two loads with different prefixes
     /// make different alerts (e.g. one per node of a cluster)

@@ -46,6 +46,14 @@ fn help_teaches_and_version_answers() {
         Some(2),
         "clap's usage errors exit 2"
     );
+    // The load tool once read `--fingerprints 0` as one alert; it is refused, by name.
+    let zero = vakt(&["bench", "--fingerprints", "0", "--events", "1"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(
+        text(&zero.stderr).contains("--fingerprints"),
+        "{}",
+        text(&zero.stderr)
+    );
 }
 
 #[test]
