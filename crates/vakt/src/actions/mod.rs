@@ -24,7 +24,7 @@ mod inhibit;
 pub mod render;
 mod retry;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod throttle;
 pub mod transport;
 

@@ -14,7 +14,7 @@ struct Sections {
 
 /// The handling stage compiled from `[dispatch]`, `[actions.*]`, `[channels.*]` and
 /// `[[inhibit_rules]]` in `toml`.
-pub(super) fn handling(toml: &str) -> HandlingConfig {
+pub(crate) fn handling(toml: &str) -> HandlingConfig {
     let sections: Sections = toml::from_str(toml).unwrap_or_else(|e| panic!("test TOML: {e}"));
     HandlingConfig::build(
         &sections.dispatch,
