@@ -86,25 +86,8 @@ receivers:
       - url: http://127.0.0.1:$SINK_PORT/alertmanager
         send_resolved: false
 YML
-cat > "$work/vakt.toml" <<TOML
-[server]
-# One client address sends everything here: the per-client write limit is for production.
-write_rate_per_client = 0
-[[rules]]
-name = "notify-every-alert"
-actions = ["sink"]
-[actions.sink]
-type = "notify"
-channel = "sink"
-send_resolved = false
-group_by = ["service"]
-group_wait_secs = 1
-group_interval_secs = 5
-[channels.sink]
-type = "webhook"
-url = "http://127.0.0.1:$SINK_PORT/vakt"
-$VAKT_EXTRA
-TOML
+sed "s/@SINK_PORT@/$SINK_PORT/" bench/compare-vakt.toml > "$work/vakt.toml"
+printf '%s\n' "$VAKT_EXTRA" >> "$work/vakt.toml"
 
 wait_ready() { for _ in $(seq 1 200); do curl -sf "$1" >/dev/null && return; sleep 0.05; done; echo "not ready: $1"; exit 1; }
 peak_rss() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }

@@ -54,23 +54,7 @@ class Sink(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("127.0.0.1", $SINK_PORT), Sink).serve_forever()
 PY
 python3 "$work/sink.py" & pids+=($!)
-cat > "$work/vakt.toml" <<TOML
-[server]
-write_rate_per_client = 0
-[[rules]]
-name = "notify-every-alert"
-actions = ["sink"]
-[actions.sink]
-type = "notify"
-channel = "sink"
-send_resolved = false
-group_by = ["service"]
-group_wait_secs = 1
-group_interval_secs = 5
-[channels.sink]
-type = "webhook"
-url = "http://127.0.0.1:$SINK_PORT/vakt"
-TOML
+sed "s/@SINK_PORT@/$SINK_PORT/" bench/compare-vakt.toml > "$work/vakt.toml"
 
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --dump-instr=no \
     "$BIN" serve --config "$work/vakt.toml" --listen "127.0.0.1:$PORT" --data-dir "$work/data" \
