@@ -248,9 +248,10 @@ impl Encoded {
 const PACKED: u8 = 0xFF;
 /// Payloads shorter than this are written as they are: a sync writes the record's pages
 /// whole, and a record under a page (one or two alerts: 1.5 KiB each) takes one page or two
-/// compressed or not, while compressing it was a fifth of the writer's instructions for a
-/// single-alert request (zeroing LZ4's table and the output; callgrind, BENCHMARKS.md,
-/// issue 18). A batch of a hundred alerts still shrinks to an eighth.
+/// compressed or not, while compressing it was over a third of the writer's instructions
+/// for a single-alert request (about half of that zeroing LZ4's table and the output;
+/// `bench/instructions.sh`, BENCHMARKS.md, issue 18). A batch of a hundred alerts still
+/// shrinks to an eighth.
 const PACK_MIN: usize = 4096;
 
 /// The payload as the journal file holds it: compressed when that makes it shorter.

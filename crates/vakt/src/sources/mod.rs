@@ -173,7 +173,8 @@ pub fn udp_kernel_drops(port: u16) -> Option<u64> {
 /// as `\xNN` escapes, so nothing a peer sends reaches a terminal, a mail header or a chat
 /// message as a control character.
 pub fn one_line(text: &str, max: usize) -> String {
-    // Most summaries have no control character but tabs: one copy, not a char at a time.
+    // Most summaries have no control character other than a tab: one copy, not a char at
+    // a time.
     if !text.chars().any(escaped) {
         return cut(text.trim(), max);
     }
