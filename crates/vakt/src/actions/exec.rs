@@ -73,13 +73,7 @@ impl Ran {
             let cut = kept.len() > TIMELINE_BYTES
                 || text.lines().count() > TIMELINE_LINES
                 || total > text.len() as u64 + 1;
-            if kept.len() > TIMELINE_BYTES {
-                let mut end = TIMELINE_BYTES;
-                while !kept.is_char_boundary(end) {
-                    end -= 1;
-                }
-                kept.truncate(end);
-            }
+            kept.truncate(kept.floor_char_boundary(TIMELINE_BYTES));
             parts.push(format!(
                 "{stream}:\n{kept}{}",
                 if cut {

@@ -502,11 +502,10 @@ fn truncate(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_owned();
     }
-    let mut end = max.saturating_sub(1);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
+    format!(
+        "{}…",
+        &text[..text.floor_char_boundary(max.saturating_sub(1))]
+    )
 }
 
 pub fn rfc3339(time: DateTime<Utc>) -> String {
