@@ -555,13 +555,14 @@ mod tests {
         let pipeline = Arc::new(
             Pipeline::build(&PipelineConfig::from_toml("").expect("config")).expect("pipeline"),
         );
+        let event = |resource: &str| EventInput {
+            resource: resource.into(),
+            check: "disk".into(),
+            summary: "full".into(),
+            ..EventInput::default()
+        };
         let send = |resource: &str| {
-            let input = EventInput {
-                resource: resource.into(),
-                check: "disk".into(),
-                summary: "full".into(),
-                ..EventInput::default()
-            };
+            let input = event(resource);
             deliver(
                 &channel,
                 Arc::clone(&pipeline),
@@ -585,13 +586,8 @@ mod tests {
         let e = {
             let channel = channel.clone();
             let pipeline = Arc::clone(&pipeline);
+            let input = event("e");
             tokio::spawn(async move {
-                let input = EventInput {
-                    resource: "e".into(),
-                    check: "disk".into(),
-                    summary: "full".into(),
-                    ..EventInput::default()
-                };
                 deliver(&channel, pipeline, vec![input], WhenFull::Refuse)
                     .await
                     .expect("queued")
