@@ -14,7 +14,8 @@
 //! the next lap rewrites the other from its start. The applier commits synced once it has
 //! applied a lap's last record, so by the time a lap ends the other file's records are in
 //! the database for good and ingest does not wait; a sync writes data blocks only, never a
-//! file's size. A record is
+//! file's size. Where the file system takes them (Linux), records are written with
+//! `O_DIRECT`, whole blocks at a time (`Lap::direct`). A record is
 //! `[payload length u32][crc32 of seq and payload u32][seq u64][payload]`; reading stops at
 //! the first record that is cut short, fails its checksum or does not follow its
 //! predecessor's sequence number (the tail of an earlier lap, or a write a crash tore, which
@@ -99,10 +100,19 @@ const GROW_BYTES: u64 = 4 << 20;
 /// them (on ext4 an inode write and a wait per sync, a third of the sync's CPU on the first
 /// lap of each file). After the first lap the file is written through and none are needed.
 const ZERO_AHEAD: u64 = 1 << 20;
-/// What the zeros are written from, a page at a time: a larger write puts the range in the
-/// page cache as larger folios, and each later record's sync then writes back the whole
-/// folio it touches (64 KiB writes doubled the bytes written per record).
+/// What the zeros are written from when the journal is written through the page cache, a
+/// page at a time: a larger write puts the range in the page cache as larger folios, and
+/// each later record's sync then writes back the whole folio it touches (64 KiB writes
+/// doubled the bytes written per record).
 static ZEROS: [u8; 4096] = [0; 4096];
+/// Direct writes (`O_DIRECT`) start and end on multiples of this: every device's logical
+/// block divides it.
+const BLOCK: usize = 4096;
+/// What the zeros are written from with direct writes (no page cache, so no folios), block
+/// aligned as `O_DIRECT` needs.
+#[repr(align(4096))]
+struct ZeroBlocks([u8; 64 << 10]);
+static ZERO_BLOCKS: ZeroBlocks = ZeroBlocks([0; 64 << 10]);
 /// `[len u32][crc u32][seq u64]`.
 const HEADER: usize = 16;
 /// The largest record read back: a larger length is a torn or foreign header.
@@ -602,6 +612,15 @@ fn skip_rows(decoder: &mut Decoder<'_>, rows: u32, columns: u8) -> Result<(), St
 /// One of the journal's two files: where its lap's next record goes.
 struct Lap {
     file: File,
+    /// The same file opened for direct writes (`O_DIRECT`, Linux), when its file system
+    /// takes them: a record then goes from the buffer to the disk without the page cache,
+    /// and its sync waits for one write and the cache flush instead of the page cache's
+    /// write-back (on the project's ext4 test machine, a write and sync alone: 50 µs
+    /// instead of 70-80, a third of the system CPU). `None`: written through the page cache.
+    direct: Option<File>,
+    /// With direct writes: the bytes before `offset` in its block (`offset % BLOCK` of
+    /// them), which the next record's write, starting at the block's beginning, repeats.
+    tail: Vec<u8>,
     path: PathBuf,
     offset: u64,
     /// The file's length (written zeros included).
@@ -678,7 +697,16 @@ impl JournalFile {
             {
                 let _ = directory.sync_all();
             }
+            let tail_from = offset - offset % BLOCK as u64;
+            let tail = usize::try_from(tail_from)
+                .ok()
+                .zip(usize::try_from(offset).ok())
+                .and_then(|(from, to)| bytes.get(from..to))
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
             laps.push(Lap {
+                direct: open_direct(&path),
+                tail,
                 file,
                 path,
                 offset,
@@ -733,6 +761,7 @@ impl JournalFile {
         let next = &mut self.laps[self.current];
         next.offset = 0;
         next.last = 0;
+        next.tail.clear();
         ended
     }
 
@@ -743,6 +772,7 @@ impl JournalFile {
         for lap in &mut self.laps {
             lap.offset = 0;
             lap.last = 0;
+            lap.tail.clear();
         }
     }
 
@@ -761,55 +791,174 @@ impl JournalFile {
         let mut crc = crc32fast::Hasher::new();
         crc.update(&seq.to_le_bytes());
         crc.update(payload);
-        let record = &mut self.buffer;
-        record.clear();
-        record.reserve(HEADER + payload.len());
-        record.extend_from_slice(&len.to_le_bytes());
-        record.extend_from_slice(&crc.finalize().to_le_bytes());
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(payload);
+        let mut header = [0u8; HEADER];
+        header[..4].copy_from_slice(&len.to_le_bytes());
+        header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+        header[8..].copy_from_slice(&seq.to_le_bytes());
         let lap = &mut self.laps[self.current];
         let io = |what: &str, e: std::io::Error| {
             StoreError::Unavailable(format!("{what} {}: {e}", lap.path.display()))
         };
-        let end = lap.offset + record.len() as u64;
-        if end > lap.length {
+        let end = lap.offset + (HEADER + payload.len()) as u64;
+        // A direct write ends on a block boundary, zeros after the record.
+        let stop = end.next_multiple_of(BLOCK as u64);
+        if stop > lap.length {
             // Room ahead (read back as zeros: the end of the records). The record's own
             // sync makes the new size durable with it. Writing zeros here instead stalled
             // the writer for milliseconds at every step.
-            let grown = end.max(lap.length + GROW_BYTES);
+            let grown = stop
+                .max(lap.length + GROW_BYTES)
+                .next_multiple_of(BLOCK as u64);
             if lap.file.set_len(grown).is_ok() {
                 lap.length = grown;
             }
         }
-        lap.file
-            .write_all_at(record, lap.offset)
-            .map_err(|e| io("cannot write to the ingest journal", e))?;
-        if end > lap.written {
-            // Past the end of what the current lap and earlier ones wrote: everything beyond
-            // `end` in this file is stale (the database holds it, synced) or a hole. The
-            // zeros only save later syncs work: a failed write of them (a full disk) fails
-            // no record, and the next record tries again from its own end.
-            let zeros_end = (end + ZERO_AHEAD).min(lap.length);
-            let mut at = end;
-            while at < zeros_end {
-                let n = (zeros_end - at).min(ZEROS.len() as u64);
-                if lap.file.write_all_at(&ZEROS[..n as usize], at).is_err() {
-                    break;
+        let mut wrote = None;
+        if let Some(direct) = &lap.direct {
+            let start = lap.offset - lap.tail.len() as u64;
+            match write_direct(
+                direct,
+                &mut self.buffer,
+                start,
+                [lap.tail.as_slice(), &header[..], payload],
+            ) {
+                Ok(tail) => {
+                    lap.tail.clear();
+                    lap.tail.extend_from_slice(tail);
+                    wrote = Some(stop);
                 }
-                at += n;
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                    // The file system takes the open but not the write (alignment it
+                    // does not support): nothing was written; the page cache from now on.
+                    tracing::warn!(error = %e, path = %lap.path.display(),
+                        "direct writes to the ingest journal refused; writing through the page cache");
+                    for lap in &mut self.laps {
+                        lap.direct = None;
+                        lap.tail = Vec::new();
+                    }
+                }
+                Err(e) => return Err(io("cannot write to the ingest journal", e)),
             }
-            lap.written = at.max(end);
+        }
+        let lap = &mut self.laps[self.current];
+        let io = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("{what} {}: {e}", lap.path.display()))
+        };
+        let wrote = match wrote {
+            Some(stop) => stop,
+            None => {
+                let record = &mut self.buffer;
+                record.clear();
+                record.reserve(HEADER + payload.len());
+                record.extend_from_slice(&header);
+                record.extend_from_slice(payload);
+                lap.file
+                    .write_all_at(record, lap.offset)
+                    .map_err(|e| io("cannot write to the ingest journal", e))?;
+                end
+            }
+        };
+        if wrote > lap.written {
+            // Past the end of what the current lap and earlier ones wrote: everything beyond
+            // it in this file is stale (the database holds it, synced) or a hole. The zeros
+            // only save later syncs work: a failed write of them (a full disk) fails no
+            // record, and the next record tries again from its own end.
+            let zeros_end = (end + ZERO_AHEAD).min(lap.length);
+            let at = match &lap.direct {
+                Some(direct) => write_zeros(
+                    direct,
+                    &ZERO_BLOCKS.0,
+                    wrote,
+                    zeros_end - zeros_end % BLOCK as u64,
+                ),
+                None => write_zeros(&lap.file, &ZEROS, wrote, zeros_end),
+            };
+            lap.written = at.max(wrote);
         }
         lap.file
             .sync_data()
             .map_err(|e| io("cannot sync the ingest journal", e))?;
         lap.offset = end;
-        lap.length = lap.length.max(end);
+        lap.length = lap.length.max(wrote);
         lap.last = seq;
         self.last = seq;
         Ok(seq)
     }
+
+    /// Whether records are written directly (`O_DIRECT`), not through the page cache.
+    #[cfg(test)]
+    pub(crate) fn direct(&self) -> bool {
+        self.laps.iter().all(|lap| lap.direct.is_some())
+    }
+
+    /// Writes through the page cache from now on, as on a file system without direct
+    /// writes.
+    #[cfg(test)]
+    pub(crate) fn buffered(&mut self) {
+        for lap in &mut self.laps {
+            lap.direct = None;
+            lap.tail = Vec::new();
+        }
+    }
+}
+
+/// The journal file at `path` opened for direct writes, if its file system takes them.
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> Option<File> {
+    None
+}
+
+/// Writes `parts` one after the other at `start` (a block boundary) with one direct write,
+/// zeros after them to the next block boundary, from `buffer` (kept between records and
+/// aligned here). Returns the bytes of the last block the parts reach into, up to their end:
+/// the next record's write repeats them.
+fn write_direct<'b>(
+    file: &File,
+    buffer: &'b mut Vec<u8>,
+    start: u64,
+    parts: [&[u8]; 3],
+) -> std::io::Result<&'b [u8]> {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    let padded = len.next_multiple_of(BLOCK);
+    if buffer.len() < padded + BLOCK {
+        buffer.resize(padded + BLOCK, 0);
+    }
+    let at = buffer.as_ptr().align_offset(BLOCK);
+    let out = at
+        .checked_add(padded)
+        .and_then(|stop| buffer.get_mut(at..stop))
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let mut i = 0;
+    for part in parts {
+        out[i..i + part.len()].copy_from_slice(part);
+        i += part.len();
+    }
+    out[len..].fill(0);
+    file.write_all_at(out, start)?;
+    Ok(&out[len - len % BLOCK..len])
+}
+
+/// Writes zeros from `zeros` over `from..to`, as far as it can; returns where it stopped.
+fn write_zeros(file: &File, zeros: &[u8], from: u64, to: u64) -> u64 {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(zeros.len() as u64);
+        if file.write_all_at(&zeros[..n as usize], at).is_err() {
+            break;
+        }
+        at += n;
+    }
+    at
 }
 
 /// How much of a journal file of `length` bytes has blocks on disk: all of it when it has
@@ -1387,6 +1536,55 @@ mod tests {
         assert_eq!(journal.last(), 10);
         drop(journal);
         assert_eq!(read_dir(dir.path()).expect("read"), found);
+    }
+
+    /// With direct writes a record's write starts at its block's beginning and repeats the
+    /// records before it there: after a reopen, those come from what the file held, so
+    /// records appended mid-block keep the ones before them.
+    #[test]
+    fn records_written_directly_continue_mid_block_after_reopen() {
+        let dir = tempfile::tempdir().expect("dir");
+        let payloads: Vec<Vec<u8>> = (1..=12u8)
+            .map(|n| vec![n; 700 * usize::from(n % 4) + 5])
+            .collect();
+        for (round, chunk) in payloads.chunks(3).enumerate() {
+            let (mut journal, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+            let direct = journal.direct();
+            if round == 0 && !direct {
+                eprintln!("SKIPPED in part: no direct writes on this file system (tmpfs?)");
+            }
+            assert_eq!(found.len(), round * 3, "round {round}");
+            for payload in chunk {
+                journal.append(payload).expect("append");
+            }
+            assert_eq!(journal.direct(), direct, "no write was refused");
+        }
+        let (journal, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+        assert_eq!(journal.last(), 12);
+        let read: Vec<Vec<u8>> = found.into_iter().map(|(_, payload)| payload).collect();
+        assert_eq!(read, payloads);
+    }
+
+    /// A journal written through the page cache (a file system without direct writes, or
+    /// one that refused them) and one written directly continue each other's files.
+    #[test]
+    fn direct_and_page_cache_writes_continue_each_other() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut expected = Vec::new();
+        for round in 0..4u8 {
+            let (mut journal, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+            assert_eq!(found, expected, "round {round}");
+            if round % 2 == 1 {
+                journal.buffered();
+            }
+            for n in 0..5u8 {
+                let payload = vec![round * 10 + n; 333 * usize::from(n) + 1];
+                let seq = journal.append(&payload).expect("append");
+                expected.push((seq, payload));
+            }
+        }
+        let (_, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+        assert_eq!(found, expected);
     }
 
     #[test]
