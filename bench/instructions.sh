@@ -82,11 +82,12 @@ lines = open(path).read().splitlines()
 def cost(line):
     return int(line.split()[0].replace(",", ""))
 total = next(cost(l) for l in lines if "PROGRAM TOTALS" in l)
-# A role's cost: its task's entry function, inclusive, first listing (the compiled symbol).
+# A role's cost: its task's entry function, inclusive, first listing (the compiled symbol;
+# callgrind_annotate names the binary after it only when it cannot find the source file).
 roles = [
-    ("HTTP requests", r"vakt::http::serve::serve::\{\{closure\}\}::\{\{closure\}\} \["),
-    ("ingest writer", r"vakt::ingest::write_loop::\{\{closure\}\} \["),
-    ("applier", r"vakt_store::sqlite::applier::\{\{closure\}\} \["),
+    ("HTTP requests", r"vakt::http::serve::serve::\{\{closure\}\}::\{\{closure\}\}( \[|$)"),
+    ("ingest writer", r"vakt::ingest::write_loop::\{\{closure\}\}( \[|$)"),
+    ("applier", r"vakt_store::sqlite::applier::\{\{closure\}\}( \[|$)"),
 ]
 accepted = json.load(open(bench))["accepted"]
 kind = "unique alerts" if int(fps) >= events else f"{int(fps):,} repeating alerts"
