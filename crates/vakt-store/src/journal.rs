@@ -646,6 +646,9 @@ pub(crate) struct JournalFile {
     /// A record with its header, as written (kept: a fresh buffer per record cost page
     /// faults).
     buffer: Vec<u8>,
+    /// Fails the next record's sync (after its write), as a disk error would.
+    #[cfg(test)]
+    fail_sync: bool,
 }
 
 /// A record read back at open: its sequence number and payload.
@@ -730,6 +733,8 @@ impl JournalFile {
                 last,
                 lap_bytes: LAP_BYTES,
                 buffer: Vec::new(),
+                #[cfg(test)]
+                fail_sync: false,
             },
             records,
         )))
@@ -796,9 +801,6 @@ impl JournalFile {
         header[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
         header[8..].copy_from_slice(&seq.to_le_bytes());
         let lap = &mut self.laps[self.current];
-        let io = |what: &str, e: std::io::Error| {
-            StoreError::Unavailable(format!("{what} {}: {e}", lap.path.display()))
-        };
         let end = lap.offset + (HEADER + payload.len()) as u64;
         // A direct write ends on a block boundary, zeros after the record.
         let stop = end.next_multiple_of(BLOCK as u64);
@@ -814,6 +816,20 @@ impl JournalFile {
             }
         }
         let mut wrote = None;
+        // Where the record's last block starts in `buffer`, once written directly: that
+        // block's bytes up to the record's end become the tail once the record is synced.
+        let mut tail_at = None;
+        // The tail always holds what precedes `offset` in its block; were it ever otherwise,
+        // a direct write would land in the wrong place: the page cache from then on.
+        if lap.direct.is_some() && lap.tail.len() as u64 != lap.offset % BLOCK as u64 {
+            tracing::error!(path = %lap.path.display(), offset = lap.offset, tail = lap.tail.len(),
+                "the ingest journal lost its place in a block; writing through the page cache");
+            self.write_buffered();
+        }
+        let lap = &mut self.laps[self.current];
+        let io = |what: &str, e: std::io::Error| {
+            StoreError::Unavailable(format!("{what} {}: {e}", lap.path.display()))
+        };
         if let Some(direct) = &lap.direct {
             let start = lap.offset - lap.tail.len() as u64;
             match write_direct(
@@ -822,9 +838,8 @@ impl JournalFile {
                 start,
                 [lap.tail.as_slice(), &header[..], payload],
             ) {
-                Ok(tail) => {
-                    lap.tail.clear();
-                    lap.tail.extend_from_slice(tail);
+                Ok(at) => {
+                    tail_at = Some(at);
                     wrote = Some(stop);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
@@ -832,10 +847,7 @@ impl JournalFile {
                     // does not support): nothing was written; the page cache from now on.
                     tracing::warn!(error = %e, path = %lap.path.display(),
                         "direct writes to the ingest journal refused; writing through the page cache");
-                    for lap in &mut self.laps {
-                        lap.direct = None;
-                        lap.tail = Vec::new();
-                    }
+                    self.write_buffered();
                 }
                 Err(e) => return Err(io("cannot write to the ingest journal", e)),
             }
@@ -875,9 +887,29 @@ impl JournalFile {
             };
             lap.written = at.max(wrote);
         }
+        #[cfg(test)]
+        if std::mem::take(&mut self.fail_sync) {
+            return Err(StoreError::Unavailable("a failed sync (test)".into()));
+        }
         lap.file
             .sync_data()
             .map_err(|e| io("cannot sync the ingest journal", e))?;
+        // Only now: after a failed write or sync the next record goes where this one did,
+        // after the same tail.
+        if let Some(at) = tail_at {
+            let last = usize::try_from(end % BLOCK as u64)
+                .ok()
+                .and_then(|n| self.buffer.get(at..at.checked_add(n)?));
+            match last {
+                Some(bytes) => {
+                    lap.tail.clear();
+                    lap.tail.extend_from_slice(bytes);
+                }
+                // Not reached (`write_direct` returns a place in the buffer it wrote from);
+                // without its tail, the next record goes through the page cache.
+                None => lap.tail.clear(),
+            }
+        }
         lap.offset = end;
         lap.length = lap.length.max(wrote);
         lap.last = seq;
@@ -885,20 +917,19 @@ impl JournalFile {
         Ok(seq)
     }
 
-    /// Whether records are written directly (`O_DIRECT`), not through the page cache.
-    #[cfg(test)]
-    pub(crate) fn direct(&self) -> bool {
-        self.laps.iter().all(|lap| lap.direct.is_some())
-    }
-
     /// Writes through the page cache from now on, as on a file system without direct
     /// writes.
-    #[cfg(test)]
-    pub(crate) fn buffered(&mut self) {
+    fn write_buffered(&mut self) {
         for lap in &mut self.laps {
             lap.direct = None;
             lap.tail = Vec::new();
         }
+    }
+
+    /// Whether records are written directly (`O_DIRECT`), not through the page cache.
+    #[cfg(test)]
+    pub(crate) fn direct(&self) -> bool {
+        self.laps.iter().all(|lap| lap.direct.is_some())
     }
 }
 
@@ -920,14 +951,14 @@ fn open_direct(_path: &Path) -> Option<File> {
 
 /// Writes `parts` one after the other at `start` (a block boundary) with one direct write,
 /// zeros after them to the next block boundary, from `buffer` (kept between records and
-/// aligned here). Returns the bytes of the last block the parts reach into, up to their end:
-/// the next record's write repeats them.
-fn write_direct<'b>(
+/// aligned here). Returns where in `buffer` the last block the parts reach into starts: its
+/// bytes up to their end are what the next record's write repeats.
+fn write_direct(
     file: &File,
-    buffer: &'b mut Vec<u8>,
+    buffer: &mut Vec<u8>,
     start: u64,
     parts: [&[u8]; 3],
-) -> std::io::Result<&'b [u8]> {
+) -> std::io::Result<usize> {
     let len: usize = parts.iter().map(|part| part.len()).sum();
     let padded = len.next_multiple_of(BLOCK);
     if buffer.len() < padded + BLOCK {
@@ -945,7 +976,7 @@ fn write_direct<'b>(
     }
     out[len..].fill(0);
     file.write_all_at(out, start)?;
-    Ok(&out[len - len % BLOCK..len])
+    Ok(at + len - len % BLOCK)
 }
 
 /// Writes zeros from `zeros` over `from..to`, as far as it can; returns where it stopped.
@@ -1565,6 +1596,28 @@ mod tests {
         assert_eq!(read, payloads);
     }
 
+    /// A record whose write or sync failed was never acknowledged: the next record goes
+    /// where it went, after the same bytes, and both ways of writing read back alike.
+    #[test]
+    fn a_record_whose_sync_failed_is_written_over_by_the_next() {
+        for buffered in [false, true] {
+            let dir = tempfile::tempdir().expect("dir");
+            let (mut journal, _) = JournalFile::open(dir.path()).expect("open").expect("lock");
+            if buffered {
+                journal.write_buffered();
+            }
+            let direct = journal.direct();
+            assert_eq!(journal.append(&[1; 100]).expect("append"), 1);
+            journal.fail_sync = true;
+            assert!(journal.append(&[2; 5000]).is_err());
+            assert_eq!(journal.append(&[3; 100]).expect("append"), 2);
+            assert_eq!(journal.direct(), direct, "still written the same way");
+            drop(journal);
+            let (_, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
+            assert_eq!(found, vec![(1, vec![1; 100]), (2, vec![3; 100])]);
+        }
+    }
+
     /// A journal written through the page cache (a file system without direct writes, or
     /// one that refused them) and one written directly continue each other's files.
     #[test]
@@ -1575,7 +1628,7 @@ mod tests {
             let (mut journal, found) = JournalFile::open(dir.path()).expect("open").expect("lock");
             assert_eq!(found, expected, "round {round}");
             if round % 2 == 1 {
-                journal.buffered();
+                journal.write_buffered();
             }
             for n in 0..5u8 {
                 let payload = vec![round * 10 + n; 333 * usize::from(n) + 1];
