@@ -664,9 +664,7 @@ impl JournalFile {
         let mut records = Vec::new();
         for (i, name) in JOURNAL_FILES.iter().enumerate() {
             let path = dir.join(name);
-            let io = |what: &str, e: std::io::Error| {
-                StoreError::Unavailable(format!("{what} {}: {e}", path.display()))
-            };
+            let io = |what: &str, e| io_error(&path, what, e);
             let mut options = OpenOptions::new();
             options.read(true).write(true).create(true).truncate(false);
             #[cfg(unix)]
@@ -815,61 +813,8 @@ impl JournalFile {
                 lap.length = grown;
             }
         }
-        let mut wrote = None;
-        // Where the record's last block starts in `buffer`, once written directly: that
-        // block's bytes up to the record's end become the tail once the record is synced.
-        let mut tail_at = None;
-        // The tail always holds what precedes `offset` in its block; were it ever otherwise,
-        // a direct write would land in the wrong place: the page cache from then on.
-        if lap.direct.is_some() && lap.tail.len() as u64 != lap.offset % BLOCK as u64 {
-            tracing::error!(path = %lap.path.display(), offset = lap.offset, tail = lap.tail.len(),
-                "the ingest journal lost its place in a block; writing through the page cache");
-            self.write_buffered();
-        }
+        let (wrote, tail_at) = self.write_record(&header, payload)?;
         let lap = &mut self.laps[self.current];
-        let io = |what: &str, e: std::io::Error| {
-            StoreError::Unavailable(format!("{what} {}: {e}", lap.path.display()))
-        };
-        if let Some(direct) = &lap.direct {
-            let start = lap.offset - lap.tail.len() as u64;
-            match write_direct(
-                direct,
-                &mut self.buffer,
-                start,
-                [lap.tail.as_slice(), &header[..], payload],
-            ) {
-                Ok(at) => {
-                    tail_at = Some(at);
-                    wrote = Some(stop);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-                    // The file system takes the open but not the write (alignment it
-                    // does not support): nothing was written; the page cache from now on.
-                    tracing::warn!(error = %e, path = %lap.path.display(),
-                        "direct writes to the ingest journal refused; writing through the page cache");
-                    self.write_buffered();
-                }
-                Err(e) => return Err(io("cannot write to the ingest journal", e)),
-            }
-        }
-        let lap = &mut self.laps[self.current];
-        let io = |what: &str, e: std::io::Error| {
-            StoreError::Unavailable(format!("{what} {}: {e}", lap.path.display()))
-        };
-        let wrote = match wrote {
-            Some(stop) => stop,
-            None => {
-                let record = &mut self.buffer;
-                record.clear();
-                record.reserve(HEADER + payload.len());
-                record.extend_from_slice(&header);
-                record.extend_from_slice(payload);
-                lap.file
-                    .write_all_at(record, lap.offset)
-                    .map_err(|e| io("cannot write to the ingest journal", e))?;
-                end
-            }
-        };
         if wrote > lap.written {
             // Past the end of what the current lap and earlier ones wrote: everything beyond
             // it in this file is stale (the database holds it, synced) or a hole. The zeros
@@ -893,7 +838,7 @@ impl JournalFile {
         }
         lap.file
             .sync_data()
-            .map_err(|e| io("cannot sync the ingest journal", e))?;
+            .map_err(|e| io_error(&lap.path, "cannot sync the ingest journal", e))?;
         // Only now: after a failed write or sync the next record goes where this one did,
         // after the same tail.
         if let Some(at) = tail_at {
@@ -917,6 +862,54 @@ impl JournalFile {
         Ok(seq)
     }
 
+    /// Writes a record (its header and payload) at the current lap's offset, not yet
+    /// synced: directly where it can, else through the page cache. Returns how far into the
+    /// file it wrote and, for a direct write, where in `buffer` its last block starts (that
+    /// block's bytes up to the record's end become the tail once the record is synced).
+    fn write_record(
+        &mut self,
+        header: &[u8; HEADER],
+        payload: &[u8],
+    ) -> Result<(u64, Option<usize>), StoreError> {
+        let lap = &self.laps[self.current];
+        let end = lap.offset + (HEADER + payload.len()) as u64;
+        if let Some(direct) = &lap.direct {
+            // The tail always holds what precedes `offset` in its block; were it ever
+            // otherwise, a direct write would land in the wrong place.
+            if lap.tail.len() as u64 != lap.offset % BLOCK as u64 {
+                tracing::error!(path = %lap.path.display(), offset = lap.offset, tail = lap.tail.len(),
+                    "the ingest journal lost its place in a block; writing through the page cache");
+                self.write_buffered();
+            } else {
+                let start = lap.offset - lap.tail.len() as u64;
+                let parts = [lap.tail.as_slice(), &header[..], payload];
+                match write_direct(direct, &mut self.buffer, start, parts) {
+                    Ok(at) => return Ok((end.next_multiple_of(BLOCK as u64), Some(at))),
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                        // The file system takes the open but not the write (alignment it
+                        // does not support): nothing was written.
+                        tracing::warn!(error = %e, path = %lap.path.display(),
+                            "direct writes to the ingest journal refused; writing through the page cache");
+                        self.write_buffered();
+                    }
+                    Err(e) => {
+                        return Err(io_error(&lap.path, "cannot write to the ingest journal", e));
+                    }
+                }
+            }
+        }
+        let lap = &self.laps[self.current];
+        let record = &mut self.buffer;
+        record.clear();
+        record.reserve(HEADER + payload.len());
+        record.extend_from_slice(header);
+        record.extend_from_slice(payload);
+        lap.file
+            .write_all_at(record, lap.offset)
+            .map_err(|e| io_error(&lap.path, "cannot write to the ingest journal", e))?;
+        Ok((end, None))
+    }
+
     /// Writes through the page cache from now on, as on a file system without direct
     /// writes.
     fn write_buffered(&mut self) {
@@ -931,6 +924,11 @@ impl JournalFile {
     pub(crate) fn direct(&self) -> bool {
         self.laps.iter().all(|lap| lap.direct.is_some())
     }
+}
+
+/// A journal file's I/O error as the store reports it: what failed, on which file.
+fn io_error(path: &Path, what: &str, error: std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{what} {}: {error}", path.display()))
 }
 
 /// The journal file at `path` opened for direct writes, if its file system takes them.
