@@ -275,14 +275,25 @@ fn claim_group_sql(conn: &Conn<'_>) -> String {
     )
 }
 
+/// A group's pending members, oldest first: what a claim held in memory reads instead of
+/// writing (`claim_groups_held`).
+fn group_members_sql(conn: &Conn<'_>) -> String {
+    format!(
+        "SELECT {ACTION_SELECT} FROM decided_actions{} WHERE status = 'pending' AND group_key = $1 \
+         ORDER BY id LIMIT $2",
+        conn.indexed_by("decided_actions_groups"),
+    )
+}
+
 /// The dispatcher's statements that must walk a partial index of `decided_actions` (the
 /// plan test checks each on SQLite).
 #[cfg(test)]
-pub(crate) fn dispatch_sql(conn: &Conn<'_>) -> [(String, &'static str); 3] {
+pub(crate) fn dispatch_sql(conn: &Conn<'_>) -> [(String, &'static str); 4] {
     [
         (claim_due_sql(conn), "decided_actions_due"),
         (any_due_sql(conn), "decided_actions_due"),
         (claim_group_sql(conn), "decided_actions_groups"),
+        (group_members_sql(conn), "decided_actions_groups"),
     ]
 }
 
@@ -597,12 +608,61 @@ pub(crate) async fn recover_expired(
         .iter()
         .map(record_from_row)
         .collect::<Result<Vec<_>, _>>()?;
+    note_interrupted(conn, &recovered, now_ms).await?;
+    Ok(recovered)
+}
+
+/// Group members whose claim, held in this process's memory (`HeldClaims`), ran out before
+/// their attempt was recorded: their rows never left `pending`. Each counts the attempt it
+/// was claimed for and gets an `interrupted` one on record, as `recover_expired` does for a
+/// claim written to the table; a member no longer pending (an operator's change, retention)
+/// is left alone.
+pub(crate) async fn recover_held(
+    conn: &mut Conn<'_>,
+    expired: &[ActionRecord],
+    now_ms: i64,
+) -> Result<Vec<ActionRecord>, StoreError> {
+    const WHY: &str = "interrupted: the group message was not recorded in time; delivering again with the same idempotency key";
+    let mut recovered = Vec::with_capacity(expired.len());
+    for held in expired {
+        let moved = query(
+            "UPDATE decided_actions SET attempts = $1, next_at = $2, outcome = $3 \
+             WHERE id = $4 AND status = 'pending'",
+        )
+        .bind(held.attempts)
+        .bind(now_ms)
+        .bind(WHY)
+        .bind(held.decided.id.clone())
+        .execute(&mut *conn)
+        .await?;
+        if moved.rows_affected() == 0 {
+            continue;
+        }
+        recovered.push(ActionRecord {
+            status: ActionStatus::Pending,
+            next_at: Some(time(now_ms)?),
+            lease_until: None,
+            outcome: Some(WHY.to_owned()),
+            ..held.clone()
+        });
+    }
+    note_interrupted(conn, &recovered, now_ms).await?;
+    Ok(recovered)
+}
+
+/// What a taken-back action leaves: its group pending again (a delivery), an `interrupted`
+/// attempt and a timeline line.
+async fn note_interrupted(
+    conn: &mut Conn<'_>,
+    recovered: &[ActionRecord],
+    now_ms: i64,
+) -> Result<(), StoreError> {
     let pending = recovered
         .iter()
         .filter(|r| r.status == ActionStatus::Pending)
         .map(|r| &r.decided);
     note_groups(conn, &pending_groups(pending), now_ms).await?;
-    for record in &recovered {
+    for record in recovered {
         let at = time(now_ms)?;
         insert_attempt(
             conn,
@@ -638,7 +698,7 @@ pub(crate) async fn recover_expired(
         )
         .await?;
     }
-    Ok(recovered)
+    Ok(())
 }
 
 pub(crate) async fn insert_attempt(
@@ -722,12 +782,15 @@ fn attempt_entry(
 /// row does not give it back (`line_from_attempt`), a timeline line each.
 pub(crate) struct FinishRows<'a> {
     items: &'a [(ActionRecord, Finish)],
+    /// Per item: claimed in memory (`HeldClaims`), so its row is still `pending` and has
+    /// not counted the attempt.
+    held: Vec<bool>,
     gives_line: Vec<bool>,
     timeline: Vec<TimelineEntry>,
 }
 
 impl<'a> FinishRows<'a> {
-    pub(crate) fn new(items: &'a [(ActionRecord, Finish)]) -> FinishRows<'a> {
+    pub(crate) fn new(items: &'a [(ActionRecord, Finish)], held: Vec<bool>) -> FinishRows<'a> {
         let gives_line: Vec<bool> = items
             .iter()
             .map(|(record, finish)| line_from_attempt(record, finish))
@@ -740,6 +803,7 @@ impl<'a> FinishRows<'a> {
             .collect();
         FinishRows {
             items,
+            held,
             gives_line,
             timeline,
         }
@@ -766,15 +830,25 @@ impl<'a> FinishRows<'a> {
             &attempts,
             |(attempt, given)| attempt_row(attempt, *given),
         )?;
+        // Only an action still claimed moves: `running` in the table, or `pending` when the
+        // claim was held in memory (then the row counts the attempt here: the claimed
+        // record's count, which includes it).
+        let moves: Vec<(&(ActionRecord, Finish), bool)> =
+            self.items.iter().zip(self.held.iter().copied()).collect();
         each(
             db,
             "UPDATE decided_actions SET status = ?1, next_at = COALESCE(?2, next_at), lease_until = NULL, \
-             finished_at = ?3, outcome = ?4 WHERE id = ?5 AND status = 'running'",
-            self.items,
-            |(record, finish)| {
+             finished_at = ?3, outcome = ?4, attempts = ?6 WHERE id = ?5 AND status = ?7",
+            &moves,
+            |((record, finish), held)| {
                 let (status, next_at, finished_at) = match finish.next {
                     Next::Done(status) => (status, None, Some(ms(finish.attempt.finished_at))),
                     Next::Retry(at) => (ActionStatus::Pending, Some(ms(at)), None),
+                };
+                let claimed = if *held {
+                    ActionStatus::Pending
+                } else {
+                    ActionStatus::Running
                 };
                 [
                     Value::Text(Some(Cow::Borrowed(status.as_str()))),
@@ -782,6 +856,8 @@ impl<'a> FinishRows<'a> {
                     Value::Int(finished_at),
                     Value::Text(Some(Cow::Borrowed(&finish.attempt.detail))),
                     Value::Text(Some(Cow::Borrowed(&record.decided.id))),
+                    Value::Int(Some(record.attempts)),
+                    Value::Text(Some(Cow::Borrowed(claimed.as_str()))),
                 ]
             },
         )?;
@@ -960,6 +1036,151 @@ pub(crate) async fn claim_groups(
         groups.push(claimed);
     }
     Ok(groups)
+}
+
+/// `claim_groups` for a store with one dispatching process (SQLite): the members are read,
+/// not marked `running`, and the claim is held in that process's memory (`HeldClaims`,
+/// whose ids `held` are skipped); only the groups' send times are written. A group's
+/// members lie spread over `decided_actions`, so marking them rewrote nearly a table page
+/// per member, and the finish rewrote it again.
+pub(crate) async fn claim_groups_held(
+    conn: &mut Conn<'_>,
+    keys: &[&str],
+    now_ms: i64,
+    lease_until_ms: i64,
+    limit: u32,
+    budget: usize,
+    held: &std::collections::HashSet<String>,
+) -> Result<Vec<Vec<ActionRecord>>, StoreError> {
+    let lease_until = time(lease_until_ms)?;
+    let want = usize::try_from(limit).unwrap_or(usize::MAX);
+    // Enough rows that the held ones (normally none) cannot crowd out `limit` free ones.
+    let fetch = i64::from(limit).saturating_add(i64::try_from(held.len()).unwrap_or(i64::MAX));
+    let mut taken = 0;
+    let mut groups = Vec::with_capacity(keys.len());
+    for key in keys {
+        if taken >= budget && !groups.is_empty() {
+            break;
+        }
+        let rows = query(group_members_sql(conn))
+            .bind((*key).to_owned())
+            .bind(fetch)
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut members = Vec::with_capacity(rows.len().min(want));
+        let mut more = false;
+        for row in &rows {
+            let mut record = record_from_row(row)?;
+            if held.contains(&record.decided.id) {
+                continue;
+            }
+            if members.len() == want {
+                more = true;
+                break;
+            }
+            record.status = ActionStatus::Running;
+            record.attempts += 1;
+            record.lease_until = Some(lease_until);
+            members.push(record);
+        }
+        // The read stopped at its limit: members beyond it wait for the next message.
+        if !more && i64::try_from(rows.len()).is_ok_and(|n| n == fetch) {
+            let last: Option<String> = match rows.last() {
+                Some(row) => Some(row.try_get("id")?),
+                None => None,
+            };
+            more = query(
+                "SELECT EXISTS (SELECT 1 FROM decided_actions WHERE status = 'pending' \
+                 AND group_key = $1 AND id > $2) AS more",
+            )
+            .bind((*key).to_owned())
+            .bind(last.unwrap_or_default())
+            .fetch_one(&mut *conn)
+            .await?
+            .try_get::<bool>("more")?;
+        }
+        let sent = (!members.is_empty()).then_some(now_ms);
+        query(
+            "UPDATE notification_groups SET last_sent_at = COALESCE($2, last_sent_at), \
+             first_pending_at = CASE WHEN $3 = 1 THEN COALESCE($2, first_pending_at, $4) ELSE NULL END \
+             WHERE group_key = $1",
+        )
+        .bind((*key).to_owned())
+        .bind(sent)
+        .bind(i64::from(more))
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        taken += members.len();
+        groups.push(members);
+    }
+    Ok(groups)
+}
+
+/// Group members claimed in memory by the one process that dispatches (`claim_groups_held`),
+/// by action id, each as claimed: until its attempt is recorded (`take`) or its lease runs
+/// out (`expired`, then taken back by `recover_held`). At most what the claims in flight
+/// hold: one round's claim, normally.
+#[derive(Default)]
+pub(crate) struct HeldClaims(std::sync::Mutex<std::collections::HashMap<String, ActionRecord>>);
+
+impl HeldClaims {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ActionRecord>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The ids held now (for the next claim to skip).
+    pub(crate) fn ids(&self) -> std::collections::HashSet<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    pub(crate) fn hold(&self, groups: &[Vec<ActionRecord>]) {
+        let mut held = self.lock();
+        for record in groups.iter().flatten() {
+            held.insert(record.decided.id.clone(), record.clone());
+        }
+    }
+
+    /// Which of the finished items were held, released from the hold (their rows are about
+    /// to be written; `restore` puts them back if the write fails).
+    pub(crate) fn take(&self, items: &[(ActionRecord, Finish)]) -> Vec<bool> {
+        let mut held = self.lock();
+        items
+            .iter()
+            .map(|(record, _)| held.remove(&record.decided.id).is_some())
+            .collect()
+    }
+
+    /// Holds again what `take` released, for a write that failed.
+    pub(crate) fn restore(&self, items: &[(ActionRecord, Finish)], taken: &[bool]) {
+        let mut held = self.lock();
+        for ((record, _), was) in items.iter().zip(taken) {
+            if *was {
+                held.insert(record.decided.id.clone(), record.clone());
+            }
+        }
+    }
+
+    /// Releases the claims whose lease ends before `before_ms`.
+    pub(crate) fn expired(&self, before_ms: i64) -> Vec<ActionRecord> {
+        let mut held = self.lock();
+        let ids: Vec<String> = held
+            .iter()
+            .filter(|(_, r)| r.lease_until.is_none_or(|at| ms(at) < before_ms))
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.iter().filter_map(|id| held.remove(id)).collect()
+    }
+
+    /// Holds again what `expired` released, for a recovery that failed.
+    pub(crate) fn hold_again(&self, records: Vec<ActionRecord>) {
+        let mut held = self.lock();
+        for record in records {
+            held.insert(record.decided.id.clone(), record);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -483,7 +483,8 @@ pub trait Store: Send + Sync + 'static {
             .await
     }
     /// Records several attempts in one transaction (the dispatcher's group commit); each
-    /// moves only an action that is still `running`.
+    /// moves only an action that is still claimed (`running`, or held by a claim that
+    /// `claim_groups` kept in memory).
     async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError>;
     /// Notification groups with pending members.
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError>;
@@ -491,7 +492,10 @@ pub trait Store: Send + Sync + 'static {
     /// `limit` of each, and no further group once `budget` members are claimed (the first
     /// group always is). Each group claimed that had members is noted as sent at `now`.
     /// Returns one list per group claimed, as many as a prefix of `keys`; the caller claims
-    /// the rest in another call.
+    /// the rest in another call. The records come back `running` under the lease; a store
+    /// with one dispatching process (SQLite) holds the claim in memory and leaves the rows
+    /// `pending` until `finish_actions` (a claim that outlives its lease is taken back by
+    /// `recover_actions`, as a written one is).
     async fn claim_groups(
         &self,
         keys: &[&str],

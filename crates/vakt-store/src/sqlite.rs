@@ -181,6 +181,9 @@ pub struct SqliteStore {
     /// Without the journal: the shared lock that tells the journal's owner another store
     /// writes to the database.
     _writer: Option<crate::journal::Others>,
+    /// Group members claimed by this process's dispatcher, held in memory: one process
+    /// dispatches from the embedded database, so their rows need not say `running`.
+    held: dispatch::HeldClaims,
 }
 
 #[derive(Default)]
@@ -412,6 +415,7 @@ impl SqliteStore {
             journal,
             dir: dir.to_path_buf(),
             _writer: writer_lock,
+            held: dispatch::HeldClaims::default(),
         })
     }
 }
@@ -1329,30 +1333,46 @@ impl Store for SqliteStore {
         leases_before: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError> {
-        self.write_unhurried(async |c| {
-            dispatch::recover_expired(c, leases_before.timestamp_millis(), now.timestamp_millis())
-                .await
-        })
-        .await
+        let (before, now) = (leases_before.timestamp_millis(), now.timestamp_millis());
+        // Group members held in memory whose lease ran out, and those written `running`.
+        let expired = self.held.expired(before);
+        let recovered = self
+            .write_unhurried(async |c| {
+                let mut recovered = dispatch::recover_expired(c, before, now).await?;
+                recovered.extend(dispatch::recover_held(c, &expired, now).await?);
+                Ok::<_, StoreError>(recovered)
+            })
+            .await;
+        if recovered.is_err() {
+            self.held.hold_again(expired);
+        }
+        recovered
     }
 
     async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError> {
+        // Released from the hold while written, so a recovery cannot take them back too.
+        let held = self.held.take(items);
         // A group message finishes thousands of members at once: their rows go in through
         // the bulk path (three prepared statements for the lot), not three queries each.
-        let rows = dispatch::FinishRows::new(items);
+        let rows = dispatch::FinishRows::new(items, held.clone());
         // After the applier has written the actions' rows (a handed action's may still be
         // in the journal), without hurrying it: the attempts are out already.
-        self.write_unhurried(async |c| {
-            let Conn::Sqlite(conn) = c else {
-                return Err(StoreError::Other(
-                    "the SQLite store on another backend".into(),
-                ));
-            };
-            let mut handle = conn.lock_handle().await?;
-            let db = &mut handle;
-            crate::sqlite_bulk::blocking(|| rows.write_sqlite(db))
-        })
-        .await
+        let written = self
+            .write_unhurried(async |c| {
+                let Conn::Sqlite(conn) = c else {
+                    return Err(StoreError::Other(
+                        "the SQLite store on another backend".into(),
+                    ));
+                };
+                let mut handle = conn.lock_handle().await?;
+                let db = &mut handle;
+                crate::sqlite_bulk::blocking(|| rows.write_sqlite(db))
+            })
+            .await;
+        if written.is_err() {
+            self.held.restore(items, &held);
+        }
+        written
     }
 
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
@@ -1369,10 +1389,14 @@ impl Store for SqliteStore {
         budget: usize,
     ) -> Result<Vec<Vec<ActionRecord>>, StoreError> {
         let (now, lease_until) = (now.timestamp_millis(), lease_until.timestamp_millis());
-        self.write_unhurried(async |c| {
-            dispatch::claim_groups(c, keys, now, lease_until, limit, budget).await
-        })
-        .await
+        let held = self.held.ids();
+        let claimed = self
+            .write_unhurried(async |c| {
+                dispatch::claim_groups_held(c, keys, now, lease_until, limit, budget, &held).await
+            })
+            .await?;
+        self.held.hold(&claimed);
+        Ok(claimed)
     }
 
     async fn retry_action(

@@ -197,13 +197,13 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
     assert!(heads.iter().all(|h| h.last_sent_at.is_none()));
     let keys: Vec<&str> = heads.iter().map(|h| h.group_key.as_str()).collect();
     // A budget smaller than the first group: the first is claimed anyway, the second not.
-    let claimed = store
+    let whole = store
         .claim_groups(&keys, now, lease, 1000, 5)
         .await
         .expect("groups");
-    assert_eq!(claimed.len(), 1, "no second group once the budget is spent");
-    assert_eq!(claimed[0].len(), 20);
-    assert!(claimed[0].iter().all(|m| {
+    assert_eq!(whole.len(), 1, "no second group once the budget is spent");
+    assert_eq!(whole[0].len(), 20);
+    assert!(whole[0].iter().all(|m| {
         m.status == ActionStatus::Running
             && m.decided.group_key.as_deref() == Some(keys[0])
             && m.lease_until.is_some()
@@ -234,6 +234,108 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
         Some(now.timestamp_millis()),
         "a group that sent keeps pending members and its send time"
     );
+    let second = &claimed[1];
+    // No claim takes a claimed member again, however the store keeps the claim.
+    let again = store
+        .claim_groups(&keys[1..], now, lease, 1000, 1000)
+        .await
+        .expect("groups");
+    assert_eq!(again[0].len(), 12, "only the members not yet claimed");
+    assert!(
+        again[0]
+            .iter()
+            .all(|m| !second.iter().any(|s| s.decided.id == m.decided.id))
+    );
+    // The first group's message and the second's last twelve are recorded: each member
+    // succeeded on its first attempt.
+    let members: Vec<(vakt_store::ActionRecord, vakt_store::Finish)> = whole[0]
+        .iter()
+        .chain(&again[0])
+        .map(|m| {
+            (
+                m.clone(),
+                finish(m, "succeeded", Next::Done(ActionStatus::Succeeded)),
+            )
+        })
+        .collect();
+    store.finish_actions(&members).await.expect("finish");
+    for (member, _) in &members {
+        let (record, attempts) = store
+            .action(&member.decided.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(record.status, ActionStatus::Succeeded);
+        assert_eq!(record.attempts, 1, "the claim's attempt is counted once");
+        assert_eq!(attempts.len(), 1);
+    }
+    // The 8 claimed before are never recorded: once their lease runs out they are taken
+    // back, pending with an interrupted attempt, and their group is pending again.
+    let recovered = store
+        .recover_actions(lease + Duration::seconds(1), later)
+        .await
+        .expect("recover");
+    let mut back: Vec<&str> = recovered
+        .iter()
+        .filter(|r| &*r.decided.action == "grouped")
+        .map(|r| r.decided.id.as_str())
+        .collect();
+    back.sort_unstable();
+    let mut expected: Vec<&str> = second.iter().map(|m| m.decided.id.as_str()).collect();
+    expected.sort_unstable();
+    assert_eq!(back, expected, "exactly the unrecorded members");
+    for member in second {
+        let (record, attempts) = store
+            .action(&member.decided.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(record.status, ActionStatus::Pending);
+        assert_eq!(record.attempts, 1);
+        assert_eq!(
+            attempts
+                .iter()
+                .map(|a| a.outcome.as_str())
+                .collect::<Vec<_>>(),
+            ["interrupted"]
+        );
+    }
+    let heads = store.group_heads(100).await.expect("heads");
+    assert_eq!(
+        heads
+            .iter()
+            .map(|h| h.group_key.as_str())
+            .collect::<Vec<_>>(),
+        vec![keys[1]],
+        "the taken-back members make their group pending again"
+    );
+    // Their old claim's late record moves nothing; a new claim takes them on attempt 2.
+    let late: Vec<_> = second
+        .iter()
+        .map(|m| {
+            (
+                m.clone(),
+                finish(m, "succeeded", Next::Done(ActionStatus::Succeeded)),
+            )
+        })
+        .collect();
+    store.finish_actions(&late).await.expect("finish");
+    let (record, _) = store
+        .action(&second[0].decided.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        record.status,
+        ActionStatus::Pending,
+        "a late record moves nothing"
+    );
+    let retaken = store
+        .claim_groups(&keys[1..], later, later + Duration::seconds(60), 1000, 1000)
+        .await
+        .expect("groups");
+    assert_eq!(retaken[0].len(), 8);
+    assert!(retaken[0].iter().all(|m| m.attempts == 2));
     store.close().await;
 }
 story!(
