@@ -650,6 +650,26 @@ pub(crate) async fn recover_held(
     Ok(recovered)
 }
 
+/// Notes every group with a pending member as pending (since `now_ms`, or since earlier):
+/// the first recovery of a process on SQLite, where a previous process may have died
+/// holding a claim in memory (`HeldClaims`) after its claim cleared the group's pending
+/// mark; without this its members would wait for the group's next new member.
+pub(crate) async fn note_pending_groups(
+    conn: &mut Conn<'_>,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    query(format!(
+        "INSERT INTO notification_groups ({GROUP_NOTE_COLUMNS}) \
+         SELECT group_key, MIN(action), $1 FROM decided_actions{} \
+         WHERE status = 'pending' AND group_key IS NOT NULL GROUP BY group_key{GROUP_NOTE_CONFLICT}",
+        conn.indexed_by("decided_actions_groups")
+    ))
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// What a taken-back action leaves: its group pending again (a delivery), an `interrupted`
 /// attempt and a timeline line.
 async fn note_interrupted(

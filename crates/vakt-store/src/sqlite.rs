@@ -184,6 +184,9 @@ pub struct SqliteStore {
     /// Group members claimed by this process's dispatcher, held in memory: one process
     /// dispatches from the embedded database, so their rows need not say `running`.
     held: dispatch::HeldClaims,
+    /// Whether a recovery of this process has noted the groups with pending members
+    /// (`dispatch::note_pending_groups`): once, for claims a previous process held.
+    regrouped: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -416,6 +419,7 @@ impl SqliteStore {
             dir: dir.to_path_buf(),
             _writer: writer_lock,
             held: dispatch::HeldClaims::default(),
+            regrouped: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -1334,17 +1338,26 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<ActionRecord>, StoreError> {
         let (before, now) = (leases_before.timestamp_millis(), now.timestamp_millis());
-        // Group members held in memory whose lease ran out, and those written `running`.
+        // Group members held in memory whose lease ran out, and those written `running`;
+        // the first time, also the groups whose members a previous process held when it
+        // stopped (their rows say `pending`; only the group's mark was lost).
         let expired = self.held.expired(before);
+        let regroup = !self.regrouped.load(std::sync::atomic::Ordering::Acquire);
         let recovered = self
             .write_unhurried(async |c| {
                 let mut recovered = dispatch::recover_expired(c, before, now).await?;
                 recovered.extend(dispatch::recover_held(c, &expired, now).await?);
+                if regroup {
+                    dispatch::note_pending_groups(c, now).await?;
+                }
                 Ok::<_, StoreError>(recovered)
             })
             .await;
-        if recovered.is_err() {
-            self.held.hold_again(expired);
+        match &recovered {
+            Ok(_) => self
+                .regrouped
+                .store(true, std::sync::atomic::Ordering::Release),
+            Err(_) => self.held.hold_again(expired),
         }
         recovered
     }

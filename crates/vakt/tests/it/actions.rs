@@ -1108,6 +1108,149 @@ timeout_secs = 10
     let _ = vakt.wait().await;
 }
 
+/// A group message in flight when vakt is killed: on SQLite its members' claim lives only
+/// in memory (their rows stay `pending`), so after the restart the same members go out
+/// again in one message, with the same idempotency key, and end succeeded, each with one
+/// attempt; nothing was marked sent before it was.
+#[tokio::test]
+async fn kill_nine_during_a_group_message_sends_the_group_again() {
+    let work = tempfile::tempdir().expect("dir");
+    // The receiver takes 2 s per message: the kill lands while the first is in flight.
+    let receiver = Receiver::start(Duration::from_secs(2)).await;
+    let config = format!(
+        r#"
+[storage]
+data_dir = "{}"
+[dispatch]
+poll_interval_ms = 100
+
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+group_by = ["service"]
+group_wait_secs = 0
+group_interval_secs = 1
+
+[channels.chat]
+type = "slack"
+url = "{}/slack"
+"#,
+        work.path().join("data").display(),
+        receiver.url
+    );
+    let path = work.path().join("vakt.toml");
+    std::fs::write(&path, config).expect("config");
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+        probe.local_addr().expect("addr").port()
+    };
+    let spawn = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("VAKT_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("vakt starts")
+    };
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let ready = || async {
+        eventually(30, "vakt ready", || async {
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await
+    };
+    let mut vakt = spawn();
+    ready().await;
+    let events: Vec<Value> = (0..12)
+        .map(|i| {
+            event(
+                &format!("host{i}"),
+                "http",
+                "critical",
+                json!({"service": "billing"}),
+            )
+        })
+        .collect();
+    let response = client
+        .post(format!("{base}/api/v1/events"))
+        .json(&events)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 202);
+    eventually(10, "the group message in flight", || async {
+        (!receiver.all().is_empty()).then_some(())
+    })
+    .await;
+    vakt.start_kill().expect("kill -9");
+    let _ = vakt.wait().await;
+    let first = receiver.all();
+    assert_eq!(first.len(), 1, "one message for the group");
+
+    let mut vakt = spawn();
+    ready().await;
+    let list = |status: &'static str| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let page: Value = client
+                .get(format!(
+                    "{base}/api/v1/actions?limit=1000&action=chat&status={status}"
+                ))
+                .send()
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("json");
+            page["items"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let succeeded = eventually(30, "all 12 members succeeded", || async {
+        let done = list("succeeded").await;
+        (done.len() == 12).then_some(done)
+    })
+    .await;
+    assert!(
+        succeeded.iter().all(|a| a["attempts"] == 1),
+        "{succeeded:?}"
+    );
+    let messages = receiver.all();
+    assert_eq!(
+        messages.len(),
+        2,
+        "the interrupted message, sent again once"
+    );
+    for m in &messages {
+        let text = m.body["text"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with("[vakt] 12 "),
+            "every member in each: {text}"
+        );
+    }
+    assert_eq!(
+        messages[0].headers.get("idempotency-key"),
+        messages[1].headers.get("idempotency-key"),
+        "the same message, the same key"
+    );
+    let _ = vakt.start_kill();
+    let _ = vakt.wait().await;
+}
+
 async fn vakt_cli(args: &[&str]) -> (i32, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
         .args(args)
