@@ -955,6 +955,78 @@ url = "{}/chat"
     assert_eq!(count, 1);
 }
 
+/// A server run from the real binary on a fixed port with its configuration file, so a test
+/// can kill it (-9) and start it again on the same data directory.
+struct Restartable {
+    path: std::path::PathBuf,
+    port: u16,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Restartable {
+    fn new(path: std::path::PathBuf) -> Restartable {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
+            probe.local_addr().expect("addr").port()
+        };
+        Restartable {
+            path,
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Starts the server and waits until it is ready.
+    async fn start(&self) -> tokio::process::Child {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
+            .args(["serve", "--config"])
+            .arg(&self.path)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .env("VAKT_LOG", "warn")
+            .kill_on_drop(true)
+            .spawn()
+            .expect("vakt starts");
+        eventually(30, "vakt ready", || async {
+            self.client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        })
+        .await;
+        child
+    }
+
+    async fn post_events(&self, events: &[Value]) -> u16 {
+        self.client
+            .post(format!("{}/api/v1/events", self.base))
+            .json(events)
+            .send()
+            .await
+            .expect("POST")
+            .status()
+            .as_u16()
+    }
+
+    /// `GET /api/v1/actions` with these filters (up to 1,000).
+    async fn actions(&self, filters: &str) -> Vec<Value> {
+        let page: Value = self
+            .client
+            .get(format!("{}/api/v1/actions?limit=1000&{filters}", self.base))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("json");
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
 #[tokio::test]
 async fn kill_nine_between_decision_and_delivery_loses_nothing_and_repeats_nothing() {
     let work = tempfile::tempdir().expect("dir");
@@ -984,46 +1056,12 @@ timeout_secs = 10
     );
     let path = work.path().join("vakt.toml");
     std::fs::write(&path, config).expect("config");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        probe.local_addr().expect("addr").port()
-    };
-    let spawn = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("VAKT_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("vakt starts")
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let ready = || async {
-        eventually(30, "vakt ready", || async {
-            client
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await
-    };
-    let mut vakt = spawn();
-    ready().await;
+    let server = Restartable::new(path);
+    let mut vakt = server.start().await;
     let events: Vec<Value> = (0..20)
         .map(|i| event(&format!("host{i}"), "http", "critical", json!({})))
         .collect();
-    let response = client
-        .post(format!("{base}/api/v1/events"))
-        .json(&events)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(server.post_events(&events).await, 202);
     eventually(10, "the first deliveries in flight", || async {
         (!receiver.all().is_empty()).then_some(())
     })
@@ -1036,25 +1074,9 @@ timeout_secs = 10
         "the kill must land before everything was delivered ({before})"
     );
 
-    let mut vakt = spawn();
-    ready().await;
-    let list = |status: &'static str| {
-        let client = client.clone();
-        let base = base.clone();
-        async move {
-            let page: Value = client
-                .get(format!("{base}/api/v1/actions?limit=1000&status={status}"))
-                .send()
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("json");
-            page["items"].as_array().cloned().unwrap_or_default()
-        }
-    };
+    let mut vakt = server.start().await;
     let succeeded = eventually(60, "all 20 actions succeeded", || async {
-        let done = list("succeeded").await;
+        let done = server.actions("status=succeeded").await;
         (done.len() == 20).then_some(done)
     })
     .await;
@@ -1088,8 +1110,9 @@ timeout_secs = 10
     );
     assert!(per_key.values().all(|n| *n <= 2), "{per_key:?}");
     for key in &repeated {
-        let detail: Value = client
-            .get(format!("{base}/api/v1/actions/{key}"))
+        let detail: Value = server
+            .client
+            .get(format!("{}/api/v1/actions/{key}", server.base))
             .send()
             .await
             .expect("GET")
@@ -1145,36 +1168,8 @@ url = "{}/slack"
     );
     let path = work.path().join("vakt.toml");
     std::fs::write(&path, config).expect("config");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-        probe.local_addr().expect("addr").port()
-    };
-    let spawn = || {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .env("VAKT_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("vakt starts")
-    };
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let ready = || async {
-        eventually(30, "vakt ready", || async {
-            client
-                .get(format!("{base}/readyz"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await
-    };
-    let mut vakt = spawn();
-    ready().await;
+    let server = Restartable::new(path);
+    let mut vakt = server.start().await;
     let events: Vec<Value> = (0..12)
         .map(|i| {
             event(
@@ -1185,13 +1180,7 @@ url = "{}/slack"
             )
         })
         .collect();
-    let response = client
-        .post(format!("{base}/api/v1/events"))
-        .json(&events)
-        .send()
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 202);
+    assert_eq!(server.post_events(&events).await, 202);
     eventually(10, "the group message in flight", || async {
         (!receiver.all().is_empty()).then_some(())
     })
@@ -1201,27 +1190,9 @@ url = "{}/slack"
     let first = receiver.all();
     assert_eq!(first.len(), 1, "one message for the group");
 
-    let mut vakt = spawn();
-    ready().await;
-    let list = |status: &'static str| {
-        let client = client.clone();
-        let base = base.clone();
-        async move {
-            let page: Value = client
-                .get(format!(
-                    "{base}/api/v1/actions?limit=1000&action=chat&status={status}"
-                ))
-                .send()
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("json");
-            page["items"].as_array().cloned().unwrap_or_default()
-        }
-    };
+    let mut vakt = server.start().await;
     let succeeded = eventually(30, "all 12 members succeeded", || async {
-        let done = list("succeeded").await;
+        let done = server.actions("action=chat&status=succeeded").await;
         (done.len() == 12).then_some(done)
     })
     .await;
