@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use serde_json::{Value, json};
 
-use crate::harness::TestServer;
+use crate::harness::{TestServer, free_port, spawn_node_on};
 
 /// One request a receiver got.
 #[derive(Debug, Clone)]
@@ -955,8 +955,9 @@ url = "{}/chat"
     assert_eq!(count, 1);
 }
 
-/// A server run from the real binary on a fixed port with its configuration file, so a test
-/// can kill it (-9) and start it again on the same data directory.
+/// A `vakt serve` process on a fixed port with its configuration file
+/// (`harness::spawn_node_on`), so a test can kill it (-9) and start it again on the same data
+/// directory while clients keep its address.
 struct Restartable {
     path: std::path::PathBuf,
     port: u16,
@@ -966,10 +967,7 @@ struct Restartable {
 
 impl Restartable {
     fn new(path: std::path::PathBuf) -> Restartable {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("probe");
-            probe.local_addr().expect("addr").port()
-        };
+        let port = free_port();
         Restartable {
             path,
             port,
@@ -980,25 +978,7 @@ impl Restartable {
 
     /// Starts the server and waits until it is ready.
     async fn start(&self) -> tokio::process::Child {
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
-            .args(["serve", "--config"])
-            .arg(&self.path)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .env("VAKT_LOG", "warn")
-            .kill_on_drop(true)
-            .spawn()
-            .expect("vakt starts");
-        eventually(30, "vakt ready", || async {
-            self.client
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-                .map(|_| ())
-        })
-        .await;
-        child
+        spawn_node_on(&self.path, None, self.port).await.child
     }
 
     async fn post_events(&self, events: &[Value]) -> u16 {
