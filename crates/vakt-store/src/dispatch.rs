@@ -804,13 +804,13 @@ pub(crate) struct FinishRows<'a> {
     items: &'a [(ActionRecord, Finish)],
     /// Per item: claimed in memory (`HeldClaims`), so its row is still `pending` and has
     /// not counted the attempt.
-    held: Vec<bool>,
+    held: &'a [bool],
     gives_line: Vec<bool>,
     timeline: Vec<TimelineEntry>,
 }
 
 impl<'a> FinishRows<'a> {
-    pub(crate) fn new(items: &'a [(ActionRecord, Finish)], held: Vec<bool>) -> FinishRows<'a> {
+    pub(crate) fn new(items: &'a [(ActionRecord, Finish)], held: &'a [bool]) -> FinishRows<'a> {
         let gives_line: Vec<bool> = items
             .iter()
             .map(|(record, finish)| line_from_attempt(record, finish))

@@ -1367,7 +1367,7 @@ impl Store for SqliteStore {
         let held = self.held.take(items);
         // A group message finishes thousands of members at once: their rows go in through
         // the bulk path (three prepared statements for the lot), not three queries each.
-        let rows = dispatch::FinishRows::new(items, held.clone());
+        let rows = dispatch::FinishRows::new(items, &held);
         // After the applier has written the actions' rows (a handed action's may still be
         // in the journal), without hurrying it: the attempts are out already.
         let written = self
