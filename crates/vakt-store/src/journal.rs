@@ -382,6 +382,17 @@ pub(crate) fn apply(
     sql: &[String],
     records: &[&[u8]],
 ) -> Result<(), StoreError> {
+    apply_until(db, sql, records, &|| false).map(|_| ())
+}
+
+/// `apply`, asking `stop` before each record: `Ok(false)` when it said stop (the rows written
+/// so far are the caller's to roll back), `Ok(true)` when every record was written.
+pub(crate) fn apply_until(
+    db: &mut LockedSqliteHandle<'_>,
+    sql: &[String],
+    records: &[&[u8]],
+    stop: &dyn Fn() -> bool,
+) -> Result<bool, StoreError> {
     let unpacked = records
         .iter()
         .map(|record| unpack(record))
@@ -423,6 +434,9 @@ pub(crate) fn apply(
     // Decided actions, written last and by group (`group_members_together`).
     let mut actions: Vec<Vec<Value<'_>>> = Vec::with_capacity(action_rows);
     for record in records {
+        if stop() {
+            return Ok(false);
+        }
         let mut decoder = Decoder {
             bytes: record,
             at: 0,
@@ -498,7 +512,7 @@ pub(crate) fn apply(
             ])?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The section of decided actions (`decided_actions`, `ACTION_COLUMNS`).
@@ -1110,6 +1124,11 @@ pub(crate) struct Journal {
     pub waited_us: AtomicU64,
     /// Barriers that hurried the applier (it had records a reader or writer waited for).
     pub hurried: AtomicU64,
+    /// Applier transactions run on the background thread (nobody waited, not behind).
+    pub background_applies: AtomicU64,
+    /// Background transactions stopped part-way (someone waited, or the applier fell behind)
+    /// and done again at normal priority.
+    pub background_stops: AtomicU64,
 }
 
 /// How long the applier lets records gather while they keep coming, unless someone waits
@@ -1209,6 +1228,15 @@ pub(crate) async fn gather<T>(
 /// Unapplied records held at most, in KiB.
 pub(crate) const BEHIND_KIB_MAX: u32 = 64 * 1024;
 
+/// Unapplied records up to which the applier works at the lowest CPU priority (KiB): past
+/// this it works at normal priority, well before ingest would wait at `BEHIND_KIB_MAX`.
+pub(crate) const BACKGROUND_BEHIND_KIB_MAX: u32 = BEHIND_KIB_MAX / 4;
+
+/// Most journal bytes one applier transaction at the lowest priority takes: a larger one
+/// (the applier fell behind) runs at normal priority. It bounds the work a read that
+/// hurries the applier may find running at idle priority, which it cannot hurry.
+pub(crate) const BACKGROUND_APPLY_BYTES_MAX: usize = 2 << 20;
+
 impl Journal {
     /// Waits until every record journaled before the call is in SQLite; with `hurry`, the
     /// applier stops gathering more records and applies what it has at once (a person or a
@@ -1276,6 +1304,8 @@ impl Journal {
             waits: self.waits.load(Ordering::Relaxed),
             waited_secs: self.waited_us.load(Ordering::Relaxed) as f64 / 1e6,
             hurried: self.hurried.load(Ordering::Relaxed),
+            background_applies: self.background_applies.load(Ordering::Relaxed),
+            background_stops: self.background_stops.load(Ordering::Relaxed),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! acknowledged to a sender before that commit returns.
 
 pub mod access;
+mod background;
 mod cache;
 mod db;
 pub mod dispatch;
@@ -306,6 +307,12 @@ pub struct WriteLag {
     /// Reads and writes that made the database take the journaled records at once (someone
     /// waited for them), since the store opened: each cuts an applier transaction short.
     pub hurried: u64,
+    /// Database transactions of journaled records run at the lowest CPU priority (nobody
+    /// waited for them and the database was not far behind), since the store opened.
+    pub background_applies: u64,
+    /// Of those, the ones stopped part-way and done again at normal priority (someone
+    /// waited for them, or the database fell further behind), since the store opened.
+    pub background_stops: u64,
 }
 
 /// What `Store::ingest_handing` may claim for the caller: how many, and for how long.

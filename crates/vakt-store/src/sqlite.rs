@@ -708,7 +708,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
     }
     let mut last = applied;
     if let Some(seq) = pending.last {
-        apply_records(writer, &pending.payloads, seq, true).await?;
+        apply_records(writer, &pending.payloads, seq, true, &|| false).await?;
         tracing::info!(
             records = pending.payloads.len(),
             last = seq,
@@ -740,8 +740,22 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         waits: std::sync::atomic::AtomicU64::new(0),
         hurried: std::sync::atomic::AtomicU64::new(0),
         waited_us: std::sync::atomic::AtomicU64::new(0),
+        background_applies: std::sync::atomic::AtomicU64::new(0),
+        background_stops: std::sync::atomic::AtomicU64::new(0),
     });
-    tokio::spawn(applier(writer.clone(), Arc::downgrade(&journal), records));
+    let background = match crate::background::Background::start("vakt-applier") {
+        Ok(background) => Some(background),
+        Err(error) => {
+            tracing::warn!(%error, "no background thread for the journal's applier: it runs on the runtime's workers");
+            None
+        }
+    };
+    tokio::spawn(applier(
+        writer.clone(),
+        Arc::downgrade(&journal),
+        records,
+        background,
+    ));
     Ok(Some(journal))
 }
 
@@ -798,7 +812,7 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
         return Ok(false);
     }
     if let Some(last) = pending.last {
-        apply_in(&mut conn, &pending.payloads, last).await?;
+        apply_in(&mut conn, &pending.payloads, last, &|| false).await?;
     }
     conn.close().await?;
     Ok(true)
@@ -807,6 +821,13 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
 /// Writes journaled records to SQLite in order, as many per transaction as are waiting, and
 /// publishes how far it got. A failure is retried (the records stay, ingest waits once the
 /// backlog is full) and published, so reads fail instead of showing a stale database.
+///
+/// A transaction runs on `background` (the lowest CPU priority) while the applier keeps up
+/// and nobody waits for it; on the runtime's workers when a reader or writer hurried it,
+/// the transaction is large (`BACKGROUND_APPLY_BYTES_MAX`) or the records waiting pass a
+/// quarter of the journal's bound (`hurried`). So a busy machine cannot starve the applier,
+/// and a read that hurries it finds at most one transaction of at most 2 MiB of records
+/// running at idle priority ahead of it.
 async fn applier(
     writer: SqlitePool,
     journal: std::sync::Weak<Journal>,
@@ -815,6 +836,7 @@ async fn applier(
         Vec<u8>,
         tokio::sync::OwnedSemaphorePermit,
     )>,
+    background: Option<crate::background::Background>,
 ) {
     let mut data_version: Option<i64> = None;
     let mut synced = journal
@@ -824,6 +846,9 @@ async fn applier(
         // Let more records gather while they keep coming (one transaction writes a shared
         // page once), unless a reader or writer waits for them.
         let hurry = journal.upgrade();
+        let hurried_before = hurry
+            .as_ref()
+            .map(|j| j.hurried.load(std::sync::atomic::Ordering::Relaxed));
         let (batch, bytes) = crate::journal::gather(
             &mut records,
             first,
@@ -834,21 +859,62 @@ async fn applier(
         .await;
         drop(hurry);
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
-        let payloads: Vec<&[u8]> = batch.iter().map(|(_, p, _)| p.as_slice()).collect();
+        // The records' room in the backlog is given back once they are applied.
+        let (payloads, _room): (Vec<Vec<u8>>, Vec<_>) = batch
+            .into_iter()
+            .map(|(_, payload, room)| (payload, room))
+            .unzip();
+        let payloads = Arc::new(payloads);
+        let records_count = payloads.len();
         // Past the end of a lap: this commit is synced, so that lap's file may be overwritten.
-        let sync = journal.upgrade().is_some_and(|journal| {
+        let (sync, mut urgent) = journal.upgrade().map_or((false, true), |journal| {
             let at = journal.sync_at.load(std::sync::atomic::Ordering::Acquire);
-            at > synced && last >= at
+            let urgent = hurried(&journal, hurried_before)
+                || bytes > crate::journal::BACKGROUND_APPLY_BYTES_MAX;
+            (at > synced && last >= at, urgent)
         });
         let mut backoff = std::time::Duration::from_millis(50);
         let started = std::time::Instant::now();
         loop {
-            let result = apply_records(&writer, &payloads, last, sync).await;
+            let on_background = background
+                .as_ref()
+                .zip(journal.upgrade())
+                .filter(|_| !urgent);
+            let background_lane = on_background.is_some();
+            let result = match on_background {
+                Some((background, journal)) => {
+                    let (writer, payloads) = (writer.clone(), Arc::clone(&payloads));
+                    background
+                        .run(async move {
+                            let payloads: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                            // Someone waits, or it fell behind, since the lane was chosen:
+                            // stop, and do it again at normal priority.
+                            let stop = || hurried(&journal, hurried_before);
+                            apply_records(&writer, &payloads, last, sync, &stop).await
+                        })
+                        .await
+                        .unwrap_or_else(|| {
+                            Err(StoreError::Unavailable(
+                                "the journal's background thread stopped".into(),
+                            ))
+                        })
+                }
+                None => {
+                    let payloads: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+                    apply_records(&writer, &payloads, last, sync, &|| false).await
+                }
+            };
             let Some(journal) = journal.upgrade() else {
                 return;
             };
             match result {
-                Ok(version) => {
+                Ok(None) => {
+                    journal
+                        .background_stops
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    urgent = true;
+                }
+                Ok(Some(version)) => {
                     // Another process's commit changes the writer connection's data_version.
                     if data_version.is_some_and(|v| v != version) {
                         journal
@@ -857,9 +923,10 @@ async fn applier(
                     }
                     data_version = Some(version);
                     tracing::debug!(
-                        records = payloads.len(),
+                        records = records_count,
                         bytes,
                         last,
+                        background = background_lane,
                         behind =
                             journal.journaled.load(std::sync::atomic::Ordering::Acquire) - last,
                         ms = started.elapsed().as_secs_f64() * 1000.0,
@@ -867,6 +934,11 @@ async fn applier(
                     );
                     if sync {
                         synced = last;
+                    }
+                    if background_lane {
+                        journal
+                            .background_applies
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     journal.progress.send_replace(Progress {
                         applied: last,
@@ -876,7 +948,7 @@ async fn applier(
                     break;
                 }
                 Err(error) => {
-                    tracing::error!(%error, records = payloads.len(), "cannot write journaled events to the database; trying again");
+                    tracing::error!(%error, records = records_count, "cannot write journaled events to the database; trying again");
                     journal
                         .progress
                         .send_modify(|p| p.error = Some(error.to_string()));
@@ -886,13 +958,22 @@ async fn applier(
                 }
             }
         }
-        // The records' room in the backlog is given back with them.
-        drop(batch);
     }
 }
 
+/// Whether the applier's next transaction should run on the runtime's workers: a reader or
+/// writer hurried it since `before` (`Journal::hurried`), or the unapplied records pass
+/// `BACKGROUND_BEHIND_KIB_MAX`.
+fn hurried(journal: &Journal, before: Option<u64>) -> bool {
+    use crate::journal::{BACKGROUND_BEHIND_KIB_MAX, BEHIND_KIB_MAX};
+    let now = journal.hurried.load(std::sync::atomic::Ordering::Relaxed);
+    let behind = (BEHIND_KIB_MAX as usize).saturating_sub(journal.room.available_permits());
+    before != Some(now) || behind > BACKGROUND_BEHIND_KIB_MAX as usize
+}
+
 /// Applies journal records in one transaction that also records `last` as applied; returns
-/// the connection's data_version before it. With `sync` false the commit is not synced
+/// the connection's data_version before it, or `None` when `stop` said stop before a record
+/// (the transaction rolled back, nothing written). With `sync` false the commit is not synced
 /// (`synchronous = NORMAL` for this transaction only): the records are durable in the
 /// journal already, and the journal starts over only after a synced commit (`ingest` runs
 /// `queries::sync_point` first), so a power cut loses nothing the journal does not replay.
@@ -901,14 +982,15 @@ async fn apply_records(
     payloads: &[&[u8]],
     last: u64,
     sync: bool,
-) -> Result<i64, StoreError> {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<i64>, StoreError> {
     let mut conn = writer.acquire().await?;
     if !sync {
         sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(&mut *conn)
             .await?;
     }
-    let result = apply_in(&mut conn, payloads, last).await;
+    let result = apply_in(&mut conn, payloads, last, stop).await;
     // Every other write on this connection must be synced: if the setting cannot be put
     // back, or the transaction failed half-way (a COMMIT that failed leaves the connection in
     // a transaction the driver no longer tracks), the connection goes and the pool opens a
@@ -934,24 +1016,40 @@ async fn apply_in(
     conn: &mut sqlx::SqliteConnection,
     payloads: &[&[u8]],
     last: u64,
-) -> Result<i64, StoreError> {
+    stop: &(dyn Fn() -> bool + Sync),
+) -> Result<Option<i64>, StoreError> {
     let version: i64 = sqlx::query_scalar("PRAGMA data_version")
         .fetch_one(&mut *conn)
         .await?;
-    let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
-    {
-        let mut handle = tx.lock_handle().await?;
-        let db = &mut handle;
-        crate::sqlite_bulk::blocking(|| {
-            crate::journal::apply(db, crate::journal::statements(), payloads)
-        })?;
-    }
-    sqlx::query("UPDATE journal_applied SET seq = $1 WHERE id = 1")
-        .bind(i64::try_from(last).unwrap_or(i64::MAX))
-        .execute(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(version)
+    // The whole transaction on this thread, through SQLite's C API: on the background
+    // thread its commit (the WAL's page writes, a checkpoint) runs at that thread's
+    // priority, not on sqlx's worker thread.
+    let seq = i64::try_from(last).unwrap_or(i64::MAX);
+    let mut handle = conn.lock_handle().await?;
+    let db = &mut handle;
+    let applied = crate::sqlite_bulk::blocking(|| {
+        crate::sqlite_bulk::execute(db, "BEGIN IMMEDIATE")?;
+        let result = crate::journal::apply_until(db, crate::journal::statements(), payloads, stop)
+            .and_then(|whole| {
+                if !whole {
+                    return Ok(false);
+                }
+                crate::sqlite_bulk::Statement::prepare(
+                    db,
+                    "UPDATE journal_applied SET seq = ?1 WHERE id = 1",
+                )?
+                .run([crate::sql::Value::Int(Some(seq))])?;
+                crate::sqlite_bulk::execute(db, "COMMIT")?;
+                Ok(true)
+            });
+        if !matches!(result, Ok(true)) {
+            // Stopped, or a failed statement or COMMIT: nothing of the batch stays (after a
+            // failure the caller closes the connection as well).
+            let _ = crate::sqlite_bulk::execute(db, "ROLLBACK");
+        }
+        result
+    })?;
+    Ok(applied.then_some(version))
 }
 
 /// Commits a writer transaction. A COMMIT that fails (disk full, I/O error) leaves the one
@@ -2082,6 +2180,89 @@ mod tests {
         )
     }
 
+    /// Journaled records nobody waits for go into the database on the background thread
+    /// (lowest priority); a read after them finds them all the same. A hurry since the
+    /// applier started gathering, or a backlog past a quarter of the journal's bound, sends its next
+    /// transaction to the runtime's workers instead.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unawaited_journal_records_are_applied_in_the_background() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline = no_rules();
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let journal = Arc::clone(store.journal.as_ref().expect("journal"));
+        // The first batch loads the cache (a transaction); the next ones are journaled.
+        let mut ids = Vec::new();
+        for resource in ["a", "b", "c", "d"] {
+            let out = store
+                .ingest(
+                    &pipeline,
+                    &Default::default(),
+                    vec![ping(&pipeline, resource)],
+                )
+                .await
+                .expect("ingest");
+            ids.push(out[0].record.id.clone());
+        }
+        // Nobody reads: the applier takes them when its linger ends.
+        let mut progress = journal.progress.subscribe();
+        let target = journal.journaled.load(std::sync::atomic::Ordering::Acquire);
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            progress.wait_for(|p| p.applied >= target),
+        )
+        .await
+        .expect("applied within 10 s")
+        .expect("applier running");
+        let lag = journal.lag();
+        assert!(lag.background_applies >= 1, "{lag:?}");
+        assert_eq!(lag.hurried, 0, "nothing waited: {lag:?}");
+        for id in &ids {
+            assert!(store.event(id).await.expect("read").is_some(), "event {id}");
+        }
+        // The lane's choice.
+        let now = journal.hurried.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(!hurried(&journal, Some(now)), "calm");
+        assert!(
+            hurried(&journal, Some(now.wrapping_sub(1))),
+            "hurried since"
+        );
+        assert!(hurried(&journal, None), "no journal before");
+        let background_max = crate::journal::BACKGROUND_BEHIND_KIB_MAX;
+        let taken = Arc::clone(&journal.room)
+            .try_acquire_many_owned(background_max)
+            .expect("room");
+        assert!(
+            !hurried(&journal, Some(now)),
+            "exactly at the background bound"
+        );
+        let more = Arc::clone(&journal.room)
+            .try_acquire_many_owned(1)
+            .expect("room");
+        assert!(hurried(&journal, Some(now)), "past the background bound");
+        drop((taken, more));
+        // A transaction told to stop writes nothing, moves no position, and leaves the
+        // writer connection out of a transaction.
+        let position = || async {
+            sqlx::query_scalar::<_, i64>("SELECT seq FROM journal_applied WHERE id = 1")
+                .fetch_one(&store.reader)
+                .await
+                .expect("position")
+        };
+        let before = position().await;
+        let records = crate::journal::read_dir(dir.path()).expect("read the journal");
+        let payloads: Vec<&[u8]> = records.iter().map(|(_, p)| p.as_slice()).collect();
+        let stopped = apply_records(&store.writer, &payloads, 1_000, false, &|| true)
+            .await
+            .expect("a stop is no error");
+        assert_eq!(stopped, None);
+        assert_eq!(position().await, before);
+        store
+            .ingest(&pipeline, &Default::default(), vec![ping(&pipeline, "e")])
+            .await
+            .expect("ingest after a stop");
+        store.close().await;
+    }
+
     /// The database of a closed store as if the journal records after `applied` had not
     /// reached it: the rows of `alert_ids` removed, the position set back.
     async fn rewind(dir: &Path, alert_ids: &[String], applied: i64) {
@@ -2276,7 +2457,7 @@ mod tests {
             })
             .expect("events");
         let bytes = encoded.into_bytes();
-        apply_records(&store.writer, &[&bytes], 1_000, true)
+        apply_records(&store.writer, &[&bytes], 1_000, true, &|| false)
             .await
             .expect("applies");
         let stored = store

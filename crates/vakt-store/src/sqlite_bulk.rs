@@ -301,6 +301,12 @@ pub(crate) fn each<T, const N: usize>(
     Ok(())
 }
 
+/// Runs one statement without parameters (`BEGIN IMMEDIATE`, `COMMIT`) on the locked
+/// connection, on the calling thread.
+pub(crate) fn execute(handle: &mut LockedSqliteHandle<'_>, sql: &str) -> Result<(), StoreError> {
+    Statement::prepare(handle, sql)?.run(std::iter::empty())
+}
+
 /// Runs blocking work (SQLite calls, a page of a replay) from async code: on a
 /// multi-threaded runtime the worker hands its other tasks to its peers meanwhile; on a
 /// single-threaded one (tests) it just runs.

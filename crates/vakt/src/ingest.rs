@@ -460,6 +460,13 @@ fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store:
     metrics
         .journal_hurried
         .inc_by(lag.hurried.saturating_sub(last.hurried));
+    metrics.journal_background_applies.inc_by(
+        lag.background_applies
+            .saturating_sub(last.background_applies),
+    );
+    metrics
+        .journal_background_stops
+        .inc_by(lag.background_stops.saturating_sub(last.background_stops));
 }
 
 /// How often grouped notifications alone wake the dispatcher: a group waits seconds anyway,

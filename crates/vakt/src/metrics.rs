@@ -79,6 +79,8 @@ pub struct Metrics {
     pub journal_waits: Counter,
     pub journal_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub journal_hurried: Counter,
+    pub journal_background_applies: Counter,
+    pub journal_background_stops: Counter,
     pub queue_events: Gauge,
     pub queue_events_max: Gauge,
     pub alerts: Family<StatusLabels, Gauge>,
@@ -122,6 +124,8 @@ impl Metrics {
             journal_waits: Counter::default(),
             journal_wait_seconds: Counter::default(),
             journal_hurried: Counter::default(),
+            journal_background_applies: Counter::default(),
+            journal_background_stops: Counter::default(),
             queue_events: Gauge::default(),
             queue_events_max: Gauge::default(),
             alerts: Family::default(),
@@ -245,6 +249,16 @@ impl Metrics {
             "store_journal_hurried",
             "Reads and writes that made the database apply the journaled records at once (each cuts a database transaction short; background work and authentication do not)",
             m.journal_hurried.clone(),
+        );
+        registry.register(
+            "store_journal_background_applies",
+            "Database transactions of journaled records run at the lowest CPU priority, in the time requests leave idle",
+            m.journal_background_applies.clone(),
+        );
+        registry.register(
+            "store_journal_background_stops",
+            "Database transactions of journaled records stopped at the lowest priority and done again at normal priority (someone waited for them, or the database fell behind)",
+            m.journal_background_stops.clone(),
         );
         registry.register(
             "ingest_queue_events",
