@@ -1232,10 +1232,11 @@ pub(crate) const BEHIND_KIB_MAX: u32 = 64 * 1024;
 /// this it works at normal priority, well before ingest would wait at `BEHIND_KIB_MAX`.
 pub(crate) const BACKGROUND_BEHIND_KIB_MAX: u32 = BEHIND_KIB_MAX / 4;
 
-/// Most journal bytes one applier transaction at the lowest priority takes: a larger one
-/// (the applier fell behind) runs at normal priority. It bounds the work a read that
-/// hurries the applier may find running at idle priority, which it cannot hurry.
-pub(crate) const BACKGROUND_APPLY_BYTES_MAX: usize = 2 << 20;
+/// Most records one applier transaction at the lowest priority takes, in KiB before
+/// compression (as the journal's room counts them): a larger one (the applier fell behind,
+/// or records of many alerts each) runs at normal priority. It bounds the work at idle
+/// priority that a read hurrying the applier may have to stop and do again.
+pub(crate) const BACKGROUND_APPLY_KIB_MAX: u32 = 2 * 1024;
 
 impl Journal {
     /// Waits until every record journaled before the call is in SQLite; with `hurry`, the

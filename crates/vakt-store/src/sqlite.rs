@@ -824,7 +824,7 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
 ///
 /// A transaction runs on `background` (the lowest CPU priority) while the applier keeps up
 /// and nobody waits for it; on the runtime's workers when a reader or writer hurried it,
-/// the transaction is large (`BACKGROUND_APPLY_BYTES_MAX`) or the records waiting pass a
+/// the transaction is large (`BACKGROUND_APPLY_KIB_MAX`) or the records waiting pass a
 /// quarter of the journal's bound (`hurried`). So a busy machine cannot starve the applier,
 /// and a read that hurries it finds at most one transaction of at most 2 MiB of records
 /// running at idle priority ahead of it.
@@ -860,17 +860,22 @@ async fn applier(
         drop(hurry);
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
         // The records' room in the backlog is given back once they are applied.
-        let (payloads, _room): (Vec<Vec<u8>>, Vec<_>) = batch
+        let (payloads, room): (Vec<Vec<u8>>, Vec<_>) = batch
             .into_iter()
             .map(|(_, payload, room)| (payload, room))
             .unzip();
+        // The records' size before compression, in KiB: their room in the backlog.
+        let kib: usize = room
+            .iter()
+            .map(tokio::sync::OwnedSemaphorePermit::num_permits)
+            .sum();
         let payloads = Arc::new(payloads);
         let records_count = payloads.len();
         // Past the end of a lap: this commit is synced, so that lap's file may be overwritten.
         let (sync, mut urgent) = journal.upgrade().map_or((false, true), |journal| {
             let at = journal.sync_at.load(std::sync::atomic::Ordering::Acquire);
             let urgent = hurried(&journal, hurried_before)
-                || bytes > crate::journal::BACKGROUND_APPLY_BYTES_MAX;
+                || kib > crate::journal::BACKGROUND_APPLY_KIB_MAX as usize;
             (at > synced && last >= at, urgent)
         });
         let mut backoff = std::time::Duration::from_millis(50);
