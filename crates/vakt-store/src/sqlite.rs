@@ -825,7 +825,7 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
 /// A transaction runs on `background` (the lowest CPU priority) while the applier keeps up
 /// and nobody waits for it; on the runtime's workers when a reader or writer hurried it,
 /// the transaction is large (`BACKGROUND_APPLY_KIB_MAX`) or the records waiting pass a
-/// quarter of the journal's bound (`hurried`). So a busy machine cannot starve the applier,
+/// quarter of the journal's bound (`wants_normal_priority`). So a busy machine cannot starve the applier,
 /// and a read that hurries it finds at most one transaction of at most 2 MiB of records
 /// running at idle priority ahead of it.
 async fn applier(
@@ -874,7 +874,7 @@ async fn applier(
         // Past the end of a lap: this commit is synced, so that lap's file may be overwritten.
         let (sync, mut urgent) = journal.upgrade().map_or((false, true), |journal| {
             let at = journal.sync_at.load(std::sync::atomic::Ordering::Acquire);
-            let urgent = hurried(&journal, hurried_before)
+            let urgent = wants_normal_priority(&journal, hurried_before)
                 || kib > crate::journal::BACKGROUND_APPLY_KIB_MAX as usize;
             (at > synced && last >= at, urgent)
         });
@@ -887,23 +887,36 @@ async fn applier(
                 .filter(|_| !urgent);
             let background_lane = on_background.is_some();
             let result = match on_background {
-                Some((background, journal)) => {
-                    let (writer, payloads) = (writer.clone(), Arc::clone(&payloads));
-                    background
-                        .run(async move {
-                            let payloads: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-                            // Someone waits, or it fell behind, since the lane was chosen:
-                            // stop, and do it again at normal priority.
-                            let stop = || hurried(&journal, hurried_before);
-                            apply_records(&writer, &payloads, last, sync, &stop).await
-                        })
-                        .await
-                        .unwrap_or_else(|| {
-                            Err(StoreError::Unavailable(
-                                "the journal's background thread stopped".into(),
-                            ))
-                        })
-                }
+                Some((background, journal)) => match writer.acquire().await {
+                    Err(error) => Err(error.into()),
+                    Ok(conn) => {
+                        let payloads = Arc::clone(&payloads);
+                        background
+                            .run(async move {
+                                let payloads: Vec<&[u8]> =
+                                    payloads.iter().map(Vec::as_slice).collect();
+                                // Someone waits, or it fell behind, since the lane was
+                                // chosen: stop, and do it again at normal priority.
+                                let stop = || wants_normal_priority(&journal, hurried_before);
+                                apply_records_on(conn, &payloads, last, sync, &stop).await
+                            })
+                            .await
+                            // The connection goes back to the pool from here: its return (a
+                            // ping, then the release) runs on the runtime's workers, not
+                            // waiting for the idle thread's next turn.
+                            .map_or_else(
+                                || {
+                                    Err(StoreError::Unavailable(
+                                        "the journal's background thread stopped".into(),
+                                    ))
+                                },
+                                |(conn, result)| {
+                                    drop(conn);
+                                    result
+                                },
+                            )
+                    }
+                },
                 None => {
                     let payloads: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
                     apply_records(&writer, &payloads, last, sync, &|| false).await
@@ -969,7 +982,7 @@ async fn applier(
 /// Whether the applier's next transaction should run on the runtime's workers: a reader or
 /// writer hurried it since `before` (`Journal::hurried`), or the unapplied records pass
 /// `BACKGROUND_BEHIND_KIB_MAX`.
-fn hurried(journal: &Journal, before: Option<u64>) -> bool {
+fn wants_normal_priority(journal: &Journal, before: Option<u64>) -> bool {
     use crate::journal::{BACKGROUND_BEHIND_KIB_MAX, BEHIND_KIB_MAX};
     let now = journal.hurried.load(std::sync::atomic::Ordering::Relaxed);
     let behind = (BEHIND_KIB_MAX as usize).saturating_sub(journal.room.available_permits());
@@ -989,11 +1002,30 @@ async fn apply_records(
     sync: bool,
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<Option<i64>, StoreError> {
-    let mut conn = writer.acquire().await?;
-    if !sync {
-        sqlx::query("PRAGMA synchronous = NORMAL")
+    let conn = writer.acquire().await?;
+    let (conn, result) = apply_records_on(conn, payloads, last, sync, stop).await;
+    drop(conn);
+    result
+}
+
+/// `apply_records` on a connection taken from the writer pool, which it gives back unless it
+/// had to close it; the caller drops it where its return to the pool should run.
+async fn apply_records_on(
+    mut conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    payloads: &[&[u8]],
+    last: u64,
+    sync: bool,
+    stop: &(dyn Fn() -> bool + Sync),
+) -> (
+    Option<sqlx::pool::PoolConnection<sqlx::Sqlite>>,
+    Result<Option<i64>, StoreError>,
+) {
+    if !sync
+        && let Err(error) = sqlx::query("PRAGMA synchronous = NORMAL")
             .execute(&mut *conn)
-            .await?;
+            .await
+    {
+        return (Some(conn), Err(error.into()));
     }
     let result = apply_in(&mut conn, payloads, last, stop).await;
     // Every other write on this connection must be synced: if the setting cannot be put
@@ -1011,10 +1043,12 @@ async fn apply_records(
     if result.is_err() || restored.is_err() {
         tracing::warn!("reopening the database's writer connection after a failed journal write");
         let _ = conn.close().await;
+        return (
+            None,
+            result.and_then(|version| restored.map(|()| version).map_err(StoreError::from)),
+        );
     }
-    let version = result?;
-    restored?;
-    Ok(version)
+    (Some(conn), result)
 }
 
 async fn apply_in(
@@ -2187,8 +2221,8 @@ mod tests {
 
     /// Journaled records nobody waits for go into the database on the background thread
     /// (lowest priority); a read after them finds them all the same. A hurry since the
-    /// applier started gathering, or a backlog past a quarter of the journal's bound, sends its next
-    /// transaction to the runtime's workers instead.
+    /// applier started gathering, or a backlog past a quarter of the journal's bound, sends
+    /// its next transaction to the runtime's workers instead.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unawaited_journal_records_are_applied_in_the_background() {
         let dir = tempfile::tempdir().expect("dir");
@@ -2226,24 +2260,27 @@ mod tests {
         }
         // The lane's choice.
         let now = journal.hurried.load(std::sync::atomic::Ordering::Relaxed);
-        assert!(!hurried(&journal, Some(now)), "calm");
+        assert!(!wants_normal_priority(&journal, Some(now)), "calm");
         assert!(
-            hurried(&journal, Some(now.wrapping_sub(1))),
+            wants_normal_priority(&journal, Some(now.wrapping_sub(1))),
             "hurried since"
         );
-        assert!(hurried(&journal, None), "no journal before");
+        assert!(wants_normal_priority(&journal, None), "no journal before");
         let background_max = crate::journal::BACKGROUND_BEHIND_KIB_MAX;
         let taken = Arc::clone(&journal.room)
             .try_acquire_many_owned(background_max)
             .expect("room");
         assert!(
-            !hurried(&journal, Some(now)),
+            !wants_normal_priority(&journal, Some(now)),
             "exactly at the background bound"
         );
         let more = Arc::clone(&journal.room)
             .try_acquire_many_owned(1)
             .expect("room");
-        assert!(hurried(&journal, Some(now)), "past the background bound");
+        assert!(
+            wants_normal_priority(&journal, Some(now)),
+            "past the background bound"
+        );
         drop((taken, more));
         // A transaction told to stop writes nothing, moves no position, and leaves the
         // writer connection out of a transaction.
