@@ -22,10 +22,9 @@ impl Background {
     /// Starts the thread `name`. Lowering its priority may be refused (another OS); it then
     /// runs at the process's priority, which is what the work had before.
     pub(crate) fn start(name: &str) -> std::io::Result<Background> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let handle = runtime.handle().clone();
+        // The runtime is built on the thread and stays there: one dropped in async code (a
+        // spawn that failed would drop it here) panics.
+        let (started, handle) = std::sync::mpsc::sync_channel(1);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = name.to_owned();
         std::thread::Builder::new()
@@ -34,10 +33,25 @@ impl Background {
                 if let Err(error) = lowest_priority() {
                     tracing::debug!(%error, thread, "background work runs at normal priority");
                 }
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        let _ = started.send(Err(error));
+                        return;
+                    }
+                };
+                let _ = started.send(Ok(runtime.handle().clone()));
                 runtime.block_on(async {
                     let _ = stopped.await;
                 });
             })?;
+        // The thread answers as soon as it runs (once per store).
+        let handle = handle
+            .recv()
+            .map_err(|_| std::io::Error::other("the background thread ended at its start"))??;
         Ok(Background {
             handle,
             _stop: stop,
