@@ -966,7 +966,11 @@ struct Restartable {
 }
 
 impl Restartable {
-    fn new(path: std::path::PathBuf) -> Restartable {
+    /// A server on a data directory in `work`, configured with `config` after `[storage]`.
+    fn new(work: &std::path::Path, config: &str) -> Restartable {
+        let path = work.join("vakt.toml");
+        let storage = format!("[storage]\ndata_dir = {:?}\n", work.join("data"));
+        std::fs::write(&path, storage + config).expect("config");
         let port = free_port();
         Restartable {
             path,
@@ -992,19 +996,35 @@ impl Restartable {
             .as_u16()
     }
 
-    /// `GET /api/v1/actions` with these filters (up to 1,000).
-    async fn actions(&self, filters: &str) -> Vec<Value> {
-        let page: Value = self
+    /// `GET path`: the answer's JSON (`harness::decode`).
+    async fn get(&self, path: &str) -> Value {
+        let response = self
             .client
-            .get(format!("{}/api/v1/actions?limit=1000&{filters}", self.base))
+            .get(format!("{}{path}", self.base))
             .send()
             .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+            .expect("GET");
+        crate::harness::decode(response).await.1
+    }
+
+    /// `GET /api/v1/actions` with these filters (up to 1,000).
+    async fn actions(&self, filters: &str) -> Vec<Value> {
+        let page = self
+            .get(&format!("/api/v1/actions?limit=1000&{filters}"))
+            .await;
         page["items"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// Kills a `Restartable` server with SIGKILL once `receiver` got its first request
+/// (something is in flight), and reaps it.
+async fn kill_nine_in_flight(vakt: &mut tokio::process::Child, receiver: &Receiver) {
+    eventually(10, "the first delivery in flight", || async {
+        (!receiver.all().is_empty()).then_some(())
+    })
+    .await;
+    vakt.start_kill().expect("kill -9");
+    let _ = vakt.wait().await;
 }
 
 #[tokio::test]
@@ -1015,8 +1035,6 @@ async fn kill_nine_between_decision_and_delivery_loses_nothing_and_repeats_nothi
     let receiver = Receiver::start(Duration::from_secs(2)).await;
     let config = format!(
         r#"
-[storage]
-data_dir = "{}"
 [dispatch]
 poll_interval_ms = 100
 concurrency = 4
@@ -1031,23 +1049,15 @@ type = "webhook"
 url = "{}/hook"
 timeout_secs = 10
 "#,
-        work.path().join("data").display(),
         receiver.url
     );
-    let path = work.path().join("vakt.toml");
-    std::fs::write(&path, config).expect("config");
-    let server = Restartable::new(path);
+    let server = Restartable::new(work.path(), &config);
     let mut vakt = server.start().await;
     let events: Vec<Value> = (0..20)
         .map(|i| event(&format!("host{i}"), "http", "critical", json!({})))
         .collect();
     assert_eq!(server.post_events(&events).await, 202);
-    eventually(10, "the first deliveries in flight", || async {
-        (!receiver.all().is_empty()).then_some(())
-    })
-    .await;
-    vakt.start_kill().expect("kill -9");
-    let _ = vakt.wait().await;
+    kill_nine_in_flight(&mut vakt, &receiver).await;
     let before = receiver.all().len();
     assert!(
         before < 20,
@@ -1090,15 +1100,7 @@ timeout_secs = 10
     );
     assert!(per_key.values().all(|n| *n <= 2), "{per_key:?}");
     for key in &repeated {
-        let detail: Value = server
-            .client
-            .get(format!("{}/api/v1/actions/{key}", server.base))
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("json");
+        let detail = server.get(&format!("/api/v1/actions/{key}")).await;
         let outcomes: Vec<&str> = detail["attempts"]
             .as_array()
             .expect("attempts")
@@ -1122,8 +1124,6 @@ async fn kill_nine_during_a_group_message_sends_the_group_again() {
     let receiver = Receiver::start(Duration::from_secs(2)).await;
     let config = format!(
         r#"
-[storage]
-data_dir = "{}"
 [dispatch]
 poll_interval_ms = 100
 
@@ -1143,12 +1143,9 @@ group_interval_secs = 1
 type = "slack"
 url = "{}/slack"
 "#,
-        work.path().join("data").display(),
         receiver.url
     );
-    let path = work.path().join("vakt.toml");
-    std::fs::write(&path, config).expect("config");
-    let server = Restartable::new(path);
+    let server = Restartable::new(work.path(), &config);
     let mut vakt = server.start().await;
     let events: Vec<Value> = (0..12)
         .map(|i| {
@@ -1161,12 +1158,7 @@ url = "{}/slack"
         })
         .collect();
     assert_eq!(server.post_events(&events).await, 202);
-    eventually(10, "the group message in flight", || async {
-        (!receiver.all().is_empty()).then_some(())
-    })
-    .await;
-    vakt.start_kill().expect("kill -9");
-    let _ = vakt.wait().await;
+    kill_nine_in_flight(&mut vakt, &receiver).await;
     let first = receiver.all();
     assert_eq!(first.len(), 1, "one message for the group");
 
