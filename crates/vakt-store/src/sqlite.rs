@@ -152,12 +152,36 @@ pub const ALERT_CACHE_MAX: usize = 200_000;
 const KNOWN_MAX: usize = 5_000_000;
 /// Connections for reads.
 const READERS: u32 = 4;
-/// The WAL is copied into the database once it holds this many pages (32 MiB): the
+/// The WAL is copied into the database once it holds this many bytes of pages: the
 /// applier's transactions rewrite the same index pages again and again, and a checkpoint
 /// writes each page once however often the WAL holds it. SQLite's default (1,000 pages)
 /// checkpointed after nearly every transaction of many unique alerts, a tenth of the
 /// server's CPU (BENCHMARKS.md, issue 18: "Fewer checkpoints").
-const WAL_CHECKPOINT_PAGES: u32 = 8192;
+const WAL_CHECKPOINT_BYTES: u32 = 32 << 20;
+/// The page size of a database vakt creates. Twice SQLite's default: a transaction of
+/// journaled records splits half as many B-tree pages, and its rows are 300-500 bytes; the
+/// journal's applier took a tenth less time for the same records (BENCHMARKS.md, issue 18:
+/// "Pages of 8 KiB"). A database created before keeps its page size (SQLite changes it
+/// only by rewriting the whole file, and never in WAL mode).
+const PAGE_SIZE: u32 = 8192;
+
+/// The page size of the database at `path`: its header's (bytes 16-17, big-endian, 1 for
+/// 65,536), or `PAGE_SIZE` when there is no database yet to read it from.
+fn page_size_of(path: &Path) -> u32 {
+    use std::io::Read;
+    let mut header = [0_u8; 100];
+    let read = std::fs::File::open(path).and_then(|mut file| file.read_exact(&mut header));
+    match read {
+        Ok(()) if header.starts_with(b"SQLite format 3\0") => {
+            match u16::from_be_bytes([header[16], header[17]]) {
+                1 => 65_536,
+                size if size >= 512 && size.is_power_of_two() => u32::from(size),
+                _ => PAGE_SIZE,
+            }
+        }
+        _ => PAGE_SIZE,
+    }
+}
 /// What the WAL file is cut back to after a checkpoint emptied it (a burst that outran
 /// checkpoints, or a long read that held one back, leaves no larger file behind).
 const WAL_KEPT_BYTES: u64 = 64 << 20;
@@ -349,6 +373,13 @@ fn migrator() -> Migrator {
             include_str!("../migrations/sqlite/0021_attempt_lines.sql").into_sql_str(),
             false,
         ),
+        Migration::new(
+            22,
+            "unusual actions index".into(),
+            MigrationType::Simple,
+            include_str!("../migrations/sqlite/0022_unusual_actions_index.sql").into_sql_str(),
+            false,
+        ),
     ])
 }
 
@@ -377,13 +408,18 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(e.to_string()))?
             .filename(&path)
             .create_if_missing(true)
+            // Before the journal mode: it only takes effect on a database not yet written.
+            .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the 202 goes out, power cut included.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             // 64 MiB of page cache (negative means KiB): index pages stay in memory.
             .pragma("cache_size", "-65536")
-            .pragma("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string())
+            .pragma(
+                "wal_autocheckpoint",
+                (WAL_CHECKPOINT_BYTES / page_size_of(&path)).to_string(),
+            )
             .pragma("journal_size_limit", WAL_KEPT_BYTES.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
@@ -2936,22 +2972,85 @@ mod tests {
     }
 
     /// The writer checkpoints the WAL in large steps and cuts the file back after: both
-    /// settings reach its connection (sqlx applies pragmas per connection it opens).
+    /// settings reach its connection (sqlx applies pragmas per connection it opens). A new
+    /// database has pages of `PAGE_SIZE`; one created with SQLite's default keeps its pages
+    /// and checkpoints after the same bytes.
     #[tokio::test]
     async fn the_writer_checkpoints_in_large_steps() {
+        use sqlx::Connection;
+        let pragma = async |c: &mut sqlx::SqliteConnection, name: &str| -> i64 {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("PRAGMA {name}")))
+                .fetch_one(c)
+                .await
+                .expect("pragma")
+        };
+        let new = tempfile::tempdir().expect("dir");
+        let old = tempfile::tempdir().expect("dir");
+        // A database an earlier vakt created: SQLite's default pages of 4 KiB.
+        let options = SqliteConnectOptions::new()
+            .filename(old.path().join(DATABASE_FILE))
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let mut earlier = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("create");
+        sqlx::query("CREATE TABLE earlier (x INTEGER)")
+            .execute(&mut earlier)
+            .await
+            .expect("write");
+        assert_eq!(pragma(&mut earlier, "page_size").await, 4096);
+        earlier.close().await.expect("close");
+        for (dir, page) in [(&new, PAGE_SIZE), (&old, 4096)] {
+            let store = SqliteStore::open(dir.path()).await.expect("open");
+            let mut c = store.writer.acquire().await.expect("connection");
+            assert_eq!(pragma(&mut c, "page_size").await, i64::from(page));
+            assert_eq!(page_size_of(&dir.path().join(DATABASE_FILE)), page);
+            assert_eq!(
+                pragma(&mut c, "wal_autocheckpoint").await * i64::from(page),
+                i64::from(WAL_CHECKPOINT_BYTES)
+            );
+            assert_eq!(
+                pragma(&mut c, "journal_size_limit").await,
+                i64::try_from(WAL_KEPT_BYTES).expect("small")
+            );
+            drop(c);
+            store.close().await;
+        }
+        assert_eq!(page_size_of(&new.path().join("none.db")), PAGE_SIZE);
+    }
+
+    /// Listing actions by an unusual status (failed, skipped, suppressed, running) walks
+    /// the partial index of those statuses; pending and succeeded, which nearly every
+    /// decided action passes through, have no index by status (schema 22) and are listed
+    /// from the table newest first, where they are.
+    #[tokio::test]
+    async fn actions_are_listed_by_unusual_status_through_their_index() {
+        use crate::ActionStatus;
         let dir = tempfile::tempdir().expect("dir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
-        let mut c = store.writer.acquire().await.expect("connection");
-        let pages: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-            .fetch_one(&mut *c)
-            .await
-            .expect("pragma");
-        assert_eq!(pages, i64::from(WAL_CHECKPOINT_PAGES));
-        let kept: i64 = sqlx::query_scalar("PRAGMA journal_size_limit")
-            .fetch_one(&mut *c)
-            .await
-            .expect("pragma");
-        assert_eq!(kept, i64::try_from(WAL_KEPT_BYTES).expect("small"));
+        let mut c = store.reader.acquire().await.expect("connection");
+        for status in ActionStatus::ALL {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM decided_actions WHERE 1 = 1{} \
+                 ORDER BY id DESC LIMIT 51",
+                dispatch::status_condition(status)
+            );
+            let plan: Vec<String> = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(&mut *c)
+                .await
+                .expect("plan")
+                .iter()
+                .map(|row| sqlx::Row::get::<String, _>(row, "detail"))
+                .collect();
+            let plan = plan.join("; ");
+            let unusual = !matches!(status, ActionStatus::Pending | ActionStatus::Succeeded);
+            assert_eq!(
+                plan.contains("INDEX decided_actions_unusual (status=?)"),
+                unusual,
+                "{status:?}: {plan}"
+            );
+            assert!(!plan.contains("decided_actions_status"), "{plan}");
+        }
         drop(c);
         store.close().await;
     }

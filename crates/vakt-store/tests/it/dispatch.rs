@@ -145,6 +145,45 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
     assert_eq!(again[0].decided.id, claimed[1].decided.id);
     assert_eq!(again[0].attempts, 2);
 
+    // Listed by status: exactly the actions in it, newest first, whichever index (or none)
+    // the store walks for it (SQLite indexes only the unusual statuses: schema 22).
+    let all = store
+        .actions(&ActionQuery {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    for status in ActionStatus::ALL {
+        let listed = store
+            .actions(&ActionQuery {
+                status: Some(status),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        let ids = |records: &mut dyn Iterator<Item = &vakt_store::ActionRecord>| -> Vec<String> {
+            records.map(|r| r.decided.id.clone()).collect()
+        };
+        assert_eq!(
+            ids(&mut listed.items.iter()),
+            ids(&mut all.items.iter().filter(|r| r.status == status)),
+            "{status:?}"
+        );
+    }
+    assert!(
+        [
+            ActionStatus::Pending,
+            ActionStatus::Running,
+            ActionStatus::Succeeded,
+            ActionStatus::Failed
+        ]
+        .iter()
+        .all(|s| all.items.iter().any(|r| r.status == *s)),
+        "the usual and the unusual statuses are both listed"
+    );
+
     // A failed action can be retried by a person; a succeeded one cannot.
     let retried = store
         .retry_action(&claimed[2].decided.id, "alice", now)
