@@ -288,14 +288,29 @@ fn group_members_sql(conn: &Conn<'_>) -> String {
 /// The dispatcher's statements that must walk a partial index of `decided_actions` (the
 /// plan test checks each on SQLite).
 #[cfg(test)]
-pub(crate) fn dispatch_sql(conn: &Conn<'_>) -> [(String, &'static str); 4] {
+pub(crate) fn dispatch_sql(conn: &Conn<'_>) -> [(String, &'static str); 6] {
     [
         (claim_due_sql(conn), "decided_actions_due"),
         (any_due_sql(conn), "decided_actions_due"),
         (claim_group_sql(conn), "decided_actions_groups"),
         (group_members_sql(conn), "decided_actions_groups"),
+        (MORE_MEMBERS_SQL.to_owned(), "decided_actions_groups"),
+        (GROUP_SENT_SQL.to_owned(), "decided_actions_groups"),
     ]
 }
+
+/// Whether a group has pending members after `$2` (a claim that stopped at its limit). Its
+/// conditions imply `decided_actions_groups`' own, which SQLite's planner takes without a
+/// hint now that no index of all actions by status competes (schema 22).
+const MORE_MEMBERS_SQL: &str = "SELECT EXISTS (SELECT 1 FROM decided_actions \
+     WHERE status = 'pending' AND group_key = $1 AND id > $2) AS more";
+
+/// A group's message went out at `$2` (or none did): its pending mark is kept while it has
+/// pending members.
+const GROUP_SENT_SQL: &str = "UPDATE notification_groups SET last_sent_at = COALESCE($2, last_sent_at), \
+     first_pending_at = CASE WHEN EXISTS (SELECT 1 FROM decided_actions \
+         WHERE group_key = $1 AND status = 'pending') THEN COALESCE($2, first_pending_at, $3) ELSE NULL END \
+     WHERE group_key = $1";
 
 /// Groups with pending members, oldest first, with when each last sent: one read of the
 /// small `notification_groups` table, kept as members come and go (`note_groups`,
@@ -472,17 +487,12 @@ pub(crate) async fn write_group_sent(
     sent_at_ms: Option<i64>,
     now_ms: i64,
 ) -> Result<(), StoreError> {
-    query(
-        "UPDATE notification_groups SET last_sent_at = COALESCE($2, last_sent_at), \
-         first_pending_at = CASE WHEN EXISTS (SELECT 1 FROM decided_actions \
-             WHERE group_key = $1 AND status = 'pending') THEN COALESCE($2, first_pending_at, $3) ELSE NULL END \
-         WHERE group_key = $1",
-    )
-    .bind(group_key.to_owned())
-    .bind(sent_at_ms)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
+    query(GROUP_SENT_SQL)
+        .bind(group_key.to_owned())
+        .bind(sent_at_ms)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -1115,15 +1125,12 @@ pub(crate) async fn claim_groups_held(
                 Some(row) => Some(row.try_get("id")?),
                 None => None,
             };
-            more = query(
-                "SELECT EXISTS (SELECT 1 FROM decided_actions WHERE status = 'pending' \
-                 AND group_key = $1 AND id > $2) AS more",
-            )
-            .bind((*key).to_owned())
-            .bind(last.unwrap_or_default())
-            .fetch_one(&mut *conn)
-            .await?
-            .try_get::<bool>("more")?;
+            more = query(MORE_MEMBERS_SQL)
+                .bind((*key).to_owned())
+                .bind(last.unwrap_or_default())
+                .fetch_one(&mut *conn)
+                .await?
+                .try_get::<bool>("more")?;
         }
         let sent = (!members.is_empty()).then_some(now_ms);
         query(

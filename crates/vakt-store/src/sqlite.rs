@@ -164,6 +164,12 @@ const WAL_CHECKPOINT_BYTES: u32 = 32 << 20;
 /// "Pages of 8 KiB"). A database created before keeps its page size (SQLite changes it
 /// only by rewriting the whole file, and never in WAL mode).
 const PAGE_SIZE: u32 = 8192;
+/// What the WAL file is cut back to after a checkpoint emptied it (a burst that outran
+/// checkpoints, or a long read that held one back, leaves no larger file behind).
+const WAL_KEPT_BYTES: u64 = 64 << 20;
+/// Grows by a byte after each commit that creates or revokes an API token, in whichever
+/// process (`Store::access_generation`): a server keeping tokens in memory reads them again.
+pub const ACCESS_CHANGED_FILE: &str = "access.changed";
 
 /// The page size of the database at `path`: its header's (bytes 16-17, big-endian, 1 for
 /// 65,536), or `PAGE_SIZE` when there is no database yet to read it from.
@@ -182,12 +188,6 @@ fn page_size_of(path: &Path) -> u32 {
         _ => PAGE_SIZE,
     }
 }
-/// What the WAL file is cut back to after a checkpoint emptied it (a burst that outran
-/// checkpoints, or a long read that held one back, leaves no larger file behind).
-const WAL_KEPT_BYTES: u64 = 64 << 20;
-/// Grows by a byte after each commit that creates or revokes an API token, in whichever
-/// process (`Store::access_generation`): a server keeping tokens in memory reads them again.
-pub const ACCESS_CHANGED_FILE: &str = "access.changed";
 
 pub struct SqliteStore {
     /// Most alerts the writer keeps in memory (`with_alert_cache_max`).
@@ -408,7 +408,8 @@ impl SqliteStore {
             .map_err(|e| StoreError::Other(e.to_string()))?
             .filename(&path)
             .create_if_missing(true)
-            // Before the journal mode: it only takes effect on a database not yet written.
+            // For a database not yet written (sqlx sets it first, before the journal mode);
+            // an existing one keeps its pages.
             .page_size(PAGE_SIZE)
             .journal_mode(SqliteJournalMode::Wal)
             // FULL: a commit is on disk before the 202 goes out, power cut included.
