@@ -433,6 +433,11 @@ pub(crate) fn apply_until(
     let mut merged = Merged::default();
     // Decided actions, written last and by group (`group_members_together`).
     let mut actions: Vec<Vec<Value<'_>>> = Vec::with_capacity(action_rows);
+    // Each alert's newest repeat among the records so far, written once (`REPEAT_SECTION`).
+    let mut repeats: std::collections::BTreeMap<&str, Vec<Value<'_>>> =
+        std::collections::BTreeMap::new();
+    let unknown =
+        |kind: usize| StoreError::Corrupt(format!("journal record: unknown section {kind}"));
     for record in records {
         if stop() {
             return Ok(false);
@@ -442,12 +447,9 @@ pub(crate) fn apply_until(
             at: 0,
         };
         while let Some((kind, rows, columns)) = decoder.section()? {
-            let statement = prepared
-                .get_mut(kind)
-                .and_then(Option::as_mut)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("journal record: unknown section {kind}"))
-                })?;
+            if prepared.get(kind).is_none_or(Option::is_none) {
+                return Err(unknown(kind));
+            }
             let events = EVENT_SECTIONS.contains(&kind);
             for _ in 0..rows {
                 row.clear();
@@ -464,9 +466,33 @@ pub(crate) fn apply_until(
                         let next = Vec::with_capacity(row.len());
                         actions.push(std::mem::replace(&mut row, next));
                     }
-                    _ => statement.run(row.drain(..))?,
+                    REPEAT_SECTION => {
+                        let next = Vec::with_capacity(row.len());
+                        let repeat = std::mem::replace(&mut row, next);
+                        repeats.insert(text_at(&repeat, 0)?, repeat);
+                    }
+                    _ => {
+                        // Another write of an alert that has a repeat waiting: the repeat
+                        // goes first, as its record came first.
+                        if ALERT_SECTIONS.contains(&kind)
+                            && let Some(repeat) = repeats.remove(text_at(&row, 0)?)
+                            && let Some(statement) =
+                                prepared.get_mut(REPEAT_SECTION).and_then(Option::as_mut)
+                        {
+                            statement.run(repeat)?;
+                        }
+                        match prepared.get_mut(kind).and_then(Option::as_mut) {
+                            Some(statement) => statement.run(row.drain(..))?,
+                            None => return Err(unknown(kind)),
+                        }
+                    }
                 }
             }
+        }
+    }
+    if let Some(statement) = prepared.get_mut(REPEAT_SECTION).and_then(Option::as_mut) {
+        for repeat in repeats.into_values() {
+            statement.run(repeat)?;
         }
     }
     if let Some(statement) = prepared.get_mut(ACTION_SECTION).and_then(Option::as_mut) {
@@ -517,6 +543,17 @@ pub(crate) fn apply_until(
 
 /// The section of decided actions (`decided_actions`, `ACTION_COLUMNS`).
 const ACTION_SECTION: usize = 5;
+/// The section of alerts that only repeated (`ALERT_REPEAT_UPDATE`: the newest values of the
+/// columns a repeat changes). A stream of repeating alerts has each alert in nearly every
+/// record, and one transaction of many records wrote each alert's row once per record;
+/// only its newest repeat is written now, which leaves the row as writing them all in turn
+/// would (each sets the same columns, and a transaction holds only journal records), unless
+/// another section writes the same alert in between: then the repeat before it is written
+/// first (`ALERT_SECTIONS`).
+const REPEAT_SECTION: usize = 3;
+/// The sections that write alert rows, each row's id first: full upserts (2), repeats (3),
+/// new alerts with their opening line (10).
+const ALERT_SECTIONS: [usize; 3] = [2, REPEAT_SECTION, 10];
 /// Where a decided action's `group_key` is among `ACTION_COLUMNS`.
 const ACTION_GROUP_KEY: usize = 10;
 

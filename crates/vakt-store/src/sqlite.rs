@@ -3020,6 +3020,96 @@ mod tests {
         assert_eq!(page_size_of(&new.path().join("none.db")), PAGE_SIZE);
     }
 
+    /// An alert repeated in several records of one applier transaction is written once, with
+    /// its newest repeat; a full write of the same alert between them (another section) comes
+    /// after the repeats before it and before those after it. The row ends as writing every
+    /// record's rows in turn leaves it.
+    #[tokio::test]
+    async fn an_alerts_repeats_in_one_transaction_are_written_once() {
+        use crate::journal::Encoded;
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline = no_rules();
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let out = store
+            .ingest(&pipeline, &Default::default(), vec![ping(&pipeline, "x")])
+            .await
+            .expect("ingest");
+        let id = out[0].alert.as_ref().expect("an alert").id.clone();
+        let stored = store.alert(&id).await.expect("read").expect("stored");
+        // The same alert as successive records would carry it.
+        let version = |summary: &str, count: i64, acknowledged: Option<&str>| {
+            let mut alert = stored.clone();
+            alert.summary = summary.into();
+            alert.count = count;
+            alert.acknowledged_by = acknowledged.map(str::to_owned);
+            alert
+        };
+        let record = |section: u8, alert: &Alert| {
+            let mut encoded = Encoded::default();
+            encoded
+                .section(section, std::slice::from_ref(alert), |a| {
+                    crate::sql::alert_row(a)
+                })
+                .expect("encode");
+            encoded.into_bytes()
+        };
+        let (repeat, full) = (3, 2);
+        let cases = [
+            // Three repeats: one write, the newest.
+            (
+                vec![
+                    record(repeat, &version("one", 2, None)),
+                    record(repeat, &version("two", 3, None)),
+                    record(repeat, &version("three", 4, None)),
+                ],
+                1,
+                ("three", 4, None),
+            ),
+            // Two repeats, then a full write: the newest repeat, then the full write.
+            (
+                vec![
+                    record(repeat, &version("four", 5, None)),
+                    record(repeat, &version("five", 6, None)),
+                    record(full, &version("six", 7, Some("alice"))),
+                ],
+                2,
+                ("six", 7, Some("alice")),
+            ),
+        ];
+        let mut c = store.writer.acquire().await.expect("connection");
+        for (records, writes, (summary, count, acknowledged)) in cases {
+            let changes = async |c: &mut sqlx::SqliteConnection| -> i64 {
+                sqlx::query_scalar("SELECT total_changes()")
+                    .fetch_one(c)
+                    .await
+                    .expect("changes")
+            };
+            let before = changes(&mut c).await;
+            {
+                let mut handle = c.lock_handle().await.expect("handle");
+                let payloads: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+                crate::sqlite_bulk::execute(&mut handle, "BEGIN IMMEDIATE").expect("begin");
+                crate::journal::apply(&mut handle, crate::journal::statements(), &payloads)
+                    .expect("apply");
+                crate::sqlite_bulk::execute(&mut handle, "COMMIT").expect("commit");
+            }
+            assert_eq!(changes(&mut c).await - before, writes, "rows written");
+            let row: (String, i64, Option<String>) = sqlx::query_as(
+                "SELECT summary, event_count, acknowledged_by FROM alerts WHERE id = ?1",
+            )
+            .bind(&id)
+            .fetch_one(&mut *c)
+            .await
+            .expect("row");
+            assert_eq!(
+                (row.0.as_str(), row.1, row.2.as_deref()),
+                (summary, count, acknowledged)
+            );
+        }
+        drop(c);
+        store.close().await;
+    }
+
     /// Listing actions by an unusual status (failed, skipped, suppressed, running) walks
     /// the partial index of those statuses; pending and succeeded, which nearly every
     /// decided action passes through, have no index by status (schema 22) and are listed
