@@ -95,12 +95,18 @@ mod tests {
     use super::*;
 
     /// The thread's scheduling policy as the kernel reports it (`/proc/self/task/*/stat`,
-    /// field 41), found by the thread's name.
+    /// field 41), found by the thread's name. A task that ends while the list is read (other
+    /// tests' threads come and go) is skipped, not taken for the end of the search.
     #[cfg(target_os = "linux")]
     fn policy_of(name: &str) -> Option<u32> {
-        for task in std::fs::read_dir("/proc/self/task").ok()? {
-            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
-            let (comm, rest) = stat.split_once(") ")?;
+        let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                continue;
+            };
             if comm.ends_with(&format!("({name}")) {
                 return rest.split(' ').nth(38)?.parse().ok();
             }
