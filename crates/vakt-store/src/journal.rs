@@ -351,6 +351,23 @@ impl<'a> Decoder<'a> {
         Ok(Some((usize::from(self.u8()?), self.u32()?, self.u8()?)))
     }
 
+    /// Moves past the next value as `value` would read it, without checking its text.
+    fn skip_value(&mut self) -> Result<(), StoreError> {
+        let at = self.at;
+        match self.u8()? {
+            0 => Ok(()),
+            1 => self.take(8).map(drop),
+            2 => {
+                let len = self.u32()? as usize;
+                self.take(len).map(drop)
+            }
+            3 => self.u8().map(drop),
+            tag => Err(StoreError::Corrupt(format!(
+                "journal record: unknown value tag {tag} at byte {at}"
+            ))),
+        }
+    }
+
     fn value(&mut self) -> Result<Value<'a>, StoreError> {
         let at = self.at;
         match self.u8()? {
@@ -653,9 +670,11 @@ fn note_trace_use<'a>(
     Ok(())
 }
 
+/// Moves past rows without reading their values (`apply_until`'s first look at a record:
+/// its texts are checked when the second reads them).
 fn skip_rows(decoder: &mut Decoder<'_>, rows: u32, columns: u8) -> Result<(), StoreError> {
     for _ in 0..u64::from(rows) * u64::from(columns) {
-        decoder.value()?;
+        decoder.skip_value()?;
     }
     Ok(())
 }
@@ -1757,6 +1776,13 @@ mod tests {
             ]
         );
         assert_eq!(decoder.at, bytes.len());
+        // Skipping the rows lands where reading them does.
+        let mut skipper = Decoder {
+            bytes: &bytes,
+            at: 6,
+        };
+        skip_rows(&mut skipper, 2, 3).expect("skip");
+        assert_eq!(skipper.at, bytes.len());
         // A record cut short is an error naming the byte, not a panic.
         let mut short = Decoder {
             bytes: &bytes[..bytes.len() - 2],
@@ -1770,5 +1796,18 @@ mod tests {
             }
         }
         assert!(error.is_some_and(|e| e.contains("cut short")));
+        let mut short = Decoder {
+            bytes: &bytes[..bytes.len() - 2],
+            at: 6,
+        };
+        let skipped = skip_rows(&mut short, 2, 3).map_err(|e| e.to_string());
+        assert!(skipped.is_err_and(|e| e.contains("cut short")));
+        let unknown = [9_u8];
+        let mut tag = Decoder {
+            bytes: &unknown,
+            at: 0,
+        };
+        let skipped = tag.skip_value().map_err(|e| e.to_string());
+        assert!(skipped.is_err_and(|e| e.contains("unknown value tag 9 at byte 0")));
     }
 }
