@@ -351,44 +351,51 @@ impl<'a> Decoder<'a> {
         Ok(Some((usize::from(self.u8()?), self.u32()?, self.u8()?)))
     }
 
-    /// Moves past the next value as `value` would read it, without checking its text.
-    fn skip_value(&mut self) -> Result<(), StoreError> {
+    /// The next value's tag, where it starts and its bytes (none for NULL, 8 for an integer,
+    /// the text's, 1 for a flag): the layout `value` and `skip_value` both read.
+    fn raw(&mut self) -> Result<(u8, usize, &'a [u8]), StoreError> {
         let at = self.at;
-        match self.u8()? {
-            0 => Ok(()),
-            1 => self.take(8).map(drop),
+        let tag = self.u8()?;
+        let bytes = match tag {
+            0 => &[][..],
+            1 => self.take(8)?,
             2 => {
                 let len = self.u32()? as usize;
-                self.take(len).map(drop)
+                self.take(len)?
             }
-            3 => self.u8().map(drop),
-            tag => Err(StoreError::Corrupt(format!(
-                "journal record: unknown value tag {tag} at byte {at}"
-            ))),
-        }
+            3 => self.take(1)?,
+            tag => {
+                return Err(StoreError::Corrupt(format!(
+                    "journal record: unknown value tag {tag} at byte {at}"
+                )));
+            }
+        };
+        Ok((tag, at, bytes))
+    }
+
+    /// Moves past the next value as `value` would read it, without checking its text.
+    fn skip_value(&mut self) -> Result<(), StoreError> {
+        self.raw().map(drop)
     }
 
     fn value(&mut self) -> Result<Value<'a>, StoreError> {
-        let at = self.at;
-        match self.u8()? {
-            0 => Ok(Value::Int(None)),
+        let (tag, at, bytes) = self.raw()?;
+        Ok(match tag {
             1 => {
                 let mut b = [0; 8];
-                b.copy_from_slice(self.take(8)?);
-                Ok(Value::Int(Some(i64::from_le_bytes(b))))
+                b.copy_from_slice(bytes);
+                Value::Int(Some(i64::from_le_bytes(b)))
             }
             2 => {
-                let len = self.u32()? as usize;
-                let text = std::str::from_utf8(self.take(len)?).map_err(|e| {
+                let text = std::str::from_utf8(bytes).map_err(|e| {
                     StoreError::Corrupt(format!("journal record: text at byte {at}: {e}"))
                 })?;
-                Ok(Value::Text(Some(Cow::Borrowed(text))))
+                Value::Text(Some(Cow::Borrowed(text)))
             }
-            3 => Ok(Value::Bool(self.u8()? != 0)),
-            tag => Err(StoreError::Corrupt(format!(
-                "journal record: unknown value tag {tag} at byte {at}"
-            ))),
-        }
+            3 => Value::Bool(bytes.first().is_some_and(|flag| *flag != 0)),
+            // 0: NULL (`raw` refuses any other tag).
+            _ => Value::Int(None),
+        })
     }
 }
 
@@ -464,9 +471,6 @@ pub(crate) fn apply_until(
             at: 0,
         };
         while let Some((kind, rows, columns)) = decoder.section()? {
-            if prepared.get(kind).is_none_or(Option::is_none) {
-                return Err(unknown(kind));
-            }
             let events = EVENT_SECTIONS.contains(&kind);
             for _ in 0..rows {
                 row.clear();
