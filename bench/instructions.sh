@@ -16,8 +16,11 @@
 # (parsing, the guard, decoding, the stateless stages: everything on a connection's task),
 # the ingest writer (correlate, decide, encode, the journal's write and sync), the applier
 # (journal records into SQLite's tables; its transactions group what arrived within a few
-# milliseconds, so its share depends on pacing more than the others) and the rest
-# (dispatcher, timers). Valgrind runs the server about fifty times slower, one thread at a
+# milliseconds, so its share depends on pacing more than the others: under valgrind they
+# are small, and preparing their statements weighs more than in a native run), the
+# dispatcher (claims, the group messages, their finish), the statements sent through sqlx
+# (run on sqlx's thread per connection: the dispatcher's claims and finishes, reads) and
+# the rest (timers, the applier's gathering, housekeeping). Valgrind runs the server about fifty times slower, one thread at a
 # time; the client (`vakt bench`) runs natively.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,7 +90,13 @@ total = next(cost(l) for l in lines if "PROGRAM TOTALS" in l)
 roles = [
     ("HTTP requests", r"vakt::http::serve::serve::\{\{closure\}\}::\{\{closure\}\}( \[|$)"),
     ("ingest writer", r"vakt::ingest::write_loop::\{\{closure\}\}( \[|$)"),
-    ("applier", r"vakt_store::sqlite::applier::\{\{closure\}\}( \[|$)"),
+    # Its transactions run on the applier's own thread at idle priority or on a worker:
+    # both go through apply_records_on.
+    ("applier", r"vakt_store::sqlite::apply_records_on::\{\{closure\}\}( \[|$)"),
+    ("dispatcher", r"vakt::actions::dispatcher::spawn::\{\{closure\}\}( \[|$)"),
+    # Statements sent through sqlx (the dispatcher's claims and finishes, reads) run on
+    # sqlx's own thread per connection, not in the task that sent them.
+    ("sqlx statements", r"sqlx_sqlite::connection::worker::ConnectionWorker::establish::\{\{closure\}\}::\{\{closure\}\}( \[|$)"),
 ]
 accepted = json.load(open(bench))["accepted"]
 kind = "unique alerts" if int(fps) >= events else f"{int(fps):,} repeating alerts"
