@@ -20,8 +20,8 @@
 # are small, and preparing their statements weighs more than in a native run), the
 # dispatcher (claims, the group messages, their finish), the statements sent through sqlx
 # (run on sqlx's thread per connection: the dispatcher's claims and finishes, reads) and
-# the rest (timers, the applier's gathering, housekeeping). Valgrind runs the server about fifty times slower, one thread at a
-# time; the client (`vakt bench`) runs natively.
+# the rest (timers, the applier's gathering, housekeeping). Valgrind runs the server about
+# fifty times slower, one thread at a time; the client (`vakt bench`) runs natively.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-2000}
