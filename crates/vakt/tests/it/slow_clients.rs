@@ -106,3 +106,37 @@ async fn idle_trickling_and_surplus_connections_are_closed_and_health_answers() 
     // Room again: health answers quickly.
     assert!(healthz_ms(&server.base).await < 100);
 }
+
+/// A request whose body stops coming is answered at the body deadline
+/// (`body_read_timeout_secs`) with an error that says so, not held open.
+#[tokio::test]
+async fn a_body_that_stops_coming_is_refused_at_the_body_deadline() {
+    let server = TestServer::with_config(Some("[server]\nbody_read_timeout_secs = 1\n")).await;
+    let host = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&host).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/events HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[{{\"resource\""
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") || !answer.ends_with(b"}") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("no answer within 5 s"),
+        }
+    }
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("not received within the designated timeout"),
+        "{answer}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "answered after {took:?}"
+    );
+}
