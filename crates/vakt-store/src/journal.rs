@@ -437,9 +437,9 @@ pub(crate) fn apply_until(
             if kind == ACTION_SECTION && columns > 0 {
                 action_rows += usize::try_from(rows).unwrap_or(0);
             }
-            *kinds_used.get_mut(kind).ok_or_else(|| {
-                StoreError::Corrupt(format!("journal record: unknown section {kind}"))
-            })? = true;
+            *kinds_used
+                .get_mut(kind)
+                .ok_or_else(|| unknown_section(kind))? = true;
         }
     }
     let locked = Locked::new(db);
@@ -460,8 +460,6 @@ pub(crate) fn apply_until(
     // Each alert's newest repeat among the records so far, written once (`REPEAT_SECTION`).
     let mut repeats: std::collections::BTreeMap<&str, Vec<Value<'_>>> =
         std::collections::BTreeMap::new();
-    let unknown =
-        |kind: usize| StoreError::Corrupt(format!("journal record: unknown section {kind}"));
     for record in records {
         if stop() {
             return Ok(false);
@@ -497,21 +495,17 @@ pub(crate) fn apply_until(
                         // goes first, as its record came first.
                         if ALERT_SECTIONS.contains(&kind)
                             && let Some(repeat) = repeats.remove(text_at(&row, 0)?)
-                            && let Some(statement) =
-                                prepared.get_mut(REPEAT_SECTION).and_then(Option::as_mut)
                         {
-                            statement.run(repeat)?;
+                            statement_for(&mut prepared, REPEAT_SECTION)?.run(repeat)?;
                         }
-                        match prepared.get_mut(kind).and_then(Option::as_mut) {
-                            Some(statement) => statement.run(row.drain(..))?,
-                            None => return Err(unknown(kind)),
-                        }
+                        statement_for(&mut prepared, kind)?.run(row.drain(..))?;
                     }
                 }
             }
         }
     }
-    if let Some(statement) = prepared.get_mut(REPEAT_SECTION).and_then(Option::as_mut) {
+    if !repeats.is_empty() {
+        let statement = statement_for(&mut prepared, REPEAT_SECTION)?;
         for repeat in repeats.into_values() {
             statement.run(repeat)?;
         }
@@ -560,6 +554,22 @@ pub(crate) fn apply_until(
         }
     }
     Ok(true)
+}
+
+fn unknown_section(kind: usize) -> StoreError {
+    StoreError::Corrupt(format!("journal record: unknown section {kind}"))
+}
+
+/// The statement prepared for section `kind`: every section a record holds was prepared
+/// by `apply_until`'s first pass, so a missing one is a section it does not know.
+fn statement_for<'p, 'c>(
+    prepared: &'p mut [Option<Statement<'c>>],
+    kind: usize,
+) -> Result<&'p mut Statement<'c>, StoreError> {
+    prepared
+        .get_mut(kind)
+        .and_then(Option::as_mut)
+        .ok_or_else(|| unknown_section(kind))
 }
 
 /// The section of decided actions (`decided_actions`, `ACTION_COLUMNS`).
