@@ -320,15 +320,12 @@ pub async fn launch_with_listener(
         .merge(sources::alertmanager::routes(alertmanager))
         .merge(sources::pagerduty::routes(pagerduty));
     let (router, mut doc) = http::router(
+        Arc::clone(&auth),
         limits.body_bytes_max,
         Duration::from_secs(config.file.server.body_read_timeout_secs.max(1)),
         extra,
     );
     auth::document(&mut doc);
-    let router = router.layer(axum::middleware::from_fn_with_state(
-        Arc::clone(&auth),
-        auth::guard,
-    ));
     // Outside the guard: a client over its write allowance is refused before any
     // credential is checked or body read.
     let router = match http::limit::WriteLimit::new(

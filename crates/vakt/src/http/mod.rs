@@ -54,9 +54,11 @@ pub use state::{AppState, Reload};
 )]
 struct ApiDoc;
 
-/// Builds the router of the core API merged with the components' `extra` routes, and the
-/// OpenAPI document describing all of it.
+/// Builds the router of the core API merged with the components' `extra` routes, behind
+/// the access guard (`auth`) and the per-request layers, and the OpenAPI document
+/// describing all of it.
 pub fn router(
+    auth: Arc<crate::auth::Auth>,
     body_bytes_max: usize,
     body_read_timeout: std::time::Duration,
     extra: OpenApiRouter<Arc<AppState>>,
@@ -97,10 +99,25 @@ pub fn router(
         .route("/openapi.json", get(ops::openapi))
         .merge(console::routes())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
-        .layer(DefaultBodyLimit::max(body_bytes_max))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_read_timeout))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            tracing::debug_span!("http", method = %request.method(), path = %request.uri().path())
-        }));
+        // One stack, one layer: axum wraps every route in its own boxed service for each
+        // `layer` call, and each wrapper costs every request a clone, a boxed future and a
+        // boxed body. Outermost first: the guard, the trace span, the body's deadline, its
+        // size limit.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    auth,
+                    crate::auth::guard,
+                ))
+                .layer(TraceLayer::new_for_http().make_span_with(
+                    |request: &axum::http::Request<_>| {
+                        tracing::debug_span!("http", method = %request.method(), path = %request.uri().path())
+                    },
+                ))
+                .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+                    body_read_timeout,
+                ))
+                .layer(DefaultBodyLimit::max(body_bytes_max)),
+        );
     (router, doc)
 }
