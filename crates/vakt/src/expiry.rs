@@ -94,10 +94,16 @@ pub fn spawn(state: Deps, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinH
                 .collect();
             let count = inputs.len();
             let result = async {
-                deliver(&channel, state.pipeline(), inputs, WhenFull::Wait)
-                    .await?
-                    .committed()
-                    .await
+                deliver(
+                    &channel,
+                    state.pipeline(),
+                    inputs,
+                    WhenFull::Wait,
+                    crate::ingest::Answer::Stored,
+                )
+                .await?
+                .committed()
+                .await
             }
             .await;
             match result {

@@ -195,6 +195,7 @@ async fn send(
         state.pipeline(),
         vec![input],
         WhenFull::Wait,
+        crate::ingest::Answer::Stored,
     )
     .await?
     .committed()

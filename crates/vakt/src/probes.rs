@@ -372,6 +372,7 @@ pub fn spawn(
                     state.pipeline(),
                     vec![input],
                     WhenFull::Wait,
+                    crate::ingest::Answer::Stored,
                 )
                 .await
                 {

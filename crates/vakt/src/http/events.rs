@@ -246,7 +246,13 @@ async fn ingest(
     }
     apply_request_key(headers, &mut inputs)?;
     caller.sign(&mut inputs);
-    let queued = crate::ingest::deliver(&state.http, state.pipeline(), inputs, WhenFull::Refuse);
+    let queued = crate::ingest::deliver(
+        &state.http,
+        state.pipeline(),
+        inputs,
+        WhenFull::Refuse,
+        crate::ingest::Answer::Outcomes,
+    );
     let outcomes = async { queued.await?.committed().await }
         .await
         .map_err(|error| {

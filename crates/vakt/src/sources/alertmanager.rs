@@ -405,10 +405,16 @@ async fn submit(
 ) -> Response {
     let count = inputs.len();
     let result = async {
-        deliver(channel, state.pipeline(), inputs, WhenFull::Refuse)
-            .await?
-            .committed()
-            .await
+        deliver(
+            channel,
+            state.pipeline(),
+            inputs,
+            WhenFull::Refuse,
+            crate::ingest::Answer::Stored,
+        )
+        .await?
+        .committed()
+        .await
     }
     .await;
     match result {

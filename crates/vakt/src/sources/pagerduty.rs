@@ -55,6 +55,7 @@ impl Deps {
             self.pipeline(),
             vec![input],
             WhenFull::Refuse,
+            crate::ingest::Answer::Stored,
         )
         .await?
         .committed()

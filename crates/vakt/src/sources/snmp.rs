@@ -422,6 +422,7 @@ async fn receive(socket: UdpSocket, listener: Arc<Listener>) {
             listener.state.pipeline(),
             vec![input],
             WhenFull::Refuse,
+            crate::ingest::Answer::Stored,
         )
         .await
         {

@@ -173,6 +173,7 @@ async fn udp_loop(socket: UdpSocket, listener: Arc<Listener>) {
             listener.state.pipeline(),
             inputs,
             WhenFull::Refuse,
+            crate::ingest::Answer::Stored,
         )
         .await
         {
@@ -274,6 +275,7 @@ async fn read_stream(
                 listener.state.pipeline(),
                 inputs,
                 WhenFull::Wait,
+                crate::ingest::Answer::Stored,
             )
             .await
             {
