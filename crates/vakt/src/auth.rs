@@ -739,7 +739,7 @@ impl Auth {
     async fn identify(
         &self,
         headers: &HeaderMap,
-        remote: &str,
+        remote: Remote,
         certificate: Option<&ClientCertificate>,
     ) -> Result<Option<Identity>, ApiError> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
@@ -781,7 +781,9 @@ impl Auth {
         if password.starts_with(TOKEN_PREFIX) {
             return self.token(password).await.map(Some);
         }
-        self.sign_in(user, password, remote).await.map(Some)
+        self.sign_in(user, password, &remote.to_string())
+            .await
+            .map(Some)
     }
 
     /// A user's password checked under the sign-in limits (basic auth and the console's
@@ -899,15 +901,14 @@ fn json_content_type(headers: &HeaderMap) -> bool {
     else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || essence == "application/x-ndjson"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let (kind, suffix) = (b"application/", b"+json");
+    let bytes = essence.as_bytes();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("application/x-ndjson")
+        || (bytes.len() >= kind.len() + suffix.len()
+            && bytes[..kind.len()].eq_ignore_ascii_case(kind)
+            && bytes[bytes.len() - suffix.len()..].eq_ignore_ascii_case(suffix))
 }
 
 fn has_body(headers: &HeaderMap) -> bool {
@@ -921,29 +922,35 @@ fn has_body(headers: &HeaderMap) -> bool {
 /// The middleware: see the module's documentation for the steps.
 pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    let path = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned());
-    let remote = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string());
-    let detail = request.uri().query().map(str::to_owned);
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let path = matched.as_ref().map(MatchedPath::as_str);
+    let remote = Remote(
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    );
     let open = auth.is_open().await;
-    let mut actor = ANONYMOUS.to_owned();
-    let admitted = admit(
-        &auth,
-        &mut request,
-        path.as_deref(),
-        &remote,
-        open,
-        &mut actor,
-    )
-    .await;
+    // Whoever signed in (`None`: anonymous); a name is made only when there is someone.
+    let mut actor = None;
+    let admitted = admit(&auth, &mut request, path, remote, open, &mut actor).await;
     let refused = admitted.is_err();
-    let (mut response, need) = match admitted {
-        Ok(need) => (next.run(request).await, Some(need)),
+    let need = match &admitted {
+        Ok(need) => Some(*need),
+        Err(refusal) => refusal.1,
+    };
+    // Every write to a known route, admitted or refused, by whoever signed in; ingest is
+    // recorded as events. Requests refused before anyone signed in are logged, not stored:
+    // anyone who reaches the port could otherwise make the database write at their rate.
+    let audited =
+        is_write(&method) && need.is_some_and(|need| !matches!(need, Own | Scope("ingest:events")));
+    let detail = if audited {
+        request.uri().query().map(str::to_owned)
+    } else {
+        None
+    };
+    let mut response = match admitted {
+        Ok(_) => next.run(request).await,
         Err(refused) => {
             // Read what the client is still sending (bounded) before answering: an HTTP/2
             // stream answered mid-body is reset, and clients then miss the answer.
@@ -955,29 +962,46 @@ pub async fn guard(State(auth): State<Arc<Auth>>, mut request: Request, next: Ne
                 )
                 .await;
             }
-            *refused
+            refused.0
         }
     };
     if open {
         response
             .headers_mut()
-            .insert("x-vakt-auth", HeaderValue::from_static("off"));
+            .insert(X_VAKT_AUTH, HeaderValue::from_static("off"));
     }
-    // Every write to a known route, admitted or refused, by whoever signed in; ingest is
-    // recorded as events. Requests refused before anyone signed in are logged, not stored:
-    // anyone who reaches the port could otherwise make the database write at their rate.
-    let audited =
-        is_write(&method) && need.is_some_and(|need| !matches!(need, Own | Scope("ingest:events")));
     if let (true, Some(path)) = (audited, path) {
         let status = response.status();
-        if refused && actor == ANONYMOUS {
-            tracing::info!(%method, path, %status, remote, "refused a write without a credential");
-        } else {
-            auth.audit(actor, &method, &path, status, remote, detail)
-                .await;
+        match actor {
+            None if refused => {
+                tracing::info!(%method, path, %status, %remote, "refused a write without a credential");
+            }
+            actor => {
+                let actor = actor.unwrap_or_else(|| ANONYMOUS.to_owned());
+                auth.audit(actor, &method, path, status, remote.to_string(), detail)
+                    .await;
+            }
         }
     }
     response
+}
+
+/// `x-vakt-auth: off` on every answer while access control is off.
+const X_VAKT_AUTH: header::HeaderName = header::HeaderName::from_static("x-vakt-auth");
+const SEC_FETCH_SITE: header::HeaderName = header::HeaderName::from_static("sec-fetch-site");
+const X_CSRF_TOKEN: header::HeaderName = header::HeaderName::from_static("x-csrf-token");
+
+/// The client's address, written out only when something records it.
+#[derive(Debug, Clone, Copy)]
+struct Remote(Option<std::net::IpAddr>);
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ip) => ip.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
 }
 
 /// Steps 1 to 4 of the guard: `Ok` with the route's need when the request may go on (its
@@ -987,9 +1011,9 @@ async fn admit(
     auth: &Auth,
     request: &mut Request,
     path: Option<&str>,
-    remote: &str,
+    remote: Remote,
     open: bool,
-    actor: &mut String,
+    actor: &mut Option<String>,
 ) -> Result<Need, Box<(Response, Option<Need>)>> {
     let method = request.method().clone();
     let need = match path {
@@ -1029,7 +1053,7 @@ async fn admit(
             ));
         }
         if headers
-            .get("sec-fetch-site")
+            .get(SEC_FETCH_SITE)
             .is_some_and(|v| v.as_bytes() == b"cross-site")
         {
             return refuse(ApiError::new(
@@ -1063,12 +1087,12 @@ async fn admit(
         }
     };
     if let Some(identity) = &identity {
-        *actor = identity.actor();
+        *actor = Some(identity.actor());
         if is_write(&method)
             && let Some(csrf) = &identity.csrf
             && request
                 .headers()
-                .get("x-csrf-token")
+                .get(X_CSRF_TOKEN)
                 .is_none_or(|sent| sent.as_bytes() != csrf.as_bytes())
             && path != Some("/api/v1/session")
             && !matches!(need, Some(Page(_) | PagePublic | PageSignedIn))
