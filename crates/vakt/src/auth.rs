@@ -881,7 +881,6 @@ fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Whether a write's content type is one vakt reads: JSON, or NDJSON for event streams.
 /// Whether the body is an HTML form's (console routes only).
 fn form_content_type(headers: &HeaderMap) -> bool {
     headers
@@ -894,6 +893,8 @@ fn form_content_type(headers: &HeaderMap) -> bool {
         })
 }
 
+/// Whether a write's content type is one vakt reads: JSON (`application/json` or any
+/// `application/...+json`), or NDJSON for event streams; in any case, parameters ignored.
 fn json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
@@ -1658,6 +1659,39 @@ pub fn is_password_hash(hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_content_types_are_read_in_any_case_with_parameters() {
+        let is_json = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(value).expect("header value"),
+            );
+            json_content_type(&headers)
+        };
+        for accepted in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " Application/X-NDJSON ",
+            "application/merge-patch+json",
+            "APPLICATION/VND.API+JSON;q=1",
+        ] {
+            assert!(is_json(accepted), "{accepted:?} is JSON");
+        }
+        for refused in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonx",
+            "text/x+json",
+            "+json",
+            "application/",
+            "",
+        ] {
+            assert!(!is_json(refused), "{refused:?} is not JSON");
+        }
+        assert!(!json_content_type(&HeaderMap::new()), "no content type");
+    }
 
     #[test]
     fn host_names_lose_their_port_and_brackets() {
