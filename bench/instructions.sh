@@ -11,6 +11,8 @@
 #   FPS=1000 bench/instructions.sh               # 1,000 alerts, repeating
 #   BIN=/tmp/vakt-old bench/instructions.sh      # another build (the client stays this one)
 #   KEEP=/tmp/cg.out bench/instructions.sh       # keep the profile (callgrind_annotate it)
+#   AUTH=1 bench/instructions.sh                 # with access control on: an ingest token per
+#                                                # request, as a production server is run
 #
 # Prints instructions per alert for the whole server and for its roles: the HTTP requests
 # (parsing, the guard, decoding, the stateless stages: everything on a connection's task),
@@ -31,6 +33,7 @@ FPS=${FPS:-$EVENTS}
 PORT=${PORT:-19471}
 SINK_PORT=${SINK_PORT:-19501}
 KEEP=${KEEP:-}
+AUTH=${AUTH:-}
 
 command -v valgrind >/dev/null || { echo "valgrind is needed (Debian: apt-get install valgrind)"; exit 1; }
 if [ -z "${BIN:-}" ]; then
@@ -59,6 +62,11 @@ PY
 python3 "$work/sink.py" & pids+=($!)
 sed "s/@SINK_PORT@/$SINK_PORT/" bench/compare-vakt.toml > "$work/vakt.toml"
 
+auth=()
+if [ -n "$AUTH" ]; then
+    auth=(--token "$("$BIN" token create --name bench --role ingest --data-dir "$work/data" | tail -1)")
+fi
+
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --dump-instr=no \
     "$BIN" serve --config "$work/vakt.toml" --listen "127.0.0.1:$PORT" --data-dir "$work/data" \
     >"$work/vakt.log" 2>&1 &
@@ -68,7 +76,7 @@ curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null || { echo "vakt did not star
 # Start counting now: what starting up cost is not the alerts'.
 callgrind_control -z "$pid" >/dev/null 2>&1
 "$client" bench --format alertmanager --target "http://127.0.0.1:$PORT" --events "$EVENTS" \
-    --batch "$PER" --concurrency "$CONNS" --fingerprints "$FPS" --ok-share 0 --json \
+    --batch "$PER" --concurrency "$CONNS" --fingerprints "$FPS" --ok-share 0 --json "${auth[@]}" \
     > "$work/bench.json" 2>/dev/null || { echo "the server refused part of the load:"; cat "$work/bench.json"; exit 1; }
 # Let the applier catch up (its transactions wait up to 50 ms for more records).
 sleep 2
@@ -77,9 +85,10 @@ profile=$(ls -t "$work"/cg.out.* | head -1)
 [ -n "$KEEP" ] && cp "$profile" "$KEEP"
 
 callgrind_annotate --inclusive=yes "$profile" 2>/dev/null > "$work/inclusive.txt"
-python3 - "$work/inclusive.txt" "$EVENTS" "$work/bench.json" "$BIN" "$PER" "$CONNS" "$FPS" <<'PY'
+python3 - "$work/inclusive.txt" "$EVENTS" "$work/bench.json" "$BIN" "$PER" "$CONNS" "$FPS" \
+    "$([ -n "$AUTH" ] && echo "auth on (a token)" || echo "auth off")" <<'PY'
 import json, re, sys
-path, events, bench, binary, per, conns, fps = sys.argv[1:]
+path, events, bench, binary, per, conns, fps, auth = sys.argv[1:]
 events = int(events)
 lines = open(path).read().splitlines()
 def cost(line):
@@ -101,7 +110,7 @@ roles = [
 accepted = json.load(open(bench))["accepted"]
 kind = "unique alerts" if int(fps) >= events else f"{int(fps):,} repeating alerts"
 print(f"{binary}: {events:,} alerts, {per} per request, {conns} connection(s), {kind}, "
-      f"{accepted:,} accepted")
+      f"{auth}, {accepted:,} accepted")
 counted = 0
 for name, pattern in roles:
     found = [cost(l) for l in lines if re.search(pattern, l)]
