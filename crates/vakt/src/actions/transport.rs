@@ -121,12 +121,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     };
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
-    let mut hex = String::with_capacity(7 + bytes.len() * 2);
-    hex.push_str("sha256=");
-    for byte in bytes {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+    format!("sha256={}", hex::encode(bytes))
 }
 
 /// One email.

@@ -404,8 +404,11 @@ fn fingerprint(integration: &str, dedup_key: &str) -> String {
     }
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(plain.as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("pagerduty:{}:{hex}", cut(integration, 64))
+    format!(
+        "pagerduty:{}:{}",
+        cut(integration, 64),
+        hex::encode(&digest[..16])
+    )
 }
 
 struct TriggerFields {
