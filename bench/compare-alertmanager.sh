@@ -238,6 +238,15 @@ for row in rows:
     if several:
         line += " " + (" / ".join(f"{r:.2f}" for r in each) or "-") + " |"
     print(line)
+def p50(system, row):
+    # The median request's round trip, median over the runs: with one connection the mean
+    # (the rate) and the median can tell different stories (a slow tail).
+    got = [json.load(open(f"{work}/{system}.{row}.json.{n}"))["latency_ms"].get("p50")
+           for n in range(1, runs + 1) if os.path.exists(f"{work}/{system}.{row}.json.{n}")]
+    got = [g for g in got if g is not None]
+    return f"{statistics.median(got):.2f}" if got else "-"
+print("\nmedian round trip (p50, ms) per scenario, Alertmanager / vakt: " + ", ".join(
+    f"{row}: {p50('alertmanager', row)} / {p50('vakt', row)}" for row in rows))
 print("\npeak RSS (MiB) per scenario, Alertmanager / vakt: " + ", ".join(
     f"{row}: {(read('alertmanager', row) or [0,0,0,'-'])[3]} / {(read('vakt', row) or [0,0,0,'-'])[3]}" for row in rows))
 now = lambda system, row: open(f"{work}/{system}.{row}.now.{runs}").read().strip() if os.path.exists(f"{work}/{system}.{row}.now.{runs}") else "-"
