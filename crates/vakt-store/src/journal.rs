@@ -1192,6 +1192,10 @@ pub(crate) struct Journal {
     /// microseconds they waited in all.
     pub waits: AtomicU64,
     pub waited_us: AtomicU64,
+    /// Records written and synced, and the microseconds their writes and syncs took in all
+    /// (the device's time for a durable `202`, and the writer's lock around it).
+    pub syncs: AtomicU64,
+    pub synced_us: AtomicU64,
     /// Barriers that hurried the applier (it had records a reader or writer waited for).
     pub hurried: AtomicU64,
     /// Applier transactions run on the background thread (nobody waited, not behind).
@@ -1367,6 +1371,15 @@ impl Journal {
     }
 
     /// How far the database is behind the journal, and how often ingest waited for it.
+    /// Counts a record written and synced in `took`.
+    pub(crate) fn synced(&self, took: std::time::Duration) {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.synced_us.fetch_add(
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
     pub(crate) fn lag(&self) -> crate::WriteLag {
         let room = u64::try_from(self.room.available_permits()).unwrap_or(0);
         crate::WriteLag {
@@ -1374,6 +1387,8 @@ impl Journal {
             behind_max_bytes: u64::from(BEHIND_KIB_MAX) * 1024,
             waits: self.waits.load(Ordering::Relaxed),
             waited_secs: self.waited_us.load(Ordering::Relaxed) as f64 / 1e6,
+            syncs: self.syncs.load(Ordering::Relaxed),
+            synced_secs: self.synced_us.load(Ordering::Relaxed) as f64 / 1e6,
             hurried: self.hurried.load(Ordering::Relaxed),
             background_applies: self.background_applies.load(Ordering::Relaxed),
             background_stops: self.background_stops.load(Ordering::Relaxed),

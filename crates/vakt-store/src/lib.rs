@@ -304,6 +304,10 @@ pub struct WriteLag {
     /// Batches that waited, and the seconds they waited in all, since the store opened.
     pub waits: u64,
     pub waited_secs: f64,
+    /// Journal records written and synced, and the seconds their writes and syncs took in
+    /// all, since the store opened: the disk's share of a commit.
+    pub syncs: u64,
+    pub synced_secs: f64,
     /// Reads and writes that made the database take the journaled records at once (someone
     /// waited for them), since the store opened: each cuts an applier transaction short.
     pub hurried: u64,

@@ -696,6 +696,7 @@ impl SqliteStore {
         let record = crate::journal::pack(record);
         // The writer task's one step that waits on the disk, on its own worker (the other
         // workers run the HTTP side meanwhile).
+        let started = std::time::Instant::now();
         let seq = crate::sqlite_bulk::short_blocking(|| {
             let mut file = journal
                 .file
@@ -703,6 +704,7 @@ impl SqliteStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             file.append(&record)
         })?;
+        journal.synced(started.elapsed());
         journal
             .journaled
             .store(seq, std::sync::atomic::Ordering::Release);
@@ -777,6 +779,8 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         waits: std::sync::atomic::AtomicU64::new(0),
         hurried: std::sync::atomic::AtomicU64::new(0),
         waited_us: std::sync::atomic::AtomicU64::new(0),
+        syncs: std::sync::atomic::AtomicU64::new(0),
+        synced_us: std::sync::atomic::AtomicU64::new(0),
         background_applies: std::sync::atomic::AtomicU64::new(0),
         background_stops: std::sync::atomic::AtomicU64::new(0),
     });

@@ -375,12 +375,9 @@ async fn write_loop(
             jobs,
             events,
             &mut last_group_wake,
+            &mut last_lag,
         )
         .await;
-        if let Some(lag) = store.write_lag() {
-            observe_lag(&metrics, &lag, &last_lag);
-            last_lag = lag;
-        }
         metrics
             .queue_events
             .set(i64::try_from(capacity - room.available_permits()).unwrap_or(i64::MAX));
@@ -416,6 +413,7 @@ async fn commit(
     jobs: Vec<Job>,
     events: usize,
     last_group_wake: &mut Option<Instant>,
+    last_lag: &mut vakt_store::WriteLag,
 ) {
     let pipeline = Arc::clone(&jobs[0].pipeline);
     let mut batch = Vec::with_capacity(events);
@@ -435,6 +433,11 @@ async fn commit(
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     metrics.commit_batch_events.observe(events as f64);
+    // Before anyone is answered: a sender that reads the metrics next sees its commit.
+    if let Some(lag) = store.write_lag() {
+        observe_lag(metrics, &lag, last_lag);
+        *last_lag = lag;
+    }
     match result {
         Ok((outcomes, handed)) => {
             let handed = hooks.handoff.hand(reserved, handed);
@@ -480,6 +483,12 @@ fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store:
     metrics
         .journal_wait_seconds
         .inc_by((lag.waited_secs - last.waited_secs).max(0.0));
+    metrics
+        .journal_syncs
+        .inc_by(lag.syncs.saturating_sub(last.syncs));
+    metrics
+        .journal_sync_seconds
+        .inc_by((lag.synced_secs - last.synced_secs).max(0.0));
     metrics
         .journal_hurried
         .inc_by(lag.hurried.saturating_sub(last.hurried));

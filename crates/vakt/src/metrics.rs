@@ -78,6 +78,8 @@ pub struct Metrics {
     pub journal_behind_max_bytes: Gauge,
     pub journal_waits: Counter,
     pub journal_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub journal_syncs: Counter,
+    pub journal_sync_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub journal_hurried: Counter,
     pub journal_background_applies: Counter,
     pub journal_background_stops: Counter,
@@ -123,6 +125,8 @@ impl Metrics {
             journal_behind_max_bytes: Gauge::default(),
             journal_waits: Counter::default(),
             journal_wait_seconds: Counter::default(),
+            journal_syncs: Counter::default(),
+            journal_sync_seconds: Counter::default(),
             journal_hurried: Counter::default(),
             journal_background_applies: Counter::default(),
             journal_background_stops: Counter::default(),
@@ -244,6 +248,16 @@ impl Metrics {
             "store_journal_wait_seconds",
             "Seconds ingest batches waited for the database to catch up with the journal",
             m.journal_wait_seconds.clone(),
+        );
+        registry.register(
+            "store_journal_syncs",
+            "Ingest journal records written and synced (on SQLite one per commit, but for commits that go to the database directly: the first, which loads the writer's cache, and those with idempotency keys, incidents or escalations)",
+            m.journal_syncs.clone(),
+        );
+        registry.register(
+            "store_journal_sync_seconds",
+            "Seconds the ingest journal's writes and syncs took: the disk's share of the commits (divide by store_journal_syncs_total for the time a durable answer waits on the disk)",
+            m.journal_sync_seconds.clone(),
         );
         registry.register(
             "store_journal_hurried",

@@ -268,6 +268,18 @@ async fn a_flooded_queue_answers_429_and_memory_stays_bounded() {
     assert_eq!(behind_max, Some(64.0 * 1024.0 * 1024.0));
     let (waits, _) = crate::harness::metric(&node.base, "vakt_store_journal_waits_total").await;
     assert!(waits.is_some(), "the waits are counted");
+    // Every commit but the first (which loads the writer's cache through the database) wrote
+    // and synced one journal record, and their time is counted.
+    let (syncs, _) = crate::harness::metric(&node.base, "vakt_store_journal_syncs_total").await;
+    let (commits, _) = crate::harness::metric(&node.base, "vakt_store_commit_seconds_count").await;
+    let (synced, _) =
+        crate::harness::metric(&node.base, "vakt_store_journal_sync_seconds_total").await;
+    let (syncs, commits) = (syncs.unwrap_or(0.0), commits.unwrap_or(0.0));
+    assert_eq!(syncs, commits - 1.0, "one sync per commit after the first");
+    assert!(
+        synced.is_some_and(|s| s > 0.0),
+        "sync time counted: {synced:?}"
+    );
     drop(node);
     let stored: BTreeSet<String> = stored_resources(&work.path().join("data"))
         .await
