@@ -614,7 +614,8 @@ mod tests {
             receipt.expect("queued").committed().await.expect("stored")
         };
         // A lone sender: committed alone.
-        committed(send("a").await).await;
+        // A sender that asked only whether its events are stored gets no decisions back.
+        assert!(committed(send("a").await).await.is_empty());
         // Two senders queued together: one commit.
         let (b, c) = (send("b").await, send("c").await);
         committed(b).await;
@@ -645,6 +646,24 @@ mod tests {
         committed(d).await;
         e.await.expect("sender");
         assert_eq!(*batches.lock().expect("not poisoned"), [1, 2, 2]);
+        // One that asked for them (the events API) gets each event's.
+        let told = deliver(
+            &channel,
+            Arc::clone(&pipeline),
+            vec![event("f"), event("g")],
+            WhenFull::Refuse,
+            Answer::Outcomes,
+        )
+        .await
+        .expect("queued")
+        .committed()
+        .await
+        .expect("stored");
+        let resources: Vec<&str> = told
+            .iter()
+            .map(|o| o.record.event.resource.as_str())
+            .collect();
+        assert_eq!(resources, ["f", "g"]);
         drop((channel, ingest));
         writer
             .await
