@@ -16,7 +16,7 @@ use chrono::Utc;
 use tokio::task::JoinHandle;
 use vakt_core::{EventInput, Severity};
 
-use crate::ingest::{Channel, WhenFull, deliver};
+use crate::ingest::{Channel, WhenFull};
 use crate::live::Live;
 use crate::silences::SilenceBoard;
 
@@ -93,19 +93,8 @@ pub fn spawn(state: Deps, mut stop: tokio::sync::watch::Receiver<bool>) -> JoinH
                 })
                 .collect();
             let count = inputs.len();
-            let result = async {
-                deliver(
-                    &channel,
-                    state.pipeline(),
-                    inputs,
-                    WhenFull::Wait,
-                    crate::ingest::Answer::Stored,
-                )
-                .await?
-                .committed()
-                .await
-            }
-            .await;
+            let result =
+                crate::ingest::store(&channel, state.pipeline(), inputs, WhenFull::Wait).await;
             match result {
                 Ok(_) => tracing::debug!(count, "expired alerts resolved"),
                 Err(error) => {

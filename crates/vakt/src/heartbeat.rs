@@ -21,7 +21,7 @@ use vakt_core::heartbeat::{HEARTBEAT_CHECK, Heartbeat};
 use vakt_core::{Correlated, EventInput, Severity};
 
 use crate::http::{ApiError, ErrorBody};
-use crate::ingest::{Channel, SubmitError, WhenFull, deliver};
+use crate::ingest::{Channel, SubmitError, WhenFull};
 use crate::live::Live;
 
 /// What the heartbeat monitor and its endpoints need from the rest of vakt.
@@ -190,15 +190,12 @@ async fn send(
         )),
         ..EventInput::default()
     };
-    deliver(
+    crate::ingest::store(
         &state.channel,
         state.pipeline(),
         vec![input],
         WhenFull::Wait,
-        crate::ingest::Answer::Stored,
     )
-    .await?
-    .committed()
     .await?;
     Ok(())
 }

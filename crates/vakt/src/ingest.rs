@@ -46,6 +46,21 @@ pub async fn deliver(
     channel.enqueue(pipeline, batch, when_full, answer).await
 }
 
+/// `deliver`, then waits until the batch is committed: for a sender that answers only
+/// "stored" (the decisions are freed by the writer, `Answer::Stored`).
+pub async fn store(
+    channel: &Channel,
+    pipeline: Arc<Pipeline>,
+    inputs: Vec<vakt_core::EventInput>,
+    when_full: WhenFull,
+) -> Result<(), SubmitError> {
+    deliver(channel, pipeline, inputs, when_full, Answer::Stored)
+        .await?
+        .committed()
+        .await
+        .map(drop)
+}
+
 /// Told about every committed batch (heartbeats watch for their resources); must not block.
 pub type Observer = Box<dyn Fn(&[Correlated]) + Send + Sync>;
 
@@ -471,34 +486,41 @@ async fn commit(
 
 /// The write path's lag as metrics: the backlog now, the waits since `last` added.
 fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store::WriteLag) {
+    // The store counts since it opened; the counters take what was added since `last`.
+    let added =
+        |counter: &Counter, now: u64, before: u64| counter.inc_by(now.saturating_sub(before));
+    let seconds = |counter: &Counter<f64, std::sync::atomic::AtomicU64>, now: f64, before: f64| {
+        counter.inc_by((now - before).max(0.0))
+    };
     metrics
         .journal_behind_bytes
         .set(i64::try_from(lag.behind_bytes).unwrap_or(i64::MAX));
     metrics
         .journal_behind_max_bytes
         .set(i64::try_from(lag.behind_max_bytes).unwrap_or(i64::MAX));
-    metrics
-        .journal_waits
-        .inc_by(lag.waits.saturating_sub(last.waits));
-    metrics
-        .journal_wait_seconds
-        .inc_by((lag.waited_secs - last.waited_secs).max(0.0));
-    metrics
-        .journal_syncs
-        .inc_by(lag.syncs.saturating_sub(last.syncs));
-    metrics
-        .journal_sync_seconds
-        .inc_by((lag.synced_secs - last.synced_secs).max(0.0));
-    metrics
-        .journal_hurried
-        .inc_by(lag.hurried.saturating_sub(last.hurried));
-    metrics.journal_background_applies.inc_by(
-        lag.background_applies
-            .saturating_sub(last.background_applies),
+    added(&metrics.journal_waits, lag.waits, last.waits);
+    seconds(
+        &metrics.journal_wait_seconds,
+        lag.waited_secs,
+        last.waited_secs,
     );
-    metrics
-        .journal_background_stops
-        .inc_by(lag.background_stops.saturating_sub(last.background_stops));
+    added(&metrics.journal_syncs, lag.syncs, last.syncs);
+    seconds(
+        &metrics.journal_sync_seconds,
+        lag.synced_secs,
+        last.synced_secs,
+    );
+    added(&metrics.journal_hurried, lag.hurried, last.hurried);
+    added(
+        &metrics.journal_background_applies,
+        lag.background_applies,
+        last.background_applies,
+    );
+    added(
+        &metrics.journal_background_stops,
+        lag.background_stops,
+        last.background_stops,
+    );
 }
 
 /// How often grouped notifications alone wake the dispatcher: a group waits seconds anyway,

@@ -22,7 +22,6 @@ use vakt_core::{EventInput, Severity};
 
 use crate::ingest::Channel;
 use crate::ingest::WhenFull;
-use crate::ingest::deliver;
 use crate::live::Live;
 
 /// What the probes and the catalogue need from the rest of vakt.
@@ -367,22 +366,13 @@ pub fn spawn(
         tokio::spawn(async move {
             while let Some((input, done)) = events.recv().await {
                 let check = input.check.clone();
-                let stored = match deliver(
+                let stored = crate::ingest::store(
                     &state.channel,
                     state.pipeline(),
                     vec![input],
                     WhenFull::Wait,
-                    crate::ingest::Answer::Stored,
                 )
-                .await
-                {
-                    Ok(receipt) => receipt
-                        .committed()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string()),
-                    Err(error) => Err(error.to_string()),
-                };
+                .await;
                 if let Err(error) = &stored {
                     tracing::warn!(probe = %check, %error, "probe event not stored; sending again next time");
                 }

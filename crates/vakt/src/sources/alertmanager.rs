@@ -27,7 +27,6 @@ use vakt_store::AlertQuery;
 
 use super::clean;
 use crate::ingest::Channel;
-use crate::ingest::deliver;
 use crate::ingest::{SubmitError, WhenFull};
 use crate::live::Live;
 use crate::silences::SilenceBoard;
@@ -411,19 +410,7 @@ async fn submit(
     inputs: Vec<EventInput>,
 ) -> Response {
     let count = inputs.len();
-    let result = async {
-        deliver(
-            channel,
-            state.pipeline(),
-            inputs,
-            WhenFull::Refuse,
-            crate::ingest::Answer::Stored,
-        )
-        .await?
-        .committed()
-        .await
-    }
-    .await;
+    let result = crate::ingest::store(channel, state.pipeline(), inputs, WhenFull::Refuse).await;
     match result {
         Ok(_) => StatusCode::OK.into_response(),
         Err(SubmitError::QueueFull { .. }) => {

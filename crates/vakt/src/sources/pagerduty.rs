@@ -27,7 +27,6 @@ use vakt_store::AlertQuery;
 
 use super::{clean, cut};
 use crate::ingest::Channel;
-use crate::ingest::deliver;
 use crate::ingest::{SubmitError, WhenFull};
 use crate::live::Live;
 use crate::silences::SilenceBoard;
@@ -50,17 +49,13 @@ impl Deps {
 
     /// Queues one event and waits until it is stored (PagerDuty answers only then).
     async fn store_one(&self, input: EventInput) -> Result<(), SubmitError> {
-        deliver(
+        crate::ingest::store(
             &self.channel,
             self.pipeline(),
             vec![input],
             WhenFull::Refuse,
-            crate::ingest::Answer::Stored,
         )
-        .await?
-        .committed()
-        .await?;
-        Ok(())
+        .await
     }
 
     /// The integration a routing key belongs to.
