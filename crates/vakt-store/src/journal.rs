@@ -1370,7 +1370,6 @@ impl Journal {
         Ok(permit)
     }
 
-    /// How far the database is behind the journal, and how often ingest waited for it.
     /// Counts a record written and synced in `took`.
     pub(crate) fn synced(&self, took: std::time::Duration) {
         self.syncs.fetch_add(1, Ordering::Relaxed);
@@ -1380,6 +1379,8 @@ impl Journal {
         );
     }
 
+    /// How far the database is behind the journal, how often ingest waited for it, and
+    /// how long the journal's syncs took.
     pub(crate) fn lag(&self) -> crate::WriteLag {
         let room = u64::try_from(self.room.available_permits()).unwrap_or(0);
         crate::WriteLag {
