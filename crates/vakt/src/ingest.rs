@@ -504,12 +504,14 @@ fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store:
         lag.waited_secs,
         last.waited_secs,
     );
-    added(&metrics.journal_syncs, lag.syncs, last.syncs);
-    seconds(
-        &metrics.journal_sync_seconds,
-        lag.synced_secs,
-        last.synced_secs,
-    );
+    // One sync a commit; were there several since `last`, each counts their average.
+    let syncs = lag.syncs.saturating_sub(last.syncs);
+    if syncs > 0 {
+        let each = (lag.synced_secs - last.synced_secs).max(0.0) / syncs as f64;
+        for _ in 0..syncs {
+            metrics.journal_sync_seconds.observe(each);
+        }
+    }
     added(&metrics.journal_hurried, lag.hurried, last.hurried);
     added(
         &metrics.journal_background_applies,

@@ -270,10 +270,11 @@ async fn a_flooded_queue_answers_429_and_memory_stays_bounded() {
     assert!(waits.is_some(), "the waits are counted");
     // Every commit but the first (which loads the writer's cache through the database) wrote
     // and synced one journal record, and their time is counted.
-    let (syncs, _) = crate::harness::metric(&node.base, "vakt_store_journal_syncs_total").await;
+    let (syncs, _) =
+        crate::harness::metric(&node.base, "vakt_store_journal_sync_seconds_count").await;
     let (commits, _) = crate::harness::metric(&node.base, "vakt_store_commit_seconds_count").await;
     let (synced, _) =
-        crate::harness::metric(&node.base, "vakt_store_journal_sync_seconds_total").await;
+        crate::harness::metric(&node.base, "vakt_store_journal_sync_seconds_sum").await;
     let (syncs, commits) = (syncs.unwrap_or(0.0), commits.unwrap_or(0.0));
     assert_eq!(syncs, commits - 1.0, "one sync per commit after the first");
     assert!(
