@@ -462,17 +462,20 @@ async fn commit(
                 hooks.dispatch.notify_one();
             }
             let mut outcomes = outcomes.into_iter();
+            // The decisions nobody reads are freed once every sender is answered.
+            let mut unread = Vec::new();
             for (len, answer, reply, _permits) in replies {
                 let told = match answer {
                     Answer::Outcomes => outcomes.by_ref().take(len).collect(),
                     Answer::Stored => {
-                        outcomes.by_ref().take(len).for_each(drop);
+                        unread.extend(outcomes.by_ref().take(len));
                         Vec::new()
                     }
                 };
                 // A sender that went away (client disconnected) still has its events stored.
                 let _ = reply.send(Ok(told));
             }
+            drop(unread);
         }
         Err(error) => {
             tracing::error!(%error, events, "ingest commit failed; senders get an error and nothing of the batch is stored");
