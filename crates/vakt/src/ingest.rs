@@ -492,9 +492,6 @@ fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store:
     // The store counts since it opened; the counters take what was added since `last`.
     let added =
         |counter: &Counter, now: u64, before: u64| counter.inc_by(now.saturating_sub(before));
-    let seconds = |counter: &Counter<f64, std::sync::atomic::AtomicU64>, now: f64, before: f64| {
-        counter.inc_by((now - before).max(0.0))
-    };
     metrics
         .journal_behind_bytes
         .set(i64::try_from(lag.behind_bytes).unwrap_or(i64::MAX));
@@ -502,11 +499,9 @@ fn observe_lag(metrics: &Metrics, lag: &vakt_store::WriteLag, last: &vakt_store:
         .journal_behind_max_bytes
         .set(i64::try_from(lag.behind_max_bytes).unwrap_or(i64::MAX));
     added(&metrics.journal_waits, lag.waits, last.waits);
-    seconds(
-        &metrics.journal_wait_seconds,
-        lag.waited_secs,
-        last.waited_secs,
-    );
+    metrics
+        .journal_wait_seconds
+        .inc_by((lag.waited_secs - last.waited_secs).max(0.0));
     // One sync a commit; were there several since `last`, each counts their average.
     let syncs = lag.syncs.saturating_sub(last.syncs);
     if syncs > 0 {
