@@ -278,7 +278,7 @@ impl Dispatcher {
                         Ok(body) => body,
                         Err(e) => return Outcome::permanent(e),
                     },
-                    None => context.document().to_string(),
+                    None => context.document(),
                 };
                 let headers: Vec<(String, String)> = headers
                     .iter()
@@ -359,7 +359,7 @@ impl Dispatcher {
                 self.post(
                     url,
                     &[],
-                    context.document().to_string(),
+                    context.document(),
                     PHONE_TIMEOUT,
                     &record.decided.id,
                 )
@@ -432,12 +432,11 @@ impl Dispatcher {
                         Err(e) => return Outcome::permanent(e),
                     },
                     None => match config {
-                        ChannelConfig::Slack(_) => context.slack(),
-                        ChannelConfig::Mattermost(_) => context.mattermost(),
-                        ChannelConfig::Teams(_) => context.teams(),
+                        ChannelConfig::Slack(_) => context.slack().to_string(),
+                        ChannelConfig::Mattermost(_) => context.mattermost().to_string(),
+                        ChannelConfig::Teams(_) => context.teams().to_string(),
                         _ => context.document(),
-                    }
-                    .to_string(),
+                    },
                 };
                 self.post_chat(chat, body, key).await
             }
