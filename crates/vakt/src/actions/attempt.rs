@@ -278,7 +278,10 @@ impl Dispatcher {
                         Ok(body) => body,
                         Err(e) => return Outcome::permanent(e),
                     },
-                    None => context.document(),
+                    None => match context.document() {
+                        Ok(body) => body,
+                        Err(e) => return Outcome::permanent(e),
+                    },
                 };
                 let headers: Vec<(String, String)> = headers
                     .iter()
@@ -356,14 +359,12 @@ impl Dispatcher {
                     .await
             }
             vakt_core::escalation::Via::Phone { url } => {
-                self.post(
-                    url,
-                    &[],
-                    context.document(),
-                    PHONE_TIMEOUT,
-                    &record.decided.id,
-                )
-                .await
+                let body = match context.document() {
+                    Ok(body) => body,
+                    Err(e) => return Outcome::permanent(e),
+                };
+                self.post(url, &[], body, PHONE_TIMEOUT, &record.decided.id)
+                    .await
             }
         }
     }
@@ -435,7 +436,10 @@ impl Dispatcher {
                         ChannelConfig::Slack(_) => context.slack().to_string(),
                         ChannelConfig::Mattermost(_) => context.mattermost().to_string(),
                         ChannelConfig::Teams(_) => context.teams().to_string(),
-                        _ => context.document(),
+                        _ => match context.document() {
+                            Ok(body) => body,
+                            Err(e) => return Outcome::permanent(e),
+                        },
                     },
                 };
                 self.post_chat(chat, body, key).await

@@ -483,7 +483,8 @@ impl Context {
     /// written straight from the context: a group's document holds every alert of the
     /// group, and building it as a `serde_json::Value` first (then freeing it) cost about
     /// as much as writing it (issue 18, BENCHMARKS.md).
-    pub fn document(&self) -> String {
+    /// An error (which plain data with text keys does not raise) fails the action with it.
+    pub fn document(&self) -> Result<String, String> {
         #[derive(Serialize)]
         struct Document<'a> {
             version: &'static str,
@@ -513,13 +514,8 @@ impl Context {
             group: &self.group,
             page: &self.page,
         };
-        // Its parts are plain data with text keys, which always serialize.
-        serde_json::to_string(&document).unwrap_or_else(|error| {
-            tracing::error!(%error, action_id = %self.action_id, "cannot write the document");
-            json!({"version": "1", "purpose": self.purpose, "action_id": self.action_id,
-                "error": error.to_string()})
-            .to_string()
-        })
+        serde_json::to_string(&document)
+            .map_err(|error| format!("cannot write vakt's document: {error}"))
     }
 }
 
@@ -685,8 +681,11 @@ mod tests {
             count: 2,
             alerts: vec![first, alert("a2", "cpu", "db02", &[("service", "shop")])],
         });
-        let written: Value = serde_json::from_str(&context.document())
-            .unwrap_or_else(|e| panic!("the document is JSON: {e}"));
+        let document = context
+            .document()
+            .unwrap_or_else(|e| panic!("the document is written: {e}"));
+        let written: Value =
+            serde_json::from_str(&document).unwrap_or_else(|e| panic!("the document is JSON: {e}"));
         let expected = json!({
             "version": "1",
             "purpose": context.purpose,
