@@ -10,7 +10,6 @@ pub mod limit;
 mod ops;
 mod query;
 pub(crate) mod replay;
-mod repoll;
 pub(crate) mod reports;
 pub mod serve;
 mod silences;

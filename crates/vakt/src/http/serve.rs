@@ -98,7 +98,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let (plain, secure) = (Arc::clone(&plain), Arc::clone(&secure));
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-        tokio::spawn(super::repoll::Repoll::new(async move {
+        tokio::spawn(async move {
             let result = match acceptor {
                 None => {
                     let service = with_client(app, peer, None);
@@ -139,7 +139,7 @@ pub async fn serve(
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
             drop(permit);
-        }));
+        });
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
