@@ -881,28 +881,24 @@ fn is_write(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// The body's media type without its parameters (`application/json; charset=utf-8` ->
+/// `application/json`), as sent: compare it in any case.
+fn media_type(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next().unwrap_or_default().trim())
+}
+
 /// Whether the body is an HTML form's (console routes only).
 fn form_content_type(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| {
-            v.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
+    media_type(headers).is_some_and(|m| m.eq_ignore_ascii_case("application/x-www-form-urlencoded"))
 }
 
 /// Whether a write's content type is one vakt reads: JSON (`application/json` or any
 /// `application/...+json`), or NDJSON for event streams; in any case, parameters ignored.
 fn json_content_type(headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(essence) = media_type(headers) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim();
     let (kind, suffix) = (b"application/", b"+json");
     let bytes = essence.as_bytes();
     essence.eq_ignore_ascii_case("application/json")
