@@ -10,6 +10,7 @@ pub mod limit;
 mod ops;
 mod query;
 pub(crate) mod replay;
+mod repoll;
 pub(crate) mod reports;
 pub mod serve;
 mod silences;

@@ -13,6 +13,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tower::Layer;
 
 /// How often a full connection table is logged, at most.
 const FULL_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -64,6 +65,9 @@ pub async fn serve(
     let (plain, secure) = (Arc::new(plain), Arc::new(secure));
     let open = Arc::new(Semaphore::new(limits.connections_max.max(1)));
     let graceful = GracefulShutdown::new();
+    // The listener's requests in flight, counted until their responses are sent: a
+    // connection's task re-polls itself only while its request is alone (`repoll`).
+    let (counting, in_flight) = tower_http::metrics::InFlightRequestsLayer::pair();
     let mut last_full_log: Option<Instant> = None;
     let mut refused: u64 = 0;
     loop {
@@ -98,10 +102,12 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let (plain, secure) = (Arc::clone(&plain), Arc::clone(&secure));
         let acceptor = tls.as_ref().map(|tls| tls.acceptor());
-        tokio::spawn(async move {
+        let (counting, in_flight) = (counting.clone(), in_flight.clone());
+        let task = async move {
             let result = match acceptor {
                 None => {
-                    let service = with_client(app, peer, None);
+                    let service =
+                        TowerToHyperService::new(counting.layer(with_client(app, peer, None)));
                     let connection = plain
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
@@ -128,7 +134,8 @@ pub async fn serve(
                         .peer_certificates()
                         .and_then(|certs| certs.first())
                         .and_then(super::tls::client_name);
-                    let service = with_client(app, peer, client);
+                    let service =
+                        TowerToHyperService::new(counting.layer(with_client(app, peer, client)));
                     let connection = secure
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
@@ -139,7 +146,8 @@ pub async fn serve(
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
             drop(permit);
-        });
+        };
+        tokio::spawn(super::repoll::Repoll::new(task, in_flight));
     }
     drop(listener);
     if tokio::time::timeout(grace, graceful.shutdown())
@@ -159,14 +167,10 @@ fn with_client(
     app: Router,
     peer: std::net::SocketAddr,
     certificate: Option<String>,
-) -> TowerToHyperService<
-    tower::util::MapRequest<
-        Router,
-        impl Fn(
-            axum::http::Request<hyper::body::Incoming>,
-        ) -> axum::http::Request<hyper::body::Incoming>
-        + Clone,
-    >,
+) -> tower::util::MapRequest<
+    Router,
+    impl Fn(axum::http::Request<hyper::body::Incoming>) -> axum::http::Request<hyper::body::Incoming>
+    + Clone,
 > {
     // A closure of its own: passed inline, its kind would be taken from `map_request`'s
     // `FnMut` bound, and the service must be `Fn` to be shared by the connection.
@@ -181,5 +185,5 @@ fn with_client(
         }
         request
     };
-    TowerToHyperService::new(tower::ServiceExt::map_request(app, add))
+    tower::ServiceExt::map_request(app, add)
 }
