@@ -153,12 +153,7 @@ pub(crate) fn record_from_row(row: &Row) -> Result<ActionRecord, StoreError> {
         decided: DecidedAction {
             id: row.try_get("id")?,
             action: std::sync::Arc::from(action.as_str()),
-            kind: match kind.as_str() {
-                "exec" => "exec",
-                "webhook" => "webhook",
-                "notify" => "notify",
-                _ => "unknown",
-            },
+            kind: action_kind(&kind),
             alert_id: row.try_get("alert_id")?,
             event_id: row.try_get("event_id")?,
             purpose: vakt_core::pipeline::Purpose::parse(&purpose).ok_or_else(|| {
@@ -177,6 +172,58 @@ pub(crate) fn record_from_row(row: &Row) -> Result<ActionRecord, StoreError> {
         finished_at: opt_time(row.try_get("finished_at")?)?,
         outcome: row.try_get("outcome")?,
     })
+}
+
+/// `record_from_row` for a row of `ACTION_SELECT` read in place on SQLite (by column
+/// position): a group's claim reads thousands of members, and sqlx copied every column of
+/// each into owned values first (issue 18, BENCHMARKS.md).
+pub(crate) fn record_from_view(
+    row: &crate::sqlite_bulk::RowView<'_>,
+) -> Result<ActionRecord, StoreError> {
+    let text = |i: i32, name: &str| -> Result<&str, StoreError> {
+        row.text(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("decided_actions.{name} is NULL")))
+    };
+    let opt =
+        |i: i32| -> Result<Option<String>, StoreError> { Ok(row.text(i)?.map(str::to_owned)) };
+    let int = |i: i32, name: &str| {
+        row.int(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("decided_actions.{name} is NULL")))
+    };
+    let purpose = text(7, "purpose")?;
+    Ok(ActionRecord {
+        decided: DecidedAction {
+            id: text(0, "id")?.to_owned(),
+            action: std::sync::Arc::from(text(3, "action")?),
+            kind: action_kind(text(4, "kind")?),
+            alert_id: text(1, "alert_id")?.to_owned(),
+            event_id: text(2, "event_id")?.to_owned(),
+            purpose: vakt_core::pipeline::Purpose::parse(purpose).ok_or_else(|| {
+                StoreError::Corrupt(format!("unknown action purpose {purpose:?}"))
+            })?,
+            reason: text(5, "reason")?.to_owned(),
+            suppressed_by: opt(9)?,
+            group_key: opt(10)?,
+            decided_at: time(int(6, "decided_at")?)?,
+            target: row.text(16)?.map(|t| from_json("target", t)).transpose()?,
+        },
+        status: parsed("status", ActionStatus::parse(text(8, "status")?))?,
+        attempts: int(12, "attempts")?,
+        next_at: opt_time(row.int(11))?,
+        lease_until: opt_time(row.int(13))?,
+        finished_at: opt_time(row.int(14))?,
+        outcome: opt(15)?,
+    })
+}
+
+/// The kind of a stored action, as the dispatcher names it.
+fn action_kind(kind: &str) -> &'static str {
+    match kind {
+        "exec" => "exec",
+        "webhook" => "webhook",
+        "notify" => "notify",
+        _ => "unknown",
+    }
 }
 
 pub(crate) fn attempt_from_row(row: &Row) -> Result<Attempt, StoreError> {
@@ -277,11 +324,16 @@ fn claim_group_sql(conn: &Conn<'_>) -> String {
 
 /// A group's pending members, oldest first: what a claim held in memory reads instead of
 /// writing (`claim_groups_held`).
+#[cfg(test)]
 fn group_members_sql(conn: &Conn<'_>) -> String {
+    group_members_select(&conn.indexed_by("decided_actions_groups"))
+}
+
+/// `group_members_sql` with the index hint given.
+fn group_members_select(hint: &str) -> String {
     format!(
-        "SELECT {ACTION_SELECT} FROM decided_actions{} WHERE status = 'pending' AND group_key = $1 \
+        "SELECT {ACTION_SELECT} FROM decided_actions{hint} WHERE status = 'pending' AND group_key = $1 \
          ORDER BY id LIMIT $2",
-        conn.indexed_by("decided_actions_groups"),
     )
 }
 
@@ -1079,8 +1131,8 @@ pub(crate) async fn claim_groups(
 /// whose ids `held` are skipped); only the groups' send times are written. A group's
 /// members lie spread over `decided_actions`, so marking them rewrote nearly a table page
 /// per member, and the finish rewrote it again.
-pub(crate) async fn claim_groups_held(
-    conn: &mut Conn<'_>,
+pub(crate) fn claim_groups_held(
+    db: &mut sqlx::sqlite::LockedSqliteHandle<'_>,
     keys: &[&str],
     now_ms: i64,
     lease_until_ms: i64,
@@ -1088,67 +1140,84 @@ pub(crate) async fn claim_groups_held(
     budget: usize,
     held: &std::collections::HashSet<String>,
 ) -> Result<Vec<Vec<ActionRecord>>, StoreError> {
+    use crate::sql::Value;
+    use crate::sqlite_bulk::{Locked, Statement};
     let lease_until = time(lease_until_ms)?;
     let want = usize::try_from(limit).unwrap_or(usize::MAX);
     // Enough rows that the held ones (normally none) cannot crowd out `limit` free ones.
     let fetch = i64::from(limit).saturating_add(i64::try_from(held.len()).unwrap_or(i64::MAX));
+    // Read in place on the locked connection, each statement prepared once for all groups.
+    let numbered = |sql: &str| sql.replace('$', "?");
+    let sql = [
+        numbered(&group_members_select(" INDEXED BY decided_actions_groups")),
+        numbered(MORE_MEMBERS_SQL),
+        numbered(CLAIM_SENT_SQL),
+    ];
+    let locked = Locked::new(db);
+    let mut read = Statement::prepare_in(&locked, &sql[0])?;
+    let mut ask_more = Statement::prepare_in(&locked, &sql[1])?;
+    let mut mark_sent = Statement::prepare_in(&locked, &sql[2])?;
     let mut taken = 0;
     let mut groups = Vec::with_capacity(keys.len());
     for key in keys {
         if taken >= budget && !groups.is_empty() {
             break;
         }
-        let rows = query(group_members_sql(conn))
-            .bind((*key).to_owned())
-            .bind(fetch)
-            .fetch_all(&mut *conn)
-            .await?;
-        let mut members = Vec::with_capacity(rows.len().min(want));
+        let mut members = Vec::with_capacity(want.min(1024));
         let mut more = false;
-        for row in &rows {
-            let mut record = record_from_row(row)?;
-            if held.contains(&record.decided.id) {
-                continue;
+        let mut rows = 0;
+        let mut last = None;
+        let key_value = || Value::Text(Some(Cow::Borrowed(*key)));
+        read.query([key_value(), Value::Int(Some(fetch))], |row| {
+            rows += 1;
+            let id = row
+                .text(0)?
+                .ok_or_else(|| StoreError::Corrupt("decided_actions.id is NULL".into()))?;
+            if rows == fetch {
+                last = Some(id.to_owned());
+            }
+            if more || held.contains(id) {
+                return Ok(());
             }
             if members.len() == want {
                 more = true;
-                break;
+                return Ok(());
             }
+            let mut record = record_from_view(row)?;
             record.status = ActionStatus::Running;
             record.attempts += 1;
             record.lease_until = Some(lease_until);
             members.push(record);
-        }
+            Ok(())
+        })?;
         // The read stopped at its limit: members beyond it wait for the next message.
-        if !more && i64::try_from(rows.len()).is_ok_and(|n| n == fetch) {
-            let last: Option<String> = match rows.last() {
-                Some(row) => Some(row.try_get("id")?),
-                None => None,
-            };
-            more = query(MORE_MEMBERS_SQL)
-                .bind((*key).to_owned())
-                .bind(last.unwrap_or_default())
-                .fetch_one(&mut *conn)
-                .await?
-                .try_get::<bool>("more")?;
+        if !more && let Some(last) = &last {
+            ask_more.query(
+                [key_value(), Value::Text(Some(Cow::Borrowed(last.as_str())))],
+                |row| {
+                    more = row.int(0).is_some_and(|n| n != 0);
+                    Ok(())
+                },
+            )?;
         }
         let sent = (!members.is_empty()).then_some(now_ms);
-        query(
-            "UPDATE notification_groups SET last_sent_at = COALESCE($2, last_sent_at), \
-             first_pending_at = CASE WHEN $3 = 1 THEN COALESCE($2, first_pending_at, $4) ELSE NULL END \
-             WHERE group_key = $1",
-        )
-        .bind((*key).to_owned())
-        .bind(sent)
-        .bind(i64::from(more))
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
+        mark_sent.run([
+            key_value(),
+            Value::Int(sent),
+            Value::Int(Some(i64::from(more))),
+            Value::Int(Some(now_ms)),
+        ])?;
         taken += members.len();
         groups.push(members);
     }
     Ok(groups)
 }
+
+/// A group's claim went out at `$2` (or none did, NULL); its pending mark stays while `$3`
+/// says members are left (from `$4` if it had none).
+const CLAIM_SENT_SQL: &str = "UPDATE notification_groups SET last_sent_at = COALESCE($2, last_sent_at), \
+     first_pending_at = CASE WHEN $3 = 1 THEN COALESCE($2, first_pending_at, $4) ELSE NULL END \
+     WHERE group_key = $1";
 
 /// Group members claimed in memory by the one process that dispatches (`claim_groups_held`),
 /// by action id, each as claimed: until its attempt is recorded (`take`) or its lease runs

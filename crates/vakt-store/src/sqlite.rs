@@ -1583,7 +1583,16 @@ impl Store for SqliteStore {
         let held = self.held.ids();
         let claimed = self
             .write_unhurried(async |c| {
-                dispatch::claim_groups_held(c, keys, now, lease_until, limit, budget, &held).await
+                let Conn::Sqlite(conn) = c else {
+                    return Err(StoreError::Other(
+                        "the SQLite store on another backend".into(),
+                    ));
+                };
+                let mut handle = conn.lock_handle().await?;
+                let db = &mut handle;
+                crate::sqlite_bulk::blocking(|| {
+                    dispatch::claim_groups_held(db, keys, now, lease_until, limit, budget, &held)
+                })
             })
             .await?;
         self.held.hold(&claimed);

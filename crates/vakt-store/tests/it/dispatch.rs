@@ -369,12 +369,30 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
         ActionStatus::Pending,
         "a late record moves nothing"
     );
+    // A claim that reads exactly its limit of members asks whether more are left: its
+    // group stays pending for them.
+    let part = store
+        .claim_groups(&keys[1..], later, later + Duration::seconds(60), 4, 1000)
+        .await
+        .expect("groups");
+    assert_eq!(part[0].len(), 4);
+    let heads = store.group_heads(100).await.expect("heads");
+    assert_eq!(
+        heads
+            .iter()
+            .map(|h| h.group_key.as_str())
+            .collect::<Vec<_>>(),
+        vec![keys[1]],
+        "members are left after a claim that stopped at its limit"
+    );
     let retaken = store
         .claim_groups(&keys[1..], later, later + Duration::seconds(60), 1000, 1000)
         .await
         .expect("groups");
-    assert_eq!(retaken[0].len(), 8);
-    assert!(retaken[0].iter().all(|m| m.attempts == 2));
+    assert_eq!(retaken[0].len(), 4, "the rest, none claimed twice");
+    assert!(part[0].iter().chain(&retaken[0]).all(|m| m.attempts == 2));
+    let heads = store.group_heads(100).await.expect("heads");
+    assert!(heads.is_empty(), "no pending member left");
     store.close().await;
 }
 story!(
