@@ -503,9 +503,7 @@ pub(crate) async fn by_ids<T>(
     from_row: fn(&Row) -> Result<T, StoreError>,
     id_of: fn(&T) -> &str,
 ) -> Result<Vec<T>, StoreError> {
-    let mut unique: Vec<&str> = Vec::with_capacity(ids.len());
-    let mut seen = std::collections::HashSet::with_capacity(ids.len());
-    unique.extend(ids.iter().copied().filter(|id| seen.insert(*id)));
+    let unique = unique_ids(ids);
     let mut found: std::collections::HashMap<String, T> =
         std::collections::HashMap::with_capacity(unique.len());
     for chunk in unique.chunks(BINDS_MAX) {
@@ -520,10 +518,21 @@ pub(crate) async fn by_ids<T>(
             found.insert(id_of(&item).to_owned(), item);
         }
     }
-    Ok(unique
-        .into_iter()
-        .filter_map(|id| found.remove(id))
-        .collect())
+    Ok(in_id_order(unique, found))
+}
+
+/// `ids` without repeats, in their first order (`by_ids`).
+pub(crate) fn unique_ids<'a>(ids: &[&'a str]) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.iter().copied().filter(|id| seen.insert(*id)).collect()
+}
+
+/// What was `found` by id, in the order of `ids` (those found; `by_ids`).
+pub(crate) fn in_id_order<T>(
+    ids: Vec<&str>,
+    mut found: std::collections::HashMap<String, T>,
+) -> Vec<T> {
+    ids.into_iter().filter_map(|id| found.remove(id)).collect()
 }
 
 pub(crate) async fn get_alerts(

@@ -85,6 +85,80 @@ async fn replay_events_direct(
     })
 }
 
+/// `Store::alerts_by_id` on SQLite: the rows read in place through SQLite's C API, decoded
+/// by position. A group's message reads every alert it lists, and sqlx copied every column
+/// of each into owned values first (issue 18, BENCHMARKS.md).
+async fn alerts_direct(reader: &SqlitePool, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
+    use crate::sql::Value;
+    let unique = queries::unique_ids(ids);
+    let mut conn = reader.acquire().await?;
+    let mut handle = conn.lock_handle().await?;
+    crate::sqlite_bulk::blocking(|| {
+        let mut found = std::collections::HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(crate::sql::BINDS_MAX) {
+            let places: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
+            let sql = format!(
+                "SELECT {} FROM alerts WHERE id IN ({})",
+                crate::sql::ALERT_COLUMNS,
+                places.join(", ")
+            );
+            let mut statement = crate::sqlite_bulk::Statement::prepare(&mut handle, &sql)?;
+            let binds = chunk
+                .iter()
+                .map(|id| Value::Text(Some(std::borrow::Cow::Borrowed(*id))));
+            statement.query(binds, |row| {
+                let alert = alert_from_view(row)?;
+                found.insert(alert.id.clone(), alert);
+                Ok(())
+            })?;
+        }
+        Ok(queries::in_id_order(unique, found))
+    })
+}
+
+/// An alert from a row of `ALERT_COLUMNS`, by column position (as `alert_from_row`).
+fn alert_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<Alert, StoreError> {
+    use crate::sql::{from_json, opt_time, parsed, time};
+    use vakt_core::{AlertStatus, Category, Fingerprint, Severity};
+    let text = |i: i32, name: &str| -> Result<&str, StoreError> {
+        row.text(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("alerts.{name} is NULL")))
+    };
+    let opt =
+        |i: i32| -> Result<Option<String>, StoreError> { Ok(row.text(i)?.map(str::to_owned)) };
+    let int = |i: i32, name: &str| {
+        row.int(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("alerts.{name} is NULL")))
+    };
+    Ok(Alert {
+        id: text(0, "id")?.to_owned(),
+        fingerprint: Fingerprint::from_stored(text(1, "fingerprint")?.to_owned()),
+        status: parsed("status", AlertStatus::parse(text(2, "status")?))?,
+        category: parsed("category", Category::parse(text(3, "category")?))?,
+        severity: parsed("severity", Severity::parse(text(4, "severity")?))?,
+        severity_max: parsed("severity_max", Severity::parse(text(5, "severity_max")?))?,
+        source: text(6, "source")?.to_owned(),
+        resource: text(7, "resource")?.to_owned(),
+        check: text(8, "check_name")?.to_owned(),
+        service: opt(9)?,
+        environment: opt(10)?,
+        summary: text(11, "summary")?.to_owned(),
+        labels: from_json("labels", text(12, "labels")?)?,
+        count: int(13, "event_count")?,
+        first_seen: time(int(14, "first_seen")?)?,
+        last_seen: time(int(15, "last_seen")?)?,
+        last_event_id: text(16, "last_event_id")?.to_owned(),
+        acknowledged_by: opt(17)?,
+        acknowledged_at: opt_time(row.int(18))?,
+        assignee: opt(19)?,
+        resolved_by: opt(20)?,
+        resolved_at: opt_time(row.int(21))?,
+        incident_id: opt(22)?,
+        expires_at: opt_time(row.int(23))?,
+        handling: from_json("handling", text(24, "handling")?)?,
+    })
+}
+
 /// An event from a row of `EVENT_REPLAY_SELECT`, by column position.
 fn event_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<EventRecord, StoreError> {
     use crate::sql::{from_json, parsed, time};
@@ -1436,7 +1510,8 @@ impl Store for SqliteStore {
     }
 
     async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
-        self.read(async |c| queries::get_alerts(c, ids).await).await
+        self.barrier(true).await?;
+        alerts_direct(&self.reader, ids).await
     }
 
     async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError> {

@@ -146,6 +146,11 @@ async fn operators_move_alerts(backend: &Backend) {
         .await
         .expect("ack");
     assert_eq!(acked.status, AlertStatus::Acknowledged);
+    // A list read by id (SQLite reads it in place) gives the alert as read alone.
+    assert_eq!(
+        store.alerts_by_id(&[id.as_str()]).await.expect("by id"),
+        vec![store.alert(&id).await.expect("read").expect("exists")],
+    );
     assert!(matches!(
         store
             .operate(
@@ -206,6 +211,11 @@ async fn operators_move_alerts(backend: &Backend) {
         .expect("resolve");
     assert_eq!(resolved.status, AlertStatus::Resolved);
     assert_eq!(resolved.assignee.as_deref(), Some("bob"));
+    // A list read by id (SQLite reads it in place) gives the alert as read alone.
+    assert_eq!(
+        store.alerts_by_id(&[id.as_str()]).await.expect("by id"),
+        vec![store.alert(&id).await.expect("read").expect("exists")],
+    );
     assert!(matches!(
         store
             .operate(
