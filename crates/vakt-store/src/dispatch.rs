@@ -1191,9 +1191,10 @@ pub(crate) fn claim_groups_held(
             Ok(())
         })?;
         // The read stopped at its limit: members beyond it wait for the next message.
-        if !more && let Some(last) = &last {
+        if !more && rows == fetch {
+            let after = last.as_deref().unwrap_or_default();
             ask_more.query(
-                [key_value(), Value::Text(Some(Cow::Borrowed(last.as_str())))],
+                [key_value(), Value::Text(Some(Cow::Borrowed(after)))],
                 |row| {
                     more = row.int(0).is_some_and(|n| n != 0);
                     Ok(())

@@ -369,6 +369,14 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
         ActionStatus::Pending,
         "a late record moves nothing"
     );
+    // A claim with no room takes nothing and leaves the group pending.
+    let none = store
+        .claim_groups(&keys[1..], later, later + Duration::seconds(60), 0, 1000)
+        .await
+        .expect("groups");
+    assert!(none.iter().all(Vec::is_empty));
+    let heads = store.group_heads(100).await.expect("heads");
+    assert_eq!(heads.len(), 1, "still pending after a claim of none");
     // A claim that reads exactly its limit of members asks whether more are left: its
     // group stays pending for them.
     let part = store
