@@ -180,39 +180,32 @@ pub(crate) fn record_from_row(row: &Row) -> Result<ActionRecord, StoreError> {
 pub(crate) fn record_from_view(
     row: &crate::sqlite_bulk::RowView<'_>,
 ) -> Result<ActionRecord, StoreError> {
-    let text = |i: i32, name: &str| -> Result<&str, StoreError> {
-        row.text(i)?
-            .ok_or_else(|| StoreError::Corrupt(format!("decided_actions.{name} is NULL")))
-    };
-    let opt =
-        |i: i32| -> Result<Option<String>, StoreError> { Ok(row.text(i)?.map(str::to_owned)) };
-    let int = |i: i32, name: &str| {
-        row.int(i)
-            .ok_or_else(|| StoreError::Corrupt(format!("decided_actions.{name} is NULL")))
-    };
-    let purpose = text(7, "purpose")?;
+    let purpose = row.required_text(7, "decided_actions.purpose")?;
     Ok(ActionRecord {
         decided: DecidedAction {
-            id: text(0, "id")?.to_owned(),
-            action: std::sync::Arc::from(text(3, "action")?),
-            kind: action_kind(text(4, "kind")?),
-            alert_id: text(1, "alert_id")?.to_owned(),
-            event_id: text(2, "event_id")?.to_owned(),
+            id: row.required_text(0, "decided_actions.id")?.to_owned(),
+            action: std::sync::Arc::from(row.required_text(3, "decided_actions.action")?),
+            kind: action_kind(row.required_text(4, "decided_actions.kind")?),
+            alert_id: row.required_text(1, "decided_actions.alert_id")?.to_owned(),
+            event_id: row.required_text(2, "decided_actions.event_id")?.to_owned(),
             purpose: vakt_core::pipeline::Purpose::parse(purpose).ok_or_else(|| {
                 StoreError::Corrupt(format!("unknown action purpose {purpose:?}"))
             })?,
-            reason: text(5, "reason")?.to_owned(),
-            suppressed_by: opt(9)?,
-            group_key: opt(10)?,
-            decided_at: time(int(6, "decided_at")?)?,
+            reason: row.required_text(5, "decided_actions.reason")?.to_owned(),
+            suppressed_by: row.owned_text(9)?,
+            group_key: row.owned_text(10)?,
+            decided_at: time(row.required_int(6, "decided_actions.decided_at")?)?,
             target: row.text(16)?.map(|t| from_json("target", t)).transpose()?,
         },
-        status: parsed("status", ActionStatus::parse(text(8, "status")?))?,
-        attempts: int(12, "attempts")?,
+        status: parsed(
+            "status",
+            ActionStatus::parse(row.required_text(8, "decided_actions.status")?),
+        )?,
+        attempts: row.required_int(12, "decided_actions.attempts")?,
         next_at: opt_time(row.int(11))?,
         lease_until: opt_time(row.int(13))?,
         finished_at: opt_time(row.int(14))?,
-        outcome: opt(15)?,
+        outcome: row.owned_text(15)?,
     })
 }
 
@@ -1170,9 +1163,7 @@ pub(crate) fn claim_groups_held(
         let key_value = || Value::Text(Some(Cow::Borrowed(*key)));
         read.query([key_value(), Value::Int(Some(fetch))], |row| {
             rows += 1;
-            let id = row
-                .text(0)?
-                .ok_or_else(|| StoreError::Corrupt("decided_actions.id is NULL".into()))?;
+            let id = row.required_text(0, "decided_actions.id")?;
             if rows == fetch {
                 last = Some(id.to_owned());
             }

@@ -120,83 +120,72 @@ async fn alerts_direct(reader: &SqlitePool, ids: &[&str]) -> Result<Vec<Alert>, 
 fn alert_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<Alert, StoreError> {
     use crate::sql::{from_json, opt_time, parsed, time};
     use vakt_core::{AlertStatus, Category, Fingerprint, Severity};
-    let text = |i: i32, name: &str| -> Result<&str, StoreError> {
-        row.text(i)?
-            .ok_or_else(|| StoreError::Corrupt(format!("alerts.{name} is NULL")))
-    };
-    let opt =
-        |i: i32| -> Result<Option<String>, StoreError> { Ok(row.text(i)?.map(str::to_owned)) };
-    let int = |i: i32, name: &str| {
-        row.int(i)
-            .ok_or_else(|| StoreError::Corrupt(format!("alerts.{name} is NULL")))
-    };
     Ok(Alert {
-        id: text(0, "id")?.to_owned(),
-        fingerprint: Fingerprint::from_stored(text(1, "fingerprint")?.to_owned()),
-        status: parsed("status", AlertStatus::parse(text(2, "status")?))?,
-        category: parsed("category", Category::parse(text(3, "category")?))?,
-        severity: parsed("severity", Severity::parse(text(4, "severity")?))?,
-        severity_max: parsed("severity_max", Severity::parse(text(5, "severity_max")?))?,
-        source: text(6, "source")?.to_owned(),
-        resource: text(7, "resource")?.to_owned(),
-        check: text(8, "check_name")?.to_owned(),
-        service: opt(9)?,
-        environment: opt(10)?,
-        summary: text(11, "summary")?.to_owned(),
-        labels: from_json("labels", text(12, "labels")?)?,
-        count: int(13, "event_count")?,
-        first_seen: time(int(14, "first_seen")?)?,
-        last_seen: time(int(15, "last_seen")?)?,
-        last_event_id: text(16, "last_event_id")?.to_owned(),
-        acknowledged_by: opt(17)?,
+        id: row.required_text(0, "alerts.id")?.to_owned(),
+        fingerprint: Fingerprint::from_stored(
+            row.required_text(1, "alerts.fingerprint")?.to_owned(),
+        ),
+        status: parsed(
+            "status",
+            AlertStatus::parse(row.required_text(2, "alerts.status")?),
+        )?,
+        category: parsed(
+            "category",
+            Category::parse(row.required_text(3, "alerts.category")?),
+        )?,
+        severity: parsed(
+            "severity",
+            Severity::parse(row.required_text(4, "alerts.severity")?),
+        )?,
+        severity_max: parsed(
+            "severity_max",
+            Severity::parse(row.required_text(5, "alerts.severity_max")?),
+        )?,
+        source: row.required_text(6, "alerts.source")?.to_owned(),
+        resource: row.required_text(7, "alerts.resource")?.to_owned(),
+        check: row.required_text(8, "alerts.check_name")?.to_owned(),
+        service: row.owned_text(9)?,
+        environment: row.owned_text(10)?,
+        summary: row.required_text(11, "alerts.summary")?.to_owned(),
+        labels: from_json("labels", row.required_text(12, "alerts.labels")?)?,
+        count: row.required_int(13, "alerts.event_count")?,
+        first_seen: time(row.required_int(14, "alerts.first_seen")?)?,
+        last_seen: time(row.required_int(15, "alerts.last_seen")?)?,
+        last_event_id: row.required_text(16, "alerts.last_event_id")?.to_owned(),
+        acknowledged_by: row.owned_text(17)?,
         acknowledged_at: opt_time(row.int(18))?,
-        assignee: opt(19)?,
-        resolved_by: opt(20)?,
+        assignee: row.owned_text(19)?,
+        resolved_by: row.owned_text(20)?,
         resolved_at: opt_time(row.int(21))?,
-        incident_id: opt(22)?,
+        incident_id: row.owned_text(22)?,
         expires_at: opt_time(row.int(23))?,
-        handling: from_json("handling", text(24, "handling")?)?,
+        handling: from_json("handling", row.required_text(24, "alerts.handling")?)?,
     })
 }
 
 /// An event from a row of `EVENT_REPLAY_SELECT`, by column position.
 fn event_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<EventRecord, StoreError> {
     use crate::sql::{from_json, parsed, time};
-    let text = |i: i32, name: &str| -> Result<String, StoreError> {
-        row.text(i)?
-            .map(str::to_owned)
-            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
-    };
-    let opt =
-        |i: i32| -> Result<Option<String>, StoreError> { Ok(row.text(i)?.map(str::to_owned)) };
-    let int = |i: i32, name: &str| {
-        row.int(i)
-            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
-    };
-    let json_column = |i: i32, name: &str| -> Result<&str, StoreError> {
-        row.text(i)?
-            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
-    };
     Ok(EventRecord {
-        id: text(0, "id")?,
+        id: row.required_text(0, "events.id")?.to_owned(),
         event: vakt_core::Event {
-            received_at: time(int(1, "received_at")?)?,
-            occurred_at: time(int(2, "occurred_at")?)?,
-            source: text(3, "source")?,
-            resource: text(4, "resource")?,
-            check: text(5, "check_name")?,
+            received_at: time(row.required_int(1, "events.received_at")?)?,
+            occurred_at: time(row.required_int(2, "events.occurred_at")?)?,
+            source: row.required_text(3, "events.source")?.to_owned(),
+            resource: row.required_text(4, "events.resource")?.to_owned(),
+            check: row.required_text(5, "events.check_name")?.to_owned(),
             severity: parsed(
                 "severity",
-                vakt_core::Severity::parse(json_column(6, "severity")?),
+                vakt_core::Severity::parse(row.required_text(6, "events.severity")?),
             )?,
-            service: opt(8)?,
-            environment: opt(9)?,
-            summary: text(10, "summary")?,
-            sent_fingerprint: opt(12)?,
-            labels: from_json("labels", json_column(15, "labels")?)?,
-            metrics: from_json("metrics", json_column(16, "metrics")?)?,
-            details: from_json("details", json_column(17, "details")?)?,
-            idempotency_key: opt(18)?,
+            service: row.owned_text(8)?,
+            environment: row.owned_text(9)?,
+            summary: row.required_text(10, "events.summary")?.to_owned(),
+            sent_fingerprint: row.owned_text(12)?,
+            labels: from_json("labels", row.required_text(15, "events.labels")?)?,
+            metrics: from_json("metrics", row.required_text(16, "events.metrics")?)?,
+            details: from_json("details", row.required_text(17, "events.details")?)?,
+            idempotency_key: row.owned_text(18)?,
             expires_at: None,
             expiry: false,
             identity_labels: Vec::new(),
@@ -207,11 +196,13 @@ fn event_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<EventRecord,
             .transpose()?,
         category: parsed(
             "category",
-            vakt_core::Category::parse(json_column(7, "category")?),
+            vakt_core::Category::parse(row.required_text(7, "events.category")?),
         )?,
-        fingerprint: vakt_core::Fingerprint::from_stored(text(11, "fingerprint")?),
-        alert_id: opt(13)?,
-        dropped: int(14, "dropped")? != 0,
+        fingerprint: vakt_core::Fingerprint::from_stored(
+            row.required_text(11, "events.fingerprint")?.to_owned(),
+        ),
+        alert_id: row.owned_text(13)?,
+        dropped: row.required_int(14, "events.dropped")? != 0,
         trace: Vec::new(),
     })
 }

@@ -165,6 +165,23 @@ impl RowView<'_> {
         }
     }
 
+    /// Column `i` as an integer that a row always has: an error naming `what` when NULL.
+    pub(crate) fn required_int(&self, i: c_int, what: &str) -> Result<i64, StoreError> {
+        self.int(i)
+            .ok_or_else(|| StoreError::Corrupt(format!("{what} is NULL")))
+    }
+
+    /// Column `i` as text that a row always has: an error naming `what` when NULL.
+    pub(crate) fn required_text(&self, i: c_int, what: &str) -> Result<&str, StoreError> {
+        self.text(i)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{what} is NULL")))
+    }
+
+    /// Column `i` as an owned text; `None` when NULL.
+    pub(crate) fn owned_text(&self, i: c_int) -> Result<Option<String>, StoreError> {
+        Ok(self.text(i)?.map(str::to_owned))
+    }
+
     /// Column `i` as text; `None` when NULL; an error naming the column when not UTF-8.
     pub(crate) fn text(&self, i: c_int) -> Result<Option<&str>, StoreError> {
         let stmt = self.stmt.as_ptr();
