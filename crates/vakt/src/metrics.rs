@@ -84,6 +84,8 @@ pub struct Metrics {
     pub journal_background_stops: Counter,
     pub queue_events: Gauge,
     pub queue_events_max: Gauge,
+    /// HTTP requests being handled, read from the listener's count when scraped.
+    pub http_requests_in_flight: Gauge,
     pub alerts: Family<StatusLabels, Gauge>,
     pub reloads: Family<ResultLabels, Counter>,
     pub rules_loaded: Gauge,
@@ -131,6 +133,7 @@ impl Metrics {
             journal_background_stops: Counter::default(),
             queue_events: Gauge::default(),
             queue_events_max: Gauge::default(),
+            http_requests_in_flight: Gauge::default(),
             alerts: Family::default(),
             reloads: Family::default(),
             rules_loaded: Gauge::default(),
@@ -227,6 +230,11 @@ impl Metrics {
             "store_commit_batch_events",
             "Events per ingest transaction",
             m.commit_batch_events.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests received and not yet answered (their responses not yet sent), the scrape itself included",
+            m.http_requests_in_flight.clone(),
         );
         registry.register(
             "store_journal_behind_bytes",

@@ -349,6 +349,8 @@ pub async fn launch_with_listener(
         views,
         metrics: Arc::clone(&metrics),
     });
+    // The listener counts its requests in flight (`http::serve`); `/metrics` reads the count.
+    let (counting, in_flight) = tower_http::metrics::InFlightRequestsLayer::pair();
     let state = Arc::new(AppState {
         store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
@@ -362,6 +364,7 @@ pub async fn launch_with_listener(
         udp: Arc::clone(&udp),
         console,
         openapi,
+        in_flight: in_flight.clone(),
         reload: {
             let reloader = Arc::clone(&reloader);
             Arc::new(move || reloader.reload())
@@ -453,7 +456,16 @@ pub async fn launch_with_listener(
     };
     let task = tokio::spawn(async move {
         // Serves until the stop, then gives requests in flight the grace period.
-        http::serve::serve(listener, app, limits, stopped, grace, tls).await;
+        http::serve::serve(
+            listener,
+            app,
+            limits,
+            stopped,
+            grace,
+            tls,
+            (counting, in_flight),
+        )
+        .await;
         // The shutdown order: listeners and background components first (they feed the
         // queue), then the dispatcher (it lets running attempts end, bounded by their
         // timeouts; what it has not started stays pending for the next start), then the

@@ -70,6 +70,10 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Rea
 /// Prometheus metrics in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state
+        .metrics
+        .http_requests_in_flight
+        .set(i64::try_from(state.in_flight.get()).unwrap_or(i64::MAX));
     match state.store.stats().await {
         Ok(stats) => {
             for (status, n) in [

@@ -36,7 +36,10 @@ pub struct Limits {
 
 /// Serves `app` on `listener` until `stop` turns true, then waits up to `grace` for the
 /// connections' requests to finish. With `tls`, every connection is a TLS one (HTTP/1.1 or
-/// HTTP/2 by ALPN), its handshake bounded by the header deadline.
+/// HTTP/2 by ALPN), its handshake bounded by the header deadline. Each request counts as in
+/// flight (the layer of the pair, read through its counter: `/metrics`, and a connection's
+/// task re-polls itself only while its request is alone, `repoll`) until its response is
+/// sent.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -44,6 +47,10 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     tls: Option<Arc<super::tls::HttpTls>>,
+    (counting, in_flight): (
+        tower_http::metrics::InFlightRequestsLayer,
+        tower_http::metrics::in_flight_requests::InFlightRequestsCounter,
+    ),
 ) {
     // HTTP/1.1 on plain TCP: the header deadline then runs from the first byte the
     // connection could send (detecting HTTP/2 first would wait for bytes without one).
@@ -65,9 +72,6 @@ pub async fn serve(
     let (plain, secure) = (Arc::new(plain), Arc::new(secure));
     let open = Arc::new(Semaphore::new(limits.connections_max.max(1)));
     let graceful = GracefulShutdown::new();
-    // The listener's requests in flight, counted until their responses are sent: a
-    // connection's task re-polls itself only while its request is alone (`repoll`).
-    let (counting, in_flight) = tower_http::metrics::InFlightRequestsLayer::pair();
     let mut last_full_log: Option<Instant> = None;
     let mut refused: u64 = 0;
     loop {

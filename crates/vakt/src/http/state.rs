@@ -39,6 +39,8 @@ pub struct AppState {
     pub console: Arc<super::console::Console>,
     /// The OpenAPI document, serialised once.
     pub openapi: String,
+    /// The listener's requests in flight (`serve`), for `/metrics`.
+    pub in_flight: tower_http::metrics::in_flight_requests::InFlightRequestsCounter,
     pub reload: Reload,
 }
 

@@ -277,6 +277,12 @@ async fn health_readiness_metrics_and_openapi() {
             "missing {line:?} in\n{text}"
         );
     }
+    // The scrape itself is in flight; the posts before it were answered.
+    let in_flight: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("vakt_http_requests_in_flight "))
+        .collect();
+    assert_eq!(in_flight, ["1"], "{text}");
 
     let (status, doc) = server.get("/openapi.json").await;
     assert_eq!(status, 200);
