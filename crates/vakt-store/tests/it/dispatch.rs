@@ -40,6 +40,12 @@ fn finish(
     }
 }
 
+/// The groups that have pending members, by key, oldest first.
+async fn pending_groups(store: &dyn vakt_store::Store) -> Vec<String> {
+    let heads = store.group_heads(100).await.expect("heads");
+    heads.into_iter().map(|h| h.group_key).collect()
+}
+
 /// The outbox: decided actions are claimed once, finished with their attempts, retried,
 /// taken back after a dead dispatcher, and grouped ones come out as whole groups.
 async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
@@ -247,12 +253,9 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
             && m.decided.group_key.as_deref() == Some(keys[0])
             && m.lease_until.is_some()
     }));
-    let left = store.group_heads(100).await.expect("heads");
     assert_eq!(
-        left.iter()
-            .map(|h| h.group_key.as_str())
-            .collect::<Vec<_>>(),
-        vec![keys[1]],
+        pending_groups(&*store).await,
+        [keys[1]],
         "the claimed group has no pending member left; the other waits"
     );
     // Two groups at once, at most 8 of each: the rest of each stays pending.
@@ -339,13 +342,9 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
             ["interrupted"]
         );
     }
-    let heads = store.group_heads(100).await.expect("heads");
     assert_eq!(
-        heads
-            .iter()
-            .map(|h| h.group_key.as_str())
-            .collect::<Vec<_>>(),
-        vec![keys[1]],
+        pending_groups(&*store).await,
+        [keys[1]],
         "the taken-back members make their group pending again"
     );
     // Their old claim's late record moves nothing; a new claim takes them on attempt 2.
@@ -384,13 +383,9 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
         .await
         .expect("groups");
     assert_eq!(part[0].len(), 4);
-    let heads = store.group_heads(100).await.expect("heads");
     assert_eq!(
-        heads
-            .iter()
-            .map(|h| h.group_key.as_str())
-            .collect::<Vec<_>>(),
-        vec![keys[1]],
+        pending_groups(&*store).await,
+        [keys[1]],
         "members are left after a claim that stopped at its limit"
     );
     let retaken = store

@@ -166,6 +166,22 @@ mod tests {
         }
     }
 
+    /// A `SelfWaking` task that wakes itself `times` times, wrapped, and its poll count.
+    fn self_waking(
+        times: usize,
+        in_flight: InFlightRequestsCounter,
+    ) -> (Repoll<SelfWaking>, Arc<AtomicUsize>) {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let future = Repoll::new(
+            SelfWaking {
+                times,
+                polls: Arc::clone(&polls),
+            },
+            in_flight,
+        );
+        (future, polls)
+    }
+
     fn poll_once<F: Future>(future: &mut Repoll<F>, count: &Arc<Count>) -> Poll<F::Output> {
         let waker = Waker::from(Arc::clone(count));
         Pin::new(future).poll(&mut Context::from_waker(&waker))
@@ -174,14 +190,7 @@ mod tests {
     #[test]
     fn a_task_that_wakes_itself_is_polled_again_without_a_wake() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut future = Repoll::new(
-            SelfWaking {
-                times: 2,
-                polls: Arc::clone(&polls),
-            },
-            InFlightRequestsCounter::new(),
-        );
+        let (mut future, polls) = self_waking(2, InFlightRequestsCounter::new());
         assert!(poll_once(&mut future, &count).is_ready());
         assert_eq!(polls.load(Ordering::Relaxed), 3, "polled until ready");
         assert_eq!(count.0.load(Ordering::Relaxed), 0, "the task was not woken");
@@ -210,14 +219,7 @@ mod tests {
         }
         assert_eq!(in_flight.get(), 2);
         let count = Arc::new(Count(AtomicUsize::new(0)));
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut future = Repoll::new(
-            SelfWaking {
-                times: 2,
-                polls: Arc::clone(&polls),
-            },
-            in_flight.clone(),
-        );
+        let (mut future, polls) = self_waking(2, in_flight.clone());
         assert!(poll_once(&mut future, &count).is_pending());
         assert_eq!(polls.load(Ordering::Relaxed), 1, "polled once");
         assert_eq!(count.0.load(Ordering::Relaxed), 1, "woken as any task");
@@ -232,14 +234,7 @@ mod tests {
     #[test]
     fn a_task_that_keeps_waking_itself_is_woken_after_a_few_polls() {
         let count = Arc::new(Count(AtomicUsize::new(0)));
-        let polls = Arc::new(AtomicUsize::new(0));
-        let mut future = Repoll::new(
-            SelfWaking {
-                times: usize::MAX,
-                polls: Arc::clone(&polls),
-            },
-            InFlightRequestsCounter::new(),
-        );
+        let (mut future, polls) = self_waking(usize::MAX, InFlightRequestsCounter::new());
         assert!(poll_once(&mut future, &count).is_pending());
         assert_eq!(polls.load(Ordering::Relaxed), POLLS_MAX);
         assert_eq!(
