@@ -1309,8 +1309,13 @@ pub(crate) const BACKGROUND_BEHIND_KIB_MAX: u32 = BEHIND_KIB_MAX / 4;
 /// Most records one applier transaction at the lowest priority takes, in KiB before
 /// compression (as the journal's room counts them): a larger one (the applier fell behind,
 /// or records of many alerts each) runs at normal priority. It bounds the work at idle
-/// priority that a read hurrying the applier may have to stop and do again.
-pub(crate) const BACKGROUND_APPLY_KIB_MAX: u32 = 2 * 1024;
+/// priority that a read hurrying the applier may have to stop and do again. At 2 MiB the
+/// 50 ms a transaction gathers under 16 or 64 connections of single alerts (about 1,500
+/// alerts, 1.5 KiB each) was already past it, so most of those transactions took a core
+/// from the requests at normal priority; at 8 MiB they run in the time the requests leave
+/// idle (BENCHMARKS.md, issue 18). A transaction at normal priority is bounded only by
+/// `APPLY_BYTES_MAX`, so this is not what bounds a hurried read's wait.
+pub(crate) const BACKGROUND_APPLY_KIB_MAX: u32 = 8 * 1024;
 
 impl Journal {
     /// Waits until every record journaled before the call is in SQLite; with `hurry`, the

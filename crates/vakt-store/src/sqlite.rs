@@ -932,8 +932,8 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
 /// and nobody waits for it; on the runtime's workers when a reader or writer hurried it,
 /// the transaction is large (`BACKGROUND_APPLY_KIB_MAX`) or the records waiting pass a
 /// quarter of the journal's bound (`wants_normal_priority`). So a busy machine cannot starve the applier,
-/// and a read that hurries it finds at most one transaction of at most 2 MiB of records
-/// running at idle priority ahead of it.
+/// and a read that hurries it finds at most one transaction of at most 8 MiB of records
+/// running at idle priority ahead of it (which stops at its next record).
 async fn applier(
     writer: SqlitePool,
     journal: std::sync::Weak<Journal>,
