@@ -449,6 +449,12 @@ pub trait Store: Send + Sync + 'static {
     /// The alerts with these ids, each once, in the order of their first mention; ids with
     /// no alert are left out. One query per few thousand ids, not one per id.
     async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError>;
+    /// `alerts_by_id` for background work (a group's message): on SQLite it waits for the
+    /// journal's applier without hurrying it, as the dispatcher's other calls do (a hurry
+    /// stops a transaction at idle priority and sends the next to normal priority).
+    async fn alerts_by_id_unhurried(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
+        self.alerts_by_id(ids).await
+    }
     /// The events with these ids, each once, in the order of their first mention; ids with
     /// no event are left out. One query per few thousand ids.
     async fn events_by_id(&self, ids: &[&str]) -> Result<Vec<EventRecord>, StoreError>;

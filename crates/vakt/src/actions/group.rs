@@ -146,7 +146,8 @@ impl Dispatcher {
         };
         // A failed read ends the round: the members stay leased and are taken back
         // when the lease runs out, then sent again; nothing is marked as sent.
-        let mut alerts = store.alerts_by_id(read).await?;
+        // Without hurrying the journal's applier: the claim waited for it the same way.
+        let mut alerts = store.alerts_by_id_unhurried(read).await?;
         // Inhibited members are left out of the message and recorded as skipped.
         let targets: Vec<&Alert> = alerts.iter().collect();
         let skipped = inhibitions(&**store, handling, &targets).await?;
