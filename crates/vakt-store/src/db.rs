@@ -1,5 +1,6 @@
 //! The connection the store's SQL runs on: a SQLite or a PostgreSQL connection, a query with
-//! its bound values, and a row read by column name.
+//! its bound values, and a row read by column name (`Columns`: the one way the mappings of
+//! stored rows read it, or a SQLite row read in place by position).
 //!
 //! Both schemas share table and column names, keep times as Unix milliseconds and maps as
 //! JSON text, and sqlx understands `$N` placeholders on both, so each query is written once,
@@ -296,6 +297,51 @@ impl Row {
             Row::Sqlite(row) => T::sqlite(row, name),
             Row::Postgres(row) => T::postgres(row, name),
         }
+    }
+}
+
+/// A row as the mappings of stored rows read it (`queries::alert_from_row`,
+/// `queries::event_from_row`, `dispatch::record_from_row`): sqlx's rows of either backend by
+/// column name, or a SQLite row read in place (`sqlite_bulk::RowView`) by position. A
+/// mapping gives every column both, from its statement's column list, so one mapping serves
+/// both ways of reading and a column added to the list is read the same way by each.
+pub(crate) trait Columns {
+    /// Column `at` of the statement's column list, named `name`, as text; `None` when NULL.
+    fn text(&self, at: usize, name: &str) -> Result<Option<&str>, StoreError>;
+    /// The same as an integer.
+    fn int(&self, at: usize, name: &str) -> Result<Option<i64>, StoreError>;
+    /// The same as a flag (PostgreSQL's `BOOLEAN`, SQLite's 0 or 1).
+    fn flag(&self, at: usize, name: &str) -> Result<bool, StoreError>;
+
+    /// Text a row always has: an error naming the column when NULL.
+    fn required_text(&self, at: usize, name: &str) -> Result<&str, StoreError> {
+        self.text(at, name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
+    }
+
+    /// An integer a row always has: an error naming the column when NULL.
+    fn required_int(&self, at: usize, name: &str) -> Result<i64, StoreError> {
+        self.int(at, name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("column {name} is NULL")))
+    }
+
+    /// Text that may be NULL, owned.
+    fn owned_text(&self, at: usize, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.text(at, name)?.map(str::to_owned))
+    }
+}
+
+impl Columns for Row {
+    fn text(&self, _at: usize, name: &str) -> Result<Option<&str>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn int(&self, _at: usize, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+
+    fn flag(&self, _at: usize, name: &str) -> Result<bool, StoreError> {
+        Ok(self.try_get(name)?)
     }
 }
 

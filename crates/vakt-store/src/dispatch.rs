@@ -132,7 +132,7 @@ pub struct GroupHead {
 
 // The dispatch queries: claims, attempts, groups, retries.
 
-use crate::db::{Conn, Query, Row, query};
+use crate::db::{Columns, Conn, Query, Row, query};
 use crate::queries::{fetch_page, filter_eq, insert_timeline};
 use crate::sql::{Value, from_json, json, ms, opt_time, parsed, time};
 use crate::{Page, StoreError};
@@ -142,70 +142,38 @@ use vakt_core::alert::TimelineKind;
 
 const ACTION_SELECT: &str = "id, alert_id, event_id, action, kind, reason, decided_at, purpose, status, suppressed_by, group_key, next_at, attempts, lease_until, finished_at, outcome, target";
 
-pub(crate) fn record_from_row(row: &Row) -> Result<ActionRecord, StoreError> {
-    let kind: String = row.try_get("kind")?;
-    let action: String = row.try_get("action")?;
-    let purpose: String = row.try_get("purpose")?;
-    let status: String = row.try_get("status")?;
-    let decided_at = time(row.try_get("decided_at")?)?;
-    let target: Option<String> = row.try_get("target")?;
+/// An action from a row of `ACTION_SELECT` (by name or, read in place, by position: a
+/// group's claim reads thousands of members, and sqlx copied every column of each first).
+pub(crate) fn record_from_row(row: &impl Columns) -> Result<ActionRecord, StoreError> {
+    let purpose = row.required_text(7, "purpose")?;
     Ok(ActionRecord {
         decided: DecidedAction {
-            id: row.try_get("id")?,
-            action: std::sync::Arc::from(action.as_str()),
-            kind: action_kind(&kind),
-            alert_id: row.try_get("alert_id")?,
-            event_id: row.try_get("event_id")?,
-            purpose: vakt_core::pipeline::Purpose::parse(&purpose).ok_or_else(|| {
-                StoreError::Corrupt(format!("unknown action purpose {purpose:?}"))
-            })?,
-            reason: row.try_get("reason")?,
-            suppressed_by: row.try_get("suppressed_by")?,
-            group_key: row.try_get("group_key")?,
-            decided_at,
-            target: target.map(|t| from_json("target", &t)).transpose()?,
-        },
-        status: parsed("status", ActionStatus::parse(&status))?,
-        attempts: row.try_get("attempts")?,
-        next_at: opt_time(row.try_get("next_at")?)?,
-        lease_until: opt_time(row.try_get("lease_until")?)?,
-        finished_at: opt_time(row.try_get("finished_at")?)?,
-        outcome: row.try_get("outcome")?,
-    })
-}
-
-/// `record_from_row` for a row of `ACTION_SELECT` read in place on SQLite (by column
-/// position): a group's claim reads thousands of members, and sqlx copied every column of
-/// each into owned values first (issue 18, BENCHMARKS.md).
-pub(crate) fn record_from_view(
-    row: &crate::sqlite_bulk::RowView<'_>,
-) -> Result<ActionRecord, StoreError> {
-    let purpose = row.required_text(7, "decided_actions.purpose")?;
-    Ok(ActionRecord {
-        decided: DecidedAction {
-            id: row.required_text(0, "decided_actions.id")?.to_owned(),
-            action: std::sync::Arc::from(row.required_text(3, "decided_actions.action")?),
-            kind: action_kind(row.required_text(4, "decided_actions.kind")?),
-            alert_id: row.required_text(1, "decided_actions.alert_id")?.to_owned(),
-            event_id: row.required_text(2, "decided_actions.event_id")?.to_owned(),
+            id: row.required_text(0, "id")?.to_owned(),
+            action: std::sync::Arc::from(row.required_text(3, "action")?),
+            kind: action_kind(row.required_text(4, "kind")?),
+            alert_id: row.required_text(1, "alert_id")?.to_owned(),
+            event_id: row.required_text(2, "event_id")?.to_owned(),
             purpose: vakt_core::pipeline::Purpose::parse(purpose).ok_or_else(|| {
                 StoreError::Corrupt(format!("unknown action purpose {purpose:?}"))
             })?,
-            reason: row.required_text(5, "decided_actions.reason")?.to_owned(),
-            suppressed_by: row.owned_text(9)?,
-            group_key: row.owned_text(10)?,
-            decided_at: time(row.required_int(6, "decided_actions.decided_at")?)?,
-            target: row.text(16)?.map(|t| from_json("target", t)).transpose()?,
+            reason: row.required_text(5, "reason")?.to_owned(),
+            suppressed_by: row.owned_text(9, "suppressed_by")?,
+            group_key: row.owned_text(10, "group_key")?,
+            decided_at: time(row.required_int(6, "decided_at")?)?,
+            target: row
+                .text(16, "target")?
+                .map(|t| from_json("target", t))
+                .transpose()?,
         },
         status: parsed(
             "status",
-            ActionStatus::parse(row.required_text(8, "decided_actions.status")?),
+            ActionStatus::parse(row.required_text(8, "status")?),
         )?,
-        attempts: row.required_int(12, "decided_actions.attempts")?,
-        next_at: opt_time(row.int(11))?,
-        lease_until: opt_time(row.int(13))?,
-        finished_at: opt_time(row.int(14))?,
-        outcome: row.owned_text(15)?,
+        attempts: row.required_int(12, "attempts")?,
+        next_at: opt_time(row.int(11, "next_at")?)?,
+        lease_until: opt_time(row.int(13, "lease_until")?)?,
+        finished_at: opt_time(row.int(14, "finished_at")?)?,
+        outcome: row.owned_text(15, "outcome")?,
     })
 }
 
@@ -1174,7 +1142,7 @@ pub(crate) fn claim_groups_held(
                 more = true;
                 return Ok(());
             }
-            let mut record = record_from_view(row)?;
+            let mut record = record_from_row(row)?;
             record.status = ActionStatus::Running;
             record.attempts += 1;
             record.lease_until = Some(lease_until);
@@ -1187,7 +1155,7 @@ pub(crate) fn claim_groups_held(
             ask_more.query(
                 [key_value(), Value::Text(Some(Cow::Borrowed(after)))],
                 |row| {
-                    more = row.int(0).is_some_and(|n| n != 0);
+                    more = row.column_int(0).is_some_and(|n| n != 0);
                     Ok(())
                 },
             )?;

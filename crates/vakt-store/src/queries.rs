@@ -3,7 +3,7 @@
 //! a plain function over [`Conn`]; what differs between SQLite and PostgreSQL is asked of
 //! the connection (`crate::db`).
 
-use crate::db::{Conn, Query, Row, query};
+use crate::db::{Columns, Conn, Query, Row, query};
 use crate::escalate::{after_batch, after_operate, open_batch_incidents};
 use crate::sql::{
     ACTION_COLUMNS, ALERT_COLUMNS, ALERT_REPEAT_UPDATE, ALERT_UPDATE, BINDS_MAX, EVENT_COLUMNS,
@@ -16,70 +16,88 @@ use vakt_core::alert::TimelineKind;
 use vakt_core::pipeline::{DecidedAction, EventRecord};
 use vakt_core::{Alert, AlertStatus, Category, Event, Fingerprint, Severity, TimelineEntry};
 
-pub(crate) fn alert_from_row(row: &Row) -> Result<Alert, StoreError> {
+/// An alert from a row of `ALERT_COLUMNS` (by name or, read in place, by position).
+pub(crate) fn alert_from_row(row: &impl Columns) -> Result<Alert, StoreError> {
     Ok(Alert {
-        id: row.try_get("id")?,
-        fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
-        status: parsed("status", AlertStatus::parse(row.try_get("status")?))?,
-        category: parsed("category", Category::parse(row.try_get("category")?))?,
-        severity: parsed("severity", Severity::parse(row.try_get("severity")?))?,
+        id: row.required_text(0, "id")?.to_owned(),
+        fingerprint: Fingerprint::from_stored(row.required_text(1, "fingerprint")?.to_owned()),
+        status: parsed(
+            "status",
+            AlertStatus::parse(row.required_text(2, "status")?),
+        )?,
+        category: parsed(
+            "category",
+            Category::parse(row.required_text(3, "category")?),
+        )?,
+        severity: parsed(
+            "severity",
+            Severity::parse(row.required_text(4, "severity")?),
+        )?,
         severity_max: parsed(
             "severity_max",
-            Severity::parse(row.try_get("severity_max")?),
+            Severity::parse(row.required_text(5, "severity_max")?),
         )?,
-        source: row.try_get("source")?,
-        resource: row.try_get("resource")?,
-        check: row.try_get("check_name")?,
-        service: row.try_get("service")?,
-        environment: row.try_get("environment")?,
-        summary: row.try_get("summary")?,
-        labels: from_json("labels", row.try_get("labels")?)?,
-        count: row.try_get("event_count")?,
-        first_seen: time(row.try_get("first_seen")?)?,
-        last_seen: time(row.try_get("last_seen")?)?,
-        last_event_id: row.try_get("last_event_id")?,
-        acknowledged_by: row.try_get("acknowledged_by")?,
-        acknowledged_at: opt_time(row.try_get("acknowledged_at")?)?,
-        assignee: row.try_get("assignee")?,
-        resolved_by: row.try_get("resolved_by")?,
-        resolved_at: opt_time(row.try_get("resolved_at")?)?,
-        incident_id: row.try_get("incident_id")?,
-        expires_at: opt_time(row.try_get("expires_at")?)?,
-        handling: from_json("handling", row.try_get("handling")?)?,
+        source: row.required_text(6, "source")?.to_owned(),
+        resource: row.required_text(7, "resource")?.to_owned(),
+        check: row.required_text(8, "check_name")?.to_owned(),
+        service: row.owned_text(9, "service")?,
+        environment: row.owned_text(10, "environment")?,
+        summary: row.required_text(11, "summary")?.to_owned(),
+        labels: from_json("labels", row.required_text(12, "labels")?)?,
+        count: row.required_int(13, "event_count")?,
+        first_seen: time(row.required_int(14, "first_seen")?)?,
+        last_seen: time(row.required_int(15, "last_seen")?)?,
+        last_event_id: row.required_text(16, "last_event_id")?.to_owned(),
+        acknowledged_by: row.owned_text(17, "acknowledged_by")?,
+        acknowledged_at: opt_time(row.int(18, "acknowledged_at")?)?,
+        assignee: row.owned_text(19, "assignee")?,
+        resolved_by: row.owned_text(20, "resolved_by")?,
+        resolved_at: opt_time(row.int(21, "resolved_at")?)?,
+        incident_id: row.owned_text(22, "incident_id")?,
+        expires_at: opt_time(row.int(23, "expires_at")?)?,
+        handling: from_json("handling", row.required_text(24, "handling")?)?,
     })
 }
 
-pub(crate) fn event_from_row(row: &Row) -> Result<EventRecord, StoreError> {
+/// An event from a row of `EVENT_SELECT` or `EVENT_REPLAY_SELECT` (the same columns; the
+/// replay's trace is an empty list), by name or, read in place, by position.
+pub(crate) fn event_from_row(row: &impl Columns) -> Result<EventRecord, StoreError> {
     Ok(EventRecord {
-        id: row.try_get("id")?,
+        id: row.required_text(0, "id")?.to_owned(),
         event: Event {
-            source: row.try_get("source")?,
-            resource: row.try_get("resource")?,
-            check: row.try_get("check_name")?,
-            severity: parsed("severity", Severity::parse(row.try_get("severity")?))?,
-            summary: row.try_get("summary")?,
-            service: row.try_get("service")?,
-            environment: row.try_get("environment")?,
-            labels: from_json("labels", row.try_get("labels")?)?,
-            metrics: from_json("metrics", row.try_get("metrics")?)?,
-            occurred_at: time(row.try_get("occurred_at")?)?,
-            received_at: time(row.try_get("received_at")?)?,
-            sent_fingerprint: row.try_get("sent_fingerprint")?,
-            details: from_json("details", row.try_get("details")?)?,
+            received_at: time(row.required_int(1, "received_at")?)?,
+            occurred_at: time(row.required_int(2, "occurred_at")?)?,
+            source: row.required_text(3, "source")?.to_owned(),
+            resource: row.required_text(4, "resource")?.to_owned(),
+            check: row.required_text(5, "check_name")?.to_owned(),
+            severity: parsed(
+                "severity",
+                Severity::parse(row.required_text(6, "severity")?),
+            )?,
+            service: row.owned_text(8, "service")?,
+            environment: row.owned_text(9, "environment")?,
+            summary: row.required_text(10, "summary")?.to_owned(),
+            sent_fingerprint: row.owned_text(12, "sent_fingerprint")?,
+            labels: from_json("labels", row.required_text(15, "labels")?)?,
+            metrics: from_json("metrics", row.required_text(16, "metrics")?)?,
+            details: from_json("details", row.required_text(17, "details")?)?,
+            idempotency_key: row.owned_text(18, "idempotency_key")?,
             expires_at: None,
             expiry: false,
-            idempotency_key: row.try_get("idempotency_key")?,
             identity_labels: Vec::new(),
         },
         received: row
-            .try_get::<Option<String>>("received")?
-            .map(|text| from_json("received", &text))
+            .text(19, "received")?
+            .map(|text| from_json("received", text))
             .transpose()?,
-        category: parsed("category", Category::parse(row.try_get("category")?))?,
-        fingerprint: Fingerprint::from_stored(row.try_get("fingerprint")?),
-        alert_id: row.try_get("alert_id")?,
-        dropped: row.try_get("dropped")?,
-        trace: from_json("trace", row.try_get("trace")?)?,
+        category: parsed(
+            "category",
+            Category::parse(row.required_text(7, "category")?),
+        )?,
+        fingerprint: Fingerprint::from_stored(row.required_text(11, "fingerprint")?.to_owned()),
+        alert_id: row.owned_text(13, "alert_id")?,
+        dropped: row.flag(14, "dropped")?,
+        trace: from_json("trace", row.required_text(20, "trace")?)?,
     })
 }
 

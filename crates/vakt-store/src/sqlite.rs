@@ -78,7 +78,7 @@ async fn replay_events_direct(
         let mut statement = crate::sqlite_bulk::Statement::prepare(&mut handle, &sql)?;
         let mut out = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(100_000));
         statement.query(binds, |row| {
-            out.push(event_from_view(row)?);
+            out.push(queries::event_from_row(row)?);
             Ok(())
         })?;
         Ok(out)
@@ -107,103 +107,12 @@ async fn alerts_direct(reader: &SqlitePool, ids: &[&str]) -> Result<Vec<Alert>, 
                 .iter()
                 .map(|id| Value::Text(Some(std::borrow::Cow::Borrowed(*id))));
             statement.query(binds, |row| {
-                let alert = alert_from_view(row)?;
+                let alert = queries::alert_from_row(row)?;
                 found.insert(alert.id.clone(), alert);
                 Ok(())
             })?;
         }
         Ok(queries::in_id_order(unique, found))
-    })
-}
-
-/// An alert from a row of `ALERT_COLUMNS`, by column position (as `alert_from_row`).
-fn alert_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<Alert, StoreError> {
-    use crate::sql::{from_json, opt_time, parsed, time};
-    use vakt_core::{AlertStatus, Category, Fingerprint, Severity};
-    Ok(Alert {
-        id: row.required_text(0, "alerts.id")?.to_owned(),
-        fingerprint: Fingerprint::from_stored(
-            row.required_text(1, "alerts.fingerprint")?.to_owned(),
-        ),
-        status: parsed(
-            "status",
-            AlertStatus::parse(row.required_text(2, "alerts.status")?),
-        )?,
-        category: parsed(
-            "category",
-            Category::parse(row.required_text(3, "alerts.category")?),
-        )?,
-        severity: parsed(
-            "severity",
-            Severity::parse(row.required_text(4, "alerts.severity")?),
-        )?,
-        severity_max: parsed(
-            "severity_max",
-            Severity::parse(row.required_text(5, "alerts.severity_max")?),
-        )?,
-        source: row.required_text(6, "alerts.source")?.to_owned(),
-        resource: row.required_text(7, "alerts.resource")?.to_owned(),
-        check: row.required_text(8, "alerts.check_name")?.to_owned(),
-        service: row.owned_text(9)?,
-        environment: row.owned_text(10)?,
-        summary: row.required_text(11, "alerts.summary")?.to_owned(),
-        labels: from_json("labels", row.required_text(12, "alerts.labels")?)?,
-        count: row.required_int(13, "alerts.event_count")?,
-        first_seen: time(row.required_int(14, "alerts.first_seen")?)?,
-        last_seen: time(row.required_int(15, "alerts.last_seen")?)?,
-        last_event_id: row.required_text(16, "alerts.last_event_id")?.to_owned(),
-        acknowledged_by: row.owned_text(17)?,
-        acknowledged_at: opt_time(row.int(18))?,
-        assignee: row.owned_text(19)?,
-        resolved_by: row.owned_text(20)?,
-        resolved_at: opt_time(row.int(21))?,
-        incident_id: row.owned_text(22)?,
-        expires_at: opt_time(row.int(23))?,
-        handling: from_json("handling", row.required_text(24, "alerts.handling")?)?,
-    })
-}
-
-/// An event from a row of `EVENT_REPLAY_SELECT`, by column position.
-fn event_from_view(row: &crate::sqlite_bulk::RowView<'_>) -> Result<EventRecord, StoreError> {
-    use crate::sql::{from_json, parsed, time};
-    Ok(EventRecord {
-        id: row.required_text(0, "events.id")?.to_owned(),
-        event: vakt_core::Event {
-            received_at: time(row.required_int(1, "events.received_at")?)?,
-            occurred_at: time(row.required_int(2, "events.occurred_at")?)?,
-            source: row.required_text(3, "events.source")?.to_owned(),
-            resource: row.required_text(4, "events.resource")?.to_owned(),
-            check: row.required_text(5, "events.check_name")?.to_owned(),
-            severity: parsed(
-                "severity",
-                vakt_core::Severity::parse(row.required_text(6, "events.severity")?),
-            )?,
-            service: row.owned_text(8)?,
-            environment: row.owned_text(9)?,
-            summary: row.required_text(10, "events.summary")?.to_owned(),
-            sent_fingerprint: row.owned_text(12)?,
-            labels: from_json("labels", row.required_text(15, "events.labels")?)?,
-            metrics: from_json("metrics", row.required_text(16, "events.metrics")?)?,
-            details: from_json("details", row.required_text(17, "events.details")?)?,
-            idempotency_key: row.owned_text(18)?,
-            expires_at: None,
-            expiry: false,
-            identity_labels: Vec::new(),
-        },
-        received: row
-            .text(19)?
-            .map(|t| from_json("received", t))
-            .transpose()?,
-        category: parsed(
-            "category",
-            vakt_core::Category::parse(row.required_text(7, "events.category")?),
-        )?,
-        fingerprint: vakt_core::Fingerprint::from_stored(
-            row.required_text(11, "events.fingerprint")?.to_owned(),
-        ),
-        alert_id: row.owned_text(13)?,
-        dropped: row.required_int(14, "events.dropped")? != 0,
-        trace: Vec::new(),
     })
 }
 

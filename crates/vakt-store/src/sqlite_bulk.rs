@@ -157,7 +157,7 @@ pub(crate) struct RowView<'s> {
 
 impl RowView<'_> {
     /// Column `i` as an integer; `None` when NULL.
-    pub(crate) fn int(&self, i: c_int) -> Option<i64> {
+    pub(crate) fn column_int(&self, i: c_int) -> Option<i64> {
         // SAFETY: `stmt` is live and on a row (the caller is inside `query`'s loop).
         unsafe {
             (ffi::sqlite3_column_type(self.stmt.as_ptr(), i) != ffi::SQLITE_NULL)
@@ -165,27 +165,10 @@ impl RowView<'_> {
         }
     }
 
-    /// Column `i` as an integer that a row always has: an error naming `what` when NULL.
-    pub(crate) fn required_int(&self, i: c_int, what: &str) -> Result<i64, StoreError> {
-        self.int(i)
-            .ok_or_else(|| StoreError::Corrupt(format!("{what} is NULL")))
-    }
-
-    /// Column `i` as text that a row always has: an error naming `what` when NULL.
-    pub(crate) fn required_text(&self, i: c_int, what: &str) -> Result<&str, StoreError> {
-        self.text(i)?
-            .ok_or_else(|| StoreError::Corrupt(format!("{what} is NULL")))
-    }
-
-    /// Column `i` as an owned text; `None` when NULL.
-    pub(crate) fn owned_text(&self, i: c_int) -> Result<Option<String>, StoreError> {
-        Ok(self.text(i)?.map(str::to_owned))
-    }
-
     /// Column `i` as text; `None` when NULL; an error naming the column when not UTF-8.
-    pub(crate) fn text(&self, i: c_int) -> Result<Option<&str>, StoreError> {
+    pub(crate) fn column_text(&self, i: c_int) -> Result<Option<&str>, StoreError> {
         let stmt = self.stmt.as_ptr();
-        // SAFETY: as in `int`. `sqlite3_column_text` returns a pointer valid until the next
+        // SAFETY: as in `column_int`. `sqlite3_column_text` returns a pointer valid until the next
         // step, reset or finalize, which cannot happen while `self` is borrowed;
         // `sqlite3_column_bytes` (called after it, as SQLite documents) is its length.
         unsafe {
@@ -203,6 +186,27 @@ impl RowView<'_> {
             })
         }
     }
+}
+
+/// By position: the mappings of stored rows read SQLite's rows in place with the same code
+/// as sqlx's (`crate::db::Columns`).
+impl crate::db::Columns for RowView<'_> {
+    fn text(&self, at: usize, name: &str) -> Result<Option<&str>, StoreError> {
+        self.column_text(position(at, name)?)
+    }
+
+    fn int(&self, at: usize, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.column_int(position(at, name)?))
+    }
+
+    fn flag(&self, at: usize, name: &str) -> Result<bool, StoreError> {
+        Ok(crate::db::Columns::required_int(self, at, name)? != 0)
+    }
+}
+
+/// A column's position as SQLite's C API takes it.
+fn position(at: usize, name: &str) -> Result<c_int, StoreError> {
+    c_int::try_from(at).map_err(|_| StoreError::Other(format!("column {name} at {at}")))
 }
 
 impl Statement<'_> {

@@ -126,6 +126,13 @@ story!(story_an_alert_lives_and_is_kept, an_alert_lives_and_is_kept);
 async fn operators_move_alerts(backend: &Backend) {
     let p = pipeline();
     let store = backend.open().await;
+    // Every optional column set, so a read that swaps two of them shows it.
+    let disk = |pct| {
+        let mut event = disk(pct);
+        event["service"] = json!("storage");
+        event["environment"] = json!("prod");
+        event
+    };
     let id = send(&*store, &p, vec![disk(91.0)]).await[0]
         .record
         .alert_id
