@@ -2258,8 +2258,8 @@ mod tests {
         let pipeline = no_rules();
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let journal = Arc::clone(store.journal.as_ref().expect("journal"));
-        // Ingests one more alert and reports whether the applier is behind it (it lingers
-        // 2 ms for more records first).
+        // Ingests alerts until the applier is behind the last one (it lingers 2 ms for more
+        // records first), so a read that hurried it would count.
         let mut alert_ids: Vec<String> = Vec::new();
         let journal_one = async |alert_ids: &mut Vec<String>| {
             for _ in 0..20 {
