@@ -64,7 +64,7 @@ impl Conn<'_> {
     /// PostgreSQL's planner knows the partial index is the small one.
     pub(crate) fn indexed_by(&self, index: &str) -> String {
         match self {
-            Conn::Sqlite(_) => format!(" INDEXED BY {index}"),
+            Conn::Sqlite(_) => sqlite_indexed_by(index),
             Conn::Postgres(_) => String::new(),
         }
     }
@@ -282,6 +282,12 @@ impl<'a> Separated<'_, 'a> {
         self.query.push_bind(value);
         self
     }
+}
+
+/// SQLite's hint that a statement walks `index` (`Conn::indexed_by`'s; also for statements
+/// run on a locked SQLite connection, which has no `Conn`).
+pub(crate) fn sqlite_indexed_by(index: &str) -> String {
+    format!(" INDEXED BY {index}")
 }
 
 /// A row of either backend.

@@ -1110,7 +1110,9 @@ pub(crate) fn claim_groups_held(
     // Read in place on the locked connection, each statement prepared once for all groups.
     let numbered = |sql: &str| sql.replace('$', "?");
     let sql = [
-        numbered(&group_members_select(" INDEXED BY decided_actions_groups")),
+        numbered(&group_members_select(&crate::db::sqlite_indexed_by(
+            "decided_actions_groups",
+        ))),
         numbered(MORE_MEMBERS_SQL),
         numbered(CLAIM_SENT_SQL),
     ];
