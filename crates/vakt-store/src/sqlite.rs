@@ -96,11 +96,10 @@ async fn alerts_direct(reader: &SqlitePool, ids: &[&str]) -> Result<Vec<Alert>, 
     crate::sqlite_bulk::blocking(|| {
         let mut found = std::collections::HashMap::with_capacity(unique.len());
         for chunk in unique.chunks(crate::sql::BINDS_MAX) {
-            let places: Vec<String> = (1..=chunk.len()).map(|i| format!("?{i}")).collect();
             let sql = format!(
                 "SELECT {} FROM alerts WHERE id IN ({})",
                 crate::sql::ALERT_COLUMNS,
-                places.join(", ")
+                crate::sqlite_bulk::parameters(chunk.len())
             );
             let mut statement = crate::sqlite_bulk::Statement::prepare(&mut handle, &sql)?;
             let binds = chunk

@@ -298,11 +298,16 @@ pub(crate) fn insert<T, const N: usize>(
 
 /// `INSERT INTO {table} ({columns}) VALUES (?1, ..., ?{n}){tail}`.
 pub(crate) fn insert_sql(table: &str, columns: &str, tail: &str, n: usize) -> String {
-    let placeholders: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
     format!(
         "INSERT INTO {table} ({columns}) VALUES ({}){tail}",
-        placeholders.join(", ")
+        parameters(n)
     )
+}
+
+/// SQLite's numbered parameters `?1, ..., ?{n}`, for a statement's list of `n` values.
+pub(crate) fn parameters(n: usize) -> String {
+    let numbered: Vec<String> = (1..=n).map(|i| format!("?{i}")).collect();
+    numbered.join(", ")
 }
 
 /// Runs one statement (`sql`, parameters `?1`..) once per item.
