@@ -753,37 +753,23 @@ pub(crate) async fn insert_attempt(
     crate::queries::insert_rows(conn, &head, "", &[attempt], |a| attempt_row(a, gives_line)).await
 }
 
-/// Records an attempt and moves its action on; only an action still `running` moves.
-pub(crate) async fn finish_in(
-    conn: &mut Conn<'_>,
-    record: &ActionRecord,
-    finish: &Finish,
-) -> Result<(), StoreError> {
-    let gives_line = line_from_attempt(record, finish);
-    insert_attempt(conn, &finish.attempt, gives_line).await?;
-    let (status, next_at, finished_at) = match finish.next {
+/// Where a finished attempt moves its action: its new status, when it is tried again
+/// (`None` keeps the row's), and when it finished (`None` while it will be tried again).
+fn finish_move(finish: &Finish) -> (ActionStatus, Option<i64>, Option<i64>) {
+    match finish.next {
         Next::Done(status) => (status, None, Some(ms(finish.attempt.finished_at))),
         Next::Retry(at) => (ActionStatus::Pending, Some(ms(at)), None),
-    };
-    query(
-        "UPDATE decided_actions SET status = $1, next_at = COALESCE($2, next_at), lease_until = NULL, \
-         finished_at = $3, outcome = $4 WHERE id = $5 AND status = 'running'",
-    )
-    .bind(status.as_str())
-    .bind(next_at)
-    .bind(finished_at)
-    .bind(finish.attempt.detail.clone())
-    .bind(record.decided.id.clone())
-    .execute(&mut *conn)
-    .await?;
-    if let Next::Retry(at) = finish.next {
-        note_groups(conn, &pending_groups([&record.decided]), ms(at)).await?;
     }
-    if !gives_line {
-        insert_timeline(conn, &[&finish_line(record, finish)]).await?;
-    }
-    Ok(())
 }
+
+/// The moves of many finished actions in one statement (`FinishRows::write`): each row of
+/// `VALUES` is `(status, next_at, finished_at, outcome, id)`; only an action still
+/// `running` moves.
+const MOVE_HEAD: &str = "UPDATE decided_actions AS d SET status = v.status, \
+     next_at = COALESCE(v.next_at, d.next_at), lease_until = NULL, finished_at = v.finished_at, \
+     outcome = v.outcome FROM (";
+const MOVE_TAIL: &str =
+    ") AS v (status, next_at, finished_at, outcome, id) WHERE d.id = v.id AND d.status = 'running'";
 
 /// The timeline line an attempt leaves on its alert.
 fn finish_line(record: &ActionRecord, finish: &Finish) -> TimelineEntry {
@@ -821,7 +807,7 @@ fn attempt_entry(
 }
 
 /// The rows a batch of finished attempts writes, prepared once for a bulk path: an attempt
-/// row, the action's move (only from `running`, as `finish_in`) and, where the attempt
+/// row, the action's move (only from `running`, or `pending` when held) and, where the attempt
 /// row does not give it back (`line_from_attempt`), a timeline line each.
 pub(crate) struct FinishRows<'a> {
     items: &'a [(ActionRecord, Finish)],
@@ -850,6 +836,71 @@ impl<'a> FinishRows<'a> {
             gives_line,
             timeline,
         }
+    }
+
+    /// Writes the rows through sqlx, inside the caller's transaction (PostgreSQL's path):
+    /// the attempts, the moves and the timeline lines each in statements of many rows, not
+    /// two or three round trips per member. Claims there are never held in memory, so an
+    /// action moves only from `running`.
+    pub(crate) async fn write(&self, conn: &mut Conn<'_>) -> Result<(), StoreError> {
+        let attempts: Vec<(&Attempt, bool)> = self
+            .items
+            .iter()
+            .zip(&self.gives_line)
+            .map(|((_, finish), given)| (&finish.attempt, *given))
+            .collect();
+        let head = format!("INSERT INTO action_attempts ({ATTEMPT_COLUMNS}) ");
+        crate::queries::insert_rows(conn, &head, "", &attempts, |(attempt, given)| {
+            attempt_row(attempt, *given)
+        })
+        .await?;
+        crate::queries::insert_rows(
+            conn,
+            MOVE_HEAD,
+            MOVE_TAIL,
+            self.items,
+            |(record, finish)| {
+                let (status, next_at, finished_at) = finish_move(finish);
+                [
+                    Value::Text(Some(Cow::Borrowed(status.as_str()))),
+                    Value::Int(next_at),
+                    Value::Int(finished_at),
+                    Value::Text(Some(Cow::Borrowed(&finish.attempt.detail))),
+                    Value::Text(Some(Cow::Borrowed(&record.decided.id))),
+                ]
+            },
+        )
+        .await?;
+        let lines: Vec<&TimelineEntry> = self.timeline.iter().collect();
+        crate::queries::insert_timeline(conn, &lines).await?;
+        // Group members that will be tried again make their group pending again: one row
+        // per group (an upsert may not touch a row twice), with what the members' upserts
+        // one by one would leave, the last member's action and the first one's time.
+        let mut retried: std::collections::BTreeMap<&str, (&str, i64)> =
+            std::collections::BTreeMap::new();
+        for (record, finish) in self.items {
+            if let Next::Retry(at) = finish.next {
+                for (key, action) in pending_groups([&record.decided]) {
+                    retried
+                        .entry(key)
+                        .and_modify(|note| note.0 = action)
+                        .or_insert((action, ms(at)));
+                }
+            }
+        }
+        let retried: Vec<(&str, &str, i64)> = retried
+            .into_iter()
+            .map(|(key, (action, at))| (key, action, at))
+            .collect();
+        let head = format!("INSERT INTO notification_groups ({GROUP_NOTE_COLUMNS}) ");
+        crate::queries::insert_rows(
+            conn,
+            &head,
+            GROUP_NOTE_CONFLICT,
+            &retried,
+            |(key, action, at)| group_note_row(key, action, *at),
+        )
+        .await
     }
 
     /// Writes the rows on a locked SQLite connection, inside the caller's transaction.
@@ -884,10 +935,7 @@ impl<'a> FinishRows<'a> {
              finished_at = ?3, outcome = ?4, attempts = ?6 WHERE id = ?5 AND status = ?7",
             &moves,
             |((record, finish), held)| {
-                let (status, next_at, finished_at) = match finish.next {
-                    Next::Done(status) => (status, None, Some(ms(finish.attempt.finished_at))),
-                    Next::Retry(at) => (ActionStatus::Pending, Some(ms(at)), None),
-                };
+                let (status, next_at, finished_at) = finish_move(finish);
                 let claimed = if *held {
                     ActionStatus::Pending
                 } else {

@@ -444,13 +444,11 @@ impl Store for PostgresStore {
     }
 
     async fn finish_actions(&self, items: &[(ActionRecord, Finish)]) -> Result<(), StoreError> {
-        self.write(async |c| {
-            for (record, finish) in items {
-                dispatch::finish_in(c, record, finish).await?;
-            }
-            Ok(())
-        })
-        .await
+        // A group message finishes thousands of members at once: statements of many rows,
+        // not a round trip per row (the claims are in the table, none held in memory).
+        let held = vec![false; items.len()];
+        let rows = dispatch::FinishRows::new(items, &held);
+        self.write(async |c| rows.write(c).await).await
     }
 
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {

@@ -396,6 +396,34 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
     assert!(part[0].iter().chain(&retaken[0]).all(|m| m.attempts == 2));
     let heads = store.group_heads(100).await.expect("heads");
     assert!(heads.is_empty(), "no pending member left");
+    // A message that failed: its members will be tried again, and their group is pending
+    // again, once, however many members one finish moved.
+    let retry_at = later + Duration::seconds(30);
+    let retried: Vec<(vakt_store::ActionRecord, vakt_store::Finish)> = retaken[0]
+        .iter()
+        .map(|m| (m.clone(), finish(m, "failed", Next::Retry(retry_at))))
+        .collect();
+    store.finish_actions(&retried).await.expect("finish");
+    assert_eq!(
+        pending_groups(&*store).await,
+        [keys[1]],
+        "a group whose members will be tried again is pending again"
+    );
+    for (member, _) in &retried {
+        let (record, attempts) = store
+            .action(&member.decided.id)
+            .await
+            .expect("read")
+            .expect("exists");
+        assert_eq!(record.status, ActionStatus::Pending);
+        assert_eq!(
+            record.next_at.map(|t| t.timestamp_millis()),
+            Some(retry_at.timestamp_millis()),
+            "tried again when the finish said"
+        );
+        assert_eq!(record.outcome.as_deref(), Some("test failed"));
+        assert_eq!(attempts.last().map(|a| a.outcome.as_str()), Some("failed"));
+    }
     store.close().await;
 }
 story!(
