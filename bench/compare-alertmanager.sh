@@ -16,6 +16,11 @@
 #   PG_URL=... PG_NODES=2 ONLY=vakt bench/compare-alertmanager.sh
 #                                               # two vakt nodes on one PostgreSQL database, each
 #                                               # sent half the alerts over half the connections
+#   PG_URL=... PG_ANALYZE=2 ONLY=vakt bench/compare-alertmanager.sh
+#                                               # the scenario's database analyzed every 2 s during
+#                                               # the load, as autovacuum does on a server where it
+#                                               # is on (a server with autovacuum off, as CI's, plans
+#                                               # the alert lookups without statistics: full scans)
 #   ROWS="11 12" bench/compare-alertmanager.sh  # memory: 100,000 and 1,000,000 open alerts
 #                                               # (not in the default matrix; RSS after 5 s)
 #   AUTH=1 ONLY=vakt bench/compare-alertmanager.sh
@@ -39,6 +44,7 @@ SINK_PORT=${SINK_PORT:-19500}
 VAKT_EXTRA=${VAKT_EXTRA:-}
 PG_URL=${PG_URL:-}
 PG_NODES=${PG_NODES:-1}
+PG_ANALYZE=${PG_ANALYZE:-}
 AUTH=${AUTH:-}
 
 if [ "$ONLY" != vakt ] && ! command -v prometheus-alertmanager >/dev/null; then
@@ -141,6 +147,15 @@ one() { # system row per conns fingerprints events
     fi
     pids+=($pid)
     wait_ready "$ready"
+    local analyzer=""
+    if [ "$system" = vakt ] && [ -n "$PG_URL" ] && [ -n "$PG_ANALYZE" ]; then
+        # What autovacuum does on a server where it is on: statistics as the tables grow.
+        while :; do
+            psql -q "${PG_URL%/*}/vakt_compare" -c ANALYZE >/dev/null 2>&1 || true
+            sleep "$PG_ANALYZE"
+        done &
+        analyzer=$!; pids+=($analyzer)
+    fi
     if [ "$system" = vakt ] && [ -n "$PG_URL" ] && [ "$PG_NODES" = 2 ]; then
         # Half the alerts and half the connections (at least one) to each node; unique
         # alerts stay unique across the nodes (their own host names), repeating ones are
@@ -173,6 +188,7 @@ PY
         > "$work/$system.$row.json" 2>/dev/null \
         || { echo "$system refused part of scenario $row:"; cat "$work/$system.$row.json"; }
     fi
+    if [ -n "$analyzer" ]; then kill "$analyzer" 2>/dev/null || true; fi
     peak_rss "$pid" > "$work/$system.$row.rss"
     # What the open alerts hold once the burst is over (memory rows: after 5 s).
     [ "$row" -gt 10 ] && sleep 5
