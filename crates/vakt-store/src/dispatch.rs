@@ -838,17 +838,44 @@ impl<'a> FinishRows<'a> {
         }
     }
 
+    /// Each item's attempt row, with whether it gives its timeline line back.
+    fn attempts(&self) -> Vec<(&'a Attempt, bool)> {
+        self.items
+            .iter()
+            .zip(&self.gives_line)
+            .map(|((_, finish), given)| (&finish.attempt, *given))
+            .collect()
+    }
+
+    /// The groups whose members will be tried again, pending again: one note per group
+    /// (PostgreSQL's upsert may not touch a row twice in one statement), with what the
+    /// members' upserts one by one would leave (`GROUP_NOTE_CONFLICT`): the last member's
+    /// action and the first one's time.
+    fn retried_groups(&self) -> Vec<(&'a str, &'a str, i64)> {
+        let mut retried: std::collections::BTreeMap<&str, (&str, i64)> =
+            std::collections::BTreeMap::new();
+        for (record, finish) in self.items {
+            if let Next::Retry(at) = finish.next {
+                for (key, action) in pending_groups([&record.decided]) {
+                    retried
+                        .entry(key)
+                        .and_modify(|note| note.0 = action)
+                        .or_insert((action, ms(at)));
+                }
+            }
+        }
+        retried
+            .into_iter()
+            .map(|(key, (action, at))| (key, action, at))
+            .collect()
+    }
+
     /// Writes the rows through sqlx, inside the caller's transaction (PostgreSQL's path):
     /// the attempts, the moves and the timeline lines each in statements of many rows, not
     /// two or three round trips per member. Claims there are never held in memory, so an
     /// action moves only from `running`.
     pub(crate) async fn write(&self, conn: &mut Conn<'_>) -> Result<(), StoreError> {
-        let attempts: Vec<(&Attempt, bool)> = self
-            .items
-            .iter()
-            .zip(&self.gives_line)
-            .map(|((_, finish), given)| (&finish.attempt, *given))
-            .collect();
+        let attempts = self.attempts();
         let head = format!("INSERT INTO action_attempts ({ATTEMPT_COLUMNS}) ");
         crate::queries::insert_rows(conn, &head, "", &attempts, |(attempt, given)| {
             attempt_row(attempt, *given)
@@ -873,25 +900,7 @@ impl<'a> FinishRows<'a> {
         .await?;
         let lines: Vec<&TimelineEntry> = self.timeline.iter().collect();
         crate::queries::insert_timeline(conn, &lines).await?;
-        // Group members that will be tried again make their group pending again: one row
-        // per group (an upsert may not touch a row twice), with what the members' upserts
-        // one by one would leave, the last member's action and the first one's time.
-        let mut retried: std::collections::BTreeMap<&str, (&str, i64)> =
-            std::collections::BTreeMap::new();
-        for (record, finish) in self.items {
-            if let Next::Retry(at) = finish.next {
-                for (key, action) in pending_groups([&record.decided]) {
-                    retried
-                        .entry(key)
-                        .and_modify(|note| note.0 = action)
-                        .or_insert((action, ms(at)));
-                }
-            }
-        }
-        let retried: Vec<(&str, &str, i64)> = retried
-            .into_iter()
-            .map(|(key, (action, at))| (key, action, at))
-            .collect();
+        let retried = self.retried_groups();
         let head = format!("INSERT INTO notification_groups ({GROUP_NOTE_COLUMNS}) ");
         crate::queries::insert_rows(
             conn,
@@ -910,12 +919,7 @@ impl<'a> FinishRows<'a> {
     ) -> Result<(), StoreError> {
         use crate::sql::{TIMELINE_COLUMNS, timeline_row};
         use crate::sqlite_bulk::{each, insert};
-        let attempts: Vec<(&Attempt, bool)> = self
-            .items
-            .iter()
-            .zip(&self.gives_line)
-            .map(|((_, finish), given)| (&finish.attempt, *given))
-            .collect();
+        let attempts = self.attempts();
         insert(
             db,
             "action_attempts",
@@ -960,17 +964,7 @@ impl<'a> FinishRows<'a> {
             &self.timeline,
             timeline_row,
         )?;
-        // Group members that will be tried again make their group pending again.
-        let retried: Vec<(&str, &str, i64)> = self
-            .items
-            .iter()
-            .filter_map(|(record, finish)| match finish.next {
-                Next::Retry(at) => pending_groups([&record.decided])
-                    .first()
-                    .map(|(key, action)| (*key, *action, ms(at))),
-                Next::Done(_) => None,
-            })
-            .collect();
+        let retried = self.retried_groups();
         insert(
             db,
             "notification_groups",

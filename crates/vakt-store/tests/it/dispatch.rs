@@ -41,6 +41,14 @@ fn finish(
 }
 
 /// The groups that have pending members, by key, oldest first.
+/// An action as stored, with its attempts; it must exist.
+async fn stored_action(
+    store: &dyn vakt_store::Store,
+    id: &str,
+) -> (vakt_store::ActionRecord, Vec<vakt_store::Attempt>) {
+    store.action(id).await.expect("read").expect("exists")
+}
+
 async fn pending_groups(store: &dyn vakt_store::Store) -> Vec<String> {
     let heads = store.group_heads(100).await.expect("heads");
     heads.into_iter().map(|h| h.group_key).collect()
@@ -302,11 +310,7 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
         .collect();
     store.finish_actions(&members).await.expect("finish");
     for (member, _) in &members {
-        let (record, attempts) = store
-            .action(&member.decided.id)
-            .await
-            .expect("read")
-            .expect("exists");
+        let (record, attempts) = stored_action(&*store, &member.decided.id).await;
         assert_eq!(record.status, ActionStatus::Succeeded);
         assert_eq!(record.attempts, 1, "the claim's attempt is counted once");
         assert_eq!(attempts.len(), 1);
@@ -410,11 +414,7 @@ async fn decided_actions_are_dispatched_exactly_once(backend: &Backend) {
         "a group whose members will be tried again is pending again"
     );
     for (member, _) in &retried {
-        let (record, attempts) = store
-            .action(&member.decided.id)
-            .await
-            .expect("read")
-            .expect("exists");
+        let (record, attempts) = stored_action(&*store, &member.decided.id).await;
         assert_eq!(record.status, ActionStatus::Pending);
         assert_eq!(
             record.next_at.map(|t| t.timestamp_millis()),
