@@ -188,7 +188,11 @@ PY
         > "$work/$system.$row.json" 2>/dev/null \
         || { echo "$system refused part of scenario $row:"; cat "$work/$system.$row.json"; }
     fi
-    if [ -n "$analyzer" ]; then kill "$analyzer" 2>/dev/null || true; fi
+    if [ -n "$analyzer" ]; then
+        # An ANALYZE under way ends first: the next scenario drops the database.
+        kill "$analyzer" 2>/dev/null || true
+        wait "$analyzer" 2>/dev/null || true
+    fi
     peak_rss "$pid" > "$work/$system.$row.rss"
     # What the open alerts hold once the burst is over (memory rows: after 5 s).
     [ "$row" -gt 10 ] && sleep 5

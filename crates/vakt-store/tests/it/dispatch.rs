@@ -40,7 +40,6 @@ fn finish(
     }
 }
 
-/// The groups that have pending members, by key, oldest first.
 /// An action as stored, with its attempts; it must exist.
 async fn stored_action(
     store: &dyn vakt_store::Store,
@@ -49,6 +48,7 @@ async fn stored_action(
     store.action(id).await.expect("read").expect("exists")
 }
 
+/// The groups that have pending members, by key, oldest first.
 async fn pending_groups(store: &dyn vakt_store::Store) -> Vec<String> {
     let heads = store.group_heads(100).await.expect("heads");
     heads.into_iter().map(|h| h.group_key).collect()
