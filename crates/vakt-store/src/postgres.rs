@@ -209,6 +209,9 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|error| StoreError::Other(format!("migrating PostgreSQL: {error}")))?;
+        if let Some(warning) = autovacuum_warning(&pool).await {
+            tracing::warn!("{warning}");
+        }
         Ok(PostgresStore {
             pool,
             traces: tokio::sync::Mutex::new(crate::sql::KnownTraces::default()),
@@ -847,5 +850,59 @@ impl Store for PostgresStore {
 
     async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// What to tell the operator when the server keeps no statistics of vakt's tables by itself
+/// (`autovacuum = off`): without them PostgreSQL takes a batch's lookup of its alerts by
+/// fingerprint for a third of the table and scans it whole, and ingest slows as the table
+/// fills (BENCHMARKS.md, issue 18: 1,700-3,500 against 7,000-9,000 alerts/s at 100,000).
+/// `None` when autovacuum is on, or the setting cannot be read.
+async fn autovacuum_warning(pool: &PgPool) -> Option<String> {
+    let setting: String = sqlx::query_scalar("SHOW autovacuum")
+        .fetch_one(pool)
+        .await
+        .ok()?;
+    (setting == "off").then(|| {
+        "PostgreSQL runs with autovacuum = off: it keeps no statistics of vakt's tables, so \
+         lookups scan them whole and ingest slows as they fill; turn autovacuum on, or run \
+         ANALYZE on a schedule (docs/configuration.md)"
+            .to_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The warning at connect says so exactly when the server's autovacuum is off (read
+    /// here on its own). Needs `VAKT_TEST_PG_URL`; says it skipped without it.
+    #[tokio::test]
+    async fn connect_warns_when_autovacuum_is_off() {
+        let Ok(url) = std::env::var("VAKT_TEST_PG_URL") else {
+            eprintln!(
+                "\n*** SKIPPED connect_warns_when_autovacuum_is_off: VAKT_TEST_PG_URL is not set ***\n"
+            );
+            return;
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .expect("VAKT_TEST_PG_URL is set but unreachable");
+        let setting: String = sqlx::query_scalar("SHOW autovacuum")
+            .fetch_one(&pool)
+            .await
+            .expect("setting");
+        let warning = autovacuum_warning(&pool).await;
+        assert_eq!(
+            warning.is_some(),
+            setting == "off",
+            "autovacuum = {setting}"
+        );
+        if let Some(warning) = warning {
+            assert!(warning.contains("autovacuum = off") && warning.contains("ANALYZE"));
+        }
+        pool.close().await;
     }
 }
