@@ -1196,6 +1196,9 @@ pub(crate) struct Journal {
     /// (the device's time for a durable `202`, and the writer's lock around it).
     pub syncs: AtomicU64,
     pub synced_us: AtomicU64,
+    /// Until when the disk counts as slow: a sync took `SLOW_SYNC` or more within
+    /// `SLOW_SPELL` before it (the writer then hands its worker over while it syncs).
+    pub slow_until: std::sync::Mutex<Option<std::time::Instant>>,
     /// Barriers that hurried the applier (it had records a reader or writer waited for).
     pub hurried: AtomicU64,
     /// Applier transactions run on the background thread (nobody waited, not behind).
@@ -1204,6 +1207,17 @@ pub(crate) struct Journal {
     /// and done again at normal priority.
     pub background_stops: AtomicU64,
 }
+
+/// A journal sync this slow marks the disk slow for `SLOW_SPELL`: meanwhile the writer
+/// syncs with its worker handed over (`block_in_place`), so requests queued on that worker
+/// are not held up behind it. A healthy disk takes a fraction of a millisecond and now and
+/// then 5-20 ms (a few syncs in a few thousand here): such a wait is short enough to sit out
+/// on the worker, and a lower bound put whole benchmark runs in spells, at the hand-over's
+/// cost (BENCHMARKS.md).
+pub(crate) const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How long a slow sync marks the disk slow.
+pub(crate) const SLOW_SPELL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long the applier lets records gather while they keep coming, unless someone waits
 /// (`hurry`): one transaction writes each shared index page once, not once per record, and
@@ -1375,13 +1389,29 @@ impl Journal {
         Ok(permit)
     }
 
-    /// Counts a record written and synced in `took`.
+    /// Counts a record written and synced in `took`; a slow one starts a slow spell.
     pub(crate) fn synced(&self, took: std::time::Duration) {
+        if took >= SLOW_SYNC {
+            *self
+                .slow_until
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some(std::time::Instant::now() + SLOW_SPELL);
+        }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         self.synced_us.fetch_add(
             u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
+    }
+
+    /// Whether the journal's disk is slow just now (a sync of `SLOW_SYNC` or more within the
+    /// last `SLOW_SPELL`).
+    pub(crate) fn disk_slow(&self) -> bool {
+        self.slow_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|until| std::time::Instant::now() < until)
     }
 
     /// How far the database is behind the journal, how often ingest waited for it, and

@@ -667,16 +667,28 @@ impl SqliteStore {
         // rows it has yet to write, not on the file.
         let room = journal.reserve(record.len()).await?;
         let record = crate::journal::pack(record);
-        // The writer task's one step that waits on the disk, on its own worker (the other
-        // workers run the HTTP side meanwhile).
-        let started = std::time::Instant::now();
-        let seq = crate::sqlite_bulk::short_blocking(|| {
+        // The writer task's one step that waits on the disk. While the disk answers fast it
+        // runs on this worker (the other workers run the HTTP side meanwhile). While the disk
+        // is slow (a sync of `SLOW_SYNC` or more lately) the worker's queue is handed over
+        // for the sync instead (`block_in_place`): a task this worker woke waits in its LIFO
+        // slot, which no other worker can take from, and would wait out every slow sync (a
+        // `/healthz` waited 163 ms once in CI). The first slow sync after a calm still holds
+        // such a task up once (a yield before every sync, which would run it first, cost a
+        // single sender 40%: BENCHMARKS.md).
+        let inline = crate::sqlite_bulk::may_block_worker() && !journal.disk_slow();
+        let append = || {
             let mut file = journal
                 .file
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             file.append(&record)
-        })?;
+        };
+        let started = std::time::Instant::now();
+        let seq = if inline {
+            append()
+        } else {
+            crate::sqlite_bulk::blocking(append)
+        }?;
         journal.synced(started.elapsed());
         journal
             .journaled
@@ -754,6 +766,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         waited_us: std::sync::atomic::AtomicU64::new(0),
         syncs: std::sync::atomic::AtomicU64::new(0),
         synced_us: std::sync::atomic::AtomicU64::new(0),
+        slow_until: std::sync::Mutex::new(None),
         background_applies: std::sync::atomic::AtomicU64::new(0),
         background_stops: std::sync::atomic::AtomicU64::new(0),
     });
@@ -2493,6 +2506,29 @@ mod tests {
             .ingest(&pipeline, &Default::default(), vec![event("d")])
             .await
             .expect("ingest");
+        store.close().await;
+    }
+
+    /// A sync of `SLOW_SYNC` or more marks the disk slow for `SLOW_SPELL` (the writer then
+    /// hands its worker over while it syncs); fast syncs do not, and do not end a spell.
+    #[tokio::test]
+    async fn a_slow_journal_sync_starts_a_slow_spell() {
+        use crate::journal::{SLOW_SPELL, SLOW_SYNC};
+        let dir = tempfile::tempdir().expect("dir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let journal = store.journal.as_ref().expect("journal");
+        journal.synced(SLOW_SYNC / 10);
+        assert!(!journal.disk_slow(), "a fast sync");
+        let before = std::time::Instant::now();
+        journal.synced(SLOW_SYNC);
+        assert!(journal.disk_slow(), "a slow sync");
+        journal.synced(SLOW_SYNC / 10);
+        assert!(journal.disk_slow(), "still within the spell");
+        let until = journal.slow_until.lock().expect("lock").expect("a spell");
+        assert!(until >= before + SLOW_SPELL, "the spell lasts SLOW_SPELL");
+        // Once the spell is over, the disk is fast again.
+        *journal.slow_until.lock().expect("lock") = Some(std::time::Instant::now());
+        assert!(!journal.disk_slow(), "the spell ended");
         store.close().await;
     }
 

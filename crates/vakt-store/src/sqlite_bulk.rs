@@ -343,22 +343,19 @@ pub fn blocking<T>(work: impl FnOnce() -> T) -> T {
     }
 }
 
-/// Runs a short blocking step (the journal's write and `fdatasync`: a fraction of a
-/// millisecond) on the calling worker when the runtime has other workers to run the rest
-/// meanwhile. `block_in_place` hands the worker's queue to another thread and takes it back:
-/// thread wake-ups that cost more than such a step (issue 18, BENCHMARKS.md: single-alert
-/// requests 13-16% faster and 15% less CPU per alert without them). With one worker it
-/// steps aside as `blocking` does, so a slow disk cannot stall everything else.
-pub fn short_blocking<T>(work: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle)
-            if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
-                && handle.metrics().num_workers() >= 2 =>
-        {
-            work()
-        }
-        _ => blocking(work),
-    }
+/// Whether a short blocking step (the journal's write and `fdatasync`: a fraction of a
+/// millisecond on a healthy disk) may run on the calling worker: when the runtime has
+/// other workers to run the rest meanwhile. `block_in_place` hands the worker's queue to
+/// another thread and takes it back: thread wake-ups that cost more than such a step
+/// (issue 18, BENCHMARKS.md: single-alert requests 20-60% faster without them). A task the
+/// worker woke last waits in its LIFO slot (no other worker can take it) for the whole
+/// step, so the caller steps aside with `blocking` while the disk is slow. With one worker
+/// it always steps aside, so a slow disk cannot stall everything else.
+pub fn may_block_worker() -> bool {
+    tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+        handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+            && handle.metrics().num_workers() >= 2
+    })
 }
 
 #[cfg(test)]

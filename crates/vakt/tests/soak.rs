@@ -4,6 +4,15 @@
 //! 100 ms on a fresh connection, the server's RSS stops growing, the slow clients are cut at
 //! the header deadline again and again, and every event that got a 2xx is stored.
 //!
+//! Its disk is slow: the first `fdatasync` of the ingest journal and one in
+//! `SYNC_SLOW_EVERY` after it take `SYNC_DELAY_MS` more (a busy or networked disk; CI's soak
+//! once saw `/healthz` wait 163 ms behind one slow sync, when the writer synced on its
+//! worker with a task parked behind it). The first slow sync comes before the first probe:
+//! vakt hands the writer's worker over only once a sync was slow (the first one after a
+//! calm may hold a task up once), so this measures the disk staying slow. The delay comes
+//! from a small `LD_PRELOAD` library built here with the machine's C compiler: it wraps
+//! libc's `fdatasync` for files named `ingest.journal*` and sleeps before the real call.
+//!
 //! Its own test binary so it does not share the machine with the other integration tests
 //! (their load would be measured as ours). `VAKT_SOAK_SECS` sets its length (default 120).
 
@@ -25,6 +34,59 @@ const TRICKLING: usize = 100;
 const SENDERS: u64 = 2;
 /// Each sender posts this many events per request, 50 requests a second at most.
 const BATCH: u64 = 20;
+/// The first journal sync and one in this many after it take `SYNC_DELAY_MS` more (about
+/// two a second here).
+const SYNC_SLOW_EVERY: &str = "50";
+const SYNC_DELAY_MS: &str = "300";
+
+/// The wrapper: the first `fdatasync` of the journal's files and every
+/// `VAKT_TEST_SYNC_SLOW_EVERY`-th after it sleep `VAKT_TEST_SYNC_DELAY_MS` first.
+const SLOW_SYNC_C: &str = r#"
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+static unsigned long journal_syncs;
+int fdatasync(int fd) {
+    static int (*real)(int);
+    if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    const char *every = getenv("VAKT_TEST_SYNC_SLOW_EVERY");
+    const char *ms = getenv("VAKT_TEST_SYNC_DELAY_MS");
+    if (n > 0 && every && ms) {
+        path[n] = 0;
+        if (strstr(path, "ingest.journal")
+            && __atomic_add_fetch(&journal_syncs, 1, __ATOMIC_RELAXED) % strtoul(every, 0, 10) == 1) {
+            long delay = strtol(ms, 0, 10);
+            struct timespec t = { delay / 1000, (delay % 1000) * 1000000L };
+            nanosleep(&t, 0);
+        }
+    }
+    return real(fd);
+}
+"#;
+
+/// Builds the wrapper into `dir`; the path of the library.
+fn build_wrapper(dir: &std::path::Path) -> std::path::PathBuf {
+    let source = dir.join("slow_sync.c");
+    let library = dir.join("slow_sync.so");
+    std::fs::write(&source, SLOW_SYNC_C).expect("write the wrapper's source");
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = std::process::Command::new(&compiler)
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler `{compiler}`: {e}"));
+    assert!(status.success(), "building the fdatasync wrapper failed");
+    library
+}
 
 fn soak_secs() -> u64 {
     std::env::var("VAKT_SOAK_SECS")
@@ -172,7 +234,18 @@ async fn slow_and_idle_clients_beside_ingest_for_minutes() {
         ),
     )
     .expect("config");
-    let node = harness::spawn_node(&config, None).await;
+    let preload = build_wrapper(work.path()).display().to_string();
+    let node = harness::spawn_node_with_env(
+        &config,
+        None,
+        harness::free_port(),
+        &[
+            ("LD_PRELOAD", preload.as_str()),
+            ("VAKT_TEST_SYNC_SLOW_EVERY", SYNC_SLOW_EVERY),
+            ("VAKT_TEST_SYNC_DELAY_MS", SYNC_DELAY_MS),
+        ],
+    )
+    .await;
     let pid = node.child.id().expect("pid");
     let addr = node.base.trim_start_matches("http://").to_owned();
     let stop = Arc::new(AtomicBool::new(false));
@@ -254,6 +327,27 @@ async fn slow_and_idle_clients_beside_ingest_for_minutes() {
         peak / 1024,
         idle_closed.load(Ordering::Relaxed),
         trickle_closed.load(Ordering::Relaxed),
+    );
+    // The disk did stall: a fiftieth of the journal's syncs took the delay (else this test
+    // proves nothing about it).
+    let metrics = reqwest::get(format!("{}/metrics", node.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let syncs = value("vakt_store_journal_sync_seconds_count ");
+    let slow = syncs - value("vakt_store_journal_sync_seconds_bucket{le=\"0.08192\"} ");
+    eprintln!("journal syncs: {syncs}, of them {slow} over 82 ms");
+    assert!(
+        syncs > 1000.0 && slow >= syncs / 100.0,
+        "one journal sync in {SYNC_SLOW_EVERY} took {SYNC_DELAY_MS} ms more: {slow} of {syncs}"
     );
     for (at, ok, ms, _, connect) in &samples {
         assert!(
