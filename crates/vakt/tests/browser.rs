@@ -251,7 +251,15 @@ async fn an_operator_works_the_console_in_chromium() {
     };
     let work = tempfile::tempdir().expect("temp dir");
     let hash = vakt::auth::hash_password(PASSWORD).expect("hash");
+    // No syslog or SNMP listeners: their ports are the kernel's choice, and another test's
+    // client that still knew a port just freed (a browser's, say) would send its HTTP there,
+    // raising a syslog parse error alert that every count of open alerts below would see.
     let config = harness::builtin_on_free_ports()
+        .replace(
+            "udp = [\"127.0.0.1:0\"]\ntcp = [\"127.0.0.1:0\"]",
+            "udp = []\ntcp = []",
+        )
+        .replace("listen = [\"127.0.0.1:0\"]", "listen = []")
         .replace(
             "data_dir = \"./vakt-data\"",
             &format!("data_dir = \"{}\"", work.path().join("data").display()),
@@ -260,6 +268,10 @@ async fn an_operator_works_the_console_in_chromium() {
         + &format!(
             "\n[[users]]\nid = \"root\"\nname = \"Root\"\nrole = \"admin\"\npassword_hash = \"{hash}\"\n"
         );
+    assert!(
+        !config.contains("\"127.0.0.1:0\""),
+        "the syslog and SNMP listeners are off: {config}"
+    );
     let config_path = work.path().join("vakt.toml");
     std::fs::write(&config_path, config).expect("config");
     let node = harness::spawn_node(&config_path, None).await;
