@@ -330,20 +330,18 @@ async fn slow_and_idle_clients_beside_ingest_for_minutes() {
     );
     // The disk did stall: a fiftieth of the journal's syncs took the delay (else this test
     // proves nothing about it).
-    let metrics = reqwest::get(format!("{}/metrics", node.base))
+    let syncs = harness::metric(&node.base, "vakt_store_journal_sync_seconds_count")
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let value = |name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    let syncs = value("vakt_store_journal_sync_seconds_count ");
-    let slow = syncs - value("vakt_store_journal_sync_seconds_bucket{le=\"0.08192\"} ");
+        .0
+        .unwrap_or(0.0);
+    let fast = harness::metric(
+        &node.base,
+        "vakt_store_journal_sync_seconds_bucket{le=\"0.08192\"}",
+    )
+    .await
+    .0
+    .unwrap_or(0.0);
+    let slow = syncs - fast;
     eprintln!("journal syncs: {syncs}, of them {slow} over 82 ms");
     assert!(
         syncs > 1000.0 && slow >= syncs / 100.0,
