@@ -137,9 +137,15 @@ impl Matcher {
 
 /// Prometheus label names: `[a-zA-Z_][a-zA-Z0-9_]*`.
 pub fn valid_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    // Bytes, not chars: every allowed character is ASCII, and a byte of any other character
+    // is refused as its char would be (a peer's every label is checked).
+    match name.as_bytes() {
+        [first, rest @ ..] => {
+            (first.is_ascii_alphabetic() || *first == b'_')
+                && rest.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        }
+        [] => false,
+    }
 }
 
 fn unquote(value: &str) -> Option<String> {
@@ -187,6 +193,18 @@ fn split_outside_quotes(text: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_names_are_prometheus_names() {
+        for name in ["a", "_", "alertname", "A_1", "__name__", "z9"] {
+            assert!(valid_label_name(name), "{name}");
+        }
+        for name in [
+            "", "1a", "a-b", "a b", "a.b", "\u{e9}", "a\u{e9}", "\u{212a}", "a\0",
+        ] {
+            assert!(!valid_label_name(name), "{name:?}");
+        }
+    }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

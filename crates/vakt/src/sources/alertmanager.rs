@@ -207,12 +207,48 @@ pub struct PostableAlert {
     pub labels: BTreeMap<String, String>,
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time")]
     pub starts_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time")]
     pub ends_at: Option<DateTime<Utc>>,
     #[serde(default, rename = "generatorURL")]
     pub generator_url: Option<String>,
+}
+
+/// An alert's `startsAt` or `endsAt`: an RFC 3339 time, or null. Read with chrono's strict
+/// RFC 3339 parser first, which takes the times Prometheus and Alertmanager write for a
+/// fraction of what the relaxed one (chrono's `Deserialize`) costs, and with the relaxed
+/// one when it refuses: every time accepted before is accepted, with the same value, and a
+/// time neither takes is refused with the relaxed parser's message, as before.
+fn time<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+    struct Time;
+    impl<'de> serde::de::Visitor<'de> for Time {
+        type Value = Option<DateTime<Utc>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an RFC 3339 time or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(self, from: D) -> Result<Self::Value, D::Error> {
+            from.deserialize_str(self)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            match DateTime::parse_from_rfc3339(text) {
+                Ok(time) => Ok(Some(time.to_utc())),
+                Err(_) => text.parse::<DateTime<Utc>>().map(Some).map_err(E::custom),
+            }
+        }
+    }
+    from.deserialize_option(Time)
 }
 
 /// Alertmanager answers 400s with a JSON string.
@@ -450,9 +486,9 @@ struct WebhookAlert {
     labels: BTreeMap<String, String>,
     #[serde(default)]
     annotations: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time")]
     starts_at: Option<DateTime<Utc>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "time")]
     ends_at: Option<DateTime<Utc>>,
     #[serde(default, rename = "generatorURL")]
     generator_url: Option<String>,
@@ -1000,6 +1036,58 @@ pub async fn get_receivers() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_times_read_as_chronos_own_reading_reads_them() {
+        // Times as Prometheus, Alertmanager and other clients write them, and ones only the
+        // relaxed parser takes, and ones nobody takes.
+        let times = [
+            "2020-01-01T00:00:00Z",
+            "2020-01-01T00:00:00.123Z",
+            "2020-01-01T00:00:00.123456789Z",
+            "2026-12-06T10:15:30.5+02:00",
+            "2026-12-06T10:15:30-05:30",
+            "2026-12-06t10:15:30z",
+            "2026-12-06 10:15:30Z",
+            "2016-12-31T23:59:60Z",
+            "0001-01-01T00:00:00Z",
+            "2100-01-01T00:00:00Z",
+            "2026-12-06T10:15:30",
+            "2026-13-06T10:15:30Z",
+            "2026-12-06",
+            "yesterday",
+            "",
+        ];
+        let mut refused = 0;
+        for text in times {
+            let body = json!([{"labels": {"a": "b"}, "startsAt": text, "endsAt": text}]);
+            let ours = serde_json::from_value::<Vec<PostableAlert>>(body.clone());
+            let chronos = serde_json::from_value::<Option<DateTime<Utc>>>(json!(text));
+            match (ours, chronos) {
+                (Ok(alerts), Ok(time)) => {
+                    assert_eq!(alerts[0].starts_at, time, "{text}");
+                    assert_eq!(alerts[0].ends_at, time, "{text}");
+                }
+                (Err(ours), Err(chronos)) => {
+                    refused += 1;
+                    let message = ours.to_string();
+                    assert!(
+                        message.starts_with(&chronos.to_string()),
+                        "{text}: {message}"
+                    );
+                }
+                (ours, chronos) => panic!("{text}: ours {ours:?}, chrono's {chronos:?}"),
+            }
+        }
+        assert_eq!(refused, 5, "the last five are not times");
+        // Null and absent are "not set", as before.
+        let body = json!([{"labels": {"a": "b"}, "startsAt": null}]);
+        let alerts: Vec<PostableAlert> = serde_json::from_value(body).expect("null");
+        assert_eq!((alerts[0].starts_at, alerts[0].ends_at), (None, None));
+        let body = json!([{"labels": {"a": "b"}, "endsAt": 5}]);
+        let error = serde_json::from_value::<Vec<PostableAlert>>(body).expect_err("a number");
+        assert!(error.to_string().contains("an RFC 3339 time"), "{error}");
+    }
 
     #[test]
     fn fingerprints_match_alertmanager() {

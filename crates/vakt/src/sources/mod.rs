@@ -175,7 +175,7 @@ pub fn udp_kernel_drops(port: u16) -> Option<u64> {
 pub fn one_line(text: &str, max: usize) -> String {
     // Most summaries have no control character other than a tab: one copy, not a char at
     // a time.
-    if !text.chars().any(escaped) {
+    if !has_control(text, ButTab::Kept) {
         return cut(text.trim(), max);
     }
     let mut out = String::with_capacity(text.len().min(max));
@@ -197,7 +197,7 @@ pub fn one_line(text: &str, max: usize) -> String {
 /// written out as a `\xNN` escape (label values are refused with control characters on the
 /// events API; peers cannot be refused, so theirs are made printable). Spaces are kept.
 pub fn printable(text: &str, max: usize) -> String {
-    if !text.chars().any(escaped) {
+    if !has_control(text, ButTab::Kept) {
         return cut(text, max);
     }
     let mut out = String::with_capacity(text.len());
@@ -220,6 +220,32 @@ fn escaped(c: char) -> bool {
     c.is_control() && c != '\t'
 }
 
+/// Whether a tab counts for [`has_control`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ButTab {
+    /// A tab is a control character ([`clean`] removes it).
+    Counted,
+    /// A tab is kept ([`printable`] and [`one_line`]).
+    Kept,
+}
+
+/// Whether `text` has a control character (`char::is_control`: U+0000-U+001F and
+/// U+007F-U+009F). Read as bytes: in UTF-8 a C0 control or DEL is a byte of its own and a
+/// C1 control is 0xC2 followed by 0x80-0x9F, and no other character's bytes look like
+/// either. A peer's every alert has its labels and summary looked at this way; decoding
+/// them a char at a time cost several times as much.
+fn has_control(text: &str, tab: ButTab) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(at, &byte)| match byte {
+        b'\t' => tab == ButTab::Counted,
+        0..=0x1f | 0x7f => true,
+        0xc2 => bytes
+            .get(at + 1)
+            .is_some_and(|next| (0x80..=0x9f).contains(next)),
+        _ => false,
+    })
+}
+
 /// [`printable`] for every value of a peer's label set.
 pub fn printable_labels(
     mut labels: std::collections::BTreeMap<String, String>,
@@ -227,7 +253,7 @@ pub fn printable_labels(
     // In place: labels are mostly printable and short, and then nothing is copied.
     let max = vakt_core::event::LABEL_VALUE_LEN_MAX;
     for value in labels.values_mut() {
-        if value.len() > max || value.chars().any(escaped) {
+        if value.len() > max || has_control(value, ButTab::Kept) {
             *value = printable(value, max);
         }
     }
@@ -277,7 +303,7 @@ fn cut_owned(mut text: String, max: usize) -> String {
 pub fn clean(text: &str, max: usize) -> String {
     // Most text has no control character: one copy instead of two (a peer's every alert
     // cleans five labels).
-    if !text.chars().any(char::is_control) {
+    if !has_control(text, ButTab::Counted) {
         return cut(text.trim(), max);
     }
     let cleaned: String = text.chars().filter(|c| !c.is_control()).collect();
@@ -287,6 +313,28 @@ pub fn clean(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_found_as_bytes_as_chars_find_them() {
+        // Every one- and two-byte character and a spread of longer ones, alone and between
+        // others (U+00A0 is 0xC2 0xA0: the lead byte of C1 controls before a non-control).
+        let chars = (0..0x3000_u32).chain((0x3000..=0x10_ffff).step_by(97));
+        for c in chars.filter_map(char::from_u32) {
+            for text in [
+                c.to_string(),
+                format!("ab{c}\u{e9}"),
+                format!("\u{a0}{c}\u{a0}"),
+            ] {
+                let counted = text.chars().any(char::is_control);
+                let kept = text.chars().any(escaped);
+                assert_eq!(has_control(&text, ButTab::Counted), counted, "{text:?}");
+                assert_eq!(has_control(&text, ButTab::Kept), kept, "{text:?}");
+            }
+        }
+        assert!(!has_control("", ButTab::Counted));
+        assert!(has_control("a\tb", ButTab::Counted));
+        assert!(!has_control("a\tb", ButTab::Kept));
+    }
 
     #[test]
     fn details_fit_agrees_with_the_serialised_size() {
