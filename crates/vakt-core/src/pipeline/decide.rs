@@ -102,13 +102,20 @@ impl DecidedAction {
             at: self.decided_at,
             kind,
             by: PIPELINE_ACTOR.to_owned(),
-            message: format!(
-                "action {} ({}, {}) {verb}: {}",
-                self.action,
+            // Joined, not formatted (as correlate's reasons): a line for every decision.
+            message: [
+                "action ",
+                &self.action,
+                " (",
                 self.kind,
+                ", ",
                 self.purpose.as_str(),
-                self.reason
-            ),
+                ") ",
+                &verb,
+                ": ",
+                &self.reason,
+            ]
+            .concat(),
             event_id: Some(self.event_id.clone()),
         }
     }
@@ -337,7 +344,12 @@ pub(super) fn decide(
                 candidates.push(Candidate {
                     action: Arc::clone(&r.action),
                     purpose: Purpose::Trigger,
-                    why: format!("{trigger}; requested by rule {}", r.rules.join(", ")),
+                    why: [
+                        trigger.as_str(),
+                        "; requested by rule ",
+                        &r.rules.join(", "),
+                    ]
+                    .concat(),
                 });
             }
         }
@@ -387,18 +399,19 @@ pub(super) fn decide(
     let list = |actions: &[&DecidedAction]| {
         actions
             .iter()
-            .map(|a| format!("{} ({})", a.action, a.purpose.as_str()))
+            .map(|a| [&*a.action, " (", a.purpose.as_str(), ")"].concat())
             .collect::<Vec<_>>()
             .join(", ")
     };
     let (decision, reason) = match (running.is_empty(), held.first()) {
         (false, None) => (
             "run",
-            format!(
-                "{}: run {}",
-                why_of(&trigger, transition, flap_change),
-                list(&running)
-            ),
+            [
+                why_of(&trigger, transition, flap_change).as_str(),
+                ": run ",
+                &list(&running),
+            ]
+            .concat(),
         ),
         (true, Some(first)) => (
             "suppressed",

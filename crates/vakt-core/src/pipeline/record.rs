@@ -58,7 +58,7 @@ pub(super) fn record(
         (None, Transition::Dropped) => "event stored as dropped".into(),
         (None, _) => "event stored without an alert".into(),
         (Some(_), _) if outcome.timeline.is_empty() && actions.is_empty() => {
-            format!("event stored; alert {changed}").into()
+            ["event stored; alert ", changed].concat().into()
         }
         (Some(_), _) => format!(
             "event stored; alert {changed}; {} timeline entr{}; {} action{} decided",

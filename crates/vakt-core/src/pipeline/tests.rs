@@ -769,3 +769,51 @@ fn a_quiet_flapping_alert_settles_without_an_event() {
     // Settled once.
     assert!(!h.pipeline.settles(&done.alert, later));
 }
+
+#[test]
+fn reasons_and_lines_read_word_for_word() {
+    // The texts an operator reads in a trace and on the timeline, pinned: they are joined
+    // from parts, not formatted, and must read as they always have.
+    let mut h = Harness::new();
+    let disk = |pct: f64| json!({"resource": "db01", "check": "disk_usage", "summary": format!("/var {pct}%"), "severity": "warning", "metrics": {"used_pct": pct}});
+    let first = h.send(disk(91.0));
+    let repeat = h.send(disk(92.0));
+    let reasons = |out: &Correlated| -> Vec<String> {
+        let trace = out.record.trace.iter();
+        trace.skip(3).map(|t| t.reason.to_string()).collect()
+    };
+    let lines = |out: &Correlated| -> Vec<String> {
+        out.timeline.iter().map(|t| t.message.clone()).collect()
+    };
+    let fp = "(fingerprint of default fields environment, resource, check, service)";
+    assert_eq!(
+        reasons(&first),
+        [
+            format!("no open alert: opened a new one {fp}").as_str(),
+            "the alert opened: run page (trigger), clean (trigger)",
+            "event stored; alert created; 3 timeline entries; 2 actions decided",
+        ]
+    );
+    assert_eq!(
+        lines(&first),
+        [
+            "opened: warning warning from test: /var 91%",
+            "action page (notify, trigger) decided: the alert opened; requested by rule disk-nearly-full",
+            "action clean (exec, trigger) decided: the alert opened; requested by rule disk-nearly-full",
+        ]
+    );
+    let whys: Vec<&str> = first.actions.iter().map(|a| a.reason.as_str()).collect();
+    assert_eq!(
+        whys,
+        ["the alert opened; requested by rule disk-nearly-full"; 2]
+    );
+    assert_eq!(
+        reasons(&repeat),
+        [
+            format!("repeat of the open alert {fp}").as_str(),
+            "page, clean requested, none run: a repeat that does not raise the severity",
+            "event stored; alert updated",
+        ]
+    );
+    assert!(repeat.timeline.is_empty());
+}
