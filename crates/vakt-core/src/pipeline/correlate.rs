@@ -148,7 +148,7 @@ pub(super) fn correlate(
         (
             Transition::Dropped,
             None,
-            because("skipped: the event was dropped", fp),
+            because(&["skipped: the event was dropped"], fp),
         )
     } else {
         // An alert resolved longer ago than the reopen window is history, not state. A zero
@@ -164,7 +164,7 @@ pub(super) fn correlate(
             (None, true) => (
                 Transition::NothingToClear,
                 None,
-                because("ok event and no open alert to clear", fp),
+                because(&["ok event and no open alert to clear"], fp),
             ),
             (Some(alert), true)
                 if event.expiry && alert.expires_at.is_none_or(|expires| expires > at) =>
@@ -173,7 +173,7 @@ pub(super) fn correlate(
                     Transition::NothingToClear,
                     None,
                     because(
-                        "expiry ok event, but the alert was refreshed since it expired",
+                        &["expiry ok event, but the alert was refreshed since it expired"],
                         fp,
                     ),
                 )
@@ -181,7 +181,7 @@ pub(super) fn correlate(
             (Some(alert), true) if !alert.status.is_active() => (
                 Transition::NothingToClear,
                 None,
-                because("ok event, and its alert is already resolved", fp),
+                because(&["ok event, and its alert is already resolved"], fp),
             ),
             (Some(alert), true) => {
                 let mut next = alert.clone();
@@ -208,7 +208,7 @@ pub(super) fn correlate(
                         )
                     },
                 );
-                let reason = because("ok event resolved the alert", fp);
+                let reason = because(&["ok event resolved the alert"], fp);
                 (Transition::Resolved, Some(next), reason)
             }
             (None, false) => {
@@ -229,7 +229,7 @@ pub(super) fn correlate(
                     ]
                     .concat(),
                 );
-                let reason = because("no open alert: opened a new one", fp);
+                let reason = because(&["no open alert: opened a new one"], fp);
                 (Transition::Opened, Some(alert), reason)
             }
             (Some(alert), false) if !alert.status.is_active() => {
@@ -251,7 +251,7 @@ pub(super) fn correlate(
                     ),
                 );
                 let reason = because(
-                    "the alert was resolved within the reopen window: reopened",
+                    &["the alert was resolved within the reopen window: reopened"],
                     fp,
                 );
                 (Transition::Reopened, Some(next), reason)
@@ -275,14 +275,7 @@ pub(super) fn correlate(
                         ),
                     );
                 }
-                let reason = [
-                    "repeat of the ",
-                    alert.status.as_str(),
-                    " alert (fingerprint ",
-                    fp,
-                    ")",
-                ]
-                .concat();
+                let reason = because(&["repeat of the ", alert.status.as_str(), " alert"], fp);
                 let transition = Transition::Updated {
                     previous_severity: alert.severity,
                 };
@@ -351,12 +344,20 @@ fn repeat(alert: &mut Alert, input: &Input<'_>) {
     alert.expires_at = event.expires_at;
 }
 
-/// `fingerprint of default fields ...`, written straight into the reason. The value itself
-/// is the event's `fingerprint`; leaving it out keeps the traces of repeats identical, so
-/// storage keeps each distinct trace once.
-/// A correlation's reason: `what` and how the fingerprint was made, `(fingerprint of
-/// default fields resource, check)`. Joined, not formatted: every event's correlation
-/// writes one, and `format!` cost the writer about a thousand instructions each.
-fn because(what: &str, origin: &str) -> String {
-    [what, " (fingerprint ", origin, ")"].concat()
+/// A correlation's reason: the parts of `what`, then how the fingerprint was made, `(fingerprint of
+/// default fields resource, check)`. The value itself is the event's `fingerprint`; leaving
+/// it out keeps the traces of repeats identical, so storage keeps each distinct trace once.
+/// Joined, not formatted: every event's correlation writes one, and `format!` (through a
+/// `Display` that formatted again) cost the writer about a thousand instructions each.
+fn because(what: &[&str], origin: &str) -> String {
+    const BEFORE: &str = " (fingerprint ";
+    let length = what.iter().map(|part| part.len()).sum::<usize>() + BEFORE.len() + origin.len();
+    let mut reason = String::with_capacity(length + 1);
+    for part in what {
+        reason.push_str(part);
+    }
+    reason.push_str(BEFORE);
+    reason.push_str(origin);
+    reason.push(')');
+    reason
 }
