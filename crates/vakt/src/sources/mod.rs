@@ -316,8 +316,9 @@ mod tests {
 
     #[test]
     fn control_characters_are_found_as_bytes_as_chars_find_them() {
-        // Every one- and two-byte character and a spread of longer ones, alone and between
-        // others (U+00A0 is 0xC2 0xA0: the lead byte of C1 controls before a non-control).
+        // Every character below U+3000 (all the one- and two-byte ones) and a spread of the
+        // rest, alone and between others (U+00A0 is 0xC2 0xA0: the lead byte of the C1
+        // controls before a byte that makes no control).
         let chars = (0..0x3000_u32).chain((0x3000..=0x10_ffff).step_by(97));
         for c in chars.filter_map(char::from_u32) {
             for text in [
