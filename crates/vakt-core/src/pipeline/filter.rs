@@ -28,12 +28,22 @@ pub(super) fn filter(
         }
         None => {
             let reason = if errors.is_empty() {
-                format!(
-                    "no matching rule drops it ({} of {} rules evaluated, {} matched)",
-                    matches.evaluated,
-                    rules.rules().len(),
-                    matches.matched.len()
-                )
+                // Joined, not formatted: every kept event writes this one.
+                let (mut evaluated, mut of, mut matched) = (
+                    itoa::Buffer::new(),
+                    itoa::Buffer::new(),
+                    itoa::Buffer::new(),
+                );
+                [
+                    "no matching rule drops it (",
+                    evaluated.format(matches.evaluated),
+                    " of ",
+                    of.format(rules.rules().len()),
+                    " rules evaluated, ",
+                    matched.format(matches.matched.len()),
+                    " matched)",
+                ]
+                .concat()
             } else {
                 format!("no matching rule drops it{errors}")
             };

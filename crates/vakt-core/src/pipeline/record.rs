@@ -60,18 +60,29 @@ pub(super) fn record(
         (Some(_), _) if outcome.timeline.is_empty() && actions.is_empty() => {
             ["event stored; alert ", changed].concat().into()
         }
-        (Some(_), _) => format!(
-            "event stored; alert {changed}; {} timeline entr{}; {} action{} decided",
-            outcome.timeline.len(),
-            if outcome.timeline.len() == 1 {
-                "y"
-            } else {
-                "ies"
-            },
-            actions.len(),
-            if actions.len() == 1 { "" } else { "s" },
-        )
-        .into(),
+        // Joined, not formatted: every event on an alert writes one.
+        (Some(_), _) => {
+            let (mut entries, mut decided) = (itoa::Buffer::new(), itoa::Buffer::new());
+            [
+                "event stored; alert ",
+                changed,
+                "; ",
+                entries.format(outcome.timeline.len()),
+                if outcome.timeline.len() == 1 {
+                    " timeline entry; "
+                } else {
+                    " timeline entries; "
+                },
+                decided.format(actions.len()),
+                if actions.len() == 1 {
+                    " action decided"
+                } else {
+                    " actions decided"
+                },
+            ]
+            .concat()
+            .into()
+        }
     };
     trace.push(TraceEntry::new(Stage::Record, "stored", what));
     Correlated {

@@ -816,4 +816,26 @@ fn reasons_and_lines_read_word_for_word() {
         ]
     );
     assert!(repeat.timeline.is_empty());
+    // The filter's reason counts the rules; record's counts entries and actions, one and
+    // more of each.
+    let reason_of = |out: &Correlated, stage: Stage| -> String {
+        let entry = out.record.trace.iter().find(|t| t.stage == stage);
+        entry.map(|t| t.reason.to_string()).unwrap_or_default()
+    };
+    assert_eq!(
+        reason_of(&first, Stage::Filter),
+        "no matching rule drops it (1 of 5 rules evaluated, 1 matched)"
+    );
+    let mount = h.send(json!({"resource": "db01", "check": "fs", "summary": "/srv full", "severity": "major", "labels": {"mount": "/srv"}}));
+    assert_eq!(
+        reason_of(&mount, Stage::Record),
+        "event stored; alert created; 1 timeline entry; 0 actions decided"
+    );
+    let smart = h.send(
+        json!({"resource": "db02", "check": "smart", "summary": "sda failed", "severity": "minor"}),
+    );
+    assert_eq!(
+        reason_of(&smart, Stage::Record),
+        "event stored; alert created; 2 timeline entries; 1 action decided"
+    );
 }
