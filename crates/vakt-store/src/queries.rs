@@ -165,7 +165,7 @@ pub(crate) async fn insert_events(
 ) -> Result<(), StoreError> {
     let head = format!("INSERT INTO events ({EVENT_COLUMNS}) ");
     insert_rows(conn, &head, "", records, |(record, trace_id)| {
-        crate::sql::event_row(record, trace_id)
+        crate::sql::event_row(record, trace_id, None)
     })
     .await
 }
@@ -197,7 +197,7 @@ pub(crate) async fn write_alerts(
     let head = format!("INSERT INTO alerts ({ALERT_COLUMNS}) ");
     let tail = crate::sql::alert_conflict(update);
     insert_rows(conn, &head, &tail, alerts, |alert| {
-        crate::sql::alert_row(alert)
+        crate::sql::alert_row(alert, None)
     })
     .await
 }
@@ -248,7 +248,7 @@ pub(crate) async fn write_rows_generic(
     );
     let tail = crate::sql::alert_conflict(ALERT_UPDATE);
     insert_rows(conn, &head, &tail, &rows.writes.opened, |(alert, line)| {
-        crate::sql::opened_row(alert, line)
+        crate::sql::opened_row(alert, line, None)
     })
     .await?;
     upsert_alerts(conn, &rows.writes.alerts).await?;

@@ -391,9 +391,12 @@ fn owned<'a>(value: String) -> Value<'a> {
 }
 
 /// An event row, in `EVENT_COLUMNS` order.
+/// `labels` is the event's labels as JSON when the caller has made it already (`None`:
+/// made here).
 pub(crate) fn event_row<'a>(
     record: &'a vakt_core::pipeline::EventRecord,
     trace_id: &'a str,
+    labels: Option<&'a str>,
 ) -> [Value<'a>; EVENT_COLUMN_COUNT] {
     let event = &record.event;
     [
@@ -412,7 +415,7 @@ pub(crate) fn event_row<'a>(
         opt_text(event.sent_fingerprint.as_deref()),
         opt_text(record.alert_id.as_deref()),
         Value::Bool(record.dropped),
-        owned(json(&event.labels)),
+        labels_json(labels, &event.labels),
         owned(json(&event.metrics)),
         owned(json(&event.details)),
         text(trace_id),
@@ -426,8 +429,22 @@ pub(crate) fn event_row<'a>(
     ]
 }
 
-/// An alert row, in `ALERT_COLUMNS` order.
-pub(crate) fn alert_row(alert: &Alert) -> [Value<'_>; ALERT_COLUMN_COUNT] {
+/// `labels` as given (JSON already made), else `labels` serialised.
+fn labels_json<'a>(
+    made: Option<&'a str>,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Value<'a> {
+    match made {
+        Some(made) => text(made),
+        None => owned(json(labels)),
+    }
+}
+
+/// An alert row, in `ALERT_COLUMNS` order; `labels` as in `event_row`.
+pub(crate) fn alert_row<'a>(
+    alert: &'a Alert,
+    labels: Option<&'a str>,
+) -> [Value<'a>; ALERT_COLUMN_COUNT] {
     [
         text(&alert.id),
         text(alert.fingerprint.as_str()),
@@ -441,7 +458,7 @@ pub(crate) fn alert_row(alert: &Alert) -> [Value<'_>; ALERT_COLUMN_COUNT] {
         opt_text(alert.service.as_deref()),
         opt_text(alert.environment.as_deref()),
         text(&alert.summary),
-        owned(json(&alert.labels)),
+        labels_json(labels, &alert.labels),
         Value::Int(Some(alert.count)),
         Value::Int(Some(ms(alert.first_seen))),
         Value::Int(Some(ms(alert.last_seen))),
@@ -463,8 +480,9 @@ pub(crate) fn alert_row(alert: &Alert) -> [Value<'_>; ALERT_COLUMN_COUNT] {
 pub(crate) fn opened_row<'a>(
     alert: &'a Alert,
     line: &'a TimelineEntry,
+    labels: Option<&'a str>,
 ) -> [Value<'a>; ALERT_COLUMN_COUNT + 2] {
-    let mut values = alert_row(alert)
+    let mut values = alert_row(alert, labels)
         .into_iter()
         .chain([text(&line.message), opt_text(line.event_id.as_deref())]);
     std::array::from_fn(|_| values.next().unwrap_or(Value::Int(None)))

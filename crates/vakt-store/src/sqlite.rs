@@ -2611,7 +2611,7 @@ mod tests {
         encoded
             .section(1, &[(&outcome.record, trace.id.as_str())], |(r, t)| {
                 // The 20 columns of schema 14: today's row without `received`.
-                let mut values = crate::sql::event_row(r, t).into_iter();
+                let mut values = crate::sql::event_row(r, t, None).into_iter();
                 std::array::from_fn::<_, 20, _>(|_| {
                     values.next().unwrap_or(crate::sql::Value::Int(None))
                 })
@@ -3134,7 +3134,7 @@ mod tests {
             let mut encoded = Encoded::default();
             encoded
                 .section(section, std::slice::from_ref(alert), |a| {
-                    crate::sql::alert_row(a)
+                    crate::sql::alert_row(a, None)
                 })
                 .expect("encode");
             encoded.into_bytes()
