@@ -243,7 +243,10 @@ impl<'a> EventLabels<'a> {
         };
         self.next.set(at + 1);
         let (record, _) = self.events.get(at)?;
-        (record.event.labels == alert.labels).then(|| self.texts.get(at).map(String::as_str))?
+        if record.event.labels != alert.labels {
+            return None;
+        }
+        self.texts.get(at).map(String::as_str)
     }
 }
 
