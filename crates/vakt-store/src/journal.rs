@@ -322,22 +322,26 @@ const PACK_MIN: usize = 4096;
 /// Uncompressed, the journal was a sixth of the bytes an alert costs the disk, and a sync
 /// waits for all of them (BENCHMARKS.md, issue 18). One too large for a record stays as it
 /// is (`JournalFile::write` refuses it, saying so; `unpack` would).
+///
+/// The packed record holds only its own bytes: it waits in the applier's queue until it is
+/// applied, and LZ4's worst-case output is larger than the payload (of which a batch of
+/// alerts uses an eighth). A zeroed buffer of that size, kept as the record, was zeroed
+/// (its pages faulted in) at every commit and held whole until the record was applied.
 pub(crate) fn pack(payload: Vec<u8>) -> Vec<u8> {
     let size = match u32::try_from(payload.len()) {
         Ok(size) if (PACK_MIN..RECORD_MAX).contains(&payload.len()) => size,
         _ => return payload,
     };
     let head = 1 + 4;
-    let mut out = vec![0; head + lz4_flex::block::get_maximum_output_size(payload.len())];
-    out[0] = PACKED;
-    out[1..head].copy_from_slice(&size.to_le_bytes());
-    match lz4_flex::block::compress_into(&payload, &mut out[head..]) {
-        Ok(n) if head + n < payload.len() => {
-            out.truncate(head + n);
-            out
-        }
-        _ => payload,
+    let compressed = lz4_flex::block::compress(&payload);
+    if head + compressed.len() >= payload.len() {
+        return payload;
     }
+    let mut out = Vec::with_capacity(head + compressed.len());
+    out.push(PACKED);
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&compressed);
+    out
 }
 
 /// A payload as `pack` left it, back as `encode` made it.
@@ -1502,6 +1506,8 @@ mod tests {
             .collect();
         let packed = pack(payload.clone());
         assert_eq!(packed[0], PACKED);
+        // It waits in memory until applied: no room kept for the worst case.
+        assert_eq!(packed.capacity(), packed.len());
         assert!(
             packed.len() * 4 < payload.len(),
             "{} bytes of {}",
