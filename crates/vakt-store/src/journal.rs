@@ -1371,23 +1371,44 @@ pub(crate) async fn gather<T>(
     (batch, bytes)
 }
 
-/// Unapplied records held at most, in KiB.
-pub(crate) const BEHIND_KIB_MAX: u32 = 64 * 1024;
+/// Unapplied records held at most, in KiB before compression: at the bound ingest waits for
+/// the database. It is how far behind the journal the tables may fall, so how long a read
+/// that must see every acknowledged event may wait for them to catch up after a burst
+/// (about 90 MB of records a second on our two-vCPU test VM: about 3 s), and what a start
+/// after a crash applies before it serves. At 64 MiB the applier had to keep pace with a
+/// burst of 100-alert requests from its first 20,000 alerts on, at normal priority, and
+/// took about a third of the two cores from the requests (BENCHMARKS.md, issue 18).
+pub(crate) const BEHIND_KIB_MAX: u32 = 256 * 1024;
 
 /// Unapplied records up to which the applier works at the lowest CPU priority (KiB): past
-/// this it works at normal priority, well before ingest would wait at `BEHIND_KIB_MAX`.
-pub(crate) const BACKGROUND_BEHIND_KIB_MAX: u32 = BEHIND_KIB_MAX / 4;
+/// this it works at normal priority, well before ingest would wait at `BEHIND_KIB_MAX`. A
+/// burst of 200,000 new alerts (about 1 KiB of records each) stays under it and is applied
+/// in the time the requests leave idle and after the burst.
+pub(crate) const BACKGROUND_BEHIND_KIB_MAX: u32 = BEHIND_KIB_MAX / 4 * 3;
 
 /// Most records one applier transaction at the lowest priority takes, in KiB before
-/// compression (as the journal's room counts them): a larger one (the applier fell behind,
-/// or records of many alerts each) runs at normal priority. It bounds the work at idle
-/// priority that a read hurrying the applier may have to stop and do again. At 2 MiB the
+/// compression (as the journal's room counts them): a larger one (records of many alerts
+/// each) runs at normal priority. It bounds the work at idle priority that a read hurrying
+/// the applier may have to stop and do again. At 2 MiB the
 /// 50 ms a transaction gathers under 16 or 64 connections of single alerts (about 1,500
 /// alerts, 1.5 KiB each) was already past it, so most of those transactions took a core
 /// from the requests at normal priority; at 8 MiB they run in the time the requests leave
 /// idle (BENCHMARKS.md, issue 18). A transaction at normal priority is bounded only by
 /// `APPLY_BYTES_MAX`, so this is not what bounds a hurried read's wait.
 pub(crate) const BACKGROUND_APPLY_KIB_MAX: u32 = 8 * 1024;
+
+impl Linger {
+    /// For a transaction bound for the lowest priority: a backlog is taken in steps that
+    /// fit `BACKGROUND_APPLY_KIB_MAX`, counted before compression (`size` gives each
+    /// record's room), not in one transaction of `APPLY_BYTES_MAX` that would have to run
+    /// at normal priority. Three quarters of it, so the record that crosses the mark (a
+    /// batch of 500 alerts is under 1 MiB) still leaves the transaction within the bound.
+    pub(crate) const BACKGROUND: Linger = Linger {
+        idle: APPLY_IDLE,
+        max: APPLY_LINGER_MAX,
+        bytes_max: BACKGROUND_APPLY_KIB_MAX as usize / 4 * 3 * 1024,
+    };
+}
 
 impl Journal {
     /// Waits until every record journaled before the call is in SQLite; with `hurry`, the

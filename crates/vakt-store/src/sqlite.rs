@@ -851,8 +851,8 @@ async fn catch_up(dir: &Path, to: &Path) -> Result<bool, StoreError> {
 ///
 /// A transaction runs on `background` (the lowest CPU priority) while the applier keeps up
 /// and nobody waits for it; on the runtime's workers when a reader or writer hurried it,
-/// the transaction is large (`BACKGROUND_APPLY_KIB_MAX`) or the records waiting pass a
-/// quarter of the journal's bound (`wants_normal_priority`). So a busy machine cannot starve the applier,
+/// the transaction is large (`BACKGROUND_APPLY_KIB_MAX`) or the records waiting pass
+/// three quarters of the journal's bound (`wants_normal_priority`). So a busy machine cannot starve the applier,
 /// and a read that hurries it finds at most one transaction of at most 8 MiB of records
 /// running at idle priority ahead of it (which stops at its next record).
 async fn applier(
@@ -876,14 +876,33 @@ async fn applier(
         let hurried_before = hurry
             .as_ref()
             .map(|j| j.hurried.load(std::sync::atomic::Ordering::Relaxed));
-        let (batch, bytes) = crate::journal::gather(
-            &mut records,
-            first,
-            |(_, payload, _)| payload.len(),
-            hurry.as_ref().map(|j| &j.hurry),
-            crate::journal::Linger::APPLIER,
-        )
-        .await;
+        // While the lane at the lowest priority is open (nobody waits, the backlog is
+        // within it) the transaction is gathered to fit it: a backlog goes through the lane
+        // in steps instead of in one transaction too large for it.
+        let lane_open = background.is_some()
+            && hurry
+                .as_ref()
+                .is_some_and(|j| !wants_normal_priority(j, hurried_before));
+        let notify = hurry.as_ref().map(|j| &j.hurry);
+        let (batch, _) = if lane_open {
+            crate::journal::gather(
+                &mut records,
+                first,
+                |(_, _, room)| room.num_permits() * 1024,
+                notify,
+                crate::journal::Linger::BACKGROUND,
+            )
+            .await
+        } else {
+            crate::journal::gather(
+                &mut records,
+                first,
+                |(_, payload, _)| payload.len(),
+                notify,
+                crate::journal::Linger::APPLIER,
+            )
+            .await
+        };
         drop(hurry);
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
         // The records' room in the backlog is given back once they are applied.
@@ -969,7 +988,7 @@ async fn applier(
                     data_version = Some(version);
                     tracing::debug!(
                         records = records_count,
-                        bytes,
+                        kib,
                         last,
                         background = background_lane,
                         behind =
