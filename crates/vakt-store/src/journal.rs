@@ -1795,6 +1795,46 @@ mod tests {
         stream.abort();
     }
 
+    /// A backlog bound for the idle lane is taken in transactions that fit it: the record
+    /// that crosses the gathering mark (here of nearly 2 MiB) still leaves the transaction
+    /// within `BACKGROUND_APPLY_KIB_MAX`, so it is not sent to normal priority by its size.
+    #[tokio::test]
+    async fn a_backlog_for_the_idle_lane_is_gathered_to_fit_it() {
+        let hurry = tokio::sync::Notify::new();
+        hurry.notify_one();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let record_kib = 1900;
+        // 40 records: the first in hand, 39 queued.
+        for _ in 0..39 {
+            tx.send(record_kib).expect("send");
+        }
+        let lane_kib = BACKGROUND_APPLY_KIB_MAX as usize;
+        let mut transactions = 0;
+        let mut left = 40;
+        while left > 0 {
+            let first = if transactions == 0 {
+                record_kib
+            } else {
+                rx.recv().await.expect("record")
+            };
+            let (batch, bytes) = gather(
+                &mut rx,
+                first,
+                |kib| kib * 1024,
+                Some(&hurry),
+                Linger::BACKGROUND,
+            )
+            .await;
+            let kib: usize = batch.iter().sum();
+            assert_eq!(bytes, kib * 1024);
+            assert!(kib <= lane_kib, "{kib} KiB in one transaction");
+            left -= batch.len();
+            transactions += 1;
+        }
+        // Four records (7,600 KiB) a transaction: as many as fit, not one each.
+        assert_eq!(transactions, 10);
+    }
+
     #[test]
     fn records_read_back_up_to_a_torn_or_stale_one() {
         let dir = tempfile::tempdir().expect("dir");

@@ -2336,7 +2336,7 @@ mod tests {
 
     /// Journaled records nobody waits for go into the database on the background thread
     /// (lowest priority); a read after them finds them all the same. A hurry since the
-    /// applier started gathering, or a backlog past a quarter of the journal's bound, sends
+    /// applier started gathering, or a backlog past three quarters of the journal's bound, sends
     /// its next transaction to the runtime's workers instead.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unawaited_journal_records_are_applied_in_the_background() {
