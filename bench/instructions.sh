@@ -78,7 +78,9 @@ callgrind_control -z "$pid" >/dev/null 2>&1
 "$client" bench --format alertmanager --target "http://127.0.0.1:$PORT" --events "$EVENTS" \
     --batch "$PER" --concurrency "$CONNS" --fingerprints "$FPS" --ok-share 0 --json "${auth[@]}" \
     > "$work/bench.json" 2>/dev/null || { echo "the server refused part of the load:"; cat "$work/bench.json"; exit 1; }
-# Let the applier catch up (its transactions wait up to 50 ms for more records).
+# Let the applier catch up: a burst's records may wait at idle priority until after it, so
+# a hurried read (`/readyz`) waits for all of them; then the group messages' turn.
+curl -sf --max-time 600 "http://127.0.0.1:$PORT/readyz" >/dev/null || true
 sleep 2
 callgrind_control -d "$pid" >/dev/null 2>&1
 profile=$(ls -t "$work"/cg.out.* | head -1)
