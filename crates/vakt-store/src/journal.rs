@@ -1371,6 +1371,13 @@ pub(crate) async fn gather<T>(
     (batch, bytes)
 }
 
+/// What every wait for the applier, and a readiness check, says while it cannot write.
+fn applier_failing(error: &str) -> StoreError {
+    StoreError::Unavailable(format!(
+        "journaled events cannot be written to the database: {error}"
+    ))
+}
+
 /// Unapplied records held at most, in KiB before compression: at the bound ingest waits for
 /// the database. It is how far behind the journal the tables may fall, so how long a read
 /// that must see every acknowledged event may wait for them to catch up after a burst
@@ -1430,9 +1437,7 @@ impl Journal {
                     return Ok(());
                 }
                 if let Some(error) = &now.error {
-                    return Err(StoreError::Unavailable(format!(
-                        "journaled events cannot be written to the database: {error}"
-                    )));
+                    return Err(applier_failing(error));
                 }
             }
             if progress.changed().await.is_err() {
@@ -1441,6 +1446,13 @@ impl Journal {
                 ));
             }
         }
+    }
+
+    /// The applier's failure, if it has one, without waiting for the records behind it: a
+    /// backlog within its bound is no fault (a readiness check must not wait seconds for
+    /// one after a burst), a database that refuses the records is.
+    pub(crate) fn failing(&self) -> Option<StoreError> {
+        self.progress.borrow().error.as_deref().map(applier_failing)
     }
 
     /// Room for a record of `bytes` among the unapplied ones.

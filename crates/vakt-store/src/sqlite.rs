@@ -657,11 +657,9 @@ impl SqliteStore {
     /// Appends a batch's record to the journal (durable when this returns) and hands it to
     /// the applier; waits first when the applier is too far behind.
     async fn journal_append(&self, journal: &Journal, record: Vec<u8>) -> Result<(), StoreError> {
-        if let Some(error) = &journal.progress.borrow().error {
+        if let Some(error) = journal.failing() {
             // The database refuses what the journal holds: accept no more until it takes it.
-            return Err(StoreError::Unavailable(format!(
-                "journaled events cannot be written to the database: {error}"
-            )));
+            return Err(error);
         }
         // Room counted uncompressed: how far behind the database may be is a bound on the
         // rows it has yet to write, not on the file.
@@ -1798,7 +1796,13 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.read(async |c| queries::ping(c).await).await
+        // Readiness: the database answers and the applier is not failing. It does not wait
+        // for the journal's backlog (up to `BEHIND_KIB_MAX`, seconds after a burst), which
+        // is no fault, nor hurry it.
+        if let Some(error) = self.journal.as_ref().and_then(|j| j.failing()) {
+            return Err(error);
+        }
+        self.read_now(async |c| queries::ping(c).await).await
     }
 
     async fn prune(
@@ -2332,6 +2336,41 @@ mod tests {
             "every alert journaled before the read"
         );
         assert_eq!(journal.lag().hurried, before + 1, "a person's read hurried");
+    }
+
+    /// A readiness check (`ping`) neither waits for the journal's backlog nor hurries the
+    /// applier, and says so when the applier cannot write (what ingest then refuses too).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn readiness_does_not_wait_for_the_backlog_but_for_a_failing_applier() {
+        let dir = tempfile::tempdir().expect("dir");
+        let pipeline = no_rules();
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let journal = Arc::clone(store.journal.as_ref().expect("journal"));
+        for resource in ["a", "b", "c"] {
+            store
+                .ingest(
+                    &pipeline,
+                    &Default::default(),
+                    vec![ping(&pipeline, resource)],
+                )
+                .await
+                .expect("ingest");
+        }
+        let hurried = journal.lag().hurried;
+        store.ping().await.expect("ready");
+        assert_eq!(journal.lag().hurried, hurried, "the check hurried nothing");
+        journal
+            .progress
+            .send_modify(|p| p.error = Some("disk I/O error".into()));
+        let error = store.ping().await.expect_err("not ready");
+        assert!(
+            error
+                .to_string()
+                .contains("journaled events cannot be written to the database: disk I/O error"),
+            "{error}"
+        );
+        journal.progress.send_modify(|p| p.error = None);
+        store.ping().await.expect("ready again");
     }
 
     /// Journaled records nobody waits for go into the database on the background thread
