@@ -63,8 +63,10 @@ python3 "$work/sink.py" & pids+=($!)
 sed "s/@SINK_PORT@/$SINK_PORT/" bench/compare-vakt.toml > "$work/vakt.toml"
 
 auth=()
+reader=()
 if [ -n "$AUTH" ]; then
     auth=(--token "$("$BIN" token create --name bench --role ingest --data-dir "$work/data" | tail -1)")
+    reader=(-H "Authorization: Bearer $("$BIN" token create --name bench-reader --role viewer --data-dir "$work/data" | tail -1)")
 fi
 
 valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" --dump-instr=no \
@@ -79,8 +81,9 @@ callgrind_control -z "$pid" >/dev/null 2>&1
     --batch "$PER" --concurrency "$CONNS" --fingerprints "$FPS" --ok-share 0 --json "${auth[@]}" \
     > "$work/bench.json" 2>/dev/null || { echo "the server refused part of the load:"; cat "$work/bench.json"; exit 1; }
 # Let the applier catch up: a burst's records may wait at idle priority until after it, so
-# a hurried read (`/readyz`) waits for all of them; then the group messages' turn.
-curl -sf --max-time 600 "http://127.0.0.1:$PORT/readyz" >/dev/null || true
+# a read that hurries it (`/metrics`) waits for all of them; then the group messages' turn.
+curl -sf --max-time 600 "${reader[@]}" "http://127.0.0.1:$PORT/metrics" >/dev/null \
+    || { echo "the read after the load failed"; exit 1; }
 sleep 2
 callgrind_control -d "$pid" >/dev/null 2>&1
 profile=$(ls -t "$work"/cg.out.* | head -1)
