@@ -1384,13 +1384,14 @@ fn applier_failing(error: &str) -> StoreError {
 /// (about 90 MB of records a second on our two-vCPU test VM: about 3 s), and what a start
 /// after a crash applies before it serves. At 64 MiB the applier had to keep pace with a
 /// burst of 100-alert requests from its first 20,000 alerts on, at normal priority, and
-/// took about a third of the two cores from the requests (BENCHMARKS.md, issue 18).
+/// took over a quarter of the server's CPU from the requests (BENCHMARKS.md, issue 18).
 pub(crate) const BEHIND_KIB_MAX: u32 = 256 * 1024;
 
 /// Unapplied records up to which the applier works at the lowest CPU priority (KiB): past
 /// this it works at normal priority, well before ingest would wait at `BEHIND_KIB_MAX`. A
-/// burst of 200,000 new alerts (about 1 KiB of records each) stays under it and is applied
-/// in the time the requests leave idle and after the burst.
+/// burst of 200,000 new alerts (about 1 KiB of records each) leaves about this much behind
+/// at its end (175-214 MB here), nearly all of it applied in the time the requests leave
+/// idle and after the burst.
 pub(crate) const BACKGROUND_BEHIND_KIB_MAX: u32 = BEHIND_KIB_MAX / 4 * 3;
 
 /// Most records one applier transaction at the lowest priority takes, in KiB before
@@ -1409,7 +1410,8 @@ impl Linger {
     /// fit `BACKGROUND_APPLY_KIB_MAX`, counted before compression (`size` gives each
     /// record's room), not in one transaction of `APPLY_BYTES_MAX` that would have to run
     /// at normal priority. Three quarters of it, so the record that crosses the mark (a
-    /// batch of 500 alerts is under 1 MiB) still leaves the transaction within the bound.
+    /// batch of 500 alerts is under 1 MiB; one of thousands may still cross it) leaves the
+    /// transaction within the bound.
     pub(crate) const BACKGROUND: Linger = Linger {
         idle: APPLY_IDLE,
         max: APPLY_LINGER_MAX,
@@ -1450,8 +1452,14 @@ impl Journal {
 
     /// The applier's failure, if it has one, without waiting for the records behind it: a
     /// backlog within its bound is no fault (a readiness check must not wait seconds for
-    /// one after a burst), a database that refuses the records is.
+    /// one after a burst), a database that refuses the records is, and so is an applier
+    /// that stopped (nothing would take the records).
     pub(crate) fn failing(&self) -> Option<StoreError> {
+        if self.queue.is_closed() {
+            return Some(StoreError::Unavailable(
+                "the journal's applier stopped".into(),
+            ));
+        }
         self.progress.borrow().error.as_deref().map(applier_failing)
     }
 
