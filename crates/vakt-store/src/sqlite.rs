@@ -2270,6 +2270,28 @@ mod tests {
         Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles")
     }
 
+    /// Ingests one single-event batch per resource: the first loads the writer's cache (a
+    /// transaction), the next ones go through the journal. Their event ids.
+    async fn ingest_each(
+        store: &SqliteStore,
+        pipeline: &Pipeline,
+        resources: &[&str],
+    ) -> Vec<String> {
+        let mut ids = Vec::new();
+        for resource in resources {
+            let out = store
+                .ingest(
+                    pipeline,
+                    &Default::default(),
+                    vec![ping(pipeline, resource)],
+                )
+                .await
+                .expect("ingest");
+            ids.push(out[0].record.id.clone());
+        }
+        ids
+    }
+
     fn ping(pipeline: &Pipeline, resource: &str) -> vakt_core::Prepared {
         pipeline.prepare(
             EventInput {
@@ -2346,16 +2368,7 @@ mod tests {
         let pipeline = no_rules();
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let journal = Arc::clone(store.journal.as_ref().expect("journal"));
-        for resource in ["a", "b", "c"] {
-            store
-                .ingest(
-                    &pipeline,
-                    &Default::default(),
-                    vec![ping(&pipeline, resource)],
-                )
-                .await
-                .expect("ingest");
-        }
+        ingest_each(&store, &pipeline, &["a", "b", "c"]).await;
         let hurried = journal.lag().hurried;
         store.ping().await.expect("ready");
         assert_eq!(journal.lag().hurried, hurried, "the check hurried nothing");
@@ -2383,19 +2396,7 @@ mod tests {
         let pipeline = no_rules();
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let journal = Arc::clone(store.journal.as_ref().expect("journal"));
-        // The first batch loads the cache (a transaction); the next ones are journaled.
-        let mut ids = Vec::new();
-        for resource in ["a", "b", "c", "d"] {
-            let out = store
-                .ingest(
-                    &pipeline,
-                    &Default::default(),
-                    vec![ping(&pipeline, resource)],
-                )
-                .await
-                .expect("ingest");
-            ids.push(out[0].record.id.clone());
-        }
+        let ids = ingest_each(&store, &pipeline, &["a", "b", "c", "d"]).await;
         // Nobody reads: the applier takes them when its linger ends.
         let mut progress = journal.progress.subscribe();
         let target = journal.journaled.load(std::sync::atomic::Ordering::Acquire);
