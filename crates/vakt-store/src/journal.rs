@@ -91,7 +91,7 @@ fn open_lock_file(dir: &Path) -> Result<File, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))
 }
 /// A lap this long ends; the next starts at the beginning of the other file.
-const LAP_BYTES: u64 = 64 << 20;
+pub(crate) const LAP_BYTES: u64 = 64 << 20;
 /// The file grows this much ahead of the records (a hole, no data written), so a record's
 /// sync rarely has to write the file's new size too; after the first lap it never does.
 const GROW_BYTES: u64 = 4 << 20;
@@ -1264,6 +1264,11 @@ pub(crate) struct Journal {
     /// Background transactions stopped part-way (someone waited, or the applier fell behind)
     /// and done again at normal priority.
     pub background_stops: AtomicU64,
+    /// Journal bytes (compressed, as written) of the records not yet applied. Past three
+    /// quarters of a lap the idle lane closes: records that compress poorly could otherwise
+    /// put the applier a whole lap behind within the lane's bound, and ingest would wait at
+    /// the lap's end for it to catch up that lap at once.
+    pub queued_bytes: AtomicU64,
 }
 
 /// A journal sync this slow marks the disk slow for `SLOW_SPELL`: meanwhile the writer

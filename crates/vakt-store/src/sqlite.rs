@@ -691,6 +691,10 @@ impl SqliteStore {
         journal
             .journaled
             .store(seq, std::sync::atomic::Ordering::Release);
+        journal.queued_bytes.fetch_add(
+            u64::try_from(record.len()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         journal
             .queue
             .send((seq, record, room))
@@ -756,6 +760,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
             crate::journal::BEHIND_KIB_MAX as usize,
         )),
         foreign_write: std::sync::atomic::AtomicBool::new(false),
+        queued_bytes: std::sync::atomic::AtomicU64::new(0),
         sync_at: std::sync::atomic::AtomicU64::new(0),
         hurry: tokio::sync::Notify::new(),
         others: crate::journal::Others::watch(dir)?,
@@ -913,6 +918,10 @@ async fn applier(
             .iter()
             .map(tokio::sync::OwnedSemaphorePermit::num_permits)
             .sum();
+        let journal_bytes: u64 = payloads
+            .iter()
+            .map(|p| u64::try_from(p.len()).unwrap_or(u64::MAX))
+            .sum();
         let payloads = Arc::new(payloads);
         let records_count = payloads.len();
         // Past the end of a lap: this commit is synced, so that lap's file may be overwritten.
@@ -1002,6 +1011,13 @@ async fn applier(
                             .background_applies
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
+                    // Before the progress is published: whoever sees the records applied
+                    // sees their bytes gone too.
+                    let _ = journal.queued_bytes.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |queued| Some(queued.saturating_sub(journal_bytes)),
+                    );
                     journal.progress.send_replace(Progress {
                         applied: last,
                         synced,
@@ -1024,13 +1040,19 @@ async fn applier(
 }
 
 /// Whether the applier's next transaction should run on the runtime's workers: a reader or
-/// writer hurried it since `before` (`Journal::hurried`), or the unapplied records pass
-/// `BACKGROUND_BEHIND_KIB_MAX`.
+/// writer hurried it since `before` (`Journal::hurried`), the unapplied records pass
+/// `BACKGROUND_BEHIND_KIB_MAX`, or their journal bytes pass three quarters of a lap
+/// (`queued_bytes`).
 fn wants_normal_priority(journal: &Journal, before: Option<u64>) -> bool {
-    use crate::journal::{BACKGROUND_BEHIND_KIB_MAX, BEHIND_KIB_MAX};
+    use crate::journal::{BACKGROUND_BEHIND_KIB_MAX, BEHIND_KIB_MAX, LAP_BYTES};
     let now = journal.hurried.load(std::sync::atomic::Ordering::Relaxed);
     let behind = (BEHIND_KIB_MAX as usize).saturating_sub(journal.room.available_permits());
-    before != Some(now) || behind > BACKGROUND_BEHIND_KIB_MAX as usize
+    let journal_behind = journal
+        .queued_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    before != Some(now)
+        || behind > BACKGROUND_BEHIND_KIB_MAX as usize
+        || journal_behind > LAP_BYTES / 4 * 3
 }
 
 /// Applies journal records in one transaction that also records `last` as applied; returns
@@ -2437,6 +2459,34 @@ mod tests {
             "past the background bound"
         );
         drop((taken, more));
+        // Or past three quarters of a lap of journal bytes, whatever their size before
+        // compression.
+        assert_eq!(
+            journal
+                .queued_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "every applied record's bytes counted off"
+        );
+        journal.queued_bytes.store(
+            crate::journal::LAP_BYTES / 4 * 3,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        assert!(
+            !wants_normal_priority(&journal, Some(now)),
+            "three quarters of a lap"
+        );
+        journal.queued_bytes.store(
+            crate::journal::LAP_BYTES / 4 * 3 + 1,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        assert!(
+            wants_normal_priority(&journal, Some(now)),
+            "past three quarters of a lap of journal bytes"
+        );
+        journal
+            .queued_bytes
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         // A transaction told to stop writes nothing, moves no position, and leaves the
         // writer connection out of a transaction.
         let position = || async {
