@@ -886,26 +886,27 @@ async fn applier(
             && hurry
                 .as_ref()
                 .is_some_and(|j| !wants_normal_priority(j, hurried_before));
-        let notify = hurry.as_ref().map(|j| &j.hurry);
-        let (batch, _) = if lane_open {
-            crate::journal::gather(
-                &mut records,
-                first,
+        type Record = (u64, Vec<u8>, tokio::sync::OwnedSemaphorePermit);
+        let (size, linger): (fn(&Record) -> usize, _) = if lane_open {
+            // Counted before compression, as the lane's bound is.
+            (
                 |(_, _, room)| room.num_permits() * 1024,
-                notify,
                 crate::journal::Linger::BACKGROUND,
             )
-            .await
         } else {
-            crate::journal::gather(
-                &mut records,
-                first,
+            (
                 |(_, payload, _)| payload.len(),
-                notify,
                 crate::journal::Linger::APPLIER,
             )
-            .await
         };
+        let (batch, _) = crate::journal::gather(
+            &mut records,
+            first,
+            size,
+            hurry.as_ref().map(|j| &j.hurry),
+            linger,
+        )
+        .await;
         drop(hurry);
         let last = batch.last().map_or(0, |(seq, _, _)| *seq);
         // The records' room in the backlog is given back once they are applied.
