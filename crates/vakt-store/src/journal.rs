@@ -1269,6 +1269,10 @@ pub(crate) struct Journal {
     /// put the applier a whole lap behind within the lane's bound, and ingest would wait at
     /// the lap's end for it to catch up that lap at once.
     pub queued_bytes: AtomicU64,
+    /// The last record journaled when a bounded wait (`barrier_within`) last ran out: until
+    /// the applier passes it, it is known to be further behind than such a wait, and the
+    /// next ones do not wait again (0: none ran out).
+    pub behind_mark: AtomicU64,
 }
 
 /// A journal sync this slow marks the disk slow for `SLOW_SPELL`: meanwhile the writer
@@ -1451,6 +1455,35 @@ impl Journal {
                 return Err(StoreError::Unavailable(
                     "the journal's applier stopped".into(),
                 ));
+            }
+        }
+    }
+
+    /// `barrier(false)` for at most `bound`, then on with what the applier has written: for
+    /// the dispatcher's looks at the tables, which need only the rows they find (they are
+    /// all applied), not every record journaled before them. In the steady state the
+    /// applier lingers a few milliseconds and this is `barrier(false)`; behind a burst's
+    /// backlog (seconds of it, `BEHIND_KIB_MAX`), a group's message goes out on time with
+    /// its members applied so far instead of waiting for the whole backlog, and the rest
+    /// follow in its next message. Still refuses while the applier fails.
+    ///
+    /// A wait that ran out marks the applier behind (`behind_mark`): the calls after it go
+    /// on at once until the applier has passed the mark (a dispatch round makes several
+    /// such calls, and each would otherwise wait out the bound again).
+    pub(crate) async fn barrier_within(
+        &self,
+        bound: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let mark = self.behind_mark.load(Ordering::Acquire);
+        if mark > self.progress.borrow().applied {
+            return self.failing().map_or(Ok(()), Err);
+        }
+        let target = self.journaled.load(Ordering::Acquire);
+        match tokio::time::timeout(bound, self.barrier(false)).await {
+            Ok(waited) => waited,
+            Err(_) => {
+                self.behind_mark.fetch_max(target, Ordering::AcqRel);
+                self.failing().map_or(Ok(()), Err)
             }
         }
     }

@@ -450,8 +450,9 @@ pub trait Store: Send + Sync + 'static {
     /// no alert are left out. One query per few thousand ids, not one per id.
     async fn alerts_by_id(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError>;
     /// `alerts_by_id` for background work (a group's message): on SQLite it waits for the
-    /// journal's applier without hurrying it, as the dispatcher's other calls do (a hurry
-    /// stops a transaction at idle priority and sends the next to normal priority).
+    /// journal's applier without hurrying it, and not past a short bound, as the
+    /// dispatcher's other calls do (a hurry stops a transaction at idle priority and sends
+    /// the next to normal priority; the members' alerts are applied with the members).
     async fn alerts_by_id_unhurried(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
         self.alerts_by_id(ids).await
     }

@@ -125,6 +125,11 @@ pub const ALERT_CACHE_MAX: usize = 200_000;
 const KNOWN_MAX: usize = 5_000_000;
 /// Connections for reads.
 const READERS: u32 = 4;
+/// How long the dispatcher's looks at its tables wait for the journal's applier, at most,
+/// before they go on with what it has applied (`read_applied`). Far above the applier's
+/// linger (so in the steady state they see every record journaled before them), far
+/// below a group's wait (so a burst's backlog does not delay its first message).
+const DISPATCH_WAIT_MAX: Duration = Duration::from_millis(200);
 /// The WAL is copied into the database once it holds this many bytes of pages: the
 /// applier's transactions rewrite the same index pages again and again, and a checkpoint
 /// writes each page once however often the WAL holds it. SQLite's default (1,000 pages)
@@ -470,9 +475,8 @@ impl SqliteStore {
         self.read_now(f).await
     }
 
-    /// `read` for background work (the dispatcher's look for due actions and groups, the
-    /// escalation and expiry loops' looks): it waits
-    /// for the applier without hurrying it. A hurried applier commits what it has at once,
+    /// `read` for background work (the escalation and expiry loops' looks): it waits for
+    /// the applier without hurrying it. A hurried applier commits what it has at once,
     /// and every dispatch round hurrying it cut its transactions short: each writes its
     /// shared pages (indexes, the groups' rows) again (issue 18, BENCHMARKS.md).
     async fn read_unhurried<T>(
@@ -481,6 +485,36 @@ impl SqliteStore {
     ) -> Result<T, StoreError> {
         self.barrier(false).await?;
         self.read_now(f).await
+    }
+
+    /// `read` for the dispatcher's looks at its tables (due actions, group heads, a group's
+    /// alerts): it waits for the applier without hurrying it, for at most
+    /// `DISPATCH_WAIT_MAX`, then reads what is applied (`Journal::barrier_within`). What it
+    /// finds is all in the tables, and a row still in the journal is found by a later look:
+    /// a burst's backlog does not hold a group's message past its wait.
+    async fn read_applied<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.applied().await?;
+        self.read_now(f).await
+    }
+
+    /// `write` for the dispatcher's claims, as `read_applied`.
+    async fn write_applied<T, E: From<StoreError>>(
+        &self,
+        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.applied().await?;
+        self.write_now(f).await
+    }
+
+    /// The wait of `read_applied` and `write_applied`.
+    async fn applied(&self) -> Result<(), StoreError> {
+        match &self.journal {
+            Some(journal) => journal.barrier_within(DISPATCH_WAIT_MAX).await,
+            None => Ok(()),
+        }
     }
 
     /// Runs `f` on a reader connection at once: only for tables no journal record writes
@@ -502,15 +536,6 @@ impl SqliteStore {
         f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
         self.barrier(true).await?;
-        self.write_now(f).await
-    }
-
-    /// `write` for background work, as `read_unhurried`.
-    async fn write_unhurried<T, E: From<StoreError>>(
-        &self,
-        f: impl AsyncFnOnce(&mut Conn<'_>) -> Result<T, E>,
-    ) -> Result<T, E> {
-        self.barrier(false).await?;
         self.write_now(f).await
     }
 
@@ -761,6 +786,7 @@ async fn open_journal(dir: &Path, writer: &SqlitePool) -> Result<Option<Arc<Jour
         )),
         foreign_write: std::sync::atomic::AtomicBool::new(false),
         queued_bytes: std::sync::atomic::AtomicU64::new(0),
+        behind_mark: std::sync::atomic::AtomicU64::new(0),
         sync_at: std::sync::atomic::AtomicU64::new(0),
         hurry: tokio::sync::Notify::new(),
         others: crate::journal::Others::watch(dir)?,
@@ -1467,7 +1493,7 @@ impl Store for SqliteStore {
     }
 
     async fn alerts_by_id_unhurried(&self, ids: &[&str]) -> Result<Vec<Alert>, StoreError> {
-        self.barrier(false).await?;
+        self.applied().await?;
         alerts_direct(&self.reader, ids).await
     }
 
@@ -1525,12 +1551,12 @@ impl Store for SqliteStore {
         // says so without taking the one writer connection from ingest.
         let now_ms = now.timestamp_millis();
         if !self
-            .read_unhurried(async |c| dispatch::any_due(c, now_ms).await)
+            .read_applied(async |c| dispatch::any_due(c, now_ms).await)
             .await?
         {
             return Ok(Vec::new());
         }
-        self.write_unhurried(async |c| {
+        self.write_applied(async |c| {
             dispatch::claim_due(
                 c,
                 now.timestamp_millis(),
@@ -1554,7 +1580,7 @@ impl Store for SqliteStore {
         let expired = self.held.expired(before);
         let regroup = !self.regrouped.load(std::sync::atomic::Ordering::Acquire);
         let recovered = self
-            .write_unhurried(async |c| {
+            .write_applied(async |c| {
                 let mut recovered = dispatch::recover_expired(c, before, now).await?;
                 recovered.extend(dispatch::recover_held(c, &expired, now).await?);
                 if regroup {
@@ -1579,9 +1605,15 @@ impl Store for SqliteStore {
         // the bulk path (three prepared statements for the lot), not three queries each.
         let rows = dispatch::FinishRows::new(items, &held);
         // After the applier has written the actions' rows (a handed action's may still be
-        // in the journal), without hurrying it: the attempts are out already.
-        let written = self
-            .write_unhurried(async |c| {
+        // in the journal), without hurrying it: the attempts are out already. Members of
+        // groups claimed from the tables are there already: a message's members are
+        // recorded without waiting for a burst's backlog (the round waits for them).
+        let members_only = held.iter().all(|held| *held);
+        let written = async {
+            if !members_only {
+                self.barrier(false).await?;
+            }
+            self.write_now(async |c| {
                 let Conn::Sqlite(conn) = c else {
                     return Err(StoreError::Other(
                         "the SQLite store on another backend".into(),
@@ -1591,7 +1623,9 @@ impl Store for SqliteStore {
                 let db = &mut handle;
                 crate::sqlite_bulk::blocking(|| rows.write_sqlite(db))
             })
-            .await;
+            .await
+        }
+        .await;
         if written.is_err() {
             self.held.restore(items, &held);
         }
@@ -1599,7 +1633,7 @@ impl Store for SqliteStore {
     }
 
     async fn group_heads(&self, limit: u32) -> Result<Vec<GroupHead>, StoreError> {
-        self.read_unhurried(async |c| dispatch::list_group_heads(c, limit).await)
+        self.read_applied(async |c| dispatch::list_group_heads(c, limit).await)
             .await
     }
 
@@ -1614,7 +1648,7 @@ impl Store for SqliteStore {
         let (now, lease_until) = (now.timestamp_millis(), lease_until.timestamp_millis());
         let held = self.held.ids();
         let claimed = self
-            .write_unhurried(async |c| {
+            .write_applied(async |c| {
                 let Conn::Sqlite(conn) = c else {
                     return Err(StoreError::Other(
                         "the SQLite store on another backend".into(),
@@ -2742,8 +2776,8 @@ mod tests {
     }
 
     /// Authentication reads tables no journal record writes: it answers while the database
-    /// cannot take the journaled records. The dispatcher's and the escalation loop's looks
-    /// for work wait for them without hurrying the applier; an API read hurries it
+    /// cannot take the journaled records. The expiry and escalation loops' looks for work
+    /// wait for them without hurrying the applier; an API read hurries it
     /// (`WriteLag::hurried`).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn background_and_access_reads_do_not_hurry_the_database() {
@@ -2797,18 +2831,8 @@ mod tests {
             .await
             .expect("heartbeats are read without waiting for the database")
             .expect("read");
-        // The dispatcher waits for the journaled batch, and lets the applier gather.
-        let heads = tokio::spawn({
-            let store = Arc::clone(&store);
-            async move { store.group_heads(10).await }
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(
-            !heads.is_finished(),
-            "the dispatcher waits for the database"
-        );
-        assert_eq!(hurried(), before, "without hurrying it");
-        // So do the expiry and escalation loops' looks.
+        // The expiry and escalation loops' looks wait for the journaled batch, and let the
+        // applier gather (the dispatcher's wait only so long: the test below).
         let flapping = tokio::spawn({
             let store = Arc::clone(&store);
             async move { store.flapping_alerts(10).await }
@@ -2845,13 +2869,175 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         assert_eq!(hurried(), before + 1, "an API read hurries the applier");
         drop(held);
-        heads.await.expect("task").expect("heads");
         let claimed = escalations.await.expect("task").expect("escalations");
         assert!(claimed.is_empty(), "none started, none due");
         expired.await.expect("task").expect("expired");
         flapping.await.expect("task").expect("flapping");
         let alerts = read.await.expect("task").expect("alerts");
         assert_eq!(alerts.items.len(), 2, "the read saw the journaled batch");
+        store.close().await;
+    }
+
+    /// The dispatcher's looks and claims wait for the journal's applier only so long
+    /// (`DISPATCH_WAIT_MAX`), without hurrying it, then go on with what it has applied: a
+    /// backlog does not hold a group's message back. A group message's members are
+    /// recorded without waiting for it; an attempt of an action that may still be in the
+    /// journal (not a held member) waits for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_dispatcher_goes_on_with_what_is_applied() {
+        use crate::{ActionStatus, Next};
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Arc::new(SqliteStore::open(dir.path()).await.expect("open"));
+        let journal = Arc::clone(store.journal.as_ref().expect("journal"));
+        let config = "[[rules]]\nname = \"all\"\nactions = [\"page\", \"hook\"]\n\
+                      [actions.page]\ntype = \"notify\"\nchannel = \"email\"\ngroup_by = [\"service\"]\n\
+                      [actions.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
+        let pipeline =
+            Pipeline::build(&PipelineConfig::from_toml(config).expect("parses")).expect("compiles");
+        let event = |resource: &str, service: &str| {
+            pipeline.prepare(
+                EventInput {
+                    resource: resource.into(),
+                    check: "ping".into(),
+                    summary: "x".into(),
+                    severity: Some(vakt_core::Severity::Major),
+                    service: Some(service.into()),
+                    ..EventInput::default()
+                },
+                "test",
+                Utc::now(),
+            )
+        };
+        let mut alert_ids = Vec::new();
+        for (resource, service) in [("h1", "a"), ("h2", "b")] {
+            let out = store
+                .ingest(
+                    &pipeline,
+                    &Default::default(),
+                    vec![event(resource, service)],
+                )
+                .await
+                .expect("ingest");
+            alert_ids.push(out[0].alert.as_ref().expect("an alert").id.clone());
+        }
+        store.barrier(true).await.expect("applied");
+        // A record journaled that the applier never reaches: a backlog that does not end.
+        journal
+            .journaled
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let hurried = || store.write_lag().expect("the journal").hurried;
+        let before = hurried();
+        let soon = std::time::Duration::from_secs(5);
+        let started = std::time::Instant::now();
+        let heads = tokio::time::timeout(soon, store.group_heads(10))
+            .await
+            .expect("the dispatcher's look does not wait for the whole backlog")
+            .expect("heads");
+        assert!(
+            started.elapsed() >= DISPATCH_WAIT_MAX,
+            "it waited for the applier first"
+        );
+        let mut keys: Vec<&str> = heads.iter().map(|h| h.group_key.as_str()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys.len(), 2, "both applied groups: {keys:?}");
+        assert!(
+            journal
+                .behind_mark
+                .load(std::sync::atomic::Ordering::Acquire)
+                > journal.progress.borrow().applied,
+            "the wait that ran out marked the applier behind"
+        );
+        // The round's next calls go on at once (four more waits of the bound before).
+        let started = std::time::Instant::now();
+        let ids: Vec<&str> = alert_ids.iter().map(String::as_str).collect();
+        let alerts = tokio::time::timeout(soon, store.alerts_by_id_unhurried(&ids))
+            .await
+            .expect("a message's alerts are read without the backlog")
+            .expect("alerts");
+        assert_eq!(alerts.len(), 2);
+        let now = Utc::now();
+        let lease = now + chrono::Duration::seconds(60);
+        let members = tokio::time::timeout(soon, store.claim_groups(&keys, now, lease, 100, 100))
+            .await
+            .expect("groups are claimed without the backlog")
+            .expect("claim");
+        assert_eq!(members.iter().map(Vec::len).sum::<usize>(), 2);
+        let hooks = tokio::time::timeout(soon, store.claim_actions(now, lease, 10))
+            .await
+            .expect("due actions are claimed without the backlog")
+            .expect("claim");
+        assert_eq!(hooks.len(), 2, "the ungrouped webhooks");
+        assert!(
+            started.elapsed() < DISPATCH_WAIT_MAX * 4,
+            "the calls after it did not wait again: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(hurried(), before, "none of it hurried the applier");
+        let finish = |record: &ActionRecord| {
+            let attempt = Attempt {
+                id: crate::sql::new_id(),
+                action_id: record.decided.id.clone(),
+                attempt: record.attempts,
+                started_at: now,
+                finished_at: now,
+                outcome: "succeeded".into(),
+                detail: "sent".into(),
+                output: None,
+            };
+            let timeline =
+                record
+                    .decided
+                    .attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail);
+            (
+                record.clone(),
+                Finish {
+                    attempt,
+                    next: Next::Done(ActionStatus::Succeeded),
+                    timeline,
+                },
+            )
+        };
+        let sent: Vec<_> = members.iter().flatten().map(finish).collect();
+        tokio::time::timeout(soon, store.finish_actions(&sent))
+            .await
+            .expect("a message's members are recorded without the backlog")
+            .expect("recorded");
+        // An action that was not claimed from the tables here may still be in the journal
+        // (a handed one): its attempt waits for the applier.
+        let hooks_done: Vec<_> = hooks.iter().map(finish).collect();
+        let recorded = tokio::spawn({
+            let store = Arc::clone(&store);
+            async move { store.finish_actions(&hooks_done).await }
+        });
+        tokio::time::sleep(DISPATCH_WAIT_MAX * 2).await;
+        assert!(!recorded.is_finished(), "it waits for the backlog");
+        // The backlog's end: the record journaled next is the one it waits for.
+        journal
+            .journaled
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        store
+            .ingest(&pipeline, &Default::default(), vec![event("h3", "c")])
+            .await
+            .expect("ingest");
+        tokio::time::timeout(soon, recorded)
+            .await
+            .expect("recorded once the backlog is applied")
+            .expect("task")
+            .expect("recorded");
+        for record in members.iter().flatten().chain(&hooks) {
+            let (stored, attempts) = store
+                .action(&record.decided.id)
+                .await
+                .expect("read")
+                .expect("stored");
+            assert_eq!(
+                stored.status,
+                ActionStatus::Succeeded,
+                "{}",
+                record.decided.action
+            );
+            assert_eq!(attempts.len(), 1);
+        }
         store.close().await;
     }
 
