@@ -37,8 +37,14 @@ pub(super) type Finished = (
 /// sender's attempts, a claim's group members, go in whole).
 pub(super) const FINISH_BATCH_MAX: usize = 512;
 /// Attempts one finishing transaction stores, at most: what was gathered is written in id
-/// order, this many at a time (a transaction holds SQLite's one writer while it runs).
+/// order, this many at a time (a transaction holds the database's one writer, on SQLite,
+/// or the members' rows while it runs).
 const FINISH_TX_MAX: usize = 2_048;
+/// `FINISH_TX_MAX` where claims are held in memory (SQLite): each finishing transaction
+/// waits behind one of the journal's applier's, so a burst's group messages were recorded
+/// a transaction of 2,048 at a time, each after one of those, before the next claim
+/// (`CLAIM_MEMBERS_BUDGET_HELD`).
+const FINISH_TX_MAX_HELD: usize = 8_192;
 
 /// Commits finished attempts in batches: one transaction (one fsync on SQLite) for all the
 /// attempts that ended while the previous one committed, in the order of their actions' ids
@@ -47,6 +53,11 @@ pub(super) async fn finisher(
     store: Arc<dyn Store>,
     mut queue: tokio::sync::mpsc::Receiver<Finished>,
 ) {
+    let tx_max = if store.capabilities().single_process {
+        FINISH_TX_MAX_HELD
+    } else {
+        FINISH_TX_MAX
+    };
     while let Some((first, done)) = queue.recv().await {
         let mut items = first;
         let mut waiting = vec![done];
@@ -60,7 +71,7 @@ pub(super) async fn finisher(
             }
         }
         items.sort_unstable_by(|(a, _), (b, _)| a.decided.id.cmp(&b.decided.id));
-        for chunk in items.chunks(FINISH_TX_MAX) {
+        for chunk in items.chunks(tx_max) {
             // The store is the record: retry the write a few times before giving up on it.
             let mut stored = false;
             for attempt in 1..=FINISH_ATTEMPTS {

@@ -10,10 +10,19 @@ const GROUP_MEMBERS_MAX: u32 = 10_000;
 /// Groups claimed together (one transaction), sent together and recorded together.
 const GROUPS_PER_CLAIM: usize = 16;
 /// Members a claim stops adding groups at (with `GROUP_MEMBERS_MAX`, what one claim holds in
-/// memory until its messages are sent and recorded). A claim is a write transaction that
-/// holds SQLite's one writer: 20,000 members at a time cost the bulk rows of the compare
-/// a quarter of their throughput (BENCHMARKS.md).
+/// memory until its messages are sent and recorded). On PostgreSQL a claim writes each
+/// member `running` in a transaction that ingest's group notes wait for: 20,000 members
+/// at a time cost the bulk rows of the compare a quarter of their throughput when ingest
+/// wrote SQLite's tables too (BENCHMARKS.md).
 const CLAIM_MEMBERS_BUDGET: usize = 4_096;
+/// `CLAIM_MEMBERS_BUDGET` where claims are held in memory (SQLite, one dispatching
+/// process): the claim reads the members and writes only the groups' marks, and the
+/// writer it waits for is the journal's applier's, not ingest's. Behind a burst's backlog
+/// each claim and each finishing transaction waits for one of the applier's transactions:
+/// with 4,096 the last of a 2 s burst's 20 groups had its first message 5.7-6.3 s after
+/// the burst's start, with 16,384 3.0-3.5 s (BENCHMARKS.md, issue 18: "A burst's group
+/// messages on time").
+const CLAIM_MEMBERS_BUDGET_HELD: usize = 16_384;
 
 impl Dispatcher {
     /// Sends every group whose wait (first member) and interval (last message) have passed:
@@ -67,6 +76,11 @@ impl Dispatcher {
         // cannot deadlock on them.
         due.sort_unstable_by(|a, b| a.head.group_key.cmp(&b.head.group_key));
         let mut rest = &due[..];
+        let budget = if store.capabilities().single_process {
+            CLAIM_MEMBERS_BUDGET_HELD
+        } else {
+            CLAIM_MEMBERS_BUDGET
+        };
         while !rest.is_empty() {
             let now = Utc::now();
             // Every message of a claim is sent at once, so one lease covers them all.
@@ -77,13 +91,7 @@ impl Dispatcher {
                 .map(|d| d.head.group_key.as_str())
                 .collect();
             let claimed = store
-                .claim_groups(
-                    &keys,
-                    now,
-                    lease_until,
-                    GROUP_MEMBERS_MAX,
-                    CLAIM_MEMBERS_BUDGET,
-                )
+                .claim_groups(&keys, now, lease_until, GROUP_MEMBERS_MAX, budget)
                 .await?;
             // A store that claimed no group would loop forever: stop the round instead.
             if claimed.is_empty() {
