@@ -10,10 +10,10 @@ const GROUP_MEMBERS_MAX: u32 = 10_000;
 /// Groups claimed together (one transaction), sent together and recorded together.
 const GROUPS_PER_CLAIM: usize = 16;
 /// Members a claim stops adding groups at (with `GROUP_MEMBERS_MAX`, what one claim holds in
-/// memory until its messages are sent and recorded). On PostgreSQL a claim writes each
-/// member `running` in a transaction that ingest's group notes wait for: 20,000 members
-/// at a time cost the bulk rows of the compare a quarter of their throughput when ingest
-/// wrote SQLite's tables too (BENCHMARKS.md).
+/// memory until its messages are sent and recorded), where a claim writes its members
+/// (PostgreSQL: each `running`, in a transaction ingest's group notes wait for): 20,000
+/// members a claim cost the bulk rows of the compare a quarter of their throughput,
+/// measured when SQLite's ingest still wrote its tables itself (BENCHMARKS.md).
 const CLAIM_MEMBERS_BUDGET: usize = 4_096;
 /// `CLAIM_MEMBERS_BUDGET` where claims are held in memory (SQLite, one dispatching
 /// process): the claim reads the members and writes only the groups' marks, and the
