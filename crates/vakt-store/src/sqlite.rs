@@ -2323,6 +2323,29 @@ mod tests {
         Ok(())
     }
 
+    /// A first attempt of `record` that succeeded at `at`, with its timeline line.
+    fn succeeded(record: &ActionRecord, at: DateTime<Utc>, detail: &str) -> Finish {
+        let attempt = Attempt {
+            id: crate::sql::new_id(),
+            action_id: record.decided.id.clone(),
+            attempt: record.attempts,
+            started_at: at,
+            finished_at: at,
+            outcome: "succeeded".into(),
+            detail: detail.into(),
+            output: None,
+        };
+        let timeline =
+            record
+                .decided
+                .attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail);
+        Finish {
+            attempt,
+            next: crate::Next::Done(crate::ActionStatus::Succeeded),
+            timeline,
+        }
+    }
+
     fn no_rules() -> Pipeline {
         Pipeline::build(&PipelineConfig::from_toml("").expect("parses")).expect("compiles")
     }
@@ -2885,7 +2908,7 @@ mod tests {
     /// journal (not a held member) waits for it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_dispatcher_goes_on_with_what_is_applied() {
-        use crate::{ActionStatus, Next};
+        use crate::ActionStatus;
         let dir = tempfile::tempdir().expect("dir");
         let store = Arc::new(SqliteStore::open(dir.path()).await.expect("open"));
         let journal = Arc::clone(store.journal.as_ref().expect("journal"));
@@ -2973,30 +2996,7 @@ mod tests {
             started.elapsed()
         );
         assert_eq!(hurried(), before, "none of it hurried the applier");
-        let finish = |record: &ActionRecord| {
-            let attempt = Attempt {
-                id: crate::sql::new_id(),
-                action_id: record.decided.id.clone(),
-                attempt: record.attempts,
-                started_at: now,
-                finished_at: now,
-                outcome: "succeeded".into(),
-                detail: "sent".into(),
-                output: None,
-            };
-            let timeline =
-                record
-                    .decided
-                    .attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail);
-            (
-                record.clone(),
-                Finish {
-                    attempt,
-                    next: Next::Done(ActionStatus::Succeeded),
-                    timeline,
-                },
-            )
-        };
+        let finish = |record: &ActionRecord| (record.clone(), succeeded(record, now, "sent"));
         let sent: Vec<_> = members.iter().flatten().map(finish).collect();
         tokio::time::timeout(soon, store.finish_actions(&sent))
             .await
@@ -3134,7 +3134,7 @@ mod tests {
     /// (schema 20 and before) are shown as they are, once.
     #[tokio::test]
     async fn attempt_lines_are_made_from_their_rows_unless_they_say_more() {
-        use crate::{ActionStatus, Attempt, Finish, Next};
+        use crate::Finish;
         let dir = tempfile::tempdir().expect("dir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let config = "[[rules]]\nname = \"all\"\nactions = [\"hook\"]\n\
@@ -3156,24 +3156,10 @@ mod tests {
             .expect("claim");
         assert_eq!(claimed.len(), 3);
         let finish = |record: &ActionRecord, more: &str| {
-            let attempt = Attempt {
-                id: crate::sql::new_id(),
-                action_id: record.decided.id.clone(),
-                attempt: record.attempts,
-                started_at: now,
-                finished_at: now,
-                outcome: "succeeded".into(),
-                detail: "POST answered 200 OK".into(),
-                output: None,
-            };
-            let line =
-                record
-                    .decided
-                    .attempt_line(attempt.attempt, &attempt.outcome, &attempt.detail);
+            let finish = succeeded(record, now, "POST answered 200 OK");
             Finish {
-                attempt,
-                next: Next::Done(ActionStatus::Succeeded),
-                timeline: line + more,
+                timeline: finish.timeline + more,
+                ..finish
             }
         };
         let items = vec![
