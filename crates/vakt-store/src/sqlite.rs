@@ -2373,12 +2373,18 @@ mod tests {
     }
 
     fn ping(pipeline: &Pipeline, resource: &str) -> vakt_core::Prepared {
+        ping_of(pipeline, resource, None)
+    }
+
+    /// `ping` of a resource in `service` (which a `group_by = ["service"]` groups by).
+    fn ping_of(pipeline: &Pipeline, resource: &str, service: Option<&str>) -> vakt_core::Prepared {
         pipeline.prepare(
             EventInput {
                 resource: resource.into(),
                 check: "ping".into(),
                 summary: "x".into(),
                 severity: Some(vakt_core::Severity::Major),
+                service: service.map(Into::into),
                 ..EventInput::default()
             },
             "test",
@@ -2917,20 +2923,7 @@ mod tests {
                       [actions.hook]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/\"\n";
         let pipeline =
             Pipeline::build(&PipelineConfig::from_toml(config).expect("parses")).expect("compiles");
-        let event = |resource: &str, service: &str| {
-            pipeline.prepare(
-                EventInput {
-                    resource: resource.into(),
-                    check: "ping".into(),
-                    summary: "x".into(),
-                    severity: Some(vakt_core::Severity::Major),
-                    service: Some(service.into()),
-                    ..EventInput::default()
-                },
-                "test",
-                Utc::now(),
-            )
-        };
+        let event = |resource: &str, service: &str| ping_of(&pipeline, resource, Some(service));
         let mut alert_ids = Vec::new();
         for (resource, service) in [("h1", "a"), ("h2", "b")] {
             let out = store
