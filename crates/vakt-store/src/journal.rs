@@ -1387,6 +1387,12 @@ fn applier_failing(error: &str) -> StoreError {
     ))
 }
 
+/// What ingest, every wait for the applier and a readiness check say once it has stopped
+/// (nothing takes the records any more).
+pub(crate) fn applier_stopped() -> StoreError {
+    StoreError::Unavailable("the journal's applier stopped".into())
+}
+
 /// Unapplied records held at most, in KiB before compression: at the bound ingest waits for
 /// the database. It is how far behind the journal the tables may fall, so how long a read
 /// that must see every acknowledged event may wait for them to catch up after a burst
@@ -1452,9 +1458,7 @@ impl Journal {
                 }
             }
             if progress.changed().await.is_err() {
-                return Err(StoreError::Unavailable(
-                    "the journal's applier stopped".into(),
-                ));
+                return Err(applier_stopped());
             }
         }
     }
@@ -1494,9 +1498,7 @@ impl Journal {
     /// that stopped (nothing would take the records).
     pub(crate) fn failing(&self) -> Option<StoreError> {
         if self.queue.is_closed() {
-            return Some(StoreError::Unavailable(
-                "the journal's applier stopped".into(),
-            ));
+            return Some(applier_stopped());
         }
         self.progress.borrow().error.as_deref().map(applier_failing)
     }

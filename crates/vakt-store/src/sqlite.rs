@@ -723,7 +723,7 @@ impl SqliteStore {
         journal
             .queue
             .send((seq, record, room))
-            .map_err(|_| StoreError::Unavailable("the journal's applier stopped".into()))
+            .map_err(|_| crate::journal::applier_stopped())
     }
 }
 
