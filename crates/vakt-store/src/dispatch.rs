@@ -642,32 +642,26 @@ pub(crate) async fn recover_expired(
 /// is left alone.
 pub(crate) async fn recover_held(
     conn: &mut Conn<'_>,
-    expired: &[ActionRecord],
+    expired: &[(String, Held)],
     now_ms: i64,
 ) -> Result<Vec<ActionRecord>, StoreError> {
     const WHY: &str = "interrupted: the group message was not recorded in time; delivering again with the same idempotency key";
+    let sql = format!(
+        "UPDATE decided_actions SET attempts = $1, next_at = $2, outcome = $3 \
+         WHERE id = $4 AND status = 'pending' RETURNING {ACTION_SELECT}"
+    );
     let mut recovered = Vec::with_capacity(expired.len());
-    for held in expired {
-        let moved = query(
-            "UPDATE decided_actions SET attempts = $1, next_at = $2, outcome = $3 \
-             WHERE id = $4 AND status = 'pending'",
-        )
-        .bind(held.attempts)
-        .bind(now_ms)
-        .bind(WHY)
-        .bind(held.decided.id.clone())
-        .execute(&mut *conn)
-        .await?;
-        if moved.rows_affected() == 0 {
-            continue;
+    for (id, held) in expired {
+        let row = query(sql.clone())
+            .bind(held.attempts)
+            .bind(now_ms)
+            .bind(WHY)
+            .bind(id.clone())
+            .fetch_optional(&mut *conn)
+            .await?;
+        if let Some(row) = row {
+            recovered.push(record_from_row(&row)?);
         }
-        recovered.push(ActionRecord {
-            status: ActionStatus::Pending,
-            next_at: Some(time(now_ms)?),
-            lease_until: None,
-            outcome: Some(WHY.to_owned()),
-            ..held.clone()
-        });
     }
     note_interrupted(conn, &recovered, now_ms).await?;
     Ok(recovered)
@@ -1224,14 +1218,32 @@ const CLAIM_SENT_SQL: &str = "UPDATE notification_groups SET last_sent_at = COAL
      WHERE group_key = $1";
 
 /// Group members claimed in memory by the one process that dispatches (`claim_groups_held`),
-/// by action id, each as claimed: until its attempt is recorded (`take`) or its lease runs
-/// out (`expired`, then taken back by `recover_held`). At most what the claims in flight
-/// hold: one round's claim, normally.
+/// by action id: until its attempt is recorded (`take`) or its lease runs out (`expired`,
+/// then taken back by `recover_held`). At most what the claims in flight hold: one round's
+/// claim, normally. Only what recovery needs is held (the rest is in the member's row, which
+/// stays `pending`): a copy of each claimed record held 16,384 members' records twice.
 #[derive(Default)]
-pub(crate) struct HeldClaims(std::sync::Mutex<std::collections::HashMap<String, ActionRecord>>);
+pub(crate) struct HeldClaims(std::sync::Mutex<std::collections::HashMap<String, Held>>);
+
+/// What a held claim needs to be taken back: the attempt it was claimed for, and until when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) attempts: i64,
+    pub(crate) lease_until_ms: i64,
+}
+
+impl Held {
+    fn of(record: &ActionRecord) -> Held {
+        Held {
+            attempts: record.attempts,
+            // A claim always has a lease; without one it is taken back at the next recovery.
+            lease_until_ms: record.lease_until.map_or(i64::MIN, ms),
+        }
+    }
+}
 
 impl HeldClaims {
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, ActionRecord>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Held>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -1245,7 +1257,7 @@ impl HeldClaims {
     pub(crate) fn hold(&self, groups: &[Vec<ActionRecord>]) {
         let mut held = self.lock();
         for record in groups.iter().flatten() {
-            held.insert(record.decided.id.clone(), record.clone());
+            held.insert(record.decided.id.clone(), Held::of(record));
         }
     }
 
@@ -1264,28 +1276,27 @@ impl HeldClaims {
         let mut held = self.lock();
         for ((record, _), was) in items.iter().zip(taken) {
             if *was {
-                held.insert(record.decided.id.clone(), record.clone());
+                held.insert(record.decided.id.clone(), Held::of(record));
             }
         }
     }
 
     /// Releases the claims whose lease ends before `before_ms`.
-    pub(crate) fn expired(&self, before_ms: i64) -> Vec<ActionRecord> {
+    pub(crate) fn expired(&self, before_ms: i64) -> Vec<(String, Held)> {
         let mut held = self.lock();
         let ids: Vec<String> = held
             .iter()
-            .filter(|(_, r)| r.lease_until.is_none_or(|at| ms(at) < before_ms))
+            .filter(|(_, h)| h.lease_until_ms < before_ms)
             .map(|(id, _)| id.clone())
             .collect();
-        ids.iter().filter_map(|id| held.remove(id)).collect()
+        ids.into_iter()
+            .filter_map(|id| held.remove(&id).map(|h| (id, h)))
+            .collect()
     }
 
     /// Holds again what `expired` released, for a recovery that failed.
-    pub(crate) fn hold_again(&self, records: Vec<ActionRecord>) {
-        let mut held = self.lock();
-        for record in records {
-            held.insert(record.decided.id.clone(), record);
-        }
+    pub(crate) fn hold_again(&self, expired: Vec<(String, Held)>) {
+        self.lock().extend(expired);
     }
 }
 

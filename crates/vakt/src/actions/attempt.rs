@@ -38,20 +38,25 @@ impl Outcome {
         }
     }
 
-    /// The group message's outcome, as each member records it.
-    pub(super) fn for_member(&self, message: &str, count: usize) -> Outcome {
+    /// The group message's outcome, as each member records it. The receiver's answer (the
+    /// attempt's output, up to 4 KiB of its body) is kept by one member, `keeps_output`
+    /// (the message's own action where it is covered); the others name the message. Copied
+    /// to each of up to 10,000 members, a 4 KiB answer took 40 MB of memory and as much of
+    /// the attempts' rows.
+    pub(super) fn for_member(&self, message: &str, count: usize, keeps_output: bool) -> Outcome {
+        let output = |output: &Option<serde_json::Value>| output.clone().filter(|_| keeps_output);
         match self {
-            Outcome::Succeeded { detail, output } => Outcome::Succeeded {
+            Outcome::Succeeded { detail, output: o } => Outcome::Succeeded {
                 detail: format!("sent in group message {message} with {count} action(s): {detail}"),
-                output: output.clone(),
+                output: output(o),
             },
             Outcome::Failed {
                 detail,
-                output,
+                output: o,
                 transient,
             } => Outcome::Failed {
                 detail: format!("group message {message}: {detail}"),
-                output: output.clone(),
+                output: output(o),
                 transient: *transient,
             },
             Outcome::Skipped(why) => Outcome::Skipped(why.clone()),
@@ -522,24 +527,50 @@ mod tests {
 
     #[test]
     fn a_group_message_s_outcome_is_every_member_s() {
+        let answer = serde_json::json!({"status": 200, "body": "ok"});
         let sent = Outcome::Succeeded {
             detail: "200".into(),
-            output: None,
+            output: Some(answer.clone()),
         };
-        match sent.for_member("G1", 12) {
-            Outcome::Succeeded { detail, .. } => {
-                assert_eq!(detail, "sent in group message G1 with 12 action(s): 200")
+        match sent.for_member("G1", 12, true) {
+            Outcome::Succeeded { detail, output } => {
+                assert_eq!(detail, "sent in group message G1 with 12 action(s): 200");
+                assert_eq!(
+                    output,
+                    Some(answer.clone()),
+                    "the member that keeps the answer"
+                );
             }
             other => panic!("{other:?}"),
         }
-        match Outcome::transient("timeout".into()).for_member("G1", 12) {
-            Outcome::Failed {
-                detail, transient, ..
-            } => assert_eq!(
-                (detail.as_str(), transient),
-                ("group message G1: timeout", true)
-            ),
+        match sent.for_member("G1", 12, false) {
+            Outcome::Succeeded { detail, output } => {
+                assert_eq!(detail, "sent in group message G1 with 12 action(s): 200");
+                assert_eq!(output, None, "the other members name the message instead");
+            }
             other => panic!("{other:?}"),
+        }
+        let failed = Outcome::Failed {
+            detail: "timeout".into(),
+            output: Some(answer.clone()),
+            transient: true,
+        };
+        for keeps in [true, false] {
+            match failed.for_member("G1", 12, keeps) {
+                Outcome::Failed {
+                    detail,
+                    transient,
+                    output,
+                } => assert_eq!(
+                    (detail.as_str(), transient, output),
+                    (
+                        "group message G1: timeout",
+                        true,
+                        keeps.then(|| answer.clone())
+                    )
+                ),
+                other => panic!("{other:?}"),
+            }
         }
     }
 

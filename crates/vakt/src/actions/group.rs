@@ -199,10 +199,16 @@ impl Dispatcher {
         let message_id = first.decided.id.clone();
         let count = members.len();
         let mut finished_members = Vec::with_capacity(members.len());
+        // The receiver's answer goes on the first member the message covered: the message's
+        // own action unless its alert was inhibited.
+        let mut output_kept = false;
         for member in members {
             let member_result = match skipped.get(&member.decided.alert_id) {
                 Some(why) => Outcome::Skipped(why.clone()),
-                None => result.for_member(&message_id, count),
+                None => {
+                    let keeps_output = !std::mem::replace(&mut output_kept, true);
+                    result.for_member(&message_id, count, keeps_output)
+                }
             };
             let finish = retry::finish(handling, &member, member_result, started, finished);
             finished_members.push((member, finish));

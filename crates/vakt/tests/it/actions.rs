@@ -801,6 +801,78 @@ url = "{}/slack"
 }
 
 #[tokio::test]
+async fn a_group_message_s_answer_is_kept_once_on_the_message_s_own_action() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+group_by = ["service"]
+group_wait_secs = 1
+
+[channels.chat]
+type = "webhook"
+url = "{}/chat"
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            event(
+                &format!("host{i}"),
+                "http",
+                "critical",
+                json!({"service": "billing"}),
+            )
+        })
+        .collect();
+    let (status, _) = server.post("/api/v1/events", &Value::Array(events)).await;
+    assert_eq!(status, 202);
+    let done = eventually(20, "the group's five members sent", || async {
+        let done = actions(&server, "action=chat&status=succeeded").await;
+        (done.len() == 5).then_some(done)
+    })
+    .await;
+    assert_eq!(receiver.all().len(), 1, "one message for the group");
+    let mut named = Vec::new();
+    let mut kept = Vec::new();
+    for action in &done {
+        let id = action["id"].as_str().expect("id");
+        let (_, detail) = server.get(&format!("/api/v1/actions/{id}")).await;
+        let attempt = &detail["attempts"][0];
+        let text = attempt["detail"].as_str().unwrap_or_default();
+        // "sent in group message ID with 5 action(s): POST ... answered 200 OK"
+        let message = text
+            .strip_prefix("sent in group message ")
+            .and_then(|rest| rest.split(' ').next())
+            .unwrap_or_else(|| panic!("a member's attempt names its message: {text}"));
+        assert!(text.contains("with 5 action(s)"), "{text}");
+        named.push(message.to_owned());
+        if !attempt["output"].is_null() {
+            assert_eq!(attempt["output"]["status"], 200, "{attempt}");
+            kept.push(id.to_owned());
+        }
+    }
+    named.dedup();
+    assert_eq!(
+        named.len(),
+        1,
+        "every member names the one message: {named:?}"
+    );
+    assert_eq!(
+        kept, named,
+        "the receiver's answer is on the message's own action, once"
+    );
+}
+
+#[tokio::test]
 async fn a_flapping_alert_notifies_that_it_flaps_and_again_when_it_settles() {
     let receiver = Receiver::start(Duration::ZERO).await;
     let config = format!(
