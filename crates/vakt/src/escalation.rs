@@ -476,6 +476,6 @@ fn page_action(alert: &Alert, page: &Page, now: DateTime<Utc>) -> DecidedAction 
         suppressed_by: None,
         group_key: None,
         decided_at: now,
-        target: Some(page.clone()),
+        target: Some(Box::new(page.clone())),
     }
 }

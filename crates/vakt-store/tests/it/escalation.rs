@@ -335,7 +335,7 @@ async fn reports_read_pages_and_reopens(backend: &Backend) {
         suppressed_by: None,
         group_key: None,
         decided_at: at,
-        target: Some(Page {
+        target: Some(Box::new(Page {
             policy: "p".into(),
             step: 1,
             round: 0,
@@ -343,7 +343,7 @@ async fn reports_read_pages_and_reopens(backend: &Backend) {
             via: Via::Phone {
                 url: "http://127.0.0.1:9/".into(),
             },
-        }),
+        })),
     };
     let fire = Fire {
         claimed: escalation.clone(),

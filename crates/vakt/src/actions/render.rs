@@ -139,7 +139,7 @@ impl Context {
             group: None,
             action_id: record.decided.id.clone(),
             action: record.decided.action.to_string(),
-            page: record.decided.target.clone(),
+            page: record.decided.target.as_deref().cloned(),
             thread_first: record.decided.kind == "notify"
                 && earlier
                     .iter()

@@ -144,7 +144,7 @@ pub(super) fn shown(mut record: ActionRecord) -> ActionRecord {
     if let Some(vakt_core::escalation::Page {
         via: vakt_core::escalation::Via::Phone { url },
         ..
-    }) = &mut record.decided.target
+    }) = record.decided.target.as_deref_mut()
     {
         *url = crate::redact::url(url);
     }

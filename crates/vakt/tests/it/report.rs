@@ -488,7 +488,7 @@ fn page(
         suppressed_by: None,
         group_key: None,
         decided_at: at,
-        target: Some(Page {
+        target: Some(Box::new(Page {
             policy: "ops".into(),
             step,
             round: 0,
@@ -496,7 +496,7 @@ fn page(
             via: Via::Phone {
                 url: "http://127.0.0.1:9/".into(),
             },
-        }),
+        })),
     }
 }
 
