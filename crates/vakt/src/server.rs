@@ -174,6 +174,8 @@ pub async fn launch_with_listener(
     let store = vakt_store::open(&config.location)
         .await
         .with_context(|| format!("cannot open storage ({})", config.location.describe()))?;
+    // Before anything here can ingest and hand out actions.
+    actions::recover_at_start(&*store).await;
     let metrics = Arc::new(Metrics::new());
     metrics.rules_loaded.set(config.file.rules.len() as i64);
     let limits = config.file.ingest.clone();

@@ -116,6 +116,27 @@ impl Deps {
     }
 }
 
+/// On a store with one dispatching process (SQLite), takes back every action left
+/// `running`: it belonged to a process that is gone, whatever its lease says. Called at
+/// start before anything can ingest: an action the writer hands to the dispatcher is
+/// `running` too, and taken back as well it would be sent twice.
+pub async fn recover_at_start(store: &dyn Store) {
+    if !store.capabilities().single_process {
+        return;
+    }
+    match store
+        .recover_actions(chrono::DateTime::<Utc>::MAX_UTC, Utc::now())
+        .await
+    {
+        Ok(recovered) if !recovered.is_empty() => tracing::warn!(
+            actions = recovered.len(),
+            "took back actions that were running when vakt stopped"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::error!(%error, "cannot take back interrupted actions"),
+    }
+}
+
 /// Starts the dispatcher; it stops taking work when `stop` turns true and ends once the
 /// attempts it started have finished.
 pub fn spawn(
@@ -176,23 +197,6 @@ pub fn spawn(
     };
     tokio::spawn(async move {
         let (close_inbox, handed) = handed;
-        // The embedded database has one writer process: whatever was running when this
-        // process started belonged to a process that is gone, whatever its lease says.
-        if dispatcher.deps.store.capabilities().single_process {
-            match dispatcher
-                .deps
-                .store
-                .recover_actions(chrono::DateTime::<Utc>::MAX_UTC, Utc::now())
-                .await
-            {
-                Ok(recovered) if !recovered.is_empty() => tracing::warn!(
-                    actions = recovered.len(),
-                    "took back actions that were running when vakt stopped"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::error!(%error, "cannot take back interrupted actions"),
-            }
-        }
         // Throttle windows outlive a restart: a storm stays throttled.
         match dispatcher.deps.store.throttles().await {
             Ok(stored) => {

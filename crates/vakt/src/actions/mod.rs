@@ -48,7 +48,7 @@ use transport::Delivery;
 
 use attempt::Outcome;
 pub use config::*;
-pub use dispatcher::{Deps, Dispatcher, spawn};
+pub use dispatcher::{Deps, Dispatcher, recover_at_start, spawn};
 pub use handoff::{Handoff, Inbox, Reserved, handoff};
 use inhibit::{InhibitRule, inhibitions};
 use retry::lease_secs;

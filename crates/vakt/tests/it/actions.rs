@@ -1266,6 +1266,90 @@ url = "{}/slack"
     let _ = vakt.wait().await;
 }
 
+/// On SQLite an action a stopped process left `running` is taken back before the next
+/// process can ingest: the start takes back every `running` action whatever its lease says,
+/// and an action the writer hands to the dispatcher in the first instant is `running` too
+/// (taken back as well, it would be sent twice).
+#[tokio::test]
+async fn actions_left_running_are_taken_back_before_the_next_start_serves() {
+    // Nothing listens there: the first attempt fails, the retry waits an hour.
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["hook"]
+
+[actions.hook]
+type = "webhook"
+url = "http://127.0.0.1:{}/hook"
+retry = {{ attempts = 5, backoff_secs = 3600, backoff_max_secs = 3600 }}
+"#,
+        free_port()
+    );
+    let mut server = TestServer::with_config(Some(&config)).await;
+    let (status, _) = server
+        .post(
+            "/api/v1/events",
+            &event("db01", "http", "critical", json!({})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let id = eventually(20, "the first attempt to fail", || async {
+        actions(&server, "action=hook")
+            .await
+            .into_iter()
+            .find(|a| a["attempts"] == 1 && a["status"] == "pending")
+            .and_then(|a| a["id"].as_str().map(str::to_owned))
+    })
+    .await;
+    server.stop().await;
+    // What a process that died mid-attempt leaves: the action claimed, its lease hours on.
+    let overrides = vakt::config::Overrides {
+        listen: None,
+        data_dir: Some(server.data_dir()),
+        database_url: None,
+    };
+    let location = vakt::config::Config::load(Some(&server.config_path()), &overrides)
+        .expect("config")
+        .location;
+    let store = vakt_store::open(&location).await.expect("store");
+    let now = chrono::Utc::now();
+    let claimed = store
+        .claim_actions(
+            now + chrono::Duration::hours(2),
+            now + chrono::Duration::hours(3),
+            10,
+        )
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|r| r.decided.id.as_str())
+            .collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+    store.close().await;
+    drop(store);
+
+    server.boot(true, None).await;
+    // Read at once, before any request: the start took it back before it returned.
+    let store = &server.server.as_ref().expect("server").state.store;
+    let (record, attempts) = store.action(&id).await.expect("read").expect("exists");
+    assert_eq!(
+        record.status,
+        vakt_store::ActionStatus::Pending,
+        "{record:?}"
+    );
+    assert_eq!(
+        attempts.last().map(|a| a.outcome.as_str()),
+        Some("interrupted"),
+        "{attempts:?}"
+    );
+    server.stop().await;
+}
+
 async fn vakt_cli(args: &[&str]) -> (i32, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vakt"))
         .args(args)
