@@ -132,6 +132,20 @@ fn event(resource: &str, check: &str, severity: &str, extra: Value) -> Value {
     event
 }
 
+/// `n` critical alerts of the `billing` service, one per host: one notification group.
+fn billing_alerts(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            event(
+                &format!("host{i}"),
+                "http",
+                "critical",
+                json!({"service": "billing"}),
+            )
+        })
+        .collect()
+}
+
 const POLL: &str = "[dispatch]\npoll_interval_ms = 100\nconsole_url = \"http://vakt.example\"\n";
 
 #[tokio::test]
@@ -823,16 +837,7 @@ url = "{}/chat"
         receiver.url
     );
     let server = TestServer::with_config(Some(&config)).await;
-    let events: Vec<Value> = (0..5)
-        .map(|i| {
-            event(
-                &format!("host{i}"),
-                "http",
-                "critical",
-                json!({"service": "billing"}),
-            )
-        })
-        .collect();
+    let events = billing_alerts(5);
     let (status, _) = server.post("/api/v1/events", &Value::Array(events)).await;
     assert_eq!(status, 202);
     let done = eventually(20, "the group's five members sent", || async {
@@ -1219,16 +1224,7 @@ url = "{}/slack"
     );
     let server = Restartable::new(work.path(), &config);
     let mut vakt = server.start().await;
-    let events: Vec<Value> = (0..12)
-        .map(|i| {
-            event(
-                &format!("host{i}"),
-                "http",
-                "critical",
-                json!({"service": "billing"}),
-            )
-        })
-        .collect();
+    let events = billing_alerts(12);
     assert_eq!(server.post_events(&events).await, 202);
     kill_nine_in_flight(&mut vakt, &receiver).await;
     let first = receiver.all();
