@@ -877,6 +877,103 @@ url = "{}/chat"
     );
 }
 
+/// When the message's own action (its first member) is inhibited and left out, the
+/// receiver's answer goes on the first member the message covered, so it is kept once.
+#[tokio::test]
+async fn a_group_message_s_answer_is_kept_when_its_first_member_is_inhibited() {
+    let receiver = Receiver::start(Duration::ZERO).await;
+    let config = format!(
+        r#"{POLL}
+[[rules]]
+name = "page"
+when = 'severity == "critical"'
+actions = ["chat"]
+
+[actions.chat]
+type = "notify"
+channel = "chat"
+group_by = ["service"]
+group_wait_secs = 1
+
+[channels.chat]
+type = "webhook"
+url = "{}/chat"
+
+[[inhibit_rules]]
+name = "router-down"
+source_matchers = ['check="ping"']
+target_matchers = ['check!="ping"']
+equal = ["upstream=resource"]
+"#,
+        receiver.url
+    );
+    let server = TestServer::with_config(Some(&config)).await;
+    let (status, _) = server
+        .post(
+            "/api/v1/events",
+            &event("router1", "ping", "critical", json!({})),
+        )
+        .await;
+    assert_eq!(status, 202);
+    eventually(10, "the router's message", || async {
+        (receiver.all().len() == 1).then_some(())
+    })
+    .await;
+    // web1, behind the router, is decided first: its action names the billing message.
+    let events: Vec<Value> = [("web1", "router1"), ("web2", "none"), ("web3", "none")]
+        .iter()
+        .map(|(host, upstream)| {
+            event(
+                host,
+                "http",
+                "critical",
+                json!({"service": "billing", "labels": {"upstream": upstream}}),
+            )
+        })
+        .collect();
+    let (status, _) = server.post("/api/v1/events", &Value::Array(events)).await;
+    assert_eq!(status, 202);
+    let done = eventually(20, "the billing group recorded", || async {
+        let done: Vec<Value> = actions(&server, "action=chat")
+            .await
+            .into_iter()
+            .filter(|a| {
+                a["group_key"]
+                    .as_str()
+                    .is_some_and(|k| k.contains("billing"))
+            })
+            .collect();
+        (done.len() == 3 && done.iter().all(|a| a["status"] != "pending")).then_some(done)
+    })
+    .await;
+    assert_eq!(
+        receiver.all().len(),
+        2,
+        "the router's message and billing's"
+    );
+    // Oldest first: web1, web2, web3.
+    let mut ids: Vec<&str> = done.iter().filter_map(|a| a["id"].as_str()).collect();
+    ids.sort_unstable();
+    let mut outputs = Vec::new();
+    for id in &ids {
+        let (_, detail) = server.get(&format!("/api/v1/actions/{id}")).await;
+        let attempt = &detail["attempts"][0];
+        outputs.push((
+            detail["status"].as_str().unwrap_or_default().to_owned(),
+            attempt["output"]["status"].as_u64(),
+        ));
+    }
+    assert_eq!(
+        outputs,
+        [
+            ("skipped".to_owned(), None),
+            ("succeeded".to_owned(), Some(200)),
+            ("succeeded".to_owned(), None),
+        ],
+        "web1 inhibited; the answer on web2, the first member the message covered"
+    );
+}
+
 #[tokio::test]
 async fn a_flapping_alert_notifies_that_it_flaps_and_again_when_it_settles() {
     let receiver = Receiver::start(Duration::ZERO).await;
