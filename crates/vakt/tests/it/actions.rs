@@ -146,6 +146,14 @@ fn billing_alerts(n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// An inhibit rule: while a router's `ping` alert is open, the alerts of hosts behind it
+/// (their `upstream` label names it) are inhibited.
+const ROUTER_DOWN: &str = r#"[[inhibit_rules]]
+name = "router-down"
+source_matchers = ['check="ping"']
+target_matchers = ['check!="ping"']
+equal = ["upstream=resource"]
+"#;
 const POLL: &str = "[dispatch]\npoll_interval_ms = 100\nconsole_url = \"http://vakt.example\"\n";
 
 #[tokio::test]
@@ -899,12 +907,7 @@ group_wait_secs = 1
 type = "webhook"
 url = "{}/chat"
 
-[[inhibit_rules]]
-name = "router-down"
-source_matchers = ['check="ping"']
-target_matchers = ['check!="ping"']
-equal = ["upstream=resource"]
-"#,
+{ROUTER_DOWN}"#,
         receiver.url
     );
     let server = TestServer::with_config(Some(&config)).await;
@@ -1648,12 +1651,7 @@ channel = "chat"
 type = "webhook"
 url = "{}/chat"
 
-[[inhibit_rules]]
-name = "router-down"
-source_matchers = ['check="ping"']
-target_matchers = ['check!="ping"']
-equal = ["upstream=resource"]
-"#,
+{ROUTER_DOWN}"#,
         receiver.url
     );
     let server = TestServer::with_config(Some(&config)).await;
@@ -1727,13 +1725,7 @@ channel = "chat"
 type = "webhook"
 url = "{}/chat"
 
-# Hosts behind a router name it in their `upstream` label.
-[[inhibit_rules]]
-name = "router-down"
-source_matchers = ['check="ping"']
-target_matchers = ['check!="ping"']
-equal = ["upstream=resource"]
-"#,
+{ROUTER_DOWN}"#,
         receiver.url
     );
     let server = TestServer::with_config(Some(&config)).await;
